@@ -1,0 +1,1 @@
+"""Spec models of Function and Trigger: parsing, defaults and validation, shared by every component."""
