@@ -1,0 +1,99 @@
+"""``python -m kubelambda_runtime``: start the worker processes, then serve the invoke endpoint.
+
+Workers are spawned before the web server is even imported, so the handler's init runs
+while the server starts: a function is ready about as soon as either is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from kubelambda_runtime import config
+from kubelambda_runtime.pool import Pool
+
+HELP = """\
+Serve a Lambda-style Python handler on the AWS Lambda Runtime Interface Emulator's
+invoke endpoint: POST /2015-03-31/functions/function/invocations (event JSON in,
+result JSON out), plus GET /healthz and GET /metrics.
+
+Settings come from the environment Lambda sets (_HANDLER, LAMBDA_TASK_ROOT,
+AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_FUNCTION_TIMEOUT,
+AWS_REGION) and KUBELAMBDA_CONCURRENCY / KUBELAMBDA_PORT / KUBELAMBDA_HOST; the options
+below override them.
+
+example:
+  python -m kubelambda_runtime --handler app.handler --code examples/hello --port 9000
+  curl -d '{"name": "you"}' localhost:9000/2015-03-31/functions/function/invocations
+"""
+
+
+def parse(argv: list[str], env: dict[str, str]) -> config.Settings:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubelambda_runtime",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--handler", help="module.function, as on Lambda (env _HANDLER)")
+    parser.add_argument("--code", help="folder holding the handler's code (env LAMBDA_TASK_ROOT)")
+    parser.add_argument("--function-name", help="env AWS_LAMBDA_FUNCTION_NAME")
+    parser.add_argument(
+        "--memory", type=int, help="memory size in MB (env AWS_LAMBDA_FUNCTION_MEMORY_SIZE)"
+    )
+    parser.add_argument("--timeout", type=float, help="seconds (env AWS_LAMBDA_FUNCTION_TIMEOUT)")
+    parser.add_argument(
+        "--concurrency", type=int, help="invocations at once (env KUBELAMBDA_CONCURRENCY)"
+    )
+    parser.add_argument(
+        "--host", help="address to listen on (env KUBELAMBDA_HOST, default 0.0.0.0)"
+    )
+    parser.add_argument("--port", type=int, help="port (env KUBELAMBDA_PORT, default 8080)")
+    args = parser.parse_args(argv)
+    overrides = {
+        "_HANDLER": args.handler,
+        "LAMBDA_TASK_ROOT": os.path.abspath(args.code) if args.code else None,
+        "AWS_LAMBDA_FUNCTION_NAME": args.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": args.memory,
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": args.timeout,
+        "KUBELAMBDA_CONCURRENCY": args.concurrency,
+        "KUBELAMBDA_HOST": args.host,
+        "KUBELAMBDA_PORT": args.port,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            env[name] = str(value)
+    try:
+        return config.from_environment(env)
+    except config.ConfigError as exc:
+        parser.error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = dict(os.environ)
+    settings = parse(sys.argv[1:] if argv is None else argv, env)
+    pool = Pool(settings, environment=env)
+    spawned = pool.spawn_all()
+
+    import uvicorn
+
+    from kubelambda_runtime.server import RuntimeApp
+
+    app = RuntimeApp(settings=settings, pool=pool, spawned=spawned)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

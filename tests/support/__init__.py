@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: free ports, waiting for a condition with a deadline, processes."""

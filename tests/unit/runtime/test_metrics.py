@@ -1,0 +1,28 @@
+"""Runtime metrics: counted as numbers, rendered in Prometheus' format."""
+
+from __future__ import annotations
+
+from kubelambda_runtime.metrics import Histogram, RuntimeStats, render
+
+
+def test_histogram_buckets_are_cumulative():
+    histogram = Histogram((0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 3.0):
+        histogram.observe(value)
+    assert histogram.cumulative() == [("0.1", 2), ("1.0", 3), ("+Inf", 4)]
+    assert histogram.total == 3.65
+
+
+def test_render_names_and_labels():
+    stats = RuntimeStats(namespace="ns", function="fn")
+    stats.count("success", 0.01)
+    stats.count("busy", 0.0)
+    text, content_type = render(stats)
+    assert content_type.startswith("text/plain")
+    lines = text.decode().splitlines()
+    assert (
+        'kubelambda_runtime_invocations_total{function="fn",namespace="ns",outcome="busy"} 1.0'
+        in lines
+    )
+    # rejected requests never ran the handler: they are not in the duration histogram
+    assert 'kubelambda_runtime_duration_seconds_count{function="fn",namespace="ns"} 1.0' in lines
