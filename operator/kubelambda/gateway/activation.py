@@ -1,0 +1,379 @@
+"""Activation and load balancing: hands each request a slot on a ready instance, or holds it.
+
+The invoker calls `Activator.acquire` before every upstream call. With a free slot it
+returns at once (least in-flight instance, never above its concurrency); otherwise the
+request waits in the function's bounded queue, the platform is woken when no instance is
+ready, and the wait ends when the platform reports an instance or a slot is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kubelambda.gateway.clock import Clock
+from kubelambda.gateway.exceptions import DeadlineExceeded, HoldQueueFull, Unavailable
+from kubelambda.gateway.platform import FunctionKey, Instance, Platform, PlatformError
+
+__all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """How an upstream call went, as far as choosing instances is concerned."""
+
+    OK = "ok"
+    REFUSED = "refused"  # could not connect: leave the instance out for a while
+    BUSY = "busy"  # the instance answered 429: leave it out briefly
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionLoad:
+    """One function's counters, for the metrics and local mode's autoscaler."""
+
+    in_flight: int
+    queued: int
+    ready_instances: int
+    capacity: int
+    requests_total: int
+    last_request_at: float | None  # on the activator's clock (monotonic)
+
+
+class _Slot:
+    __slots__ = ("ejected_until", "in_flight", "instance")
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.in_flight = 0
+        self.ejected_until = 0.0
+
+
+class _Waiter:
+    __slots__ = ("cold", "future", "since")
+
+    def __init__(self, future: asyncio.Future[_Slot], since: float, cold: bool) -> None:
+        self.future = future
+        self.since = since
+        self.cold = cold
+
+
+class _FunctionState:
+    __slots__ = (
+        "in_flight",
+        "key",
+        "last_request",
+        "last_wake",
+        "order",
+        "requests",
+        "rewake",
+        "rotation",
+        "slots",
+        "waiters",
+    )
+
+    def __init__(self, key: FunctionKey) -> None:
+        self.key = key
+        self.slots: dict[str, _Slot] = {}
+        self.order: tuple[_Slot, ...] = ()
+        self.waiters: deque[_Waiter] = deque()
+        self.in_flight = 0
+        self.requests = 0
+        self.last_request: float | None = None
+        self.last_wake = float("-inf")
+        self.rewake: asyncio.TimerHandle | None = None
+        self.rotation = 0
+
+
+class Lease:
+    """A slot on one instance, held for one upstream call; release it exactly once.
+
+    `waited` is how long the request was held (0 when a slot was free); `cold` says
+    whether it was held because no instance was ready (a cold start).
+    """
+
+    __slots__ = ("_activator", "_released", "_slot", "_state", "cold", "waited")
+
+    def __init__(
+        self,
+        activator: Activator,
+        state: _FunctionState,
+        slot: _Slot,
+        *,
+        waited: float,
+        cold: bool,
+    ) -> None:
+        self._activator = activator
+        self._state = state
+        self._slot = slot
+        self._released = False
+        self.waited = waited
+        self.cold = cold
+
+    @property
+    def instance(self) -> Instance:
+        return self._slot.instance
+
+    def release(self, outcome: Outcome = Outcome.OK) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._activator._release(self._state, self._slot, outcome)
+
+
+class Activator:
+    """Per-function instance slots and held requests, kept current by platform notifications."""
+
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        clock: Clock,
+        max_queued: int,
+        retry_after_seconds: float = 1.0,
+        wake_interval_seconds: float = 1.0,
+        eject_seconds: float = 1.0,
+        busy_eject_seconds: float = 0.05,
+    ) -> None:
+        self._platform = platform
+        self._clock = clock
+        self.max_queued = max_queued
+        self._retry_after = retry_after_seconds
+        self._wake_interval = wake_interval_seconds
+        self._eject_seconds = eject_seconds
+        self._busy_eject_seconds = busy_eject_seconds
+        self._states: dict[FunctionKey, _FunctionState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe: Callable[[], None] | None = platform.subscribe(self._on_instances)
+
+    async def acquire(self, key: FunctionKey, *, deadline: float) -> Lease:
+        """A lease on an instance of `key`, waiting until `deadline` (clock time) if needed.
+
+        Raises HoldQueueFull when the function already holds `max_queued` requests,
+        DeadlineExceeded when the deadline passes first, Unavailable when the platform
+        says the function cannot start.
+        """
+        state = self._states.get(key)
+        if state is None:
+            state = self._new_state(key)
+        now = self._clock.monotonic()
+        state.last_request = now
+        if not state.waiters:
+            slot = self._pick(state)
+            if slot is not None:
+                self._assign(state, slot)
+                return Lease(self, state, slot, waited=0.0, cold=False)
+        return await self._hold(state, now, deadline)
+
+    async def _hold(self, state: _FunctionState, now: float, deadline: float) -> Lease:
+        if len(state.waiters) >= self.max_queued:
+            raise HoldQueueFull(
+                f"function {state.key} already holds {self.max_queued} requests; try again later",
+                retry_after=self._retry_after,
+            )
+        if deadline <= now:
+            raise DeadlineExceeded(f"no time left to wait for an instance of {state.key}")
+        # Cold: the platform reports no ready instance (as opposed to all of them busy).
+        cold = not state.order
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), now, cold)
+        state.waiters.append(waiter)
+        if cold or not self._usable(state, now):
+            self._wake(state, now)
+        try:
+            async with asyncio.timeout(deadline - now):
+                slot = await waiter.future
+        except TimeoutError:
+            granted = self._granted(waiter)
+            if granted is None:
+                self._drop(state, waiter)
+                waited = self._clock.monotonic() - waiter.since
+                why = "became ready" if cold else "had a free slot"
+                raise DeadlineExceeded(
+                    f"no instance of {state.key} {why} within {waited:.1f}s"
+                ) from None
+            slot = granted  # handed over just as the deadline passed: use it
+        except BaseException:
+            # Cancelled (the client went away) or failed by the platform: give back a
+            # slot handed over in the meantime, or leave the queue.
+            granted = self._granted(waiter)
+            if granted is not None:
+                self._release(state, granted, Outcome.OK)
+            else:
+                self._drop(state, waiter)
+            raise
+        return Lease(
+            self, state, slot, waited=self._clock.monotonic() - waiter.since, cold=waiter.cold
+        )
+
+    @staticmethod
+    def _granted(waiter: _Waiter) -> _Slot | None:
+        future = waiter.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            return future.result()
+        return None
+
+    @staticmethod
+    def _drop(state: _FunctionState, waiter: _Waiter) -> None:
+        # It may already be off the queue, taken by _dispatch or _fail_waiters.
+        with contextlib.suppress(ValueError):
+            state.waiters.remove(waiter)
+
+    def _new_state(self, key: FunctionKey) -> _FunctionState:
+        state = self._states[key] = _FunctionState(key)
+        self._set_instances(state, self._platform.ready_instances(key))
+        return state
+
+    def _pick(self, state: _FunctionState) -> _Slot | None:
+        """The usable slot with the fewest requests in flight, rotating among equals."""
+        order = state.order
+        count = len(order)
+        if count == 0:
+            return None
+        start = state.rotation
+        best: _Slot | None = None
+        now = 0.0
+        for offset in range(count):
+            slot = order[(start + offset) % count]
+            if slot.in_flight >= slot.instance.concurrency:
+                continue
+            if slot.ejected_until:
+                now = now or self._clock.monotonic()
+                if slot.ejected_until > now:
+                    continue
+                slot.ejected_until = 0.0
+            if best is None or slot.in_flight < best.in_flight:
+                best = slot
+                if slot.in_flight == 0:
+                    break
+        if best is not None:
+            state.rotation = (start + 1) % count
+        return best
+
+    def _usable(self, state: _FunctionState, now: float) -> bool:
+        return any(slot.ejected_until <= now for slot in state.order)
+
+    @staticmethod
+    def _assign(state: _FunctionState, slot: _Slot) -> None:
+        slot.in_flight += 1
+        state.in_flight += 1
+        state.requests += 1
+
+    def _release(self, state: _FunctionState, slot: _Slot, outcome: Outcome) -> None:
+        slot.in_flight -= 1
+        state.in_flight -= 1
+        if outcome is not Outcome.OK:
+            pause = self._eject_seconds if outcome is Outcome.REFUSED else self._busy_eject_seconds
+            now = self._clock.monotonic()
+            slot.ejected_until = now + pause
+            # Hand the slot's waiters on once it is back (or to other instances now).
+            asyncio.get_running_loop().call_later(pause, self._dispatch, state)
+            if state.waiters and not self._usable(state, now):
+                self._wake(state, now)
+        self._dispatch(state)
+
+    def _dispatch(self, state: _FunctionState) -> None:
+        """Give free slots to held requests, first come first served."""
+        waiters = state.waiters
+        while waiters:
+            slot = self._pick(state)
+            if slot is None:
+                return
+            waiter = waiters.popleft()
+            if waiter.future.done():
+                continue
+            self._assign(state, slot)
+            waiter.future.set_result(slot)
+
+    def _on_instances(self, key: FunctionKey, instances: Sequence[Instance]) -> None:
+        state = self._states.get(key)
+        if state is None:
+            return  # read in full when a request first needs it
+        self._set_instances(state, instances)
+        self._dispatch(state)
+        if state.waiters and not state.order:
+            self._wake(state, self._clock.monotonic())
+
+    @staticmethod
+    def _set_instances(state: _FunctionState, instances: Sequence[Instance]) -> None:
+        # Slots keep their in-flight counts across updates; requests on an instance that
+        # left finish (or fail) on their own and release a slot nobody picks any more.
+        previous = state.slots
+        slots: dict[str, _Slot] = {}
+        for instance in instances:
+            slot = previous.get(instance.id)
+            if slot is None:
+                slot = _Slot(instance)
+            else:
+                slot.instance = instance
+            slots[instance.id] = slot
+        state.slots = slots
+        state.order = tuple(slots.values())
+        state.rotation = 0
+
+    def _wake(self, state: _FunctionState, now: float) -> None:
+        """Ask the platform for an instance, at most once per wake interval per function."""
+        if now - state.last_wake < self._wake_interval:
+            return
+        state.last_wake = now
+        task = asyncio.get_running_loop().create_task(self._call_wake(state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call_wake(self, state: _FunctionState) -> None:
+        try:
+            await self._platform.wake(state.key)
+        except PlatformError as exc:
+            self._fail_waiters(state, f"function {state.key} cannot start: {exc}")
+            return
+        except Exception:
+            log.exception("asking the platform to wake %s failed", state.key)
+        # Held requests keep asking, in case the platform lost the request.
+        if state.waiters and state.rewake is None:
+            state.rewake = asyncio.get_running_loop().call_later(
+                self._wake_interval, self._rewake, state
+            )
+
+    def _rewake(self, state: _FunctionState) -> None:
+        state.rewake = None
+        now = self._clock.monotonic()
+        if state.waiters and not self._usable(state, now):
+            self._wake(state, now)
+
+    def _fail_waiters(self, state: _FunctionState, message: str) -> None:
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(Unavailable(message, retry_after=self._retry_after))
+
+    def snapshot(self) -> dict[FunctionKey, FunctionLoad]:
+        """Every function the activator has seen, with its counters now."""
+        return {
+            key: FunctionLoad(
+                in_flight=state.in_flight,
+                queued=len(state.waiters),
+                ready_instances=len(state.order),
+                capacity=sum(slot.instance.concurrency for slot in state.order),
+                requests_total=state.requests,
+                last_request_at=state.last_request,
+            )
+            for key, state in self._states.items()
+        }
+
+    async def aclose(self) -> None:
+        """Stop listening to the platform and answer every held request with 503."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for state in self._states.values():
+            if state.rewake is not None:
+                state.rewake.cancel()
+            self._fail_waiters(state, "the gateway is shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

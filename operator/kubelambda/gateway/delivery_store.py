@@ -1,0 +1,121 @@
+"""Where asynchronous invocations wait for delivery: the `DeliveryStore` seam and its
+bounded in-memory implementation.
+
+`AsyncDelivery` (delivery.py) offers accepted events, takes due ones, and reports each
+try's outcome; a durable store (surviving gateway restarts) can replace the memory one
+behind the same four calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubelambda.gateway.clock import Clock
+from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.routing import DeliveryPolicy
+
+__all__ = ["DeliveryJob", "DeliveryStore", "MemoryDeliveryStore"]
+
+
+@dataclass(slots=True)
+class DeliveryJob:
+    """One accepted event on its way to a function, or a dead letter on its way out.
+
+    Exactly one of `function` and `url` is set. `enqueued_at` is wall time (an event's
+    age survives a restart of a durable store); `due` is on the store's clock.
+    """
+
+    id: str
+    payload: bytes
+    policy: DeliveryPolicy
+    invoked_arn: str
+    enqueued_at: float
+    function: FunctionKey | None = None
+    url: str | None = None
+    client_context: bytes | None = None
+    # A dead letter is never dead-lettered again when it cannot be delivered.
+    dead_letter: bool = False
+    attempts: int = 0  # tries that reached the function (they spend retries)
+    throttles: int = 0  # tries the gateway could not place (no instance, queue full)
+    due: float = 0.0
+    last_error: dict[str, Any] | None = field(default=None)
+
+
+class DeliveryStore(Protocol):
+    """A bounded set of jobs, each either waiting (until its due time) or taken."""
+
+    def offer(self, job: DeliveryJob) -> bool:
+        """Accept a new job, due now; False when the store is full."""
+        ...
+
+    async def take(self) -> DeliveryJob:
+        """The next due job, waiting for one; callers bound the wait with asyncio.timeout,
+        and a cancelled take takes nothing."""
+        ...
+
+    def retry(self, job: DeliveryJob, *, due: float) -> None:
+        """Put a taken job back, due at `due` (store clock)."""
+        ...
+
+    def done(self, job: DeliveryJob) -> None:
+        """Forget a taken job: delivered, dead-lettered or given up."""
+        ...
+
+    def __len__(self) -> int:
+        """Jobs held, waiting or taken."""
+        ...
+
+
+class MemoryDeliveryStore:
+    """Jobs in a heap by due time; lost when the gateway stops."""
+
+    def __init__(self, *, capacity: int, clock: Clock) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._heap: list[tuple[float, int, DeliveryJob]] = []
+        self._sequence = itertools.count()
+        self._taken = 0
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap) + self._taken
+
+    def offer(self, job: DeliveryJob) -> bool:
+        if len(self) >= self.capacity:
+            return False
+        job.due = self._clock.monotonic()
+        self._push(job)
+        return True
+
+    def _push(self, job: DeliveryJob) -> None:
+        heapq.heappush(self._heap, (job.due, next(self._sequence), job))
+        self._changed.set()
+
+    async def take(self) -> DeliveryJob:
+        while True:
+            now = self._clock.monotonic()
+            if self._heap and self._heap[0][0] <= now:
+                _, _, job = heapq.heappop(self._heap)
+                self._taken += 1
+                return job
+            self._changed.clear()
+            if not self._heap:
+                await self._changed.wait()
+                continue
+            # Sleep until the earliest job falls due, or until a new one arrives.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heap[0][0] - now):
+                    await self._changed.wait()
+
+    def retry(self, job: DeliveryJob, *, due: float) -> None:
+        self._taken -= 1
+        job.due = due
+        self._push(job)
+
+    def done(self, job: DeliveryJob) -> None:
+        self._taken -= 1

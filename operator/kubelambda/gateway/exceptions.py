@@ -1,0 +1,177 @@
+"""Errors of the gateway's data path; `app.py` maps them to HTTP answers, in one place.
+
+Each carries what the edge needs (status, AWS error type, a message naming the problem,
+Retry-After) and what a retrying caller needs (`retryable`: asynchronous delivery tries
+again later without spending one of the event's retries). The hierarchy::
+
+    GatewayError                      status  x-amzn-ErrorType
+    ├── NotFound                       404    ResourceNotFoundException
+    │   ├── RouteNotFound              404      no HTTP Trigger route matches
+    │   ├── FunctionNotFound           404      no such Function, or qualifier not $LATEST
+    │   └── UnknownOperation           404    UnknownOperationException
+    ├── Forbidden                      403    ForbiddenException (API key missing or wrong)
+    ├── MethodNotAllowed               405    MethodNotAllowedException
+    ├── BadRequest                     400    InvalidRequestContentException
+    │   └── InvalidParameter           400    InvalidParameterValueException / ValidationException
+    ├── PayloadTooLarge                413    RequestTooLargeException
+    ├── TooManyRequests                429    TooManyRequestsException   (retryable)
+    ├── Unavailable                    503    ServiceException           (retryable)
+    │   └── HoldQueueFull              503      the function's held-request queue is full
+    ├── DeadlineExceeded               504    ResourceNotReadyException  (retryable)
+    │   └── UpstreamTimeout            504    ServiceException: the instance did not answer
+    └── UpstreamFailed                 502    ServiceException: the instance broke the contract
+
+    InstanceUnavailable   not a GatewayError: the chosen instance refused the connection
+                          or was busy; the invoker tries another and no client sees it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "DeadlineExceeded",
+    "Forbidden",
+    "FunctionNotFound",
+    "GatewayError",
+    "HoldQueueFull",
+    "InstanceUnavailable",
+    "InvalidParameter",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "RouteNotFound",
+    "TooManyRequests",
+    "Unavailable",
+    "UnknownOperation",
+    "UpstreamFailed",
+    "UpstreamTimeout",
+]
+
+
+class GatewayError(Exception):
+    """An answer the gateway gives instead of the function's; `message` is shown to the client."""
+
+    status = 500
+    error_type = "ServiceException"
+    # AWS's error body says whether the caller ("User") or the service is at fault.
+    fault = "Service"
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class NotFound(GatewayError):
+    status = 404
+    error_type = "ResourceNotFoundException"
+    fault = "User"
+
+
+class RouteNotFound(NotFound):
+    """No HTTP Trigger route matches the request's host, path and method."""
+
+
+class FunctionNotFound(NotFound):
+    """The Function named by the Invoke API or a Trigger does not exist (or its qualifier)."""
+
+
+class UnknownOperation(NotFound):
+    """A Lambda API path other than Invoke."""
+
+    error_type = "UnknownOperationException"
+
+
+class Forbidden(GatewayError):
+    """The route wants an API key and the request has none, or the wrong one."""
+
+    status = 403
+    error_type = "ForbiddenException"
+    fault = "User"
+
+
+class MethodNotAllowed(GatewayError):
+    """A route matches the path but not the method; `allowed` feeds the Allow header."""
+
+    status = 405
+    error_type = "MethodNotAllowedException"
+    fault = "User"
+
+    def __init__(self, message: str, *, allowed: frozenset[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class BadRequest(GatewayError):
+    status = 400
+    error_type = "InvalidRequestContentException"
+    fault = "User"
+
+
+class InvalidParameter(BadRequest):
+    """A header, query parameter or FunctionName the Invoke API does not accept."""
+
+    def __init__(self, message: str, *, error_type: str = "InvalidParameterValueException") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    error_type = "RequestTooLargeException"
+    fault = "User"
+
+
+class TooManyRequests(GatewayError):
+    """The asynchronous delivery queue is full; the client should try again later."""
+
+    status = 429
+    error_type = "TooManyRequestsException"
+    fault = "User"
+    retryable = True
+
+
+class Unavailable(GatewayError):
+    status = 503
+    retryable = True
+
+
+class HoldQueueFull(Unavailable):
+    """Too many requests are already held for this function."""
+
+
+class DeadlineExceeded(GatewayError):
+    """No instance became ready (or free) before the request's hold deadline."""
+
+    status = 504
+    error_type = "ResourceNotReadyException"
+    retryable = True
+
+
+class UpstreamTimeout(DeadlineExceeded):
+    """The instance did not answer within the function's timeout and a grace period.
+
+    Not retryable: the function may have run (and may still be running).
+    """
+
+    error_type = "ServiceException"
+    retryable = False
+
+
+class UpstreamFailed(GatewayError):
+    """The instance closed the connection mid-answer or answered outside the contract."""
+
+    status = 502
+
+
+class InstanceUnavailable(Exception):
+    """The instance refused the connection or could not be reached; nothing was sent to it.
+
+    `sent` is false when the request certainly did not reach the function, which makes
+    sending it to another instance safe.
+    """
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent

@@ -1,0 +1,279 @@
+"""Assembles the gateway and runs it: `create_gateway` wires the parts, `Gateway.serve`
+runs the public and admin apps on uvicorn in the caller's event loop.
+
+Local mode and the Kubernetes deployment both call these two, handing in their platform
+and routing table; everything else about the gateway is internal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import uvicorn
+
+from kubelambda.gateway.activation import Activator, FunctionLoad
+from kubelambda.gateway.app import AdminApp, PublicApp
+from kubelambda.gateway.clock import Clock, SystemClock
+from kubelambda.gateway.delivery import AsyncDelivery
+from kubelambda.gateway.delivery_store import DeliveryStore, MemoryDeliveryStore
+from kubelambda.gateway.invoke import InvokeApi
+from kubelambda.gateway.invoker import Invoker
+from kubelambda.gateway.metrics import GatewayMetrics
+from kubelambda.gateway.platform import FunctionKey, Platform
+from kubelambda.gateway.request import ASGIApp, Handler
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.triggers import TriggerHandler
+from kubelambda.gateway.upstream import UpstreamPool
+
+__all__ = ["Gateway", "ServingAddresses", "create_gateway"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServingAddresses:
+    """Where `serve` listens, with the real ports when 0 was asked for."""
+
+    public_host: str
+    public_port: int
+    admin_host: str
+    admin_port: int
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{_url_host(self.public_host)}:{self.public_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{_url_host(self.admin_host)}:{self.admin_port}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Two servers share one loop, and whoever runs the gateway owns the signals:
+        # it calls Gateway.shutdown() (or cancels serve) on SIGTERM.
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    """One gateway: its ASGI apps, its routing table, its load counters, its lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        routes: RoutingTable,
+        settings: GatewaySettings,
+        clock: Clock,
+        delivery_store: DeliveryStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._routes = routes
+        self._activator = Activator(
+            platform=platform,
+            clock=clock,
+            max_queued=settings.max_queued_per_function,
+            retry_after_seconds=settings.retry_after_seconds,
+            wake_interval_seconds=settings.wake_interval_seconds,
+            eject_seconds=settings.eject_seconds,
+            busy_eject_seconds=settings.busy_eject_seconds,
+        )
+        self.metrics = GatewayMetrics(load=self._activator.snapshot)
+        self._pool = UpstreamPool(
+            idle_seconds=settings.upstream_idle_seconds,
+            max_idle_per_instance=settings.upstream_max_idle_per_instance,
+        )
+        self._invoker = Invoker(
+            activator=self._activator,
+            pool=self._pool,
+            clock=clock,
+            metrics=self.metrics,
+            grace_seconds=settings.upstream_grace_seconds,
+        )
+        self.delivery = AsyncDelivery(
+            store=delivery_store
+            or MemoryDeliveryStore(capacity=settings.delivery_queue_size, clock=clock),
+            invoker=self._invoker,
+            pool=self._pool,
+            routes=self._current_routes,
+            clock=clock,
+            settings=settings,
+        )
+        triggers = TriggerHandler(
+            routes=self._current_routes, invoker=self._invoker, clock=clock, settings=settings
+        )
+        invoke_api = InvokeApi(
+            routes=self._current_routes,
+            invoker=self._invoker,
+            delivery=self.delivery,
+            settings=settings,
+        )
+        # The S3 notification endpoint joins this map ("/_kubelambda/events/s3").
+        reserved: dict[str, Handler] = {}
+        self.public_app: ASGIApp = PublicApp(
+            triggers=triggers,
+            invoke_api=invoke_api,
+            reserved=reserved,
+            metrics=self.metrics,
+            clock=clock,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.admin_app: ASGIApp = AdminApp(metrics=self.metrics)
+        self._servers: list[_Server] = []
+        self._started = False
+
+    # routing
+
+    def _current_routes(self) -> RoutingTable:
+        return self._routes
+
+    @property
+    def routes(self) -> RoutingTable:
+        return self._routes
+
+    def set_routes(self, routes: RoutingTable) -> None:
+        """Swap the routing table; requests already routed finish with the old one."""
+        self._routes = routes
+
+    # load, for local mode's autoscaler
+
+    def load(self) -> Mapping[FunctionKey, FunctionLoad]:
+        """In-flight and held requests, capacity and last request time of every function seen."""
+        return self._activator.snapshot()
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Start the background work (asynchronous delivery); `serve` calls it."""
+        if not self._started:
+            self._started = True
+            self.delivery.start()
+
+    async def aclose(self) -> None:
+        """Answer held requests 503, stop delivery workers, close upstream connections."""
+        await self._activator.aclose()
+        await self.delivery.aclose()
+        await self._pool.aclose()
+        self._started = False
+
+    def shutdown(self) -> None:
+        """Ask a running `serve` to return: held requests are answered 503, others finish."""
+        for server in self._servers:
+            server.should_exit = True
+
+    async def serve(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        admin_host: str | None = None,
+        admin_port: int = 9090,
+        on_ready: Callable[[ServingAddresses], None] | None = None,
+        graceful_seconds: float = 10.0,
+    ) -> None:
+        """Serve the public app on host:port and the admin app on admin_host:admin_port
+        until `shutdown()` is called or the task is cancelled; port 0 picks a free port,
+        and `on_ready` learns the real ones once both accept connections.
+        """
+        admin_host = admin_host or host
+        public_sock = _bind(host, port)
+        try:
+            admin_sock = _bind(admin_host, admin_port)
+        except OSError:
+            public_sock.close()
+            raise
+        addresses = ServingAddresses(
+            public_host=host,
+            public_port=public_sock.getsockname()[1],
+            admin_host=admin_host,
+            admin_port=admin_sock.getsockname()[1],
+        )
+        servers = [
+            _Server(self._config(self.public_app, graceful_seconds)),
+            _Server(self._config(self.admin_app, graceful_seconds)),
+        ]
+        self._servers = servers
+        await self.start()
+        tasks = [
+            asyncio.create_task(servers[0].serve(sockets=[public_sock])),
+            asyncio.create_task(servers[1].serve(sockets=[admin_sock])),
+        ]
+        try:
+            async with asyncio.timeout(30):
+                while not all(server.started for server in servers):
+                    done = [task for task in tasks if task.done()]
+                    if done:
+                        await done[0]  # raises why the server stopped
+                        raise RuntimeError("the gateway's server stopped while starting")
+                    await asyncio.sleep(0.01)
+            log.info("gateway serving on %s (admin %s)", addresses.public_url, addresses.admin_url)
+            if on_ready is not None:
+                on_ready(addresses)
+            # Either server stopping (shutdown(), a failure) stops both.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._activator.aclose()
+            self.shutdown()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.aclose()
+            self._servers = []
+            public_sock.close()
+            admin_sock.close()
+
+    @staticmethod
+    def _config(app: ASGIApp, graceful_seconds: float) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            loop="none",
+            http="httptools",
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(graceful_seconds),
+        )
+
+
+def create_gateway(
+    *,
+    platform: Platform,
+    routes: RoutingTable,
+    settings: GatewaySettings | None = None,
+    clock: Clock | None = None,
+    delivery_store: DeliveryStore | None = None,
+) -> Gateway:
+    """A gateway over `platform`, serving `routes` (replace them later with `set_routes`)."""
+    return Gateway(
+        platform=platform,
+        routes=routes,
+        settings=settings or GatewaySettings(),
+        clock=clock or SystemClock(),
+        delivery_store=delivery_store,
+    )

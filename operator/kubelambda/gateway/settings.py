@@ -1,0 +1,65 @@
+"""The gateway's tunables, with the defaults local mode and the Kubernetes deployment start from.
+
+`create_gateway` takes one `GatewaySettings`; every bound and deadline of the data path
+is here, so an operator can find them in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GatewaySettings"]
+
+# Lambda's payload limits: 6 MB for a synchronous invocation, 256 KB for an asynchronous one.
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Bounds, deadlines and identity of one gateway.
+
+    Deadlines of a held request: it may wait `hold_timeout_seconds` for an instance to
+    become ready (or free) and then has the function's whole `timeoutSeconds` to run, as
+    on Lambda, where init does not count against the handler's timeout. So a cold start
+    never eats the user's timeout; the client may wait up to hold + timeout (+ grace).
+    """
+
+    default_namespace: str = "default"
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    # Requests held per function (waiting for a cold start or a free slot); beyond: 503.
+    max_queued_per_function: int = 100
+    # How long a request may be held before it is answered 504.
+    hold_timeout_seconds: float = 30.0
+    # Retry-After on 503 (held queue full) and 429 (delivery queue full).
+    retry_after_seconds: int = 1
+    # How often held requests re-ask the platform to wake a function.
+    wake_interval_seconds: float = 1.0
+    # How long an instance that refused a connection is left out of the rotation.
+    eject_seconds: float = 1.0
+    # ...and one that answered 429 (all its slots busy).
+    busy_eject_seconds: float = 0.05
+
+    # Request bodies: over this the answer is 413 before the body is read in full.
+    max_body_bytes: int = SYNC_PAYLOAD_LIMIT
+    max_async_body_bytes: int = ASYNC_PAYLOAD_LIMIT
+    # Waited for an instance's answer beyond the function's timeout before answering 504
+    # (the runtime itself answers a timed-out invocation with a function error first).
+    upstream_grace_seconds: float = 2.0
+    # Idle keep-alive connections to an instance are reused for this long.
+    upstream_idle_seconds: float = 4.0
+    upstream_max_idle_per_instance: int = 64
+
+    # Asynchronous (Event) invocations: queue bound (beyond: 429), concurrent deliveries,
+    # and how long an event is kept trying before it goes to the dead letter.
+    delivery_queue_size: int = 10_000
+    delivery_workers: int = 32
+    max_event_age_seconds: float = 6 * 3600.0
+    # Ceiling on the delay between tries when the gateway itself is the obstacle
+    # (held queue full, no instance ready): these do not spend the event's retries.
+    throttle_retry_max_seconds: float = 30.0
+
+    # The requestContext.domainName of HTTP events when the request has no Host header.
+    domain_name: str = "localhost"

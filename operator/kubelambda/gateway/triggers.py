@@ -1,0 +1,130 @@
+"""HTTP Trigger routes: a request becomes an API Gateway payload 2.0 event, the function's
+return value becomes the response.
+
+The public app hands every request outside the reserved paths to `TriggerHandler`; this
+is the gateway's hottest path, so it does its work inline and allocates little.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from collections.abc import Callable
+
+from kubelambda.gateway.clock import Clock
+from kubelambda.gateway.exceptions import Forbidden, PayloadTooLarge, UpstreamFailed
+from kubelambda.gateway.httpapi import (
+    HttpResponse,
+    build_event,
+    function_error_response,
+    map_response,
+)
+from kubelambda.gateway.invoker import Invocation, Invoker
+from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.request import Request
+from kubelambda.gateway.routing import RoutingTable, function_arn
+from kubelambda.gateway.settings import GatewaySettings
+
+__all__ = ["TriggerHandler", "server_timing"]
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def server_timing(invocation: Invocation) -> tuple[bytes, bytes] | None:
+    """`Server-Timing` for a response that was held: `coldstart` when it waited for an
+    instance to start, `queue` when it waited for a busy one; None when it did not wait."""
+    if not invocation.waited:
+        return None
+    metric = b"coldstart" if invocation.cold else b"queue"
+    return (b"server-timing", b"%s;dur=%.1f" % (metric, invocation.waited * 1000))
+
+
+def _authenticate(request: Request, keys: frozenset[str]) -> None:
+    presented = request.header(b"x-api-key")
+    if presented is None:
+        raise Forbidden("this route requires an API key in the x-api-key header")
+    # Compare with every key, in constant time, so timing tells nothing about them.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented.encode("latin-1"), key.encode("utf-8"))
+    if not matched:
+        raise Forbidden("the x-api-key header does not hold a valid key for this route")
+
+
+class TriggerHandler:
+    """Serves requests on HTTP Trigger routes."""
+
+    def __init__(
+        self,
+        *,
+        routes: Callable[[], RoutingTable],
+        invoker: Invoker,
+        clock: Clock,
+        settings: GatewaySettings,
+    ) -> None:
+        self._routes = routes
+        self._invoker = invoker
+        self._clock = clock
+        self._settings = settings
+        self._arns: dict[FunctionKey, bytes] = {}
+
+    def _arn(self, key: FunctionKey) -> bytes:
+        arn = self._arns.get(key)
+        if arn is None:
+            settings = self._settings
+            arn = self._arns[key] = function_arn(
+                key,
+                region=settings.region,
+                account_id=settings.account_id,
+                default_namespace=settings.default_namespace,
+            ).encode("ascii")
+        return arn
+
+    async def __call__(self, request: Request) -> HttpResponse:
+        match = self._routes().match(method=request.method, path=request.path, host=request.host)
+        function = match.function
+        request.function = function.key
+        if match.route.api_keys is not None:
+            _authenticate(request, match.route.api_keys)
+        request_id = request.request_id = str(uuid.uuid4())
+        domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
+        event = build_event(
+            method=request.method,
+            raw_path=request.raw_path,
+            raw_query=request.query,
+            headers=request.headers,
+            body=request.body,
+            source_ip=request.client,
+            route_key=match.route_key,
+            request_id=request_id,
+            domain_name=domain,
+            path_parameters=None,
+            now=self._clock.wall(),
+            account_id=self._settings.account_id,
+        )
+        invocation = await self._invoker.invoke(
+            function,
+            payload=_dumps(event).encode("utf-8"),
+            request_id=request_id,
+            invoked_arn=self._arn(function.key),
+            hold_deadline=request.received + self._settings.hold_timeout_seconds,
+        )
+        upstream = invocation.response
+        if upstream.status != 200:
+            if upstream.status == 413:
+                raise PayloadTooLarge(
+                    "the request, as an event, is over the function's 6 MB payload limit"
+                )
+            raise UpstreamFailed(f"the instance answered HTTP {upstream.status}")
+        if upstream.header(b"x-amz-function-error") is not None:
+            response = function_error_response()
+        else:
+            response = map_response(upstream.body)
+        extra = [(b"apigw-requestid", request_id.encode("ascii"))]
+        timing = server_timing(invocation)
+        if timing is not None:
+            extra.append(timing)
+        return HttpResponse(
+            status=response.status, headers=response.headers + extra, body=response.body
+        )

@@ -1,0 +1,302 @@
+"""A lean HTTP/1.1 client from the gateway to function instances: keep-alive pools of raw
+asyncio connections, responses parsed with httptools.
+
+The invoker sends every invocation through `UpstreamPool.request`; asynchronous delivery
+also posts dead letters to URLs with it. General-purpose clients (aiohttp, httpx) cost
+several times more per request on this path (docs in benchmarks/gateway_throughput.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any, cast
+
+import httptools
+
+from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
+
+__all__ = ["UpstreamPool", "UpstreamResponse"]
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, int, bool]
+
+
+class UpstreamResponse:
+    """An instance's complete answer; header names are lower-case bytes."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class _Stale(Exception):
+    """A reused connection closed before any byte of the answer: the server had closed it."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; carries one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, key: _Key, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool = pool
+        self.key = key
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._received = False
+        self.keep_alive = False
+        self.closed = False
+        self.idle_since = 0.0
+        self.reused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            # Bytes nobody asked for (a server's 408 on an idle connection): drop it.
+            self.close()
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamFailed(f"instance answered malformed HTTP: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool._forget(self)
+        if self._waiter is not None and not self._waiter.done():
+            if not self._received and self.reused:
+                self._waiter.set_exception(_Stale())
+            else:
+                self._waiter.set_exception(
+                    UpstreamFailed("instance closed the connection before answering completely")
+                )
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._pool.max_response_bytes:
+            self._fail(
+                UpstreamFailed(f"instance answered more than {self._pool.max_response_bytes} bytes")
+            )
+            self.close()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self._parser.should_keep_alive()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            waiter.set_result(UpstreamResponse(self._status, self._headers, body))
+
+    # the exchange
+
+    def _fail(self, exc: Exception) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+    def _timed_out(self) -> None:
+        self._fail(UpstreamTimeout("the instance did not answer in time"))
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    async def exchange(self, data: bytes, deadline: float) -> UpstreamResponse:
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise _Stale()
+        self._status = 0
+        self._headers = []
+        self._body = []
+        self._size = 0
+        self._received = False
+        self.keep_alive = False
+        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
+        self._waiter = waiter
+        timer = self._loop.call_at(deadline, self._timed_out)
+        try:
+            transport.write(data)
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+class UpstreamPool:
+    """Keep-alive connections per (host, port), reused last-in first-out.
+
+    Idle connections older than `idle_seconds` are closed instead of reused, staying
+    under the instances' own keep-alive timeout (uvicorn's is 5 s) so that a reused
+    connection is rarely one the server is closing; when it is (closed before any byte
+    came back), the request is sent once more on a fresh connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_seconds: float = 4.0,
+        max_idle_per_instance: int = 64,
+        max_response_bytes: int = 6 * 1024 * 1024 + 64 * 1024,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.idle_seconds = idle_seconds
+        self.max_idle_per_instance = max_idle_per_instance
+        self.max_response_bytes = max_response_bytes
+        self.connect_timeout = connect_timeout
+        self._idle: dict[_Key, list[_Connection]] = {}
+        self._closed = False
+
+    async def request(
+        self,
+        *,
+        host: str,
+        port: int,
+        method: bytes,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        deadline: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> UpstreamResponse:
+        """Send one request and return the whole answer, by `deadline` (the loop's clock).
+
+        Raises InstanceUnavailable when the connection is refused or cannot be made in
+        time (nothing was sent), UpstreamTimeout at the deadline, UpstreamFailed when
+        the answer breaks off or is not HTTP. Header values must not hold CR or LF.
+        """
+        loop = asyncio.get_running_loop()
+        key: _Key = (host, port, tls is not None)
+        authority = f"{host}:{port}".encode("ascii")
+        parts = [
+            method,
+            b" ",
+            target,
+            b" HTTP/1.1\r\nhost: ",
+            authority,
+            b"\r\ncontent-length: ",
+            str(len(body)).encode("ascii"),
+            b"\r\n",
+        ]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        parts.append(body)
+        data = b"".join(parts)
+
+        for _ in range(2):
+            connection = self._take(key, loop.time())
+            if connection is None:
+                connection = await self._connect(key, loop, deadline, tls)
+            try:
+                response = await connection.exchange(data, deadline)
+            except _Stale:
+                connection.close()
+                continue
+            except BaseException:
+                # Timed out, cancelled (the client left) or broken: never reuse it.
+                connection.close()
+                raise
+            self._give_back(connection, loop.time())
+            return response
+        raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
+
+    def _take(self, key: _Key, now: float) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if connection.closed or now - connection.idle_since > self.idle_seconds:
+                connection.close()
+                continue
+            connection.reused = True
+            return connection
+        return None
+
+    def _give_back(self, connection: _Connection, now: float) -> None:
+        if not connection.keep_alive or connection.closed or self._closed:
+            connection.close()
+            return
+        idle = self._idle.setdefault(connection.key, [])
+        if len(idle) >= self.max_idle_per_instance:
+            connection.close()
+            return
+        connection.idle_since = now
+        idle.append(connection)
+
+    def _forget(self, connection: _Connection) -> None:
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+            if not idle:
+                del self._idle[connection.key]
+
+    async def _connect(
+        self,
+        key: _Key,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        tls: ssl.SSLContext | None,
+    ) -> _Connection:
+        host, port, _ = key
+        budget = min(self.connect_timeout, deadline - loop.time())
+        if budget <= 0:
+            raise InstanceUnavailable(f"no time left to connect to {host}:{port}")
+        extra: dict[str, Any] = {"ssl": tls, "server_hostname": host} if tls is not None else {}
+        try:
+            async with asyncio.timeout(budget):
+                _, protocol = await loop.create_connection(
+                    lambda: _Connection(self, key, loop), host, port, **extra
+                )
+        except TimeoutError as exc:
+            raise InstanceUnavailable(
+                f"connecting to {host}:{port} took over {budget:.2f}s"
+            ) from exc
+        except OSError as exc:
+            raise InstanceUnavailable(
+                f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        return protocol
+
+    async def aclose(self) -> None:
+        """Close every idle connection; connections in use close when their exchange ends."""
+        self._closed = True
+        for idle in list(self._idle.values()):
+            for connection in list(idle):
+                connection.close()
+        self._idle.clear()
