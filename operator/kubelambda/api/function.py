@@ -1,0 +1,230 @@
+"""The Function spec model: ``parse_function`` turns a manifest or a kopf body into a Function.
+
+The controller, the gateway, the autoscaler and local mode all read Functions through it;
+it applies the CRD's defaults, bounds and CEL rules (crds/functions.kubelambda.dev.yaml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, TypeAlias
+
+from kubelambda.api.delivery import Delivery, read_delivery
+from kubelambda.api.env import EnvVar, read_env
+from kubelambda.api.errors import SpecError
+from kubelambda.api.meta import read_meta
+from kubelambda.api.reader import Node, Reader, matches
+from kubelambda.api.schema import DNS_LABEL, FILE_NAME, FILE_NAME_MAX_LENGTH, FUNCTION_FIELDS
+
+KIND: Final = "Function"
+
+
+@dataclass(frozen=True)
+class InlineCode:
+    """The files themselves (relative path → source); the controller stores them in a ConfigMap."""
+
+    files: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ConfigMapCode:
+    """An existing ConfigMap in the Function's namespace whose keys are file names."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class FolderCode:
+    """Local mode only: a folder on this machine, resolved against the manifest's folder."""
+
+    path: Path
+
+
+Code: TypeAlias = InlineCode | ConfigMapCode | FolderCode
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scaling:
+    """The autoscaler's bounds; ``target_concurrency`` is resolved (it defaults to concurrency)."""
+
+    min_replicas: int
+    max_replicas: int
+    target_concurrency: int
+    scale_to_zero_after_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Function:
+    """A valid, fully defaulted Function. Exactly one of ``runtime`` and ``image`` is set;
+    ``code`` is None only with an image, and ``handler`` may be None only with an image."""
+
+    name: str
+    namespace: str
+    runtime: str | None
+    image: str | None
+    handler: str | None
+    code: Code | None
+    env: tuple[EnvVar, ...]
+    memory_mb: int
+    timeout_seconds: int
+    concurrency: int
+    scaling: Scaling
+    delivery: Delivery
+
+
+def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
+    """Parse and validate a Function object, raising SpecError with every problem found.
+
+    ``manifest_dir`` is the folder of the manifest file, given by local mode only: it allows
+    ``spec.code.path`` (a code folder relative to it), which a cluster refuses.
+    """
+    reader = Reader(FUNCTION_FIELDS)
+    function = _read_function(reader, obj, manifest_dir)
+    if reader.problems or function is None:
+        raise SpecError(reader.problems)
+    return function
+
+
+def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Function | None:
+    root = reader.root(obj)
+    if root is None:
+        return None
+    name, namespace = read_meta(reader, root, kind=KIND)
+    if name and not (len(name) <= 63 and matches(DNS_LABEL, name)):
+        reader.report(
+            "metadata.name",
+            "must be a DNS-1035 label of at most 63 characters (lowercase letters, digits and '-',"
+            f" starting with a letter): it names the function's Service; not {name!r}",
+        )
+    spec = reader.obj(root.child("spec"))
+    if spec is None:
+        return None
+    runtime = reader.optional_text(spec.child("runtime"))
+    image = reader.optional_text(spec.child("image"))
+    handler = reader.optional_text(spec.child("handler"))
+    has_image = spec.child("image").present
+    if spec.child("runtime").present == has_image:
+        reader.report("spec", "must set exactly one of runtime, image")
+    if not has_image and not spec.child("code").present:
+        reader.report(
+            "spec.code", "is required with spec.runtime (only an image can carry its own code)"
+        )
+    if not has_image and not spec.child("handler").present:
+        reader.report("spec.handler", "is required with spec.runtime")
+    code = _read_code(reader, spec, manifest_dir)
+    if handler is not None and code is not None:
+        _check_handler_module(reader, handler, code)
+    concurrency = reader.integer(spec.child("concurrency"))
+    delivery = read_delivery(reader, spec) or Delivery()
+    letter = delivery.dead_letter
+    if letter is not None and letter.function is not None and letter.function == name:
+        reader.report(
+            "spec.delivery.deadLetter.function", "must name another Function, not this one"
+        )
+    return Function(
+        name=name,
+        namespace=namespace,
+        runtime=runtime,
+        image=image,
+        handler=handler,
+        code=code,
+        env=read_env(reader, spec),
+        memory_mb=reader.integer(spec.child("memoryMB")),
+        timeout_seconds=reader.integer(spec.child("timeoutSeconds")),
+        concurrency=concurrency,
+        scaling=_read_scaling(reader, spec, concurrency),
+        delivery=delivery,
+    )
+
+
+def _read_code(reader: Reader, spec: Node, manifest_dir: Path | None) -> Code | None:
+    node = reader.obj(spec.child("code"))
+    if node is None:
+        return None
+    sources = [key for key in ("inline", "configMapRef", "path") if node.child(key).present]
+    if len(sources) != 1:
+        reader.report(
+            node.path,
+            "must set exactly one of inline, configMapRef (or path, with kubelambda local)",
+        )
+    code: Code | None = None
+    if (inline := reader.obj(node.child("inline"))) is not None:
+        files = reader.obj(inline.child("files"))
+        sources_by_name = {}
+        for file_name, source in reader.entries(files):
+            if len(file_name) > FILE_NAME_MAX_LENGTH or not matches(FILE_NAME, file_name):
+                reader.report(
+                    f"{inline.path}.files",
+                    f"names must be relative paths of at most {FILE_NAME_MAX_LENGTH} characters,"
+                    " made of letters, digits, '_', '-' and '.', with no segment starting with"
+                    f" '.' (so no '..' and no absolute paths); not {file_name!r}",
+                )
+            sources_by_name[file_name] = reader.text(source)
+        code = InlineCode(files=MappingProxyType(sources_by_name))
+    if (ref := reader.obj(node.child("configMapRef"))) is not None:
+        code = ConfigMapCode(name=reader.text(ref.child("name")))
+    if (folder := reader.optional_text(node.child("path"))) is not None:
+        code = _read_folder(reader, f"{node.path}.path", folder, manifest_dir)
+    return code if len(sources) == 1 else None
+
+
+def _read_folder(reader: Reader, at: str, folder: str, manifest_dir: Path | None) -> Code | None:
+    if manifest_dir is None:
+        reader.report(
+            at,
+            "names a folder on your machine and works only with `kubelambda local`;"
+            " on a cluster use spec.code.inline or spec.code.configMapRef",
+        )
+        return None
+    path = (manifest_dir / folder).resolve()
+    if not path.is_dir():
+        reader.report(at, f"must name a folder beside the manifest; {path} is not one")
+        return None
+    return FolderCode(path=path)
+
+
+def _check_handler_module(reader: Reader, handler: str, code: Code) -> None:
+    """Catch a handler that names a missing module now, not at the first invocation."""
+    module = handler[: handler.rfind(".")].replace(".", "/")
+    candidates = (f"{module}.py", f"{module}/__init__.py")
+    if isinstance(code, InlineCode):
+        found = any(name in code.files for name in candidates)
+        where = "spec.code.inline.files"
+    elif isinstance(code, FolderCode):
+        found = any((code.path / name).is_file() for name in candidates)
+        where = "spec.code.path"
+    else:
+        return  # a ConfigMap's keys are only known on the cluster
+    if not found:
+        reader.report(
+            "spec.handler",
+            f"must name a module found in {where} (handler {handler} needs"
+            f" {candidates[0]} or {candidates[1]})",
+        )
+
+
+def _read_scaling(reader: Reader, spec: Node, concurrency: int) -> Scaling:
+    node = reader.obj(spec.child("scaling"))
+    fields = node if node is not None else spec.child("scaling")
+    min_replicas = reader.integer(fields.child("minReplicas"))
+    max_replicas = reader.integer(fields.child("maxReplicas"))
+    if max_replicas < min_replicas:
+        reader.report(
+            f"{fields.path}.maxReplicas",
+            f"must be at least spec.scaling.minReplicas ({min_replicas}), not {max_replicas}",
+        )
+    target = reader.optional_integer(fields.child("targetConcurrency"))
+    if target is not None and target > concurrency:
+        reader.report(
+            f"{fields.path}.targetConcurrency",
+            f"must not exceed spec.concurrency ({concurrency}), not {target}",
+        )
+    return Scaling(
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_concurrency=target if target is not None else concurrency,
+        scale_to_zero_after_seconds=reader.integer(fields.child("scaleToZeroAfterSeconds")),
+    )

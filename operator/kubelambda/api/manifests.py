@@ -1,0 +1,146 @@
+"""Loads Functions and Triggers from manifest files, the ones a user would ``kubectl apply``.
+
+Local mode calls ``load_manifests`` on a folder or a file. Objects of other API groups
+(Secrets, ConfigMaps, …) are skipped; anything wrong is gathered into one ManifestError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from kubelambda.api.errors import ManifestError, ManifestProblem, SpecError
+from kubelambda.api.function import Function, parse_function
+from kubelambda.api.meta import API_GROUP, API_VERSION
+from kubelambda.api.trigger import Trigger, parse_trigger
+
+SUFFIXES: Final = (".yaml", ".yml")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping, as kubectl does.
+
+    PyYAML keeps the last value silently, which would hide a second ``spec:`` for example.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_manifests(path: Path) -> list[Function | Trigger]:
+    """Every Function and Trigger in ``path``: a file, or each *.yaml/*.yml file of a folder.
+
+    A folder is read like ``kubectl apply -f DIR``: its own files in name order, not its
+    subfolders (those hold code). ``spec.code.path`` is resolved against each file's folder.
+    Raises ManifestError naming the file, the document (from 1) and the field of every problem.
+    """
+    problems: list[ManifestProblem] = []
+    objects: list[Function | Trigger] = []
+    defined: dict[tuple[str, str, str], str] = {}
+    for file in _files(path):
+        for index, document in _documents(file, problems):
+            obj = _load_document(file, index, document, problems)
+            if obj is None:
+                continue
+            kind = "Function" if isinstance(obj, Function) else "Trigger"
+            key = (kind, obj.namespace, obj.name)
+            if key in defined:
+                problems.append(
+                    ManifestProblem(
+                        file=file,
+                        document=index,
+                        obj=f"{kind}/{obj.name}",
+                        path="metadata.name",
+                        message=f"{kind} {obj.namespace}/{obj.name} is already defined"
+                        f" in {defined[key]}",
+                    )
+                )
+                continue
+            defined[key] = f"{file}, document {index}"
+            objects.append(obj)
+    if problems:
+        raise ManifestError(problems)
+    return objects
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    if path.is_file():
+        return [path]
+    problem = ManifestProblem(
+        file=path, document=None, obj=None, path="", message="no such file or folder"
+    )
+    raise ManifestError([problem])
+
+
+def _documents(file: Path, problems: list[ManifestProblem]) -> list[tuple[int, object]]:
+    def fail(message: str) -> list[tuple[int, object]]:
+        problems.append(
+            ManifestProblem(file=file, document=None, obj=None, path="", message=message)
+        )
+        return []
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return fail(f"cannot be read: {error}")
+    try:
+        documents = list(yaml.load_all(text, Loader=_StrictLoader))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return fail(f"is not valid YAML{where}: {error.problem or error.context}")
+    except yaml.YAMLError as error:
+        return fail(f"is not valid YAML: {error}")
+    # Empty documents (a stray '---', a file of comments) are not objects, as for kubectl.
+    return [(index, doc) for index, doc in enumerate(documents, start=1) if doc is not None]
+
+
+def _load_document(
+    file: Path, index: int, document: object, problems: list[ManifestProblem]
+) -> Function | Trigger | None:
+    def fail(path: str, message: str, obj: str | None = None) -> None:
+        problems.append(
+            ManifestProblem(file=file, document=index, obj=obj, path=path, message=message)
+        )
+
+    if not isinstance(document, dict):
+        fail("", "must be a Kubernetes object (a mapping with apiVersion and kind)")
+        return None
+    api_version, kind = document.get("apiVersion"), document.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        fail("", "must be a Kubernetes object: apiVersion and kind are required strings")
+        return None
+    if api_version.partition("/")[0] != API_GROUP or "/" not in api_version:
+        return None  # another API group: not ours to judge
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    label = f"{kind}/{name}" if isinstance(name, str) else kind
+    if api_version != API_VERSION:
+        fail("apiVersion", f"must be {API_VERSION}, not {api_version!r}", label)
+        return None
+    try:
+        if kind == "Function":
+            return parse_function(document, manifest_dir=file.parent)
+        if kind == "Trigger":
+            return parse_trigger(document)
+    except SpecError as error:
+        for problem in error.problems:
+            fail(problem.path, problem.message, label)
+        return None
+    fail("kind", f"must be Function or Trigger (the kinds of {API_GROUP}), not {kind!r}", label)
+    return None

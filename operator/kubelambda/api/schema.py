@@ -1,0 +1,273 @@
+"""The models' copy of the CRD schemas in crds/: every field with its type, default and bounds.
+
+The parsers read objects through these tables (see reader.py), so a field unknown here is
+refused as kubectl refuses it. tests/unit/api checks that the tables equal the CRD files.
+Paths join property names with '.', array items with '[]' and map values with '{}'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+EMPTY_OBJECT: Final[Mapping[str, object]] = MappingProxyType({})
+
+RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
+HTTP_METHODS: Final = ("ANY", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+AUTH_TYPES: Final = ("none", "apiKey")
+
+DNS_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+HANDLER: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+IMAGE: Final = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+ENV_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+URL: Final = r"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$"
+HTTP_PATH: Final = r"^(/\.?[A-Za-z0-9_~!$&()*+,;=:@%-][A-Za-z0-9._~!$&()*+,;=:@%-]*)*/?$"
+BUCKET: Final = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
+S3_EVENT: Final = r"^s3:[A-Za-z]+(:(\*|[A-Za-z]+))?$"
+REGION: Final = r"^[a-z0-9-]+$"
+# Checked by CEL in the CRD (map keys cannot carry a pattern), so not part of the tables.
+FILE_NAME: Final = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
+FILE_NAME_MAX_LENGTH: Final = 253
+
+
+@dataclass(frozen=True, kw_only=True)
+class Field:
+    """One node of a CRD schema: the keywords the models enforce, in the CRD's own vocabulary.
+
+    ``hint`` says in words what ``pattern`` means, for error messages; it is not in the CRD.
+    ``default`` is a JSON-like value (tuples for arrays); None means no default.
+    """
+
+    type: str
+    required: bool = False
+    default: object = None
+    minimum: int | None = None
+    maximum: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    enum: tuple[str, ...] | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    min_properties: int | None = None
+    max_properties: int | None = None
+    list_type: str | None = None
+    list_map_keys: tuple[str, ...] | None = None
+    hint: str = ""
+
+    def crd_keywords(self) -> dict[str, object]:
+        """This field as the CRD writes it (camelCase keywords, lists for tuples)."""
+        names = {
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+            "pattern": self.pattern,
+            "enum": list(self.enum) if self.enum is not None else None,
+            "minItems": self.min_items,
+            "maxItems": self.max_items,
+            "minProperties": self.min_properties,
+            "maxProperties": self.max_properties,
+            "x-kubernetes-list-type": self.list_type,
+            "x-kubernetes-list-map-keys": (
+                list(self.list_map_keys) if self.list_map_keys is not None else None
+            ),
+            "default": _json(self.default),
+        }
+        keywords: dict[str, object] = {"type": self.type, "required": self.required}
+        keywords.update({k: v for k, v in names.items() if v is not None})
+        return keywords
+
+
+def _json(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _json(v) for k, v in value.items()}
+    return value
+
+
+def _string(
+    *,
+    required: bool = False,
+    default: str | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    pattern: str | None = None,
+    enum: tuple[str, ...] | None = None,
+    hint: str = "",
+) -> Field:
+    return Field(
+        type="string",
+        required=required,
+        default=default,
+        min_length=min_length,
+        max_length=max_length,
+        pattern=pattern,
+        enum=enum,
+        hint=hint,
+    )
+
+
+def _integer(low: int, high: int, default: int | None = None) -> Field:
+    return Field(type="integer", minimum=low, maximum=high, default=default)
+
+
+def _object(*, required: bool = False, default: object = None) -> Field:
+    return Field(type="object", required=required, default=default)
+
+
+_LABEL_HINT = "a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)"
+_SUBDOMAIN_HINT = "a DNS subdomain (lowercase letters, digits, '-' and '.')"
+_KEY_HINT = "a key of letters, digits, '-', '_' and '.'"
+
+
+def _name(*, required: bool = True) -> Field:
+    return _string(required=required, max_length=253, pattern=DNS_SUBDOMAIN, hint=_SUBDOMAIN_HINT)
+
+
+def _function_name(*, required: bool) -> Field:
+    return _string(required=required, max_length=63, pattern=DNS_LABEL, hint=_LABEL_HINT)
+
+
+def _key_ref(prefix: str) -> dict[str, Field]:
+    return {
+        prefix: _object(),
+        f"{prefix}.name": _name(),
+        f"{prefix}.key": _string(required=True, max_length=253, pattern=CONFIG_KEY, hint=_KEY_HINT),
+    }
+
+
+def _delivery(*, default: object) -> dict[str, Field]:
+    url_hint = "an http:// or https:// URL"
+    return {
+        "spec.delivery": _object(default=default),
+        "spec.delivery.retries": _integer(0, 2, 2),
+        "spec.delivery.backoffSeconds": _integer(1, 3600, 60),
+        "spec.delivery.deadLetter": _object(),
+        "spec.delivery.deadLetter.function": _function_name(required=False),
+        "spec.delivery.deadLetter.url": _string(max_length=2048, pattern=URL, hint=url_hint),
+    }
+
+
+_ROOT: Final = {
+    "apiVersion": _string(),
+    "kind": _string(),
+    "metadata": _object(),
+    "spec": _object(required=True),
+    "status": _object(),
+}
+
+_ENV = "spec.env[].valueFrom"
+
+FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
+    {
+        **_ROOT,
+        "spec.runtime": _string(enum=RUNTIMES),
+        "spec.image": _string(
+            min_length=1, max_length=512, pattern=IMAGE, hint="an image reference"
+        ),
+        "spec.handler": _string(
+            max_length=128,
+            pattern=HANDLER,
+            hint="module.function, a Python module path and a function name (app.handler)",
+        ),
+        "spec.code": _object(),
+        "spec.code.inline": _object(),
+        "spec.code.inline.files": Field(
+            type="object", required=True, min_properties=1, max_properties=100
+        ),
+        "spec.code.inline.files{}": _string(max_length=1048576),
+        "spec.code.configMapRef": _object(),
+        "spec.code.configMapRef.name": _name(),
+        "spec.code.path": _string(min_length=1, max_length=4096),
+        "spec.env": Field(type="array", max_items=100, list_type="map", list_map_keys=("name",)),
+        "spec.env[]": _object(),
+        "spec.env[].name": _string(
+            required=True,
+            max_length=128,
+            pattern=ENV_NAME,
+            hint="a name of letters, digits and '_', not starting with a digit",
+        ),
+        "spec.env[].value": _string(max_length=32768),
+        _ENV: _object(),
+        **_key_ref(f"{_ENV}.configMapKeyRef"),
+        f"{_ENV}.configMapKeyRef.optional": Field(type="boolean"),
+        **_key_ref(f"{_ENV}.secretKeyRef"),
+        f"{_ENV}.secretKeyRef.optional": Field(type="boolean"),
+        f"{_ENV}.fieldRef": _object(),
+        f"{_ENV}.fieldRef.apiVersion": _string(max_length=64),
+        f"{_ENV}.fieldRef.fieldPath": _string(required=True, min_length=1, max_length=256),
+        f"{_ENV}.resourceFieldRef": _object(),
+        f"{_ENV}.resourceFieldRef.containerName": _string(max_length=63),
+        f"{_ENV}.resourceFieldRef.resource": _string(required=True, min_length=1, max_length=64),
+        f"{_ENV}.resourceFieldRef.divisor": Field(type="int-or-string"),
+        "spec.memoryMB": _integer(128, 10240, 128),
+        "spec.timeoutSeconds": _integer(1, 900, 3),
+        "spec.concurrency": _integer(1, 1000, 1),
+        "spec.scaling": _object(default=EMPTY_OBJECT),
+        "spec.scaling.minReplicas": _integer(0, 1000, 0),
+        "spec.scaling.maxReplicas": _integer(1, 1000, 10),
+        "spec.scaling.targetConcurrency": _integer(1, 1000),
+        "spec.scaling.scaleToZeroAfterSeconds": _integer(0, 86400, 60),
+        # A Function's delivery always applies, so it is defaulted as a whole.
+        **_delivery(default=EMPTY_OBJECT),
+    }
+)
+
+TRIGGER_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
+    {
+        **_ROOT,
+        "spec.function": _function_name(required=True),
+        "spec.http": _object(),
+        "spec.http.path": _string(
+            required=True,
+            max_length=1024,
+            pattern=HTTP_PATH,
+            hint="a URL path starting with '/' (no '.' or '..' segments, no '//')",
+        ),
+        "spec.http.methods": Field(
+            type="array", min_items=1, max_items=8, default=("ANY",), list_type="set"
+        ),
+        "spec.http.methods[]": _string(enum=HTTP_METHODS),
+        "spec.http.host": _string(max_length=253, pattern=DNS_SUBDOMAIN, hint=_SUBDOMAIN_HINT),
+        "spec.http.auth": _object(default=EMPTY_OBJECT),
+        "spec.http.auth.type": _string(enum=AUTH_TYPES, default="none"),
+        **_key_ref("spec.http.auth.secretRef"),
+        "spec.bucket": _object(),
+        "spec.bucket.bucket": _string(
+            required=True,
+            min_length=3,
+            max_length=63,
+            pattern=BUCKET,
+            hint="an S3 bucket name (lowercase letters, digits, '.' and '-')",
+        ),
+        "spec.bucket.events": Field(
+            type="array",
+            min_items=1,
+            max_items=32,
+            default=("s3:ObjectCreated:*",),
+            list_type="set",
+        ),
+        "spec.bucket.events[]": _string(
+            max_length=128, pattern=S3_EVENT, hint="an S3 event name (s3:ObjectCreated:*)"
+        ),
+        "spec.bucket.prefix": _string(max_length=1024),
+        "spec.bucket.suffix": _string(max_length=1024),
+        "spec.bucket.source": _object(),
+        "spec.bucket.source.endpoint": _string(
+            required=True, max_length=2048, pattern=URL, hint="an http:// or https:// URL"
+        ),
+        "spec.bucket.source.credentialsSecret": _object(required=True),
+        "spec.bucket.source.credentialsSecret.name": _name(),
+        "spec.bucket.source.region": _string(
+            max_length=64, pattern=REGION, hint="a region name (us-east-1)"
+        ),
+        # No default: a Trigger without delivery uses its Function's.
+        **_delivery(default=None),
+    }
+)

@@ -1,0 +1,184 @@
+"""The Trigger spec model: ``parse_trigger`` turns a decoded manifest or a kopf body into a Trigger.
+
+The controller and the gateway (routes, bucket notifications) and local mode read Triggers
+through it; it applies the CRD's defaults, bounds and CEL rules (crds/triggers.kubelambda.dev.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from kubelambda.api.delivery import Delivery, read_delivery
+from kubelambda.api.errors import SpecError
+from kubelambda.api.meta import read_meta
+from kubelambda.api.reader import Node, Reader
+from kubelambda.api.schema import TRIGGER_FIELDS
+
+KIND: Final = "Trigger"
+# The gateway serves its own endpoints under these (DESIGN.md, "Gateway endpoints").
+RESERVED_PATH_PREFIXES: Final = ("/_kubelambda", "/2015-03-31")
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Secret in the Trigger's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    """``none``, or ``apiKey`` with the Secret key that holds the key callers must send."""
+
+    type: Literal["none", "apiKey"] = "none"
+    secret_ref: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSource:
+    """Requests whose path starts with ``path``; ``methods`` is ("ANY",) or named methods."""
+
+    path: str
+    methods: tuple[str, ...] = ("ANY",)
+    host: str | None = None
+    auth: HttpAuth = HttpAuth()
+
+    def allows(self, method: str) -> bool:
+        return "ANY" in self.methods or method.upper() in self.methods
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Source:
+    """The S3 server on which the operator subscribes the bucket to the gateway."""
+
+    endpoint: str
+    credentials_secret: str
+    region: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketSource:
+    """Notifications of ``bucket`` for ``events`` on keys with ``prefix`` and ``suffix``."""
+
+    bucket: str
+    events: tuple[str, ...] = ("s3:ObjectCreated:*",)
+    prefix: str = ""
+    suffix: str = ""
+    source: S3Source | None = None
+
+
+Source: TypeAlias = HttpSource | BucketSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trigger:
+    """A valid, fully defaulted Trigger. ``delivery`` is None when the Function's applies."""
+
+    name: str
+    namespace: str
+    function: str
+    source: Source
+    delivery: Delivery | None
+
+
+def parse_trigger(obj: object) -> Trigger:
+    """Parse and validate a Trigger object, raising SpecError with every problem found."""
+    reader = Reader(TRIGGER_FIELDS)
+    trigger = _read_trigger(reader, obj)
+    if reader.problems or trigger is None:
+        raise SpecError(reader.problems)
+    return trigger
+
+
+def _read_trigger(reader: Reader, obj: object) -> Trigger | None:
+    root = reader.root(obj)
+    if root is None:
+        return None
+    name, namespace = read_meta(reader, root, kind=KIND)
+    spec = reader.obj(root.child("spec"))
+    if spec is None:
+        return None
+    function = reader.text(spec.child("function"))
+    has_bucket = spec.child("bucket").present
+    if spec.child("http").present == has_bucket:
+        reader.report("spec", "must set exactly one of http, bucket")
+    if spec.child("delivery").present and not has_bucket:
+        reader.report(
+            "spec.delivery",
+            "applies to bucket triggers only (HTTP requests are answered synchronously)",
+        )
+    http = _read_http(reader, spec)
+    bucket = _read_bucket(reader, spec)
+    delivery = read_delivery(reader, spec)
+    source: Source | None = http or bucket
+    if source is None:
+        return None
+    return Trigger(
+        name=name, namespace=namespace, function=function, source=source, delivery=delivery
+    )
+
+
+def _read_http(reader: Reader, spec: Node) -> HttpSource | None:
+    node = reader.obj(spec.child("http"))
+    if node is None:
+        return None
+    path = reader.text(node.child("path"))
+    if path.startswith(RESERVED_PATH_PREFIXES):
+        reader.report(
+            f"{node.path}.path",
+            "must not start with /_kubelambda or /2015-03-31, which the gateway reserves;"
+            f" not {path!r}",
+        )
+    methods_node = node.child("methods")
+    methods = tuple(reader.text(item) for item in reader.items(methods_node))
+    if "ANY" in methods and len(methods) > 1:
+        reader.report(methods_node.path, "lists ANY alone or only named methods")
+    return HttpSource(
+        path=path,
+        methods=methods,
+        host=reader.optional_text(node.child("host")),
+        auth=_read_auth(reader, node),
+    )
+
+
+def _read_auth(reader: Reader, http: Node) -> HttpAuth:
+    node = reader.obj(http.child("auth"))
+    if node is None:
+        return HttpAuth()
+    auth_type = reader.text(node.child("type"))
+    secret_ref = None
+    if (ref := reader.obj(node.child("secretRef"))) is not None:
+        secret_ref = SecretKeyRef(
+            name=reader.text(ref.child("name")), key=reader.text(ref.child("key"))
+        )
+    at = f"{node.path}.secretRef"
+    if auth_type == "apiKey" and not node.child("secretRef").present:
+        reader.report(at, "is required when spec.http.auth.type is apiKey")
+    if auth_type != "apiKey" and node.child("secretRef").present:
+        reader.report(at, "is only for spec.http.auth.type apiKey")
+    if auth_type == "apiKey":
+        return HttpAuth(type="apiKey", secret_ref=secret_ref)
+    return HttpAuth()
+
+
+def _read_bucket(reader: Reader, spec: Node) -> BucketSource | None:
+    node = reader.obj(spec.child("bucket"))
+    if node is None:
+        return None
+    source = None
+    if (s3 := reader.obj(node.child("source"))) is not None:
+        secret = reader.obj(s3.child("credentialsSecret"))
+        source = S3Source(
+            endpoint=reader.text(s3.child("endpoint")),
+            credentials_secret=reader.text(secret.child("name")) if secret is not None else "",
+            region=reader.optional_text(s3.child("region")),
+        )
+    return BucketSource(
+        bucket=reader.text(node.child("bucket")),
+        events=tuple(reader.text(item) for item in reader.items(node.child("events"))),
+        prefix=reader.optional_text(node.child("prefix")) or "",
+        suffix=reader.optional_text(node.child("suffix")) or "",
+        source=source,
+    )
