@@ -52,15 +52,40 @@ class ApiServer:
         return self.authority.pair.cert
 
     def env(self) -> dict[str, str]:
-        """The environment for a client process (kubectl, helm, the operator) to use this server."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        """The environment for a client process (kubectl, helm, the operator) to use this server;
+        helm keeps its repositories and cache in the temp dir, away from the user's."""
+        helm = self.workdir / "helm"
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CONFIG_HOME": str(helm / "config"),
+            "HELM_CACHE_HOME": str(helm / "cache"),
+            "HELM_DATA_HOME": str(helm / "data"),
+        }
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
         """Run the harness's kubectl against this server; on failure the error has its output."""
+        return self._run(binaries.ensure_kubectl(), args, input=input, check=check, timeout=timeout)
+
+    def helm(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the harness's helm against this server; on failure the error has its output."""
+        return self._run(binaries.ensure_helm(), args, input=input, check=check, timeout=timeout)
+
+    def _run(
+        self,
+        tool: Path,
+        args: Sequence[str],
+        *,
+        input: str | None,
+        check: bool,
+        timeout: float,
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(binaries.ensure_kubectl()), *args],
+            [str(tool), *args],
             env=self.env(),
             input=input,
             capture_output=True,
@@ -70,7 +95,7 @@ class ApiServer:
         )
         if check and done.returncode != 0:
             raise AssertionError(
-                f"kubectl {' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\n"
+                f"{tool.name} {' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\n"
                 f"stderr:\n{done.stderr}"
             )
         return done

@@ -37,7 +37,7 @@ HELM_VERSION = "v4.1.4"
 
 HOW_TO_GET = (
     "Build every part ahead of time with `scripts/build-parts` (needs `go` and the Go module "
-    "proxy; about 40 min on 2 cores the first time, cached under ${KUBELAMBDA_CACHE:-"
+    "proxy; about 8 min on 2 cores the first time, cached under ${KUBELAMBDA_CACHE:-"
     "~/.cache/kubelambda}). Build logs are in the cache's logs/ folder."
 )
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.cache import cache_dir
+from harness.procs import die_with_parent, tail
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -105,13 +106,6 @@ class _GroupSampler(threading.Thread):
             self.peak = max(self.peak, _group_rss_bytes(self.pgid))
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def run_step(
     argv: Sequence[str],
     *,
@@ -138,6 +132,7 @@ def run_step(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: sampled, and killed as one
+            preexec_fn=die_with_parent,  # a killed test run leaves no build hogging the cores
         )
         sampler = _GroupSampler(proc.pid)
         sampler.start()

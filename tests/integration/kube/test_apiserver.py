@@ -70,6 +70,17 @@ def test_server_reports_the_pinned_version(kube_api: ApiServer) -> None:
     assert version["serverVersion"]["gitVersion"] == KUBERNETES_VERSION
 
 
+def test_helm_and_the_python_client_reach_the_server(kube_api: ApiServer) -> None:
+    # The chart is installed with this helm, and the operator reads this kubeconfig.
+    assert kube_api.helm("list", "--all-namespaces", "-o", "json").stdout.strip() == "[]"
+
+    from kubernetes import client, config  # type: ignore[import-untyped]
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kube_api.kubeconfig)))
+    names = {ns.metadata.name for ns in api.list_namespace().items}
+    assert {"default", "kube-system"} <= names
+
+
 def test_repository_crds_apply_and_are_listed(kube_api: ApiServer) -> None:
     files = sorted(p for p in CRDS.glob("*") if p.suffix in {".yaml", ".yml", ".json"})
     if not files:
@@ -152,6 +163,6 @@ def test_garbage_collector_deletes_what_an_owner_owned(kube_api: ApiServer, name
     wait_until(
         dependent_gone,
         what="the garbage collector deleting the owned ConfigMap",
-        timeout=60,
+        timeout=90,  # its informers may still be syncing right after the server started
         watch=list(kube_api.servers.values()),
     )
