@@ -82,10 +82,18 @@ class WorkerProcess:
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         return await (await self._connection()).receive()
 
-    async def call(self, frame: bytes) -> tuple[dict[str, Any], bytes]:
+    async def call(self, frame: bytes, *, within: float) -> tuple[dict[str, Any], bytes]:
+        """Send one frame and wait for the answer; TimeoutError after ``within`` seconds."""
         connection = self._protocol or await self._connection()
         connection.send(frame)
-        return await connection.receive()
+        answer = connection.receive()
+        # A timer on the future itself rather than asyncio.wait_for, which would wrap
+        # every invocation in a task of its own.
+        timer = asyncio.get_running_loop().call_later(within, _expire, answer)
+        try:
+            return await answer
+        finally:
+            timer.cancel()
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -240,13 +248,15 @@ class Pool:
             slot.busy = False
 
     async def _invoke_in(self, slot: Slot, invocation: Invocation) -> Result:
-        boot = slot.boot
-        if boot is None or (boot.done() and slot.worker is None):
-            boot = self.start_slot(slot)  # init failed before: Lambda runs it again on invoke
-        init_error = await asyncio.shield(boot)
         worker = slot.worker
-        if init_error is not None or worker is None:
-            return self._error_result(init_error or b"{}", invocation.request_id)
+        if worker is None or not slot.ready:
+            boot = slot.boot
+            if boot is None or (boot.done() and worker is None):
+                boot = self.start_slot(slot)  # init failed before: Lambda runs it again on invoke
+            init_error = await asyncio.shield(boot)
+            worker = slot.worker
+            if init_error is not None or worker is None:
+                return self._error_result(init_error or b"{}", invocation.request_id)
         settings = self._settings
         deadline_ms = invocation.deadline_ms or int((time.time() + settings.timeout_seconds) * 1000)
         header = {"id": invocation.request_id, "deadline_ms": deadline_ms, "tail": invocation.tail}
@@ -256,9 +266,9 @@ class Pool:
                 header[key] = value
         started = time.perf_counter()
         try:
-            reply, body = await asyncio.wait_for(
-                worker.call(framing.encode(header, invocation.body)),
-                timeout=max(deadline_ms / 1000 - time.time(), 0.0),
+            reply, body = await worker.call(
+                framing.encode(header, invocation.body),
+                within=max(deadline_ms / 1000 - time.time(), 0.0),
             )
         except TimeoutError:
             return await self._timed_out(slot, worker, invocation, started)
@@ -357,6 +367,11 @@ class Pool:
                 slot.worker.close()
                 await slot.worker.reap()
                 slot.worker = None
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _log(line: str) -> None:
