@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kubelambda.gateway.clock import Clock
 from kubelambda.gateway.exceptions import DeadlineExceeded, HoldQueueFull, Unavailable
-from kubelambda.gateway.platform import FunctionKey, Instance, Platform, PlatformError
+from kubelambda.gateway.platforms import FunctionKey, Instance, Platform, PlatformError
 
 __all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
 

@@ -51,9 +51,10 @@ def error_response(exc: GatewayError, *, request_id: str | None = None) -> HttpR
 
 
 async def _send(send: Send, response: HttpResponse) -> None:
-    await send(
-        {"type": "http.response.start", "status": response.status, "headers": response.headers}
-    )
+    # An explicit length spares the chunked framing (and a write) of every answer;
+    # handlers leave content-length out of their headers.
+    headers = [*response.headers, (b"content-length", b"%d" % len(response.body))]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 
 

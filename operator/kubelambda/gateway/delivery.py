@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import ssl
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +19,9 @@ from urllib.parse import urlsplit
 from kubelambda.gateway.clock import Clock
 from kubelambda.gateway.delivery_store import DeliveryJob, DeliveryStore
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
+from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invoker import Invoker
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.routing import DeliveryPolicy, FunctionEntry, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.upstream import UpstreamPool
@@ -220,7 +220,7 @@ class AsyncDelivery:
             return
         record = json.dumps(self._record(job, condition), separators=(",", ":")).encode("utf-8")
         letter = DeliveryJob(
-            id=str(uuid.uuid4()),
+            id=new_request_id(),
             payload=record,
             policy=DeliveryPolicy(retries=policy.retries, backoff_seconds=policy.backoff_seconds),
             invoked_arn=job.invoked_arn,

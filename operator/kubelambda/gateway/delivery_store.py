@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubelambda.gateway.clock import Clock
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.routing import DeliveryPolicy
 
 __all__ = ["DeliveryJob", "DeliveryStore", "MemoryDeliveryStore"]

@@ -24,7 +24,7 @@ from kubelambda.gateway.delivery_store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.gateway.invoke import InvokeApi
 from kubelambda.gateway.invoker import Invoker
 from kubelambda.gateway.metrics import GatewayMetrics
-from kubelambda.gateway.platform import FunctionKey, Platform
+from kubelambda.gateway.platforms import FunctionKey, Platform
 from kubelambda.gateway.request import ASGIApp, Handler
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote
 
@@ -25,6 +24,7 @@ from kubelambda.gateway.exceptions import (
     UpstreamFailed,
 )
 from kubelambda.gateway.httpapi import HttpResponse
+from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invoker import Invoker
 from kubelambda.gateway.request import Request
 from kubelambda.gateway.routing import RoutingTable, function_arn
@@ -58,7 +58,7 @@ class InvokeApi:
         self._settings = settings
 
     async def __call__(self, request: Request) -> HttpResponse:
-        request_id = request.request_id = str(uuid.uuid4())
+        request_id = request.request_id = new_request_id()
         function_name = _function_name(request.raw_path)
         if request.method != "POST":
             raise MethodNotAllowed(

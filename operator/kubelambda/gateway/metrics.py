@@ -1,22 +1,29 @@
 """The gateway's Prometheus metrics (DESIGN.md), labelled by namespace and function.
 
-The public app records requests, the invoker records cold starts; in-flight and queued
-requests are read from the activator when /metrics is scraped, so they cost nothing per
-request. Each gateway has its own registry, so several can live in one process (tests).
+The public app records every request, the invoker records cold starts; in-flight and
+queued requests are read from the activator when /metrics is scraped. Request counts and
+durations are plain counters kept per function and turned into metric families at scrape
+time: the event loop is the only writer, so the hot path takes no lock.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from kubelambda.gateway.activation import FunctionLoad
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -24,20 +31,80 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LABELS = ("namespace", "function")
 # Lambda allows up to 900 s, so the tail buckets reach that far.
-_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-_COLD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_NO_FUNCTION = ("", "")
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_NO_FUNCTION = FunctionKey("", "")
 
 LoadSource = Callable[[], Mapping[FunctionKey, FunctionLoad]]
 
 
-class _LoadCollector(Collector):
-    """In-flight and held requests per function, read at scrape time."""
+class _Histogram:
+    """Observations by bucket (non-cumulative; the last is +Inf), with their sum."""
 
-    def __init__(self, source: LoadSource) -> None:
-        self._source = source
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left finds the first bound >= value: Prometheus buckets are "le".
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        cumulative = list(accumulate(self.counts))
+        buckets = [(str(float(b)), c) for b, c in zip(self.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        family.add_metric(labels, buckets, self.sum)
+
+
+class _FunctionStats:
+    __slots__ = ("codes", "cold_start_seconds", "cold_starts", "duration")
+
+    def __init__(self) -> None:
+        self.codes: dict[int, int] = {}
+        self.duration = _Histogram(DURATION_BUCKETS)
+        self.cold_starts = 0
+        self.cold_start_seconds = _Histogram(COLD_START_BUCKETS)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: GatewayMetrics, load: LoadSource) -> None:
+        self._metrics = metrics
+        self._load = load
 
     def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "kubelambda_gateway_requests",
+            "Requests answered by the gateway, by status code.",
+            labels=(*_LABELS, "code"),
+        )
+        duration = HistogramMetricFamily(
+            "kubelambda_gateway_request_duration_seconds",
+            "Time from a request's arrival to its answer, including any hold.",
+            labels=_LABELS,
+        )
+        cold_starts = CounterMetricFamily(
+            "kubelambda_gateway_cold_starts",
+            "Requests that were held until an instance of a function at zero became ready.",
+            labels=_LABELS,
+        )
+        cold_seconds = HistogramMetricFamily(
+            "kubelambda_gateway_cold_start_seconds",
+            "How long requests waited for a cold start.",
+            labels=_LABELS,
+        )
+        for key, stats in self._metrics.stats.items():
+            labels = [key.namespace, key.name]
+            for code, count in sorted(stats.codes.items()):
+                requests.add_metric([*labels, str(code)], count)
+            if stats.codes:
+                stats.duration.add_to(duration, labels)
+            if stats.cold_starts:
+                cold_starts.add_metric(labels, stats.cold_starts)
+                stats.cold_start_seconds.add_to(cold_seconds, labels)
         in_flight = GaugeMetricFamily(
             "kubelambda_gateway_in_flight_requests",
             "Requests sent to an instance and not yet answered.",
@@ -48,68 +115,39 @@ class _LoadCollector(Collector):
             "Requests held because no instance is ready or every slot is busy.",
             labels=_LABELS,
         )
-        for key, load in self._source().items():
+        for key, load in self._load().items():
             labels = [key.namespace, key.name]
             in_flight.add_metric(labels, load.in_flight)
             queued.add_metric(labels, load.queued)
-        yield in_flight
-        yield queued
+        yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued)
 
 
 class GatewayMetrics:
-    """Counters and histograms of one gateway, and their text exposition."""
+    """The counters of one gateway and their text exposition; call only on the event loop."""
 
     def __init__(self, *, load: LoadSource) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter(
-            "kubelambda_gateway_requests",
-            "Requests answered by the gateway, by status code.",
-            (*_LABELS, "code"),
-            registry=self.registry,
-        )
-        self._duration = Histogram(
-            "kubelambda_gateway_request_duration_seconds",
-            "Time from a request's arrival to its answer, including any hold.",
-            _LABELS,
-            buckets=_DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self._cold_starts = Counter(
-            "kubelambda_gateway_cold_starts",
-            "Requests that were held until an instance of a function at zero became ready.",
-            _LABELS,
-            registry=self.registry,
-        )
-        self._cold_seconds = Histogram(
-            "kubelambda_gateway_cold_start_seconds",
-            "How long requests waited for a cold start.",
-            _LABELS,
-            buckets=_COLD_BUCKETS,
-            registry=self.registry,
-        )
-        self.registry.register(_LoadCollector(load))
-        # labels() costs a lock and a tuple per call; keep the children at hand.
-        self._request_children: dict[tuple[FunctionKey | None, int], Any] = {}
-        self._duration_children: dict[FunctionKey | None, Any] = {}
+        self.stats: dict[FunctionKey, _FunctionStats] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self, load))
+
+    def _stats(self, function: FunctionKey | None) -> _FunctionStats:
+        key = function or _NO_FUNCTION
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = _FunctionStats()
+        return stats
 
     def request(self, function: FunctionKey | None, code: int, seconds: float) -> None:
         """Count one answered request; `function` is None when none was routed to."""
-        counter = self._request_children.get((function, code))
-        if counter is None:
-            labels = (function.namespace, function.name) if function else _NO_FUNCTION
-            counter = self._request_children[(function, code)] = self._requests.labels(
-                *labels, str(code)
-            )
-        counter.inc()
-        histogram = self._duration_children.get(function)
-        if histogram is None:
-            labels = (function.namespace, function.name) if function else _NO_FUNCTION
-            histogram = self._duration_children[function] = self._duration.labels(*labels)
-        histogram.observe(seconds)
+        stats = self._stats(function)
+        codes = stats.codes
+        codes[code] = codes.get(code, 0) + 1
+        stats.duration.observe(seconds)
 
     def cold_start(self, function: FunctionKey, seconds: float) -> None:
-        self._cold_starts.labels(function.namespace, function.name).inc()
-        self._cold_seconds.labels(function.namespace, function.name).observe(seconds)
+        stats = self._stats(function)
+        stats.cold_starts += 1
+        stats.cold_start_seconds.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "FakePlatform",
@@ -22,9 +22,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionKey:
-    """A Function's identity: its namespace and name."""
+class FunctionKey(NamedTuple):
+    """A Function's identity: its namespace and name.
+
+    A named tuple rather than a dataclass: it keys several dicts per request, and a
+    tuple's hash is computed in C.
+    """
 
     namespace: str
     name: str

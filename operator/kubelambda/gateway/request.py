@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from kubelambda.gateway.httpapi import HttpResponse
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 
 __all__ = ["ASGIApp", "Handler", "Request"]
 

@@ -18,7 +18,7 @@ from kubelambda.gateway.exceptions import (
     MethodNotAllowed,
     RouteNotFound,
 )
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 
 __all__ = [
     "BucketRoute",

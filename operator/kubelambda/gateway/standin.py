@@ -21,7 +21,7 @@ from typing import Any
 
 import uvicorn
 
-from kubelambda.gateway.platform import Instance
+from kubelambda.gateway.platforms import Instance
 from kubelambda.gateway.request import Receive, Scope, Send
 
 __all__ = ["Received", "StandIn"]
@@ -41,10 +41,19 @@ class Received:
 class StandIn:
     """An ASGI app serving the invoke endpoint and /healthz, with counters for assertions."""
 
-    def __init__(self, *, name: str = "standin", concurrency: int = 1, record: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "standin",
+        concurrency: int = 1,
+        record: bool = True,
+        reply: Any = None,
+    ) -> None:
         self.name = name
         self.concurrency = concurrency
         self.record = record
+        # What to return when the event asks for nothing; None: echo the event.
+        self._reply = None if reply is None else json.dumps(reply).encode()
         self.received: list[Received] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -128,6 +137,8 @@ class StandIn:
             await _answer(send, 200, error, rid, extra)
         elif "return" in control:
             await _answer(send, 200, control["return"], rid, extra)
+        elif self._reply is not None:
+            await _send(send, 200, self._reply, rid, extra)
         else:
             await _answer(
                 send, 200, {"instance": self.name, "event": event, "headers": headers}, rid, extra
@@ -199,6 +210,16 @@ async def _answer(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = json.dumps(document, separators=(",", ":")).encode()
+    await _send(send, status, body, request_id, extra)
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str,
+    extra: list[tuple[bytes, bytes]] | None,
+) -> None:
     headers = [_JSON, (b"lambda-runtime-aws-request-id", request_id.encode("latin-1"))]
     await send(
         {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
@@ -211,8 +232,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--reply", help="JSON to return for every invocation (default: echo)")
     args = parser.parse_args()
-    app = StandIn(concurrency=args.concurrency, record=False)
+    reply = json.loads(args.reply) if args.reply else None
+    app = StandIn(concurrency=args.concurrency, record=False, reply=reply)
     uvicorn.run(
         app,
         host=args.host,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import uuid
 from collections.abc import Callable
 
 from kubelambda.gateway.clock import Clock
@@ -20,8 +19,9 @@ from kubelambda.gateway.httpapi import (
     function_error_response,
     map_response,
 )
+from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invoker import Invocation, Invoker
-from kubelambda.gateway.platform import FunctionKey
+from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.request import Request
 from kubelambda.gateway.routing import RoutingTable, function_arn
 from kubelambda.gateway.settings import GatewaySettings
@@ -29,6 +29,7 @@ from kubelambda.gateway.settings import GatewaySettings
 __all__ = ["TriggerHandler", "server_timing"]
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
 def server_timing(invocation: Invocation) -> tuple[bytes, bytes] | None:
@@ -87,7 +88,7 @@ class TriggerHandler:
         request.function = function.key
         if match.route.api_keys is not None:
             _authenticate(request, match.route.api_keys)
-        request_id = request.request_id = str(uuid.uuid4())
+        request_id = request.request_id = new_request_id()
         domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
         event = build_event(
             method=request.method,
@@ -121,10 +122,10 @@ class TriggerHandler:
             response = function_error_response()
         else:
             response = map_response(upstream.body)
-        extra = [(b"apigw-requestid", request_id.encode("ascii"))]
+        # Framing is the gateway's business, not the function's.
+        headers = [h for h in response.headers if h[0] not in _FRAMING]
+        headers.append((b"apigw-requestid", request_id.encode("ascii")))
         timing = server_timing(invocation)
         if timing is not None:
-            extra.append(timing)
-        return HttpResponse(
-            status=response.status, headers=response.headers + extra, body=response.body
-        )
+            headers.append(timing)
+        return HttpResponse(status=response.status, headers=headers, body=response.body)

@@ -1,0 +1,211 @@
+"""Shared by the gateway benchmarks: the stand-in instance, the gateway and nginx as processes
+on free loopback ports, and wrk runs with a chosen method, path and body.
+
+Until a benchmark names the real runtime, the instance behind every proxy is the gateway's
+stand-in (kubelambda.gateway.standin), a uvicorn app speaking the runtime contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kubelambda.gateway.httpapi import build_event
+from loadgen import free_port, need, process, wait_http
+
+HERE = Path(__file__).resolve().parent
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+# What the instance returns for every invocation: an HTTP response description, as a
+# typical API handler's.
+REPLY = {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "hello"}
+
+
+def sample_event() -> bytes:
+    """The payload 2.0 event the gateway builds for `GET /hello` from wrk, as JSON."""
+    event = build_event(
+        method="GET",
+        raw_path="/hello",
+        raw_query=b"",
+        headers=[(b"host", b"127.0.0.1:8080")],
+        body=b"",
+        source_ip="127.0.0.1",
+        route_key="ANY /hello",
+        request_id="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+        domain_name="127.0.0.1",
+        path_parameters=None,
+        now=1_700_000_000.0,
+    )
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@contextmanager
+def standin(*, concurrency: int = 1024) -> Iterator[int]:
+    """A stand-in instance process; yields its port."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "kubelambda.gateway.standin",
+        "--port",
+        str(port),
+        "--concurrency",
+        str(concurrency),
+        "--reply",
+        json.dumps(REPLY),
+    ]
+    with process(args) as proc:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+        yield port
+
+
+@contextmanager
+def runtime(work: Path, *, concurrency: int) -> Iterator[int]:
+    """A real kubelambda_runtime process serving a handler that returns REPLY; yields its port."""
+    (work / "bench_handler.py").write_text(f"def handler(event, context):\n    return {REPLY!r}\n")
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "kubelambda_runtime",
+        "--handler",
+        "bench_handler.handler",
+        "--code",
+        str(work),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--concurrency",
+        str(concurrency),
+    ]
+    with process(args) as proc:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+        yield port
+
+
+@contextmanager
+def gateway(instance_port: int, *, concurrency: int) -> Iterator[int]:
+    """A gateway process routing /hello (and the Invoke API's `hello`) to the instance."""
+    port, admin = free_port(), free_port()
+    args = [
+        sys.executable,
+        str(HERE / "gateway_server.py"),
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin),
+        "--instance-port",
+        str(instance_port),
+        "--concurrency",
+        str(concurrency),
+    ]
+    with process(args) as proc:
+        wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc)
+        yield port
+
+
+@contextmanager
+def nginx(instance_port: int) -> Iterator[int]:
+    """nginx (Debian's nginx-light) as a keep-alive reverse proxy to the instance's invoke path."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        need("nginx", "nginx-light")
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="kubelambda-nginx-"))
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  upstream instance {{ server 127.0.0.1:{instance_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://instance{INVOKE_PATH};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    with process([binary, "-p", str(work), "-c", str(conf)]) as proc:
+        wait_port(port, process=proc)
+        yield port
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_port(port: int, *, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Return once 127.0.0.1:port accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"nothing listens on port {port} after {timeout}s") from None
+        time.sleep(0.01)
+
+
+def wrk(
+    url: str, *, method: str = "GET", body: bytes = b"", connections: int, seconds: int
+) -> dict[str, float]:
+    """One wrk run (1 thread): requests/s and latency percentiles in ms; refuses error answers."""
+    need("wrk", "wrk")
+    lines = [f'wrk.method = "{method}"', 'wrk.headers["Content-Type"] = "application/json"']
+    if body:
+        lines.append(f"wrk.body = {json.dumps(body.decode())}")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        output = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rate = float(_find(r"Requests/sec:\s+([\d.]+)", output))
+    total = int(_find(r"(\d+) requests in", output))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors and int(errors.group(1)) > total * 0.01:
+        raise SystemExit(f"{url}: {errors.group(1)} of {total} answers were errors\n{output}")
+    return {"rate": rate}
+
+
+def _find(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise SystemExit(f"wrk output without {pattern!r}:\n{text}")
+    return found.group(1)

@@ -1,0 +1,36 @@
+"""The gateway as the benchmarks run it: one process, uvloop, a fixed instance and a route.
+
+python benchmarks/gateway_server.py --port P --admin-port A --instance-port I
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvloop
+
+from kubelambda.gateway.gateway import create_gateway
+from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance
+from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--admin-port", type=int, required=True)
+    parser.add_argument("--instance-port", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=1024)
+    args = parser.parse_args()
+    key = FunctionKey("default", "hello")
+    platform = FakePlatform()
+    instance = Instance("bench", "127.0.0.1", args.instance_port, concurrency=args.concurrency)
+    platform.set_instances(key, [instance])
+    routes = RoutingTable(
+        functions=[FunctionEntry(key, timeout_seconds=30)], routes=[HttpRoute(key, "/hello")]
+    )
+    gateway = create_gateway(platform=platform, routes=routes)
+    uvloop.run(gateway.serve(port=args.port, admin_port=args.admin_port))
+
+
+if __name__ == "__main__":
+    main()

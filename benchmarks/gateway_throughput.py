@@ -1,0 +1,85 @@
+"""Benchmark: throughput through the gateway, against the same instance direct and behind nginx.
+
+One instance process (the stand-in, or the real runtime with --runtime) serves all
+paths; wrk (1 thread, same connections) loads each in alternating rounds, and the
+ratios of medians are printed:
+
+- gateway HTTP trigger (GET /hello: event built, response mapped) / direct invoke
+- gateway Invoke API (POST /2015-03-31/functions/hello/invocations) / direct invoke
+- either / nginx proxying the same invoke request (keep-alive upstream). Target >= 0.5.
+
+    python benchmarks/gateway_throughput.py [--seconds 5] [--rounds 3] [--connections 32]
+        [--runtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from gateway_common import INVOKE_PATH, gateway, nginx, runtime, sample_event, standin, wrk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runtime", action="store_true", help="the real runtime as the instance")
+    args = parser.parse_args()
+    event = sample_event()
+    with ExitStack() as stack:
+        if args.runtime:
+            work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
+            instance = stack.enter_context(runtime(work, concurrency=args.connections))
+        else:
+            instance = stack.enter_context(standin())
+        concurrency = args.connections if args.runtime else 1024
+        gateway_port = stack.enter_context(gateway(instance, concurrency=concurrency))
+        nginx_port = stack.enter_context(nginx(instance))
+        paths = {
+            "direct": (f"http://127.0.0.1:{instance}{INVOKE_PATH}", "POST", event),
+            "nginx": (f"http://127.0.0.1:{nginx_port}/", "POST", event),
+            "gateway trigger": (f"http://127.0.0.1:{gateway_port}/hello", "GET", b""),
+            "gateway invoke": (
+                f"http://127.0.0.1:{gateway_port}/2015-03-31/functions/hello/invocations",
+                "POST",
+                event,
+            ),
+        }
+        for url, method, body in paths.values():  # warm every path
+            wrk(url, method=method, body=body, connections=args.connections, seconds=1)
+        rates: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(args.rounds):
+            for name, (url, method, body) in paths.items():
+                result = wrk(
+                    url,
+                    method=method,
+                    body=body,
+                    connections=args.connections,
+                    seconds=args.seconds,
+                )
+                rates[name].append(result["rate"])
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    what = (
+        "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.gateway.standin)"
+    )
+    print(
+        f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s, medians"
+    )
+    for name, rate in median.items():
+        print(f"  {name:<16} {rate:>9,.0f} req/s")
+    for name in ("gateway trigger", "gateway invoke"):
+        print(
+            f"  {name} / direct = {median[name] / median['direct']:.2f}   "
+            f"{name} / nginx = {median[name] / median['nginx']:.2f}  (target >= 0.5)"
+        )
+
+
+if __name__ == "__main__":
+    main()

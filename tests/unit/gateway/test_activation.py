@@ -1,0 +1,246 @@
+"""Activation and load balancing: slots on ready instances, held requests, wakes, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kubelambda.gateway.activation import Activator, Lease, Outcome
+from kubelambda.gateway.clock import FakeClock, SystemClock
+from kubelambda.gateway.exceptions import DeadlineExceeded, HoldQueueFull, Unavailable
+from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance, PlatformError
+from unit.gateway.serving import wait_for
+
+pytestmark = pytest.mark.anyio
+
+FN = FunctionKey("default", "fn")
+CLOCK = SystemClock()
+
+
+def activator(platform: FakePlatform, *, max_queued: int = 10, **options: float) -> Activator:
+    return Activator(platform=platform, clock=CLOCK, max_queued=max_queued, **options)
+
+
+def soon(seconds: float = 5.0) -> float:
+    return CLOCK.monotonic() + seconds
+
+
+def instance(name: str, concurrency: int = 1) -> Instance:
+    return Instance(id=name, host="127.0.0.1", port=1, concurrency=concurrency)
+
+
+def queued(act: Activator) -> int:
+    load = act.snapshot().get(FN)
+    return load.queued if load is not None else 0
+
+
+async def test_least_in_flight_and_never_above_concurrency() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=2), instance("b", concurrency=1)])
+    act = activator(platform)
+    leases = [await act.acquire(FN, deadline=soon()) for _ in range(3)]
+    # a, then b (a has 1 in flight, b 0), then a again (both 1, b is full)
+    assert sorted(lease.instance.id for lease in leases) == ["a", "a", "b"]
+    assert all(lease.waited == 0 and not lease.cold for lease in leases)
+    # capacity (2 + 1) is used up: the next one is held, not sent
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    assert act.snapshot()[FN].in_flight == 3
+    b_lease = next(lease for lease in leases if lease.instance.id == "b")
+    b_lease.release()
+    got = await asyncio.wait_for(held, 5)
+    assert got.instance.id == "b"
+    assert got.waited > 0 and not got.cold  # waited for a busy instance, not a cold one
+    assert platform.wakes == []  # instances were ready all along
+
+
+async def test_spreads_over_idle_instances_in_turn() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance(n, concurrency=4) for n in "abc"])
+    act = activator(platform)
+    seen = []
+    for _ in range(6):
+        lease = await act.acquire(FN, deadline=soon())
+        seen.append(lease.instance.id)
+        lease.release()
+    assert sorted(seen) == ["a", "a", "b", "b", "c", "c"]
+
+
+async def test_held_requests_wake_the_function_once_and_all_proceed_when_ready() -> None:
+    platform = FakePlatform()
+    act = activator(platform)
+    held = [asyncio.create_task(act.acquire(FN, deadline=soon())) for _ in range(5)]
+    await wait_for(lambda: queued(act) == 5 and platform.wakes)
+    assert platform.wakes == [FN]  # one wake per interval, not one per request
+    platform.set_instances(FN, [instance("a", concurrency=5)])
+    leases = await asyncio.wait_for(asyncio.gather(*held), 5)
+    assert [lease.instance.id for lease in leases] == ["a"] * 5
+    assert all(lease.cold and lease.waited > 0 for lease in leases)
+    assert queued(act) == 0
+    assert act.snapshot()[FN].in_flight == 5
+
+
+async def test_held_requests_are_served_first_come_first_served() -> None:
+    platform = FakePlatform()
+    act = activator(platform)
+    order: list[int] = []
+
+    async def request(n: int) -> Lease:
+        lease = await act.acquire(FN, deadline=soon())
+        order.append(n)
+        return lease
+
+    tasks = []
+    for n in range(4):
+        tasks.append(asyncio.create_task(request(n)))
+        await wait_for(lambda n=n: queued(act) == n + 1)
+    platform.set_instances(FN, [instance("a", concurrency=1)])
+    for n in range(4):
+        await wait_for(lambda n=n: len(order) == n + 1)
+        assert not any(task.done() for task in tasks[n + 1 :])
+        (await tasks[n]).release()
+    assert order == [0, 1, 2, 3]
+
+
+async def test_queue_bound_refuses_with_retry_after() -> None:
+    platform = FakePlatform()
+    act = activator(platform, max_queued=2, retry_after_seconds=3)
+    held = [asyncio.create_task(act.acquire(FN, deadline=soon())) for _ in range(2)]
+    await wait_for(lambda: queued(act) == 2)
+    with pytest.raises(HoldQueueFull) as caught:
+        await act.acquire(FN, deadline=soon())
+    assert caught.value.status == 503
+    assert caught.value.retry_after == 3
+    assert "already holds 2 requests" in caught.value.message
+    for task in held:
+        task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    assert queued(act) == 0
+
+
+async def test_deadline_ends_the_hold_with_504() -> None:
+    platform = FakePlatform()
+    act = activator(platform)
+    with pytest.raises(DeadlineExceeded, match="no instance of default/fn became ready within"):
+        await act.acquire(FN, deadline=soon(0.05))
+    assert queued(act) == 0
+    # when instances exist but are busy, the message says so
+    platform.set_instances(FN, [instance("a")])
+    lease = await act.acquire(FN, deadline=soon())
+    with pytest.raises(DeadlineExceeded, match="had a free slot"):
+        await act.acquire(FN, deadline=soon(0.05))
+    lease.release()
+
+
+async def test_a_deadline_already_past_is_refused_at_once() -> None:
+    act = activator(FakePlatform())
+    with pytest.raises(DeadlineExceeded, match="no time left"):
+        await act.acquire(FN, deadline=CLOCK.monotonic() - 1)
+
+
+async def test_platform_error_fails_held_requests_with_its_message() -> None:
+    platform = FakePlatform()
+    platform.wake_error = PlatformError("image missing")
+    act = activator(platform)
+    with pytest.raises(Unavailable, match="cannot start: image missing") as caught:
+        await act.acquire(FN, deadline=soon())
+    assert caught.value.retry_after is not None
+
+
+async def test_refused_instance_is_left_out_then_comes_back() -> None:
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", 4), instance("b", 4)])
+    act = Activator(platform=platform, clock=clock, max_queued=10, eject_seconds=1.0)
+    first = await act.acquire(FN, deadline=clock.monotonic() + 5)
+    bad = first.instance.id
+    first.release(Outcome.REFUSED)
+    for _ in range(4):
+        lease = await act.acquire(FN, deadline=clock.monotonic() + 5)
+        assert lease.instance.id != bad
+        lease.release()
+    clock.advance(1.01)
+    seen = set()
+    for _ in range(4):
+        lease = await act.acquire(FN, deadline=clock.monotonic() + 5)
+        seen.add(lease.instance.id)
+        lease.release()
+    assert bad in seen
+
+
+async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform, eject_seconds=10)
+    (await act.acquire(FN, deadline=soon())).release(Outcome.REFUSED)
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: platform.wakes == [FN])
+    platform.set_instances(FN, [instance("b")])  # the platform replaced it
+    lease = await asyncio.wait_for(held, 5)
+    assert lease.instance.id == "b"
+
+
+async def test_cancelled_waiter_leaves_the_queue_and_slot_goes_to_the_next() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform)
+    lease = await act.acquire(FN, deadline=soon())
+    gone = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    staying = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 2)
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    lease.release()
+    assert (await asyncio.wait_for(staying, 5)).instance.id == "a"
+    assert act.snapshot()[FN].in_flight == 1
+
+
+async def test_instances_keep_their_counts_across_updates_and_leaving_ones_drain() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", 1)])
+    act = activator(platform)
+    on_a = await act.acquire(FN, deadline=soon())
+    platform.set_instances(FN, [instance("a", 1), instance("b", 1)])
+    # a is still busy, so the next one goes to b
+    on_b = await act.acquire(FN, deadline=soon())
+    assert on_b.instance.id == "b"
+    platform.set_instances(FN, [instance("b", 1)])  # a leaves while busy
+    on_a.release()  # harmless, and frees nothing on b
+    assert act.snapshot()[FN].in_flight == 1
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    on_b.release()
+    assert (await asyncio.wait_for(held, 5)).instance.id == "b"
+
+
+async def test_release_is_idempotent() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", 2)])
+    act = activator(platform)
+    lease = await act.acquire(FN, deadline=soon())
+    lease.release()
+    lease.release()
+    assert act.snapshot()[FN].in_flight == 0
+
+
+async def test_snapshot_counts_for_the_autoscaler() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", 2), instance("b", 3)])
+    act = activator(platform)
+    lease = await act.acquire(FN, deadline=soon())
+    load = act.snapshot()[FN]
+    assert (load.in_flight, load.queued, load.ready_instances, load.capacity) == (1, 0, 2, 5)
+    assert load.requests_total == 1
+    assert load.last_request_at is not None
+    lease.release()
+
+
+async def test_close_answers_held_requests() -> None:
+    act = activator(FakePlatform())
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    await act.aclose()
+    with pytest.raises(Unavailable, match="shutting down"):
+        await asyncio.wait_for(held, 5)

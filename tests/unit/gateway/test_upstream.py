@@ -1,0 +1,215 @@
+"""The upstream HTTP/1.1 client: keep-alive reuse, and every way an instance can misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
+from kubelambda.gateway.upstream import UpstreamPool
+from unit.gateway.serving import wait_for
+
+pytestmark = pytest.mark.anyio
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+# What a reply does with the connection: answer these bytes, then keep it or close it.
+Reply = Callable[[int], Awaitable[tuple[bytes, bool]]]
+
+
+class RawServer:
+    """A loopback HTTP server scripted per request; counts connections and requests."""
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                answer, keep = await self._reply(len(self.requests))
+                writer.write(answer)
+                await writer.drain()
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: Reply) -> AsyncIterator[RawServer]:
+    raw = RawServer(reply)
+    server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+    raw.port = server.sockets[0].getsockname()[1]
+    try:
+        yield raw
+    finally:
+        server.close()
+
+
+async def ok(_: int) -> tuple[bytes, bool]:
+    return OK, True
+
+
+async def call(
+    pool: UpstreamPool, port: int, *, body: bytes = b"{}", seconds: float = 5.0
+) -> bytes:
+    response = await pool.request(
+        host="127.0.0.1",
+        port=port,
+        method=b"POST",
+        target=b"/2015-03-31/functions/function/invocations",
+        headers=[(b"lambda-runtime-aws-request-id", b"r-1")],
+        body=body,
+        deadline=asyncio.get_running_loop().time() + seconds,
+    )
+    assert response.status == 200
+    return response.body
+
+
+async def test_keeps_connections_alive_and_sends_the_request_as_given() -> None:
+    pool = UpstreamPool()
+    async with raw_server(ok) as server:
+        for _ in range(3):
+            assert await call(pool, server.port, body=b'{"a":1}') == b"{}"
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"POST /2015-03-31/functions/function/invocations HTTP/1.1\r\n")
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in first
+    assert b"content-length: 7\r\n" in first
+    assert b"lambda-runtime-aws-request-id: r-1\r\n" in first
+    assert first.endswith(b'\r\n\r\n{"a":1}')
+    await pool.aclose()
+
+
+async def test_concurrent_requests_use_separate_connections() -> None:
+    release = asyncio.Event()
+
+    async def slow(_: int) -> tuple[bytes, bool]:
+        await release.wait()
+        return OK, True
+
+    pool = UpstreamPool()
+    async with raw_server(slow) as server:
+        calls = [asyncio.create_task(call(pool, server.port)) for _ in range(3)]
+        await wait_for(lambda: len(server.requests) == 3)
+        release.set()
+        await asyncio.gather(*calls)
+        assert server.connections == 3
+        await call(pool, server.port)  # one of the three idle ones
+        assert server.connections == 3
+    await pool.aclose()
+
+
+async def test_refused_connection_is_instance_unavailable() -> None:
+    async with raw_server(ok) as server:
+        port = server.port
+    pool = UpstreamPool()
+    with pytest.raises(InstanceUnavailable, match="cannot connect"):
+        await call(pool, port)
+
+
+async def test_no_answer_by_the_deadline_is_upstream_timeout() -> None:
+    async def never(_: int) -> tuple[bytes, bool]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    pool = UpstreamPool()
+    async with raw_server(never) as server:
+        with pytest.raises(UpstreamTimeout):
+            await call(pool, server.port, seconds=0.1)
+        # the timed-out connection is not reused
+        assert pool._idle == {}
+
+
+async def test_a_connection_the_server_closed_is_replaced_transparently() -> None:
+    async def then_close(_: int) -> tuple[bytes, bool]:
+        return OK, False  # answers keep-alive, then closes anyway (an idle timeout)
+
+    pool = UpstreamPool()
+    async with raw_server(then_close) as server:
+        await call(pool, server.port)
+        # let the close reach us, or not: both must work
+        await call(pool, server.port)
+        await call(pool, server.port)
+    assert server.connections == 3
+    assert len(server.requests) == 3  # nothing was sent twice to the server
+
+
+async def test_a_reused_connection_closed_without_an_answer_is_retried_once_on_a_new_one() -> None:
+    async def drop_second(n: int) -> tuple[bytes, bool]:
+        # The race a keep-alive client cannot avoid: the server closes an idle
+        # connection just as a request goes out on it.
+        return (b"", False) if n == 2 else (OK, True)
+
+    pool = UpstreamPool()
+    async with raw_server(drop_second) as server:
+        await call(pool, server.port)
+        await call(pool, server.port)
+    assert server.connections == 2
+    assert len(server.requests) == 3
+
+
+async def test_idle_connections_past_their_age_are_not_reused() -> None:
+    pool = UpstreamPool(idle_seconds=0.0)
+    async with raw_server(ok) as server:
+        await call(pool, server.port)
+        await call(pool, server.port)
+    assert server.connections == 2
+
+
+async def test_connection_close_answers_are_not_kept() -> None:
+    async def closing(_: int) -> tuple[bytes, bool]:
+        return b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}", False
+
+    pool = UpstreamPool()
+    async with raw_server(closing) as server:
+        await call(pool, server.port)
+        assert pool._idle == {}
+
+
+async def test_chunked_answers_are_reassembled() -> None:
+    async def chunked(_: int) -> tuple[bytes, bool]:
+        return (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b'3\r\n{"a\r\n5\r\n": 1}\r\n0\r\n\r\n',
+            True,
+        )
+
+    pool = UpstreamPool()
+    async with raw_server(chunked) as server:
+        assert await call(pool, server.port) == b'{"a": 1}'
+        assert await call(pool, server.port) == b'{"a": 1}'
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", "malformed HTTP"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}", "closed the connection"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 100, "more than 64 bytes"),
+    ],
+)
+async def test_broken_answers_are_upstream_failed(answer: bytes, message: str) -> None:
+    async def broken(_: int) -> tuple[bytes, bool]:
+        return answer, False
+
+    pool = UpstreamPool(max_response_bytes=64)
+    async with raw_server(broken) as server:
+        with pytest.raises(UpstreamFailed, match=message):
+            await call(pool, server.port)
