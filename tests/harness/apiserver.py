@@ -25,7 +25,7 @@ from typing import Protocol
 from harness import binaries
 from harness.cache import subdir
 from harness.pki import CertificateAuthority, KeyPair, service_account_keys
-from harness.procs import Server, free_port, start, wait_until
+from harness.procs import Server, free_port, scratch_dir, start, wait_until
 
 # Virtual: without kube-proxy nothing routes to it, so it never sends traffic anywhere.
 SERVICE_CIDR = "10.0.0.0/24"
@@ -236,7 +236,7 @@ def api_server(
     scheduler_bin = binaries.ensure_kube_scheduler() if scheduler else None
     logs = log_dir if log_dir is not None else _default_log_dir("apiserver")
     logs.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="kubelambda-apiserver-"))
+    workdir = scratch_dir("apiserver")
     servers: dict[str, Server] = {}
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)

@@ -58,7 +58,8 @@ def go_env() -> dict[str, str]:
 
 
 def go_command() -> str:
-    go = shutil.which("go")
+    # /usr/local/go is where the machine image installs Go; a CI shell may not have it on PATH.
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise PartUnavailable(f"`go` is not on PATH. {GO_HOW}")
     return go

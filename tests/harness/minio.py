@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import binaries
 from harness.cache import subdir
-from harness.procs import Server, free_port, start, wait_until
+from harness.procs import Server, free_port, scratch_dir, start, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -118,7 +118,7 @@ def minio_server(
             tempfile.mkdtemp(prefix=f"minio-{time.strftime('%Y%m%d-%H%M%S')}-", dir=subdir("logs"))
         )
     )
-    data = Path(tempfile.mkdtemp(prefix="kubelambda-minio-"))
+    data = scratch_dir("minio")
     hooks = dict(webhooks or {})
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, data, ignore_errors=True)

@@ -8,21 +8,37 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Resolved once here, not in the forked child, where loading a library could deadlock on a
+# lock another thread held at fork time.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGTERM it when we die.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """For preexec_fn: the kernel SIGTERMs the child when the thread that started it dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def scratch_dir(kind: str) -> Path:
+    """A fresh temp dir named after this process; dirs of processes that died without cleaning
+    up (SIGKILLed test runs) are removed first."""
+    root = Path(tempfile.gettempdir())
+    prefix = f"kubelambda-{kind}-"
+    for stale in root.glob(f"{prefix}*-*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
 
 
 def tail(path: Path, lines: int = 30) -> str:
