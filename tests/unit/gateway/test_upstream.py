@@ -3,62 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
 from kubelambda.gateway.upstream import UpstreamPool
-from unit.gateway.serving import wait_for
+from unit.gateway.serving import OK, raw_server, wait_for
 
 pytestmark = pytest.mark.anyio
-
-OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-# What a reply does with the connection: answer these bytes, then keep it or close it.
-Reply = Callable[[int], Awaitable[tuple[bytes, bool]]]
-
-
-class RawServer:
-    """A loopback HTTP server scripted per request; counts connections and requests."""
-
-    def __init__(self, reply: Reply) -> None:
-        self._reply = reply
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.port = 0
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = await reader.readexactly(length)
-                self.requests.append(head + body)
-                answer, keep = await self._reply(len(self.requests))
-                writer.write(answer)
-                await writer.drain()
-                if not keep:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@contextlib.asynccontextmanager
-async def raw_server(reply: Reply) -> AsyncIterator[RawServer]:
-    raw = RawServer(reply)
-    server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
-    raw.port = server.sockets[0].getsockname()[1]
-    try:
-        yield raw
-    finally:
-        server.close()
 
 
 async def ok(_: int) -> tuple[bytes, bool]:
