@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 from importlib.metadata import version
+from pathlib import Path
+
+LOCAL_HELP = """\
+Serve Function and Trigger manifests on this machine, without a cluster: the event
+gateway on one port, each function's instances as local runtime processes, scaled with
+traffic (to zero after spec.scaling.scaleToZeroAfterSeconds without requests; the next
+request starts one again).
+
+PATH is a manifest file or a folder of *.yaml files — the same files you would
+`kubectl apply`. Code comes from spec.code.inline, or locally from spec.code.path, a
+folder beside the manifest.
+
+examples:
+  kubelambda local examples/
+  curl http://127.0.0.1:8080/hello?name=you
+  aws lambda invoke --endpoint-url http://127.0.0.1:8080 --function-name hello out.json
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,17 +35,68 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"kubelambda {version('kubelambda')}"
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    local = commands.add_parser(
+        "local",
+        help="serve Function and Trigger manifests on this machine, without a cluster",
+        description=LOCAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    local.add_argument("path", type=Path, help="a manifest file or a folder of them")
+    local.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
+    local.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    local.add_argument(
+        "--admin-port", type=int, default=9090, help="/metrics and /healthz port (default 9090)"
+    )
+    local.add_argument("--region", default="us-east-1", help="AWS_REGION for functions")
+    local.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from kubelambda.local.functions import UnsupportedLocally
+    from kubelambda.local.runner import Options, run
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    options = Options(
+        path=args.path,
+        host=args.host,
+        port=args.port,
+        admin_port=args.admin_port,
+        region=args.region,
+    )
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if task is not None:
+                loop.add_signal_handler(signum, task.cancel)
+        await run(options, output=lambda line: print(line, flush=True))
+
+    try:
+        asyncio.run(main())
+    except (ValueError, UnsupportedLocally) as exc:  # ManifestError, UnsupportedLocally
+        print(f"kubelambda local: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"kubelambda local: {exc}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        pass
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    return 0
+    if args.command == "local":
+        return _run_local(args)
+    parser.print_help()
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""The autoscaler: each tick, observe every function, decide, and scale; wake-ups act at once.
+
+Local mode runs one over the local platform; on a cluster it runs in the operator over
+Deployments. It is the only component that sets a replica count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from kubelambda.autoscaler.decider import (
+    DEFAULT_TUNING,
+    Decision,
+    Observation,
+    ScalerState,
+    ScalingSpec,
+    Tuning,
+    decide,
+)
+from kubelambda.autoscaler.sources import FunctionId, MetricSource
+
+log = logging.getLogger(__name__)
+
+_IDLE = Observation(
+    stable_concurrency=0.0, panic_concurrency=0.0, stable_rps=0.0, panic_rps=0.0, queued=0
+)
+
+
+class ReplicaTarget(Protocol):
+    """What the autoscaler scales: Deployments on a cluster, processes in local mode."""
+
+    def replicas(self, function: FunctionId) -> int:
+        """The count last asked for (not how many are ready)."""
+        ...
+
+    async def scale(self, function: FunctionId, replicas: int, *, reason: str) -> None: ...
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        *,
+        source: MetricSource,
+        target: ReplicaTarget,
+        specs: Callable[[], Mapping[FunctionId, ScalingSpec]],
+        tuning: Tuning = DEFAULT_TUNING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._target = target
+        self._specs = specs
+        self._tuning = tuning
+        self._clock = clock
+        self._states: dict[FunctionId, ScalerState] = {}
+        self.decisions: dict[FunctionId, Decision] = {}
+        self._lock = asyncio.Lock()
+
+    async def tick(self, *, now: float | None = None) -> None:
+        """One round: every function with a spec gets a decision, and a scale call if it changed."""
+        now = self._clock() if now is None else now
+        observations = await self._source.observe(now=now)
+        async with self._lock:
+            for function, spec in self._specs().items():
+                current = self._target.replicas(function)
+                decision = decide(
+                    observation=observations.get(function, _IDLE),
+                    spec=spec,
+                    current=current,
+                    state=self._states.get(function, ScalerState()),
+                    now=now,
+                    tuning=self._tuning,
+                )
+                self._states[function] = decision.state
+                self.decisions[function] = decision
+                if decision.desired != current:
+                    log.info(
+                        "%s/%s: %d -> %d: %s", *function, current, decision.desired, decision.reason
+                    )
+                    await self._target.scale(function, decision.desired, reason=decision.reason)
+
+    async def wake(self, function: FunctionId) -> None:
+        """A request found no instance: scale 0 -> 1 now, without waiting for the next tick."""
+        now = self._clock()
+        async with self._lock:
+            state = self._states.get(function, ScalerState())
+            # The request counts as traffic: the idle clock restarts from it.
+            self._states[function] = ScalerState(
+                panic_started_at=state.panic_started_at,
+                panic_triggered_at=state.panic_triggered_at,
+                panic_peak=state.panic_peak,
+                last_request_at=now,
+            )
+            if self._target.replicas(function) == 0:
+                await self._target.scale(function, 1, reason="woken by a request")
+
+    async def run(self, *, interval: float = 1.0) -> None:
+        """Tick every `interval` seconds until cancelled; a failing tick is logged, not fatal."""
+        while True:
+            started = self._clock()
+            try:
+                await self.tick(now=started)
+            except Exception:
+                log.exception("autoscaler tick failed; trying again next tick")
+            await asyncio.sleep(max(interval - (self._clock() - started), 0.0))
