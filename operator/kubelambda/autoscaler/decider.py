@@ -193,6 +193,15 @@ def decide(
             f"{_fmt(stable_demand)} concurrent over the last "
             f"{_fmt(tuning.stable_window_seconds)} s at target {_fmt(target)} per instance"
         )
+        if (
+            want > 0
+            and spec.min_replicas == 0
+            and not obs.queued
+            and now - last_request_at >= spec.scale_to_zero_after_seconds
+        ):
+            # The stable average still carries an old burst, but nothing came for the
+            # whole idle period: scaleToZeroAfterSeconds is what the user asked for.
+            want = 0
         if state.panicking:
             reason = f"left panic mode; {reason}"
 

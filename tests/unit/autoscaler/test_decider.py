@@ -282,6 +282,19 @@ def test_scale_to_zero_after_idle(
 
 
 @pytest.mark.parametrize(
+    ("idle", "desired"),
+    [(9, 1), (10, 0), (45, 0)],
+)
+def test_an_old_burst_in_the_stable_window_does_not_outlast_the_idle_period(
+    idle: float, desired: int
+) -> None:
+    # Nothing for `idle` seconds, but the 60 s stable window still averages an old burst.
+    state = ScalerState(last_request_at=NOW - idle)
+    decision = run(obs(0.4, 0, stable_rps=0.1, panic_rps=0), current=1, state=state, min_replicas=0)
+    assert decision.desired == desired
+
+
+@pytest.mark.parametrize(
     "observation",
     [
         obs(0, 0, queued=1),
