@@ -1,1 +1,1 @@
-"""The autoscaler: decides how many instances each function needs, and is the only writer of that number."""
+"""The autoscaler: decides how many instances each function needs; the only writer of that count."""

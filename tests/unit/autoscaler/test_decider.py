@@ -290,7 +290,12 @@ def test_an_old_burst_in_the_stable_window_does_not_outlast_the_idle_period(
 ) -> None:
     # Nothing for `idle` seconds, but the 60 s stable window still averages an old burst.
     state = ScalerState(last_request_at=NOW - idle)
-    decision = run(obs(0.4, 0, stable_rps=0.1, panic_rps=0), current=1, state=state, min_replicas=0)
+    decision = run(
+        obs(0.4, 0, stable_rps=0.1, panic_rps=0),
+        current=1,
+        state=state,
+        scale_to_zero_after_seconds=10,
+    )
     assert decision.desired == desired
 
 
