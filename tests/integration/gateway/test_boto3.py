@@ -1,0 +1,152 @@
+"""boto3's `lambda` client, pointed at the gateway with endpoint_url, works as against AWS."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from integration.gateway.conftest import GatewayThread
+from kubelambda.gateway.platforms import FunctionKey
+from kubelambda.gateway.routing import FunctionEntry
+from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.standin import StandIn
+from support.waiting import wait_for
+
+HELLO = FunctionKey("default", "hello")
+TEAM = FunctionKey("team", "worker")
+
+
+@pytest.fixture
+def served(gateway_thread: GatewayThread) -> Iterator[tuple[Any, StandIn, GatewayThread]]:
+    instance = gateway_thread.standin(name="instance", concurrency=4)
+    addresses = gateway_thread.start(
+        functions=[FunctionEntry(HELLO), FunctionEntry(TEAM)],
+        settings=GatewaySettings(delivery_queue_size=100),
+    )
+    gateway_thread.set_instances(HELLO, [instance.instance()])
+    gateway_thread.set_instances(TEAM, [instance.instance()])
+    client = boto3.client(
+        "lambda",
+        endpoint_url=addresses.public_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        # throttling answers would otherwise be retried with backoff, hiding them
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    yield client, instance, gateway_thread
+    client.close()
+
+
+def payload(answer: dict[str, Any]) -> Any:
+    return json.loads(answer["Payload"].read())
+
+
+def test_request_response(served: tuple[Any, StandIn, GatewayThread]) -> None:
+    client, instance, _ = served
+    answer = client.invoke(FunctionName="hello", Payload=json.dumps({"return": {"ok": True}}))
+    assert answer["StatusCode"] == 200
+    assert answer["ExecutedVersion"] == "$LATEST"
+    assert "FunctionError" not in answer
+    assert payload(answer) == {"ok": True}
+    request_id = answer["ResponseMetadata"]["RequestId"]
+    assert instance.received[-1].headers["lambda-runtime-aws-request-id"] == request_id
+
+
+def test_function_error_log_tail_and_client_context(
+    served: tuple[Any, StandIn, GatewayThread],
+) -> None:
+    client, instance, _ = served
+    context = base64.b64encode(json.dumps({"custom": {"who": "test"}}).encode()).decode()
+    answer = client.invoke(
+        FunctionName="hello",
+        Payload=json.dumps({"raise": "it broke"}),
+        LogType="Tail",
+        ClientContext=context,
+    )
+    assert answer["StatusCode"] == 200
+    assert answer["FunctionError"] == "Unhandled"
+    assert payload(answer)["errorMessage"] == "it broke"
+    assert "START RequestId:" in base64.b64decode(answer["LogResult"]).decode()
+    assert instance.received[-1].headers["lambda-runtime-client-context"] == context
+
+
+@pytest.mark.parametrize(
+    ("name", "qualifier"),
+    [
+        ("team.worker", None),
+        ("arn:aws:lambda:us-east-1:000000000000:function:team.worker", None),
+        ("arn:aws:lambda:us-east-1:000000000000:function:team.worker:$LATEST", None),
+        ("team.worker", "$LATEST"),
+    ],
+)
+def test_function_name_forms(
+    served: tuple[Any, StandIn, GatewayThread], name: str, qualifier: str | None
+) -> None:
+    client, _, _ = served
+    extra = {"Qualifier": qualifier} if qualifier else {}
+    answer = client.invoke(FunctionName=name, Payload=b'{"return": 1}', **extra)
+    assert payload(answer) == 1
+
+
+def test_event_and_dry_run(served: tuple[Any, StandIn, GatewayThread]) -> None:
+    client, instance, _ = served
+    dry = client.invoke(FunctionName="hello", InvocationType="DryRun", Payload=b"{}")
+    assert dry["StatusCode"] == 204
+    assert instance.received == []
+    event = client.invoke(FunctionName="hello", InvocationType="Event", Payload=b'{"job": 9}')
+    assert event["StatusCode"] == 202
+    wait_for(lambda: instance.received, timeout=10, what="the event's delivery")
+    assert instance.received[0].event == {"job": 9}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"FunctionName": "missing"}, "ResourceNotFoundException"),
+        ({"FunctionName": "hello", "Qualifier": "7"}, "ResourceNotFoundException"),
+        ({"FunctionName": "hello", "Payload": b"{not json"}, "InvalidRequestContentException"),
+        (
+            {
+                "FunctionName": "hello",
+                "InvocationType": "Event",
+                "Payload": b"[" + b"1," * 140_000 + b"1]",
+            },
+            "RequestTooLargeException",
+        ),
+    ],
+)
+def test_errors_are_the_sdk_exceptions(
+    served: tuple[Any, StandIn, GatewayThread], kwargs: dict[str, Any], error: str
+) -> None:
+    client, instance, _ = served
+    with pytest.raises(getattr(client.exceptions, error)) as caught:
+        client.invoke(**kwargs)
+    assert caught.value.response["Error"]["Code"] == error
+    assert caught.value.response["Error"]["Message"]
+    assert instance.received == []
+
+
+def test_throttled_event_queue_is_too_many_requests(gateway_thread: GatewayThread) -> None:
+    addresses = gateway_thread.start(
+        functions=[FunctionEntry(HELLO)],
+        settings=GatewaySettings(delivery_queue_size=1, delivery_workers=0),
+    )
+    client = boto3.client(
+        "lambda",
+        endpoint_url=addresses.public_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    client.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
+    with pytest.raises(client.exceptions.TooManyRequestsException):
+        client.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
+    client.close()
