@@ -53,11 +53,12 @@ class ApiServer:
 
     def env(self) -> dict[str, str]:
         """The environment for a client process (kubectl, helm, the operator) to use this server;
-        helm keeps its repositories and cache in the temp dir, away from the user's."""
+        kubectl's discovery cache and helm's files stay in the temp dir, away from the user's."""
         helm = self.workdir / "helm"
         return {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.workdir / "kube-cache"),
             "HELM_CONFIG_HOME": str(helm / "config"),
             "HELM_CACHE_HOME": str(helm / "cache"),
             "HELM_DATA_HOME": str(helm / "data"),
