@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-port", type=int, default=9090, help="/metrics and /healthz port (default 9090)"
     )
     local.add_argument("--region", default="us-east-1", help="AWS_REGION for functions")
+    local.add_argument(
+        "--max-queued",
+        type=int,
+        default=100,
+        help="requests held per function while no instance is free; beyond, 503 (default 100)",
+    )
+    local.add_argument(
+        "--hold-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a request may be held waiting for an instance; then 504 (default 30)",
+    )
     local.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
 
@@ -67,6 +79,8 @@ def _run_local(args: argparse.Namespace) -> int:
         port=args.port,
         admin_port=args.admin_port,
         region=args.region,
+        max_queued_per_function=args.max_queued,
+        hold_timeout_seconds=args.hold_timeout,
     )
 
     async def main() -> None:

@@ -35,6 +35,8 @@ class Options:
     admin_port: int = 9090
     tick_seconds: float = 1.0
     region: str = "us-east-1"
+    max_queued_per_function: int = 100
+    hold_timeout_seconds: float = 30.0
 
 
 def scaling_spec(function: Function) -> ScalingSpec:
@@ -110,7 +112,11 @@ async def _serve(
     on_ready: Callable[[ServingAddresses], None] | None,
 ) -> None:
     platform = LocalPlatform(functions=local, host="127.0.0.1", output=output)
-    settings = GatewaySettings(region=options.region)
+    settings = GatewaySettings(
+        region=options.region,
+        max_queued_per_function=options.max_queued_per_function,
+        hold_timeout_seconds=options.hold_timeout_seconds,
+    )
     gateway = create_gateway(
         platform=platform, routes=routing_table(functions, triggers), settings=settings
     )
