@@ -30,7 +30,10 @@ metadata: {{name: cold{index}}}
 spec:
   runtime: python3.12
   handler: app.handler
-  code: {{inline: {{files: {{app.py: "def handler(event, context):\\n    return {{'ok': True}}\\n"}}}}}}
+  code:
+    inline:
+      files:
+        app.py: "def handler(event, context):\\n    return {{'ok': True}}\\n"
 ---
 apiVersion: kubelambda.dev/v1alpha1
 kind: Trigger
