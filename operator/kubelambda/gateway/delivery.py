@@ -92,10 +92,14 @@ class AsyncDelivery:
             self._workers.append(asyncio.create_task(self._work(), name=f"delivery-{index}"))
 
     async def aclose(self) -> None:
+        """Stop the workers; a job being delivered goes back to the store first."""
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        if len(self._store):
+            # The in-memory store dies with the gateway; a durable one keeps them.
+            log.warning("stopping with %d asynchronous events not yet delivered", len(self._store))
 
     async def _work(self) -> None:
         while True:
