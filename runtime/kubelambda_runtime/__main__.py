@@ -7,11 +7,13 @@ while the server starts: a function is ready about as soon as either is.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 
 from kubelambda_runtime import config
-from kubelambda_runtime.pool import Pool
+from kubelambda_runtime.pool import Pool, WorkerProcess
 
 HELP = """\
 Serve a Lambda-style Python handler on the AWS Lambda Runtime Interface Emulator's
@@ -75,24 +77,33 @@ def main(argv: list[str] | None = None) -> int:
     pool = Pool(settings, environment=env)
     spawned = pool.spawn_all()
 
-    import uvicorn
+    import uvloop
 
+    uvloop.run(serve(settings, pool, spawned))
+    return 0
+
+
+async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProcess]) -> None:
+    """Serve until SIGTERM or SIGINT, then let invocations in progress finish."""
+    from kubelambda_runtime.httpserver import HttpServer
     from kubelambda_runtime.server import RuntimeApp
 
-    app = RuntimeApp(settings=settings, pool=pool, spawned=spawned)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    pool.start(spawned)
+    app = RuntimeApp(settings=settings, pool=pool)
+    server = HttpServer(app.handle, max_body=config.MAX_PAYLOAD_BYTES)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start(settings.host, settings.port)
+    except OSError as exc:
+        print(f"kubelambda_runtime: cannot listen on {settings.host}:{settings.port}: {exc}")
+        await pool.close()
+        raise SystemExit(1) from exc
+    await stop.wait()
+    await server.stop(grace=settings.timeout_seconds + 1.0)
+    await pool.close()
 
 
 if __name__ == "__main__":
