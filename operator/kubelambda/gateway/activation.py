@@ -364,15 +364,20 @@ class Activator:
             for key, state in self._states.items()
         }
 
+    def fail_held(self, message: str) -> None:
+        """Answer every held request with 503 and `message` (the gateway is stopping)."""
+        for state in self._states.values():
+            if state.rewake is not None:
+                state.rewake.cancel()
+                state.rewake = None
+            self._fail_waiters(state, message)
+
     async def aclose(self) -> None:
         """Stop listening to the platform and answer every held request with 503."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        for state in self._states.values():
-            if state.rewake is not None:
-                state.rewake.cancel()
-            self._fail_waiters(state, "the gateway is shutting down")
+        self.fail_held("the gateway is shutting down")
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

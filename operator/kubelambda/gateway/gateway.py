@@ -182,6 +182,8 @@ class Gateway:
 
     def shutdown(self) -> None:
         """Ask a running `serve` to return: held requests are answered 503, others finish."""
+        # Held requests first: uvicorn waits for every open request before it returns.
+        self._activator.fail_held("the gateway is shutting down")
         for server in self._servers:
             server.should_exit = True
 
@@ -236,7 +238,6 @@ class Gateway:
             # Either server stopping (shutdown(), a failure) stops both.
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await self._activator.aclose()
             self.shutdown()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.aclose()
