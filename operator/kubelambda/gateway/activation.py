@@ -13,11 +13,16 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from kubelambda.gateway.clock import Clock
-from kubelambda.gateway.exceptions import DeadlineExceeded, HoldQueueFull, Unavailable
+from kubelambda.gateway.exceptions import (
+    ClientDisconnected,
+    DeadlineExceeded,
+    HoldQueueFull,
+    Unavailable,
+)
 from kubelambda.gateway.platforms import FunctionKey, Instance, Platform, PlatformError
 
 __all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
@@ -151,12 +156,21 @@ class Activator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = platform.subscribe(self._on_instances)
 
-    async def acquire(self, key: FunctionKey, *, deadline: float) -> Lease:
+    async def acquire(
+        self,
+        key: FunctionKey,
+        *,
+        deadline: float,
+        gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> Lease:
         """A lease on an instance of `key`, waiting until `deadline` (clock time) if needed.
+
+        `gone` returns when the client disconnects; it is watched only while the request
+        is held, so a client that gave up does not keep a place in the queue.
 
         Raises HoldQueueFull when the function already holds `max_queued` requests,
         DeadlineExceeded when the deadline passes first, Unavailable when the platform
-        says the function cannot start.
+        says the function cannot start, ClientDisconnected when `gone` returns first.
         """
         state = self._states.get(key)
         if state is None:
@@ -168,9 +182,15 @@ class Activator:
             if slot is not None:
                 self._assign(state, slot)
                 return Lease(self, state, slot, waited=0.0, cold=False)
-        return await self._hold(state, now, deadline)
+        return await self._hold(state, now, deadline, gone)
 
-    async def _hold(self, state: _FunctionState, now: float, deadline: float) -> Lease:
+    async def _hold(
+        self,
+        state: _FunctionState,
+        now: float,
+        deadline: float,
+        gone: Callable[[], Awaitable[object]] | None,
+    ) -> Lease:
         if len(state.waiters) >= self.max_queued:
             raise HoldQueueFull(
                 f"function {state.key} already holds {self.max_queued} requests; try again later",
@@ -184,6 +204,10 @@ class Activator:
         state.waiters.append(waiter)
         if cold or not self._usable(state, now):
             self._wake(state, now)
+        watcher = None
+        if gone is not None:
+            watcher = asyncio.ensure_future(gone())
+            watcher.add_done_callback(lambda _: self._abandon(waiter))
         try:
             async with asyncio.timeout(deadline - now):
                 slot = await waiter.future
@@ -206,9 +230,17 @@ class Activator:
             else:
                 self._drop(state, waiter)
             raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         return Lease(
             self, state, slot, waited=self._clock.monotonic() - waiter.since, cold=waiter.cold
         )
+
+    @staticmethod
+    def _abandon(waiter: _Waiter) -> None:
+        if not waiter.future.done():
+            waiter.future.set_exception(ClientDisconnected("the client left while held"))
 
     @staticmethod
     def _granted(waiter: _Waiter) -> _Slot | None:

@@ -15,7 +15,13 @@ import math
 from collections.abc import Mapping
 
 from kubelambda.gateway.clock import Clock
-from kubelambda.gateway.exceptions import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from kubelambda.gateway.exceptions import (
+    ClientDisconnected,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
 from kubelambda.gateway.httpapi import HttpResponse
 from kubelambda.gateway.invoke import INVOKE_PREFIX
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -29,10 +35,6 @@ RESERVED_PREFIX = "/_kubelambda/"
 _JSON = (b"content-type", b"application/json")
 # Not a real HTTP status: the client went away before we could answer (as nginx logs it).
 _CLIENT_GONE = 499
-
-
-class _ClientGone(Exception):
-    """The client disconnected while its body was being read."""
 
 
 def error_response(exc: GatewayError, *, request_id: str | None = None) -> HttpResponse:
@@ -96,7 +98,7 @@ class PublicApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        request = Request(scope, received=self._clock.monotonic())
+        request = Request(scope, receive, received=self._clock.monotonic())
         try:
             request.body = await self._read_body(request, receive)
             path = request.path
@@ -113,7 +115,7 @@ class PublicApp:
                 response = await self._triggers(request)
         except GatewayError as exc:
             response = error_response(exc, request_id=request.request_id)
-        except _ClientGone:
+        except ClientDisconnected:
             self._metrics.request(
                 request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
             )
@@ -140,14 +142,14 @@ class PublicApp:
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             if message["type"] == "http.disconnect":
-                raise _ClientGone()
+                raise ClientDisconnected()
             return body
         chunks = [body]
         size = len(body)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _ClientGone()
+                raise ClientDisconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

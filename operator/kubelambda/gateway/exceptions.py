@@ -23,12 +23,15 @@ again later without spending one of the event's retries). The hierarchy::
 
     InstanceUnavailable   not a GatewayError: the chosen instance refused the connection
                           or was busy; the invoker tries another and no client sees it.
+    ClientDisconnected    not a GatewayError: the client left (while its body was read, or
+                          while it was held); there is nobody to answer.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "ClientDisconnected",
     "DeadlineExceeded",
     "Forbidden",
     "FunctionNotFound",
@@ -175,3 +178,7 @@ class InstanceUnavailable(Exception):
     def __init__(self, message: str, *, sent: bool = False) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before the gateway answered."""

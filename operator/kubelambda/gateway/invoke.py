@@ -120,6 +120,7 @@ class InvokeApi:
             hold_deadline=request.received + settings.hold_timeout_seconds,
             client_context=client_context,
             log_tail=log_type == "Tail",
+            gone=request.disconnected,
         )
         upstream = invocation.response
         if upstream.status != 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kubelambda.gateway.activation import Activator, Outcome
@@ -65,11 +66,13 @@ class Invoker:
         hold_deadline: float,
         client_context: bytes | None = None,
         log_tail: bool = False,
+        gone: Callable[[], Awaitable[object]] | None = None,
     ) -> Invocation:
         """Invoke `function` with `payload` (the event as JSON) and return the raw answer.
 
         `hold_deadline` (clock time) bounds the wait for a slot; once sent, the function
-        has its whole timeout. Raises the GatewayError subclasses of activation and
+        has its whole timeout. `gone` returns when the client disconnects (see
+        Activator.acquire). Raises the GatewayError subclasses of activation and
         upstream (HoldQueueFull, DeadlineExceeded, Unavailable, UpstreamTimeout,
         UpstreamFailed).
         """
@@ -80,7 +83,7 @@ class Invoker:
         request_id_header = (b"lambda-runtime-aws-request-id", request_id.encode("ascii"))
         arn_header = (b"lambda-runtime-invoked-function-arn", invoked_arn)
         while True:
-            lease = await self._activator.acquire(key, deadline=hold_deadline)
+            lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
             waited += lease.waited
             cold = cold or lease.cold
             instance = lease.instance

@@ -26,6 +26,7 @@ class Request:
     """Method, paths, headers and body of one request, plus what handling learnt about it."""
 
     __slots__ = (
+        "_receive",
         "body",
         "client",
         "content_length",
@@ -40,7 +41,8 @@ class Request:
         "request_id",
     )
 
-    def __init__(self, scope: Scope, *, received: float) -> None:
+    def __init__(self, scope: Scope, receive: Receive, *, received: float) -> None:
+        self._receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         raw: bytes | None = scope.get("raw_path")
@@ -64,6 +66,11 @@ class Request:
                     self.content_length = None
         self.function: FunctionKey | None = None
         self.request_id: str | None = None
+
+    async def disconnected(self) -> None:
+        """Return when the client disconnects (call only after the body was read)."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
     def header(self, name: bytes) -> str | None:
         """The first value of header `name` (lower-case bytes), or None."""

@@ -110,6 +110,7 @@ class TriggerHandler:
             request_id=request_id,
             invoked_arn=self._arn(function.key),
             hold_deadline=request.received + self._settings.hold_timeout_seconds,
+            gone=request.disconnected,
         )
         upstream = invocation.response
         if upstream.status != 200:

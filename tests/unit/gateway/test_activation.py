@@ -8,7 +8,12 @@ import pytest
 
 from kubelambda.gateway.activation import Activator, Lease, Outcome
 from kubelambda.gateway.clock import FakeClock, SystemClock
-from kubelambda.gateway.exceptions import DeadlineExceeded, HoldQueueFull, Unavailable
+from kubelambda.gateway.exceptions import (
+    ClientDisconnected,
+    DeadlineExceeded,
+    HoldQueueFull,
+    Unavailable,
+)
 from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance, PlatformError
 from unit.gateway.serving import wait_for
 
@@ -244,3 +249,32 @@ async def test_close_answers_held_requests() -> None:
     await act.aclose()
     with pytest.raises(Unavailable, match="shutting down"):
         await asyncio.wait_for(held, 5)
+
+
+async def test_a_held_client_that_leaves_gives_up_its_place() -> None:
+    act = activator(FakePlatform(), max_queued=1)
+    left = asyncio.Event()
+    held = asyncio.create_task(act.acquire(FN, deadline=soon(), gone=left.wait))
+    await wait_for(lambda: queued(act) == 1)
+    left.set()
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(held, 5)
+    assert queued(act) == 0
+    # and the place is free for the next one
+    next_one = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    next_one.cancel()
+    await asyncio.gather(next_one, return_exceptions=True)
+
+
+async def test_gone_is_not_watched_when_a_slot_is_free() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform)
+    called = []
+
+    async def gone() -> None:
+        called.append(True)
+
+    (await act.acquire(FN, deadline=soon(), gone=gone)).release()
+    assert called == []

@@ -249,3 +249,16 @@ async def test_routes_are_swapped_whole(serve: StartGateway, standin: MakeStandI
     answer = await served.client.get("/bonjour")
     assert answer.status_code == 200
     assert json.loads(answer.text)["event"]["routeKey"] == "ANY /bonjour"
+
+
+async def test_a_client_that_leaves_while_held_frees_its_place(serve: StartGateway) -> None:
+    served = await serve()
+    port = served.addresses.public_port
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /hello HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    await wait_for(lambda: (load := served.gateway.load().get(HELLO)) and load.queued == 1)
+    writer.close()
+    await wait_for(lambda: served.gateway.load()[HELLO].queued == 0)
+    metrics = (await served.admin.get("/metrics")).text
+    assert 'kubelambda_gateway_requests_total{code="499",function="hello"' in metrics
