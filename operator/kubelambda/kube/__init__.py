@@ -1,1 +1,25 @@
-"""Every call to the Kubernetes API goes through this package."""
+"""Every call to the Kubernetes API goes through this package.
+
+``KubeClient`` makes blocking calls with plain-dict objects, ``AsyncKube`` runs them off the
+event loop for the controller, and ``kinds`` names the resources kubelambda touches.
+"""
+
+from kubelambda.kube.aio import AsyncKube
+from kubelambda.kube.client import Connection, KubeClient, ObjectList, WatchEvent
+from kubelambda.kube.errors import ApiError, Conflict, NotFound
+from kubelambda.kube.events import EventType, event_manifest
+from kubelambda.kube.kinds import Kind
+
+__all__ = [
+    "ApiError",
+    "AsyncKube",
+    "Conflict",
+    "Connection",
+    "EventType",
+    "Kind",
+    "KubeClient",
+    "NotFound",
+    "ObjectList",
+    "WatchEvent",
+    "event_manifest",
+]

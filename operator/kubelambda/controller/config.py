@@ -1,0 +1,57 @@
+"""The operator's configuration: runtime images, where the gateway is, identity for the runtime.
+
+``main`` builds one ``ControllerConfig`` from the command line (the Helm chart sets the flags);
+the builders and reconcilers read it. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+__all__ = ["FIELD_MANAGER", "REPLICAS_MANAGER", "ControllerConfig"]
+
+# Server-side apply identities. The controller applies everything it owns as FIELD_MANAGER;
+# REPLICAS_MANAGER holds a new Deployment's first replica count until the autoscaler (or a
+# person with `kubectl scale`) takes it over, so the controller never owns replicas for long.
+FIELD_MANAGER: Final = "kubelambda-controller"
+REPLICAS_MANAGER: Final = "kubelambda-initial-replicas"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerConfig:
+    """Everything the operator is told rather than what it reads from Functions."""
+
+    # spec.runtime → image serving the runtime, e.g. python3.12 → localhost/kubelambda-runtime:0.1.0
+    runtime_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    image_pull_policy: str = "IfNotPresent"
+    # The gateway's public base URL (for status.url) and where its pods run (NetworkPolicy).
+    gateway_url: str = "http://kubelambda-gateway.kubelambda.svc"
+    gateway_namespace: str = "kubelambda"
+    gateway_pod_labels: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType(
+            {"app.kubernetes.io/name": "kubelambda", "app.kubernetes.io/component": "gateway"}
+        )
+    )
+    # What the runtime tells handlers (AWS_REGION, the account in ARNs).
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    # The S3 server's ARN for the gateway's webhook target (bucket subscriptions).
+    s3_webhook_arn: str = "arn:minio:sqs::kubelambda:webhook"
+    # Reconcile concurrency, and how often every object is reconciled even without events.
+    workers: int = 8
+    resync_seconds: float = 300.0
+
+    def function_url(self, *, namespace: str, name: str) -> str:
+        """The Lambda Invoke API URL of a Function (FunctionName NAMESPACE.NAME)."""
+        return f"{self.gateway_url.rstrip('/')}/2015-03-31/functions/{namespace}.{name}/invocations"
+
+    def route_url(self, *, path: str, host: str | None) -> str:
+        """The URL an HTTP Trigger is served at."""
+        base = self.gateway_url.rstrip("/")
+        if host:
+            scheme = base.split("://", 1)[0] if "://" in base else "http"
+            base = f"{scheme}://{host}"
+        return base + path

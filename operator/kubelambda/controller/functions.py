@@ -1,0 +1,296 @@
+"""Reconciles one Function: builds its ConfigMap, NetworkPolicy, Service and Deployment, applies
+what differs from the watched copies, and writes a status that tells the truth.
+
+The operator's workers call ``FunctionReconciler.reconcile`` with a key from the queue. It is
+level-based: it reads only the current objects, so running it twice, or after a restart,
+changes nothing, and an owned object edited by hand is put back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
+from kubelambda.controller.cluster import Cluster
+from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
+from kubelambda.controller.drift import contains
+from kubelambda.controller.replicas import needs_handover, replicas_claim
+from kubelambda.controller.resources.code import (
+    CodeMount,
+    CodeTooLarge,
+    code_config_map,
+    code_hash,
+    config_map_hash,
+    inline_code_mount,
+)
+from kubelambda.controller.resources.deployment import function_deployment, with_replicas
+from kubelambda.controller.resources.meta import Owner
+from kubelambda.controller.resources.networkpolicy import function_network_policy
+from kubelambda.controller.resources.service import function_service
+from kubelambda.controller.resources.status import (
+    FUNCTION_STATUS_KEYS,
+    Blocked,
+    DeploymentState,
+    function_status,
+)
+from kubelambda.controller.statuswrite import status_patch
+from kubelambda.controller.store import Store
+from kubelambda.kube.errors import ApiError
+from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, Kind, kind_of
+
+__all__ = ["BlockedError", "FunctionReconciler", "Result"]
+
+logger = logging.getLogger(__name__)
+# A Function waiting for something the operator does not watch (a user's ConfigMap) looks again.
+RECHECK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the worker does next with the key: nothing, or look again after ``requeue_after``."""
+
+    requeue_after: float | None = None
+
+
+class BlockedError(Exception):
+    def __init__(self, blocked: Blocked, *, recheck: bool = False) -> None:
+        super().__init__(blocked.message)
+        self.blocked = blocked
+        self.recheck = recheck
+
+
+@dataclass(frozen=True)
+class _Code:
+    config_map: dict[str, Any] | None
+    mount: CodeMount | None
+    hash: str | None
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+class FunctionReconciler:
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        store: Store,
+        config: ControllerConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.cluster = cluster
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    async def reconcile(self, namespace: str, name: str) -> Result:
+        body = self.store.get(FUNCTION, namespace=namespace, name=name)
+        meta = (body or {}).get("metadata") or {}
+        if body is None or meta.get("deletionTimestamp"):
+            return Result()  # the garbage collector removes what it owned
+        owner = Owner(name=name, namespace=namespace, uid=str(meta.get("uid")))
+        blocked: Blocked | None = None
+        recheck = False
+        deployment: dict[str, Any] | None = None
+        code: _Code | None = None
+        changes: list[str] = []
+        try:
+            function = self._parse(body)
+            code = await self._code(function, owner)
+            deployment = await self._apply_all(function, owner, code, changes)
+        except BlockedError as exc:
+            blocked, recheck = exc.blocked, exc.recheck
+        except ApiError as exc:
+            if exc.transient:
+                raise  # the worker retries with backoff; status cannot be written now anyway
+            blocked = Blocked("ApplyFailed", exc.message)
+            recheck = True
+        await self._write_status(
+            body, blocked=blocked, deployment=deployment, code_hash=code.hash if code else None
+        )
+        if changes:
+            await self.cluster.record_event(
+                body, type="Normal", reason="Applied", message="applied " + ", ".join(changes)
+            )
+        return Result(requeue_after=RECHECK_SECONDS if recheck else None)
+
+    # --- gathering -------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(body: Mapping[str, Any]) -> Function:
+        try:
+            return parse_function(body)
+        except SpecError as exc:
+            raise BlockedError(Blocked("InvalidSpec", str(exc))) from None
+
+    def _image(self, function: Function) -> str:
+        if function.image is not None:
+            return function.image
+        runtime = function.runtime or ""
+        image = self.config.runtime_images.get(runtime)
+        if image is None:
+            known = ", ".join(sorted(self.config.runtime_images)) or "none"
+            raise BlockedError(
+                Blocked(
+                    "RuntimeUnavailable",
+                    f"spec.runtime {runtime} has no image in the operator's configuration"
+                    f" (configured: {known}; Helm value runtime.images)",
+                )
+            )
+        return image
+
+    async def _code(self, function: Function, owner: Owner) -> _Code:
+        source = function.code
+        if isinstance(source, InlineCode):
+            try:
+                config_map = code_config_map(source.files, owner=owner)
+            except CodeTooLarge as exc:
+                raise BlockedError(Blocked("CodeTooLarge", str(exc))) from None
+            return _Code(
+                config_map=config_map,
+                mount=inline_code_mount(source.files, function_name=function.name),
+                hash=code_hash(source.files),
+            )
+        if isinstance(source, ConfigMapCode):
+            found = await self.cluster.get(CONFIG_MAP, namespace=owner.namespace, name=source.name)
+            if found is None:
+                raise BlockedError(
+                    Blocked(
+                        "CodeNotFound",
+                        f"spec.code.configMapRef: ConfigMap {source.name} does not exist in"
+                        f" namespace {owner.namespace}",
+                    ),
+                    recheck=True,
+                )
+            return _Code(
+                config_map=None,
+                mount=CodeMount(config_map=source.name),
+                hash=config_map_hash(found),
+            )
+        return _Code(config_map=None, mount=None, hash=None)  # the image carries its code
+
+    # --- applying --------------------------------------------------------------------------
+
+    async def _apply_all(
+        self, function: Function, owner: Owner, code: _Code, changes: list[str]
+    ) -> dict[str, Any]:
+        image = self._image(function)
+        # Code and the network policy go first: a pod never starts without its code, nor
+        # unprotected.
+        first = [
+            function_network_policy(owner=owner, config=self.config),
+            function_service(owner=owner),
+        ]
+        if code.config_map is not None:
+            first.insert(0, code.config_map)
+        await asyncio.gather(*(self._ensure(obj, owner, changes) for obj in first))
+        desired = function_deployment(
+            function,
+            owner=owner,
+            image=image,
+            code=code.mount,
+            code_hash=code.hash,
+            config=self.config,
+        )
+        return await self._ensure(
+            desired, owner, changes, create_as=with_replicas(desired, function.scaling.min_replicas)
+        )
+
+    async def _live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        live = self.store.get(kind, namespace=namespace, name=name)
+        if live is None:
+            # Not in the watch cache: maybe not created yet, maybe someone else's object.
+            found = await self.cluster.get(kind, namespace=namespace, name=name)
+            if found is not None:
+                live = self.store.put(kind, found)
+        return live
+
+    async def _ensure(
+        self,
+        desired: dict[str, Any],
+        owner: Owner,
+        changes: list[str],
+        *,
+        create_as: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        kind = kind_of(desired)
+        name = desired["metadata"]["name"]
+        live = await self._live(kind, owner.namespace, name)
+        if live is not None and _controller_uid(live) != owner.uid:
+            raise BlockedError(
+                Blocked(
+                    "ResourceConflict",
+                    f"{kind.kind} {name} already exists and is not owned by this Function;"
+                    " rename the Function or remove that object",
+                ),
+                recheck=True,
+            )
+        if live is not None and kind == DEPLOYMENT and needs_handover(live):
+            live = await self._hand_over_replicas(live)
+        if live is None:
+            live = await self.cluster.apply(create_as or desired, field_manager=FIELD_MANAGER)
+            changes.append(f"created {kind.kind} {name}")
+            if kind == DEPLOYMENT and needs_handover(live):
+                live = await self._hand_over_replicas(live)
+        elif not contains(live, desired):
+            live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
+            changes.append(f"updated {kind.kind} {name}")
+        return self.store.put(kind, live)
+
+    async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
+        # Without force: should the autoscaler have taken replicas meanwhile, this conflicts
+        # instead of setting them back, and the retry sees the new owner.
+        return await self.cluster.apply(
+            replicas_claim(live), field_manager=REPLICAS_MANAGER, force=False
+        )
+
+    # --- reporting -------------------------------------------------------------------------
+
+    async def _write_status(
+        self,
+        body: dict[str, Any],
+        *,
+        blocked: Blocked | None,
+        deployment: dict[str, Any] | None,
+        code_hash: str | None,
+    ) -> None:
+        meta = body["metadata"]
+        spec = body.get("spec") or {}
+        old = body.get("status") or {}
+        status = function_status(
+            old=old,
+            generation=meta.get("generation"),
+            blocked=blocked,
+            deployment=DeploymentState.of(deployment) if deployment is not None else None,
+            min_replicas=int((spec.get("scaling") or {}).get("minReplicas") or 0),
+            url=self.config.function_url(namespace=meta["namespace"], name=meta["name"]),
+            code_hash=code_hash,
+            now=self.clock(),
+        )
+        patch = status_patch(old, status, owned=FUNCTION_STATUS_KEYS)
+        if not patch:
+            return
+        updated = await self.cluster.patch_status(
+            FUNCTION, namespace=meta["namespace"], name=meta["name"], status=patch
+        )
+        self.store.put(FUNCTION, updated)
+        if blocked is not None and _reason(old) != blocked.reason:
+            await self.cluster.record_event(
+                body, type="Warning", reason=blocked.reason, message=blocked.message
+            )
+
+
+def _reason(status: Mapping[str, Any]) -> str | None:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return str(condition.get("reason"))
+    return None

@@ -1,0 +1,173 @@
+"""``kubelambda operator``: parses the operator's flags and runs the controller until stopped.
+
+The ``kubelambda`` command (cli.py) calls ``run(argv)``; ``python -m kubelambda.controller``
+does too. The Helm chart sets the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import kopf
+
+from kubelambda.controller.buckets import S3BucketNotifier
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.handlers import build_registry
+from kubelambda.controller.operator import Operator
+from kubelambda.kube.aio import AsyncKube
+from kubelambda.kube.client import KubeClient
+
+__all__ = ["build_parser", "config_from_args", "run"]
+
+COMPONENT = "kubelambda-controller"
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key.strip(), value.strip()
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(_pair(item) for item in text.split(",") if item.strip())
+
+
+def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
+    defaults = ControllerConfig()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Run the kubelambda controller: reconcile Function and Trigger objects into the"
+            " ConfigMaps, Deployments, Services and NetworkPolicies that serve them."
+        ),
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: $KUBECONFIG, the in-cluster service account,"
+        " ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--runtime-image",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="RUNTIME=IMAGE",
+        help="image for a spec.runtime, e.g. python3.12=localhost/kubelambda-runtime:0.1.0"
+        " (repeatable)",
+    )
+    parser.add_argument(
+        "--image-pull-policy",
+        default=defaults.image_pull_policy,
+        choices=("IfNotPresent", "Always", "Never"),
+    )
+    parser.add_argument(
+        "--gateway-url",
+        default=defaults.gateway_url,
+        help="the gateway's public base URL, shown in status.url (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateway-namespace",
+        default=defaults.gateway_namespace,
+        help="namespace of the gateway pods, the only ones let in by each Function's"
+        " NetworkPolicy (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateway-selector",
+        type=_labels,
+        default=dict(defaults.gateway_pod_labels),
+        metavar="K=V,K=V",
+        help="labels of the gateway pods (default: app.kubernetes.io/name=kubelambda,"
+        "app.kubernetes.io/component=gateway)",
+    )
+    parser.add_argument("--region", default=defaults.region, help="AWS_REGION for handlers")
+    parser.add_argument(
+        "--account-id", default=defaults.account_id, help="account id in function ARNs"
+    )
+    parser.add_argument(
+        "--s3-webhook-arn",
+        default=defaults.s3_webhook_arn,
+        help="queue ARN of the gateway's webhook target on S3 servers (default: %(default)s)",
+    )
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=defaults.resync_seconds,
+        help="reconcile every object this often even without events (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ControllerConfig:
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    return ControllerConfig(
+        runtime_images=MappingProxyType(dict(args.runtime_image)),
+        image_pull_policy=args.image_pull_policy,
+        gateway_url=args.gateway_url,
+        gateway_namespace=args.gateway_namespace,
+        gateway_pod_labels=MappingProxyType(dict(args.gateway_selector)),
+        region=args.region,
+        account_id=args.account_id,
+        s3_webhook_arn=args.s3_webhook_arn,
+        workers=args.workers,
+        resync_seconds=args.resync_seconds,
+    )
+
+
+async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
+    client = KubeClient.from_config(args.kubeconfig, pool_size=config.workers * 2)
+    cluster = AsyncKube(client, workers=config.workers * 2, component=COMPONENT)
+    operator = Operator(cluster=cluster, config=config, notifier=S3BucketNotifier())
+    registry = build_registry(operator, connection=client.connection())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    try:
+        await kopf.operator(
+            registry=registry,
+            standalone=True,  # one replica (the chart's Recreate strategy); no peering CRD
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+        )
+    finally:
+        cluster.close()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    config = config_from_args(args)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.log_level != "DEBUG":
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    asyncio.run(_serve(args, config))
+    return 0

@@ -1,0 +1,156 @@
+"""The running controller: takes watch events into its store and queue, and runs the workers that
+reconcile each queued Function or Trigger, with retries and a periodic resync.
+
+handlers.py feeds it from kopf's watches; the unit tests feed it directly. It holds no kopf
+import, so it runs the same against FakeCluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kubelambda.controller.buckets import BucketNotifier
+from kubelambda.controller.cluster import Cluster
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.functions import FunctionReconciler, Result
+from kubelambda.controller.queue import WorkQueue
+from kubelambda.controller.resources.meta import FUNCTION_LABEL
+from kubelambda.controller.store import Store
+from kubelambda.controller.triggers import TriggerReconciler
+from kubelambda.kube.errors import ApiError
+from kubelambda.kube.kinds import FUNCTION, TRIGGER, Kind
+
+__all__ = ["Key", "Operator"]
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[Literal["Function", "Trigger"], str, str]
+"""What the queue holds: the kind, namespace and name of an object to reconcile."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _where(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Operator:
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        config: ControllerConfig,
+        notifier: BucketNotifier,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.config = config
+        self.store = Store()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.functions = FunctionReconciler(
+            cluster=cluster, store=self.store, config=config, clock=clock
+        )
+        self.triggers = TriggerReconciler(
+            cluster=cluster, store=self.store, config=config, notifier=notifier, clock=clock
+        )
+        self.reconciles = 0  # how many reconciles ran, for tests and the benchmark
+
+    # --- intake: every watch event updates the store and queues what it affects --------------
+
+    def function_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        namespace, name = _where(body)
+        if event_type == "DELETED":
+            self.store.remove(FUNCTION, namespace=namespace, name=name)
+        else:
+            self.store.put(FUNCTION, body)
+        self.queue.add(("Function", namespace, name))
+        if event_type != "MODIFIED":
+            # A Trigger only cares whether its Function exists.
+            for trigger in self.store.all(TRIGGER):
+                where = _where(trigger)
+                if where[0] == namespace and (trigger.get("spec") or {}).get("function") == name:
+                    self.queue.add(("Trigger", namespace, where[1]))
+
+    def trigger_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        namespace, name = _where(body)
+        if event_type == "DELETED":
+            self.store.remove(TRIGGER, namespace=namespace, name=name)
+        else:
+            self.store.put(TRIGGER, body)
+        self.queue.add(("Trigger", namespace, name))
+
+    def owned_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """An object the controller made changed (a hand edit, a deletion, a Deployment's
+        status): its Function is reconciled, which puts it back or reports the change."""
+        namespace, name = _where(body)
+        if event_type == "DELETED":
+            self.store.remove(kind, namespace=namespace, name=name)
+        else:
+            self.store.put(kind, body)
+        owner = ((body.get("metadata") or {}).get("labels") or {}).get(FUNCTION_LABEL)
+        if owner:
+            self.queue.add(("Function", namespace, str(owner)))
+
+    def resync(self) -> None:
+        """Queue every known object: catches what no event reported (a user's ConfigMap
+        changed, an S3 subscription removed on the server)."""
+        for kind, tag in ((FUNCTION, "Function"), (TRIGGER, "Trigger")):
+            for body in self.store.all(kind):
+                namespace, name = _where(body)
+                self.queue.add((tag, namespace, name))  # type: ignore[arg-type]
+
+    # --- the workers -------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> Result:
+        kind, namespace, name = key
+        self.reconciles += 1
+        if kind == "Function":
+            return await self.functions.reconcile(namespace, name)
+        return await self.triggers.reconcile(namespace, name)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                result = await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                delay = self.queue.retry(key)
+                logger.warning("%s %s/%s: %s; retrying in %.1fs", *key, exc, delay)
+            except Exception:
+                delay = self.queue.retry(key)
+                logger.exception("%s %s/%s failed; retrying in %.1fs", *key, delay)
+            else:
+                self.queue.forget(key)
+                if result.requeue_after is not None:
+                    self.queue.add_after(key, result.requeue_after)
+            finally:
+                self.queue.done(key)
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)  # a period, not a wait for a state
+            self.resync()
+
+    async def run(self) -> None:
+        """Run the workers and the resync timer until cancelled."""
+        tasks = [asyncio.create_task(self._work()) for _ in range(self.config.workers)]
+        tasks.append(asyncio.create_task(self._resync_loop()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.queue.close()
+
+    def idle(self) -> bool:
+        """Nothing queued or being reconciled (tests wait for this before asserting)."""
+        return not self.queue.busy()

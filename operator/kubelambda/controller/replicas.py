@@ -1,0 +1,59 @@
+"""Who owns a Deployment's ``spec.replicas``, read from its managedFields.
+
+The controller sets replicas only when it creates a Deployment, then hands the field to
+REPLICAS_MANAGER: if it kept it, a later apply without replicas would reset them to 1. The
+Function reconciler asks ``needs_handover`` on every pass, so an interrupted handover resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubelambda.controller.config import FIELD_MANAGER
+
+__all__ = ["needs_handover", "replicas_claim", "replicas_owners", "slim_managed_fields"]
+
+
+def _owns_replicas(entry: Mapping[str, Any]) -> bool:
+    fields = entry.get("fieldsV1") or {}
+    spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
+    return isinstance(spec, Mapping) and "f:replicas" in spec
+
+
+def replicas_owners(deployment: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(manager, operation) pairs that own spec.replicas."""
+    entries = (deployment.get("metadata") or {}).get("managedFields") or ()
+    return {
+        (str(entry.get("manager")), str(entry.get("operation")))
+        for entry in entries
+        if _owns_replicas(entry)
+    }
+
+
+def needs_handover(deployment: Mapping[str, Any]) -> bool:
+    """True when only the controller's apply owns spec.replicas."""
+    return replicas_owners(deployment) == {(FIELD_MANAGER, "Apply")}
+
+
+def replicas_claim(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """What REPLICAS_MANAGER applies to take spec.replicas over at its current value."""
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": deployment["spec"]["replicas"]},
+    }
+
+
+def slim_managed_fields(deployment: dict[str, Any]) -> dict[str, Any]:
+    """``deployment`` with managedFields cut down to the replicas owners, to keep the watch
+    cache small; ``replicas_owners`` reads the result as it reads the full list."""
+    meta = deployment.get("metadata") or {}
+    owners = replicas_owners(deployment)
+    slim = [
+        {"manager": manager, "operation": operation, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        for manager, operation in sorted(owners)
+    ]
+    return {**deployment, "metadata": {**meta, "managedFields": slim}}

@@ -1,0 +1,174 @@
+"""The Deployment that runs a Function: the runtime image, its code at the task root, Lambda's
+environment, memory and a proportional CPU share, and a hardened pod.
+
+The Function reconciler applies what ``function_deployment`` returns. It never carries
+``spec.replicas`` (the autoscaler owns that); ``with_replicas`` adds it for the first creation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Final
+
+from kubelambda.api import Function
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.resources.code import CodeMount
+from kubelambda.controller.resources.meta import (
+    CODE_HASH_ANNOTATION,
+    Owner,
+    function_labels,
+    object_meta,
+    pod_selector,
+)
+
+__all__ = [
+    "CONTAINER",
+    "PORT",
+    "TASK_ROOT",
+    "cpu_request",
+    "function_deployment",
+    "runtime_env",
+    "with_replicas",
+]
+
+CONTAINER: Final = "function"
+TASK_ROOT: Final = "/var/task"
+PORT: Final = 8080
+RUNTIME_UID: Final = 10001  # the user of runtime/Dockerfile
+TMP_SIZE: Final = "512Mi"  # Lambda's default ephemeral storage
+# Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
+MB_PER_VCPU: Final = 1769
+# Extra seconds after the function's timeout before a stopping pod is killed, so an
+# invocation that started just before SIGTERM can finish.
+STOP_GRACE_SECONDS: Final = 10
+
+
+def cpu_request(memory_mb: int) -> str:
+    """The CPU request in millicores for ``memory_mb`` (Lambda's ratio, rounded up). Only a
+    request: a limit would throttle a function that could use an idle core."""
+    return f"{math.ceil(memory_mb * 1000 / MB_PER_VCPU)}m"
+
+
+def runtime_env(function: Function, config: ControllerConfig) -> list[dict[str, Any]]:
+    """The runtime's variables (docs/contracts.md) followed by the user's ``spec.env``.
+
+    The CRD refuses user variables that the runtime sets from the spec; AWS_REGION is the
+    exception a user may override, so ours is left out when the user gives one.
+    """
+    user = [var.to_manifest() for var in function.env]
+    user_names = {var.name for var in function.env}
+    values = {
+        "_HANDLER": function.handler,
+        "LAMBDA_TASK_ROOT": TASK_ROOT,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout_seconds),
+        "AWS_REGION": config.region,
+        "KUBELAMBDA_ACCOUNT_ID": config.account_id,
+        "KUBELAMBDA_NAMESPACE": function.namespace,
+        "KUBELAMBDA_CONCURRENCY": str(function.concurrency),
+        "KUBELAMBDA_PORT": str(PORT),
+    }
+    ours = [
+        {"name": name, "value": value}
+        for name, value in values.items()
+        if value is not None and name not in user_names
+    ]
+    return ours + user
+
+
+def _volumes(code: CodeMount | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if code is not None:
+        source: dict[str, Any] = {"name": code.config_map}
+        if code.items is not None:
+            source["items"] = [{"key": key, "path": path} for key, path in code.items]
+        volumes.append({"name": "code", "configMap": source})
+        mounts.append({"name": "code", "mountPath": TASK_ROOT, "readOnly": True})
+    return volumes, mounts
+
+
+def function_deployment(
+    function: Function,
+    *,
+    owner: Owner,
+    image: str,
+    code: CodeMount | None,
+    code_hash: str | None,
+    config: ControllerConfig,
+) -> dict[str, Any]:
+    """The Deployment of ``function``, without ``spec.replicas``."""
+    volumes, mounts = _volumes(code)
+    memory = f"{function.memory_mb}Mi"
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "env": runtime_env(function, config),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            # As often as the kubelet allows: readiness ends a cold start.
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"memory": memory, "cpu": cpu_request(function.memory_mb)},
+            "limits": {"memory": memory},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    template_meta: dict[str, Any] = {"labels": function_labels(function.name)}
+    if code_hash is not None:
+        template_meta["annotations"] = {CODE_HASH_ANNOTATION: code_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(function.name, owner),
+        "spec": {
+            "selector": {"matchLabels": pod_selector(function.name)},
+            "revisionHistoryLimit": 2,
+            # Never fewer ready pods than asked for while new code rolls out.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    # Service links would put every Service of the namespace into the
+                    # handler's environment, which Lambda does not have.
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": function.timeout_seconds + STOP_GRACE_SECONDS,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUNTIME_UID,
+                        "runAsGroup": RUNTIME_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def with_replicas(deployment: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """A copy of ``deployment`` with ``spec.replicas``: only for creating it."""
+    created = copy.deepcopy(deployment)
+    created["spec"]["replicas"] = replicas
+    return created

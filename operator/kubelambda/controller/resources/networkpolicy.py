@@ -1,0 +1,44 @@
+"""The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods.
+
+Invocations must pass through the gateway (auth, limits, metrics); the Function reconciler
+applies this next to the Deployment. It takes effect where the network plugin enforces policies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.resources.deployment import PORT
+from kubelambda.controller.resources.meta import Owner, object_meta, pod_selector
+
+__all__ = ["function_network_policy"]
+
+
+def function_network_policy(*, owner: Owner, config: ControllerConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": object_meta(owner.name, owner),
+        "spec": {
+            "podSelector": {"matchLabels": pod_selector(owner.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            # Both selectors in one peer: gateway pods in the gateway's
+                            # namespace, not pods with those labels anywhere.
+                            "namespaceSelector": {
+                                "matchLabels": {
+                                    "kubernetes.io/metadata.name": config.gateway_namespace
+                                }
+                            },
+                            "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": PORT}],
+                }
+            ],
+        },
+    }

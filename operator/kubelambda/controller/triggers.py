@@ -1,0 +1,319 @@
+"""Reconciles one Trigger: checks it against its Function, subscribes a bucket with a ``source``
+on its S3 server (and unsubscribes it, behind a finalizer, when the Trigger is deleted), and
+writes the Trigger's status.
+
+The operator's workers call ``TriggerReconciler.reconcile``; the gateway reads Triggers itself,
+so "published" means valid, with its Function present.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from kubelambda.api import BucketSource, HttpSource, S3Source, SpecError, Trigger, parse_trigger
+from kubelambda.controller.buckets import (
+    BucketError,
+    BucketNotifier,
+    S3Server,
+    Subscription,
+    subscription_id,
+)
+from kubelambda.controller.cluster import Cluster
+from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
+from kubelambda.controller.functions import RECHECK_SECONDS, Result
+from kubelambda.controller.resources.conditions import Condition, find_condition
+from kubelambda.controller.resources.status import (
+    TRIGGER_STATUS_KEYS,
+    trigger_source_summary,
+    trigger_status,
+)
+from kubelambda.controller.statuswrite import status_patch
+from kubelambda.controller.store import Store
+from kubelambda.kube.errors import ApiError
+from kubelambda.kube.kinds import FUNCTION, SECRET, TRIGGER
+
+__all__ = ["FINALIZER", "UNSUBSCRIBE_DEADLINE_SECONDS", "TriggerReconciler"]
+
+logger = logging.getLogger(__name__)
+FINALIZER: Final = "kubelambda.dev/bucket-subscription"
+# A deleted Trigger whose S3 server stays unreachable is let go after this long (with a
+# Warning), so that a namespace being deleted, Secrets and all, is never stuck on it.
+UNSUBSCRIBE_DEADLINE_SECONDS: Final = 300.0
+
+
+def _subscribes(trigger: Trigger) -> tuple[BucketSource, S3Source] | None:
+    """The bucket and its S3 server, for a bucket Trigger the operator subscribes."""
+    source = trigger.source
+    if isinstance(source, BucketSource) and source.source is not None:
+        return source, source.source
+    return None
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class TriggerReconciler:
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        store: Store,
+        config: ControllerConfig,
+        notifier: BucketNotifier,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cluster = cluster
+        self.store = store
+        self.config = config
+        self.notifier = notifier
+        self.clock = clock
+        self.monotonic = monotonic
+        # Subscriptions verified recently: (namespace, name) → (what was subscribed, when).
+        self._verified: dict[tuple[str, str], tuple[object, float]] = {}
+
+    async def reconcile(self, namespace: str, name: str) -> Result:
+        body = self.store.get(TRIGGER, namespace=namespace, name=name)
+        if body is None:
+            self._verified.pop((namespace, name), None)
+            return Result()
+        meta = body["metadata"]
+        try:
+            trigger = parse_trigger(body)
+        except SpecError as exc:
+            if meta.get("deletionTimestamp"):
+                await self._release(body)
+                return Result()
+            await self._write(body, Condition("Ready", "False", "InvalidSpec", str(exc)), None)
+            return Result()
+        subscribing = _subscribes(trigger)
+        if meta.get("deletionTimestamp"):
+            return await self._finish_deletion(body, trigger, subscribing)
+        summary = trigger_source_summary(trigger)
+        function = await self._function(namespace, trigger.function)
+        if function is None:
+            ready = Condition(
+                "Ready",
+                "False",
+                "FunctionNotFound",
+                f"Function {trigger.function} does not exist in namespace {namespace}",
+            )
+            await self._write(body, ready, summary)
+            return Result()
+        if subscribing is None:
+            ready = Condition("Ready", "True", "Published", self._published(trigger))
+            await self._write(body, ready, summary)
+            return Result()
+        bucket, s3 = subscribing
+        if FINALIZER not in (meta.get("finalizers") or ()):
+            await self._set_finalizer(body, present=True)
+        try:
+            await self._subscribe(body, trigger, bucket, s3)
+        except BucketError as exc:
+            ready = Condition("Ready", "False", "SubscribeFailed", str(exc))
+            await self._write(body, ready, summary)
+            return Result(requeue_after=RECHECK_SECONDS)
+        ready = Condition(
+            "Ready",
+            "True",
+            "Subscribed",
+            f"bucket {bucket.bucket} on {s3.endpoint} notifies the gateway"
+            f" for Function {trigger.function}",
+        )
+        await self._write(body, ready, summary)
+        return Result()
+
+    # --- the Function ----------------------------------------------------------------------
+
+    async def _function(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        found = self.store.get(FUNCTION, namespace=namespace, name=name)
+        if found is None:
+            # Not seen by the watch (yet): ask, rather than report a Function missing that is
+            # only still being listed after a restart.
+            fetched = await self.cluster.get(FUNCTION, namespace=namespace, name=name)
+            if fetched is not None:
+                found = self.store.put(FUNCTION, fetched)
+        return found
+
+    def _published(self, trigger: Trigger) -> str:
+        source = trigger.source
+        if isinstance(source, HttpSource):
+            url = self.config.route_url(path=source.path, host=source.host)
+            return f"the gateway routes {url} to Function {trigger.function}"
+        return (
+            f"the gateway delivers notifications of bucket {source.bucket} to Function"
+            f" {trigger.function} (configure the bucket's notifications on the S3 server)"
+        )
+
+    # --- the bucket ------------------------------------------------------------------------
+
+    async def _server(self, namespace: str, source: S3Source) -> S3Server:
+        secret = await self.cluster.get(SECRET, namespace=namespace, name=source.credentials_secret)
+        if secret is None:
+            raise BucketError(
+                f"Secret {source.credentials_secret} (spec.bucket.source.credentialsSecret)"
+                f" does not exist in namespace {namespace}"
+            )
+        data = secret.get("data") or {}
+        values: dict[str, str] = {}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            if key not in data:
+                raise BucketError(
+                    f"Secret {source.credentials_secret} has no key {key}"
+                    " (it needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                )
+            values[key] = base64.b64decode(data[key]).decode()
+        return S3Server(
+            endpoint=source.endpoint,
+            region=source.region or self.config.region,
+            access_key=values["AWS_ACCESS_KEY_ID"],
+            secret_key=values["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def _subscription(self, trigger: Trigger, bucket: BucketSource) -> Subscription:
+        return Subscription(
+            id=subscription_id(namespace=trigger.namespace, name=trigger.name),
+            queue_arn=self.config.s3_webhook_arn,
+            events=bucket.events,
+            prefix=bucket.prefix,
+            suffix=bucket.suffix,
+        )
+
+    async def _subscribe(
+        self, body: Mapping[str, Any], trigger: Trigger, bucket: BucketSource, s3: S3Source
+    ) -> None:
+        key = (trigger.namespace, trigger.name)
+        subscription = self._subscription(trigger, bucket)
+        fingerprint = (bucket, subscription)
+        seen = self._verified.get(key)
+        recent = seen is not None and self.monotonic() - seen[1] < self.config.resync_seconds
+        if seen is not None and seen[0] == fingerprint and recent:
+            return  # checked on the server a moment ago; the resync checks again
+        server = await self._server(trigger.namespace, s3)
+        changed = await self.notifier.subscribe(
+            server, bucket=bucket.bucket, subscription=subscription
+        )
+        self._verified[key] = (fingerprint, self.monotonic())
+        if changed:
+            await self.cluster.record_event(
+                body,
+                type="Normal",
+                reason="Subscribed",
+                message=f"subscribed bucket {bucket.bucket} on {server.endpoint}"
+                f" to {subscription.queue_arn}",
+            )
+
+    async def _finish_deletion(
+        self,
+        body: Mapping[str, Any],
+        trigger: Trigger,
+        subscribing: tuple[BucketSource, S3Source] | None,
+    ) -> Result:
+        self._verified.pop((trigger.namespace, trigger.name), None)
+        if FINALIZER not in (body["metadata"].get("finalizers") or ()):
+            return Result()
+        if subscribing is not None:
+            bucket, s3 = subscribing
+            try:
+                server = await self._server(trigger.namespace, s3)
+                changed = await self.notifier.unsubscribe(
+                    server, bucket=bucket.bucket, subscription=self._subscription(trigger, bucket)
+                )
+            except BucketError as exc:
+                if not self._past_deadline(body):
+                    logger.warning("unsubscribing %s failed, will retry: %s", trigger.name, exc)
+                    return Result(requeue_after=min(RECHECK_SECONDS, 10.0))
+                await self.cluster.record_event(
+                    body,
+                    type="Warning",
+                    reason="UnsubscribeFailed",
+                    message=f"gave up unsubscribing bucket {bucket.bucket}: {exc};"
+                    " remove its notification entry by hand",
+                )
+            else:
+                if changed:
+                    await self.cluster.record_event(
+                        body,
+                        type="Normal",
+                        reason="Unsubscribed",
+                        message=f"unsubscribed bucket {bucket.bucket} on {server.endpoint}",
+                    )
+        await self._release(body)
+        return Result()
+
+    def _past_deadline(self, body: Mapping[str, Any]) -> bool:
+        since = _parse_time(str(body["metadata"].get("deletionTimestamp")))
+        if since is None:
+            return True
+        return (self.clock() - since).total_seconds() > UNSUBSCRIBE_DEADLINE_SECONDS
+
+    async def _release(self, body: Mapping[str, Any]) -> None:
+        if FINALIZER in (body["metadata"].get("finalizers") or ()):
+            await self._set_finalizer(body, present=False)
+
+    async def _set_finalizer(self, body: Mapping[str, Any], *, present: bool) -> None:
+        """Add or drop only kubelambda's finalizer: server-side apply merges finalizers as a
+        set, so others' entries (and everything users declared) stay untouched."""
+        meta = body["metadata"]
+        try:
+            updated = await self.cluster.apply(
+                {
+                    "apiVersion": body["apiVersion"],
+                    "kind": "Trigger",
+                    "metadata": {
+                        "name": meta["name"],
+                        "namespace": meta["namespace"],
+                        "finalizers": [FINALIZER] if present else [],
+                    },
+                },
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile: nothing left to hold or release
+            raise
+        self.store.put(TRIGGER, updated)
+
+    # --- status ----------------------------------------------------------------------------
+
+    async def _write(self, body: Mapping[str, Any], ready: Condition, source: str | None) -> None:
+        meta = body["metadata"]
+        old = body.get("status") or {}
+        url = None
+        spec_http = (body.get("spec") or {}).get("http")
+        if ready.status == "True" and isinstance(spec_http, Mapping):
+            url = self.config.route_url(path=str(spec_http.get("path")), host=spec_http.get("host"))
+        status = trigger_status(
+            old=old,
+            generation=meta.get("generation"),
+            ready=ready,
+            source=source,
+            url=url,
+            now=self.clock(),
+        )
+        patch = status_patch(old, status, owned=TRIGGER_STATUS_KEYS)
+        if not patch:
+            return
+        try:
+            updated = await self.cluster.patch_status(
+                TRIGGER, namespace=meta["namespace"], name=meta["name"], status=patch
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+        self.store.put(TRIGGER, updated)
+        previous = find_condition(old.get("conditions"), "Ready") or {}
+        if ready.status != "True" and previous.get("reason") != ready.reason:
+            await self.cluster.record_event(
+                body, type="Warning", reason=ready.reason, message=ready.message
+            )
