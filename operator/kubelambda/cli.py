@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a request may be held waiting for an instance; then 504 (default 30)",
     )
+    local.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="scale from this Prometheus (scraping the admin port) instead of the gateway's "
+        "own counters",
+    )
     local.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
 
@@ -81,6 +87,7 @@ def _run_local(args: argparse.Namespace) -> int:
         region=args.region,
         max_queued_per_function=args.max_queued,
         hold_timeout_seconds=args.hold_timeout,
+        prometheus_url=args.prometheus,
     )
 
     async def main() -> None:

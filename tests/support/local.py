@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
-from support.waiting import free_port, wait_for
+from support.waiting import GiveUp, free_port, wait_for
 
 
 @dataclass
@@ -23,6 +24,8 @@ class LocalMode:
     url: str
     admin_url: str
     lines: list[str] = field(default_factory=list)
+    # When each line arrived (time.monotonic()), for tests about how soon something happened.
+    arrivals: list[float] = field(default_factory=list)
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,8 +51,8 @@ class LocalMode:
                 self.process.wait()
 
 
-def start_local(path: Path, *extra: str) -> LocalMode:
-    port, admin_port = free_port(), free_port()
+def start_local(path: Path, *extra: str, admin_port: int | None = None) -> LocalMode:
+    port, admin_port = free_port(), admin_port or free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -73,13 +76,14 @@ def start_local(path: Path, *extra: str) -> LocalMode:
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
+            local.arrivals.append(time.monotonic())
             local.lines.append(line.rstrip("\n"))
 
     threading.Thread(target=pump, daemon=True).start()
 
     def serving() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"local mode exited with {process.returncode}:\n{local.output()}")
+            raise GiveUp(f"local mode exited with {process.returncode}:\n{local.output()}")
         return any("kubelambda local: gateway" in line for line in local.lines)
 
     try:

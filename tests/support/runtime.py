@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from support.waiting import free_port, wait_for
+from support.waiting import GiveUp, free_port, wait_for
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
@@ -82,7 +82,7 @@ def start_runtime(
 
     def answering() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"runtime exited with {process.returncode}:\n{runtime.logs()}")
+            raise GiveUp(f"runtime exited with {process.returncode}:\n{runtime.logs()}")
         status = runtime.client.get("/healthz").json()["status"]
         return status != "initializing" if wait_ready else True
 

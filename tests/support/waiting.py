@@ -10,6 +10,10 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class GiveUp(Exception):
+    """Raised by a condition when waiting longer cannot help (the process already exited)."""
+
+
 def wait_for(
     condition: Callable[[], T | None],
     *,
@@ -23,6 +27,8 @@ def wait_for(
     while True:
         try:
             value = condition()
+        except GiveUp:
+            raise
         except Exception as exc:  # the condition may fail while the thing starts
             last_error, value = exc, None
         if value:

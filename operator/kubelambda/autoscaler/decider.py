@@ -174,10 +174,14 @@ def decide(
         if started is None:
             started = now
         triggered = now
-    elif (
-        started is not None
-        and triggered is not None
-        and now - triggered >= tuning.stable_window_seconds
+    elif started is not None and (
+        (triggered is not None and now - triggered >= tuning.stable_window_seconds)
+        # No request at all for the idle period: there is no burst left to guard against.
+        or (
+            spec.min_replicas == 0
+            and not obs.queued
+            and now - last_request_at >= spec.scale_to_zero_after_seconds
+        )
     ):
         started, triggered, peak = None, None, 0
 

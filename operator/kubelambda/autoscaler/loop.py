@@ -66,8 +66,18 @@ class Autoscaler:
         async with self._lock:
             for function, spec in self._specs().items():
                 current = self._target.replicas(function)
+                observation = observations.get(function)
+                if observation is None and current > 0:
+                    # No data yet (Prometheus scrapes late) is not "no traffic": never
+                    # scale down on it. At zero, deciding on idle keeps minReplicas true.
+                    self.decisions[function] = Decision(
+                        desired=current,
+                        reason=f"no metrics for this function yet; keeping {current}",
+                        state=self._states.get(function, ScalerState()),
+                    )
+                    continue
                 decision = decide(
-                    observation=observations.get(function, _IDLE),
+                    observation=observation or _IDLE,
                     spec=spec,
                     current=current,
                     state=self._states.get(function, ScalerState()),

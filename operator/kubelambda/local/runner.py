@@ -18,7 +18,8 @@ from pathlib import Path
 from kubelambda.api import Function, HttpSource, Trigger, load_manifests
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
-from kubelambda.autoscaler.sources import DirectSource, FunctionId, Load
+from kubelambda.autoscaler.prometheus import PrometheusSource
+from kubelambda.autoscaler.sources import DirectSource, FunctionId, Load, MetricSource
 from kubelambda.gateway.gateway import ServingAddresses, create_gateway
 from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.settings import GatewaySettings
@@ -37,6 +38,9 @@ class Options:
     region: str = "us-east-1"
     max_queued_per_function: int = 100
     hold_timeout_seconds: float = 30.0
+    # Read load from this Prometheus (which must scrape the admin port) instead of
+    # straight from the gateway's counters.
+    prometheus_url: str | None = None
 
 
 def scaling_spec(function: Function) -> ScalingSpec:
@@ -132,7 +136,10 @@ async def _serve(
             for key, item in gateway.load().items()
         }
 
-    autoscaler = Autoscaler(source=DirectSource(load), target=platform, specs=lambda: specs)
+    source: MetricSource = (
+        PrometheusSource(options.prometheus_url) if options.prometheus_url else DirectSource(load)
+    )
+    autoscaler = Autoscaler(source=source, target=platform, specs=lambda: specs)
 
     async def wake(function: FunctionKey) -> None:
         await autoscaler.wake((function.namespace, function.name))

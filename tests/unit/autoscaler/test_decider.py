@@ -281,6 +281,23 @@ def test_scale_to_zero_after_idle(
         assert "no request for" in decision.reason
 
 
+def test_an_idle_period_ends_panic_mode() -> None:
+    panicking = ScalerState(
+        panic_started_at=NOW - 20,
+        panic_triggered_at=NOW - 12,
+        panic_peak=4,
+        last_request_at=NOW - 10,
+    )
+    decision = run(
+        obs(0.5, 0, panic_rps=0), current=4, state=panicking, scale_to_zero_after_seconds=10
+    )
+    assert not decision.state.panicking
+    assert decision.desired == 2  # on its way to zero, halving per tick
+    busy = run(obs(0.5, 0, panic_rps=0), current=4, state=panicking, scale_to_zero_after_seconds=30)
+    assert busy.state.panicking
+    assert busy.desired == 4
+
+
 @pytest.mark.parametrize(
     ("idle", "desired"),
     [(9, 1), (10, 0), (45, 0)],
