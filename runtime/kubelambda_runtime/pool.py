@@ -123,8 +123,9 @@ class WorkerProcess:
 class Slot:
     """One execution environment's place: a worker, or the fault that kept it from starting."""
 
-    def __init__(self, spawn: Callable[[], WorkerProcess]) -> None:
+    def __init__(self, spawn: Callable[[], WorkerProcess], *, init_timeout: float) -> None:
         self._spawn = spawn
+        self._init_timeout = init_timeout
         self.worker: WorkerProcess | None = None
         self.busy = False
         self.boot: asyncio.Task[bytes | None] | None = None
@@ -152,18 +153,18 @@ class Slot:
 
     async def _await_init(self, worker: WorkerProcess, started: float) -> bytes | None:
         try:
-            header, body = await asyncio.wait_for(worker.receive(), INIT_TIMEOUT_SECONDS)
-        except (TimeoutError, ConnectionError):
+            header, body = await asyncio.wait_for(worker.receive(), self._init_timeout)
+        except (TimeoutError, ConnectionError) as exc:
             worker.kill()
             reason = faults.exit_reason(await worker.reap())
+            if isinstance(exc, TimeoutError):
+                error_type = faults.TIMED_OUT
+                message = f"Init timed out after {self._init_timeout:.2f} seconds"
+            else:
+                error_type, message = faults.EXIT_ERROR, f"Runtime exited with error: {reason}"
             body = json.dumps(
                 faults.error_document(
-                    message=f"Init failed: the runtime {reason}"
-                    if reason.startswith("exit")
-                    else f"Init failed: {reason}",
-                    error_type=faults.EXIT_ERROR,
-                    request_id=None,
-                    stack=[],
+                    message=message, error_type=error_type, request_id=None, stack=[]
                 )
             ).encode()
             self.init_error = body
@@ -182,7 +183,12 @@ class Pool:
     def __init__(self, settings: config.Settings, *, environment: Mapping[str, str]) -> None:
         self._settings = settings
         self._environment = dict(environment)
-        self.slots = [Slot(self._spawn) for _ in range(settings.concurrency)]
+        # Lambda stops an init at 10 s, but lets a function with a longer timeout go on
+        # initialising within its first invocation: allow whichever is longer.
+        init_timeout = max(INIT_TIMEOUT_SECONDS, settings.timeout_seconds)
+        self.slots = [
+            Slot(self._spawn, init_timeout=init_timeout) for _ in range(settings.concurrency)
+        ]
         self.on_init: Callable[[float], None] = lambda seconds: None
 
     def _spawn(self) -> WorkerProcess:

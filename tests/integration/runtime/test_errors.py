@@ -217,3 +217,13 @@ def test_bad_requests(runtime):
     assert wrong_method.status_code == 405
 
     assert fn.invoke('{"still": "fine"}').json() == {"still": "fine"}
+
+
+def test_a_crash_during_init_is_an_exit_error(runtime):
+    fn = runtime({"app.py": "import os\nos._exit(4)\n"})
+    answer = fn.invoke("{}", **{"Lambda-Runtime-Aws-Request-Id": "boom"})
+    assert answer.headers["x-amz-function-error"] == "Unhandled"
+    error = answer.json()
+    assert error["errorType"] == "Runtime.ExitError"
+    assert error["errorMessage"] == "Runtime exited with error: exit status 4"
+    assert error["requestId"] == "boom"
