@@ -28,6 +28,14 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # What the instance returns for every invocation: an HTTP response description, as a
 # typical API handler's.
 REPLY = {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "hello"}
+# Port -> process id of every server started here, for cpu_seconds().
+PIDS: dict[int, int] = {}
+
+
+def cpu_seconds(port: int) -> float:
+    """CPU time (user + system) used so far by the server process listening on `port`."""
+    fields = Path(f"/proc/{PIDS[port]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sample_event() -> bytes:
@@ -111,6 +119,7 @@ def gateway(instance_port: int, *, concurrency: int) -> Iterator[int]:
     ]
     with process(args) as proc:
         wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc)
+        PIDS[port] = proc.pid
         yield port
 
 
@@ -125,6 +134,8 @@ def nginx(instance_port: int) -> Iterator[int]:
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1;
+# One process doing all the work, like the gateway, so CPU per request compares directly.
+master_process off;
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/error.log warn;
@@ -149,6 +160,7 @@ http {{
 """)
     with process([binary, "-p", str(work), "-c", str(conf)]) as proc:
         wait_port(port, process=proc)
+        PIDS[port] = proc.pid
         yield port
     shutil.rmtree(work, ignore_errors=True)
 

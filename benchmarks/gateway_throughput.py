@@ -20,7 +20,17 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from gateway_common import INVOKE_PATH, gateway, nginx, runtime, sample_event, standin, wrk
+from gateway_common import (
+    INVOKE_PATH,
+    PIDS,
+    cpu_seconds,
+    gateway,
+    nginx,
+    runtime,
+    sample_event,
+    standin,
+    wrk,
+)
 
 
 def main() -> None:
@@ -55,8 +65,11 @@ def main() -> None:
         for url, method, body in paths.values():  # warm every path
             wrk(url, method=method, body=body, connections=args.connections, seconds=1)
         rates: dict[str, list[float]] = {name: [] for name in paths}
+        cpu: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(args.rounds):
             for name, (url, method, body) in paths.items():
+                port = int(url.split(":")[2].split("/")[0])
+                before = cpu_seconds(port) if port in PIDS else 0.0
                 result = wrk(
                     url,
                     method=method,
@@ -65,20 +78,27 @@ def main() -> None:
                     seconds=args.seconds,
                 )
                 rates[name].append(result["rate"])
-    median = {name: statistics.median(values) for name, values in rates.items()}
+                if port in PIDS:
+                    used = cpu_seconds(port) - before
+                    cpu[name].append(used / (result["rate"] * args.seconds) * 1e6)
     what = (
         "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.gateway.standin)"
     )
-    print(
-        f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s, medians"
-    )
-    for name, rate in median.items():
-        print(f"  {name:<16} {rate:>9,.0f} req/s")
+    print(f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s")
+    print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18}")
+    for name, values in rates.items():
+        per_request = f"{statistics.median(cpu[name]):.0f} us" if cpu[name] else "-"
+        print(f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18}")
+    # Each round measures all paths back to back, so a ratio within a round cancels most
+    # of the machine's background noise; the median over rounds is the figure.
     for name in ("gateway trigger", "gateway invoke"):
-        print(
-            f"  {name} / direct = {median[name] / median['direct']:.2f}   "
-            f"{name} / nginx = {median[name] / median['nginx']:.2f}  (target >= 0.5)"
-        )
+        for reference in ("direct", "nginx"):
+            ratios = [g / r for g, r in zip(rates[name], rates[reference], strict=True)]
+            print(
+                f"  {name} / {reference}: {statistics.median(ratios):.2f} "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+            )
+    print("  target: gateway / nginx >= 0.5")
 
 
 if __name__ == "__main__":
