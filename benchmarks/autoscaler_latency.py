@@ -99,10 +99,14 @@ def main() -> None:
             step = f"fn{args.functions}"
             get(port, f"/{step}")  # wake it first, so only the load decision is measured
             stop = time.monotonic() + 15
+            done = threading.Event()
 
             def load() -> None:
-                while time.monotonic() < stop:
-                    get(port, f"/{step}")
+                while time.monotonic() < stop and not done.is_set():
+                    try:
+                        get(port, f"/{step}")
+                    except OSError:
+                        return
 
             for _ in range(6):
                 threading.Thread(target=load, daemon=True).start()
