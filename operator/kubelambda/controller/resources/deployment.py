@@ -27,6 +27,7 @@ __all__ = [
     "PORT",
     "TASK_ROOT",
     "cpu_request",
+    "memory_quantity",
     "function_deployment",
     "runtime_env",
     "with_replicas",
@@ -45,9 +46,19 @@ STOP_GRACE_SECONDS: Final = 10
 
 
 def cpu_request(memory_mb: int) -> str:
-    """The CPU request in millicores for ``memory_mb`` (Lambda's ratio, rounded up). Only a
-    request: a limit would throttle a function that could use an idle core."""
-    return f"{math.ceil(memory_mb * 1000 / MB_PER_VCPU)}m"
+    """The CPU request for ``memory_mb`` (Lambda's ratio, rounded up to a millicore), written
+    as the API server writes it back ("1", not "1000m"). Only a request: a limit would
+    throttle a function that could use an idle core."""
+    millicores = math.ceil(memory_mb * 1000 / MB_PER_VCPU)
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def memory_quantity(memory_mb: int) -> str:
+    """``memory_mb`` MiB as the API server writes it back ("1Gi", not "1024Mi"), so that a
+    stored Deployment compares equal to a freshly built one."""
+    if memory_mb % 1024 == 0:
+        return f"{memory_mb // 1024}Gi"
+    return f"{memory_mb}Mi"
 
 
 def runtime_env(function: Function, config: ControllerConfig) -> list[dict[str, Any]]:
@@ -104,7 +115,7 @@ def function_deployment(
 ) -> dict[str, Any]:
     """The Deployment of ``function``, without ``spec.replicas``."""
     volumes, mounts = _volumes(code)
-    memory = f"{function.memory_mb}Mi"
+    memory = memory_quantity(function.memory_mb)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,

@@ -1,0 +1,248 @@
+"""functions.FunctionReconciler on FakeCluster: what it creates, what it leaves alone, and what
+its status says when it cannot do its job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kubelambda.controller.cluster import FakeCluster
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.resources.meta import CODE_HASH_ANNOTATION
+from kubelambda.kube.errors import ApiError
+from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, NETWORK_POLICY, SERVICE
+from unit.controller.reconciling import make_operator, settle
+
+MakeFunction = Callable[..., dict[str, Any]]
+NS = "team-a"
+
+
+def stored(cluster: FakeCluster, kind: Any, name: str = "hello") -> dict[str, Any]:
+    found = cluster.stored(kind, namespace=NS, name=name)
+    assert found is not None, f"{kind} {name} was not created"
+    return found
+
+
+def ready(cluster: FakeCluster, name: str = "hello") -> dict[str, Any]:
+    conditions = stored(cluster, FUNCTION, name)["status"]["conditions"]
+    return next(c for c in conditions if c["type"] == "Ready")
+
+
+def test_a_new_function_gets_its_objects_and_a_status(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+
+    assert stored(cluster, CONFIG_MAP, "hello-code")["data"]["app.py"].startswith("def handler")
+    assert stored(cluster, SERVICE)["spec"]["clusterIP"] == "None"
+    assert stored(cluster, NETWORK_POLICY)["spec"]["policyTypes"] == ["Ingress"]
+    deployment = stored(cluster, DEPLOYMENT)
+    assert deployment["spec"]["replicas"] == 0
+    status = stored(cluster, FUNCTION)["status"]
+    assert ready(cluster)["status"] == "True" and ready(cluster)["reason"] == "ScaledToZero"
+    assert (
+        status["url"]
+        == "http://gateway.kubelambda.svc/2015-03-31/functions/team-a.hello/invocations"
+    )
+    assert (
+        status["codeHash"]
+        == deployment["spec"]["template"]["metadata"]["annotations"][CODE_HASH_ANNOTATION]
+    )
+    assert status["observedGeneration"] == 1
+    assert [(e.type, e.reason) for e in cluster.events] == [("Normal", "Applied")]
+    assert "created Deployment hello" in cluster.events[0].message
+
+
+def test_reconciling_again_writes_nothing(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+    writes, events = len(cluster.writes), len(cluster.events)
+
+    operator.resync()
+    settle(operator)
+
+    assert cluster.writes[writes:] == []
+    assert len(cluster.events) == events
+
+
+def test_replicas_start_at_the_minimum_then_belong_to_the_autoscaler(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    manifest = make_function(scaling={"minReplicas": 2})
+    cluster, operator = make_operator(config, manifest)
+    settle(operator)
+    assert stored(cluster, DEPLOYMENT)["spec"]["replicas"] == 2
+    assert ready(cluster)["reason"] == "Starting"
+
+    cluster.scale(namespace=NS, name="hello", replicas=5, manager="kubelambda-autoscaler")
+    operator.owned_event(DEPLOYMENT, "MODIFIED", stored(cluster, DEPLOYMENT))
+    settle(operator)
+    assert stored(cluster, DEPLOYMENT)["spec"]["replicas"] == 5
+    assert stored(cluster, FUNCTION)["status"]["replicas"] == 5
+
+    # A code change rolls the pods and still leaves replicas alone.
+    changed = stored(cluster, FUNCTION)
+    changed["spec"]["code"]["inline"]["files"]["app.py"] += "# v2\n"
+    changed["metadata"]["generation"] = 2
+    operator.function_event("MODIFIED", cluster.put(changed))
+    settle(operator)
+    deployment = stored(cluster, DEPLOYMENT)
+    assert deployment["spec"]["replicas"] == 5
+    assert (
+        deployment["spec"]["template"]["metadata"]["annotations"][CODE_HASH_ANNOTATION]
+        == (stored(cluster, FUNCTION)["status"]["codeHash"])
+    )
+    assert stored(cluster, FUNCTION)["status"]["observedGeneration"] == 2
+
+
+def test_replicas_survive_a_spec_change_before_any_autoscaling(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function(scaling={"minReplicas": 3}))
+    settle(operator)
+    changed = stored(cluster, FUNCTION)
+    changed["spec"]["memoryMB"] = 256
+    operator.function_event("MODIFIED", cluster.put(changed))
+    settle(operator)
+    # FakeCluster resets replicas to 1 if the controller dropped them while owning them alone.
+    assert stored(cluster, DEPLOYMENT)["spec"]["replicas"] == 3
+
+
+def test_hand_edits_of_owned_objects_are_put_back(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+    config_map = stored(cluster, CONFIG_MAP, "hello-code")
+    original = dict(config_map["data"])
+    config_map["data"]["app.py"] = "broken"
+    operator.owned_event(CONFIG_MAP, "MODIFIED", cluster.put(config_map))
+    policy = stored(cluster, NETWORK_POLICY)
+    cluster.objects.pop(("networkpolicies.networking.k8s.io", NS, "hello"))
+    operator.owned_event(NETWORK_POLICY, "DELETED", policy)
+    settle(operator)
+
+    assert stored(cluster, CONFIG_MAP, "hello-code")["data"] == original
+    assert stored(cluster, NETWORK_POLICY)["spec"]["podSelector"]
+    assert "updated ConfigMap hello-code" in cluster.events[-1].message
+    assert "created NetworkPolicy hello" in cluster.events[-1].message
+
+
+def test_an_invalid_spec_is_reported_once(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    manifest = make_function()
+    manifest["spec"]["timeoutSeconds"] = 901  # the CRD refuses this; say an old CRD let it in
+    cluster, operator = make_operator(config, manifest)
+    settle(operator)
+    condition = ready(cluster)
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+    assert "spec.timeoutSeconds" in condition["message"]
+    assert cluster.stored(DEPLOYMENT, namespace=NS, name="hello") is None
+    assert [(e.type, e.reason) for e in cluster.events] == [("Warning", "InvalidSpec")]
+
+    operator.resync()
+    settle(operator)
+    assert len(cluster.events) == 1
+
+
+def test_a_runtime_without_an_image_is_reported(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function(runtime="python3.13"))
+    settle(operator)
+    condition = ready(cluster)
+    assert condition["reason"] == "RuntimeUnavailable"
+    assert "python3.13" in condition["message"] and "python3.12" in condition["message"]
+
+
+def test_a_missing_code_configmap_is_reported_and_looked_for_again(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(
+        config, make_function(code={"configMapRef": {"name": "my-code"}})
+    )
+    results = settle(operator)
+    assert ready(cluster)["reason"] == "CodeNotFound"
+    assert results[("Function", NS, "hello")].requeue_after
+
+    cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "my-code", "namespace": NS},
+            "data": {"app.py": "x"},
+        }
+    )
+    operator.resync()
+    settle(operator)
+    assert ready(cluster)["reason"] == "ScaledToZero"
+    volumes = stored(cluster, DEPLOYMENT)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "code", "configMap": {"name": "my-code"}} in volumes
+    assert cluster.stored(CONFIG_MAP, namespace=NS, name="hello-code") is None
+
+
+def test_an_object_of_someone_else_is_not_taken_over(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hello", "namespace": NS},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    cluster = FakeCluster()
+    cluster.put(theirs)
+    cluster, operator = make_operator(config, make_function(), cluster=cluster)
+    settle(operator)
+    condition = ready(cluster)
+    assert (condition["status"], condition["reason"]) == ("False", "ResourceConflict")
+    assert "Service hello" in condition["message"]
+    assert stored(cluster, SERVICE)["spec"] == {"ports": [{"port": 80}]}
+    assert ("Warning", "ResourceConflict") in [(e.type, e.reason) for e in cluster.events]
+
+
+class FailingCluster(FakeCluster):
+    def __init__(self, error: ApiError) -> None:
+        super().__init__()
+        self.error = error
+
+    async def apply(self, obj: Any, *, field_manager: str, force: bool = True) -> dict[str, Any]:
+        raise self.error
+
+
+def test_a_transient_error_is_left_to_the_retry(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(
+        config, make_function(), cluster=FailingCluster(ApiError(503, "ServiceUnavailable", "busy"))
+    )
+    with pytest.raises(ApiError):
+        settle(operator)
+    assert "status" not in stored(cluster, FUNCTION)
+
+
+def test_a_refused_object_is_reported(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    error = ApiError(422, "Invalid", 'Deployment.apps "hello" is invalid: spec.template...')
+    cluster, operator = make_operator(config, make_function(), cluster=FailingCluster(error))
+    settle(operator)
+    condition = ready(cluster)
+    assert (condition["reason"], condition["message"]) == ("ApplyFailed", error.message)
+
+
+def test_a_deleted_function_is_left_to_the_garbage_collector(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+    writes = len(cluster.writes)
+    operator.function_event("DELETED", stored(cluster, FUNCTION))
+    settle(operator)
+    assert cluster.writes[writes:] == []

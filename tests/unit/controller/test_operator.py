@@ -1,0 +1,104 @@
+"""operator.Operator: watch events go into the store and queue the right keys; its workers
+reconcile, retry failures with backoff, and stop when cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from kubelambda.controller.cluster import FakeCluster
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.kube.errors import ApiError
+from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION
+from unit.controller.reconciling import make_operator
+
+MakeFunction = Callable[..., dict[str, Any]]
+
+
+def queued(operator: Any) -> set[tuple[str, str, str]]:
+    return set(operator.queue._ready)
+
+
+def test_events_queue_what_they_affect(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    trigger = {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "t", "namespace": "team-a"},
+        "spec": {"function": "hello", "http": {"path": "/"}},
+    }
+    other_namespace = dict(trigger, metadata={"name": "t", "namespace": "team-b"})
+
+    async def scenario() -> None:
+        _, operator = make_operator(config)
+        operator.trigger_event(None, trigger)  # None: kopf's initial listing
+        operator.trigger_event(None, other_namespace)
+        operator.function_event("ADDED", make_function())
+        assert queued(operator) == {
+            ("Trigger", "team-a", "t"),
+            ("Trigger", "team-b", "t"),
+            ("Function", "team-a", "hello"),
+        }
+        while len(operator.queue):
+            operator.queue.done(await operator.queue.get())
+
+        operator.function_event("MODIFIED", make_function())  # a status write, say
+        assert queued(operator) == {("Function", "team-a", "hello")}
+        operator.queue.done(await operator.queue.get())
+
+        owned = {
+            "metadata": {
+                "name": "hello",
+                "namespace": "team-a",
+                "labels": {"kubelambda.dev/function": "hello"},
+            }
+        }
+        operator.owned_event(DEPLOYMENT, "DELETED", owned)
+        assert queued(operator) == {("Function", "team-a", "hello")}
+        assert operator.store.get(DEPLOYMENT, namespace="team-a", name="hello") is None
+
+    asyncio.run(scenario())
+
+
+class FlakyCluster(FakeCluster):
+    """Refuses the first ``failures`` applies with a transient error."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.status_written = asyncio.Event()
+
+    async def patch_status(self, kind: Any, **kwargs: Any) -> dict[str, Any]:
+        written = await super().patch_status(kind, **kwargs)
+        self.status_written.set()
+        return written
+
+    async def apply(self, obj: Any, *, field_manager: str, force: bool = True) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ApiError(503, "ServiceUnavailable", "etcd is busy")
+        return await super().apply(obj, field_manager=field_manager, force=force)
+
+
+def test_workers_retry_until_the_function_is_reconciled(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    async def scenario() -> dict[str, Any] | None:
+        cluster = FlakyCluster(2)
+        cluster, operator = make_operator(config, make_function(), cluster=cluster)
+        operator.queue.base_delay = 0.01
+        workers = asyncio.create_task(operator.run())
+        try:
+            await asyncio.wait_for(cluster.status_written.wait(), timeout=10)
+        finally:
+            workers.cancel()
+            await asyncio.gather(workers, return_exceptions=True)
+        assert cluster.failures == 0
+        assert operator.reconciles >= 2  # a failed pass, then a retry that got through
+        return cluster.stored(FUNCTION, namespace="team-a", name="hello")
+
+    function = asyncio.run(scenario())
+    assert function is not None
+    assert function["status"]["conditions"][0]["reason"] == "ScaledToZero"

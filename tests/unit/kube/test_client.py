@@ -1,0 +1,54 @@
+"""kube/client.py without a server: API errors keep the server's reason and message, watch
+lines become events, and ERROR events raise (410 means list again)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from kubelambda.kube.client import _from_exception, _watch_event
+from kubelambda.kube.errors import ApiError, Conflict, NotFound
+
+
+class FakeException:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.reason = "Reason"
+        self.body = body
+
+
+def test_a_status_body_gives_reason_and_message() -> None:
+    body = json.dumps(
+        {"kind": "Status", "reason": "Invalid", "message": 'Deployment "x" is invalid'}
+    )
+    error = _from_exception("PATCH", "/apis/apps/v1/x", FakeException(422, body))
+    assert (error.status, error.reason, error.message) == (
+        422,
+        "Invalid",
+        'Deployment "x" is invalid',
+    )
+    assert not error.transient
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "transient"),
+    [(404, NotFound, False), (409, Conflict, True), (503, ApiError, True), (403, ApiError, False)],
+)
+def test_statuses_map_to_classes(status: int, cls: type[ApiError], transient: bool) -> None:
+    error = _from_exception("GET", "/p", FakeException(status, None))
+    assert type(error) is cls
+    assert error.transient is transient
+
+
+def test_watch_lines() -> None:
+    event = _watch_event({"type": "ADDED", "object": {"metadata": {"name": "a"}}})
+    assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "a")
+    with pytest.raises(ApiError) as caught:
+        _watch_event(
+            {"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": "too old"}}
+        )
+    assert caught.value.status == 410
+    with pytest.raises(ApiError, match="not a watch event"):
+        _watch_event({"type": "ADDED"})
