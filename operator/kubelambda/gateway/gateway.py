@@ -239,11 +239,15 @@ class Gateway:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.shutdown()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             await self.aclose()
             self._servers = []
             public_sock.close()
             admin_sock.close()
+        # A server that died (rather than stopped when asked) fails serve with its error.
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
 
     @staticmethod
     def _config(app: ASGIApp, graceful_seconds: float) -> uvicorn.Config:
