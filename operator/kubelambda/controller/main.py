@@ -18,7 +18,7 @@ from types import MappingProxyType
 import kopf
 
 from kubelambda.controller.buckets import S3BucketNotifier
-from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.handlers import build_registry
 from kubelambda.controller.operator import Operator
 from kubelambda.kube.aio import AsyncKube
@@ -117,7 +117,15 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         default=0,
         help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)",
     )
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"), help="kubelambda's"
+    )
+    parser.add_argument(
+        "--kopf-log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING"),
+        help="kopf's own logs (watch streams, handlers)",
+    )
     return parser
 
 
@@ -140,7 +148,9 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
 
 async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     client = KubeClient.from_config(args.kubeconfig, pool_size=config.workers * 2)
-    cluster = AsyncKube(client, workers=config.workers * 2, component=COMPONENT)
+    cluster = AsyncKube(
+        client, workers=config.workers * 2, component=COMPONENT, field_manager=FIELD_MANAGER
+    )
     operator = Operator(cluster=cluster, config=config, notifier=S3BucketNotifier())
     registry = build_registry(operator, connection=client.connection())
     stop = asyncio.Event()
@@ -165,9 +175,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     config = config_from_args(args)
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.log_level != "DEBUG":
-        logging.getLogger("kopf").setLevel(logging.WARNING)
+    logging.getLogger("kubelambda").setLevel(args.log_level)
+    logging.getLogger("kopf").setLevel(args.kopf_log_level)
     asyncio.run(_serve(args, config))
     return 0

@@ -133,6 +133,9 @@ class Operator:
                     self.queue.add_after(key, result.requeue_after)
             finally:
                 self.queue.done(key)
+                if not self.queue.busy():
+                    # Tests and people debugging read this to know the operator caught up.
+                    logger.debug("queue idle after %d reconciles", self.reconciles)
 
     async def _resync_loop(self) -> None:
         while True:

@@ -27,9 +27,12 @@ logger = logging.getLogger(__name__)
 class AsyncKube:
     """Awaitable wrappers of the ``KubeClient`` calls the controller needs."""
 
-    def __init__(self, client: KubeClient, *, workers: int = 8, component: str) -> None:
+    def __init__(
+        self, client: KubeClient, *, workers: int = 8, component: str, field_manager: str
+    ) -> None:
         self.client = client
         self.component = component
+        self.field_manager = field_manager
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
 
     async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -55,6 +58,7 @@ class AsyncKube:
             name=name,
             patch={"status": dict(status)},
             subresource="status",
+            field_manager=self.field_manager,
         )
 
     async def record_event(

@@ -1,0 +1,262 @@
+"""A Function's life on a real API server with the operator running: restarts change nothing,
+code changes roll the pod template, hand edits are put back, replicas are left to whoever
+scaled them, deletion leaves nothing behind, and the user's objects stay as they declared them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from harness.apiserver import ApiServer
+from integration.controller.operating import (
+    OperatorProcess,
+    condition,
+    get,
+    resource_versions,
+    settled,
+    wait_condition,
+)
+from support.waiting import wait_for
+
+APP = 'def handler(event, context):\n    return {"v": 1}\n'
+
+
+def function(name: str = "fn", *, app: str = APP, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name},
+        "spec": {
+            "runtime": "python3.12",
+            "handler": "app.handler",
+            "code": {"inline": {"files": {"app.py": app}}},
+            **spec,
+        },
+    }
+
+
+def apply(api: ApiServer, namespace: str, *objects: dict[str, Any]) -> None:
+    documents = "\n---\n".join(json.dumps(obj) for obj in objects)
+    api.kubectl("apply", "-n", namespace, "-f", "-", input=documents)
+
+
+OWNED = ("deployment", "service", "networkpolicy", "configmap")
+
+
+def owned(api: ApiServer, namespace: str, name: str = "fn") -> dict[str, Any]:
+    return {
+        kind: get(api, kind, f"{name}-code" if kind == "configmap" else name, namespace)
+        for kind in OWNED
+    }
+
+
+def test_an_operator_restart_changes_nothing(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    trigger = {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "fn-http"},
+        "spec": {"function": "fn", "http": {"path": "/fn"}},
+    }
+    apply(kube_api, namespace, function(), function("warm", scaling={"minReplicas": 1}), trigger)
+    wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
+    wait_condition(kube_api, "fn", "warm", namespace, reason="Starting")
+    wait_condition(kube_api, "trigger", "fn-http", namespace, reason="Published")
+    kinds = ["functions", "triggers", "replicasets", *OWNED]
+    before = settled(kube_api, namespace, kinds)
+    assert len(before) >= 10
+
+    operator.restart()
+    # Every Function and Trigger in the cluster is reconciled once after the restart.
+    listed = json.loads(kube_api.kubectl("get", "fn,trigger", "-A", "-o", "json").stdout)["items"]
+    operator.caught_up(reconciles=len(listed))
+
+    assert resource_versions(kube_api, namespace, kinds) == before
+    assert "applied" not in operator.output()
+
+
+def test_a_code_change_rolls_the_pod_template(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(kube_api, namespace, function())
+    first = wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
+    template = get(kube_api, "deployment", "fn", namespace)["spec"]["template"]  # type: ignore[index]
+
+    apply(kube_api, namespace, function(app=APP.replace("1", "2")))
+
+    def rolled() -> dict[str, Any] | None:
+        body = get(kube_api, "fn", "fn", namespace)
+        status = (body or {}).get("status") or {}
+        return body if status.get("observedGeneration") == 2 else None
+
+    second = wait_for(rolled, timeout=60, what="status of generation 2")
+    assert second["status"]["codeHash"] != first["status"]["codeHash"]
+    deployment = get(kube_api, "deployment", "fn", namespace)
+    assert deployment is not None
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kubelambda.dev/code-hash"] == second["status"]["codeHash"]
+    assert deployment["spec"]["template"] != template
+    config_map = get(kube_api, "configmap", "fn-code", namespace)
+    assert config_map is not None and config_map["data"]["app.py"] == APP.replace("1", "2")
+
+
+def test_hand_edits_are_put_back_but_replicas_are_not_touched(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(kube_api, namespace, function())
+    wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
+    original = owned(kube_api, namespace)
+
+    ns = ("-n", namespace)
+    kube_api.kubectl("set", "image", "deployment/fn", "function=evil:1", *ns)
+    kube_api.kubectl(
+        "patch", "configmap", "fn-code", "--type=merge", "-p", '{"data":{"app.py":"x"}}', *ns
+    )
+    kube_api.kubectl("delete", "service", "fn", *ns)
+    kube_api.kubectl("label", "networkpolicy", "fn", "app.kubernetes.io/managed-by-", *ns)
+    kube_api.kubectl("scale", "deployment/fn", "--replicas=3", *ns)
+
+    def restored() -> bool:
+        now = owned(kube_api, namespace)
+        return (
+            all(now.values())
+            and now["deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]  # type: ignore[index]
+            == original["deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+            and now["configmap"]["data"] == original["configmap"]["data"]  # type: ignore[index]
+            and now["networkpolicy"]["metadata"]["labels"]
+            == original["networkpolicy"]["metadata"]["labels"]  # type: ignore[index]
+        )
+
+    wait_for(restored, timeout=60, what="the hand edits undone")
+    assert get(kube_api, "deployment", "fn", namespace)["spec"]["replicas"] == 3  # type: ignore[index]
+
+    # Replicas stay with whoever scaled, even through a spec change.
+    apply(kube_api, namespace, function(memoryMB=256))
+    wait_for(
+        lambda: get(kube_api, "fn", "fn", namespace)["status"]["observedGeneration"] == 2,  # type: ignore[index]
+        timeout=60,
+        what="generation 2 reconciled",
+    )
+    deployment = get(kube_api, "deployment", "fn", namespace)
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "memory": "256Mi"
+    }
+    body = wait_condition(kube_api, "fn", "fn", namespace, reason="Waking")  # woken: no pod ready
+    assert body["status"]["replicas"] == 3
+
+
+def test_deleting_a_function_removes_what_it_owned(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(kube_api, namespace, function())
+    wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
+    assert all(owned(kube_api, namespace).values())
+
+    kube_api.kubectl("delete", "fn", "fn", "-n", namespace)
+
+    wait_for(
+        lambda: not any(owned(kube_api, namespace).values()),
+        timeout=90,
+        what="the garbage collector removing the Function's objects",
+    )
+
+
+def test_a_trigger_waits_for_its_function(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    trigger = {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "late"},
+        "spec": {"function": "later", "http": {"path": "/later"}},
+    }
+    apply(kube_api, namespace, trigger)
+    body = wait_condition(
+        kube_api, "trigger", "late", namespace, reason="FunctionNotFound", status="False"
+    )
+    assert condition(body)["message"] == f"Function later does not exist in namespace {namespace}"  # type: ignore[index]
+    kube_api.kubectl(
+        "wait",
+        "--for=jsonpath={.status.conditions[0].reason}=FunctionNotFound",
+        "-n",
+        namespace,
+        "trigger/late",
+    )
+
+    apply(kube_api, namespace, function("later"))
+    body = wait_condition(kube_api, "trigger", "late", namespace, reason="Published", status="True")
+    assert body["status"]["url"] == "http://kubelambda-gateway.kubelambda.svc/later"
+
+    kube_api.kubectl("delete", "fn", "later", "-n", namespace)
+    wait_condition(kube_api, "trigger", "late", namespace, reason="FunctionNotFound")
+
+
+def test_what_cannot_be_reconciled_is_in_status_and_events(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    apply(kube_api, namespace, function("future", runtime="python3.13"))
+    body = wait_condition(
+        kube_api, "fn", "future", namespace, reason="RuntimeUnavailable", status="False"
+    )
+    assert "python3.13" in condition(body)["message"]  # type: ignore[index]
+
+    def warned() -> list[dict[str, Any]]:
+        events = json.loads(
+            kube_api.kubectl(
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                "involvedObject.name=future",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        return [e for e in events if e["type"] == "Warning" and e["reason"] == "RuntimeUnavailable"]
+
+    [event] = wait_for(warned, timeout=30, what="a Warning event")
+    assert event["involvedObject"]["kind"] == "Function"
+    assert get(kube_api, "deployment", "future", namespace) is None
+
+
+def test_the_users_function_is_left_as_declared(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    declared = function(labels_stay := "fn")
+    declared["metadata"]["labels"] = {"team": "a"}
+    apply(kube_api, namespace, declared)
+    wait_condition(kube_api, "fn", labels_stay, namespace, reason="ScaledToZero")
+    body = get(kube_api, "fn", "fn", namespace)
+    assert body is not None
+    meta = body["metadata"]
+    assert meta["labels"] == {"team": "a"}
+    assert set(meta.get("annotations", {})) <= {"kubectl.kubernetes.io/last-applied-configuration"}
+    assert "finalizers" not in meta
+    managers = kube_api.kubectl(
+        "get", "fn", "fn", "-n", namespace, "--show-managed-fields", "-o", "json"
+    )
+    for entry in json.loads(managers.stdout)["metadata"]["managedFields"]:
+        if entry["manager"].startswith("kubelambda"):
+            assert entry.get("subresource") == "status", entry
+
+
+@pytest.mark.parametrize("name", ["hello-code"])
+def test_an_object_that_is_not_ours_is_left_alone(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str, name: str
+) -> None:
+    kube_api.kubectl("create", "configmap", name, "-n", namespace, "--from-literal=app.py=mine")
+    apply(kube_api, namespace, function("hello"))
+    body = wait_condition(
+        kube_api, "fn", "hello", namespace, reason="ResourceConflict", status="False"
+    )
+    assert f"ConfigMap {name}" in condition(body)["message"]  # type: ignore[index]
+    config_map = get(kube_api, "configmap", name, namespace)
+    assert config_map is not None
+    assert config_map["data"] == {"app.py": "mine"}
+    assert "ownerReferences" not in config_map["metadata"]
