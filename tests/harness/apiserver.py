@@ -227,9 +227,11 @@ def api_server(
     log_dir: Path | None = None,
     advertise_address: str = "127.0.0.1",
     extra_apiserver_args: Sequence[str] = (),
+    bind_address: str = "127.0.0.1",
 ) -> Iterator[ApiServer]:
     """Start etcd and kube-apiserver (and optionally controller-manager and scheduler), yield
-    once /readyz answers, and stop everything and remove the temp dir however the body ends."""
+    once /readyz answers, and stop everything and remove the temp dir however the body ends.
+    `bind_address` other than loopback serves pods too (the e2e node's address on its bridge)."""
     apiserver_bin = binaries.ensure_kube_apiserver()
     binaries.ensure_etcd()
     binaries.ensure_kubectl()
@@ -256,7 +258,9 @@ def api_server(
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=tuple(dict.fromkeys(("127.0.0.1", advertise_address, SERVICE_IP))),
+            ip_addresses=tuple(
+                dict.fromkeys(("127.0.0.1", bind_address, advertise_address, SERVICE_IP))
+            ),
             server=True,
         )
         admin = authority.issue(
@@ -273,11 +277,11 @@ def api_server(
 
         servers["etcd"], etcd_url = start_etcd(workdir, logs)
         port = free_port()
-        url = f"https://127.0.0.1:{port}"
+        url = f"https://{bind_address}:{port}"
         args: list[str | os.PathLike[str]] = [
             apiserver_bin,
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
+            f"--bind-address={bind_address}",
             f"--advertise-address={advertise_address}",
             f"--secure-port={port}",
             f"--cert-dir={workdir / 'apiserver-certs'}",
