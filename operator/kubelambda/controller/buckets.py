@@ -189,6 +189,8 @@ class S3BucketNotifier:
             return True
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            if not add and error.get("Code") == "NoSuchBucket":
+                return False  # a bucket that is gone notifies no one: nothing to remove
             raise BucketError(
                 f"{server.endpoint} bucket {bucket}: {error.get('Code')}: {error.get('Message')}"
             ) from None

@@ -18,6 +18,9 @@ from harness.apiserver import ApiServer
 from support.waiting import wait_for
 
 RUNTIME_IMAGE = "localhost/kubelambda-runtime:test"
+# The queue ARN of the harness MinIO's webhook target "kubelambda" (test_buckets.py starts it).
+WEBHOOK_TARGET = "kubelambda"
+WEBHOOK_ARN = f"arn:minio:sqs:us-east-1:{WEBHOOK_TARGET}:webhook"
 IDLE = re.compile(r"queue idle after (\d+) reconciles")
 
 
@@ -40,6 +43,7 @@ class OperatorProcess:
             f"--kubeconfig={self.api.kubeconfig}",
             f"--runtime-image=python3.12={RUNTIME_IMAGE}",
             "--gateway-url=http://kubelambda-gateway.kubelambda.svc",
+            f"--s3-webhook-arn={WEBHOOK_ARN}",
             "--log-level=DEBUG",
             "--resync-seconds=3600",  # the tests trigger what they need; a resync would blur it
             *self.extra_args,
