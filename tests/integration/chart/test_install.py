@@ -1,0 +1,132 @@
+"""The chart installed with helm on a real API server: its objects exist (no nodes, so pods stay
+Pending), and its RBAC lets the operator and the gateway do what they need and nothing more."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.apiserver import ApiServer
+from integration.chart.conftest import CHART, NAMESPACE, RELEASE
+from support.waiting import wait_for
+
+
+def test_install_creates_the_components(installed: ApiServer) -> None:
+    status = json.loads(installed.helm("status", RELEASE, "-n", NAMESPACE, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    assert "kubectl apply -f examples/cluster/hello.yaml" in status["info"]["notes"]
+    for kind, name in [
+        ("crd", "functions.kubelambda.dev"),
+        ("crd", "triggers.kubelambda.dev"),
+        ("deployment", "kubelambda-operator"),
+        ("deployment", "kubelambda-gateway"),
+        ("service", "kubelambda-gateway"),
+        ("service", "kubelambda-gateway-admin"),
+        ("serviceaccount", "kubelambda-operator"),
+        ("serviceaccount", "kubelambda-gateway"),
+        ("secret", "kubelambda-gateway"),
+        ("clusterrole", "kubelambda-operator"),
+        ("clusterrolebinding", "kubelambda-gateway"),
+        ("role", "kubelambda-operator-leases"),
+    ]:
+        installed.kubectl("get", kind, name, "-n", NAMESPACE)
+    # `kubectl get kubelambda` lists Functions and Triggers together (the CRDs' category);
+    # kubectl learns the category from discovery, which can lag the CRDs by a moment.
+    wait_for(
+        lambda: installed.kubectl("get", "kubelambda", "-A", check=False).returncode == 0,
+        timeout=30,
+        what="`kubectl get kubelambda` to know the category",
+    )
+
+
+def test_an_upgrade_keeps_the_generated_token(installed: ApiServer) -> None:
+    def token() -> str:
+        return installed.kubectl(
+            "get",
+            "secret",
+            "kubelambda-gateway",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.data.s3-token}",
+        ).stdout
+
+    before = token()
+    installed.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--set", "gateway.replicas=3")
+    assert token() == before
+    replicas = installed.kubectl(
+        "get",
+        "deployment",
+        "kubelambda-gateway",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ).stdout
+    assert replicas == "3"
+
+
+OPERATOR = f"system:serviceaccount:{NAMESPACE}:kubelambda-operator"
+GATEWAY = f"system:serviceaccount:{NAMESPACE}:kubelambda-gateway"
+
+# (who, verb, resource, namespace, allowed): what each needs, and neighbours it must not have.
+RBAC = [
+    (OPERATOR, "watch", "functions.kubelambda.dev", "team-a", True),
+    (OPERATOR, "list", "triggers.kubelambda.dev", "team-a", True),
+    (OPERATOR, "patch", "functions.kubelambda.dev/status", "team-a", True),
+    (OPERATOR, "patch", "triggers.kubelambda.dev/status", "team-a", True),
+    (OPERATOR, "update", "functions.kubelambda.dev/finalizers", "team-a", True),
+    (OPERATOR, "patch", "triggers.kubelambda.dev", "team-a", True),
+    (OPERATOR, "patch", "functions.kubelambda.dev", "team-a", False),
+    (OPERATOR, "update", "functions.kubelambda.dev", "team-a", False),
+    (OPERATOR, "delete", "functions.kubelambda.dev", "team-a", False),
+    (OPERATOR, "create", "deployments.apps", "team-a", True),
+    (OPERATOR, "patch", "deployments.apps", "team-a", True),
+    (OPERATOR, "watch", "deployments.apps", "team-a", True),
+    (OPERATOR, "patch", "deployments.apps/scale", "team-a", True),
+    (OPERATOR, "delete", "deployments.apps", "team-a", False),
+    (OPERATOR, "create", "configmaps", "team-a", True),
+    (OPERATOR, "create", "services", "team-a", True),
+    (OPERATOR, "create", "networkpolicies.networking.k8s.io", "team-a", True),
+    (OPERATOR, "delete", "networkpolicies.networking.k8s.io", "team-a", False),
+    (OPERATOR, "get", "secrets", "team-a", True),
+    (OPERATOR, "list", "secrets", "team-a", False),
+    (OPERATOR, "create", "secrets", "team-a", False),
+    (OPERATOR, "create", "events", "team-a", True),
+    (OPERATOR, "update", "leases.coordination.k8s.io", NAMESPACE, True),
+    (OPERATOR, "update", "leases.coordination.k8s.io", "team-a", False),
+    (OPERATOR, "create", "pods", "team-a", False),
+    (OPERATOR, "get", "pods", "team-a", False),
+    (OPERATOR, "create", "clusterroles.rbac.authorization.k8s.io", "", False),
+    (OPERATOR, "create", "customresourcedefinitions.apiextensions.k8s.io", "", False),
+    (GATEWAY, "watch", "functions.kubelambda.dev", "team-a", True),
+    (GATEWAY, "list", "triggers.kubelambda.dev", "team-a", True),
+    (GATEWAY, "watch", "endpointslices.discovery.k8s.io", "team-a", True),
+    (GATEWAY, "get", "services", "team-a", True),
+    (GATEWAY, "patch", "functions.kubelambda.dev/status", "team-a", False),
+    (GATEWAY, "create", "functions.kubelambda.dev", "team-a", False),
+    (GATEWAY, "patch", "deployments.apps/scale", "team-a", False),
+    (GATEWAY, "get", "deployments.apps", "team-a", False),
+    (GATEWAY, "get", "secrets", "team-a", False),
+    (GATEWAY, "list", "pods", "team-a", False),
+    (GATEWAY, "create", "events", "team-a", False),
+    (GATEWAY, "get", "configmaps", "team-a", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "verb", "resource", "namespace", "allowed"),
+    RBAC,
+    ids=[f"{w.rsplit(':', 1)[1]} {v} {r}{' in ' + n if n else ''}" for w, v, r, n, _ in RBAC],
+)
+def test_rbac(
+    installed: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
+) -> None:
+    where = ["-n", namespace] if namespace else []
+    resource_name, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    answer = installed.kubectl(
+        "auth", "can-i", verb, resource_name, *extra, *where, f"--as={who}", check=False
+    )
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr

@@ -1,0 +1,166 @@
+"""The chart without a cluster: its CRDs are the repository's, `helm lint` is clean, and what
+`helm template` renders is hardened, least-privilege and wired to the values."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import binaries
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "charts" / "kubelambda"
+
+
+def helm(*args: str) -> str:
+    done = subprocess.run(
+        [str(binaries.ensure_helm()), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    sets: list[str] = []
+    for value in values:
+        sets += ["--set", value]
+    out = helm("template", "kubelambda", str(CHART), "--namespace", "kubelambda", *sets)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(docs: Sequence[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for doc in docs:
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(
+        f"no {kind} {name} in {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    )
+
+
+def test_chart_crds_are_the_repositorys_byte_for_byte() -> None:
+    ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+    charts = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert ours, "crds/ is empty"
+    assert charts == ours, (
+        "charts/kubelambda/crds/ differs from crds/: cp crds/*.yaml charts/kubelambda/crds/"
+    )
+
+
+def test_lint_is_clean() -> None:
+    out = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in out
+    assert "[WARNING]" not in out and "[ERROR]" not in out
+
+
+def test_renders_the_components() -> None:
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in render()}
+    assert kinds >= {
+        ("ServiceAccount", "kubelambda-operator"),
+        ("ServiceAccount", "kubelambda-gateway"),
+        ("ClusterRole", "kubelambda-operator"),
+        ("ClusterRole", "kubelambda-gateway"),
+        ("ClusterRoleBinding", "kubelambda-operator"),
+        ("ClusterRoleBinding", "kubelambda-gateway"),
+        ("Role", "kubelambda-operator-leases"),
+        ("Deployment", "kubelambda-operator"),
+        ("Deployment", "kubelambda-gateway"),
+        ("Service", "kubelambda-operator"),
+        ("Service", "kubelambda-gateway"),
+        ("Service", "kubelambda-gateway-admin"),
+        ("Secret", "kubelambda-gateway"),
+    }
+
+
+@pytest.mark.parametrize("name", ["kubelambda-operator", "kubelambda-gateway"])
+def test_components_run_hardened_from_the_configured_image(name: str) -> None:
+    docs = render("image.repository=registry.example/kl", "image.tag=1.2.3")
+    pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example/kl:1.2.3"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_the_operator_is_told_the_runtime_images_and_where_the_gateway_is() -> None:
+    docs = render("runtime.images.python3\\.13=localhost/rt313:9", "region=eu-west-1")
+    operator = find(docs, "Deployment", "kubelambda-operator")
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "operator"
+    assert "--runtime-image=python3.12=localhost/kubelambda-runtime:0.1.0" in args
+    assert "--runtime-image=python3.13=localhost/rt313:9" in args
+    assert "--gateway-url=http://kubelambda-gateway.kubelambda.svc" in args
+    assert "--gateway-namespace=kubelambda" in args
+    assert "--region=eu-west-1" in args
+    selector = next(a for a in args if a.startswith("--gateway-selector="))
+    gateway = find(docs, "Deployment", "kubelambda-gateway")
+    labels = gateway["spec"]["template"]["metadata"]["labels"]
+    wanted = dict(
+        pair.split("=") for pair in selector.removeprefix("--gateway-selector=").split(",")
+    )
+    assert wanted.items() <= labels.items(), "function NetworkPolicies would shut the gateway out"
+    env = {
+        e["name"]: e.get("value")
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KUBELAMBDA_PROMETHEUS_URL"] == "http://prometheus-server.monitoring.svc:9090"
+
+
+def test_gateway_replicas_resources_and_ports_follow_the_values() -> None:
+    docs = render(
+        "gateway.replicas=3", "gateway.resources.limits.memory=1Gi", "gateway.service.port=8000"
+    )
+    gateway = find(docs, "Deployment", "kubelambda-gateway")
+    assert gateway["spec"]["replicas"] == 3
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "gateway"
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080,
+        "admin": 9090,
+    }
+    public = find(docs, "Service", "kubelambda-gateway")["spec"]["ports"]
+    assert public == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    admin = find(docs, "Service", "kubelambda-gateway-admin")["spec"]["ports"]
+    assert admin == [{"name": "admin", "port": 9090, "targetPort": "admin"}]
+    operator_args = find(docs, "Deployment", "kubelambda-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--gateway-url=http://kubelambda-gateway.kubelambda.svc:8000" in operator_args
+
+
+def test_the_gateway_reads_secrets_only_when_asked() -> None:
+    def secret_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        role = find(docs, "ClusterRole", "kubelambda-gateway")
+        return [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+
+    assert secret_rules(render()) == []
+    assert secret_rules(render("gateway.readApiKeySecrets=true")) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    ]
+
+
+def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:
+    docs = render("gateway.s3TokenSecret=my-token")
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    gateway = find(docs, "Deployment", "kubelambda-gateway")
+    [token] = [
+        e
+        for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "KUBELAMBDA_S3_TOKEN"
+    ]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "my-token", "key": "s3-token"}
