@@ -152,8 +152,14 @@ class S3BucketNotifier:
     """Reads and writes bucket notification configurations with boto3, on a worker thread."""
 
     def _client(self, server: S3Server) -> S3Client:
-        import boto3  # ~30 MiB: loaded only once a Trigger needs a subscription
-        from botocore.config import Config
+        try:
+            import boto3  # ~30 MiB: loaded only once a Trigger needs a subscription
+            from botocore.config import Config
+        except ImportError:
+            raise BucketError(
+                "the operator cannot subscribe buckets: boto3 is not installed"
+                " (pip install boto3, or the kubelambda control-plane image)"
+            ) from None
 
         return boto3.client(
             "s3",
@@ -172,10 +178,10 @@ class S3BucketNotifier:
     def _change(
         self, server: S3Server, bucket: str, subscription: Subscription, *, add: bool
     ) -> bool:
+        client = self._client(server)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            client = self._client(server)
             current = client.get_bucket_notification_configuration(Bucket=bucket)
             change = (with_subscription if add else without_subscription)(
                 dict(current), subscription

@@ -27,8 +27,8 @@ __all__ = [
     "PORT",
     "TASK_ROOT",
     "cpu_request",
-    "memory_quantity",
     "function_deployment",
+    "memory_quantity",
     "runtime_env",
     "with_replicas",
 ]
