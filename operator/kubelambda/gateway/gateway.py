@@ -18,8 +18,10 @@ import uvicorn
 
 from kubelambda.gateway.activation import Activator, FunctionLoad
 from kubelambda.gateway.app import AdminApp, PublicApp
+from kubelambda.gateway.bucketevents import S3_EVENTS_PATH, BucketEvents
 from kubelambda.gateway.clock import Clock, SystemClock
 from kubelambda.gateway.delivery import AsyncDelivery
+from kubelambda.gateway.delivery_file import FileDeliveryStore
 from kubelambda.gateway.delivery_store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.gateway.invoke import InvokeApi
 from kubelambda.gateway.invoker import Invoker
@@ -114,9 +116,18 @@ class Gateway:
             metrics=self.metrics,
             grace_seconds=settings.upstream_grace_seconds,
         )
+        if delivery_store is None:
+            delivery_store = (
+                FileDeliveryStore(
+                    directory=settings.delivery_state_dir,
+                    capacity=settings.delivery_queue_size,
+                    clock=clock,
+                )
+                if settings.delivery_state_dir is not None
+                else MemoryDeliveryStore(capacity=settings.delivery_queue_size, clock=clock)
+            )
         self.delivery = AsyncDelivery(
-            store=delivery_store
-            or MemoryDeliveryStore(capacity=settings.delivery_queue_size, clock=clock),
+            store=delivery_store,
             invoker=self._invoker,
             pool=self._pool,
             routes=self._current_routes,
@@ -132,8 +143,15 @@ class Gateway:
             delivery=self.delivery,
             settings=settings,
         )
-        # The S3 notification endpoint joins this map ("/_kubelambda/events/s3").
-        reserved: dict[str, Handler] = {}
+        reserved: dict[str, Handler] = {
+            S3_EVENTS_PATH: BucketEvents(
+                routes=self._current_routes,
+                store=delivery_store,
+                metrics=self.metrics,
+                clock=clock,
+                settings=settings,
+            ),
+        }
         self.public_app: ASGIApp = PublicApp(
             triggers=triggers,
             invoke_api=invoke_api,

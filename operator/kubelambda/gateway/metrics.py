@@ -61,13 +61,22 @@ class _Histogram:
 
 
 class _FunctionStats:
-    __slots__ = ("codes", "cold_start_seconds", "cold_starts", "duration")
+    __slots__ = (
+        "codes",
+        "cold_start_seconds",
+        "cold_starts",
+        "duration",
+        "s3_events_accepted",
+        "s3_events_received",
+    )
 
     def __init__(self) -> None:
         self.codes: dict[int, int] = {}
         self.duration = _Histogram(DURATION_BUCKETS)
         self.cold_starts = 0
         self.cold_start_seconds = _Histogram(COLD_START_BUCKETS)
+        self.s3_events_received = 0
+        self.s3_events_accepted = 0
 
 
 class _Collector(Collector):
@@ -96,6 +105,16 @@ class _Collector(Collector):
             "How long requests waited for a cold start.",
             labels=_LABELS,
         )
+        s3_received = CounterMetricFamily(
+            "kubelambda_gateway_s3_events_received",
+            "S3 notification records that matched one of the function's bucket Triggers.",
+            labels=_LABELS,
+        )
+        s3_accepted = CounterMetricFamily(
+            "kubelambda_gateway_s3_events_accepted",
+            "Of those, the ones recorded for delivery (the notification was acknowledged).",
+            labels=_LABELS,
+        )
         for key, stats in self._metrics.stats.items():
             labels = [key.namespace, key.name]
             for code, count in sorted(stats.codes.items()):
@@ -105,6 +124,9 @@ class _Collector(Collector):
             if stats.cold_starts:
                 cold_starts.add_metric(labels, stats.cold_starts)
                 stats.cold_start_seconds.add_to(cold_seconds, labels)
+            if stats.s3_events_received:
+                s3_received.add_metric(labels, stats.s3_events_received)
+                s3_accepted.add_metric(labels, stats.s3_events_accepted)
         in_flight = GaugeMetricFamily(
             "kubelambda_gateway_in_flight_requests",
             "Requests sent to an instance and not yet answered.",
@@ -120,6 +142,7 @@ class _Collector(Collector):
             in_flight.add_metric(labels, load.in_flight)
             queued.add_metric(labels, load.queued)
         yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued)
+        yield from (s3_received, s3_accepted)
 
 
 class GatewayMetrics:
@@ -148,6 +171,12 @@ class GatewayMetrics:
         stats = self._stats(function)
         stats.cold_starts += 1
         stats.cold_start_seconds.observe(seconds)
+
+    def s3_events(self, function: FunctionKey, *, received: int, accepted: int) -> None:
+        """Count bucket notification records for `function`: matched, and recorded."""
+        stats = self._stats(function)
+        stats.s3_events_received += received
+        stats.s3_events_accepted += accepted
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

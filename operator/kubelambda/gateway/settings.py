@@ -6,7 +6,8 @@ is here, so an operator can find them in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["GatewaySettings"]
 
@@ -60,6 +61,13 @@ class GatewaySettings:
     # Ceiling on the delay between tries when the gateway itself is the obstacle
     # (held queue full, no instance ready): these do not spend the event's retries.
     throttle_retry_max_seconds: float = 30.0
+    # Accepted asynchronous events (Event invocations, bucket notifications) are kept as
+    # files here and survive a restart (delivery_file.py); None keeps them in memory.
+    delivery_state_dir: Path | None = None
+
+    # The bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook
+    # auth_token). None: only clients on loopback may post notifications.
+    s3_notification_token: str | None = field(default=None, repr=False)
 
     # The requestContext.domainName of HTTP events when the request has no Host header.
     domain_name: str = "localhost"
