@@ -166,6 +166,9 @@ def main() -> int:
     started = time.monotonic()
     with cluster() as running:
         print(f"cluster up in {time.monotonic() - started:.0f} s; logs in {running.log_dir}")
+        usage = running.resident_mib()
+        listed = ", ".join(f"{name} {mib:.0f}" for name, mib in usage.items())
+        print(f"cluster idle resident memory: {sum(usage.values()):.0f} MiB ({listed})")
         running.apply(
             [
                 code_configmap(f"{NAME}-code", NAMESPACE, {"app.py": CODE}),

@@ -1,27 +1,35 @@
-"""Fixtures of the e2e tier: one real single-node cluster for the whole session (`cluster`), the
-kubelambda chart installed on it (`installed`), and helpers to wait for pods with deadlines.
+"""Fixtures of the e2e tier: one real single-node cluster for the whole session (`e2e_cluster`)
+and the kubelambda chart installed on it (`installed`), with Prometheus scraping its gateway.
 
 Parts the product does not have yet fail the scenarios that need them, naming what is missing;
-failed tests get the cluster's log tails appended to their report.
+failed tests get the cluster's log tails and events appended to their report.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
+from e2e.kit import (
+    GATEWAY_ADMIN_PORT,
+    GATEWAY_PORT,
+    INSTALL_TIMEOUT,
+    RELEASE,
+    S3_REGION,
+    S3_TARGET_ID,
+    SYSTEM_NAMESPACE,
+    Installed,
+    chart_values,
+    fail_on_crash,
+    require_chart,
+)
 from harness.cluster import Cluster, cluster
-
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kubelambda"
-RELEASE = "kubelambda"
-SYSTEM_NAMESPACE = "kubelambda-system"
+from harness.prometheus import prometheus
+from harness.relay import relay
 
 
 @pytest.fixture(scope="session")
@@ -44,94 +52,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("cluster events", events.stdout[-6000:]))
 
 
-def wait_for(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:
-    """Poll `condition` until it returns something truthy; fail at the deadline naming `what`
-    and the last error (the API answering 'not found' while an object appears is 'not yet')."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # any failure means "not yet"; the last one is reported
-            last = exc
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not true after {timeout:.0f} s (last error: {last!r})")
-        time.sleep(0.1)
-
-
-@dataclass(frozen=True)
-class Installed:
-    """The chart's release: where the gateway answers (its pod IP; routes stay on this host)."""
-
-    namespace: str
-    gateway_url: str
-
-
-def require_chart() -> Path:
-    if not (CHART / "Chart.yaml").exists():
-        pytest.fail(
-            f"the Helm chart is missing: {CHART}/Chart.yaml does not exist. It comes with issue 4 "
-            "(controller, CRDs and chart, plus operator/Dockerfile); this scenario runs as soon "
-            "as it is on main."
-        )
-    return CHART
-
-
-def chart_values(running: Cluster) -> dict[str, Any]:
-    """Values that point the chart at the images this harness built and imported. The chart's
-    values schema is the chart author's; these are the names DESIGN.md and issue 4 use."""
-    control = running.images.control_plane.name
-    runtime = running.images.runtime.name
-
-    def split(name: str) -> dict[str, str]:
-        repository, tag = name.rsplit(":", 1)
-        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
-
-    return {
-        "image": split(control),
-        "operator": {"image": split(control)},
-        "gateway": {"image": split(control)},
-        "runtimeImage": runtime,
-        "runtime": {"image": split(runtime)},
-    }
-
-
 @pytest.fixture(scope="session")
-def installed(e2e_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """`helm install` of charts/kubelambda with this run's images; waits for every pod of the
-    release to be Ready and returns where its gateway answers."""
+def installed(
+    e2e_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    """`helm install` of charts/kubelambda with this run's images; waits for the operator and
+    gateway pods to be Ready; Prometheus (Debian's, on loopback) scrapes the gateway pods and
+    answers the autoscaler through a relay on the node's address."""
     chart = require_chart()
-    values = tmp_path_factory.mktemp("helm") / "values.json"
-    values.write_text(json.dumps(chart_values(e2e_cluster)))
-    e2e_cluster.helm(
-        "install",
-        RELEASE,
-        str(chart),
-        "--namespace",
-        SYSTEM_NAMESPACE,
-        "--create-namespace",
-        "--values",
-        str(values),
-        "--wait",
-        "--timeout=5m",
-        timeout=360,
-    )
-    pods = e2e_cluster.wait_ready_pods(
-        SYSTEM_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}", timeout=180, count=2
-    )
-    gateways = [p for p in pods if "gateway" in p["metadata"]["name"]]
-    if not gateways:
-        names = [p["metadata"]["name"] for p in pods]
-        pytest.fail(f"the chart made no pod named like a gateway; Ready pods: {names}")
-    ip = gateways[0]["status"]["podIP"]
-    ports = [
-        port["containerPort"]
-        for container in gateways[0]["spec"]["containers"]
-        for port in container.get("ports", [])
-        if port.get("name") in ("http", "public", "gateway")
-    ]
-    return Installed(
-        namespace=SYSTEM_NAMESPACE, gateway_url=f"http://{ip}:{ports[0] if ports else 8080}"
-    )
+    with ExitStack() as stack:
+        prometheus_relay = stack.enter_context(relay(e2e_cluster.node_ip))
+        values = tmp_path_factory.mktemp("helm") / "values.json"
+        values.write_text(
+            json.dumps(chart_values(e2e_cluster, prometheus_url=prometheus_relay.url))
+        )
+        e2e_cluster.helm(
+            "install",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--create-namespace",
+            "--values",
+            str(values),
+            timeout=180,
+        )
+        selector = f"app.kubernetes.io/instance={RELEASE}"
+        deadline = time.monotonic() + INSTALL_TIMEOUT
+        while True:
+            fail_on_crash(e2e_cluster, SYSTEM_NAMESPACE, selector)
+            pods = e2e_cluster.ready_pods(SYSTEM_NAMESPACE, selector)
+            components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
+            if {"operator", "gateway"} <= components:
+                break
+            if time.monotonic() > deadline:
+                state = e2e_cluster.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
+                pytest.fail(
+                    f"operator and gateway pods not Ready {INSTALL_TIMEOUT:.0f} s after helm "
+                    f"install:\n{state.stdout}"
+                )
+            time.sleep(0.5)
+        gateways = [
+            p
+            for p in pods
+            if p["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"
+        ]
+        ips = tuple(p["status"]["podIP"] for p in gateways)
+        scraper = stack.enter_context(prometheus([f"{ip}:{GATEWAY_ADMIN_PORT}" for ip in ips]))
+        host, port = scraper.url.removeprefix("http://").split(":")
+        prometheus_relay.target = (host, int(port))
+        yield Installed(
+            namespace=SYSTEM_NAMESPACE,
+            gateway_url=f"http://{ips[0]}:{GATEWAY_PORT}",
+            gateway_pod_ips=ips,
+            prometheus_url=scraper.url,
+            s3_webhook_arn=f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook",
+        )
+        e2e_cluster.helm("uninstall", RELEASE, "--namespace", SYSTEM_NAMESPACE, check=False)

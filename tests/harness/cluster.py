@@ -25,7 +25,7 @@ from harness import binaries, network, node
 from harness.apiserver import ApiServer, _default_log_dir, api_server
 from harness.builds import PartUnavailable
 from harness.cache import subdir
-from harness.containerd import Containerd, containerd, kill_shims
+from harness.containerd import Containerd, containerd, kill_shims, shim_pids
 from harness.debian import ensure_node_packages
 from harness.images import Images, ensure_images
 from harness.procs import Server, ServerFailed, scratch_dir, wait_until
@@ -110,9 +110,39 @@ class Cluster:
             raise ServerFailed(f"{exc}\n{state.stdout}\n{self.log_tails(20)}") from None
         return found
 
+    def resident_mib(self) -> dict[str, float]:
+        """Resident memory of each cluster process (with its children, e.g. containerd's
+        shims are counted apart under 'shims'), in MiB: the cluster's own footprint."""
+        usage = {
+            name: _group_rss(server.popen.pid) / 2**20
+            for name, server in {**self.api.servers, **self.servers}.items()
+        }
+        usage["shims"] = sum(_rss(pid) for pid in shim_pids(self.runtime.socket)) / 2**20
+        return usage
+
     def log_tails(self, lines: int = 40) -> str:
         own = "\n".join(server.log_tail(lines) for server in self.servers.values())
         return f"{self.api.log_tails(lines)}\n{own}"
+
+
+def _rss(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0  # the process ended meanwhile
+
+
+def _group_rss(pgid: int) -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid:
+                total += _rss(int(entry.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return total
 
 
 def _as_list(manifest: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:

@@ -105,7 +105,7 @@ disabled_plugins = [
 """
 
 
-def _shim_pids(socket: Path) -> list[int]:
+def shim_pids(socket: Path) -> list[int]:
     """The runc shims this containerd started (they outlive it): their command line names its
     socket, which is private to this run."""
     pids = []
@@ -123,7 +123,7 @@ def _shim_pids(socket: Path) -> list[int]:
 
 
 def kill_shims(socket: Path) -> None:
-    for pid in _shim_pids(socket):
+    for pid in shim_pids(socket):
         try:
             # The shim's group holds the containers it runs.
             os.killpg(os.getpgid(pid), signal.SIGKILL)

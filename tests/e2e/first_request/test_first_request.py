@@ -1,0 +1,36 @@
+"""Scenario 2: `kubectl apply` of the example Function and HTTP Trigger -> the function is at zero,
+a request through the gateway wakes it and gets the handler's answer, with Server-Timing:
+coldstart."""
+
+from __future__ import annotations
+
+import json
+
+from e2e.kit import (
+    FUNCTIONS_NAMESPACE,
+    REPO,
+    Installed,
+    deployment_replicas,
+    function_pods,
+    http_get,
+    wait_function_ready,
+)
+from harness.cluster import Cluster
+
+EXAMPLE = REPO / "examples" / "cluster" / "hello.yaml"
+
+
+def test_first_request_wakes_the_function_from_zero(
+    e2e_cluster: Cluster, installed: Installed
+) -> None:
+    e2e_cluster.kubectl("apply", "-n", FUNCTIONS_NAMESPACE, "-f", str(EXAMPLE))
+    wait_function_ready(e2e_cluster, "hello")
+    assert deployment_replicas(e2e_cluster, "hello") == 0
+    assert function_pods(e2e_cluster, "hello") == []
+
+    status, headers, body = http_get(f"{installed.gateway_url}/hello?name=e2e")
+
+    assert status == 200, body
+    assert json.loads(body)["message"] == "Hello, e2e!"
+    assert "coldstart" in headers.get("server-timing", ""), headers
+    assert deployment_replicas(e2e_cluster, "hello") >= 1
