@@ -25,10 +25,14 @@ class LogSink:
         self._lock = threading.Lock()
         self.request_id = ""
         self._tail: bytearray | None = None
+        self._opening: str | None = None
 
-    def begin(self, request_id: str, *, keep_tail: bool) -> None:
+    def begin(self, request_id: str, *, keep_tail: bool, opening: str | None = None) -> None:
+        """Start an invocation's lines; `opening` (the START line) goes out with the first
+        line written, so a quiet invocation costs one write, not two."""
         self.request_id = request_id
         self._tail = bytearray() if keep_tail else None
+        self._opening = opening
 
     def end(self) -> bytes | None:
         tail, self._tail = self._tail, None
@@ -39,6 +43,8 @@ class LogSink:
         self.write_lines(line)
 
     def write_lines(self, *lines: str) -> None:
+        if self._opening is not None:
+            lines, self._opening = (self._opening, *lines), None
         data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode(
             "utf-8", "replace"
         )

@@ -92,8 +92,11 @@ class Worker:
             identity=parse_identity(header.get("identity")),
             client_context=parse_client_context(header.get("client_context")),
         )
-        self._sink.begin(request_id, keep_tail=bool(header.get("tail")))
-        self._sink.write_line(logs.start_line(request_id, settings.function_version))
+        self._sink.begin(
+            request_id,
+            keep_tail=bool(header.get("tail")),
+            opening=logs.start_line(request_id, settings.function_version),
+        )
         started = time.perf_counter()
         outcome, payload = self._run(handler, event, context)
         duration_ms = (time.perf_counter() - started) * 1000

@@ -70,3 +70,13 @@ def test_report_line():
         "Max Memory Used: 40 MB",
         "Init Duration: 5.50 ms",
     ]
+
+
+def test_the_opening_line_goes_out_with_the_first_line_written():
+    read_end, write_end = os.pipe()
+    sink = logs.LogSink(write_end)
+    sink.begin("r", keep_tail=True, opening="START RequestId: r")
+    assert read_all(read_end) == ""
+    sink.write_lines("END RequestId: r", "REPORT RequestId: r")
+    assert read_all(read_end) == "START RequestId: r\nEND RequestId: r\nREPORT RequestId: r\n"
+    assert sink.end() == b"START RequestId: r\nEND RequestId: r\nREPORT RequestId: r\n"
