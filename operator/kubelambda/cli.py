@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import signal
 import sys
 from importlib.metadata import version
@@ -67,11 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale from this Prometheus (scraping the admin port) instead of the gateway's "
         "own counters",
     )
+    local.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep accepted asynchronous events (Event invocations, bucket notifications) "
+        "in DIR and resume them on the next start; bucket subscriptions then stay in place "
+        "at stop, so the S3 server queues events while local mode is down",
+    )
+    local.add_argument(
+        "--s3-token",
+        metavar="TOKEN",
+        default=os.environ.get("KUBELAMBDA_S3_TOKEN"),
+        help="bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook "
+        "auth_token; default $KUBELAMBDA_S3_TOKEN); without one, only loopback may post",
+    )
+    local.add_argument(
+        "--s3-webhook-arn",
+        metavar="ARN",
+        help="the S3 server's ARN of its webhook target for this gateway, used to subscribe "
+        "buckets of Triggers that name a spec.bucket.source (credentials: AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY or AWS_PROFILE; default arn:minio:sqs::KUBELAMBDA:webhook)",
+    )
     local.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
 
 
 def _run_local(args: argparse.Namespace) -> int:
+    from kubelambda.local.buckets import SubscriptionError
     from kubelambda.local.functions import UnsupportedLocally
     from kubelambda.local.runner import Options, run
 
@@ -88,7 +113,11 @@ def _run_local(args: argparse.Namespace) -> int:
         max_queued_per_function=args.max_queued,
         hold_timeout_seconds=args.hold_timeout,
         prometheus_url=args.prometheus,
+        state_dir=args.state_dir,
+        s3_token=args.s3_token,
     )
+    if args.s3_webhook_arn:
+        options = dataclasses.replace(options, s3_webhook_arn=args.s3_webhook_arn)
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -103,7 +132,7 @@ def _run_local(args: argparse.Namespace) -> int:
     except (ValueError, UnsupportedLocally) as exc:  # ManifestError, UnsupportedLocally
         print(f"kubelambda local: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, SubscriptionError) as exc:
         print(f"kubelambda local: {exc}", file=sys.stderr)
         return 1
     except asyncio.CancelledError:

@@ -24,6 +24,16 @@ from kubelambda.gateway.gateway import ServingAddresses, create_gateway
 from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.specs import routing_table
+from kubelambda.local.buckets import (
+    DEFAULT_WEBHOOK_ARN,
+    Boto3Notifications,
+    Notifications,
+    Subscription,
+    SubscriptionError,
+    subscribe,
+    subscriptions,
+    unsubscribe,
+)
 from kubelambda.local.functions import LocalFunction, prepare
 from kubelambda.local.platform import LocalPlatform
 
@@ -41,6 +51,13 @@ class Options:
     # Read load from this Prometheus (which must scrape the admin port) instead of
     # straight from the gateway's counters.
     prometheus_url: str | None = None
+    # Accepted asynchronous events are kept here and resumed by the next run; bucket
+    # subscriptions are then kept at stop, so the S3 server queues events meanwhile.
+    state_dir: Path | None = None
+    # The bearer token S3 servers send to /_kubelambda/events/s3 (None: loopback only).
+    s3_token: str | None = None
+    # The S3 server's ARN of its webhook target pointing at this gateway.
+    s3_webhook_arn: str = DEFAULT_WEBHOOK_ARN
 
 
 def scaling_spec(function: Function) -> ScalingSpec:
@@ -120,6 +137,8 @@ async def _serve(
         region=options.region,
         max_queued_per_function=options.max_queued_per_function,
         hold_timeout_seconds=options.hold_timeout_seconds,
+        delivery_state_dir=options.state_dir / "deliveries" if options.state_dir else None,
+        s3_notification_token=options.s3_token,
     )
     gateway = create_gateway(
         platform=platform, routes=routing_table(functions, triggers), settings=settings
@@ -152,8 +171,19 @@ async def _serve(
         if on_ready is not None:
             on_ready(addresses)
 
+    buckets = subscriptions(triggers, region=options.region)
+    notifications: Notifications = Boto3Notifications()
+    subscribed = False
     scaling = asyncio.create_task(autoscaler.run(interval=options.tick_seconds))
     try:
+        if buckets:
+            await subscribe(buckets, notifications=notifications, queue_arn=options.s3_webhook_arn)
+            subscribed = True
+            for bucket in buckets:
+                output(
+                    f"kubelambda local: bucket {bucket.bucket} on {bucket.endpoint} notifies "
+                    f"{options.s3_webhook_arn} ({bucket.trigger})"
+                )
         await gateway.serve(
             host=options.host, port=options.port, admin_port=options.admin_port, on_ready=ready
         )
@@ -161,4 +191,16 @@ async def _serve(
         scaling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scaling
+        if subscribed and options.state_dir is None:
+            await _unsubscribe(buckets, notifications, output)
         await platform.aclose()
+
+
+async def _unsubscribe(
+    buckets: Sequence[Subscription], notifications: Notifications, output: Callable[[str], None]
+) -> None:
+    try:
+        async with asyncio.timeout(30):
+            await unsubscribe(buckets, notifications=notifications)
+    except (SubscriptionError, TimeoutError) as exc:
+        output(f"kubelambda local: could not remove bucket subscriptions: {exc!r}")
