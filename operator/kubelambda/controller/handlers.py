@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -32,20 +33,25 @@ def _selector(kind: Kind) -> tuple[str, str] | tuple[str, str, str]:
     return (kind.group, kind.version, kind.plural)
 
 
-def build_registry(operator: Operator, *, connection: Connection) -> kopf.OperatorRegistry:
+def build_registry(
+    operator: Operator, *, connection: Callable[[], Connection]
+) -> kopf.OperatorRegistry:
+    """kopf's handlers for ``operator``; ``connection`` is asked again whenever kopf logs in
+    (at start and after a 401), so a rotated service-account token is picked up."""
     registry = kopf.OperatorRegistry()
     tasks: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
+        current = connection()
         return kopf.ConnectionInfo(
-            server=connection.server,
-            ca_path=connection.ca_path,
-            insecure=connection.insecure,
-            scheme="Bearer" if connection.token else None,
-            token=connection.token,
-            certificate_path=connection.cert_path,
-            private_key_path=connection.key_path,
+            server=current.server,
+            ca_path=current.ca_path,
+            insecure=current.insecure,
+            scheme="Bearer" if current.token else None,
+            token=current.token,
+            certificate_path=current.cert_path,
+            private_key_path=current.key_path,
         )
 
     @kopf.on.startup(registry=registry)

@@ -152,7 +152,7 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
         client, workers=config.workers * 2, component=COMPONENT, field_manager=FIELD_MANAGER
     )
     operator = Operator(cluster=cluster, config=config, notifier=S3BucketNotifier())
-    registry = build_registry(operator, connection=client.connection())
+    registry = build_registry(operator, connection=client.connection)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

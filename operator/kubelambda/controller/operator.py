@@ -65,6 +65,8 @@ class Operator:
 
     def function_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         namespace, name = _where(body)
+        if event_type != "DELETED" and self.store.holds(FUNCTION, body):
+            return  # the echo of the operator's own status write
         if event_type == "DELETED":
             self.store.remove(FUNCTION, namespace=namespace, name=name)
         else:
@@ -79,6 +81,8 @@ class Operator:
 
     def trigger_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         namespace, name = _where(body)
+        if event_type != "DELETED" and self.store.holds(TRIGGER, body):
+            return
         if event_type == "DELETED":
             self.store.remove(TRIGGER, namespace=namespace, name=name)
         else:
@@ -89,6 +93,8 @@ class Operator:
         """An object the controller made changed (a hand edit, a deletion, a Deployment's
         status): its Function is reconciled, which puts it back or reports the change."""
         namespace, name = _where(body)
+        if event_type != "DELETED" and self.store.holds(kind, body):
+            return  # the echo of the operator's own apply
         if event_type == "DELETED":
             self.store.remove(kind, namespace=namespace, name=name)
         else:

@@ -2,11 +2,14 @@
 to its own writes; the reconcilers read it instead of asking the API server.
 
 Only what the reconcilers need is kept: managedFields are dropped (for Deployments, cut
-down to the replicas owners).
+down to the replicas owners). Objects are kept as compact JSON, several times smaller than
+the dicts they decode to, which is what keeps the operator's memory flat with thousands of
+Functions; ``get`` decodes a fresh copy, so callers may change what they get.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,11 +26,17 @@ def _name_of(obj: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def _decode(encoded: bytes) -> JSON:
+    decoded: JSON = json.loads(encoded)
+    return decoded
+
+
 class Store:
     """Objects by kind, namespace and name. Not thread-safe: used on the event loop only."""
 
     def __init__(self) -> None:
-        self._objects: dict[Kind, dict[tuple[str, str], JSON]] = {}
+        self._objects: dict[Kind, dict[tuple[str, str], bytes]] = {}
+        self._versions: dict[Kind, dict[tuple[str, str], str]] = {}
 
     def put(self, kind: Kind, obj: Mapping[str, Any]) -> JSON:
         """Keep a slimmed copy of ``obj`` in place of what was there. A watch event older than
@@ -38,17 +47,34 @@ class Store:
         else:
             meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
             kept = {**obj, "metadata": meta}
-        self._objects.setdefault(kind, {})[_name_of(kept)] = kept
+        encoded = json.dumps(kept, separators=(",", ":")).encode()
+        where = _name_of(kept)
+        self._objects.setdefault(kind, {})[where] = encoded
+        version = (kept.get("metadata") or {}).get("resourceVersion")
+        if version is not None:
+            self._versions.setdefault(kind, {})[where] = str(version)
+        else:
+            self._versions.get(kind, {}).pop(where, None)
         return kept
+
+    def holds(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
+        """True when the store already has ``obj`` at its resourceVersion: a watch event
+        that only echoes the operator's own write (or repeats what was seen)."""
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        known = self._versions.get(kind, {}).get(_name_of(obj))
+        return version is not None and known == str(version)
 
     def remove(self, kind: Kind, *, namespace: str, name: str) -> None:
         self._objects.get(kind, {}).pop((namespace, name), None)
+        self._versions.get(kind, {}).pop((namespace, name), None)
 
     def get(self, kind: Kind, *, namespace: str, name: str) -> JSON | None:
-        return self._objects.get(kind, {}).get((namespace, name))
+        encoded = self._objects.get(kind, {}).get((namespace, name))
+        return _decode(encoded) if encoded is not None else None
 
     def all(self, kind: Kind) -> Iterator[JSON]:
-        yield from list(self._objects.get(kind, {}).values())
+        for encoded in list(self._objects.get(kind, {}).values()):
+            yield _decode(encoded)
 
     def count(self, kind: Kind) -> int:
         return len(self._objects.get(kind, {}))
