@@ -1,0 +1,187 @@
+"""The gateway's Platform on Kubernetes: each Function's ready pods from the EndpointSlices of its
+Service (watched, never polled), the Functions and Triggers the routes come from, and wake-ups
+handed to whoever scales (the autoscaler).
+
+The gateway's wiring builds a ``KubernetesPlatform`` with the gateway's own key and instance
+types (``make_key``, ``make_instance``): kube sits below the gateway and cannot import them,
+and the Platform protocol is structural, so this class satisfies it as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from kubelambda.api import Function, SpecError, Trigger, parse_function, parse_trigger
+from kubelambda.kube.client import JSON, KubeClient
+from kubelambda.kube.endpoints import Endpoint, slice_endpoints, slice_function
+from kubelambda.kube.informer import Informer
+from kubelambda.kube.kinds import ENDPOINT_SLICE, FUNCTION, TRIGGER
+
+__all__ = ["KubernetesPlatform"]
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=tuple[str, str])  # the gateway's FunctionKey: (namespace, name)
+I = TypeVar("I")  # noqa: E741 - the instance type, named as in the gateway
+Name = tuple[str, str]
+# The label the controller puts on a Function's Service, which EndpointSlices inherit.
+FUNCTION_LABEL = "kubelambda.dev/function"
+
+
+class KubernetesPlatform(Generic[K, I]):
+    """Ready instances per Function, and the specs, kept current by three informers.
+
+    ``on_specs`` is called on the loop with all valid Functions and Triggers whenever one
+    changes (the wiring rebuilds the gateway's routing table from them).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        make_key: Callable[[str, str], K],
+        make_instance: Callable[..., I],
+        waker: Callable[[K], Awaitable[None]],
+        on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        self.client = client
+        self.make_key = make_key
+        self.make_instance = make_instance
+        self.waker = waker
+        self.on_specs = on_specs
+        self.namespace = namespace
+        self._slices: dict[Name, tuple[Name, tuple[Endpoint, ...]]] = {}
+        self._instances: dict[Name, tuple[I, ...]] = {}
+        self._functions: dict[Name, Function] = {}
+        self._triggers: dict[Name, Trigger] = {}
+        self._listeners: list[Callable[[K, Sequence[I]], None]] = []
+        self._informers: list[Informer] = []
+
+    # --- the Platform protocol -------------------------------------------------------------
+
+    def ready_instances(self, function: K) -> Sequence[I]:
+        return self._instances.get(self._name(function), ())
+
+    def subscribe(self, listener: Callable[[K, Sequence[I]], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    async def wake(self, function: K) -> None:
+        await self.waker(function)
+
+    # --- specs -----------------------------------------------------------------------------
+
+    def functions(self) -> list[Function]:
+        return list(self._functions.values())
+
+    def triggers(self) -> list[Trigger]:
+        return list(self._triggers.values())
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start watching; returns once each kind was listed once (callers bound the wait:
+        ``async with asyncio.timeout(...)``)."""
+        loop = asyncio.get_running_loop()
+        follow = [
+            (ENDPOINT_SLICE, self.slice_event, FUNCTION_LABEL),
+            (FUNCTION, self.function_event, None),
+            (TRIGGER, self.trigger_event, None),
+        ]
+        for kind, handler, selector in follow:
+            informer = Informer(
+                self.client,
+                kind,
+                on_event=handler,
+                loop=loop,
+                label_selector=selector,
+                namespace=self.namespace,
+            )
+            self._informers.append(informer)
+            informer.start()
+        await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
+
+    def stop(self) -> None:
+        for informer in self._informers:
+            informer.stop()
+
+    # --- events (on the loop) --------------------------------------------------------------
+
+    @staticmethod
+    def _name(function: K) -> Name:
+        return function[0], function[1]
+
+    def slice_event(self, event_type: str, endpoint_slice: JSON) -> None:
+        meta = endpoint_slice.get("metadata") or {}
+        slice_name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        before = self._slices.pop(slice_name, None)
+        touched = {before[0]} if before else set()
+        function = slice_function(endpoint_slice)
+        if event_type != "DELETED" and function is not None:
+            self._slices[slice_name] = (function, slice_endpoints(endpoint_slice))
+            touched.add(function)
+        for name in touched:
+            self._refresh(name)
+
+    def function_event(self, event_type: str, body: JSON) -> None:
+        name = (str(body["metadata"].get("namespace") or ""), str(body["metadata"]["name"]))
+        if event_type == "DELETED":
+            self._functions.pop(name, None)
+        else:
+            try:
+                self._functions[name] = parse_function(body)
+            except SpecError as exc:
+                logger.warning("Function %s/%s is invalid, not served: %s", *name, exc)
+                self._functions.pop(name, None)
+        self._refresh(name)  # its concurrency sets each instance's capacity
+        self._specs_changed()
+
+    def trigger_event(self, event_type: str, body: JSON) -> None:
+        name = (str(body["metadata"].get("namespace") or ""), str(body["metadata"]["name"]))
+        if event_type == "DELETED":
+            self._triggers.pop(name, None)
+        else:
+            try:
+                self._triggers[name] = parse_trigger(body)
+            except SpecError as exc:
+                logger.warning("Trigger %s/%s is invalid, not routed: %s", *name, exc)
+                self._triggers.pop(name, None)
+        self._specs_changed()
+
+    def _specs_changed(self) -> None:
+        if self.on_specs is not None:
+            self.on_specs(self.functions(), self.triggers())
+
+    def _refresh(self, function: Name) -> None:
+        function_spec = self._functions.get(function)
+        concurrency = function_spec.concurrency if function_spec is not None else 1
+        endpoints = sorted(
+            {
+                endpoint
+                for owner, found in self._slices.values()
+                if owner == function
+                for endpoint in found
+            }
+        )
+        instances = tuple(
+            self.make_instance(id=e.id, host=e.host, port=e.port, concurrency=concurrency)
+            for e in endpoints
+        )
+        if self._instances.get(function, ()) == instances:
+            return
+        if instances:
+            self._instances[function] = instances
+        else:
+            self._instances.pop(function, None)
+        key = self.make_key(*function)
+        for listener in list(self._listeners):
+            listener(key, instances)
