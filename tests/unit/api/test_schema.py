@@ -136,7 +136,12 @@ def test_constants_inside_cel_rules_match_the_models() -> None:
 @pytest.mark.parametrize(
     ("plural", "kind", "short", "columns"),
     [
-        ("functions", "Function", "fn", ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler"]),
+        (
+            "functions",
+            "Function",
+            "fn",
+            ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler", "Scaling"],
+        ),
         ("triggers", "Trigger", "trig", ["Function", "Source", "Ready", "Age", "URL"]),
     ],
 )

@@ -1,0 +1,116 @@
+"""Replica counts of Function Deployments: read from a watch, written through the scale subresource.
+
+The autoscaler is the only writer of these counts; it scales through ``/scale`` with its
+own field manager, so the controller (which set the first count) never fights it, and
+records what it decided and why in the Function's ``status.autoscaler`` for kubectl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubelambda.kube.client import JSON, KubeClient
+from kubelambda.kube.informer import Informer
+from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION
+
+__all__ = ["AUTOSCALER_MANAGER", "DeploymentReplicas"]
+
+logger = logging.getLogger(__name__)
+
+AUTOSCALER_MANAGER = "kubelambda-autoscaler"
+FUNCTION_LABEL = "kubelambda.dev/function"
+
+Name = tuple[str, str]
+
+
+class DeploymentReplicas:
+    """The autoscaler's ReplicaTarget on a cluster: one Deployment per Function, same name."""
+
+    def __init__(
+        self, client: KubeClient, *, run: Callable[..., Any], namespace: str | None = None
+    ) -> None:
+        self.client = client
+        self._run = run  # runs a blocking client call off the event loop
+        self.namespace = namespace
+        self._replicas: dict[Name, int] = {}
+        self._informer: Informer | None = None
+        self._reported: dict[Name, tuple[int, str]] = {}
+
+    async def start(self) -> None:
+        """Watch the Functions' Deployments; returns once they were listed."""
+        self._informer = Informer(
+            self.client,
+            DEPLOYMENT,
+            on_event=self._event,
+            loop=asyncio.get_running_loop(),
+            label_selector=FUNCTION_LABEL,
+            namespace=self.namespace,
+        )
+        self._informer.start()
+        await self._informer.synced.wait()
+
+    def stop(self) -> None:
+        if self._informer is not None:
+            self._informer.stop()
+
+    def _event(self, event_type: str, deployment: JSON) -> None:
+        meta = deployment.get("metadata") or {}
+        function = (meta.get("labels") or {}).get(FUNCTION_LABEL)
+        if not function:
+            return
+        key = (str(meta.get("namespace") or ""), str(function))
+        if event_type == "DELETED":
+            self._replicas.pop(key, None)
+        else:
+            self._replicas[key] = int((deployment.get("spec") or {}).get("replicas") or 0)
+
+    def known(self, function: Name) -> bool:
+        """Whether the Function's Deployment exists (the controller made it)."""
+        return function in self._replicas
+
+    def replicas(self, function: Name) -> int:
+        return self._replicas.get(function, 0)
+
+    async def scale(self, function: Name, replicas: int, *, reason: str) -> None:
+        namespace, name = function
+        if function not in self._replicas:
+            return  # no Deployment yet: the controller has not created it
+        await self._run(
+            self.client.merge_patch,
+            DEPLOYMENT,
+            namespace=namespace,
+            name=name,
+            patch={"spec": {"replicas": replicas}},
+            subresource="scale",
+            field_manager=AUTOSCALER_MANAGER,
+        )
+        # The watch confirms it soon; until then, decide from what was asked.
+        self._replicas[function] = replicas
+        logger.info("%s/%s scaled to %d: %s", namespace, name, replicas, reason)
+
+    async def report(self, function: Name, *, desired: int, reason: str) -> None:
+        """Write the decision to status.autoscaler when it changed (kubectl shows it)."""
+        if self._reported.get(function) == (desired, reason):
+            return
+        namespace, name = function
+        status = {
+            "autoscaler": {
+                "desiredReplicas": desired,
+                "reason": reason,
+                "lastDecisionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+        await self._run(
+            self.client.merge_patch,
+            FUNCTION,
+            namespace=namespace,
+            name=name,
+            patch={"status": status},
+            subresource="status",
+            field_manager=AUTOSCALER_MANAGER,
+        )
+        self._reported[function] = (desired, reason)
