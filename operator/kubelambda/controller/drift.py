@@ -2,14 +2,31 @@
 
 The reconcilers compare each desired object with the watched copy and apply only on a
 difference, so an idle reconcile makes no API calls. Fields the server adds are not drift.
+A field the controller stops wanting (a file dropped from the code, a label) cannot be seen
+that way, so every applied object carries a fingerprint of the whole intent (``fingerprinted``):
+a new intent means a new fingerprint, and so an apply, which removes what was dropped.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["contains"]
+__all__ = ["APPLIED_ANNOTATION", "contains", "fingerprinted"]
+
+APPLIED_ANNOTATION: Final = "kubelambda.dev/applied"
+
+
+def fingerprinted(desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``desired`` annotated with the sha256 of everything else in it."""
+    marked = copy.deepcopy(dict(desired))
+    canonical = json.dumps(marked, sort_keys=True, separators=(",", ":")).encode()
+    annotations = marked.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[APPLIED_ANNOTATION] = hashlib.sha256(canonical).hexdigest()[:32]
+    return marked
 
 
 def contains(live: Any, desired: Any) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
-from kubelambda.controller.drift import contains
+from kubelambda.controller.drift import contains, fingerprinted
 from kubelambda.controller.replicas import needs_handover, replicas_claim
 from kubelambda.controller.resources.code import (
     CodeMount,
@@ -202,7 +202,7 @@ class FunctionReconciler:
             config=self.config,
         )
         return await self._ensure(
-            desired, owner, changes, create_as=with_replicas(desired, function.scaling.min_replicas)
+            desired, owner, changes, create_replicas=function.scaling.min_replicas
         )
 
     async def _live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
@@ -220,10 +220,11 @@ class FunctionReconciler:
         owner: Owner,
         changes: list[str],
         *,
-        create_as: dict[str, Any] | None = None,
+        create_replicas: int | None = None,
     ) -> dict[str, Any]:
         kind = kind_of(desired)
         name = desired["metadata"]["name"]
+        desired = fingerprinted(desired)
         live = await self._live(kind, owner.namespace, name)
         if live is not None and _controller_uid(live) != owner.uid:
             raise BlockedError(
@@ -237,7 +238,10 @@ class FunctionReconciler:
         if live is not None and kind == DEPLOYMENT and needs_handover(live):
             live = await self._hand_over_replicas(live)
         if live is None:
-            live = await self.cluster.apply(create_as or desired, field_manager=FIELD_MANAGER)
+            created = (
+                desired if create_replicas is None else with_replicas(desired, create_replicas)
+            )
+            live = await self.cluster.apply(created, field_manager=FIELD_MANAGER)
             changes.append(f"created {kind.kind} {name}")
             if kind == DEPLOYMENT and needs_handover(live):
                 live = await self._hand_over_replicas(live)

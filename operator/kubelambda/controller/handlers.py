@@ -3,7 +3,9 @@ event to the ``Operator``; also logs in with the operator's kubeconfig and tunes
 
 main.py builds the registry with ``build_registry`` and runs it. Handlers only observe
 (``kopf.on.event``): the reconcile happens in the Operator's queue, so kopf stores nothing on
-the objects — no annotations, no status fields — and GitOps tools see no drift.
+the objects — no annotations, no status fields — and GitOps tools see no drift. They are
+coroutines so that kopf runs them on the event loop, where the Operator lives (kopf would
+run plain functions on a thread).
 """
 
 from __future__ import annotations
@@ -82,11 +84,11 @@ def build_registry(
         await asyncio.gather(*tasks, return_exceptions=True)
 
     @kopf.on.event("kubelambda.dev", "v1alpha1", "functions", registry=registry)
-    def function_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def function_event(event: kopf.RawEvent, **_: Any) -> None:
         operator.function_event(event.get("type"), event["object"])
 
     @kopf.on.event("kubelambda.dev", "v1alpha1", "triggers", registry=registry)
-    def trigger_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def trigger_event(event: kopf.RawEvent, **_: Any) -> None:
         operator.trigger_event(event.get("type"), event["object"])
 
     for kind in OWNED:
@@ -102,5 +104,5 @@ def _watch_owned(registry: kopf.OperatorRegistry, operator: Operator, kind: Kind
         labels={MANAGED_BY_LABEL: MANAGED_BY},
         registry=registry,
     )
-    def owned_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def owned_event(event: kopf.RawEvent, **_: Any) -> None:
         operator.owned_event(kind, event.get("type"), event["object"])

@@ -260,3 +260,29 @@ def test_an_object_that_is_not_ours_is_left_alone(
     assert config_map is not None
     assert config_map["data"] == {"app.py": "mine"}
     assert "ownerReferences" not in config_map["metadata"]
+
+
+def test_what_the_spec_no_longer_says_is_removed(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    """Server-side apply, not a merge: an env var or file dropped from the spec goes away."""
+    files = {"app.py": APP, "helper.py": "X = 1\n"}
+    first = function(env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    first["spec"]["code"]["inline"]["files"] = files
+    apply(kube_api, namespace, first)
+    wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
+
+    apply(kube_api, namespace, function(env=[{"name": "B", "value": "2"}]))
+
+    def env_names() -> list[str] | None:
+        deployment = get(kube_api, "deployment", "fn", namespace)
+        if deployment is None:
+            return None
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        names = [var["name"] for var in env]
+        return names if "A" not in names else None
+
+    names = wait_for(env_names, timeout=60, what="env var A removed from the Deployment")
+    assert "B" in names
+    config_map = get(kube_api, "configmap", "fn-code", namespace)
+    assert config_map is not None and set(config_map["data"]) == {"app.py"}

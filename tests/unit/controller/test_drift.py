@@ -31,3 +31,21 @@ CASES: list[tuple[str, Any, Any, bool]] = [
 )
 def test_contains(live: Any, desired: Any, expected: bool) -> None:
     assert contains(live, desired) is expected
+
+
+def test_a_dropped_key_changes_the_fingerprint_so_it_is_applied_again() -> None:
+    from kubelambda.controller.drift import APPLIED_ANNOTATION, fingerprinted
+
+    before = fingerprinted({"metadata": {"name": "c"}, "data": {"app.py": "x", "helper.py": "y"}})
+    after = fingerprinted({"metadata": {"name": "c"}, "data": {"app.py": "x"}})
+    # What `contains` alone cannot see: the live object still holds everything wanted now.
+    assert contains(before["data"], after["data"])
+    assert not contains(before, after)
+    assert contains(
+        before,
+        fingerprinted({"metadata": {"name": "c"}, "data": {"helper.py": "y", "app.py": "x"}}),
+    )
+    assert (
+        before["metadata"]["annotations"][APPLIED_ANNOTATION]
+        != after["metadata"]["annotations"][APPLIED_ANNOTATION]
+    )
