@@ -4,6 +4,7 @@ surviving a gateway restart with a state directory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -361,3 +362,27 @@ async def test_acknowledged_events_survive_a_gateway_restart(
     keys = sorted(r.event["Records"][0]["s3"]["object"]["key"] for r in thumbs.received)
     assert keys == ["kept/1.txt", "kept/2.txt"]
     await wait_for(lambda: not job_files(tmp_path))
+
+
+async def test_answers_are_not_held_back_by_nagle(serve: StartGateway) -> None:
+    # uvicorn writes an answer's head and body separately: with Nagle's algorithm on, the
+    # body waited for the client's delayed ACK, about 40 ms per notification, which capped
+    # MinIO (one notification at a time) at ~22 events/s.
+    served = await bucket_gateway(serve, table())
+    body = json.dumps(minio_body("a")).encode()
+    head = (
+        f"POST {S3_EVENTS_PATH} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.addresses.public_port)
+    try:
+        started = asyncio.get_running_loop().time()
+        for _ in range(20):
+            writer.write(head + body)
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = int(answer_head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        writer.close()
+    assert elapsed < 0.4, f"20 notifications took {elapsed:.3f} s"
