@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"kubelambda {version('kubelambda')}"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # These two parse their own flags (`kubelambda operator --help`); listed here for --help.
+    commands.add_parser(
+        "operator", help="run the controller and the autoscaler on a cluster", add_help=False
+    )
+    commands.add_parser("gateway", help="run the event gateway on a cluster", add_help=False)
     local = commands.add_parser(
         "local",
         help="serve Function and Trigger manifests on this machine, without a cluster",
@@ -141,8 +146,17 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "operator":
+        from kubelambda.controller.main import run as run_operator
+
+        return run_operator(argv[1:])
+    if argv and argv[0] == "gateway":
+        from kubelambda.gateway.main import run as run_gateway
+
+        return run_gateway(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     if args.command == "local":
         return _run_local(args)
     parser.print_help()

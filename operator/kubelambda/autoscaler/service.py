@@ -118,6 +118,8 @@ class AutoscalerService:
                 host=self.options.wake_host,
                 port=self.options.wake_port,
                 lifespan="off",
+                interface="asgi3",
+                proxy_headers=False,
                 log_config=None,
                 access_log=False,
             )

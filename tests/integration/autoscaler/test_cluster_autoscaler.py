@@ -1,0 +1,137 @@
+"""The autoscaler as it runs on a cluster, against a real API server and a real Prometheus:
+wake-ups scale a Deployment through /scale, one Lease holder acts, decisions show in status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from harness.prometheus import prometheus
+from kubelambda.autoscaler.service import AutoscalerOptions, AutoscalerService
+from kubelambda.kube.client import KubeClient
+from support.waiting import free_port, wait_for
+
+FUNCTION = """
+apiVersion: kubelambda.dev/v1alpha1
+kind: Function
+metadata: {name: sleepy, namespace: default}
+spec:
+  runtime: python3.12
+  handler: app.handler
+  code: {inline: {files: {app.py: "def handler(e, c):\\n    return 1\\n"}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sleepy
+  namespace: default
+  labels: {kubelambda.dev/function: sleepy}
+spec:
+  replicas: 0
+  selector: {matchLabels: {kubelambda.dev/function: sleepy}}
+  template:
+    metadata: {labels: {kubelambda.dev/function: sleepy}}
+    spec:
+      containers: [{name: runtime, image: localhost/kubelambda-runtime:test}]
+"""
+
+
+@contextmanager
+def service(kube_api, prometheus_url: str, identity: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    client = KubeClient.from_config(kube_api.kubeconfig)
+    autoscaler = AutoscalerService(
+        client,
+        AutoscalerOptions(
+            prometheus_url=prometheus_url,
+            lease_namespace="default",
+            identity=identity,
+            wake_host="127.0.0.1",
+            wake_port=port,
+            tick_seconds=0.5,
+        ),
+    )
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(autoscaler.run(stop)))
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{url}/healthz"), timeout=30, what=f"{identity} to serve")
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        client.close()
+
+
+def _get(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        result: dict[str, object] = json.loads(answer.read())
+        return result
+
+
+def _post(url: str) -> int:
+    request = urllib.request.Request(url, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def _replicas(kube_api) -> int:  # type: ignore[no-untyped-def]
+    out = kube_api.kubectl("get", "deployment", "sleepy", "-o", "jsonpath={.spec.replicas}")
+    return int(out.stdout.strip() or 0)
+
+
+@pytest.fixture(scope="module")
+def prom() -> Iterator[str]:
+    with prometheus([]) as running:  # nothing to scrape: the autoscaler sees no metrics
+        yield running.url
+
+
+def test_wake_scales_through_scale_and_one_lease_holder_acts(kube_api, prom, tmp_path):
+    manifest = tmp_path / "sleepy.yaml"
+    manifest.write_text(FUNCTION)
+    kube_api.kubectl("apply", "-f", str(manifest))
+    with service(kube_api, prom, "first") as first:
+        wait_for(lambda: _get(f"{first}/healthz")["leading"], timeout=30, what="a leader")
+        with service(kube_api, prom, "second") as second:
+            assert _get(f"{second}/healthz")["leading"] is False
+            assert _post(f"{second}/wake/default/sleepy") == 503  # standing by
+            assert _replicas(kube_api) == 0
+
+            assert _post(f"{first}/wake/default/nosuch") == 404
+            assert _post(f"{first}/wake/default/sleepy") == 202
+            wait_for(lambda: _replicas(kube_api) == 1, timeout=30, what="replicas 0 -> 1")
+
+        managers = kube_api.kubectl(
+            "get", "deployment", "sleepy", "--show-managed-fields", "-o", "json"
+        ).stdout
+        scale_managers = [
+            entry["manager"]
+            for entry in json.loads(managers)["metadata"]["managedFields"]
+            if entry.get("subresource") == "scale"
+        ]
+        assert scale_managers == ["kubelambda-autoscaler"]
+
+        def reported() -> str | None:
+            out = kube_api.kubectl(
+                "get", "fn", "sleepy", "-o", "jsonpath={.status.autoscaler.reason}"
+            ).stdout.strip()
+            return out or None
+
+        reason = wait_for(reported, timeout=30, what="status.autoscaler to be written")
+        # No metrics in Prometheus is not "no traffic": the autoscaler keeps what it has.
+        assert "no metrics" in reason
+        assert _replicas(kube_api) == 1
+        wide = kube_api.kubectl("get", "fn", "sleepy", "-o", "wide").stdout
+        assert "no metrics" in wide  # the Scaling column
