@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from types import MappingProxyType
 
 import kopf
 
+from kubelambda.autoscaler.service import AutoscalerOptions, AutoscalerService
 from kubelambda.controller.buckets import S3BucketNotifier
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.handlers import build_registry
@@ -118,6 +121,24 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)",
     )
     parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("KUBELAMBDA_PROMETHEUS_URL", ""),
+        help="the autoscaler reads the gateway's metrics here ($KUBELAMBDA_PROMETHEUS_URL);"
+        " empty: no autoscaler in this process",
+    )
+    parser.add_argument(
+        "--autoscaler-port",
+        type=int,
+        default=8082,
+        help="the autoscaler's wake-up endpoint for the gateway (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--autoscaler-tick",
+        type=float,
+        default=1.0,
+        help="seconds between the autoscaler's decisions (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"), help="kubelambda's"
     )
     parser.add_argument(
@@ -158,6 +179,21 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    # The autoscaler runs beside the controller, in the same process and loop.
+    companions = []
+    if args.prometheus_url:
+        autoscaler = AutoscalerService(
+            client,
+            AutoscalerOptions(
+                prometheus_url=args.prometheus_url,
+                lease_namespace=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or "default",
+                identity=socket.gethostname(),
+                namespace=args.namespace[0] if len(args.namespace) == 1 else None,
+                tick_seconds=args.autoscaler_tick,
+                wake_port=args.autoscaler_port,
+            ),
+        )
+        companions.append(asyncio.create_task(autoscaler.run(stop)))
     try:
         await kopf.operator(
             registry=registry,
@@ -168,6 +204,8 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
             stop_flag=stop,
         )
     finally:
+        stop.set()
+        await asyncio.gather(*companions, return_exceptions=True)
         cluster.close()
 
 
