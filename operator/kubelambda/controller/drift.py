@@ -9,7 +9,6 @@ a new intent means a new fingerprint, and so an apply, which removes what was dr
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,12 +20,15 @@ APPLIED_ANNOTATION: Final = "kubelambda.dev/applied"
 
 
 def fingerprinted(desired: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``desired`` annotated with the sha256 of everything else in it."""
-    marked = copy.deepcopy(dict(desired))
-    canonical = json.dumps(marked, sort_keys=True, separators=(",", ":")).encode()
-    annotations = marked.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations[APPLIED_ANNOTATION] = hashlib.sha256(canonical).hexdigest()[:32]
-    return marked
+    """``desired`` annotated with the sha256 of everything else in it. Only the top level and
+    metadata are copied: the rest is shared with ``desired``."""
+    canonical = json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()
+    meta = dict(desired.get("metadata") or {})
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        APPLIED_ANNOTATION: hashlib.sha256(canonical).hexdigest()[:32],
+    }
+    return {**desired, "metadata": meta}
 
 
 def contains(live: Any, desired: Any) -> bool:

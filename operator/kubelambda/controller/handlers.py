@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
@@ -26,6 +26,17 @@ __all__ = ["build_registry"]
 
 logger = logging.getLogger(__name__)
 OWNED: tuple[Kind, ...] = (CONFIG_MAP, DEPLOYMENT, SERVICE, NETWORK_POLICY)
+
+
+class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds every event's "essence" (a deep copy of the body) for change-detecting
+    handlers; this operator has none, and the copies were a fifth of its CPU at 1,000
+    Functions. It stores nothing either: kopf writes a diff base only for such handlers."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
 
 
 def _selector(kind: Kind) -> tuple[str, str] | tuple[str, str, str]:
@@ -71,9 +82,7 @@ def build_registry(
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix="kubelambda.dev"
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="kubelambda.dev"
-        )
+        settings.persistence.diffbase_storage = _NoDiffBase(prefix="kubelambda.dev")
         settings.persistence.finalizer = "kubelambda.dev/kopf"
         tasks.append(asyncio.create_task(operator.run(), name="kubelambda-workers"))
 
