@@ -13,7 +13,9 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -182,6 +184,41 @@ def _remove_netns(names: set[str]) -> None:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
 
 
+def _kill_pod_processes() -> None:
+    """SIGKILL whatever still runs in the kubelet's pod cgroups: containers outlive a kubelet and
+    containerd that were killed, since their shims keep them."""
+    procs = CGROUP_ROOT / "pids" / "kubepods"
+
+    def remaining() -> list[int]:
+        pids = []
+        for listing in procs.rglob("cgroup.procs") if procs.is_dir() else ():
+            try:
+                pids += [int(line) for line in listing.read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    deadline = time.monotonic() + 10
+    while (pids := remaining()) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        # Dying takes a moment; their network namespaces can go only once they are gone.
+        time.sleep(0.1)
+
+
+def _remove_idle_netns() -> None:
+    """Network namespaces the CRI made (cni-*) that no process uses any more."""
+    for name in _netns_names():
+        done = subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0 and not done.stdout.strip():
+            _remove_netns({name})
+
+
 def _remove_cgroups() -> None:
     """The kubelet's pod cgroups (`kubepods` in each v1 hierarchy), children first, once the
     processes in them are gone."""
@@ -203,6 +240,7 @@ def _remove_cgroups() -> None:
 
 
 def _host_leftovers(workdir: Path, netns_before: set[str]) -> None:
+    _kill_pod_processes()
     unmount_all(str(workdir))
     _remove_netns(_netns_names() - netns_before)
     _remove_cgroups()
@@ -214,15 +252,23 @@ def _host_leftovers(workdir: Path, netns_before: set[str]) -> None:
 def _sweep_stale_runs() -> None:
     """A run killed before its cleanup (SIGKILL, a lost machine) leaves mounts, links and shims:
     clear them before its temp dir is swept, or the sweep would reach into mounted folders."""
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    tmp = Path(tempfile.gettempdir())
+    found = False
     for stale in tmp.glob(f"kubelambda-{SCRATCH_KIND}-*-*"):
         pid = stale.name.split("-")[2]
         if pid.isdigit() and Path(f"/proc/{pid}").exists():
             continue
+        found = True
         kill_shims(stale / "containerd" / "containerd.sock")
         unmount_all(str(stale))
+    if not found:
+        return
+    _kill_pod_processes()
+    _remove_idle_netns()
     _remove_cgroups()
     network.remove_links()
+    node.remove_kube_proxy_rules()
+    node.remove_kubelet_rules()
 
 
 def _delete_workloads(cluster: Cluster) -> None:
