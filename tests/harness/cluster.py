@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from harness.images import Images, ensure_images
 from harness.procs import Server, ServerFailed, scratch_dir, wait_until
 
 NODE_READY_TIMEOUT = 180.0
+IMPORT_TIMEOUT = 600.0
 TEARDOWN_TIMEOUT = 60.0
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -291,6 +293,12 @@ def _delete_workloads(cluster: Cluster) -> None:
 # --- starting -------------------------------------------------------------------------------
 
 
+def _phase(logs: Path, what: str, began: float) -> None:
+    """Append how long the start took so far to timings.txt in the log folder."""
+    with (logs / "timings.txt").open("a") as out:
+        out.write(f"{time.monotonic() - began:6.1f} s  {what}\n")
+
+
 @contextmanager
 def _machine_lock() -> Iterator[None]:
     path = subdir("locks") / "e2e-cluster.lock"
@@ -348,9 +356,11 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
         raise PartUnavailable(
             "the e2e cluster needs root: containerd, the kubelet, bridges and mounts"
         )
+    began = time.monotonic()
     images = prepare()
     logs = log_dir if log_dir is not None else _default_log_dir("cluster")
     logs.mkdir(parents=True, exist_ok=True)
+    _phase(logs, "packages, binaries and images ready", began)
     with _machine_lock(), ExitStack() as stack:
         _sweep_stale_runs()
         workdir = scratch_dir(SCRATCH_KIND)
@@ -363,6 +373,18 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
         subprocess.run(["mount", "--make-rshared", "/"], check=True)
 
         net = stack.enter_context(network.node_network(workdir))
+        runtime = stack.enter_context(
+            containerd(
+                workdir,
+                log_dir=logs,
+                sandbox_image=images.pause.name,
+                cni_conf_dir=net.cni_conf_dir,
+            )
+        )
+        # Importing (~20 s for the three images) needs only containerd: it overlaps the control
+        # plane's start.
+        importer = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        imported = importer.submit(runtime.import_images, [image.archive for image in images.all()])
         api = stack.enter_context(
             api_server(
                 controller_manager=True,
@@ -372,18 +394,9 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
                 bind_address=net.node_ip,
             )
         )
-        runtime = stack.enter_context(
-            containerd(
-                workdir,
-                log_dir=logs,
-                sandbox_image=images.pause.name,
-                cni_conf_dir=net.cni_conf_dir,
-            )
-        )
-        began = time.monotonic()
-        runtime.import_images([image.archive for image in images.all()])
-        with (logs / "timings.txt").open("a") as out:
-            out.write(f"images imported in {time.monotonic() - began:.1f} s\n")
+        _phase(logs, "control plane up", began)
+        imported.result(timeout=IMPORT_TIMEOUT)
+        _phase(logs, "images imported", began)
         servers: dict[str, Server] = {"containerd": runtime.server}
         made = Cluster(
             api=api,
@@ -428,4 +441,5 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
                 stack.callback(servers["kube-proxy"].stop)
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}\n{made.log_tails()}") from None
+        _phase(logs, "node Ready, default ServiceAccount there, kube-proxy up", began)
         yield made
