@@ -4,6 +4,9 @@ the functions of the matching bucket Triggers; local mode subscribed the buckets
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -190,3 +193,23 @@ def test_a_failing_function_is_retried_then_dead_lettered(
     attempts = [line for line in local.lines if "attempt in/broken.csv" in line]
     assert len(attempts) == 2
     assert len({line.split()[-1] for line in attempts}) == 1  # one request id for all tries
+
+
+def test_a_subscription_the_server_refuses_stops_local_mode(setup: Setup, tmp_path: Path) -> None:
+    documents = [recorder(setup), bucket_trigger(setup, "t", "recorder", bucket="no-such-bucket")]
+    manifest = write_manifests(tmp_path / "missing.yaml", documents)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": setup.minio.access_key,
+        "AWS_SECRET_ACCESS_KEY": setup.minio.secret_key,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "kubelambda.cli", "local", str(manifest), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"bucket no-such-bucket on {setup.minio.endpoint}: NoSuchBucket" in done.stderr

@@ -77,7 +77,11 @@ def settings(**overrides: Any) -> GatewaySettings:
 
 
 async def bucket_gateway(serve: StartGateway, routes: RoutingTable, **overrides: Any) -> Served:
-    served = await serve(functions=(), routes=(), settings=settings(**overrides))
+    # The functions from the start: delivery (of events a state directory kept) begins
+    # as the gateway starts, and drops events for functions it does not know.
+    served = await serve(
+        functions=routes.functions.values(), routes=(), settings=settings(**overrides)
+    )
     served.gateway.set_routes(routes)
     return served
 

@@ -1,5 +1,6 @@
 """The durable delivery store: one file per job, rewritten on retry, removed when done, reloaded
-by the next store on the same directory; bounded like the memory store."""
+by the next store on the same directory; bounded like the memory store; used by a gateway
+with a state directory for Event invocations too."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from kubelambda.gateway.clock import FakeClock, SystemClock
 from kubelambda.gateway.delivery_file import FileDeliveryStore, decode_job, encode_job
 from kubelambda.gateway.delivery_store import DeliveryJob
 from kubelambda.gateway.platforms import FunctionKey
-from kubelambda.gateway.routing import DeliveryPolicy
+from kubelambda.gateway.routing import DeliveryPolicy, FunctionEntry
+from kubelambda.gateway.settings import GatewaySettings
+from unit.gateway.serving import HELLO, MakeStandIn, StartGateway, wait_for
 
 pytestmark = pytest.mark.anyio
 
 FN = FunctionKey("default", "fn")
 LETTERS = FunctionKey("team-a", "letters")
+INVOKE = "/2015-03-31/functions/hello/invocations"
+EVENT = {"headers": {"x-amz-invocation-type": "Event"}}
 
 
 def job(name: str, **fields: object) -> DeliveryJob:
@@ -199,3 +204,26 @@ async def test_admit_syncs_file_and_directory(
     assert synced == []  # offer runs on the event loop and does not wait for the disk
     assert await store.admit([job("a"), job("b")])
     assert len(synced) == 3  # two files, then the directory
+
+
+async def test_with_a_state_dir_event_invocations_are_files_too(
+    serve: StartGateway, standin: MakeStandIn, tmp_path: Path
+) -> None:
+    settings = GatewaySettings(delivery_state_dir=tmp_path, hold_timeout_seconds=0.05)
+    quick = DeliveryPolicy(backoff_seconds=0.01)
+    first = await serve(functions=[FunctionEntry(HELLO, delivery=quick)], settings=settings)
+    answer = await first.client.post(INVOKE, json={"order": 1}, **EVENT)
+    assert answer.status_code == 202
+    assert len(files(tmp_path)) == 1  # written before the 202
+    first.gateway.shutdown()
+    await first.task
+    worker = await standin()
+    second = await serve(functions=[FunctionEntry(HELLO, delivery=quick)], settings=settings)
+    second.platform.set_instances(HELLO, [worker.instance()])
+    await wait_for(lambda: worker.received)
+    assert worker.received[0].event == {"order": 1}
+    assert (
+        worker.received[0].headers["lambda-runtime-aws-request-id"]
+        == (answer.headers["x-amzn-requestid"])
+    )
+    await wait_for(lambda: not files(tmp_path))
