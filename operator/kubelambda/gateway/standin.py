@@ -148,7 +148,7 @@ class StandIn:
 
     async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         """Serve on host:port (0: any free port, then in `self.port`) in this event loop."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         self.port = sock.getsockname()[1]
