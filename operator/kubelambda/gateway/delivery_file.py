@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import heapq
 import itertools
 import json
 import logging
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelambda.gateway.clock import Clock
-from kubelambda.gateway.delivery_store import DeliveryJob
+from kubelambda.gateway.delivery_store import DeliveryJob, DueJobs
 from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.routing import DeliveryPolicy
 
@@ -150,18 +149,15 @@ class FileDeliveryStore:
         self.directory = directory
         self.capacity = capacity
         self._clock = clock
-        self._heap: list[tuple[float, int, DeliveryJob]] = []
-        self._sequence = itertools.count()
+        self._jobs = DueJobs(clock)
         self._files: dict[int, Path] = {}  # id(job) -> its file, while the store holds it
-        self._taken = 0
         self._reserved = 0  # places held by an `admit` still writing
-        self._changed = asyncio.Event()
         self._names = itertools.count()
         directory.mkdir(parents=True, exist_ok=True)
         self.reloaded = self._reload()
 
     def __len__(self) -> int:
-        return len(self._heap) + self._taken + self._reserved
+        return len(self._jobs) + self._reserved
 
     # loading
 
@@ -190,7 +186,7 @@ class FileDeliveryStore:
         for due_wall, _, job, path in found:
             job.due = now + max(0.0, due_wall - wall)
             self._files[id(job)] = path
-            self._push(job)
+            self._jobs.push(job)
         if found:
             log.info("resuming %d undelivered events from %s", len(found), self.directory)
         return len(found)
@@ -239,7 +235,7 @@ class FileDeliveryStore:
             self._reserved -= count
         for job, (path, _) in zip(jobs, writes, strict=True):
             self._files[id(job)] = path
-            self._push(job)
+            self._jobs.push(job)
         return True
 
     def offer(self, job: DeliveryJob) -> bool:
@@ -253,33 +249,16 @@ class FileDeliveryStore:
             log.error("cannot record event %s in %s: %s", job.id, self.directory, exc)
             return False
         self._files[id(job)] = path
-        self._push(job)
+        self._jobs.push(job)
         return True
-
-    def _push(self, job: DeliveryJob) -> None:
-        heapq.heappush(self._heap, (job.due, next(self._sequence), job))
-        self._changed.set()
 
     # the delivery workers' side
 
     async def take(self) -> DeliveryJob:
-        while True:
-            now = self._clock.monotonic()
-            if self._heap and self._heap[0][0] <= now:
-                _, _, job = heapq.heappop(self._heap)
-                self._taken += 1
-                return job
-            self._changed.clear()
-            if not self._heap:
-                await self._changed.wait()
-                continue
-            # Sleep until the earliest job falls due, or until a new one arrives.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._heap[0][0] - now):
-                    await self._changed.wait()
+        return await self._jobs.take()
 
     def retry(self, job: DeliveryJob, *, due: float) -> None:
-        self._taken -= 1
+        self._jobs.release()
         job.due = due
         path = self._files.get(id(job))
         if path is not None:
@@ -288,10 +267,10 @@ class FileDeliveryStore:
             except OSError as exc:
                 # The old file still holds the job: a restart would try it once more.
                 log.error("cannot update %s: %s", path, exc)
-        self._push(job)
+        self._jobs.push(job)
 
     def done(self, job: DeliveryJob) -> None:
-        self._taken -= 1
+        self._jobs.release()
         path = self._files.pop(id(job), None)
         if path is not None:
             try:

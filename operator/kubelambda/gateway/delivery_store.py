@@ -19,7 +19,7 @@ from kubelambda.gateway.clock import Clock
 from kubelambda.gateway.platforms import FunctionKey
 from kubelambda.gateway.routing import DeliveryPolicy
 
-__all__ = ["DeliveryJob", "DeliveryStore", "MemoryDeliveryStore"]
+__all__ = ["DeliveryJob", "DeliveryStore", "DueJobs", "MemoryDeliveryStore"]
 
 
 @dataclass(slots=True)
@@ -71,28 +71,23 @@ class DeliveryStore(Protocol):
         ...
 
 
-class MemoryDeliveryStore:
-    """Jobs in a heap by due time; lost when the gateway stops."""
+class DueJobs:
+    """Jobs ordered by due time, and a wait for the next one to fall due.
 
-    def __init__(self, *, capacity: int, clock: Clock) -> None:
-        self.capacity = capacity
+    Both stores keep their jobs here; they differ only in what they write down besides.
+    """
+
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._heap: list[tuple[float, int, DeliveryJob]] = []
         self._sequence = itertools.count()
-        self._taken = 0
         self._changed = asyncio.Event()
+        self.taken = 0
 
     def __len__(self) -> int:
-        return len(self._heap) + self._taken
+        return len(self._heap) + self.taken
 
-    def offer(self, job: DeliveryJob) -> bool:
-        if len(self) >= self.capacity:
-            return False
-        job.due = self._clock.monotonic()
-        self._push(job)
-        return True
-
-    def _push(self, job: DeliveryJob) -> None:
+    def push(self, job: DeliveryJob) -> None:
         heapq.heappush(self._heap, (job.due, next(self._sequence), job))
         self._changed.set()
 
@@ -101,7 +96,7 @@ class MemoryDeliveryStore:
             now = self._clock.monotonic()
             if self._heap and self._heap[0][0] <= now:
                 _, _, job = heapq.heappop(self._heap)
-                self._taken += 1
+                self.taken += 1
                 return job
             self._changed.clear()
             if not self._heap:
@@ -112,10 +107,36 @@ class MemoryDeliveryStore:
                 async with asyncio.timeout(self._heap[0][0] - now):
                     await self._changed.wait()
 
+    def release(self) -> None:
+        """A taken job is back in the heap or gone."""
+        self.taken -= 1
+
+
+class MemoryDeliveryStore:
+    """Jobs in a heap by due time; lost when the gateway stops."""
+
+    def __init__(self, *, capacity: int, clock: Clock) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._jobs = DueJobs(clock)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def offer(self, job: DeliveryJob) -> bool:
+        if len(self) >= self.capacity:
+            return False
+        job.due = self._clock.monotonic()
+        self._jobs.push(job)
+        return True
+
+    async def take(self) -> DeliveryJob:
+        return await self._jobs.take()
+
     def retry(self, job: DeliveryJob, *, due: float) -> None:
-        self._taken -= 1
+        self._jobs.release()
         job.due = due
-        self._push(job)
+        self._jobs.push(job)
 
     def done(self, job: DeliveryJob) -> None:
-        self._taken -= 1
+        self._jobs.release()
