@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import loadgen
 from kubelambda.gateway.httpapi import build_event
 from loadgen import free_port, need, process, wait_http
 
@@ -183,41 +183,7 @@ def wait_port(port: int, *, process: subprocess.Popen[bytes], timeout: float = 2
 def wrk(
     url: str, *, method: str = "GET", body: bytes = b"", connections: int, seconds: int
 ) -> dict[str, float]:
-    """One wrk run (1 thread): requests/s and latency percentiles in ms; refuses error answers."""
-    need("wrk", "wrk")
-    lines = [f'wrk.method = "{method}"', 'wrk.headers["Content-Type"] = "application/json"']
-    if body:
-        lines.append(f"wrk.body = {json.dumps(body.decode())}")
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write("\n".join(lines) + "\n")
-    try:
-        output = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    rate = float(_find(r"Requests/sec:\s+([\d.]+)", output))
-    total = int(_find(r"(\d+) requests in", output))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if errors and int(errors.group(1)) > total * 0.01:
-        raise SystemExit(f"{url}: {errors.group(1)} of {total} answers were errors\n{output}")
-    return {"rate": rate}
-
-
-def _find(pattern: str, text: str) -> str:
-    found = re.search(pattern, text)
-    if found is None:
-        raise SystemExit(f"wrk output without {pattern!r}:\n{text}")
-    return found.group(1)
+    """One wrk run (1 thread): requests/s; refuses a run with error answers."""
+    return {
+        "rate": loadgen.wrk(url, method=method, body=body, connections=connections, seconds=seconds)
+    }

@@ -6,6 +6,7 @@ absolute figures on these shared 2-core machines move by a factor of two between
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,11 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"bench": true}'
-wrk.headers["Content-Type"] = "application/json"
-"""
+BENCH_BODY = b'{"bench": true}'
 
 
 def free_port() -> int:
@@ -39,11 +36,21 @@ def need(command: str, package: str) -> str:
     return found
 
 
-def wrk(url: str, *, connections: int, seconds: int) -> float:
-    """Requests per second of non-error responses, from one wrk run."""
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    method: str = "POST",
+    body: bytes = BENCH_BODY,
+) -> float:
+    """Requests per second from one wrk run (1 thread); refuses a run with error answers."""
     need("wrk", "wrk")
+    lines = [f'wrk.method = "{method}"', 'wrk.headers["Content-Type"] = "application/json"']
+    if body:
+        lines.append(f"wrk.body = {json.dumps(body.decode())}")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT)
+        script.write("\n".join(lines) + "\n")
     try:
         output = subprocess.run(
             [
@@ -61,12 +68,19 @@ def wrk(url: str, *, connections: int, seconds: int) -> float:
         ).stdout
     finally:
         os.unlink(script.name)
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    rate = float(_find(r"Requests/sec:\s+([\d.]+)", output))
+    total = int(_find(r"(\d+) requests in", output))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     if errors and int(errors.group(1)) > total * 0.01:
-        raise SystemExit(f"{url}: {errors.group(1)} of {total} responses were errors\n{output}")
+        raise SystemExit(f"{url}: {errors.group(1)} of {total} answers were errors\n{output}")
     return rate
+
+
+def _find(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise SystemExit(f"wrk output without {pattern!r}:\n{text}")
+    return found.group(1)
 
 
 def wait_http(
