@@ -18,13 +18,16 @@ from e2e.kit import (
     GATEWAY_ADMIN_PORT,
     GATEWAY_PORT,
     INSTALL_TIMEOUT,
+    OPERATOR_HEALTH_PORT,
     RELEASE,
     S3_REGION,
     S3_TARGET_ID,
     SYSTEM_NAMESPACE,
     Installed,
     chart_values,
+    component_log,
     fail_on_crash,
+    http_ok,
     require_chart,
 )
 from harness.cluster import Cluster, cluster
@@ -82,14 +85,21 @@ def installed(
         while True:
             fail_on_crash(e2e_cluster, SYSTEM_NAMESPACE, selector)
             pods = e2e_cluster.ready_pods(SYSTEM_NAMESPACE, selector)
-            components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
-            if {"operator", "gateway"} <= components:
-                break
+            by_component = {
+                p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in pods
+            }
+            # The operator has no readiness probe: Ready only means started. Its liveness
+            # endpoint answers once kopf has logged in and runs.
+            if "gateway" in by_component and "operator" in by_component:
+                operator_ip = by_component["operator"]["status"]["podIP"]
+                if http_ok(f"http://{operator_ip}:{OPERATOR_HEALTH_PORT}/healthz"):
+                    break
             if time.monotonic() > deadline:
                 state = e2e_cluster.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
                 pytest.fail(
-                    f"operator and gateway pods not Ready {INSTALL_TIMEOUT:.0f} s after helm "
-                    f"install:\n{state.stdout}"
+                    f"operator and gateway pods not Ready (and the operator's /healthz not "
+                    f"answering) {INSTALL_TIMEOUT:.0f} s after helm install:\n{state.stdout}\n"
+                    f"operator log:\n{component_log(e2e_cluster, 'operator')}"
                 )
             time.sleep(0.5)
         gateways = [

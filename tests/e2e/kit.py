@@ -26,6 +26,7 @@ FUNCTIONS_NAMESPACE = "default"
 GATEWAY_PORT = 8080  # the chart's gateway.port: the pod's public port
 GATEWAY_ADMIN_PORT = 9090  # the chart's gateway.adminPort: /metrics
 INSTALL_TIMEOUT = 180.0
+OPERATOR_HEALTH_PORT = 8081  # the chart's operator.healthPort: liveness /healthz
 
 
 def wait_for(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:
@@ -163,24 +164,22 @@ def function_manifests(
 
 
 def wait_function_ready(running: Cluster, name: str, *, timeout: float = 120) -> dict[str, Any]:
-    """Wait for the Function's Ready condition (the controller's verdict); fail with its status."""
-    done = running.kubectl(
-        "wait",
-        f"fn/{name}",
-        "-n",
-        FUNCTIONS_NAMESPACE,
-        "--for=condition=Ready",
-        f"--timeout={timeout:.0f}s",
-        check=False,
-        timeout=timeout + 10,
-    )
-    found = running.get("fn", name, "-n", FUNCTIONS_NAMESPACE)
-    if done.returncode != 0:
-        pytest.fail(
-            f"Function {name} not Ready after {timeout:.0f} s: {done.stderr.strip()}\n"
-            f"status: {json.dumps(found.get('status'), indent=1)}"
-        )
-    return found
+    """Wait for the Function's Ready condition (the controller's verdict); fail with its status
+    and the operator's log at the deadline, or at once if a pod of the release crashes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = running.get("fn", name, "-n", FUNCTIONS_NAMESPACE)
+        conditions = (found.get("status") or {}).get("conditions", [])
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return found
+        fail_on_crash(running, SYSTEM_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"Function {name} not Ready after {timeout:.0f} s; "
+                f"status: {json.dumps(found.get('status'), indent=1)}\n"
+                f"operator log:\n{component_log(running, 'operator')}"
+            )
+        time.sleep(0.2)
 
 
 def http_get(url: str, *, timeout: float = 35.0) -> tuple[int, dict[str, str], bytes]:
@@ -215,3 +214,25 @@ def function_pods(running: Cluster, name: str) -> list[dict[str, Any]]:
         "pods", "-n", FUNCTIONS_NAMESPACE, "-l", f"{FUNCTION_LABEL}={name}"
     )["items"]
     return pods
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def component_log(running: Cluster, component: str, *, lines: int = 40) -> str:
+    """The last lines of a release component's container log (the current or last run)."""
+    done = running.kubectl(
+        "logs",
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}",
+        f"--tail={lines}",
+        check=False,
+    )
+    return done.stdout or done.stderr

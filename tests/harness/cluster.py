@@ -392,6 +392,8 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
                 log_dir=logs,
                 advertise_address=net.node_ip,
                 bind_address=net.node_ip,
+                # There is no DNS for the node's name: logs and exec go to its address.
+                extra_apiserver_args=("--kubelet-preferred-address-types=InternalIP",),
             )
         )
         _phase(logs, "control plane up", began)

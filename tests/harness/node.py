@@ -58,7 +58,7 @@ def restore_sysctls(previous: dict[str, str]) -> None:
 
 
 def kubelet_config(
-    *, api: ApiServer, node_ip: str, port: int, healthz_port: int, socket: Path
+    *, api: ApiServer, node_ip: str, port: int, healthz_port: int, socket: Path, pod_logs: Path
 ) -> dict[str, object]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -99,6 +99,8 @@ def kubelet_config(
         "fileCheckFrequency": "5s",
         "runtimeRequestTimeout": "2m",
         "protectKernelDefaults": False,
+        # Containers' logs in the run's temp dir, not the host's /var/log/pods.
+        "podLogsDir": str(pod_logs),
     }
 
 
@@ -121,7 +123,12 @@ def start_kubelet(
     config.write_text(
         json.dumps(
             kubelet_config(
-                api=api, node_ip=node_ip, port=port, healthz_port=healthz_port, socket=socket
+                api=api,
+                node_ip=node_ip,
+                port=port,
+                healthz_port=healthz_port,
+                socket=socket,
+                pod_logs=home / "pod-logs",
             ),
             indent=2,
         )

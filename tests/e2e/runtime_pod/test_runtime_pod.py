@@ -3,9 +3,13 @@ its pod IP, handler code mounted from a ConfigMap, hardened as the controller wi
 
 from __future__ import annotations
 
+import http.server
 import textwrap
+import threading
 
+from harness.apiserver import SERVICE_CIDR
 from harness.cluster import Cluster
+from harness.relay import relay
 from harness.workloads import code_configmap, invoke, runtime_deployment
 
 NAMESPACE = "default"
@@ -82,3 +86,74 @@ def test_handler_error_has_lambdas_shape_from_a_pod(e2e_cluster: Cluster) -> Non
     assert answer.headers.get("x-amz-function-error") == "Unhandled"
     assert answer.body["errorType"] == "ValueError"
     assert answer.body["errorMessage"] == "no good"
+
+
+ROUTES_CODE = textwrap.dedent(
+    """
+    import ipaddress
+    import socket
+    import urllib.request
+
+
+    def _address(hex_le):
+        return str(ipaddress.IPv4Address(socket.ntohl(int(hex_le, 16))))
+
+
+    def handler(event, context):
+        routes = []
+        with open("/proc/net/route") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                prefix = bin(socket.ntohl(int(fields[7], 16))).count("1")
+                routes.append(f"{_address(fields[1])}/{prefix}")
+        with urllib.request.urlopen(event["url"], timeout=5) as answer:
+            fetched = answer.read().decode()
+        return {"routes": sorted(routes), "fetched": fetched}
+    """
+)
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello from the host's loopback"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_pod_network_stays_on_this_machine(e2e_cluster: Cluster) -> None:
+    """Pods route only to their bridge, the node's address and the Service range (no default
+    route), and reach a loopback server of the harness through a relay on the node's address."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with relay(e2e_cluster.node_ip, ("127.0.0.1", server.server_address[1])) as to_host:
+            e2e_cluster.apply(
+                [
+                    code_configmap("scenario0-net-code", NAMESPACE, {"app.py": ROUTES_CODE}),
+                    runtime_deployment(
+                        name="scenario0-net",
+                        namespace=NAMESPACE,
+                        image=e2e_cluster.images.runtime.name,
+                        handler="app.handler",
+                        code_configmap="scenario0-net-code",
+                    ),
+                ]
+            )
+            pods = e2e_cluster.wait_ready_pods(
+                NAMESPACE, "app.kubernetes.io/name=scenario0-net", timeout=120
+            )
+            answer = invoke(pods[0]["status"]["podIP"], {"url": to_host.url})
+    finally:
+        server.shutdown()
+
+    assert answer.body["fetched"] == "hello from the host's loopback"
+    assert answer.body["routes"] == sorted(
+        [f"{e2e_cluster.node_ip}/32", SERVICE_CIDR, e2e_cluster.pod_cidr]
+    )
