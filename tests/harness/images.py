@@ -24,7 +24,11 @@ from harness.builds import Measure, PartUnavailable, record, run_step
 from harness.cache import exclusive, subdir
 from harness.debian import ensure_node_packages
 
-REPO = Path(__file__).resolve().parents[2]
+# The project the images carry: this checkout, or another copy of it (to try a change in the
+# e2e tier without touching the checkout).
+REPO = Path(
+    os.environ.get("KUBELAMBDA_IMAGE_SOURCES") or Path(__file__).resolve().parents[2]
+).resolve()
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # python3 only: the project layer is installed from the host's pip (same Python minor, same

@@ -19,6 +19,7 @@ class Relay:
         self.host = host
         self.port = port
         self.target: tuple[str, int] | None = None
+        self.connections: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -35,15 +36,24 @@ class Relay:
             writer.close()
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.target is None:
-            writer.close()
-            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
+            if self.target is None:
+                writer.close()
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except asyncio.CancelledError:
             writer.close()
-            return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            if task is not None:
+                self.connections.discard(task)
 
 
 @contextmanager
@@ -64,6 +74,10 @@ def relay(host: str, target: tuple[str, int] | None = None) -> Iterator[Relay]:
         started.set_result(stop)
         async with server:
             await stop.wait()
+            # Connections still open (keep-alive clients) end with the relay, inside the loop.
+            for connection in list(made.connections):
+                connection.cancel()
+            await asyncio.gather(*made.connections, return_exceptions=True)
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
