@@ -3,30 +3,27 @@ manifests, waiting for a Function's Ready condition, and plain HTTP calls to the
 
 from __future__ import annotations
 
-import argparse
-import base64
 import json
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.cluster import Cluster
+from harness.release import (
+    REPO,
+    S3_REGION,
+    S3_TARGET_ID,
+    Release,
+    component_log,
+    crash_report,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kubelambda"
-RELEASE = "kubelambda"
-SYSTEM_NAMESPACE = "kubelambda-system"
 FUNCTIONS_NAMESPACE = "default"
-GATEWAY_PORT = 8080  # the chart's gateway.port: the pod's public port
-GATEWAY_ADMIN_PORT = 9090  # the chart's gateway.adminPort: /metrics
-INSTALL_TIMEOUT = 180.0
-OPERATOR_HEALTH_PORT = 8081  # the chart's operator.healthPort: liveness /healthz
+__all__ = ["REPO", "S3_REGION", "S3_TARGET_ID", "Installed", "component_log"]
 
 
 def wait_for(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:
@@ -46,90 +43,15 @@ def wait_for(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:
         time.sleep(0.1)
 
 
-@dataclass(frozen=True)
-class Installed:
-    """The chart's release, and where its gateway answers (a gateway pod's IP: the test client
-    runs on the node, and pod IPs stay on this machine)."""
-
-    namespace: str
-    gateway_url: str
-    gateway_pod_ips: tuple[str, ...]
-    prometheus_url: str
-    s3_webhook_arn: str
-
-    def s3_token(self, running: Cluster) -> str:
-        secret = running.get("secret", f"{RELEASE}-gateway", "-n", self.namespace)
-        return base64.b64decode(secret["data"]["s3-token"]).decode()
+Installed = Release  # what the `installed` fixture gives a scenario
 
 
-S3_TARGET_ID = "kubelambda"
-S3_REGION = "us-east-1"
-CHART_COMMANDS = ("operator", "gateway")  # what the chart's Deployments run: `kubelambda <cmd>`
-
-
-def require_chart() -> Path:
-    if not (CHART / "Chart.yaml").exists():
-        pytest.fail(
-            f"the Helm chart is missing: {CHART}/Chart.yaml does not exist. It comes with issue 4 "
-            "(controller, CRDs and chart, plus operator/Dockerfile); this scenario runs as soon "
-            "as it is on main."
-        )
-    # The control-plane image runs `kubelambda <command>`; a command the CLI lacks would only
-    # show up as pods crashing, minutes later.
-    from kubelambda.cli import build_parser
-
-    parser = build_parser()
-    known: set[str] = set()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            known |= set(action.choices)
-    missing = [command for command in CHART_COMMANDS if command not in known]
-    if missing:
-        pytest.fail(
-            f"the chart's pods run `kubelambda {' / '.join(CHART_COMMANDS)}`, but the CLI "
-            f"(operator/kubelambda/cli.py) has no {', '.join(missing)} command yet (issue 4: "
-            "the controller's and gateway's entry points). Known commands: "
-            f"{', '.join(sorted(known)) or 'none'}"
-        )
-    return CHART
-
-
-def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
-    """Values that point the chart at this run's images (imported, never pulled), one gateway
-    replica (two cores), the node's Prometheus relay and the harness MinIO's webhook ARN."""
-    repository, tag = running.images.control_plane.name.rsplit(":", 1)
-    return {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "runtime": {
-            "images": {"python3.12": running.images.runtime.name},
-            "pullPolicy": "Never",
-        },
-        "prometheus": {"url": prometheus_url},
-        "gateway": {"replicas": 1},
-        "s3": {"webhookArn": f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook"},
-    }
-
-
-def fail_on_crash(running: Cluster, namespace: str, selector: str) -> None:
-    """Fail at once, with the container's log, if a pod of the release crashes: waiting for a
+def fail_on_crash(running: Cluster) -> None:
+    """Fail at once, with the container's log, if a pod of the release crashed: waiting for a
     deadline would only delay the same answer."""
-    for pod in running.get("pods", "-n", namespace, "-l", selector)["items"]:
-        for status in pod["status"].get("containerStatuses", []):
-            waiting = status.get("state", {}).get("waiting", {})
-            terminated = status.get("lastState", {}).get("terminated")
-            if status.get("restartCount", 0) > 0 or waiting.get("reason") in (
-                "CrashLoopBackOff",
-                "ErrImageNeverPull",
-                "CreateContainerConfigError",
-            ):
-                name = pod["metadata"]["name"]
-                logs = running.kubectl(
-                    "logs", "-n", namespace, name, "--previous", "--tail=40", check=False
-                )
-                pytest.fail(
-                    f"pod {name} of the release does not run: {waiting or terminated}\n"
-                    f"its log:\n{logs.stdout or logs.stderr}"
-                )
+    crashed = crash_report(running)
+    if crashed:
+        pytest.fail(crashed)
 
 
 def function_manifests(
@@ -172,7 +94,7 @@ def wait_function_ready(running: Cluster, name: str, *, timeout: float = 120) ->
         conditions = (found.get("status") or {}).get("conditions", [])
         if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             return found
-        fail_on_crash(running, SYSTEM_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")
+        fail_on_crash(running)
         if time.monotonic() > deadline:
             pytest.fail(
                 f"Function {name} not Ready after {timeout:.0f} s; "
@@ -214,25 +136,3 @@ def function_pods(running: Cluster, name: str) -> list[dict[str, Any]]:
         "pods", "-n", FUNCTIONS_NAMESPACE, "-l", f"{FUNCTION_LABEL}={name}"
     )["items"]
     return pods
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-def component_log(running: Cluster, component: str, *, lines: int = 40) -> str:
-    """The last lines of a release component's container log (the current or last run)."""
-    done = running.kubectl(
-        "logs",
-        "-n",
-        SYSTEM_NAMESPACE,
-        "-l",
-        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}",
-        f"--tail={lines}",
-        check=False,
-    )
-    return done.stdout or done.stderr

@@ -1,0 +1,209 @@
+"""The kubelambda Helm chart installed on the e2e cluster with this run's images, its operator and
+gateway pods Ready, and a Prometheus (Debian's, on loopback) scraping the gateway pods, reached by
+the operator's autoscaler through a relay on the node's address. The e2e fixtures and the
+cold-start benchmark use `release()`; parts still missing raise ReleaseFailed naming them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cluster import Cluster
+from harness.prometheus import prometheus
+from harness.relay import relay
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "kubelambda"
+RELEASE = "kubelambda"
+SYSTEM_NAMESPACE = "kubelambda-system"
+SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+GATEWAY_PORT = 8080  # the chart's gateway.port: the pod's public port
+GATEWAY_ADMIN_PORT = 9090  # the chart's gateway.adminPort: /metrics, /healthz
+OPERATOR_HEALTH_PORT = 8081  # the chart's operator.healthPort: liveness /healthz
+S3_TARGET_ID = "kubelambda"  # the webhook target id the harness's MinIO is started with
+S3_REGION = "us-east-1"
+CHART_COMMANDS = ("operator", "gateway")  # what the chart's Deployments run: `kubelambda <cmd>`
+INSTALL_TIMEOUT = 180.0
+CRASH_REASONS = ("CrashLoopBackOff", "ErrImageNeverPull", "CreateContainerConfigError")
+
+
+class ReleaseFailed(RuntimeError):
+    """The chart could not be installed or its pods do not run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """The installed release, and where its gateway answers (a gateway pod's IP: clients run on
+    the node, and pod IPs stay on this machine)."""
+
+    namespace: str
+    gateway_url: str
+    gateway_pod_ips: tuple[str, ...]
+    prometheus_url: str
+    s3_webhook_arn: str
+
+    def s3_token(self, running: Cluster) -> str:
+        """The bearer token the gateway expects from MinIO (the chart keeps it in a Secret)."""
+        secret = running.get("secret", f"{RELEASE}-gateway", "-n", self.namespace)
+        return base64.b64decode(secret["data"]["s3-token"]).decode()
+
+
+def missing_parts() -> str | None:
+    """What the product still lacks for the chart to run, or None."""
+    if not (CHART / "Chart.yaml").exists():
+        return (
+            f"the Helm chart is missing: {CHART}/Chart.yaml does not exist. It comes with issue 4 "
+            "(controller, CRDs and chart, plus operator/Dockerfile)."
+        )
+    # The control-plane image runs `kubelambda <command>`; a command the CLI lacks would only
+    # show up as pods crashing, minutes later.
+    from kubelambda.cli import build_parser
+
+    known: set[str] = set()
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            known |= set(action.choices)
+    missing = [command for command in CHART_COMMANDS if command not in known]
+    if missing:
+        return (
+            f"the chart's pods run `kubelambda {' / '.join(CHART_COMMANDS)}`, but the CLI "
+            f"(operator/kubelambda/cli.py) has no {', '.join(missing)} command yet (issue 4: "
+            f"the controller's and gateway's entry points). Known: {', '.join(sorted(known))}"
+        )
+    return None
+
+
+def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
+    """Values that point the chart at this run's images (imported, never pulled), one gateway
+    replica (two cores), the node's Prometheus relay and the harness MinIO's webhook ARN."""
+    repository, tag = running.images.control_plane.name.rsplit(":", 1)
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "runtime": {
+            "images": {"python3.12": running.images.runtime.name},
+            "pullPolicy": "Never",
+        },
+        "prometheus": {"url": prometheus_url},
+        "gateway": {"replicas": 1},
+        "s3": {"webhookArn": f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook"},
+    }
+
+
+def component_log(running: Cluster, component: str, *, lines: int = 40) -> str:
+    """The last lines of a release component's container log."""
+    done = running.kubectl(
+        "logs",
+        "-n",
+        SYSTEM_NAMESPACE,
+        "-l",
+        f"{SELECTOR},app.kubernetes.io/component={component}",
+        f"--tail={lines}",
+        check=False,
+    )
+    return done.stdout or done.stderr
+
+
+def crash_report(running: Cluster) -> str | None:
+    """If a pod of the release crashed (or cannot start), what happened and its log; else None."""
+    for pod in running.get("pods", "-n", SYSTEM_NAMESPACE, "-l", SELECTOR)["items"]:
+        for status in pod["status"].get("containerStatuses", []):
+            waiting = status.get("state", {}).get("waiting", {})
+            terminated = status.get("lastState", {}).get("terminated")
+            if status.get("restartCount", 0) > 0 or waiting.get("reason") in CRASH_REASONS:
+                name = pod["metadata"]["name"]
+                logs = running.kubectl(
+                    "logs", "-n", SYSTEM_NAMESPACE, name, "--previous", "--tail=40", check=False
+                )
+                return (
+                    f"pod {name} of the release does not run: {waiting or terminated}\n"
+                    f"its log:\n{logs.stdout or logs.stderr}"
+                )
+    return None
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
+    """The operator and gateway pods Ready and the operator's /healthz answering (it has no
+    readiness probe, so Ready only means started); fail at once if a pod crashes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        crashed = crash_report(running)
+        if crashed:
+            raise ReleaseFailed(crashed)
+        pods = running.ready_pods(SYSTEM_NAMESPACE, SELECTOR)
+        by_component = {p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in pods}
+        if "gateway" in by_component and "operator" in by_component:
+            operator_ip = by_component["operator"]["status"]["podIP"]
+            if _http_ok(f"http://{operator_ip}:{OPERATOR_HEALTH_PORT}/healthz"):
+                return pods
+        if time.monotonic() > deadline:
+            state = running.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
+            raise ReleaseFailed(
+                f"operator and gateway pods not Ready (or the operator's /healthz silent) "
+                f"{timeout:.0f} s after helm install:\n{state.stdout}\n"
+                f"operator log:\n{component_log(running, 'operator')}"
+            )
+        time.sleep(0.5)
+
+
+@contextmanager
+def release(
+    running: Cluster, *, workdir: Path, timeout: float = INSTALL_TIMEOUT
+) -> Iterator[Release]:
+    """`helm install` the chart, wait for it to run, and start Prometheus on its gateway pods;
+    uninstall and stop Prometheus however the block ends."""
+    missing = missing_parts()
+    if missing:
+        raise ReleaseFailed(missing)
+    with ExitStack() as stack:
+        # The relay exists before the install, since the chart takes the Prometheus URL; its
+        # target is set once Prometheus knows the gateway pods to scrape.
+        to_prometheus = stack.enter_context(relay(running.node_ip))
+        values = workdir / "values.json"
+        values.write_text(json.dumps(chart_values(running, prometheus_url=to_prometheus.url)))
+        running.helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--create-namespace",
+            "--values",
+            str(values),
+            timeout=180,
+        )
+        stack.callback(
+            running.helm, "uninstall", RELEASE, "--namespace", SYSTEM_NAMESPACE, check=False
+        )
+        pods = _wait_running(running, timeout)
+        ips = tuple(
+            p["status"]["podIP"]
+            for p in pods
+            if p["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"
+        )
+        scraper = stack.enter_context(prometheus([f"{ip}:{GATEWAY_ADMIN_PORT}" for ip in ips]))
+        host, port = scraper.url.removeprefix("http://").split(":")
+        to_prometheus.target = (host, int(port))
+        yield Release(
+            namespace=SYSTEM_NAMESPACE,
+            gateway_url=f"http://{ips[0]}:{GATEWAY_PORT}",
+            gateway_pod_ips=ips,
+            prometheus_url=scraper.url,
+            s3_webhook_arn=f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook",
+        )
