@@ -8,18 +8,35 @@ failed tests get the cluster's log tails and events appended to their report.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from harness.cluster import Cluster, cluster
 from harness.release import Release, ReleaseFailed, release
 
+E2E_DIR = Path(__file__).resolve().parent
+# The cluster and the release, closed as soon as the last e2e test is done rather than at the end
+# of the session: the tests that follow should not share two cores with an idle cluster.
+_resources = ExitStack()
+
 
 @pytest.fixture(scope="session")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The real cluster: built parts from the cache, images imported, node Ready."""
-    with cluster(log_dir=tmp_path_factory.mktemp("cluster-logs")) as running:
-        yield running
+    yield _resources.enter_context(cluster(log_dir=tmp_path_factory.mktemp("cluster-logs")))
+    _resources.close()
+
+
+def _in_e2e(item: pytest.Item | None) -> bool:
+    return item is not None and E2E_DIR in item.path.parents
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _in_e2e(item) and not _in_e2e(nextitem):
+        _resources.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -36,11 +53,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
-def installed(e2e_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+def installed(e2e_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Release:
     """`helm install` of charts/kubelambda with this run's images; the operator and gateway pods
-    Ready; Prometheus scraping the gateway for the autoscaler. Uninstalled at the end."""
+    Ready; Prometheus scraping the gateway for the autoscaler."""
     try:
-        with release(e2e_cluster, workdir=tmp_path_factory.mktemp("helm")) as installed:
-            yield installed
+        installed = _resources.enter_context(
+            release(e2e_cluster, workdir=tmp_path_factory.mktemp("helm"))
+        )
     except ReleaseFailed as exc:
         pytest.fail(f"{exc}\n(this scenario runs as soon as the product parts it names work)")
+    return installed  # uninstalled when `_resources` closes, before the cluster stops

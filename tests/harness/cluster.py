@@ -30,11 +30,14 @@ from harness.builds import PartUnavailable
 from harness.cache import subdir
 from harness.containerd import Containerd, containerd, kill_shims, shim_pids
 from harness.debian import ensure_node_packages
+from harness.dns import cluster_dns
 from harness.images import Images, ensure_images
+from harness.kubeapi import KubeApi
 from harness.procs import Server, ServerFailed, scratch_dir, wait_until
 
 NODE_READY_TIMEOUT = 180.0
 IMPORT_TIMEOUT = 600.0
+LOCK_TIMEOUT = 1800.0  # another test run's cluster on this machine: wait for it this long
 TEARDOWN_TIMEOUT = 60.0
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -300,17 +303,32 @@ def _phase(logs: Path, what: str, began: float) -> None:
 
 
 @contextmanager
-def _machine_lock() -> Iterator[None]:
+def _machine_lock(timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """One cluster per machine (its bridges and addresses are fixed): wait for another run's
+    cluster to end, up to `timeout` seconds, then fail naming the process that holds it."""
     path = subdir("locks") / "e2e-cluster.lock"
     with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise PartUnavailable(
-                f"another e2e cluster runs on this machine (pid {handle.read().strip() or '?'}; "
-                f"lock {path}): the node's bridges and addresses exist once per machine"
-            ) from None
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                if time.monotonic() > deadline:
+                    raise PartUnavailable(
+                        f"another e2e cluster runs on this machine (pid {holder}, lock {path}) "
+                        f"and did not end within {timeout:.0f} s"
+                    ) from None
+                if not announced:
+                    print(
+                        f"harness: waiting for the e2e cluster of pid {holder} to end", flush=True
+                    )
+                    announced = True
+                time.sleep(1)
+        handle.seek(0)
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()
@@ -396,6 +414,8 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
                 extra_apiserver_args=("--kubelet-preferred-address-types=InternalIP",),
             )
         )
+        # Before the kubelet, which hands its address to pods as their nameserver.
+        stack.enter_context(cluster_dns(KubeApi(api), net.node_ip))
         _phase(logs, "control plane up", began)
         imported.result(timeout=IMPORT_TIMEOUT)
         _phase(logs, "images imported", began)
@@ -412,7 +432,12 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
             servers=servers,
         )
         servers["kubelet"] = node.start_kubelet(
-            api=api, workdir=workdir, log_dir=logs, node_ip=net.node_ip, socket=runtime.socket
+            api=api,
+            workdir=workdir,
+            log_dir=logs,
+            node_ip=net.node_ip,
+            socket=runtime.socket,
+            cluster_dns=net.node_ip,
         )
         stack.callback(servers["kubelet"].stop)
         # Runs first at exit: while the kubelet still runs, so it tears pods down itself.

@@ -58,7 +58,14 @@ def restore_sysctls(previous: dict[str, str]) -> None:
 
 
 def kubelet_config(
-    *, api: ApiServer, node_ip: str, port: int, healthz_port: int, socket: Path, pod_logs: Path
+    *,
+    api: ApiServer,
+    node_ip: str,
+    port: int,
+    healthz_port: int,
+    socket: Path,
+    pod_logs: Path,
+    cluster_dns: str | None = None,
 ) -> dict[str, object]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -88,9 +95,11 @@ def kubelet_config(
             "nodefs.inodesFree": "0%",
             "imagefs.available": "0%",
         },
-        # No cluster DNS here, and the host's resolver is of no use to pods on a closed network.
+        # The host's resolver is of no use to pods on a closed network; the harness's cluster
+        # DNS answers for Services.
         "resolvConf": "",
         "clusterDomain": "cluster.local",
+        "clusterDNS": [cluster_dns] if cluster_dns else [],
         "registerNode": True,
         "serializeImagePulls": False,
         # Cold starts: report container and pod state changes promptly.
@@ -105,7 +114,13 @@ def kubelet_config(
 
 
 def start_kubelet(
-    *, api: ApiServer, workdir: Path, log_dir: Path, node_ip: str, socket: Path
+    *,
+    api: ApiServer,
+    workdir: Path,
+    log_dir: Path,
+    node_ip: str,
+    socket: Path,
+    cluster_dns: str | None = None,
 ) -> Server:
     home = workdir / "kubelet"
     home.mkdir()
@@ -129,6 +144,7 @@ def start_kubelet(
                 healthz_port=healthz_port,
                 socket=socket,
                 pod_logs=home / "pod-logs",
+                cluster_dns=cluster_dns,
             ),
             indent=2,
         )

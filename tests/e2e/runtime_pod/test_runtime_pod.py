@@ -7,7 +7,7 @@ import http.server
 import textwrap
 import threading
 
-from harness.apiserver import SERVICE_CIDR
+from harness.apiserver import SERVICE_CIDR, SERVICE_IP
 from harness.cluster import Cluster
 from harness.relay import relay
 from harness.workloads import code_configmap, invoke, runtime_deployment
@@ -109,7 +109,17 @@ ROUTES_CODE = textwrap.dedent(
                 routes.append(f"{_address(fields[1])}/{prefix}")
         with urllib.request.urlopen(event["url"], timeout=5) as answer:
             fetched = answer.read().decode()
-        return {"routes": sorted(routes), "fetched": fetched}
+        try:
+            socket.gethostbyname("example.org")
+            outside = "resolved"
+        except OSError:
+            outside = "unknown"
+        return {
+            "routes": sorted(routes),
+            "fetched": fetched,
+            "kubernetes": socket.gethostbyname("kubernetes.default.svc"),
+            "outside": outside,
+        }
     """
 )
 
@@ -128,7 +138,8 @@ class _Hello(http.server.BaseHTTPRequestHandler):
 
 def test_pod_network_stays_on_this_machine(e2e_cluster: Cluster) -> None:
     """Pods route only to their bridge, the node's address and the Service range (no default
-    route), and reach a loopback server of the harness through a relay on the node's address."""
+    route), resolve Services (and nothing else) through the cluster DNS, and reach a loopback
+    server of the harness through a relay on the node's address."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -154,6 +165,8 @@ def test_pod_network_stays_on_this_machine(e2e_cluster: Cluster) -> None:
         server.shutdown()
 
     assert answer.body["fetched"] == "hello from the host's loopback"
+    assert answer.body["kubernetes"] == SERVICE_IP
+    assert answer.body["outside"] == "unknown"
     assert answer.body["routes"] == sorted(
         [f"{e2e_cluster.node_ip}/32", SERVICE_CIDR, e2e_cluster.pod_cidr]
     )
