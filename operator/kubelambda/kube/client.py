@@ -83,13 +83,15 @@ class KubeClient:
 
     def connection(self) -> Connection:
         configuration = self._api.configuration
-        auth = configuration.get_api_key_with_prefix("authorization") or ""
+        # The client keeps a service-account or kubeconfig token under "BearerToken";
+        # older releases used "authorization".
+        auth = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
         return Connection(
             server=configuration.host,
             ca_path=configuration.ssl_ca_cert,
             cert_path=configuration.cert_file,
             key_path=configuration.key_file,
-            token=auth.removeprefix("Bearer ").strip() or None,
+            token=(auth[7:] if auth[:7].lower() == "bearer " else auth).strip() or None,
             insecure=not configuration.verify_ssl,
         )
 

@@ -52,3 +52,24 @@ def test_watch_lines() -> None:
     assert caught.value.status == 410
     with pytest.raises(ApiError, match="not a watch event"):
         _watch_event({"type": "ADDED"})
+
+
+def test_the_connection_for_kopf_carries_a_service_account_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kubernetes import client as k8s
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    from kubelambda.kube.client import KubeClient
+
+    token = tmp_path / "token"
+    token.write_text("sa-token-123")
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not checked here")
+    configuration = k8s.Configuration()
+    InClusterConfigLoader(
+        token_filename=str(token),
+        cert_filename=str(ca),
+        environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+    ).load_and_set(client_configuration=configuration)
+    connection = KubeClient(k8s.ApiClient(configuration)).connection()
+    assert connection.token == "sa-token-123"
+    assert connection.server == "https://10.0.0.1:443"
