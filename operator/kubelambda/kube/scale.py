@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 AUTOSCALER_MANAGER = "kubelambda-autoscaler"
 FUNCTION_LABEL = "kubelambda.dev/function"
+# How long a written count waits for the watch to show it before the watch wins again
+# (someone else, `kubectl scale`, may have written after us).
+EXPECTATION_SECONDS = 10.0
 
 Name = tuple[str, str]
 
@@ -39,6 +43,9 @@ class DeploymentReplicas:
         self._replicas: dict[Name, int] = {}
         self._informer: Informer | None = None
         self._reported: dict[Name, tuple[int, str]] = {}
+        # Counts asked for and not yet seen in the watch: until the watch shows them, an
+        # event still carrying the old count is stale and must not undo the decision.
+        self._expected: dict[Name, tuple[int, float]] = {}
 
     async def start(self) -> None:
         """Watch the Functions' Deployments; returns once they were listed."""
@@ -65,8 +72,17 @@ class DeploymentReplicas:
         key = (str(meta.get("namespace") or ""), str(function))
         if event_type == "DELETED":
             self._replicas.pop(key, None)
-        else:
-            self._replicas[key] = int((deployment.get("spec") or {}).get("replicas") or 0)
+            self._expected.pop(key, None)
+            return
+        replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
+        expected = self._expected.get(key)
+        if expected is not None:
+            count, until = expected
+            if replicas == count or time.monotonic() > until:
+                self._expected.pop(key, None)
+            else:
+                return  # older than our own write
+        self._replicas[key] = replicas
 
     def known(self, function: Name) -> bool:
         """Whether the Function's Deployment exists (the controller made it)."""
@@ -90,6 +106,7 @@ class DeploymentReplicas:
         )
         # The watch confirms it soon; until then, decide from what was asked.
         self._replicas[function] = replicas
+        self._expected[function] = (replicas, time.monotonic() + EXPECTATION_SECONDS)
         logger.info("%s/%s scaled to %d: %s", namespace, name, replicas, reason)
 
     async def report(self, function: Name, *, desired: int, reason: str) -> None:

@@ -1,0 +1,61 @@
+"""DeploymentReplicas without a server: its cache of replica counts and stale watch events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubelambda.kube import scale
+from kubelambda.kube.scale import DeploymentReplicas
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def merge_patch(self, kind: Any, **call: Any) -> dict[str, Any]:
+        self.patches.append(call)
+        return {}
+
+
+async def run(call: Any, *args: Any, **kwargs: Any) -> Any:
+    return call(*args, **kwargs)
+
+
+def deployment(replicas: int) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ns", "name": "fn", "labels": {"kubelambda.dev/function": "fn"}},
+        "spec": {"replicas": replicas},
+    }
+
+
+def test_a_stale_event_does_not_undo_a_scale_call(monkeypatch):
+    client = FakeClient()
+    replicas = DeploymentReplicas(client, run=run)  # type: ignore[arg-type]
+    replicas._event("ADDED", deployment(0))
+    asyncio.run(replicas.scale(("ns", "fn"), 1, reason="woken"))
+    assert client.patches[0]["subresource"] == "scale"
+    assert client.patches[0]["patch"] == {"spec": {"replicas": 1}}
+    replicas._event("MODIFIED", deployment(0))  # written before ours, delivered after
+    assert replicas.replicas(("ns", "fn")) == 1
+    replicas._event("MODIFIED", deployment(1))  # ours arrives
+    replicas._event("MODIFIED", deployment(3))  # someone scaled after us: the watch wins
+    assert replicas.replicas(("ns", "fn")) == 3
+
+
+def test_an_expectation_that_never_shows_expires(monkeypatch):
+    replicas = DeploymentReplicas(FakeClient(), run=run)  # type: ignore[arg-type]
+    replicas._event("ADDED", deployment(0))
+    asyncio.run(replicas.scale(("ns", "fn"), 2, reason="load"))
+    now = scale.time.monotonic()
+    monkeypatch.setattr(scale.time, "monotonic", lambda: now + scale.EXPECTATION_SECONDS + 1)
+    replicas._event("MODIFIED", deployment(5))
+    assert replicas.replicas(("ns", "fn")) == 5
+
+
+def test_no_deployment_no_scale_call():
+    client = FakeClient()
+    replicas = DeploymentReplicas(client, run=run)  # type: ignore[arg-type]
+    asyncio.run(replicas.scale(("ns", "missing"), 1, reason="woken"))
+    assert client.patches == []
+    assert not replicas.known(("ns", "missing"))
