@@ -12,6 +12,7 @@ from e2e.kit import (
     Installed,
     deployment_replicas,
     function_manifests,
+    function_pods,
     http_get,
     wait_for,
     wait_function_ready,
@@ -60,6 +61,13 @@ def test_idle_function_scales_to_zero_and_wakes_again(
         timeout=IDLE_SECONDS + 90,
     )
     assert time.monotonic() - idle_since >= IDLE_SECONDS * 0.8
+    # Its last pod may still be terminating (and serving what it has): wait until it is gone,
+    # so the next request meets a function with nothing running.
+    wait_for(
+        lambda: function_pods(e2e_cluster, NAME) == [],
+        what=f"{NAME}'s last pod gone",
+        timeout=60,
+    )
 
     status, headers, body = http_get(url)
     assert (status, body) == (200, b"awake")
