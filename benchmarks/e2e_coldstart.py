@@ -1,15 +1,15 @@
 """Benchmark: cold start on a real single-node cluster, from zero replicas to the first response.
 
-Until the product path is on main (chart, controller, gateway's Kubernetes platform), this
-measures the raw path the product will take: a Deployment of the runtime image scaled 0 -> 1
-through the API, then an invocation over the pod's IP as soon as the runtime answers. Each step
-is stamped as precisely as this host can see it: pod watch events (wake-up, scheduled), the CNI
-plugin's address file (sandbox and network), containerd's log (container started), polling
-/healthz (runtime ready), the answer (response); and when the kubelet reported the container
-running and the pod Ready, which is what EndpointSlices, and so the gateway, follow.
+The product path: the chart installed, one Function per trial (at zero, as the controller
+makes them), one request each through the gateway; steps from a pod watch (wake-up: request ->
+pod created; scheduled; pod Ready), containerd's log (container started), the answer, and the
+gateway's Server-Timing. The raw path, for comparison: a Deployment of the runtime image scaled
+0 -> 1 through the API and an invocation over the pod's IP as soon as the runtime answers, with
+the CNI plugin's address file (sandbox and network) and /healthz polling (runtime ready); what
+an eager client could get without waiting for the kubelet's readiness report.
 Target: p50 <= 1.5 s. Run as root; the first run builds the cluster's parts and images.
 
-    python benchmarks/e2e_coldstart.py [--trials 20]
+    python benchmarks/e2e_coldstart.py [--trials 20] [--path product|raw|both]
 """
 
 from __future__ import annotations
