@@ -178,6 +178,7 @@ class AutoscalerService:
             elif function not in self.specs:
                 await _answer(send, 404, {"message": f"no Function {parts[1]}/{parts[2]}"})
             else:
+                await self.replicas.refresh(function)
                 await self.autoscaler.wake(function)
                 await _answer(send, 202, {"replicas": self.replicas.replicas(function)})
         else:

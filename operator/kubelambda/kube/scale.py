@@ -84,6 +84,21 @@ class DeploymentReplicas:
                 return  # older than our own write
         self._replicas[key] = replicas
 
+    async def refresh(self, function: Name) -> None:
+        """Read the count from the API server now, not from the watch.
+
+        A wake-up must not trust the cache: right after someone else scaled to zero, the
+        watch may not have told us yet, and the wake-up would see a pod that is gone.
+        """
+        namespace, name = function
+        scale = await self._run(
+            self.client.get, DEPLOYMENT, namespace=namespace, name=name, subresource="scale"
+        )
+        if scale is None:
+            return
+        self._replicas[function] = int((scale.get("spec") or {}).get("replicas") or 0)
+        self._expected.pop(function, None)
+
     def known(self, function: Name) -> bool:
         """Whether the Function's Deployment exists (the controller made it)."""
         return function in self._replicas

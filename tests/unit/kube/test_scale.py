@@ -59,3 +59,15 @@ def test_no_deployment_no_scale_call():
     asyncio.run(replicas.scale(("ns", "missing"), 1, reason="woken"))
     assert client.patches == []
     assert not replicas.known(("ns", "missing"))
+
+
+def test_refresh_reads_the_count_from_the_server_over_a_stale_cache():
+    class Server(FakeClient):
+        def get(self, kind: Any, **call: Any) -> dict[str, Any]:
+            assert call["subresource"] == "scale"
+            return {"spec": {"replicas": 0}}
+
+    replicas = DeploymentReplicas(Server(), run=run)  # type: ignore[arg-type]
+    replicas._event("ADDED", deployment(1))  # the watch has not seen a scale to zero yet
+    asyncio.run(replicas.refresh(("ns", "fn")))
+    assert replicas.replicas(("ns", "fn")) == 0
