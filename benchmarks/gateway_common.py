@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import loadgen
@@ -187,3 +188,27 @@ def wrk(
     return {
         "rate": loadgen.wrk(url, method=method, body=body, connections=connections, seconds=seconds)
     }
+
+
+@dataclass(frozen=True)
+class Proxies:
+    """The ports of one instance and of the gateway and nginx in front of it."""
+
+    instance: int
+    gateway: int
+    nginx: int
+
+
+def proxies(stack: ExitStack, *, real_runtime: bool, concurrency: int) -> Proxies:
+    """Start the instance (the real runtime with `concurrency` slots, or the stand-in), a
+    gateway and nginx in front of it, all stopped with `stack`."""
+    if real_runtime:
+        work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
+        instance = stack.enter_context(runtime(work, concurrency=concurrency))
+    else:
+        instance, concurrency = stack.enter_context(standin()), 1024
+    return Proxies(
+        instance=instance,
+        gateway=stack.enter_context(gateway(instance, concurrency=concurrency)),
+        nginx=stack.enter_context(nginx(instance)),
+    )

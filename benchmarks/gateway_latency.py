@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import httptools
 import uvloop
 
-from gateway_common import INVOKE_PATH, gateway, nginx, runtime, sample_event, standin
+from gateway_common import INVOKE_PATH, proxies, sample_event
 
 
 class _Connection(asyncio.Protocol):
@@ -128,15 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     event = sample_event()
     with ExitStack() as stack:
-        if args.runtime:
-            work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
-            instance = stack.enter_context(runtime(work, concurrency=8))
-            concurrency = 8
-        else:
-            instance = stack.enter_context(standin())
-            concurrency = 1024
-        gateway_port = stack.enter_context(gateway(instance, concurrency=concurrency))
-        nginx_port = stack.enter_context(nginx(instance))
+        ports = proxies(stack, real_runtime=args.runtime, concurrency=8)
+        instance, gateway_port, nginx_port = ports.instance, ports.gateway, ports.nginx
         targets = {
             "direct": (instance, http_request("POST", INVOKE_PATH, instance, event)),
             "nginx": (nginx_port, http_request("POST", "/", nginx_port, event)),

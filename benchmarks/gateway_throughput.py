@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 from contextlib import ExitStack
-from pathlib import Path
 
 from gateway_common import (
     INVOKE_PATH,
     PIDS,
     cpu_seconds,
-    gateway,
-    nginx,
-    runtime,
+    proxies,
     sample_event,
-    standin,
     wrk,
 )
 
@@ -44,14 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     event = sample_event()
     with ExitStack() as stack:
-        if args.runtime:
-            work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
-            instance = stack.enter_context(runtime(work, concurrency=args.connections))
-        else:
-            instance = stack.enter_context(standin())
-        concurrency = args.connections if args.runtime else 1024
-        gateway_port = stack.enter_context(gateway(instance, concurrency=concurrency))
-        nginx_port = stack.enter_context(nginx(instance))
+        ports = proxies(stack, real_runtime=args.runtime, concurrency=args.connections)
+        instance, gateway_port, nginx_port = ports.instance, ports.gateway, ports.nginx
         paths = {
             "direct": (f"http://127.0.0.1:{instance}{INVOKE_PATH}", "POST", event),
             "nginx": (f"http://127.0.0.1:{nginx_port}/", "POST", event),
