@@ -17,7 +17,12 @@ from kubelambda.gateway.app import error_response
 from kubelambda.gateway.clock import Clock
 from kubelambda.gateway.delivery_file import FileDeliveryStore
 from kubelambda.gateway.delivery_store import DeliveryJob, DeliveryStore
-from kubelambda.gateway.exceptions import BadRequest, GatewayError, MethodNotAllowed, Unavailable
+from kubelambda.gateway.exceptions import (
+    BadRequest,
+    MethodNotAllowed,
+    Unauthorized,
+    Unavailable,
+)
 from kubelambda.gateway.httpapi import HttpResponse
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.metrics import GatewayMetrics
@@ -34,14 +39,6 @@ log = logging.getLogger(__name__)
 S3_EVENTS_PATH = "/_kubelambda/events/s3"
 _JSON = (b"content-type", b"application/json")
 _ALLOWED = frozenset({"HEAD", "POST"})
-
-
-class Unauthorized(GatewayError):
-    """The notification carries no bearer token, or not the configured one."""
-
-    status = 401
-    error_type = "UnauthorizedException"
-    fault = "User"
 
 
 class BucketEvents:

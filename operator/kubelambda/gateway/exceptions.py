@@ -10,6 +10,7 @@ again later without spending one of the event's retries). The hierarchy::
     │   ├── FunctionNotFound           404      no such Function, or qualifier not $LATEST
     │   └── UnknownOperation           404    UnknownOperationException
     ├── Forbidden                      403    ForbiddenException (API key missing or wrong)
+    ├── Unauthorized                   401    UnauthorizedException (S3 notification token)
     ├── MethodNotAllowed               405    MethodNotAllowedException
     ├── BadRequest                     400    InvalidRequestContentException
     │   └── InvalidParameter           400    InvalidParameterValueException / ValidationException
@@ -44,6 +45,7 @@ __all__ = [
     "PayloadTooLarge",
     "RouteNotFound",
     "TooManyRequests",
+    "Unauthorized",
     "Unavailable",
     "UnknownOperation",
     "UpstreamFailed",
@@ -91,6 +93,14 @@ class Forbidden(GatewayError):
 
     status = 403
     error_type = "ForbiddenException"
+    fault = "User"
+
+
+class Unauthorized(GatewayError):
+    """An S3 notification carries no bearer token, or not the configured one."""
+
+    status = 401
+    error_type = "UnauthorizedException"
     fault = "User"
 
 
