@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kubelambda.api.trigger import queue_configuration
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -61,19 +63,13 @@ class Subscription:
     suffix: str = ""
 
     def queue_configuration(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": self.id,
-            "QueueArn": self.queue_arn,
-            "Events": list(self.events),
-        }
-        rules = [
-            {"Name": name, "Value": value}
-            for name, value in (("prefix", self.prefix), ("suffix", self.suffix))
-            if value
-        ]
-        if rules:
-            entry["Filter"] = {"Key": {"FilterRules": rules}}
-        return entry
+        return queue_configuration(
+            entry_id=self.id,
+            queue_arn=self.queue_arn,
+            events=self.events,
+            prefix=self.prefix,
+            suffix=self.suffix,
+        )
 
 
 def subscription_id(*, namespace: str, name: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kubelambda.api import BucketSource, Trigger
+from kubelambda.api.trigger import queue_configuration
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -63,15 +64,13 @@ class Subscription:
     suffix: str = ""
 
     def queue_configuration(self, queue_arn: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {"Id": self.id, "QueueArn": queue_arn, "Events": list(self.events)}
-        rules = [
-            {"Name": name, "Value": value}
-            for name, value in (("prefix", self.prefix), ("suffix", self.suffix))
-            if value
-        ]
-        if rules:
-            entry["Filter"] = {"Key": {"FilterRules": rules}}
-        return entry
+        return queue_configuration(
+            entry_id=self.id,
+            queue_arn=queue_arn,
+            events=self.events,
+            prefix=self.prefix,
+            suffix=self.suffix,
+        )
 
 
 def subscriptions(triggers: Iterable[Trigger], *, region: str) -> list[Subscription]:
