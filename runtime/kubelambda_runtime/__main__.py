@@ -102,7 +102,11 @@ async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProce
         await pool.close()
         raise SystemExit(1) from exc
     await stop.wait()
-    await server.stop(grace=settings.timeout_seconds + 1.0)
+    grace = settings.timeout_seconds + 1.0
+    stopping = asyncio.ensure_future(server.stop(grace=grace))
+    # Connections the workers hold come back after the invocation they run, then close.
+    await pool.release_all(within=grace)
+    await stopping
     await pool.close()
 
 

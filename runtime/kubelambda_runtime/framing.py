@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 import struct
 from collections import deque
-from typing import Any, BinaryIO, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 _PREFIX = struct.Struct("!II")
+
+Frame = tuple[dict[str, Any], bytes, int | None]
+"""A header, a body, and the descriptor passed with it, if any."""
 
 
 def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
@@ -20,22 +26,68 @@ def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
     return _PREFIX.pack(len(head), len(body)) + head + body
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError("the other side closed the socket")
-    return data
+class Channel:
+    """The worker's side of its socket: frames, with the connections the server passes along.
 
-
-def read_blocking(stream: BinaryIO) -> tuple[dict[str, Any], bytes]:
-    """Read one frame from a buffered socket file (the worker's side).
-
-    Raises EOFError when the server is gone.
+    A frame whose header says ``"fd": true`` was sent with one descriptor (SCM_RIGHTS); the
+    kernel delivers it with the frame's first bytes, so descriptors are matched to frames in
+    order.
     """
-    head_size, body_size = _PREFIX.unpack(_read_exactly(stream, _PREFIX.size))
-    header: dict[str, Any] = json.loads(_read_exactly(stream, head_size))
-    body = _read_exactly(stream, body_size) if body_size else b""
-    return header, body
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+        self._fds: deque[int] = deque()
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._also: int | None = None
+
+    def next(self, also: socket.socket | None = None) -> Frame | None:
+        """The next frame, waiting for it; or None as soon as ``also`` (a connection the
+        worker holds) is readable and no frame is. The server's frames come first.
+        Raises EOFError when the server is gone."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            if also is not None and not self._wait(also):
+                return None
+            data, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 4)
+            self._fds.extend(fds)
+            if not data:
+                raise EOFError("the server closed the socket")
+            self._buffer += data
+
+    def _wait(self, also: socket.socket) -> bool:
+        """Block until the socket or ``also`` is readable; True when the socket is."""
+        fd = also.fileno()
+        if self._also != fd:
+            if self._also is not None:
+                self._poll.unregister(self._also)
+            self._poll.register(fd, select.POLLIN)
+            self._also = fd
+        ready = {fd for fd, _ in self._poll.poll()}
+        return self._sock.fileno() in ready
+
+    def forget(self, also: socket.socket) -> None:
+        """Stop watching a connection (before it is closed)."""
+        if self._also == also.fileno():
+            self._poll.unregister(self._also)
+            self._also = None
+
+    def _parse(self) -> Frame | None:
+        buffer = self._buffer
+        if len(buffer) < _PREFIX.size:
+            return None
+        head_size, body_size = _PREFIX.unpack_from(buffer)
+        end = _PREFIX.size + head_size + body_size
+        if len(buffer) < end:
+            return None
+        header: dict[str, Any] = json.loads(buffer[_PREFIX.size : _PREFIX.size + head_size])
+        body = bytes(buffer[_PREFIX.size + head_size : end])
+        del buffer[:end]
+        fd = self._fds.popleft() if header.get("fd") and self._fds else None
+        return header, body, fd
 
 
 class FrameProtocol(asyncio.Protocol):
@@ -45,12 +97,21 @@ class FrameProtocol(asyncio.Protocol):
     invocation's path and streams cost several coroutine hops per frame.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        side: Mapping[str, Callable[[dict[str, Any], bytes], None]] | None = None,
+        lost: Callable[[], None] | None = None,
+    ) -> None:
         self._buffer = bytearray()
         self._frames: deque[tuple[dict[str, Any], bytes]] = deque()
         self._waiter: asyncio.Future[tuple[dict[str, Any], bytes]] | None = None
         self._transport: asyncio.Transport | None = None
         self._lost = False
+        # Frames of these types go to their callback, never to a waiter; ``lost`` is called
+        # when the socket closes.
+        self._side = dict(side or {})
+        self._on_lost = lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -67,6 +128,10 @@ class FrameProtocol(asyncio.Protocol):
             header = json.loads(buffer[_PREFIX.size : _PREFIX.size + head_size])
             body = bytes(buffer[_PREFIX.size + head_size : end])
             del buffer[:end]
+            side = self._side.get(header.get("type"))
+            if side is not None:
+                side(header, body)
+                continue
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 self._waiter = None
@@ -79,6 +144,20 @@ class FrameProtocol(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("the worker closed its socket"))
+        if self._on_lost is not None:
+            self._on_lost()
+
+    def idle_writer(self) -> bool:
+        """Nothing waits to be written: bytes sent beside the transport keep their order."""
+        transport = self._transport
+        return transport is not None and not self._lost and not transport.get_write_buffer_size()
+
+    def reason_given(self) -> str | None:
+        """The reason in an "exit" frame nobody waited for (a worker's last words)."""
+        for header, _ in self._frames:
+            if header.get("type") == "exit":
+                return str(header.get("reason"))
+        return None
 
     def send(self, frame: bytes) -> None:
         if self._transport is None or self._lost:

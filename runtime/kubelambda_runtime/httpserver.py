@@ -2,21 +2,30 @@
 
 The runtime answers one caller (the gateway, or anything speaking the Runtime Interface
 Emulator's endpoint) with small JSON bodies; a general ASGI server costs several times
-more per request than parsing with httptools and writing each answer in one call, and
-the invoke path already pays a hop to the worker process. Keep-alive, pipelining (in
-order), chunked request bodies, ``Expect: 100-continue`` and a body limit are handled.
+more per request than parsing with httptools and writing each answer in one call.
+Keep-alive, pipelining (in order), chunked request bodies, ``Expect: 100-continue`` and a
+body limit are handled.
+
+A handler may lend the request's connection to someone else (a worker process, which
+answers on it directly) and return None; the connection is not read until it is given
+back with ``reclaim``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
+from typing import cast
 
 import httptools
+
+from kubelambda_runtime.http1 import Response, encode_response
+
+__all__ = ["Connection", "HttpServer", "Request", "Response", "encode_response"]
 
 
 @dataclass
@@ -26,33 +35,14 @@ class Request:
     headers: dict[bytes, bytes]  # lower-cased names; a repeated header keeps its last value
     body: bytes = b""
     too_large: bool = False
+    keep_alive: bool = False
+    connection: Connection | None = None  # to lend it (see the module's docstring)
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+Handler = Callable[[Request], Awaitable[Response | None]]
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-
-
-def encode_response(response: Response, *, keep_alive: bool) -> bytes:
-    head = [
-        b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"")),
-        b"content-length: %d\r\n" % len(response.body),
-    ]
-    head.extend(b"%s: %s\r\n" % pair for pair in response.headers)
-    if not keep_alive:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    return b"".join(head) + response.body
-
-
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._parser = httptools.HttpRequestParser(self)
@@ -65,6 +55,8 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[tuple[Request, bool]] = deque()
         self._busy = False
         self._closing = False
+        self._in_message = False
+        self.lent = False
 
     # asyncio.Protocol
 
@@ -87,6 +79,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url = b""
         self._headers = {}
         self._body = []
@@ -117,6 +110,7 @@ class _Connection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         path = self._url.split(b"?", 1)[0].decode("latin-1")
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
@@ -125,6 +119,7 @@ class _Connection(asyncio.Protocol):
             headers=self._headers,
             body=body,
             too_large=self._too_large,
+            connection=self,
         )
         self._pending.append((request, self._parser.should_keep_alive()))
         if not self._busy:
@@ -137,8 +132,10 @@ class _Connection(asyncio.Protocol):
         try:
             while self._pending and not self._closing:
                 request, keep_alive = self._pending.popleft()
+                request.keep_alive = keep_alive = keep_alive and not self._server.stopping
                 response = await self._server.handler(request)
-                keep_alive = keep_alive and not self._server.stopping
+                if response is None:
+                    return  # lent: ``reclaim`` goes on when it comes back
                 if self._transport is not None and not self._transport.is_closing():
                     self._transport.write(encode_response(response, keep_alive=keep_alive))
                     if not keep_alive:
@@ -146,6 +143,43 @@ class _Connection(asyncio.Protocol):
                         return
         finally:
             self._busy = False
+
+    # lending
+
+    def lendable(self) -> bool:
+        """Whether the connection can be lent now: nothing read past the current request."""
+        transport = self._transport
+        return (
+            not self._pending
+            and not self._in_message
+            and not self.lent
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    def lend(self) -> int:
+        """Stop reading and return the socket's descriptor, for the borrower's copy."""
+        assert self._transport is not None
+        self._transport.pause_reading()
+        self.lent = True
+        sock = cast(socket.socket, self._transport.get_extra_info("socket"))
+        return sock.fileno()
+
+    def reclaim(self, unread: bytes = b"", *, answer: bytes = b"", close: bool = False) -> None:
+        """Take the connection back: write ``answer`` (given for the borrower), then read
+        again, starting with ``unread`` (bytes the borrower read but did not answer)."""
+        self.lent = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if answer:
+            transport.write(answer)
+        if close or (self._server.stopping and not unread):
+            transport.close()
+            return
+        transport.resume_reading()
+        if unread:
+            self.data_received(unread)
 
     def _fail(self, status: int, message: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -157,7 +191,7 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def close_if_idle(self) -> None:
-        if not self._busy and self._transport is not None:
+        if not self._busy and not self.lent and self._transport is not None:
             self._transport.close()
 
 
@@ -167,7 +201,7 @@ class HttpServer:
     def __init__(self, handler: Handler, *, max_body: int) -> None:
         self.handler = handler
         self.max_body = max_body
-        self.connections: set[_Connection] = set()
+        self.connections: set[Connection] = set()
         self.stopping = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -179,7 +213,7 @@ class HttpServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
 
     async def stop(self, *, grace: float) -> None:

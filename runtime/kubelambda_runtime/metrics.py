@@ -7,7 +7,7 @@ imported only when ``/metrics`` is first scraped, which keeps it off the start-u
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 DURATION_BUCKETS = (
@@ -40,6 +40,13 @@ class Histogram:
         self.counts[bisect.bisect_left(self.buckets, value)] += 1
         self.total += value
 
+    def plus(self, counts: Sequence[int], total: float) -> Histogram:
+        """A histogram with these bucket counts and total added."""
+        summed = Histogram(self.buckets)
+        summed.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+        summed.total = self.total + total
+        return summed
+
     def cumulative(self) -> list[tuple[str, int]]:
         running = 0
         rows = []
@@ -62,6 +69,17 @@ class RuntimeStats:
         self.invocations[outcome] = self.invocations.get(outcome, 0) + 1
         if outcome not in ("busy", "bad_request"):
             self.duration.observe(duration_s)
+
+    def plus(self, invocations: dict[str, int], duration: Histogram) -> RuntimeStats:
+        """These counts with more added (what the workers counted on the board)."""
+        total = RuntimeStats(**self.labels)
+        for outcome in {*self.invocations, *invocations}:
+            total.invocations[outcome] = self.invocations.get(outcome, 0) + invocations.get(
+                outcome, 0
+            )
+        total.duration = self.duration.plus(duration.counts, duration.total)
+        total.init = self.init
+        return total
 
 
 class _Collector:

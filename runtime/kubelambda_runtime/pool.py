@@ -3,6 +3,14 @@
 The server asks the pool to run an invocation; the pool picks a free slot (or answers
 busy at once), enforces the deadline, and replaces a worker that timed out or died, so
 the next invocation finds a fresh environment, as Lambda does.
+
+An invocation reaches a worker one of two ways. On a keep-alive connection with nothing
+else pending, the pool hands the connection itself to a warm worker ("take"), which
+answers it and the invocations that follow on it directly (direct.py): the server is
+out of the path until the connection comes back ("returned"). Otherwise the invocation
+goes in a frame and its result comes back in one. For held connections the pool watches
+the board (board.py) every ``WATCH_SECONDS``: it stops a worker past its invocation's
+deadline and, when a worker dies, answers for it on the connection it held.
 """
 
 from __future__ import annotations
@@ -16,37 +24,34 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kubelambda_runtime import board as board_states
 from kubelambda_runtime import config, faults, framing, logs
+from kubelambda_runtime.board import Board
+from kubelambda_runtime.http1 import encode_response
+from kubelambda_runtime.invocation import Invocation, answer
+
+if TYPE_CHECKING:  # the server's module; not imported before the workers are spawned
+    from kubelambda_runtime.httpserver import Connection
 
 # Lambda's limit for the init phase; a handler module still importing after it is stuck.
 INIT_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Invocation:
-    request_id: str
-    body: bytes
-    deadline_ms: int | None = None
-    arn: str | None = None
-    client_context: str | None = None
-    identity: str | None = None
-    tail: bool = False
+# How often held slots are checked for a passed deadline: a timeout's precision.
+WATCH_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
 class Result:
-    """What the server answers: an HTTP status and body, and what the metrics count."""
+    """What the server answers: an HTTP status and body."""
 
     status: int
     body: bytes
     outcome: str  # success | error | timeout | crash | bad_request | busy
     function_error: bool = False
     log_tail: str | None = None
-    duration_s: float = 0.0
 
 
 class WorkerProcess:
@@ -56,14 +61,26 @@ class WorkerProcess:
         self.popen = popen
         self._sock = sock
         self._protocol: framing.FrameProtocol | None = None
+        # Frames of type "returned", and the end of the socket, outside of any call.
+        self.on_returned: Callable[[dict[str, Any], bytes], None] = lambda header, body: None
+        self.on_lost: Callable[[], None] = lambda: None
 
     @classmethod
-    def spawn(cls, environment: Mapping[str, str], *, cwd: str) -> WorkerProcess:
+    def spawn(
+        cls, environment: Mapping[str, str], *, cwd: str, board: Board, slot: int
+    ) -> WorkerProcess:
         ours, theirs = socket.socketpair()
         with theirs:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "kubelambda_runtime.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
+                [
+                    sys.executable,
+                    "-m",
+                    "kubelambda_runtime.worker",
+                    str(theirs.fileno()),
+                    str(board.fd),
+                    str(slot),
+                ],
+                pass_fds=(theirs.fileno(), board.fd),
                 env=dict(environment),
                 cwd=cwd if os.path.isdir(cwd) else None,
                 stdin=subprocess.DEVNULL,
@@ -75,9 +92,42 @@ class WorkerProcess:
     async def _connection(self) -> framing.FrameProtocol:
         if self._protocol is None:
             _, self._protocol = await asyncio.get_running_loop().create_unix_connection(
-                framing.FrameProtocol, sock=self._sock
+                lambda: framing.FrameProtocol(side={"returned": self._returned}, lost=self._lost),
+                sock=self._sock,
             )
         return self._protocol
+
+    def _returned(self, header: dict[str, Any], body: bytes) -> None:
+        self.on_returned(header, body)
+
+    def _lost(self) -> None:
+        self.on_lost()
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        """Send a frame that needs no answer (the worker is known to be connected)."""
+        assert self._protocol is not None
+        self._protocol.send(framing.encode(header, body))
+
+    def hand_over(self, header: dict[str, Any], body: bytes, fd: int) -> bool:
+        """Send a frame with a copy of descriptor ``fd``; False (nothing sent) when the
+        socket cannot take it now."""
+        protocol = self._protocol
+        if protocol is None or not protocol.idle_writer():
+            return False
+        frame = framing.encode({**header, "fd": True}, body)
+        try:
+            sent = socket.send_fds(self._sock, [frame], [fd])
+        except (BlockingIOError, InterruptedError, OSError):
+            return False
+        if sent < len(frame):
+            protocol.send(frame[sent:])  # the descriptor went with the first bytes
+        return True
+
+    def exit_reason(self) -> str | None:
+        """The reason the worker gave before it exited on its own (out of memory)."""
+        if self._protocol is None:
+            return None
+        return self._protocol.reason_given()
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         return await (await self._connection()).receive()
@@ -123,11 +173,16 @@ class WorkerProcess:
 class Slot:
     """One execution environment's place: a worker, or the fault that kept it from starting."""
 
-    def __init__(self, spawn: Callable[[], WorkerProcess], *, init_timeout: float) -> None:
+    def __init__(
+        self, index: int, spawn: Callable[[int], WorkerProcess], *, init_timeout: float
+    ) -> None:
+        self.index = index
         self._spawn = spawn
         self._init_timeout = init_timeout
         self.worker: WorkerProcess | None = None
-        self.busy = False
+        self.busy = False  # the pool itself waits on this slot (a call, a boot, a replacement)
+        self.holding: int | None = None  # the connection its worker serves directly
+        self.begun_at_hand_over = -1  # the board's count when it was handed
         self.boot: asyncio.Task[bytes | None] | None = None
         self.booting: WorkerProcess | None = None
         self.init_error: bytes | None = None
@@ -140,7 +195,7 @@ class Slot:
     def start(self, worker: WorkerProcess | None = None) -> asyncio.Task[bytes | None]:
         """Begin init in the background, with a worker already spawned or a new one."""
         self.worker = None
-        self.booting = worker or self._spawn()
+        self.booting = worker or self._spawn(self.index)
         self.boot = asyncio.get_running_loop().create_task(self._boot(self.booting))
         return self.boot
 
@@ -183,25 +238,40 @@ class Pool:
     def __init__(self, settings: config.Settings, *, environment: Mapping[str, str]) -> None:
         self._settings = settings
         self._environment = dict(environment)
+        self.board = Board.create(settings.concurrency)
         # Lambda stops an init at 10 s, but lets a function with a longer timeout go on
         # initialising within its first invocation: allow whichever is longer.
         init_timeout = max(INIT_TIMEOUT_SECONDS, settings.timeout_seconds)
         self.slots = [
-            Slot(self._spawn, init_timeout=init_timeout) for _ in range(settings.concurrency)
+            Slot(index, self._spawn, init_timeout=init_timeout)
+            for index in range(settings.concurrency)
         ]
         self.on_init: Callable[[float], None] = lambda seconds: None
+        # Outcomes the pool decides (busy, timeout, crash, init errors); workers count theirs.
+        self.on_outcome: Callable[[str, float], None] = lambda outcome, seconds: None
+        self._lent: dict[int, Connection] = {}  # connection id → the connection a worker holds
+        self._next_conn = 0
+        self._watch: asyncio.TimerHandle | None = None
+        self._all_back = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def _spawn(self) -> WorkerProcess:
+    def _spawn(self, index: int) -> WorkerProcess:
         env = config.worker_environment(
             self._settings,
             base=self._environment,
             log_stream_name=config.new_log_stream_name(self._settings),
         )
-        return WorkerProcess.spawn(env, cwd=self._settings.task_root)
+        self.board.idle(index)  # whatever the last worker of this slot posted is over
+        worker = WorkerProcess.spawn(
+            env, cwd=self._settings.task_root, board=self.board, slot=index
+        )
+        worker.on_returned = self._returned
+        worker.on_lost = lambda: self._lost(self.slots[index], worker)
+        return worker
 
     def spawn_all(self) -> list[WorkerProcess]:
         """Start every worker now (before the event loop runs, so init overlaps server start-up)."""
-        return [self._spawn() for _ in self.slots]
+        return [self._spawn(slot.index) for slot in self.slots]
 
     def start(self, spawned: list[WorkerProcess] | None = None) -> None:
         for index, slot in enumerate(self.slots):
@@ -231,15 +301,31 @@ class Pool:
         return "initializing", None
 
     def _acquire(self) -> Slot | None:
-        free = [slot for slot in self.slots if not slot.busy]
-        if not free:
-            return None
-        # A warm worker first, then one already initialising, then a slot that needs one.
-        slot = min(free, key=lambda s: 0 if s.ready else 1 if s.boot and not s.boot.done() else 2)
-        slot.busy = True
-        return slot
+        best: Slot | None = None
+        best_rank = 4
+        for slot in self.slots:
+            if slot.busy:
+                continue
+            if slot.holding is not None:
+                if (
+                    self.board.begun(slot.index) == slot.begun_at_hand_over
+                    or self.board.state(slot.index) != board_states.IDLE
+                ):
+                    continue  # yet to pick up what it was handed, or answering on it
+                rank = 1  # warm, but its connection goes back first
+            elif slot.ready:
+                rank = 0
+            else:
+                rank = 2 if slot.boot is not None and not slot.boot.done() else 3
+            if rank < best_rank:
+                best, best_rank = slot, rank
+        return best
 
-    async def invoke(self, invocation: Invocation) -> Result:
+    async def invoke(
+        self, invocation: Invocation, *, connection: Connection | None = None
+    ) -> Result | None:
+        """Run ``invocation``; None when ``connection`` was handed to a worker, which answers
+        on it. Give a connection only for a keep-alive request with nothing read past it."""
         slot = self._acquire()
         if slot is None:
             message = (
@@ -247,11 +333,118 @@ class Pool:
                 "instance are busy"
             )
             body = json.dumps(faults.api_error("TooManyRequestsException", message)).encode()
+            self.on_outcome("busy", 0.0)
             return Result(status=429, body=body, outcome="busy")
+        if connection is not None and self._hand_over(slot, invocation, connection):
+            return None
+        slot.busy = True
         try:
+            if slot.holding is not None and slot.worker is not None:
+                slot.worker.send({"type": "release", "conn": slot.holding})
             return await self._invoke_in(slot, invocation)
         finally:
             slot.busy = False
+
+    # --- connections served by workers -----------------------------------------------------
+
+    def _hand_over(self, slot: Slot, invocation: Invocation, connection: Connection) -> bool:
+        worker = slot.worker
+        if worker is None or not slot.ready or not connection.lendable():
+            return False
+        conn = self._next_conn = self._next_conn + 1
+        header = _frame_header(invocation, deadline_ms=invocation.deadline_ms)
+        header.update(type="take", conn=conn, keep_alive=True)
+        fd = connection.lend()
+        slot.begun_at_hand_over = self.board.begun(slot.index)
+        if not worker.hand_over(header, invocation.body, fd):
+            connection.reclaim()
+            return False
+        self._lent[conn] = connection
+        slot.holding = conn  # the worker gives back the one it held before taking this
+        self._all_back.clear()
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().call_later(WATCH_SECONDS, self._check)
+        return True
+
+    def _returned(self, header: dict[str, Any], unread: bytes) -> None:
+        conn = int(header["conn"])
+        for slot in self.slots:
+            if slot.holding == conn:
+                slot.holding = None
+        connection = self._lent.pop(conn, None)
+        if not self._lent:
+            self._all_back.set()
+        if connection is not None:
+            connection.reclaim(unread, close=bool(header.get("close")))
+
+    def _check(self) -> None:
+        """The watch: stop a worker whose invocation on a held connection is past its deadline."""
+        self._watch = None
+        now = time.time()
+        for slot in self.slots:
+            if slot.holding is None or slot.busy or slot.worker is None:
+                continue
+            posting = self.board.posting(slot.index)
+            if posting.state == board_states.RUNNING and now >= posting.deadline:
+                slot.busy = True
+                slot.worker.kill()
+                self._track(self._answer_for(slot, slot.worker, timed_out=True))
+        if any(slot.holding is not None for slot in self.slots):
+            self._watch = asyncio.get_running_loop().call_later(WATCH_SECONDS, self._check)
+
+    def _lost(self, slot: Slot, worker: WorkerProcess) -> None:
+        """A worker's socket closed: if nobody waits on the slot, the worker died on its own
+        (a crash while it answered on its connection, or while idle)."""
+        if slot.worker is not worker or slot.busy:
+            return  # a call, a boot or a replacement in progress sees it and acts
+        slot.busy = True
+        self._track(self._answer_for(slot, worker, timed_out=False))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_for(self, slot: Slot, worker: WorkerProcess, *, timed_out: bool) -> None:
+        """After a worker holding a connection was stopped or died: answer the invocation it
+        was running (as Lambda would), give the connection back to the server, and start a
+        fresh environment."""
+        code = await worker.reap()
+        posting = self.board.posting(slot.index)  # final: its writer is gone
+        conn, slot.holding = slot.holding, None
+        connection = self._lent.pop(conn, None) if conn is not None else None
+        if not self._lent:
+            self._all_back.set()
+        if posting.state == board_states.RUNNING:
+            request_id = posting.request_id
+            duration = time.perf_counter() - posting.started
+            if timed_out:
+                document = self._log_timeout(request_id, duration)
+            else:
+                reason = worker.exit_reason() or faults.exit_reason(code)
+                document = self._log_crash(request_id, duration, reason)
+            self.on_outcome("timeout" if timed_out else "crash", duration)
+            if connection is not None:
+                response = answer(request_id, json.dumps(document).encode(), function_error=True)
+                connection.reclaim(answer=encode_response(response, keep_alive=True))
+        elif connection is not None:
+            # Between invocations: nothing to answer, unless an answer was cut off mid-way.
+            connection.reclaim(close=posting.state == board_states.RESPONDING)
+        self.start_slot(slot)
+        slot.busy = False
+
+    async def release_all(self, *, within: float) -> None:
+        """Ask every worker to give its connection back (after the invocation it runs), and
+        wait for them, at most ``within`` seconds."""
+        for slot in self.slots:
+            if slot.holding is not None and slot.worker is not None:
+                with contextlib.suppress(ConnectionError, AssertionError):
+                    slot.worker.send({"type": "release", "conn": slot.holding})
+        if self._lent:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_back.wait(), within)
+
+    # --- invocations sent in frames --------------------------------------------------------
 
     async def _invoke_in(self, slot: Slot, invocation: Invocation) -> Result:
         worker = slot.worker
@@ -263,13 +456,11 @@ class Pool:
             worker = slot.worker
             if init_error is not None or worker is None:
                 return self._error_result(init_error or b"{}", invocation.request_id)
-        settings = self._settings
-        deadline_ms = invocation.deadline_ms or int((time.time() + settings.timeout_seconds) * 1000)
-        header = {"id": invocation.request_id, "deadline_ms": deadline_ms, "tail": invocation.tail}
-        for key in ("arn", "client_context", "identity"):
-            value = getattr(invocation, key)
-            if value:
-                header[key] = value
+        deadline_ms = invocation.deadline_ms or int(
+            (time.time() + self._settings.timeout_seconds) * 1000
+        )
+        header = _frame_header(invocation, deadline_ms=deadline_ms)
+        header["type"] = "invoke"
         started = time.perf_counter()
         try:
             reply, body = await worker.call(
@@ -282,7 +473,6 @@ class Pool:
             return await self._crashed(slot, worker, invocation, started, reason=None)
         if reply.get("type") == "exit":
             return await self._crashed(slot, worker, invocation, started, reason=reply["reason"])
-        duration = time.perf_counter() - started
         outcome = reply.get("outcome")
         if outcome == "bad_request":
             error = faults.api_error("InvalidRequestContentException", reply.get("message", ""))
@@ -293,7 +483,6 @@ class Pool:
             outcome="success" if outcome == "success" else "error",
             function_error=outcome != "success",
             log_tail=reply.get("tail"),
-            duration_s=duration,
         )
 
     async def _timed_out(
@@ -302,19 +491,11 @@ class Pool:
         worker.kill()
         await worker.reap()
         duration = time.perf_counter() - started
-        request_id = invocation.request_id
-        timeout = self._settings.timeout_seconds
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        _log(f"{stamp}Z {request_id} Task timed out after {timeout:.2f} seconds")
-        self._log_end(request_id, duration, status="timeout")
+        document = self._log_timeout(invocation.request_id, duration)
+        self.on_outcome("timeout", duration)
         self.start_slot(slot)  # a fresh environment for the next invocation
-        document = faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
         return Result(
-            status=200,
-            body=json.dumps(document).encode(),
-            outcome="timeout",
-            function_error=True,
-            duration_s=duration,
+            status=200, body=json.dumps(document).encode(), outcome="timeout", function_error=True
         )
 
     async def _crashed(
@@ -328,17 +509,13 @@ class Pool:
     ) -> Result:
         code = await worker.reap()
         duration = time.perf_counter() - started
-        reason = reason or faults.exit_reason(code)
-        _log(f"RequestId: {invocation.request_id} Error: Runtime exited with error: {reason}")
-        self._log_end(invocation.request_id, duration, status="error")
+        document = self._log_crash(
+            invocation.request_id, duration, reason or faults.exit_reason(code)
+        )
+        self.on_outcome("crash", duration)
         self.start_slot(slot)
-        document = faults.exit_document(request_id=invocation.request_id, reason=reason)
         return Result(
-            status=200,
-            body=json.dumps(document).encode(),
-            outcome="crash",
-            function_error=True,
-            duration_s=duration,
+            status=200, body=json.dumps(document).encode(), outcome="crash", function_error=True
         )
 
     def _error_result(self, document: bytes, request_id: str) -> Result:
@@ -346,9 +523,24 @@ class Pool:
         fields = json.loads(document)
         fields["requestId"] = request_id
         fields.setdefault("stackTrace", [])
+        self.on_outcome("error", 0.0)
         return Result(
             status=200, body=json.dumps(fields).encode(), outcome="error", function_error=True
         )
+
+    # --- what Lambda logs when the runtime ends an invocation ------------------------------
+
+    def _log_timeout(self, request_id: str, duration: float) -> dict[str, Any]:
+        timeout = self._settings.timeout_seconds
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        _log(f"{stamp}Z {request_id} Task timed out after {timeout:.2f} seconds")
+        self._log_end(request_id, duration, status="timeout")
+        return faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
+
+    def _log_crash(self, request_id: str, duration: float, reason: str) -> dict[str, Any]:
+        _log(f"RequestId: {request_id} Error: Runtime exited with error: {reason}")
+        self._log_end(request_id, duration, status="error")
+        return faults.exit_document(request_id=request_id, reason=reason)
 
     def _log_end(self, request_id: str, duration: float, *, status: str) -> None:
         _log(logs.end_line(request_id))
@@ -364,15 +556,29 @@ class Pool:
         )
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         for slot in self.slots:
             if slot.booting is not None:
                 slot.booting.kill()
             if slot.boot is not None and not slot.boot.done():
                 slot.boot.cancel()
             if slot.worker is not None:
-                slot.worker.close()
-                await slot.worker.reap()
-                slot.worker = None
+                worker, slot.worker = slot.worker, None
+                worker.close()
+                await worker.reap()
+        self.board.close()
+
+
+def _frame_header(invocation: Invocation, *, deadline_ms: int | None) -> dict[str, Any]:
+    header: dict[str, Any] = {"id": invocation.request_id, "tail": invocation.tail}
+    if deadline_ms is not None:
+        header["deadline_ms"] = deadline_ms
+    for key in ("arn", "client_context", "identity"):
+        value = getattr(invocation, key)
+        if value:
+            header[key] = value
+    return header
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

@@ -1,23 +1,22 @@
 """The runtime's endpoints: the Lambda invoke endpoint, /healthz and /metrics.
 
 `HttpServer` hands each request to `RuntimeApp.handle`, which passes the body untouched
-to the pool and maps the pool's result to the status codes of docs/contracts.md.
+to the pool and maps the pool's result to the status codes of docs/contracts.md. An
+invocation on a keep-alive connection may be handed, connection and all, to a worker
+that answers it directly; then there is nothing to answer here.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from kubelambda_runtime import config, faults, metrics
 from kubelambda_runtime.httpserver import Request, Response
-from kubelambda_runtime.pool import Invocation, Pool, Result
+from kubelambda_runtime.invocation import INVOKE_PATH, Invocation, answer, json_answer
+from kubelambda_runtime.pool import Pool
 
-INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-
-_JSON = (b"content-type", b"application/json")
-_REQUEST_ID = b"lambda-runtime-aws-request-id"
+__all__ = ["INVOKE_PATH", "RuntimeApp"]
 
 
 class RuntimeApp:
@@ -27,69 +26,46 @@ class RuntimeApp:
             namespace=settings.namespace, function=settings.function_name
         )
         pool.on_init = self.stats.init.observe
+        pool.on_outcome = self.stats.count
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | None:
         path = request.path
         if path == INVOKE_PATH:
             if request.method != "POST":
-                return _json(405, faults.api_error("MethodNotAllowed", "use POST"))
+                return json_answer(405, faults.api_error("MethodNotAllowed", "use POST"))
             return await self._invoke(request)
         if path == "/healthz":
             return self._health()
         if path == "/metrics":
-            body, content_type = metrics.render(self.stats)
+            outcomes, durations = self._pool.board.counts()
+            body, content_type = metrics.render(self.stats.plus(outcomes, durations))
             return Response(200, body, [(b"content-type", content_type.encode())])
         message = f"no such path {path!r}: invoke with POST {INVOKE_PATH}"
-        return _json(404, faults.api_error("ResourceNotFoundException", message))
+        return json_answer(404, faults.api_error("ResourceNotFoundException", message))
 
     def _health(self) -> Response:
         state, error = self._pool.health()
         document: dict[str, Any] = {"status": state}
         if error is not None:
             document["error"] = json.loads(error)
-        return _json(200 if state == "ready" else 503, document)
+        return json_answer(200 if state == "ready" else 503, document)
 
-    async def _invoke(self, request: Request) -> Response:
-        headers = request.headers
-        request_id = headers.get(_REQUEST_ID, b"").decode("latin-1") or str(uuid.uuid4())
+    async def _invoke(self, request: Request) -> Response | None:
+        invocation = Invocation.of(request.headers, request.body)
         if request.too_large:
             limit = config.MAX_PAYLOAD_BYTES
             message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
             self.stats.count("bad_request", 0.0)
-            return _json(
-                413, faults.api_error("RequestTooLargeException", message), request_id=request_id
-            )
-        deadline = headers.get(b"lambda-runtime-deadline-ms", b"")
-        result = await self._pool.invoke(
-            Invocation(
-                request_id=request_id,
-                body=request.body,
-                deadline_ms=int(deadline) if deadline.isdigit() else None,
-                arn=_text(headers.get(b"lambda-runtime-invoked-function-arn")),
-                client_context=_text(headers.get(b"lambda-runtime-client-context")),
-                identity=_text(headers.get(b"lambda-runtime-cognito-identity")),
-                tail=headers.get(b"x-amz-log-type", b"").lower() == b"tail",
-            )
+            error = faults.api_error("RequestTooLargeException", message)
+            return json_answer(413, error, request_id=invocation.request_id)
+        lend = request.connection if request.keep_alive else None
+        result = await self._pool.invoke(invocation, connection=lend)
+        if result is None:
+            return None  # a worker answers on the connection
+        return answer(
+            invocation.request_id,
+            result.body,
+            status=result.status,
+            function_error=result.function_error,
+            log_tail=result.log_tail,
         )
-        self.stats.count(result.outcome, result.duration_s)
-        return _result(result, request_id)
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value else None
-
-
-def _result(result: Result, request_id: str) -> Response:
-    headers = [_JSON, (_REQUEST_ID, request_id.encode())]
-    if result.function_error:
-        headers.append((b"x-amz-function-error", b"Unhandled"))
-    if result.log_tail is not None:
-        headers.append((b"x-amz-log-result", result.log_tail.encode()))
-    return Response(result.status, result.body, headers)
-
-
-def _json(status: int, document: dict[str, Any], *, request_id: str | None = None) -> Response:
-    headers = [_JSON]
-    if request_id is not None:
-        headers.append((_REQUEST_ID, request_id.encode()))
-    return Response(status, json.dumps(document).encode(), headers)

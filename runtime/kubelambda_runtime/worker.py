@@ -1,8 +1,11 @@
 """One execution environment: a process that loads the handler once, then runs invocations in turn.
 
-The server starts it as ``python -m kubelambda_runtime.worker FD`` with the Lambda
-environment variables set, and talks to it through frames on the socket FD. A timed-out
-or crashed worker is replaced by a new one, which runs init again, as on Lambda.
+The server starts it as ``python -m kubelambda_runtime.worker FD BOARD_FD SLOT`` with the
+Lambda environment variables set, and talks to it through frames on the socket FD: an
+invocation in a frame is answered in a frame; a connection handed over with one ("take")
+is served directly until it goes back (direct.py). The worker posts each invocation on
+the board (board.py), where the server watches deadlines. A timed-out or crashed worker
+is replaced by a new one, which runs init again, as on Lambda.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ import traceback
 from typing import Any
 
 from kubelambda_runtime import config, faults, framing, logs
+from kubelambda_runtime.board import Board
 from kubelambda_runtime.context import LambdaContext, parse_client_context, parse_identity
+from kubelambda_runtime.direct import Held
+from kubelambda_runtime.http1 import encode_response
+from kubelambda_runtime.invocation import Invocation, answer, bad_body
 from kubelambda_runtime.loader import Handler, load_handler
+
+MAX_BODY = config.MAX_PAYLOAD_BYTES
 
 
 def _json_default(value: object) -> object:
@@ -32,10 +41,18 @@ def _json_default(value: object) -> object:
 
 class Worker:
     def __init__(
-        self, *, sock: socket.socket, settings: config.Settings, sink: logs.LogSink
+        self,
+        *,
+        sock: socket.socket,
+        board: Board,
+        slot: int,
+        settings: config.Settings,
+        sink: logs.LogSink,
     ) -> None:
         self._sock = sock
-        self._incoming = sock.makefile("rb")
+        self._channel = framing.Channel(sock)
+        self._board = board
+        self._slot = slot
         self._settings = settings
         self._sink = sink
         self._log_stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
@@ -63,48 +80,114 @@ class Worker:
         return handler
 
     def serve(self, handler: Handler) -> None:
-        """Run invocations until the server closes the socket."""
+        """Run invocations until the server closes the socket: those the server sends in
+        frames, and those read from a connection it handed over ("take")."""
+        held: Held | None = None
         while True:
             try:
-                header, body = framing.read_blocking(self._incoming)
+                frame = self._channel.next(held.sock if held is not None else None)
             except EOFError:
                 return
-            self._invoke(handler, header, body)
+            if frame is None:  # the held connection has something
+                assert held is not None
+                request = held.read()
+                if request is not None:
+                    invocation = Invocation.of(request.headers, request.body)
+                    self._answer(handler, held, invocation, keep_alive=request.keep_alive)
+                if held.give_back:
+                    self._give_back(held)
+                    held = None
+                continue
+            header, body, fd = frame
+            kind = header.get("type")
+            if kind == "invoke":
+                self._reply(handler, header, body)
+            elif kind == "take" and fd is not None:
+                if held is not None:
+                    self._give_back(held)
+                    held = None
+                held = Held(socket.socket(fileno=fd), header["conn"], max_body=MAX_BODY)
+                invocation = _invocation(header, body)
+                self._answer(handler, held, invocation, keep_alive=bool(header["keep_alive"]))
+                if held.give_back:
+                    self._give_back(held)
+                    held = None
+            elif kind == "release" and held is not None and held.conn == header["conn"]:
+                self._give_back(held)
+                held = None
 
-    def _invoke(self, handler: Handler, header: dict[str, Any], body: bytes) -> None:
-        request_id: str = header["id"]
+    def _reply(self, handler: Handler, header: dict[str, Any], body: bytes) -> None:
+        """An invocation the server sent in a frame: the result goes back in one."""
+        outcome, payload, tail = self._execute(handler, _invocation(header, body))
+        reply: dict[str, Any] = {"type": "result", "outcome": outcome}
+        if outcome == "bad_request":
+            reply["message"], payload = payload.decode(), b""
+        if tail is not None:
+            reply["tail"] = tail
+        self._send(reply, payload)
+        self._board.idle(self._slot)
+
+    def _answer(
+        self, handler: Handler, held: Held, invocation: Invocation, *, keep_alive: bool
+    ) -> None:
+        """An invocation read from a held connection: the answer goes straight to the client."""
+        outcome, payload, tail = self._execute(handler, invocation)
+        request_id = invocation.request_id
+        if outcome == "bad_request":
+            response = bad_body(request_id, payload.decode())
+        else:
+            response = answer(
+                request_id, payload, function_error=outcome != "success", log_tail=tail
+            )
+        sent = held.send(encode_response(response, keep_alive=keep_alive))
+        self._board.idle(self._slot)
+        if not (sent and keep_alive):
+            held.give_back = held.hang_up = True
+
+    def _give_back(self, held: Held) -> None:
+        self._channel.forget(held.sock)
+        self._send({"type": "returned", "conn": held.conn, "close": held.hang_up}, bytes(held.raw))
+        held.sock.close()  # the server's own descriptor keeps the connection open
+
+    def _execute(self, handler: Handler, invocation: Invocation) -> tuple[str, bytes, str | None]:
+        """Run one invocation: (outcome, result or error document, base64 log tail)."""
+        request_id = invocation.request_id
+        settings = self._settings
+        deadline_ms = invocation.deadline_ms or int((time.time() + settings.timeout_seconds) * 1000)
+        started = time.perf_counter()
+        self._board.begin(
+            self._slot, request_id=request_id, deadline=deadline_ms / 1000, started=started
+        )
         try:
+            body = invocation.body
             event = json.loads(body) if body.strip() else {}
         except ValueError as exc:
-            message = f"Could not parse request body into json: {exc}"
-            self._send({"type": "result", "outcome": "bad_request", "message": message})
-            return
-        settings = self._settings
+            self._board.finish(self._slot, outcome="bad_request", duration=0.0)
+            return "bad_request", f"Could not parse request body into json: {exc}".encode(), None
         context = LambdaContext(
             function_name=settings.function_name,
             function_version=settings.function_version,
-            invoked_function_arn=header.get("arn") or settings.function_arn,
+            invoked_function_arn=invocation.arn or settings.function_arn,
             memory_limit_in_mb=settings.memory_mb,
             aws_request_id=request_id,
             log_group_name=settings.log_group_name,
             log_stream_name=self._log_stream,
-            deadline_ms=int(header["deadline_ms"]),
-            identity=parse_identity(header.get("identity")),
-            client_context=parse_client_context(header.get("client_context")),
+            deadline_ms=deadline_ms,
+            identity=parse_identity(invocation.identity),
+            client_context=parse_client_context(invocation.client_context),
         )
         self._sink.begin(
             request_id,
-            keep_tail=bool(header.get("tail")),
+            keep_tail=invocation.tail,
             opening=logs.start_line(request_id, settings.function_version),
         )
-        started = time.perf_counter()
         outcome, payload = self._run(handler, event, context)
-        duration_ms = (time.perf_counter() - started) * 1000
+        duration = time.perf_counter() - started
         self._sink.write_lines(
             logs.end_line(request_id),
             logs.report_line(
                 request_id=request_id,
-                duration_ms=duration_ms,
+                duration_ms=duration * 1000,
                 memory_mb=settings.memory_mb,
                 max_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 init_ms=self._init_ms,
@@ -112,10 +195,8 @@ class Worker:
         )
         self._init_ms = None  # Init Duration is reported on the first invocation only
         tail = self._sink.end()
-        reply: dict[str, Any] = {"type": "result", "outcome": outcome, "duration_ms": duration_ms}
-        if tail is not None:
-            reply["tail"] = base64.b64encode(tail).decode()
-        self._send(reply, payload)
+        self._board.finish(self._slot, outcome=outcome, duration=duration)
+        return outcome, payload, base64.b64encode(tail).decode() if tail is not None else None
 
     def _run(self, handler: Handler, event: Any, context: LambdaContext) -> tuple[str, bytes]:
         request_id = context.aws_request_id
@@ -172,11 +253,25 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _invocation(header: dict[str, Any], body: bytes) -> Invocation:
+    """An invocation as the server describes it in a frame's header."""
+    return Invocation(
+        request_id=header["id"],
+        body=body,
+        deadline_ms=header.get("deadline_ms"),
+        arn=header.get("arn"),
+        client_context=header.get("client_context"),
+        identity=header.get("identity"),
+        tail=bool(header.get("tail")),
+    )
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or not argv[1].isdigit():
-        print("usage: python -m kubelambda_runtime.worker FD (started by the runtime server)")  # noqa: T201
+    if len(argv) != 4 or not all(arg.isdigit() for arg in argv[1:]):
+        print("usage: python -m kubelambda_runtime.worker FD BOARD_FD SLOT (started by the server)")  # noqa: T201
         return 2
     sock = socket.socket(fileno=int(argv[1]))
+    board = Board(int(argv[2]), int(argv[3]) + 1)
     settings = config.from_environment(os.environ)
     sink = logs.LogSink(os.dup(1))
     sys.stdout = logs.TaggedStream(sink)
@@ -184,7 +279,7 @@ def main(argv: list[str]) -> int:
     logs.install(sink, level=os.environ.get("AWS_LAMBDA_LOG_LEVEL"))
     if settings.memory_rlimit:
         _limit_memory(settings.memory_mb)
-    worker = Worker(sock=sock, settings=settings, sink=sink)
+    worker = Worker(sock=sock, board=board, slot=int(argv[3]), settings=settings, sink=sink)
     try:
         handler = worker.init()
         if handler is not None:
