@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubelambda_runtime.metrics import Histogram, RuntimeStats, render
+from kubelambda_runtime.metrics import DURATION_BUCKETS, Histogram, RuntimeStats, render
 
 
 def test_histogram_buckets_are_cumulative():
@@ -26,3 +26,15 @@ def test_render_names_and_labels():
     )
     # rejected requests never ran the handler: they are not in the duration histogram
     assert 'kubelambda_runtime_duration_seconds_count{function="fn",namespace="ns"} 1.0' in lines
+
+
+def test_plus_adds_what_the_workers_counted():
+    stats = RuntimeStats(namespace="ns", function="fn")
+    stats.count("busy", 0.0)
+    stats.count("timeout", 3.0)
+    theirs = Histogram(DURATION_BUCKETS)
+    theirs.observe(0.01)
+    total = stats.plus({"success": 4, "busy": 1}, theirs)
+    assert total.invocations == {"busy": 2, "timeout": 1, "success": 4}
+    assert sum(total.duration.counts) == 2 and total.duration.total == 3.01
+    assert stats.invocations == {"busy": 1, "timeout": 1}  # the server's own stay its own
