@@ -8,9 +8,9 @@ An invocation reaches a worker one of two ways. On a keep-alive connection with 
 else pending, the pool hands the connection itself to a warm worker ("take"), which
 answers it and the invocations that follow on it directly (direct.py): the server is
 out of the path until the connection comes back ("returned"). Otherwise the invocation
-goes in a frame and its result comes back in one. For held connections the pool watches
-the board (board.py) every ``WATCH_SECONDS``: it stops a worker past its invocation's
-deadline and, when a worker dies, answers for it on the connection it held.
+goes in a frame and its result comes back in one. For held connections the pool reads
+the board (board.py): it stops a worker at its invocation's deadline and, when a worker
+dies, answers for it on the connection it held.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ if TYPE_CHECKING:  # the server's module; not imported before the workers are sp
 
 # Lambda's limit for the init phase; a handler module still importing after it is stuck.
 INIT_TIMEOUT_SECONDS = 10.0
-# How often held slots are checked for a passed deadline: a timeout's precision.
-WATCH_SECONDS = 0.02
+# How often held slots are checked for invocations to watch. An invocation seen running is
+# stopped right at its deadline; one with a deadline closer than this to its start (less
+# than Lambda's smallest timeout) may be stopped up to this late.
+WATCH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -378,19 +380,25 @@ class Pool:
             connection.reclaim(unread, close=bool(header.get("close")))
 
     def _check(self) -> None:
-        """The watch: stop a worker whose invocation on a held connection is past its deadline."""
+        """The watch: stop a worker whose invocation on a held connection is past its
+        deadline. It looks again at the earliest deadline it saw, or after WATCH_SECONDS."""
         self._watch = None
         now = time.time()
+        wait = WATCH_SECONDS
         for slot in self.slots:
             if slot.holding is None or slot.busy or slot.worker is None:
                 continue
             posting = self.board.posting(slot.index)
-            if posting.state == board_states.RUNNING and now >= posting.deadline:
-                slot.busy = True
-                slot.worker.kill()
-                self._track(self._answer_for(slot, slot.worker, timed_out=True))
+            if posting.state != board_states.RUNNING:
+                continue
+            if now < posting.deadline:
+                wait = min(wait, posting.deadline - now)
+                continue
+            slot.busy = True
+            slot.worker.kill()
+            self._track(self._answer_for(slot, slot.worker, timed_out=True))
         if any(slot.holding is not None for slot in self.slots):
-            self._watch = asyncio.get_running_loop().call_later(WATCH_SECONDS, self._check)
+            self._watch = asyncio.get_running_loop().call_later(wait, self._check)
 
     def _lost(self, slot: Slot, worker: WorkerProcess) -> None:
         """A worker's socket closed: if nobody waits on the slot, the worker died on its own
