@@ -110,6 +110,10 @@ class WorkerProcess:
         assert self._protocol is not None
         self._protocol.send(framing.encode(header, body))
 
+    def can_hand_over(self) -> bool:
+        """Whether a frame sent beside the transport would keep its place in line."""
+        return self._protocol is not None and self._protocol.idle_writer()
+
     def hand_over(self, header: dict[str, Any], body: bytes, fd: int) -> bool:
         """Send a frame with a copy of descriptor ``fd``; False (nothing sent) when the
         socket cannot take it now."""
@@ -351,7 +355,9 @@ class Pool:
 
     def _hand_over(self, slot: Slot, invocation: Invocation, connection: Connection) -> bool:
         worker = slot.worker
-        if worker is None or not slot.ready or not connection.lendable():
+        if worker is None or not slot.ready or not worker.can_hand_over():
+            return False
+        if not connection.lendable():
             return False
         conn = self._next_conn = self._next_conn + 1
         header = _frame_header(invocation, deadline_ms=invocation.deadline_ms)

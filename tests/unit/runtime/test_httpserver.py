@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+from collections.abc import Callable
 
 import pytest
 
-from kubelambda_runtime.httpserver import HttpServer, Request, Response, encode_response
+from kubelambda_runtime.httpserver import (
+    Connection,
+    HttpServer,
+    Request,
+    Response,
+    encode_response,
+)
 
 
 async def echo(request: Request) -> Response:
@@ -34,6 +43,14 @@ async def exchange(raw: bytes, *, read_until_close: bool = True, max_body: int =
     writer.close()
     await server.stop(grace=1)
     return data
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("gave up waiting")
 
 
 def test_encode_response():
@@ -91,3 +108,70 @@ def test_malformed_requests_get_400_and_the_connection_closes():
     data = asyncio.run(exchange(b"NOT HTTP AT ALL\r\n\r\n"))
     assert data.startswith(b"HTTP/1.1 400 Bad Request")
     assert b"connection: close" in data
+
+
+def test_a_lent_connection_is_not_read_until_reclaimed_with_its_unread_bytes():
+    async def scenario() -> tuple[bytes, bytes]:
+        lent: list[tuple[Connection, int]] = []
+
+        async def lender(request: Request) -> Response | None:
+            if request.path == "/lend" and request.connection is not None:
+                assert request.keep_alive and request.connection.lendable()
+                lent.append((request.connection, request.connection.lend()))
+                return None
+            return await echo(request)
+
+        server = HttpServer(lender, max_body=100)
+        await server.start("127.0.0.1", 0)
+        assert server._server is not None
+        port = server._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /lend HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await wait_until(lambda: bool(lent))
+        connection, fd = lent[0]
+        # The borrower answers on its copy of the descriptor and reads the next request;
+        # the server reads nothing meanwhile.
+        borrowed = socket.socket(fileno=os.dup(fd))
+        borrowed.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nborrowed")
+        writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readexactly(46), 5)
+        await asyncio.sleep(0.05)
+        unread = await asyncio.get_running_loop().sock_recv(borrowed, 1000)
+        borrowed.close()
+        connection.reclaim(unread)  # the server answers what the borrower read
+        second = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await server.stop(grace=1)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.endswith(b"borrowed")
+    assert second.startswith(b"HTTP/1.1 200 OK") and second.endswith(b"GET /next 0 ok")
+
+
+def test_reclaiming_can_answer_first_or_close():
+    async def scenario(*, answer: bytes = b"", close: bool) -> bytes:
+        async def lender(request: Request) -> Response | None:
+            connection = request.connection
+            assert connection is not None
+            connection.lend()
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: connection.reclaim(answer=answer, close=close))
+            return None
+
+        server = HttpServer(lender, max_body=100)
+        await server.start("127.0.0.1", 0)
+        assert server._server is not None
+        port = server._server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await server.stop(grace=1)
+        return data
+
+    answer = b"HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    assert asyncio.run(scenario(answer=answer, close=True)) == answer
+    assert asyncio.run(scenario(close=True)) == b""
