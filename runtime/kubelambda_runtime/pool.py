@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kubelambda_runtime import board as board_states
 from kubelambda_runtime import config, faults, framing, logs
 from kubelambda_runtime.board import Board
+from kubelambda_runtime.frameprotocol import FrameProtocol
 from kubelambda_runtime.http1 import encode_response
 from kubelambda_runtime.invocation import Invocation, answer
 
@@ -62,7 +63,7 @@ class WorkerProcess:
     def __init__(self, popen: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self.popen = popen
         self._sock = sock
-        self._protocol: framing.FrameProtocol | None = None
+        self._protocol: FrameProtocol | None = None
         # Frames of type "returned", and the end of the socket, outside of any call.
         self.on_returned: Callable[[dict[str, Any], bytes], None] = lambda header, body: None
         self.on_lost: Callable[[], None] = lambda: None
@@ -91,10 +92,10 @@ class WorkerProcess:
             )
         return cls(popen, ours)
 
-    async def _connection(self) -> framing.FrameProtocol:
+    async def _connection(self) -> FrameProtocol:
         if self._protocol is None:
             _, self._protocol = await asyncio.get_running_loop().create_unix_connection(
-                lambda: framing.FrameProtocol(side={"returned": self._returned}, lost=self._lost),
+                lambda: FrameProtocol(side={"returned": self._returned}, lost=self._lost),
                 sock=self._sock,
             )
         return self._protocol
