@@ -83,6 +83,12 @@ class Held:
             self._reset()
         return request
 
+    def readable(self, *, within: float) -> bool:
+        """Whether bytes (or the end) arrive within ``within`` seconds."""
+        ready = select.poll()
+        ready.register(self.sock, select.POLLIN)
+        return bool(ready.poll(within * 1000))
+
     def send(self, data: bytes) -> bool:
         """Write all of ``data``; False when the client is gone or reads nothing for
         ``STALL_SECONDS``."""

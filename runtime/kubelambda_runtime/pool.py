@@ -177,6 +177,16 @@ class WorkerProcess:
             self._sock.close()
 
 
+@dataclass(frozen=True)
+class Lent:
+    """A connection handed to a worker with an invocation read from it."""
+
+    conn: int  # its name in the frames
+    connection: Connection
+    request_id: str  # of the invocation it was handed with
+    begun_at: int  # the board's count of begun invocations before the hand-over
+
+
 class Slot:
     """One execution environment's place: a worker, or the fault that kept it from starting."""
 
@@ -188,8 +198,9 @@ class Slot:
         self._init_timeout = init_timeout
         self.worker: WorkerProcess | None = None
         self.busy = False  # the pool itself waits on this slot (a call, a boot, a replacement)
-        self.holding: int | None = None  # the connection its worker serves directly
-        self.begun_at_hand_over = -1  # the board's count when it was handed
+        # Connections handed to its worker, oldest first: the last is the one it serves; any
+        # before it are on their way back.
+        self.lent: list[Lent] = []
         self.boot: asyncio.Task[bytes | None] | None = None
         self.booting: WorkerProcess | None = None
         self.init_error: bytes | None = None
@@ -256,7 +267,6 @@ class Pool:
         self.on_init: Callable[[float], None] = lambda seconds: None
         # Outcomes the pool decides (busy, timeout, crash, init errors); workers count theirs.
         self.on_outcome: Callable[[str, float], None] = lambda outcome, seconds: None
-        self._lent: dict[int, Connection] = {}  # connection id → the connection a worker holds
         self._next_conn = 0
         self._watch: asyncio.TimerHandle | None = None
         self._all_back = asyncio.Event()
@@ -313,13 +323,15 @@ class Pool:
         for slot in self.slots:
             if slot.busy:
                 continue
-            if slot.holding is not None:
+            if slot.lent:
                 if (
-                    self.board.begun(slot.index) == slot.begun_at_hand_over
-                    or self.board.state(slot.index) != board_states.IDLE
+                    self.board.begun(slot.index) == slot.lent[-1].begun_at
+                    or self.board.state(slot.index) == board_states.RUNNING
                 ):
-                    continue  # yet to pick up what it was handed, or answering on it
-                rank = 1  # warm, but its connection goes back first
+                    continue  # yet to pick up what it was handed, or running it
+                # Warm, idle or writing its last answer (what it is sent now waits only
+                # for that); its connection goes back first.
+                rank = 1
             elif slot.ready:
                 rank = 0
             else:
@@ -346,8 +358,8 @@ class Pool:
             return None
         slot.busy = True
         try:
-            if slot.holding is not None and slot.worker is not None:
-                slot.worker.send({"type": "release", "conn": slot.holding})
+            if slot.lent and slot.worker is not None:
+                slot.worker.send({"type": "release", "conn": slot.lent[-1].conn})
             return await self._invoke_in(slot, invocation)
         finally:
             slot.busy = False
@@ -363,13 +375,12 @@ class Pool:
         conn = self._next_conn = self._next_conn + 1
         header = _frame_header(invocation, deadline_ms=invocation.deadline_ms)
         header.update(type="take", conn=conn, keep_alive=True)
-        fd = connection.lend()
-        slot.begun_at_hand_over = self.board.begun(slot.index)
-        if not worker.hand_over(header, invocation.body, fd):
+        begun = self.board.begun(slot.index)
+        if not worker.hand_over(header, invocation.body, connection.lend()):
             connection.reclaim()
             return False
-        self._lent[conn] = connection
-        slot.holding = conn  # the worker gives back the one it held before taking this
+        # The worker gives back the one it held before taking this.
+        slot.lent.append(Lent(conn, connection, invocation.request_id, begun))
         self._all_back.clear()
         if self._watch is None:
             self._watch = asyncio.get_running_loop().call_later(WATCH_SECONDS, self._check)
@@ -378,13 +389,16 @@ class Pool:
     def _returned(self, header: dict[str, Any], unread: bytes) -> None:
         conn = int(header["conn"])
         for slot in self.slots:
-            if slot.holding == conn:
-                slot.holding = None
-        connection = self._lent.pop(conn, None)
-        if not self._lent:
+            for lent in slot.lent:
+                if lent.conn == conn:
+                    slot.lent.remove(lent)
+                    self._note_returns()
+                    lent.connection.reclaim(unread, close=bool(header.get("close")))
+                    return
+
+    def _note_returns(self) -> None:
+        if not any(slot.lent for slot in self.slots):
             self._all_back.set()
-        if connection is not None:
-            connection.reclaim(unread, close=bool(header.get("close")))
 
     def _check(self) -> None:
         """The watch: stop a worker whose invocation on a held connection is past its
@@ -393,7 +407,7 @@ class Pool:
         now = time.time()
         wait = WATCH_SECONDS
         for slot in self.slots:
-            if slot.holding is None or slot.busy or slot.worker is None:
+            if not slot.lent or slot.busy or slot.worker is None:
                 continue
             posting = self.board.posting(slot.index)
             if posting.state != board_states.RUNNING:
@@ -404,7 +418,7 @@ class Pool:
             slot.busy = True
             slot.worker.kill()
             self._track(self._answer_for(slot, slot.worker, timed_out=True))
-        if any(slot.holding is not None for slot in self.slots):
+        if any(slot.lent for slot in self.slots):
             self._watch = asyncio.get_running_loop().call_later(wait, self._check)
 
     def _lost(self, slot: Slot, worker: WorkerProcess) -> None:
@@ -421,41 +435,53 @@ class Pool:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer_for(self, slot: Slot, worker: WorkerProcess, *, timed_out: bool) -> None:
-        """After a worker holding a connection was stopped or died: answer the invocation it
-        was running (as Lambda would), give the connection back to the server, and start a
-        fresh environment."""
+        """After a worker holding connections was stopped or died: answer the invocation it
+        was running, and one it was handed but never began (as Lambda would), give the
+        connections back to the server, and start a fresh environment."""
         code = await worker.reap()
         posting = self.board.posting(slot.index)  # final: its writer is gone
-        conn, slot.holding = slot.holding, None
-        connection = self._lent.pop(conn, None) if conn is not None else None
-        if not self._lent:
-            self._all_back.set()
-        if posting.state == board_states.RUNNING:
-            request_id = posting.request_id
-            duration = time.perf_counter() - posting.started
-            if timed_out:
-                document = self._log_timeout(request_id, duration)
+        lent, slot.lent = slot.lent, []
+        self._note_returns()
+        ended = "timeout" if timed_out else "crash"
+        reason = worker.exit_reason() or faults.exit_reason(code)
+        began_last = bool(lent) and self.board.begun(slot.index) != lent[-1].begun_at
+        # The worker's last invocation ran on the last connection if it began the
+        # invocation handed with it, else on the one before.
+        running_on = lent[-1] if began_last else lent[-2] if len(lent) > 1 else None
+        for item in lent:
+            if item is running_on and posting.state == board_states.RUNNING:
+                duration = time.perf_counter() - posting.started
+                self._answer_on(item, posting.request_id, duration, ended=ended, reason=reason)
+            elif item is lent[-1] and not began_last:
+                self._answer_on(item, item.request_id, 0.0, ended="crash", reason=reason)
             else:
-                reason = worker.exit_reason() or faults.exit_reason(code)
-                document = self._log_crash(request_id, duration, reason)
-            self.on_outcome("timeout" if timed_out else "crash", duration)
-            if connection is not None:
-                response = answer(request_id, json.dumps(document).encode(), function_error=True)
-                connection.reclaim(answer=encode_response(response, keep_alive=True))
-        elif connection is not None:
-            # Between invocations: nothing to answer, unless an answer was cut off mid-way.
-            connection.reclaim(close=posting.state == board_states.RESPONDING)
+                # Bytes the worker read and did not answer died with it; closing tells the
+                # client at once instead of leaving it waiting.
+                item.connection.reclaim(close=True)
         self.start_slot(slot)
         slot.busy = False
 
+    def _answer_on(
+        self, lent: Lent, request_id: str, duration: float, *, ended: str, reason: str
+    ) -> None:
+        if ended == "timeout":
+            document = self._log_timeout(request_id, duration)
+        else:
+            document = self._log_crash(request_id, duration, reason)
+        self.on_outcome(ended, duration)
+        response = answer(request_id, json.dumps(document).encode(), function_error=True)
+        lent.connection.reclaim(answer=encode_response(response, keep_alive=True))
+
     async def release_all(self, *, within: float) -> None:
-        """Ask every worker to give its connection back (after the invocation it runs), and
-        wait for them, at most ``within`` seconds."""
+        """The server is stopping: every worker answers the invocation it runs and what has
+        arrived on its connection after it, then gives the connection back to be closed.
+        Waits for them at most ``within`` seconds."""
         for slot in self.slots:
-            if slot.holding is not None and slot.worker is not None:
+            if slot.lent and slot.worker is not None:
+                release = {"type": "release", "conn": slot.lent[-1].conn, "closing": True}
                 with contextlib.suppress(ConnectionError, AssertionError):
-                    slot.worker.send({"type": "release", "conn": slot.holding})
-        if self._lent:
+                    slot.worker.send(release)
+        if any(slot.lent for slot in self.slots):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_back.wait(), within)
 

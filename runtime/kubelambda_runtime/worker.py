@@ -30,6 +30,8 @@ from kubelambda_runtime.invocation import Invocation, answer, bad_body
 from kubelambda_runtime.loader import Handler, load_handler
 
 MAX_BODY = config.MAX_PAYLOAD_BYTES
+# How long a stopping server's worker waits for the rest of a request it began to receive.
+DRAIN_SECONDS = 1.0
 
 
 def _json_default(value: object) -> object:
@@ -113,6 +115,8 @@ class Worker:
                     self._give_back(held)
                     held = None
             elif kind == "release" and held is not None and held.conn == header["conn"]:
+                if header.get("closing"):
+                    self._drain(handler, held)
                 self._give_back(held)
                 held = None
 
@@ -143,6 +147,15 @@ class Worker:
         self._board.idle(self._slot)
         if not (sent and keep_alive):
             held.give_back = held.hang_up = True
+
+    def _drain(self, handler: Handler, held: Held) -> None:
+        """The server is stopping: answer what already arrived on the connection (closing
+        it), so a request sent just before the stop is not lost."""
+        while not held.give_back and held.readable(within=DRAIN_SECONDS if held.raw else 0):
+            request = held.read()
+            if request is not None:
+                invocation = Invocation.of(request.headers, request.body)
+                self._answer(handler, held, invocation, keep_alive=False)
 
     def _give_back(self, held: Held) -> None:
         self._channel.forget(held.sock)

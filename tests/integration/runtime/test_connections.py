@@ -7,8 +7,10 @@ import base64
 import concurrent.futures
 import http.client
 import json
+import os
 import signal
 import socket
+import time
 
 from support.runtime import INVOKE_PATH
 from support.waiting import wait_for
@@ -169,13 +171,45 @@ def test_stopping_lets_a_held_invocation_finish(runtime):
         read_answers(sock, 1)
         sock.sendall(request('{"sleep": 1.5}', "in-flight"))
         answer = pool.submit(read_answers, sock, 1)
-        wait_for(lambda: "working on" in fn.logs(), timeout=10, what="the invocation to start")
+        wait_for(
+            lambda: "working on {'sleep': 1.5}" in fn.logs(),
+            timeout=10,
+            what="the invocation to start",
+        )
         fn.process.send_signal(signal.SIGTERM)
         ((status, _, body),) = answer.result()
         assert status == 200 and json.loads(body)["id"] == "in-flight"
         fn.process.wait(10)
         assert sock.recv(1) == b""  # then the connection is closed
     assert fn.process.returncode == 0
+
+
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_stopping_answers_a_request_that_arrived_on_a_held_connection(runtime):
+    fn = runtime({"app.py": APP})
+    with connect(fn.url) as sock:
+        sock.sendall(request("{}", "warm"))
+        ((_, _, body),) = read_answers(sock, 1)
+        worker = json.loads(body)["pid"]
+        # The worker holds the connection; a request arrives on it as the server stops, and
+        # the worker sees the server's "give it back" first (it was paused meanwhile).
+        os.kill(worker, signal.SIGSTOP)
+        wait_for(lambda: stopped(worker), timeout=10, what="the worker to stop")
+        try:
+            sock.sendall(request('{"late": true}', "late"))
+            fn.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # time for the server to ask; nothing to wait on in a paused process
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        ((status, headers, body),) = read_answers(sock, 1)
+        assert status == 200 and json.loads(body)["id"] == "late", fn.logs()
+        assert headers["connection"] == "close"
+        assert sock.recv(1) == b""
+    assert fn.process.wait(10) == 0
 
 
 def test_metrics_count_what_workers_answer_and_what_the_server_answers(runtime, tmp_path):
