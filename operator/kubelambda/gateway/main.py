@@ -22,6 +22,7 @@ from kubelambda.gateway.gateway import Gateway, create_gateway
 from kubelambda.gateway.platforms import FunctionKey, Instance, PlatformError
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.specs import routing_table
+from kubelambda.gateway.upstream import healthy
 from kubelambda.kube.client import KubeClient
 from kubelambda.kube.platform import KubernetesPlatform
 
@@ -123,6 +124,7 @@ async def serve(args: argparse.Namespace) -> None:
         waker=AutoscalerWaker(args.autoscaler_url),
         on_specs=on_specs,
         namespace=args.namespace,
+        probe=healthy,
     )
     async with asyncio.timeout(120):
         await platform.start()

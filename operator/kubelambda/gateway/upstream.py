@@ -18,7 +18,7 @@ import httptools
 
 from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
 
-__all__ = ["UpstreamPool", "UpstreamResponse"]
+__all__ = ["UpstreamPool", "UpstreamResponse", "healthy"]
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +300,25 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.close()
         self._idle.clear()
+
+
+HEALTH_TIMEOUT_SECONDS = 1.0  # as the kubelet's readiness probe of a function pod
+
+
+async def healthy(host: str, port: int, *, path: str = "/healthz") -> bool:
+    """Whether an instance answers ``GET path`` with 200 now: the runtime's readiness check,
+    made by the gateway for pods the kubelet has not reported ready yet."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request.encode())
+            status_line = await reader.readline()
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+    parts = status_line.split(None, 2)
+    return len(parts) >= 2 and parts[1] == b"200"

@@ -1,4 +1,5 @@
-"""A Function's ready pods, read from the EndpointSlices of its Service.
+"""A Function's pods, read from the EndpointSlices of its Service: the ready ones, and those
+starting (an address, not ready yet, not going away), which the gateway probes itself.
 
 The KubernetesPlatform calls ``slice_endpoints`` for every EndpointSlice event; pure, so the
 rules (ready, not terminating, the "http" port) are tested as data.
@@ -31,8 +32,11 @@ def slice_function(endpoint_slice: Mapping[str, Any]) -> tuple[str, str] | None:
     return str(meta.get("namespace") or ""), str(service)
 
 
-def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> tuple[Endpoint, ...]:
-    """The slice's ready endpoints on the port named "http" (or its only port).
+def slice_endpoints(
+    endpoint_slice: Mapping[str, Any], *, starting: bool = False
+) -> tuple[Endpoint, ...]:
+    """The slice's ready endpoints on the port named "http" (or its only port); with
+    ``starting``, those not ready yet instead.
 
     A missing ``ready`` condition counts as ready, as the API documents; terminating pods are
     left out even while they still serve, so no new invocation starts on a pod going away.
@@ -46,7 +50,7 @@ def slice_endpoints(endpoint_slice: Mapping[str, Any]) -> tuple[Endpoint, ...]:
     found: list[Endpoint] = []
     for endpoint in endpoint_slice.get("endpoints") or []:
         conditions = endpoint.get("conditions") or {}
-        if conditions.get("ready") is False or conditions.get("terminating") is True:
+        if (conditions.get("ready") is False) != starting or conditions.get("terminating"):
             continue
         addresses = endpoint.get("addresses") or []
         if not addresses:

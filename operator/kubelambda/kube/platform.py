@@ -2,6 +2,11 @@
 Service (watched, never polled), the Functions and Triggers the routes come from, and wake-ups
 handed to whoever scales (the autoscaler).
 
+A pod counts as ready as soon as its runtime answers: the kubelet reports readiness only at
+its probe's period (a second at best), which would be most of a cold start, so the
+platform probes a starting pod's /healthz itself, every ``PROBE_SECONDS``, with the
+``probe`` the wiring gives it (the same check as the kubelet's readiness probe).
+
 The gateway's wiring builds a ``KubernetesPlatform`` with the gateway's own key and instance
 types (``make_key``, ``make_instance``): kube sits below the gateway and cannot import them,
 and the Platform protocol is structural, so this class satisfies it as it is.
@@ -23,6 +28,9 @@ from kubelambda.kube.kinds import ENDPOINT_SLICE, FUNCTION, TRIGGER
 __all__ = ["KubernetesPlatform"]
 
 logger = logging.getLogger(__name__)
+
+PROBE_SECONDS = 0.05
+PROBE_FOR_SECONDS = 300.0  # a pod not answering by then is left to the kubelet's reports
 
 K = TypeVar("K", bound=tuple[str, str])  # the gateway's FunctionKey: (namespace, name)
 I = TypeVar("I")  # noqa: E741 - the instance type, named as in the gateway
@@ -47,6 +55,7 @@ class KubernetesPlatform(Generic[K, I]):
         waker: Callable[[K], Awaitable[None]],
         on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
         namespace: str | None = None,
+        probe: Callable[[str, int], Awaitable[bool]] | None = None,
     ) -> None:
         self.client = client
         self.make_key = make_key
@@ -54,7 +63,11 @@ class KubernetesPlatform(Generic[K, I]):
         self.waker = waker
         self.on_specs = on_specs
         self.namespace = namespace
-        self._slices: dict[Name, tuple[Name, tuple[Endpoint, ...]]] = {}
+        self.probe = probe
+        # slice → (its Function, ready endpoints, starting endpoints)
+        self._slices: dict[Name, tuple[Name, tuple[Endpoint, ...], tuple[Endpoint, ...]]] = {}
+        self._probing: dict[Endpoint, asyncio.Task[None]] = {}
+        self._answered: set[Endpoint] = set()  # starting, but their runtime already answers
         self._instances: dict[Name, tuple[I, ...]] = {}
         self._functions: dict[Name, Function] = {}
         self._triggers: dict[Name, Trigger] = {}
@@ -113,6 +126,8 @@ class KubernetesPlatform(Generic[K, I]):
     def stop(self) -> None:
         for informer in self._informers:
             informer.stop()
+        for task in self._probing.values():
+            task.cancel()
 
     # --- events (on the loop) --------------------------------------------------------------
 
@@ -127,10 +142,45 @@ class KubernetesPlatform(Generic[K, I]):
         touched = {before[0]} if before else set()
         function = slice_function(endpoint_slice)
         if event_type != "DELETED" and function is not None:
-            self._slices[slice_name] = (function, slice_endpoints(endpoint_slice))
+            starting = slice_endpoints(endpoint_slice, starting=True)
+            self._slices[slice_name] = (function, slice_endpoints(endpoint_slice), starting)
             touched.add(function)
+        self._follow_starting()
         for name in touched:
             self._refresh(name)
+
+    def _follow_starting(self) -> None:
+        """Probe every starting endpoint; forget those that are not starting any more."""
+        starting = {
+            endpoint: function for function, _, found in self._slices.values() for endpoint in found
+        }
+        for endpoint in list(self._probing):
+            if endpoint not in starting:
+                self._probing.pop(endpoint).cancel()
+        self._answered &= starting.keys()
+        if self.probe is None:
+            return
+        for endpoint, function in starting.items():
+            if endpoint not in self._probing and endpoint not in self._answered:
+                task = asyncio.get_running_loop().create_task(
+                    self._probe(endpoint, function, self.probe)
+                )
+                self._probing[endpoint] = task
+
+    async def _probe(
+        self, endpoint: Endpoint, function: Name, probe: Callable[[str, int], Awaitable[bool]]
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + PROBE_FOR_SECONDS
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                if await probe(endpoint.host, endpoint.port):
+                    self._answered.add(endpoint)
+                    self._refresh(function)
+                    return
+                await asyncio.sleep(PROBE_SECONDS)  # a period: the pod gives no signal
+        finally:
+            if self._probing.get(endpoint) is asyncio.current_task():
+                del self._probing[endpoint]
 
     def function_event(self, event_type: str, body: JSON) -> None:
         name = (str(body["metadata"].get("namespace") or ""), str(body["metadata"]["name"]))
@@ -167,9 +217,9 @@ class KubernetesPlatform(Generic[K, I]):
         endpoints = sorted(
             {
                 endpoint
-                for owner, found in self._slices.values()
+                for owner, ready, starting in self._slices.values()
                 if owner == function
-                for endpoint in found
+                for endpoint in (*ready, *(e for e in starting if e in self._answered))
             }
         )
         instances = tuple(

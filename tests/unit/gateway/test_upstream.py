@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
-from kubelambda.gateway.upstream import UpstreamPool
+from kubelambda.gateway.upstream import UpstreamPool, healthy
+from support.waiting import free_port
 from unit.gateway.serving import OK, raw_server, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +166,15 @@ async def test_broken_answers_are_upstream_failed(answer: bytes, message: str) -
     async with raw_server(broken) as server:
         with pytest.raises(UpstreamFailed, match=message):
             await call(pool, server.port)
+
+
+async def test_healthy_is_a_200_on_the_health_path_and_nothing_else() -> None:
+    async def answer(status: bytes) -> tuple[bytes, bool]:
+        return b"HTTP/1.1 %s\r\ncontent-length: 0\r\n\r\n" % status, False
+
+    async with raw_server(lambda _: answer(b"200 OK")) as up:
+        assert await healthy("127.0.0.1", up.port)
+        assert b"GET /healthz HTTP/1.1" in up.requests[-1]
+    async with raw_server(lambda _: answer(b"503 Service Unavailable")) as initializing:
+        assert not await healthy("127.0.0.1", initializing.port)
+    assert not await healthy("127.0.0.1", free_port())  # nothing listening yet

@@ -42,6 +42,19 @@ def test_ready_endpoints_on_the_http_port() -> None:
     assert found == (Endpoint("hello-1", "10.1.0.5", 8080), Endpoint("10.1.0.8", "10.1.0.8", 8080))
 
 
+def test_starting_endpoints_are_the_not_ready_ones_not_going_away() -> None:
+    found = slice_endpoints(
+        a_slice(
+            endpoint("10.1.0.5", "hello-1", ready=True),
+            endpoint("10.1.0.6", "hello-2", ready=False),
+            endpoint("10.1.0.7", "hello-3", ready=False, terminating=True),
+            endpoint("10.1.0.8"),
+        ),
+        starting=True,
+    )
+    assert found == (Endpoint("hello-2", "10.1.0.6", 8080),)
+
+
 def test_a_slice_without_the_port_has_no_instances() -> None:
     assert slice_endpoints(a_slice(endpoint("10.1.0.5", ready=True), ports=[])) == ()
     two = [{"name": "metrics", "port": 9000}, {"name": "other", "port": 9001}]

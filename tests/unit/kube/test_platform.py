@@ -5,7 +5,7 @@ Triggers. (The watches themselves run in tests/integration/controller/test_platf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from kubelambda.api import Function, Trigger
@@ -64,13 +64,16 @@ class Recorder:
         self.woken.append(key)
 
 
-def platform(recorder: Recorder) -> KubernetesPlatform[FunctionKey, Instance]:
+def platform(
+    recorder: Recorder, probe: Callable[[str, int], Awaitable[bool]] | None = None
+) -> KubernetesPlatform[FunctionKey, Instance]:
     made = KubernetesPlatform[FunctionKey, Instance](
         client=None,  # type: ignore[arg-type]  # events come by hand here
         make_key=FunctionKey,
         make_instance=Instance,
         waker=recorder.wake,
         on_specs=recorder.on_specs,
+        probe=probe,
     )
     made.subscribe(recorder.instances)
     return made
@@ -114,3 +117,69 @@ def test_wake_goes_to_the_waker() -> None:
     recorder = Recorder()
     asyncio.run(platform(recorder).wake(HELLO))
     assert recorder.woken == [HELLO]
+
+
+def test_a_starting_pod_is_an_instance_once_its_runtime_answers() -> None:
+    async def scenario() -> None:
+        recorder = Recorder()
+        answering: set[str] = set()
+        probed: list[tuple[str, int]] = []
+
+        async def probe(host: str, port: int) -> bool:
+            probed.append((host, port))
+            return host in answering
+
+        running = platform(recorder, probe=probe)
+        running.function_event("ADDED", FUNCTION)
+        running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+        await asyncio.sleep(0.12)
+        assert running.ready_instances(HELLO) == ()
+        assert probed.count(("10.1.0.5", 8080)) >= 2  # probed again while it does not answer
+
+        answering.add("10.1.0.5")
+        await wait_until(lambda: running.ready_instances(HELLO) != ())
+        assert running.ready_instances(HELLO) == (
+            Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
+        )
+        assert recorder.changes[-1][1] == running.ready_instances(HELLO)
+        probes = len(probed)
+        await asyncio.sleep(0.12)
+        assert len(probed) == probes, "an answering pod is not probed any more"
+
+        # The kubelet's report changes nothing; a pod going away is gone at once.
+        changes = len(recorder.changes)
+        running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+        assert len(recorder.changes) == changes
+        gone = endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False)
+        gone["endpoints"][0]["conditions"]["terminating"] = True
+        running.slice_event("MODIFIED", gone)
+        assert running.ready_instances(HELLO) == ()
+        running.stop()
+
+    asyncio.run(scenario())
+
+
+def test_probing_stops_when_the_pod_leaves() -> None:
+    async def scenario() -> None:
+        recorder = Recorder()
+
+        async def never(host: str, port: int) -> bool:
+            return False
+
+        running = platform(recorder, probe=never)
+        running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+        await asyncio.sleep(0.01)
+        assert len(running._probing) == 1
+        running.slice_event("DELETED", endpoint_slice("hello-a", "hello"))
+        await asyncio.sleep(0.01)
+        assert running._probing == {}
+
+    asyncio.run(scenario())
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("gave up waiting")
