@@ -22,8 +22,9 @@ result JSON out), plus GET /healthz and GET /metrics.
 
 Settings come from the environment Lambda sets (_HANDLER, LAMBDA_TASK_ROOT,
 AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_FUNCTION_TIMEOUT,
-AWS_REGION) and KUBELAMBDA_CONCURRENCY / KUBELAMBDA_PORT / KUBELAMBDA_HOST; the options
-below override them.
+AWS_REGION) and KUBELAMBDA_CONCURRENCY / KUBELAMBDA_PORT / KUBELAMBDA_HOST /
+KUBELAMBDA_METRICS_PORT (a second port with only /metrics and /healthz); the options below
+override them.
 
 example:
   python -m kubelambda_runtime --handler app.handler --code examples/hello --port 9000
@@ -91,22 +92,26 @@ async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProce
     pool.start(spawned)
     app = RuntimeApp(settings=settings, pool=pool)
     server = HttpServer(app.handle, max_body=config.MAX_PAYLOAD_BYTES)
+    servers = [(server, settings.port)]
+    if settings.metrics_port:
+        servers.append((HttpServer(app.handle_admin, max_body=0), settings.metrics_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await server.start(settings.host, settings.port)
-    except OSError as exc:
-        print(f"kubelambda_runtime: cannot listen on {settings.host}:{settings.port}: {exc}")
-        await pool.close()
-        raise SystemExit(1) from exc
+    for listening, port in servers:
+        try:
+            await listening.start(settings.host, port)
+        except OSError as exc:
+            print(f"kubelambda_runtime: cannot listen on {settings.host}:{port}: {exc}")
+            await pool.close()
+            raise SystemExit(1) from exc
     await stop.wait()
     grace = settings.timeout_seconds + 1.0
-    stopping = asyncio.ensure_future(server.stop(grace=grace))
+    stopping = [asyncio.ensure_future(listening.stop(grace=grace)) for listening, _ in servers]
     # Connections the workers hold come back after the invocation they run, then close.
     await pool.release_all(within=grace)
-    await stopping
+    await asyncio.gather(*stopping)
     await pool.close()
 
 

@@ -36,6 +36,9 @@ class Settings:
     concurrency: int = 1
     host: str = "0.0.0.0"
     port: int = 8080
+    # A second port serving only /metrics and /healthz (0: none), so a scraper can be let in
+    # without being let in to the invoke endpoint.
+    metrics_port: int = 0
     # Enforce memory_mb with an address-space rlimit: for local mode, where no cgroup
     # enforces it. Off in pods, whose memory limit the kernel enforces.
     memory_rlimit: bool = False
@@ -91,6 +94,7 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         concurrency=_int(env, "KUBELAMBDA_CONCURRENCY", 1, low=1, high=1000),
         host=env.get("KUBELAMBDA_HOST") or "0.0.0.0",
         port=_int(env, "KUBELAMBDA_PORT", 8080, low=0, high=65535),
+        metrics_port=_int(env, "KUBELAMBDA_METRICS_PORT", 0, low=0, high=65535),
         memory_rlimit=env.get("KUBELAMBDA_MEMORY_RLIMIT", "") in {"1", "true", "on"},
     )
 

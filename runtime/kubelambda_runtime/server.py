@@ -29,11 +29,15 @@ class RuntimeApp:
         pool.on_outcome = self.stats.count
 
     async def handle(self, request: Request) -> Response | None:
-        path = request.path
-        if path == INVOKE_PATH:
+        if request.path == INVOKE_PATH:
             if request.method != "POST":
                 return json_answer(405, faults.api_error("MethodNotAllowed", "use POST"))
             return await self._invoke(request)
+        return await self.handle_admin(request)
+
+    async def handle_admin(self, request: Request) -> Response:
+        """/healthz and /metrics: all the metrics port serves."""
+        path = request.path
         if path == "/healthz":
             return self._health()
         if path == "/metrics":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import pytest
 
-from support.waiting import wait_for
+from support.waiting import free_port, wait_for
 
 ECHO = """
 import os
@@ -237,3 +238,17 @@ def test_metrics_count_outcomes(runtime):
     assert f'kubelambda_runtime_invocations_total{{{labels},outcome="error"}} 1.0' in text
     assert f"kubelambda_runtime_duration_seconds_count{{{labels}}} 3.0" in text
     assert f"kubelambda_runtime_init_seconds_count{{{labels}}} 1.0" in text
+
+
+def test_the_metrics_port_serves_metrics_and_health_only(runtime):
+    metrics_port = free_port()
+    fn = runtime(
+        {"app.py": "def handler(event, context):\n    return 1\n"},
+        env={"KUBELAMBDA_METRICS_PORT": str(metrics_port)},
+    )
+    assert fn.invoke("{}").json() == 1
+    with httpx.Client(base_url=f"http://127.0.0.1:{metrics_port}", timeout=10) as admin:
+        assert 'outcome="success"} 1.0' in admin.get("/metrics").text
+        assert admin.get("/healthz").json() == {"status": "ready"}
+        refused = admin.post("/2015-03-31/functions/function/invocations", content="{}")
+        assert refused.status_code == 404
