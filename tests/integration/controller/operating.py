@@ -33,6 +33,7 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self._offset = 0  # where the current process's log starts
+        self._previous = 0  # where the one before it started
 
     @property
     def args(self) -> list[str]:
@@ -50,6 +51,7 @@ class OperatorProcess:
         ]
 
     def start(self) -> None:
+        self._previous = self._offset
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -79,6 +81,12 @@ class OperatorProcess:
         with self.log.open("rb") as log:
             log.seek(self._offset)
             return log.read().decode(errors="replace")
+
+    def previous_output(self) -> str:
+        """The log of the process that ``restart`` replaced (empty before any restart)."""
+        with self.log.open("rb") as log:
+            log.seek(self._previous)
+            return log.read(self._offset - self._previous).decode(errors="replace")
 
     def caught_up(self, *, reconciles: int, timeout: float = 60.0) -> int:
         """Wait until the current process has reconciled at least ``reconciles`` times and its
@@ -137,28 +145,34 @@ def wait_condition(
     return wait_for(reached, timeout=timeout, what=f"{kind}/{name} Ready reason {reason}")
 
 
-def resource_versions(api: ApiServer, namespace: str, kinds: Sequence[str]) -> dict[str, str]:
-    found = api.kubectl("get", ",".join(kinds), "-n", namespace, "-o", "json")
+def objects(api: ApiServer, namespace: str, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Every object of ``kinds`` in ``namespace`` by "Kind/name", managedFields included (kubectl
+    leaves them out unless asked)."""
+    found = api.kubectl(
+        "get", ",".join(kinds), "-n", namespace, "--show-managed-fields", "-o", "json"
+    )
     return {
-        f"{item['kind']}/{item['metadata']['name']}": item["metadata"]["resourceVersion"]
+        f"{item['kind']}/{item['metadata']['name']}": item
         for item in json.loads(found.stdout)["items"]
     }
 
 
 def settled(
     api: ApiServer, namespace: str, kinds: Sequence[str], *, quiet: float = 3.0, timeout: float = 90
-) -> dict[str, str]:
-    """resourceVersions once none has changed for ``quiet`` seconds: the operator and the
-    controller-manager (Deployment status, ReplicaSets) are done with these objects."""
+) -> dict[str, dict[str, Any]]:
+    """The objects (as ``objects`` gives them) once no resourceVersion has changed for ``quiet``
+    seconds: the operator and the controller-manager (Deployment status, ReplicaSets) are
+    done with them."""
     last: dict[str, Any] = {"versions": None, "since": 0.0}
 
-    def quiet_now() -> dict[str, str] | None:
-        versions = resource_versions(api, namespace, kinds)
+    def quiet_now() -> dict[str, dict[str, Any]] | None:
+        found = objects(api, namespace, kinds)
+        versions = {key: item["metadata"]["resourceVersion"] for key, item in found.items()}
         now = time.monotonic()
         if versions != last["versions"]:
             last["versions"], last["since"] = versions, now
             return None
-        return versions if now - last["since"] >= quiet else None
+        return found if now - last["since"] >= quiet else None
 
     return wait_for(
         quiet_now, timeout=timeout, what=f"objects in {namespace} to stop changing", interval=0.5

@@ -14,7 +14,7 @@ from integration.controller.operating import (
     OperatorProcess,
     condition,
     get,
-    resource_versions,
+    objects,
     settled,
     wait_condition,
 )
@@ -74,8 +74,33 @@ def test_an_operator_restart_changes_nothing(
     listed = json.loads(kube_api.kubectl("get", "fn,trigger", "-A", "-o", "json").stdout)["items"]
     operator.caught_up(reconciles=len(listed))
 
-    assert resource_versions(kube_api, namespace, kinds) == before
+    after = objects(kube_api, namespace, kinds)
+    changed = {
+        key: {
+            "managedFields": [_writer(e) for e in item["metadata"].get("managedFields") or ()],
+            "status before": (before.get(key) or {}).get("status"),
+            "status": item.get("status"),
+        }
+        for key, item in after.items()
+        if _version(before.get(key)) != item["metadata"]["resourceVersion"]
+    }
+    assert not changed and after.keys() == before.keys(), (
+        f"changed after the restart: {json.dumps(changed, indent=1)}\n"
+        f"--- the operator before the restart:\n{operator.previous_output()[-4000:]}\n"
+        f"--- after:\n{operator.output()}"
+    )
     assert "applied" not in operator.output()
+
+
+def _version(obj: dict[str, Any] | None) -> str | None:
+    return obj["metadata"]["resourceVersion"] if obj else None
+
+
+def _writer(entry: dict[str, Any]) -> dict[str, Any]:
+    """Who wrote, how and when: a managedFields entry without the fields it owns."""
+    return {
+        key: entry[key] for key in ("manager", "operation", "subresource", "time") if key in entry
+    }
 
 
 def test_a_code_change_rolls_the_pod_template(

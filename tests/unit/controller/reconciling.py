@@ -10,6 +10,7 @@ from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import Result
 from kubelambda.controller.operator import Key, Operator
+from kubelambda.kube.kinds import FUNCTION, TRIGGER, kind_of
 from unit.controller.conftest import clock
 
 
@@ -31,6 +32,21 @@ def make_operator(
         else:
             operator.trigger_event("ADDED", stored)
     return fake, operator
+
+
+def restart(config: ControllerConfig, cluster: FakeCluster) -> Operator:
+    """A new Operator over ``cluster``, as a restarted process starts: its watches list every
+    object (Functions, Triggers and the objects the controller made)."""
+    operator = Operator(cluster=cluster, config=config, notifier=FakeBucketNotifier(), clock=clock)
+    for obj in cluster.objects.values():
+        kind = kind_of(obj)
+        if kind == FUNCTION:
+            operator.function_event(None, obj)
+        elif kind == TRIGGER:
+            operator.trigger_event(None, obj)
+        else:
+            operator.owned_event(kind, None, obj)
+    return operator
 
 
 def settle(operator: Operator, *, limit: int = 50) -> dict[Key, Result]:
