@@ -138,10 +138,10 @@ class TriggerReconciler:
         found = self.store.get(FUNCTION, namespace=namespace, name=name)
         if found is None:
             # Not seen by the watch (yet): ask, rather than report a Function missing that is
-            # only still being listed after a restart.
-            fetched = await self.cluster.get(FUNCTION, namespace=namespace, name=name)
-            if fetched is not None:
-                found = self.store.put(FUNCTION, fetched)
+            # only still being listed after a restart. The answer is not stored: the store
+            # would then hold the Function's coming event as an echo, and the Function
+            # would never be reconciled.
+            return await self.cluster.get(FUNCTION, namespace=namespace, name=name)
         return found
 
     def _published(self, trigger: Trigger) -> str:

@@ -14,7 +14,7 @@ from kubelambda.controller.buckets import BucketError, FakeBucketNotifier
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.triggers import FINALIZER, UNSUBSCRIBE_DEADLINE_SECONDS
-from kubelambda.kube.kinds import FUNCTION, TRIGGER
+from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION, TRIGGER
 from unit.controller.conftest import NOW
 from unit.controller.reconciling import make_operator, settle
 
@@ -92,6 +92,22 @@ def test_a_trigger_without_its_function_waits_for_it(
     cluster.objects.pop(("functions.kubelambda.dev", NS, "hello"))
     settle(operator)
     assert ready(cluster, "hello-http")["reason"] == "FunctionNotFound"
+
+
+def test_a_function_listed_after_its_trigger_is_still_reconciled(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """The Trigger asks the API server for a Function its watch has not shown yet (after a
+    restart, or when both are applied at once); the Function's event must still count."""
+    cluster, operator = make_operator(config)
+    function = cluster.put(make_function())
+    operator.trigger_event(None, cluster.put(trigger()))
+    settle(operator)
+    assert ready(cluster, "hello-http")["reason"] == "Published"
+
+    operator.function_event(None, function)
+    settle(operator)
+    assert cluster.stored(DEPLOYMENT, namespace=NS, name="hello") is not None
 
 
 def test_a_bucket_with_a_source_is_subscribed_behind_a_finalizer(
