@@ -35,6 +35,9 @@ class ControllerConfig:
             {"app.kubernetes.io/name": "kubelambda", "app.kubernetes.io/component": "gateway"}
         )
     )
+    # Namespaces whose pods may scrape function pods' metrics port ("*": every namespace;
+    # none: nobody). The invoke port stays open to the gateway only.
+    metrics_from: tuple[str, ...] = ("*",)
     # What the runtime tells handlers (AWS_REGION, the account in ARNs).
     region: str = "us-east-1"
     account_id: str = "000000000000"

@@ -43,6 +43,10 @@ def _labels(text: str) -> dict[str, str]:
     return dict(_pair(item) for item in text.split(",") if item.strip())
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
     defaults = ControllerConfig()
     parser = argparse.ArgumentParser(
@@ -97,6 +101,14 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         metavar="K=V,K=V",
         help="labels of the gateway pods (default: app.kubernetes.io/name=kubelambda,"
         "app.kubernetes.io/component=gateway)",
+    )
+    parser.add_argument(
+        "--metrics-from",
+        type=_names,
+        default=",".join(defaults.metrics_from),
+        metavar="NS,NS",
+        help="namespaces whose pods may scrape function pods' /metrics (port 'metrics');"
+        " '*' for every namespace, '' for none (default: %(default)s)",
     )
     parser.add_argument("--region", default=defaults.region, help="AWS_REGION for handlers")
     parser.add_argument(
@@ -159,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         gateway_url=args.gateway_url,
         gateway_namespace=args.gateway_namespace,
         gateway_pod_labels=MappingProxyType(dict(args.gateway_selector)),
+        metrics_from=args.metrics_from,
         region=args.region,
         account_id=args.account_id,
         s3_webhook_arn=args.s3_webhook_arn,

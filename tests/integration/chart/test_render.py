@@ -94,6 +94,12 @@ def test_components_run_hardened_from_the_configured_image(name: str) -> None:
     assert container["resources"]["limits"]["memory"]
 
 
+def test_metrics_scrapers_are_named_by_namespace() -> None:
+    docs = render("runtime.metricsFrom={monitoring,ops}")
+    args = find(docs, "Deployment", "kubelambda-operator")["spec"]["template"]["spec"]
+    assert "--metrics-from=monitoring,ops" in args["containers"][0]["args"]
+
+
 def test_the_operator_is_told_the_runtime_images_and_where_the_gateway_is() -> None:
     docs = render("runtime.images.python3\\.13=localhost/rt313:9", "region=eu-west-1")
     operator = find(docs, "Deployment", "kubelambda-operator")
@@ -106,6 +112,7 @@ def test_the_operator_is_told_the_runtime_images_and_where_the_gateway_is() -> N
     assert "--gateway-url=http://kubelambda-gateway.kubelambda.svc" in args
     assert "--gateway-namespace=kubelambda" in args
     assert "--region=eu-west-1" in args
+    assert "--metrics-from=*" in args
     selector = next(a for a in args if a.startswith("--gateway-selector="))
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     labels = gateway["spec"]["template"]["metadata"]["labels"]

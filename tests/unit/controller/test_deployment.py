@@ -56,7 +56,10 @@ def test_runs_the_image_with_the_runtime_contract(
     main = container(deployment)
     assert main["image"] == RUNTIME_IMAGE
     assert main["imagePullPolicy"] == "IfNotPresent"
-    assert main["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert main["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9102, "protocol": "TCP"},
+    ]
     assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert env_of(deployment) == {
         "_HANDLER": "app.handler",
@@ -70,6 +73,7 @@ def test_runs_the_image_with_the_runtime_contract(
         "KUBELAMBDA_NAMESPACE": "team-a",
         "KUBELAMBDA_CONCURRENCY": "4",
         "KUBELAMBDA_PORT": "8080",
+        "KUBELAMBDA_METRICS_PORT": "9102",
     }
 
 
@@ -96,7 +100,7 @@ def test_an_image_without_a_handler_keeps_its_own(
     manifest = make_function(runtime=None, handler=None, code=None, image="localhost/fn:1")
     deployment = build(manifest, config, code=None, code_hash=None)
     assert "_HANDLER" not in env_of(deployment)
-    assert "annotations" not in deployment["spec"]["template"]["metadata"]
+    assert CODE_HASH_ANNOTATION not in deployment["spec"]["template"]["metadata"]["annotations"]
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert [v["name"] for v in volumes] == ["tmp"]
 
@@ -178,7 +182,11 @@ def test_the_code_hash_is_in_the_pod_template(
     one = build(make_function(), config, code_hash="sha256:one")
     two = build(make_function(), config, code_hash="sha256:two")
     assert one["spec"]["template"]["metadata"]["annotations"] == {
-        CODE_HASH_ANNOTATION: "sha256:one"
+        CODE_HASH_ANNOTATION: "sha256:one",
+        # Prometheus finds the runtime's metrics port by these.
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9102",
+        "prometheus.io/path": "/metrics",
     }
     assert one["spec"]["template"] != two["spec"]["template"]
 

@@ -26,6 +26,8 @@ def test_flags_become_the_configuration() -> None:
             "4",
             "--namespace",
             "team-a",
+            "--metrics-from",
+            "monitoring, ops",
         ]
     )
     config = config_from_args(args)
@@ -38,12 +40,15 @@ def test_flags_become_the_configuration() -> None:
     assert dict(config.gateway_pod_labels) == {"app": "gw", "tier": "edge"}
     assert config.region == "eu-west-1"
     assert config.workers == 4
+    assert config.metrics_from == ("monitoring", "ops")
     assert args.namespace == ["team-a"]
 
 
 def test_defaults_name_the_charts_gateway() -> None:
     config = config_from_args(build_parser().parse_args([]))
     assert config.gateway_pod_labels["app.kubernetes.io/component"] == "gateway"
+    assert config.metrics_from == ("*",)
+    assert config_from_args(build_parser().parse_args(["--metrics-from="])).metrics_from == ()
     assert config.function_url(namespace="ns", name="f") == (
         "http://kubelambda-gateway.kubelambda.svc/2015-03-31/functions/ns.f/invocations"
     )

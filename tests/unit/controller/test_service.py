@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.networkpolicy import function_network_policy
@@ -29,7 +31,7 @@ def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"kubelambda.dev/function": "hello"}}
     assert spec["policyTypes"] == ["Ingress"]
-    [rule] = spec["ingress"]
+    rule, metrics = spec["ingress"]
     # One peer holding both selectors means "and"; two peers would mean "or".
     assert rule["from"] == [
         {
@@ -43,3 +45,31 @@ def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
         }
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    # By default any namespace's scraper reaches the metrics port, and only that port.
+    assert metrics == {
+        "from": [{"namespaceSelector": {}}],
+        "ports": [{"protocol": "TCP", "port": 9102}],
+    }
+
+
+def test_metrics_scrapers_can_be_limited_to_namespaces_or_shut_out(
+    owner: Owner, config: ControllerConfig
+) -> None:
+    limited = replace(config, metrics_from=("monitoring", "observability"))
+    _, metrics = function_network_policy(owner=owner, config=limited)["spec"]["ingress"]
+    assert metrics["from"] == [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "In",
+                        "values": ["monitoring", "observability"],
+                    }
+                ]
+            }
+        }
+    ]
+    shut = replace(config, metrics_from=())
+    [only] = function_network_policy(owner=owner, config=shut)["spec"]["ingress"]
+    assert only["ports"] == [{"protocol": "TCP", "port": 8080}]

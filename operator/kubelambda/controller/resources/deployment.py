@@ -24,6 +24,7 @@ from kubelambda.controller.resources.meta import (
 
 __all__ = [
     "CONTAINER",
+    "METRICS_PORT",
     "PORT",
     "TASK_ROOT",
     "cpu_request",
@@ -36,6 +37,7 @@ __all__ = [
 CONTAINER: Final = "function"
 TASK_ROOT: Final = "/var/task"
 PORT: Final = 8080
+METRICS_PORT: Final = 9102  # the runtime's second port: /metrics and /healthz only
 RUNTIME_UID: Final = 10001  # the user of runtime/Dockerfile
 TMP_SIZE: Final = "512Mi"  # Lambda's default ephemeral storage
 # Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
@@ -81,6 +83,7 @@ def runtime_env(function: Function, config: ControllerConfig) -> list[dict[str, 
         "KUBELAMBDA_NAMESPACE": function.namespace,
         "KUBELAMBDA_CONCURRENCY": str(function.concurrency),
         "KUBELAMBDA_PORT": str(PORT),
+        "KUBELAMBDA_METRICS_PORT": str(METRICS_PORT),
     }
     ours = [
         {"name": name, "value": value}
@@ -121,7 +124,10 @@ def function_deployment(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "env": runtime_env(function, config),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             # As often as the kubelet allows: readiness ends a cold start.
@@ -141,9 +147,18 @@ def function_deployment(
         },
         "volumeMounts": mounts,
     }
-    template_meta: dict[str, Any] = {"labels": function_labels(function.name)}
+    # The annotations Prometheus' kubernetes_sd examples (and most installs) scrape by.
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
     if code_hash is not None:
-        template_meta["annotations"] = {CODE_HASH_ANNOTATION: code_hash}
+        annotations[CODE_HASH_ANNOTATION] = code_hash
+    template_meta: dict[str, Any] = {
+        "labels": function_labels(function.name),
+        "annotations": annotations,
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

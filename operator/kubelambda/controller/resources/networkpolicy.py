@@ -1,4 +1,5 @@
-"""The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods.
+"""The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods'
+invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port.
 
 Invocations must pass through the gateway (auth, limits, metrics); the Function reconciler
 applies this next to the Deployment. It takes effect where the network plugin enforces policies.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubelambda.controller.config import ControllerConfig
-from kubelambda.controller.resources.deployment import PORT
+from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
 from kubelambda.controller.resources.meta import Owner, object_meta, pod_selector
 
 __all__ = ["function_network_policy"]
@@ -38,7 +39,29 @@ def function_network_policy(*, owner: Owner, config: ControllerConfig) -> dict[s
                         }
                     ],
                     "ports": [{"protocol": "TCP", "port": PORT}],
-                }
+                },
+                *_metrics_rule(config.metrics_from),
             ],
         },
     }
+
+
+def _metrics_rule(namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Scrapers in ``namespaces`` ("*": any) to the metrics port, which serves nothing else."""
+    if not namespaces:
+        return []
+    if "*" in namespaces:
+        peer: dict[str, Any] = {"namespaceSelector": {}}
+    else:
+        peer = {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "In",
+                        "values": sorted(namespaces),
+                    }
+                ]
+            }
+        }
+    return [{"from": [peer], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}]
