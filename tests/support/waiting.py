@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -37,6 +38,17 @@ def wait_for(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"gave up after {timeout:.1f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+async def wait_for_async(
+    condition: Callable[[], object], *, seconds: float, what: str, interval: float = 0.01
+) -> None:
+    """``wait_for`` on a running event loop: lets the loop run between checks."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {seconds:.1f}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from kubelambda.api import Function, Trigger
 from kubelambda.gateway.platforms import FunctionKey, Instance
 from kubelambda.kube.platform import KubernetesPlatform
+from support.waiting import wait_for_async
 
 
 def endpoint_slice(name: str, function: str, *ips: str, ready: bool = True) -> dict[str, Any]:
@@ -137,7 +138,9 @@ def test_a_starting_pod_is_an_instance_once_its_runtime_answers() -> None:
         assert probed.count(("10.1.0.5", 8080)) >= 2  # probed again while it does not answer
 
         answering.add("10.1.0.5")
-        await wait_until(lambda: running.ready_instances(HELLO) != ())
+        await wait_for_async(
+            lambda: running.ready_instances(HELLO), seconds=5, what="the answering pod"
+        )
         assert running.ready_instances(HELLO) == (
             Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
         )
@@ -175,11 +178,3 @@ def test_probing_stops_when_the_pod_leaves() -> None:
         assert running._probing == {}
 
     asyncio.run(scenario())
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("gave up waiting")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -16,6 +17,7 @@ from kubelambda_runtime.httpserver import (
     Response,
     encode_response,
 )
+from support.waiting import wait_for_async
 
 
 async def echo(request: Request) -> Response:
@@ -28,29 +30,30 @@ async def echo(request: Request) -> Response:
     return Response(200, body, [(b"x-seen", request.headers.get(b"x-seen", b"-"))])
 
 
-async def exchange(raw: bytes, *, read_until_close: bool = True, max_body: int = 100) -> bytes:
-    server = HttpServer(echo, max_body=max_body)
+@contextlib.asynccontextmanager
+async def served(
+    handler: Callable[[Request], Awaitable[Response | None]], *, max_body: int = 100
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A server on a loopback port and a client connection to it."""
+    server = HttpServer(handler, max_body=max_body)
     await server.start("127.0.0.1", 0)
     assert server._server is not None
     port = server._server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(raw)
-    await writer.drain()
-    if read_until_close:
-        data = await asyncio.wait_for(reader.read(), 5)
-    else:
-        data = await asyncio.wait_for(reader.read(65536), 5)
-    writer.close()
-    await server.stop(grace=1)
-    return data
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        await server.stop(grace=1)
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("gave up waiting")
+async def exchange(raw: bytes, *, read_until_close: bool = True, max_body: int = 100) -> bytes:
+    async with served(echo, max_body=max_body) as (reader, writer):
+        writer.write(raw)
+        await writer.drain()
+        if read_until_close:
+            return await asyncio.wait_for(reader.read(), 5)
+        return await asyncio.wait_for(reader.read(65536), 5)
 
 
 def test_encode_response():
@@ -121,29 +124,23 @@ def test_a_lent_connection_is_not_read_until_reclaimed_with_its_unread_bytes():
                 return None
             return await echo(request)
 
-        server = HttpServer(lender, max_body=100)
-        await server.start("127.0.0.1", 0)
-        assert server._server is not None
-        port = server._server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /lend HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        await wait_until(lambda: bool(lent))
-        connection, fd = lent[0]
-        # The borrower answers on its copy of the descriptor and reads the next request;
-        # the server reads nothing meanwhile.
-        borrowed = socket.socket(fileno=os.dup(fd))
-        borrowed.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nborrowed")
-        writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        first = await asyncio.wait_for(reader.readexactly(46), 5)
-        await asyncio.sleep(0.05)
-        unread = await asyncio.get_running_loop().sock_recv(borrowed, 1000)
-        borrowed.close()
-        connection.reclaim(unread)  # the server answers what the borrower read
-        second = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        await server.stop(grace=1)
+        async with served(lender) as (reader, writer):
+            writer.write(b"POST /lend HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            await wait_for_async(lambda: lent, seconds=5, what="the connection to be lent")
+            connection, fd = lent[0]
+            # The borrower answers on its copy of the descriptor and reads the next
+            # request; the server reads nothing meanwhile.
+            borrowed = socket.socket(fileno=os.dup(fd))
+            borrowed.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nborrowed")
+            writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            first = await asyncio.wait_for(reader.readexactly(46), 5)
+            await asyncio.sleep(0.05)
+            unread = await asyncio.get_running_loop().sock_recv(borrowed, 1000)
+            borrowed.close()
+            connection.reclaim(unread)  # the server answers what the borrower read
+            second = await asyncio.wait_for(reader.read(), 5)
         return first, second
 
     first, second = asyncio.run(scenario())
@@ -161,16 +158,9 @@ def test_reclaiming_can_answer_first_or_close():
             loop.call_soon(lambda: connection.reclaim(answer=answer, close=close))
             return None
 
-        server = HttpServer(lender, max_body=100)
-        await server.start("127.0.0.1", 0)
-        assert server._server is not None
-        port = server._server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        await server.stop(grace=1)
-        return data
+        async with served(lender) as (reader, writer):
+            writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            return await asyncio.wait_for(reader.read(), 5)
 
     answer = b"HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     assert asyncio.run(scenario(answer=answer, close=True)) == answer
