@@ -182,7 +182,8 @@ class FunctionReconciler:
 
     async def _apply_all(
         self, function: Function, owner: Owner, code: _Code, changes: list[str]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The Deployment as applied, or None when it was deleted meanwhile."""
         image = self._image(function)
         # Code and the network policy go first: a pod never starts without its code, nor
         # unprotected.
@@ -211,6 +212,7 @@ class FunctionReconciler:
             # Not in the watch cache: maybe not created yet, maybe someone else's object.
             found = await self.cluster.get(kind, namespace=namespace, name=name)
             if found is not None:
+                # None when a DELETED event came while the answer was on its way: absent.
                 live = self.store.put(kind, found)
         return live
 
@@ -221,7 +223,9 @@ class FunctionReconciler:
         changes: list[str],
         *,
         create_replicas: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """Create or update ``desired``; returns it as stored, or None when it was deleted
+        after this write (the store has seen its DELETED event)."""
         kind = kind_of(desired)
         name = desired["metadata"]["name"]
         desired = fingerprinted(desired)
@@ -248,7 +252,13 @@ class FunctionReconciler:
         elif not contains(live, desired):
             live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
             changes.append(f"updated {kind.kind} {name}")
-        return self.store.put(kind, live)
+        kept = self.store.put(kind, live)
+        if kept is None:
+            # Deleted while this write's answer was on its way. The DELETED event queued this
+            # Function again, so the reconcile after this one creates it anew; until then it
+            # does not exist, and the status says so (a Deployment "does not exist yet").
+            logger.info("%s %s/%s was deleted after this write", kind.kind, owner.namespace, name)
+        return kept
 
     async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
         # Without force: should the autoscaler have taken replicas meanwhile, this conflicts

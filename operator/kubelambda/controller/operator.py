@@ -68,7 +68,7 @@ class Operator:
         if event_type != "DELETED" and self.store.holds(FUNCTION, body):
             return  # the echo of the operator's own status write
         if event_type == "DELETED":
-            self.store.remove(FUNCTION, namespace=namespace, name=name)
+            self.store.remove(FUNCTION, body)
         else:
             self.store.put(FUNCTION, body)
         self.queue.add(("Function", namespace, name))
@@ -84,7 +84,7 @@ class Operator:
         if event_type != "DELETED" and self.store.holds(TRIGGER, body):
             return
         if event_type == "DELETED":
-            self.store.remove(TRIGGER, namespace=namespace, name=name)
+            self.store.remove(TRIGGER, body)
         else:
             self.store.put(TRIGGER, body)
         self.queue.add(("Trigger", namespace, name))
@@ -92,11 +92,11 @@ class Operator:
     def owned_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
         """An object the controller made changed (a hand edit, a deletion, a Deployment's
         status): its Function is reconciled, which puts it back or reports the change."""
-        namespace, name = _where(body)
+        namespace, _ = _where(body)
         if event_type != "DELETED" and self.store.holds(kind, body):
             return  # the echo of the operator's own apply
         if event_type == "DELETED":
-            self.store.remove(kind, namespace=namespace, name=name)
+            self.store.remove(kind, body)
         else:
             self.store.put(kind, body)
         owner = ((body.get("metadata") or {}).get("labels") or {}).get(FUNCTION_LABEL)

@@ -5,7 +5,9 @@ The two feeds race: the answer to a write can come back after the watch has show
 change (the Deployment controller's first status, seen before the answer to the replicas
 handover), so a copy never replaces a newer one. resourceVersions are compared as the API
 server defines them since Kubernetes 1.35 (KEP-5504); versions that do not compare fall
-back to "the last copy wins".
+back to "the last copy wins". For the same reason the store remembers deletions for a while:
+the answer to a write that a deletion overtook must not bring the deleted object back, or
+the reconcile that the DELETED event queued would take it for live and not create it again.
 
 Only what the reconcilers need is kept: managedFields are dropped (for Deployments, cut
 down to the replicas owners). Objects are kept as compact JSON, several times smaller than
@@ -17,16 +19,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 from kubelambda.controller.replicas import slim_managed_fields
 from kubelambda.kube.kinds import DEPLOYMENT, Kind
 
-__all__ = ["Store", "newer"]
+__all__ = ["MAX_TOMBSTONES", "TOMBSTONE_SECONDS", "Store", "newer"]
 
 JSON = dict[str, Any]
 logger = logging.getLogger(__name__)
+
+# A deletion needs remembering only until the answers to the writes sent before it are back.
+# The API client gives up on a request after 30 s (KubeClient's timeout), so two minutes
+# leave room for a busy event loop; a time bound also lets tombstones drain by themselves
+# after a burst, with no sweeping task. The count bound caps the memory whatever the rate of
+# deletions (a namespace with thousands of Functions going at once): about 2 MB at most,
+# oldest dropped first, and a tombstone dropped early only loses this protection.
+TOMBSTONE_SECONDS: Final = 120.0
+MAX_TOMBSTONES: Final = 10_000
 
 
 def _name_of(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -54,21 +66,54 @@ def newer(version: object, than: object) -> bool:
     return mine is not None and theirs is not None and mine > theirs
 
 
-class Store:
-    """Objects by kind, namespace and name. Not thread-safe: used on the event loop only."""
+def _not_after(version: object, than: str | None) -> bool:
+    """True when resourceVersion ``version`` is known to be ``than`` or an earlier one."""
+    return version is not None and (str(version) == than or newer(than, version))
 
-    def __init__(self) -> None:
+
+class Store:
+    """Objects by kind, namespace and name, and the versions at which recent ones were deleted
+    (tombstones). Not thread-safe: used on the event loop only."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tombstone_seconds: float = TOMBSTONE_SECONDS,
+        max_tombstones: int = MAX_TOMBSTONES,
+    ) -> None:
         self._objects: dict[Kind, dict[tuple[str, str], bytes]] = {}
         self._versions: dict[Kind, dict[tuple[str, str], str]] = {}
+        # (kind, namespace, name) -> (version deleted at, when to forget it), oldest first:
+        # every tombstone lives equally long, so the order of insertion is that of expiry.
+        self._tombstones: dict[tuple[Kind, str, str], tuple[str, float]] = {}
+        self._clock = clock
+        self._tombstone_seconds = tombstone_seconds
+        self._max_tombstones = max_tombstones
 
-    def put(self, kind: Kind, obj: Mapping[str, Any]) -> JSON:
+    def put(self, kind: Kind, obj: Mapping[str, Any]) -> JSON | None:
         """Keep a slimmed copy of ``obj`` in place of what was there, and return it; when the
         store already has a newer version, keep and return that one instead. Were the older
         copy kept, the reconcile that follows the newer event would read it, and no later
-        event would come to correct it."""
+        event would come to correct it.
+
+        None when ``obj`` was deleted since (a tombstone at its version or a later one): the
+        object stays absent. A newer version (created again) is kept and ends the tombstone."""
         where = _name_of(obj)
-        known = self._versions.get(kind, {}).get(where)
         version = (obj.get("metadata") or {}).get("resourceVersion")
+        deleted = self._deleted(kind, where)
+        if deleted is not None:
+            if _not_after(version, deleted):
+                logger.debug(
+                    "%s %s/%s: not keeping version %s, deleted at %s",
+                    kind.kind,
+                    *where,
+                    version,
+                    deleted,
+                )
+                return None
+            del self._tombstones[(kind, *where)]
+        known = self._versions.get(kind, {}).get(where)
         if newer(known, version):
             logger.debug(
                 "%s %s/%s: kept version %s over older %s", kind.kind, *where, known, version
@@ -90,14 +135,50 @@ class Store:
     def holds(self, kind: Kind, obj: Mapping[str, Any]) -> bool:
         """True when the store already has ``obj`` at its resourceVersion or a later one: a
         watch event that only echoes the operator's own write, repeats what was seen, or was
-        overtaken by the answer to a later write."""
+        overtaken by the answer to a later write or by the object's deletion."""
+        where = _name_of(obj)
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        known = self._versions.get(kind, {}).get(_name_of(obj))
-        return version is not None and (known == str(version) or newer(known, version))
+        known = self._versions.get(kind, {}).get(where)
+        if known is None:
+            known = self._deleted(kind, where)
+        return _not_after(version, known)
 
-    def remove(self, kind: Kind, *, namespace: str, name: str) -> None:
-        self._objects.get(kind, {}).pop((namespace, name), None)
-        self._versions.get(kind, {}).pop((namespace, name), None)
+    def remove(self, kind: Kind, obj: Mapping[str, Any]) -> None:
+        """Forget ``obj`` (the object of a DELETED event), leaving a tombstone at its version
+        (the API server sends the version of the deletion) or, lacking one, at the version
+        the store had."""
+        where = _name_of(obj)
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        self._objects.get(kind, {}).pop(where, None)
+        known = self._versions.get(kind, {}).pop(where, None)
+        last = known if version is None or newer(known, version) else str(version)
+        if last is None:
+            return  # no version to compare copies with: they fall back to the last one wins
+        key = (kind, *where)
+        self._tombstones.pop(key, None)  # inserted again at the end, the youngest
+        now = self._clock()
+        self._tombstones[key] = (last, now + self._tombstone_seconds)
+        self._forget_tombstones(now)
+
+    def _deleted(self, kind: Kind, where: tuple[str, str]) -> str | None:
+        """The version ``kind`` ``where`` was deleted at, if that is recent."""
+        if not self._tombstones:
+            return None  # the common case, without reading the clock
+        self._forget_tombstones(self._clock())
+        found = self._tombstones.get((kind, *where))
+        return found[0] if found is not None else None
+
+    def _forget_tombstones(self, now: float) -> None:
+        tombstones = self._tombstones
+        while tombstones:
+            oldest = next(iter(tombstones))
+            if tombstones[oldest][1] > now and len(tombstones) <= self._max_tombstones:
+                return
+            del tombstones[oldest]
+
+    def tombstones(self) -> int:
+        """How many deletions the store remembers (for tests and memory checks)."""
+        return len(self._tombstones)
 
     def get(self, kind: Kind, *, namespace: str, name: str) -> JSON | None:
         encoded = self._objects.get(kind, {}).get((namespace, name))

@@ -1,8 +1,12 @@
-"""Helpers for the reconciler tests: an Operator on a FakeCluster, run until its queue is empty."""
+"""Helpers for the reconciler tests: an Operator on a FakeCluster, run until its queue is empty,
+and a FakeCluster where someone deletes an object while the operator's write of it is answered."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubelambda.controller.buckets import FakeBucketNotifier
@@ -10,7 +14,7 @@ from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import Result
 from kubelambda.controller.operator import Key, Operator
-from kubelambda.kube.kinds import FUNCTION, TRIGGER, kind_of
+from kubelambda.kube.kinds import FUNCTION, TRIGGER, Kind, kind_of
 from unit.controller.conftest import clock
 
 
@@ -65,3 +69,44 @@ def settle(operator: Operator, *, limit: int = 50) -> dict[Key, Result]:
         raise AssertionError(f"still reconciling after {limit} passes: a reconcile loop?")
 
     return asyncio.run(drain())
+
+
+@dataclass
+class DeletedInFlightCluster(FakeCluster):
+    """FakeCluster where someone deletes a ``kind`` object right after the first write of it by
+    ``write`` (a field manager, or "status") lands, and the operator's watch delivers the
+    DELETED event, at the deletion's resourceVersion as the API server sends it, before the
+    answer to that write comes back. Only armed once ``operator`` is set."""
+
+    kind: Kind = FUNCTION
+    write: str = "status"
+    operator: Operator | None = None
+    deleted: list[tuple[Kind, str]] = field(default_factory=list)
+
+    def _delete(self, kind: Kind, namespace: str, name: str, write: str) -> None:
+        if self.operator is None or self.deleted or (kind, write) != (self.kind, self.write):
+            return
+        gone = self.objects.pop(self._key(kind, namespace, name))
+        gone["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.deleted.append((kind, name))
+        if kind == FUNCTION:
+            self.operator.function_event("DELETED", copy.deepcopy(gone))
+        elif kind == TRIGGER:
+            self.operator.trigger_event("DELETED", copy.deepcopy(gone))
+        else:
+            self.operator.owned_event(kind, "DELETED", copy.deepcopy(gone))
+
+    async def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True
+    ) -> dict[str, Any]:
+        answer = await super().apply(obj, field_manager=field_manager, force=force)
+        meta = obj["metadata"]
+        self._delete(kind_of(obj), meta["namespace"], meta["name"], field_manager)
+        return answer
+
+    async def patch_status(
+        self, kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        answer = await super().patch_status(kind, namespace=namespace, name=name, status=status)
+        self._delete(kind, namespace, name, "status")
+        return answer

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from kubelambda.controller.cluster import FakeCluster
-from kubelambda.controller.config import REPLICAS_MANAGER, ControllerConfig
+from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
 from kubelambda.controller.operator import Operator
 from kubelambda.controller.resources.meta import CODE_HASH_ANNOTATION
 from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, NETWORK_POLICY, SERVICE
-from unit.controller.reconciling import make_operator, restart, settle
+from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, NETWORK_POLICY, SERVICE, Kind
+from unit.controller.reconciling import DeletedInFlightCluster, make_operator, restart, settle
 
 MakeFunction = Callable[..., dict[str, Any]]
 NS = "team-a"
@@ -286,5 +286,52 @@ def test_a_deleted_function_is_left_to_the_garbage_collector(
     settle(operator)
     writes = len(cluster.writes)
     operator.function_event("DELETED", stored(cluster, FUNCTION))
+    settle(operator)
+    assert cluster.writes[writes:] == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "write"),
+    [
+        (SERVICE, "hello", FIELD_MANAGER),
+        (CONFIG_MAP, "hello-code", FIELD_MANAGER),
+        (NETWORK_POLICY, "hello", FIELD_MANAGER),
+        (DEPLOYMENT, "hello", REPLICAS_MANAGER),  # the last write of a new Deployment
+    ],
+)
+def test_an_object_deleted_while_its_write_is_answered_is_created_again(
+    make_function: MakeFunction, config: ControllerConfig, kind: Kind, name: str, write: str
+) -> None:
+    cluster = DeletedInFlightCluster(kind=kind, write=write)
+    cluster, operator = make_operator(config, cluster=cluster)
+    cluster.operator = operator
+    operator.function_event("ADDED", cluster.put(make_function()))
+
+    settle(operator)  # no resync: the DELETED event alone brings the object back
+
+    assert cluster.deleted == [(kind, name)]
+    live = stored(cluster, kind, name)
+    kept = operator.store.get(kind, namespace=NS, name=name)
+    assert kept is not None
+    assert kept["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+    created = f"created {kind.kind} {name}"
+    assert [created in e.message for e in cluster.events] == [True, True]
+    assert ready(cluster)["reason"] == "ScaledToZero"
+
+
+def test_a_function_deleted_while_its_status_write_is_answered_is_forgotten(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster = DeletedInFlightCluster(kind=FUNCTION, write="status")
+    cluster, operator = make_operator(config, cluster=cluster)
+    cluster.operator = operator
+    operator.function_event("ADDED", cluster.put(make_function()))
+    settle(operator)
+    assert cluster.deleted == [(FUNCTION, "hello")]
+
+    # Were the answer kept, every resync would apply the objects of a Function that is gone.
+    assert operator.store.get(FUNCTION, namespace=NS, name="hello") is None
+    writes = len(cluster.writes)
+    operator.resync()
     settle(operator)
     assert cluster.writes[writes:] == []

@@ -1,5 +1,6 @@
 """store.Store: the operator's copies of watched objects, which an older copy never replaces,
-whichever feed (watch event or the answer to a write) brings it last."""
+whichever feed (watch event or the answer to a write) brings it last, and which a copy older
+than the object's deletion does not bring back."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from kubelambda.controller.store import Store, newer
+from kubelambda.controller.store import TOMBSTONE_SECONDS, Store, newer
 from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION
 
 
-def function(version: str | None, *, reason: str = "ScaledToZero") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": "hello", "namespace": "team-a"}
+def function(
+    version: str | None, *, reason: str = "ScaledToZero", name: str = "hello"
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "team-a"}
     if version is not None:
         meta["resourceVersion"] = version
     return {
@@ -111,3 +114,91 @@ def test_a_kept_deployment_returns_slimmed_like_a_put_one() -> None:
     kept = store.put(DEPLOYMENT, deployment("6", 1))
     assert kept == first
     assert kept["spec"]["replicas"] == 2 and kept["metadata"]["managedFields"] == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("deleted_at", "put", "kept"),
+    [
+        ("10", "9", False),  # the answer to a write that the deletion overtook
+        ("10", "10", False),  # the answer at the deleted version
+        ("10", "11", True),  # created again
+        ("10", None, True),  # no version to compare: the last copy wins
+        ("b", "a", True),  # versions that do not compare: the last copy wins
+        ("b", "b", False),
+    ],
+)
+def test_a_copy_older_than_a_deletion_does_not_bring_it_back(
+    deleted_at: str, put: str | None, kept: bool
+) -> None:
+    store = Store()
+    store.put(FUNCTION, function("8"))
+    store.remove(FUNCTION, function(deleted_at))  # the DELETED event
+
+    answer = store.put(FUNCTION, function(put, reason="Available"))
+
+    stored = store.get(FUNCTION, namespace="team-a", name="hello")
+    assert (answer is not None, stored is not None) == (kept, kept)
+    assert store.holds(FUNCTION, function(put)) is (put is not None)
+    assert store.tombstones() == (0 if kept else 1)
+
+
+def test_a_deletion_without_a_version_leaves_a_tombstone_at_the_stored_one() -> None:
+    store = Store()
+    store.put(FUNCTION, function("10"))
+    store.remove(FUNCTION, function(None))
+    assert store.put(FUNCTION, function("10")) is None
+    assert store.holds(FUNCTION, function("9"))
+    assert store.put(FUNCTION, function("12")) is not None
+
+
+def test_a_tombstone_refuses_only_copies_of_its_own_object() -> None:
+    store = Store()
+    store.remove(FUNCTION, function("10"))
+    assert store.put(DEPLOYMENT, {**function("9"), "kind": "Deployment"}) is not None
+    assert store.put(FUNCTION, function("9", name="other")) is not None
+    assert store.put(FUNCTION, function("9")) is None
+
+
+def test_tombstones_expire() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.remove(FUNCTION, function("10"))
+    clock.now += TOMBSTONE_SECONDS - 1
+    assert store.holds(FUNCTION, function("9"))
+
+    clock.now += 2
+    assert not store.holds(FUNCTION, function("9"))
+    assert store.tombstones() == 0
+
+
+def test_tombstones_stay_bounded_while_functions_churn() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    for n in range(5000):
+        clock.now += 0.1  # ten deletions a second
+        name = f"f{n}"
+        store.put(FUNCTION, function(str(2 * n + 1), name=name))
+        store.remove(FUNCTION, function(str(2 * n + 2), name=name))
+    assert store.count(FUNCTION) == 0
+    assert store.tombstones() <= TOMBSTONE_SECONDS / 0.1 + 1
+
+    # A burst faster than the tombstones expire: the oldest go first.
+    burst = Store(clock=Clock(), max_tombstones=3)
+    for n in range(5):
+        burst.remove(FUNCTION, function("10", name=f"f{n}"))
+    assert burst.tombstones() == 3
+    assert [burst.put(FUNCTION, function("9", name=f"f{n}")) is None for n in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]

@@ -12,11 +12,11 @@ import pytest
 
 from kubelambda.controller.buckets import BucketError, FakeBucketNotifier
 from kubelambda.controller.cluster import FakeCluster
-from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.triggers import FINALIZER, UNSUBSCRIBE_DEADLINE_SECONDS
 from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION, TRIGGER
 from unit.controller.conftest import NOW
-from unit.controller.reconciling import make_operator, settle
+from unit.controller.reconciling import DeletedInFlightCluster, make_operator, settle
 
 MakeFunction = Callable[..., dict[str, Any]]
 NS = "team-a"
@@ -142,6 +142,28 @@ def test_a_bucket_with_a_source_is_subscribed_behind_a_finalizer(
     after = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
     assert after is not None and after["metadata"]["finalizers"] == []
     assert ("Normal", "Unsubscribed") in [(e.type, e.reason) for e in cluster.events]
+
+
+def test_a_trigger_let_go_before_the_answer_to_its_release_is_forgotten(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster = DeletedInFlightCluster(kind=TRIGGER, write=FIELD_MANAGER)
+    cluster.put(SECRET)
+    cluster, operator = make_operator(
+        config, make_function(), bucket_trigger(), cluster=cluster, notifier=FakeBucketNotifier()
+    )
+    settle(operator)
+    stored = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
+    assert stored is not None and stored["metadata"]["finalizers"] == [FINALIZER]
+
+    # The API server deletes the Trigger as its last finalizer goes; the watch says so first.
+    cluster.operator = operator
+    stored["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+    operator.trigger_event("MODIFIED", cluster.put(stored))
+    settle(operator)
+
+    assert cluster.deleted == [(TRIGGER, "thumbs")]
+    assert operator.store.get(TRIGGER, namespace=NS, name="thumbs") is None
 
 
 def test_an_http_trigger_gets_no_finalizer(
