@@ -35,6 +35,7 @@ from harness.kubeapi import KubeApi
 from harness.network import NETWORK_NAME
 from harness.release import ReleaseFailed, release
 from harness.workloads import RUNTIME_PORT, code_configmap, invoke, runtime_deployment
+from loadgen import percentile
 
 NAMESPACE = "default"
 NAME = "coldstart"
@@ -189,11 +190,6 @@ def scale_to_zero(api: KubeApi, running: Cluster) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("pods still there a minute after scaling to zero")
         time.sleep(0.2)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
 
 
 def report(trials: list[Trial], *, title: str, since: str) -> None:

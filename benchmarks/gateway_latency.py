@@ -1,9 +1,8 @@
 """Benchmark: latency the gateway adds at a fixed request rate below saturation (open loop).
 
-wrk cannot hold a rate and Debian has no wrk2, so this script is its own load generator:
-uvloop, raw keep-alive connections, responses parsed with httptools. Requests are sent on
-a fixed schedule (500/s by default) whatever the answers do, and each latency is measured
-from the request's scheduled time, so a stall is counted in full (no coordinated
+wrk cannot hold a rate and Debian has no wrk2, so the load comes from loadgen.open_loop:
+requests on a fixed schedule (500/s by default) whatever the answers do, each latency
+measured from the request's scheduled time, so a stall is counted in full (no coordinated
 omission). The same instance is measured direct, behind nginx and behind the gateway
 (HTTP trigger), in alternating rounds; printed: p50/p90/p99 of each and the gateway minus
 direct. Target: p99 added <= 5 ms.
@@ -14,97 +13,13 @@ direct. Target: p99 added <= 5 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
-import time
 from contextlib import ExitStack
 
-import httptools
 import uvloop
 
 from gateway_common import INVOKE_PATH, proxies, sample_event
-
-
-class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[int] | None = None
-        self.status = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_message_complete(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("closed"))
-
-
-async def open_loop(port: int, request: bytes, *, rate: float, seconds: float) -> list[float]:
-    """Latencies (ms) of `rate * seconds` requests sent on schedule to 127.0.0.1:port."""
-    loop = asyncio.get_running_loop()
-    idle: list[_Connection] = []
-    latencies: list[float] = []
-    errors = 0
-
-    async def connection() -> _Connection:
-        while idle:
-            conn = idle.pop()
-            # servers close connections idle past their keep-alive timeout
-            if conn.transport is not None and not conn.transport.is_closing():
-                return conn
-        _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
-        return protocol
-
-    async def one(scheduled: float) -> None:
-        nonlocal errors
-        conn = await connection()
-        conn.waiter = loop.create_future()
-        assert conn.transport is not None
-        conn.transport.write(request)
-        try:
-            status = await asyncio.wait_for(conn.waiter, 30)
-        except (ConnectionError, TimeoutError):
-            errors += 1
-            return
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-        if status >= 400:
-            errors += 1
-        idle.append(conn)
-
-    for _ in range(16):  # warm connections, as a steady client would have
-        idle.append(await connection())
-    tasks = []
-    start = time.perf_counter() + 0.05
-    count = int(rate * seconds)
-    for index in range(count):
-        scheduled = start + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(scheduled)))
-    await asyncio.gather(*tasks)
-    for conn in idle:
-        if conn.transport is not None:
-            conn.transport.close()
-    if errors:
-        raise SystemExit(f"port {port}: {errors} of {count} requests failed")
-    return latencies
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from loadgen import open_loop, percentile
 
 
 def http_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
@@ -140,9 +55,10 @@ def main() -> None:
                 await open_loop(port, request, rate=args.rate, seconds=1)
             for _ in range(args.rounds):
                 for name, (port, request) in targets.items():
-                    results[name] += await open_loop(
-                        port, request, rate=args.rate, seconds=args.seconds
-                    )
+                    run = await open_loop(port, request, rate=args.rate, seconds=args.seconds)
+                    if run.failed:
+                        raise SystemExit(f"{name}: {run.failed} of {run.sent} requests failed")
+                    results[name] += run.latencies
 
         uvloop.run(measure())
     what = (

@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: wrk as the load generator, servers on free loopback ports.
+"""Shared by the benchmark scripts: wrk as the closed-loop load generator, an open-loop one of
+our own (a fixed request rate, as wrk2 would), servers on free loopback ports.
 
 Every benchmark measures its reference in the same run and prints ratios, because
 absolute figures on these shared 2-core machines move by a factor of two between runs.
@@ -6,6 +7,7 @@ absolute figures on these shared 2-core machines move by a factor of two between
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,9 +17,13 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import httptools
 
 BENCH_BODY = b'{"bench": true}'
 
@@ -121,3 +127,106 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+        self.status = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+
+@dataclass
+class OpenLoopRun:
+    """What an open-loop run saw: latencies (ms from each request's scheduled time) of the
+    answered requests, answers by status, and requests that got no answer."""
+
+    sent: int = 0
+    latencies: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)  # seconds after the start
+    statuses: Counter[int] = field(default_factory=Counter)
+    unanswered: int = 0
+
+    @property
+    def failed(self) -> int:
+        return self.unanswered + sum(n for status, n in self.statuses.items() if status >= 400)
+
+
+async def open_loop(
+    port: int, request: bytes, *, rate: float, seconds: float, warm_connections: int = 16
+) -> OpenLoopRun:
+    """Send ``rate * seconds`` copies of ``request`` to 127.0.0.1:port on a fixed schedule,
+    whatever the answers do (no coordinated omission); a new keep-alive connection is
+    opened whenever none is idle."""
+    loop = asyncio.get_running_loop()
+    idle: list[_Connection] = []
+    run = OpenLoopRun()
+
+    async def connection() -> _Connection:
+        while idle:
+            conn = idle.pop()
+            # servers close connections idle past their keep-alive timeout
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
+        return protocol
+
+    async def one(scheduled: float) -> None:
+        try:
+            conn = await connection()
+        except OSError:
+            run.unanswered += 1
+            return
+        conn.waiter = loop.create_future()
+        assert conn.transport is not None
+        conn.transport.write(request)
+        try:
+            status = await asyncio.wait_for(conn.waiter, 60)
+        except (ConnectionError, TimeoutError):
+            run.unanswered += 1
+            return
+        now = time.perf_counter()
+        run.latencies.append((now - scheduled) * 1000)
+        run.finished.append(now - start)
+        run.statuses[status] += 1
+        idle.append(conn)
+
+    for _ in range(warm_connections):  # warm connections, as a steady client would have
+        idle.append(await connection())
+    tasks = []
+    start = time.perf_counter() + 0.05
+    run.sent = int(rate * seconds)
+    for index in range(run.sent):
+        scheduled = start + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(scheduled)))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        if conn.transport is not None:
+            conn.transport.close()
+    return run
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadgen import free_port
+from loadgen import free_port, percentile
 from runtime_startup import time_ready
 
 FUNCTION = """
@@ -43,11 +43,6 @@ spec:
   http: {{path: /cold{index}}}
 ---
 """
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
 
 
 def main() -> None:

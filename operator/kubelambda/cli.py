@@ -12,6 +12,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from kubelambda.gateway.settings import GatewaySettings
+
 LOCAL_HELP = """\
 Serve Function and Trigger manifests on this machine, without a cluster: the event
 gateway on one port, each function's instances as local runtime processes, scaled with
@@ -59,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--max-queued",
         type=int,
-        default=100,
-        help="requests held per function while no instance is free; beyond, 503 (default 100)",
+        default=GatewaySettings().max_queued_per_function,
+        help="requests held per function while no instance is free; beyond, 503"
+        " (default %(default)s)",
     )
     local.add_argument(
         "--hold-timeout",

@@ -46,7 +46,7 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
     parser.add_argument("--admin-port", type=int, default=9090, help="/metrics, /healthz")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--default-namespace", default="default", help="for bare FunctionNames")
-    parser.add_argument("--max-queued", type=int, default=100)
+    parser.add_argument("--max-queued", type=int, default=GatewaySettings().max_queued_per_function)
     parser.add_argument("--hold-timeout", type=float, default=30.0)
     parser.add_argument(
         "--autoscaler-url",

@@ -31,7 +31,9 @@ class GatewaySettings:
     account_id: str = "000000000000"
 
     # Requests held per function (waiting for a cold start or a free slot); beyond: 503.
-    max_queued_per_function: int = 100
+    # Deep, as Knative's activator (10,000 per revision): a burst from zero to thousands of
+    # requests/s is held, not refused, while instances start. A held request costs a few KB.
+    max_queued_per_function: int = 10_000
     # How long a request may be held before it is answered 504.
     hold_timeout_seconds: float = 30.0
     # Retry-After on 503 (held queue full) and 429 (delivery queue full).

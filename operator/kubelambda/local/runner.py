@@ -46,7 +46,7 @@ class Options:
     admin_port: int = 9090
     tick_seconds: float = 1.0
     region: str = "us-east-1"
-    max_queued_per_function: int = 100
+    max_queued_per_function: int = GatewaySettings().max_queued_per_function
     hold_timeout_seconds: float = 30.0
     # Read load from this Prometheus (which must scrape the admin port) instead of
     # straight from the gateway's counters.
