@@ -219,7 +219,9 @@ async def open_loop(
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(scheduled)))
+        # The loop's timers have millisecond resolution and may wake a little early: a
+        # request sent before its time is timed from when it was sent.
+        tasks.append(asyncio.ensure_future(one(min(scheduled, time.perf_counter()))))
     await asyncio.gather(*tasks)
     for conn in idle:
         if conn.transport is not None:
