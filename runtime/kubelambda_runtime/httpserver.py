@@ -147,7 +147,9 @@ class Connection(asyncio.Protocol):
     # lending
 
     def lendable(self) -> bool:
-        """Whether the connection can be lent now: nothing read past the current request."""
+        """Whether the connection can be lent now: nothing read past the current request, and
+        nothing of an earlier answer still waiting to be written (the borrower's answer
+        would overtake it)."""
         transport = self._transport
         return (
             not self._pending
@@ -155,6 +157,7 @@ class Connection(asyncio.Protocol):
             and not self.lent
             and transport is not None
             and not transport.is_closing()
+            and not transport.get_write_buffer_size()
         )
 
     def lend(self) -> int:

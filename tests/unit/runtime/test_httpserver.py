@@ -165,3 +165,28 @@ def test_reclaiming_can_answer_first_or_close():
     answer = b"HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     assert asyncio.run(scenario(answer=answer, close=True)) == answer
     assert asyncio.run(scenario(close=True)) == b""
+
+
+def test_a_connection_with_an_answer_still_being_written_is_not_lent():
+    seen: list[bool] = []
+
+    async def handler(request: Request) -> Response | None:
+        if request.path == "/big":
+            return Response(200, b"x" * 20_000_000)  # more than the socket takes at once
+        assert request.connection is not None
+        seen.append(request.connection.lendable())
+        return Response(200, b"small")
+
+    async def scenario() -> bytes:
+        async with served(handler) as (reader, writer):
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the server wrote what the socket took; it keeps the rest
+            writer.write(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            await wait_for_async(lambda: seen, seconds=5, what="the second request")
+            return await asyncio.wait_for(reader.read(), 10)
+
+    data = asyncio.run(scenario())
+    assert seen == [False]
+    assert data.endswith(b"small") and len(data) > 20_000_000
