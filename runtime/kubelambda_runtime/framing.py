@@ -9,6 +9,7 @@ would otherwise import for nothing.
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import struct
@@ -53,6 +54,8 @@ class Channel:
             if also is not None and not self._wait(also):
                 return None
             data, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 4)
+            for fd in fds:
+                os.set_inheritable(fd, False)  # a handler's subprocesses never get a client's
             self._fds.extend(fds)
             if not data:
                 raise EOFError("the server closed the socket")

@@ -47,3 +47,14 @@ def test_a_readable_connection_comes_before_waiting_for_a_frame_and_frames_come_
     server.close()
     with pytest.raises(EOFError):
         channel.next()
+
+
+def test_a_passed_descriptor_is_not_inherited_by_programs_a_handler_runs():
+    server, worker = socket.socketpair()
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # as the server's socket may be
+    socket.send_fds(server, [framing.encode({"type": "take", "fd": True})], [write_end])
+    _, _, fd = framing.Channel(worker).next()  # type: ignore[misc]
+    assert fd is not None and not os.get_inheritable(fd)
+    for end in (read_end, write_end, fd):
+        os.close(end)
