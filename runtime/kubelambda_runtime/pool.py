@@ -396,6 +396,14 @@ class Pool:
                     lent.connection.reclaim(unread, close=bool(header.get("close")))
                     return
 
+    def _close_lent(self, slot: Slot) -> None:
+        """A connection the worker was still to give back died with it: close it, so its
+        client learns at once."""
+        lent, slot.lent = slot.lent, []
+        self._note_returns()
+        for item in lent:
+            item.connection.reclaim(close=True)
+
     def _note_returns(self) -> None:
         if not any(slot.lent for slot in self.slots):
             self._all_back.set()
@@ -534,6 +542,7 @@ class Pool:
         duration = time.perf_counter() - started
         document = self._log_timeout(invocation.request_id, duration)
         self.on_outcome("timeout", duration)
+        self._close_lent(slot)
         self.start_slot(slot)  # a fresh environment for the next invocation
         return Result(
             status=200, body=json.dumps(document).encode(), outcome="timeout", function_error=True
@@ -554,6 +563,7 @@ class Pool:
             invocation.request_id, duration, reason or faults.exit_reason(code)
         )
         self.on_outcome("crash", duration)
+        self._close_lent(slot)
         self.start_slot(slot)
         return Result(
             status=200, body=json.dumps(document).encode(), outcome="crash", function_error=True

@@ -234,3 +234,25 @@ def test_metrics_count_what_workers_answer_and_what_the_server_answers(runtime, 
     assert 'outcome="busy"} 1.0' in text
     assert "kubelambda_runtime_duration_seconds_count{" in text
     assert 'duration_seconds_count{function="function",namespace="default"} 6.0' in text
+
+
+def test_a_held_connection_not_yet_given_back_when_its_worker_dies_is_closed(runtime):
+    fn = runtime({"app.py": APP})
+    with connect(fn.url) as held, connect(fn.url) as one_shot:
+        held.sendall(request("{}", "warm"))
+        ((_, _, body),) = read_answers(held, 1)
+        worker = json.loads(body)["pid"]
+        # The worker holds `held`; paused, it cannot give it back before the server sends it
+        # an invocation in a frame (a Connection: close request is never handed over).
+        os.kill(worker, signal.SIGSTOP)
+        wait_for(lambda: stopped(worker), timeout=10, what="the worker to stop")
+        one_shot.sendall(request("{}", "framed", close=True))
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGKILL)
+        ((status, headers, body),) = read_answers(one_shot, 1)
+        error = json.loads(body)
+        assert (status, headers["x-amz-function-error"]) == (200, "Unhandled")
+        assert error["errorType"] == "Runtime.ExitError" and error["requestId"] == "framed"
+        held.settimeout(10)
+        assert held.recv(1) == b""  # closed at once, not left waiting for an answer
+    assert fn.invoke('{"after": true}').json()["event"] == {"after": True}
