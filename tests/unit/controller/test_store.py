@@ -4,6 +4,7 @@ than the object's deletion does not bring back."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -202,3 +203,18 @@ def test_tombstones_stay_bounded_while_functions_churn() -> None:
         True,
         True,
     ]
+
+
+def test_objects_come_back_as_they_went_in_and_are_kept_deflated() -> None:
+    store = Store()
+    put = [function(str(n), name=f"fn-{n}", reason=f"reason {n}") for n in range(1, 200)]
+    for obj in put:
+        obj["spec"] = {"handler": "app.handler", "code": {"inline": {"files": {"a.py": "x"}}}}
+        store.put(FUNCTION, obj)
+    assert [store.get(FUNCTION, namespace="team-a", name=f"fn-{n}") for n in range(1, 200)] == put
+    assert sorted(o["metadata"]["name"] for o in store.all(FUNCTION)) == sorted(
+        o["metadata"]["name"] for o in put
+    )
+    kept = sum(map(len, store._objects[FUNCTION].values()))
+    raw = sum(len(json.dumps(o, separators=(",", ":"))) for o in put)
+    assert kept < raw / 3, "objects of one kind share most of their bytes"
