@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+    from kubelambda.api import Function
+
 __all__ = [
     "DEFAULT_TUNING",
     "Decision",
@@ -61,6 +63,16 @@ class ScalingSpec:
     min_replicas: int
     max_replicas: int
     scale_to_zero_after_seconds: float
+
+    @classmethod
+    def of(cls, function: Function) -> ScalingSpec:
+        scaling = function.scaling
+        return cls(
+            target_concurrency=float(scaling.target_concurrency),
+            min_replicas=scaling.min_replicas,
+            max_replicas=scaling.max_replicas,
+            scale_to_zero_after_seconds=float(scaling.scale_to_zero_after_seconds),
+        )
 
     def __post_init__(self) -> None:
         _check_non_negative(self)

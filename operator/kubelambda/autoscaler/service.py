@@ -57,13 +57,7 @@ def scaling_spec(function_object: JSON) -> ScalingSpec | None:
         function = parse_function(function_object)
     except SpecError:
         return None  # the controller reports it; nothing to scale
-    scaling = function.scaling
-    return ScalingSpec(
-        target_concurrency=float(scaling.target_concurrency),
-        min_replicas=scaling.min_replicas,
-        max_replicas=scaling.max_replicas,
-        scale_to_zero_after_seconds=float(scaling.scale_to_zero_after_seconds),
-    )
+    return ScalingSpec.of(function)
 
 
 class AutoscalerService:

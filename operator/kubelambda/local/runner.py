@@ -60,16 +60,6 @@ class Options:
     s3_webhook_arn: str = DEFAULT_WEBHOOK_ARN
 
 
-def scaling_spec(function: Function) -> ScalingSpec:
-    scaling = function.scaling
-    return ScalingSpec(
-        target_concurrency=float(scaling.target_concurrency),
-        min_replicas=scaling.min_replicas,
-        max_replicas=scaling.max_replicas,
-        scale_to_zero_after_seconds=float(scaling.scale_to_zero_after_seconds),
-    )
-
-
 def describe(
     addresses: ServingAddresses, functions: Sequence[Function], triggers: Sequence[Trigger]
 ) -> list[str]:
@@ -144,7 +134,7 @@ async def _serve(
         platform=platform, routes=routing_table(functions, triggers), settings=settings
     )
     specs: Mapping[FunctionId, ScalingSpec] = {
-        (f.namespace, f.name): scaling_spec(f) for f in functions
+        (f.namespace, f.name): ScalingSpec.of(f) for f in functions
     }
 
     def load() -> Mapping[FunctionId, Load]:
