@@ -18,23 +18,14 @@ from integration.controller.operating import (
     settled,
     wait_condition,
 )
+from support.manifests import inline_function
 from support.waiting import wait_for
 
 APP = 'def handler(event, context):\n    return {"v": 1}\n'
 
 
 def function(name: str = "fn", *, app: str = APP, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelambda.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name},
-        "spec": {
-            "runtime": "python3.12",
-            "handler": "app.handler",
-            "code": {"inline": {"files": {"app.py": app}}},
-            **spec,
-        },
-    }
+    return inline_function(name, app, **spec)
 
 
 def apply(api: ApiServer, namespace: str, *objects: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from harness.minio import Minio
 from support.local import LocalMode
+from support.manifests import inline_function
 from support.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -114,18 +115,12 @@ RECORDER = textwrap.dedent(
 
 
 def recorder(setup: Setup, name: str = "recorder") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelambda.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name},
-        "spec": {
-            "runtime": "python3.12",
-            "handler": "app.handler",
-            "timeoutSeconds": 30,
-            "env": [{"name": "S3_ENDPOINT_URL", "value": setup.minio.endpoint}],
-            "code": {"inline": {"files": {"app.py": RECORDER}}},
-        },
-    }
+    return inline_function(
+        name,
+        RECORDER,
+        timeoutSeconds=30,
+        env=[{"name": "S3_ENDPOINT_URL", "value": setup.minio.endpoint}],
+    )
 
 
 def bucket_trigger(setup: Setup, name: str, function: str, **bucket_spec: Any) -> dict[str, Any]:

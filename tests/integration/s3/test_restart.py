@@ -21,6 +21,7 @@ from integration.s3.events import (
     write_manifests,
 )
 from support.local import LocalMode
+from support.manifests import inline_function
 from support.waiting import wait_for
 
 UPLOADS = 60
@@ -70,19 +71,13 @@ FAILURES = textwrap.dedent(
 
 
 def function(setup: Setup, name: str, source: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelambda.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name},
-        "spec": {
-            "runtime": "python3.12",
-            "handler": "app.handler",
-            "timeoutSeconds": 30,
-            "scaling": {"maxReplicas": 1},
-            "env": [{"name": "S3_ENDPOINT_URL", "value": setup.minio.endpoint}],
-            "code": {"inline": {"files": {"app.py": source}}},
-        },
-    }
+    return inline_function(
+        name,
+        source,
+        timeoutSeconds=30,
+        scaling={"maxReplicas": 1},
+        env=[{"name": "S3_ENDPOINT_URL", "value": setup.minio.endpoint}],
+    )
 
 
 class Uploader(threading.Thread):
