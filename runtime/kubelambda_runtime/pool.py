@@ -52,7 +52,6 @@ class Result:
 
     status: int
     body: bytes
-    outcome: str  # success | error | timeout | crash | bad_request | busy
     function_error: bool = False
     log_tail: str | None = None
 
@@ -353,7 +352,7 @@ class Pool:
             )
             body = json.dumps(faults.api_error("TooManyRequestsException", message)).encode()
             self.on_outcome("busy", 0.0)
-            return Result(status=429, body=body, outcome="busy")
+            return Result(status=429, body=body)
         if connection is not None and self._hand_over(slot, invocation, connection):
             return None
         slot.busy = True
@@ -525,11 +524,10 @@ class Pool:
         outcome = reply.get("outcome")
         if outcome == "bad_request":
             error = faults.api_error("InvalidRequestContentException", reply.get("message", ""))
-            return Result(status=400, body=json.dumps(error).encode(), outcome="bad_request")
+            return Result(status=400, body=json.dumps(error).encode())
         return Result(
             status=200,
             body=body,
-            outcome="success" if outcome == "success" else "error",
             function_error=outcome != "success",
             log_tail=reply.get("tail"),
         )
@@ -544,9 +542,7 @@ class Pool:
         self.on_outcome("timeout", duration)
         self._close_lent(slot)
         self.start_slot(slot)  # a fresh environment for the next invocation
-        return Result(
-            status=200, body=json.dumps(document).encode(), outcome="timeout", function_error=True
-        )
+        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
 
     async def _crashed(
         self,
@@ -565,9 +561,7 @@ class Pool:
         self.on_outcome("crash", duration)
         self._close_lent(slot)
         self.start_slot(slot)
-        return Result(
-            status=200, body=json.dumps(document).encode(), outcome="crash", function_error=True
-        )
+        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
 
     def _error_result(self, document: bytes, request_id: str) -> Result:
         # An init fault answers every invocation, each with its own request id.
@@ -575,9 +569,7 @@ class Pool:
         fields["requestId"] = request_id
         fields.setdefault("stackTrace", [])
         self.on_outcome("error", 0.0)
-        return Result(
-            status=200, body=json.dumps(fields).encode(), outcome="error", function_error=True
-        )
+        return Result(status=200, body=json.dumps(fields).encode(), function_error=True)
 
     # --- what Lambda logs when the runtime ends an invocation ------------------------------
 
