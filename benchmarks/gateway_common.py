@@ -2,7 +2,7 @@
 on free loopback ports, and wrk runs with a chosen method, path and body.
 
 Until a benchmark names the real runtime, the instance behind every proxy is the gateway's
-stand-in (kubelambda.gateway.standin), a uvicorn app speaking the runtime contract.
+stand-in (kubelambda.testing.standin), a uvicorn app speaking the runtime contract.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import loadgen
-from kubelambda.gateway.httpapi import build_event
+from kubelambda.gateway.sources.http_payload import build_event
 from loadgen import free_port, need, process, wait_http
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ def standin(*, concurrency: int = 1024) -> Iterator[int]:
     args = [
         sys.executable,
         "-m",
-        "kubelambda.gateway.standin",
+        "kubelambda.testing.standin",
         "--port",
         str(port),
         "--concurrency",

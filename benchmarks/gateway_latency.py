@@ -62,7 +62,7 @@ def main() -> None:
 
         uvloop.run(measure())
     what = (
-        "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.gateway.standin)"
+        "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
     )
     print(
         f"instance: {what}; open loop at {args.rate:.0f} req/s, "

@@ -9,8 +9,9 @@ import argparse
 
 import uvloop
 
-from kubelambda.gateway.gateway import create_gateway
-from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance
+from kubelambda.api.identity import FunctionKey
+from kubelambda.commands.serving import create_gateway
+from kubelambda.gateway.platform import FakePlatform, Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
 
 

@@ -71,7 +71,7 @@ def main() -> None:
                     used = cpu_seconds(port) - before
                     cpu[name].append(used / (result["rate"] * args.seconds) * 1e6)
     what = (
-        "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.gateway.standin)"
+        "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
     )
     print(f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s")
     print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18}")

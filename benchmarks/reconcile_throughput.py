@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.apiserver import ApiServer, api_server  # noqa: E402
-from kubelambda.kube.client import KubeClient  # noqa: E402
-from kubelambda.kube.kinds import FUNCTION  # noqa: E402
+from kubelambda.platforms.kubernetes.client import KubeClient  # noqa: E402
+from kubelambda.platforms.kubernetes.kinds import FUNCTION  # noqa: E402
 
 CODE = 'def handler(event, context):\n    return {"n": %d}\n'
 

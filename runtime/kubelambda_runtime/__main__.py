@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 
-from kubelambda_runtime import config
-from kubelambda_runtime.pool import Pool, WorkerProcess
+from kubelambda_runtime.server.pool import Pool
+from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.wire import config
 
 HELP = """\
 Serve a Lambda-style Python handler on the AWS Lambda Runtime Interface Emulator's
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProcess]) -> None:
     """Serve until SIGTERM or SIGINT, then let invocations in progress finish."""
-    from kubelambda_runtime.httpserver import HttpServer
-    from kubelambda_runtime.server import RuntimeApp
+    from kubelambda_runtime.server.endpoints import RuntimeApp
+    from kubelambda_runtime.server.httpserver import HttpServer
 
     pool.start(spawned)
     app = RuntimeApp(settings=settings, pool=pool)

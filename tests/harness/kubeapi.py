@@ -1,6 +1,7 @@
 """A small client of the harness's API server for what tests time precisely: requests and watches
 over one TLS connection each, with no kubectl process in between (which costs ~100 ms a call).
-The e2e scenarios and the cold-start benchmark use it; the product's own client is kubelambda.kube.
+The e2e scenarios and the cold-start benchmark use it; the product's own client is
+kubelambda.platforms.kubernetes.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ through it; it applies the CRD's defaults, bounds and CEL rules (crds/triggers.k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.errors import SpecError
@@ -71,22 +70,6 @@ class BucketSource:
 
 
 Source: TypeAlias = HttpSource | BucketSource
-
-
-def queue_configuration(
-    *, entry_id: str, queue_arn: str, events: Sequence[str], prefix: str, suffix: str
-) -> dict[str, Any]:
-    """A bucket subscription as an entry of S3's QueueConfigurations (what
-    PutBucketNotificationConfiguration takes); the controller and local mode both write it."""
-    entry: dict[str, Any] = {"Id": entry_id, "QueueArn": queue_arn, "Events": list(events)}
-    rules = [
-        {"Name": name, "Value": value}
-        for name, value in (("prefix", prefix), ("suffix", suffix))
-        if value
-    ]
-    if rules:
-        entry["Filter"] = {"Key": {"FilterRules": rules}}
-    return entry
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import (
     DEFAULT_TUNING,
     Decision,
@@ -21,7 +22,7 @@ from kubelambda.autoscaler.decider import (
     Tuning,
     decide,
 )
-from kubelambda.autoscaler.sources import FunctionId, MetricSource
+from kubelambda.autoscaler.sources import MetricSource
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ _IDLE = Observation(
 class ReplicaTarget(Protocol):
     """What the autoscaler scales: Deployments on a cluster, processes in local mode."""
 
-    def replicas(self, function: FunctionId) -> int:
+    def replicas(self, function: FunctionKey) -> int:
         """The count last asked for (not how many are ready)."""
         ...
 
-    async def scale(self, function: FunctionId, replicas: int, *, reason: str) -> None: ...
+    async def scale(self, function: FunctionKey, replicas: int, *, reason: str) -> None: ...
 
 
 class Autoscaler:
@@ -46,7 +47,7 @@ class Autoscaler:
         *,
         source: MetricSource,
         target: ReplicaTarget,
-        specs: Callable[[], Mapping[FunctionId, ScalingSpec]],
+        specs: Callable[[], Mapping[FunctionKey, ScalingSpec]],
         tuning: Tuning = DEFAULT_TUNING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -55,8 +56,8 @@ class Autoscaler:
         self._specs = specs
         self._tuning = tuning
         self._clock = clock
-        self._states: dict[FunctionId, ScalerState] = {}
-        self.decisions: dict[FunctionId, Decision] = {}
+        self._states: dict[FunctionKey, ScalerState] = {}
+        self.decisions: dict[FunctionKey, Decision] = {}
         self._lock = asyncio.Lock()
 
     async def tick(self, *, now: float | None = None) -> None:
@@ -92,7 +93,7 @@ class Autoscaler:
                     )
                     await self._target.scale(function, decision.desired, reason=decision.reason)
 
-    async def wake(self, function: FunctionId) -> None:
+    async def wake(self, function: FunctionKey) -> None:
         """A request found no instance: scale 0 -> 1 now, without waiting for the next tick."""
         now = self._clock()
         async with self._lock:

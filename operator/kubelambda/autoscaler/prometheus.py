@@ -14,8 +14,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import DEFAULT_TUNING, Observation, Tuning
-from kubelambda.autoscaler.sources import FunctionId
 
 IN_FLIGHT = "kubelambda_gateway_in_flight_requests"
 QUEUED = "kubelambda_gateway_queued_requests"
@@ -55,7 +55,7 @@ def query(tuning: Tuning = DEFAULT_TUNING) -> str:
     return " or ".join(parts)
 
 
-def parse(body: bytes) -> Mapping[FunctionId, Observation]:
+def parse(body: bytes) -> Mapping[FunctionKey, Observation]:
     """Observations from the answer to `query()`; a function missing a part reads 0 for it."""
     try:
         answer = json.loads(body)
@@ -66,7 +66,7 @@ def parse(body: bytes) -> Mapping[FunctionId, Observation]:
     data = answer.get("data", {})
     if data.get("resultType") != "vector":
         raise PrometheusError(f"expected a vector from Prometheus, got {data.get('resultType')}")
-    values: dict[FunctionId, dict[str, float]] = {}
+    values: dict[FunctionKey, dict[str, float]] = {}
     for series in data.get("result", []):
         labels = series.get("metric", {})
         namespace, function, part = labels.get("namespace"), labels.get("function"), labels.get("q")
@@ -74,7 +74,8 @@ def parse(body: bytes) -> Mapping[FunctionId, Observation]:
             continue
         value = float(series["value"][1])
         # An empty window divides 0 by 0; read it as no load rather than poison the decision.
-        values.setdefault((namespace, function), {})[part] = value if math.isfinite(value) else 0.0
+        key = FunctionKey(namespace, function)
+        values.setdefault(key, {})[part] = value if math.isfinite(value) else 0.0
     return {
         key: Observation(
             stable_concurrency=v.get("stable_in_flight", 0.0) + v.get("stable_queued", 0.0),
@@ -102,6 +103,6 @@ class PrometheusSource:
         )
         self._fetch = fetch
 
-    async def observe(self, *, now: float) -> Mapping[FunctionId, Observation]:
+    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
         body = await asyncio.to_thread(self._fetch, self._endpoint)
         return parse(body)

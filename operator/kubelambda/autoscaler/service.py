@@ -1,37 +1,31 @@
-"""The autoscaler on a cluster: Prometheus in, Deployment replica counts out, one leader at a time.
+"""The autoscaler as a service: one leader at a time ticks over every function, and a small HTTP
+endpoint takes the gateway's wake-ups (``POST /wake/NAMESPACE/NAME``), which act at once.
 
-``kubelambda operator`` runs it beside the controller. Each tick the Lease holder reads
-every function's load from Prometheus (one query), decides, scales through the
-Deployments' scale subresource and records why in ``status.autoscaler``. The gateway's
-wake-ups arrive on a small HTTP endpoint (``POST /wake/NAMESPACE/NAME``) and act at once.
+``kubelambda operator`` runs it beside the controller, feeding it the Function events of
+the process's one watch layer (``function_event``), with the cluster's replicas, lease and
+Prometheus behind the interfaces below. Each tick the leader decides, scales and records
+why (``status.autoscaler`` on a cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
 from kubelambda.api import SpecError, parse_function
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import ScalingSpec
-from kubelambda.autoscaler.loop import Autoscaler
-from kubelambda.autoscaler.prometheus import PrometheusSource
-from kubelambda.autoscaler.sources import FunctionId
-from kubelambda.kube.client import JSON, KubeClient
-from kubelambda.kube.informer import Informer
-from kubelambda.kube.kinds import FUNCTION
-from kubelambda.kube.lease import LeaseElector
-from kubelambda.kube.scale import DeploymentReplicas
+from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget
+from kubelambda.autoscaler.sources import MetricSource
 
-__all__ = ["AutoscalerOptions", "AutoscalerService"]
+__all__ = ["AutoscalerService", "ClusterReplicas", "WakeEndpoint", "scaling_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +34,31 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+class ClusterReplicas(ReplicaTarget, Protocol):
+    """The replica counts the service scales, with what a shared cluster adds to a
+    `ReplicaTarget`: whether a function's workload exists yet, a fresh read for wake-ups
+    (the watch may lag a scale to zero by someone else), the decision recorded for people,
+    and the Function object itself when the watch has not delivered it yet."""
+
+    def known(self, function: FunctionKey) -> bool: ...
+
+    async def refresh(self, function: FunctionKey) -> None: ...
+
+    async def report(self, function: FunctionKey, *, desired: int, reason: str) -> None: ...
+
+    async def fetch_function(self, function: FunctionKey) -> Mapping[str, Any] | None: ...
+
+
 @dataclass(frozen=True)
-class AutoscalerOptions:
-    prometheus_url: str
-    lease_namespace: str
-    identity: str
-    namespace: str | None = None  # functions of this namespace only; None: all
-    tick_seconds: float = 1.0
-    wake_host: str = "0.0.0.0"
-    wake_port: int = 8082
-    lease_name: str = "kubelambda-autoscaler"
+class WakeEndpoint:
+    """Where the wake-up endpoint listens."""
+
+    host: str = "0.0.0.0"
+    port: int = 8082
 
 
-def scaling_spec(function_object: JSON) -> ScalingSpec | None:
+def scaling_spec(function_object: Mapping[str, Any]) -> ScalingSpec | None:
+    """The scaling spec of a Function object, or None when the object is invalid."""
     try:
         function = parse_function(function_object)
     except SpecError:
@@ -61,33 +67,28 @@ def scaling_spec(function_object: JSON) -> ScalingSpec | None:
 
 
 class AutoscalerService:
-    def __init__(self, client: KubeClient, options: AutoscalerOptions) -> None:
-        self.client = client
-        self.options = options
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="autoscaler")
-        self.replicas = DeploymentReplicas(client, run=self._run, namespace=options.namespace)
-        self.specs: dict[FunctionId, ScalingSpec] = {}
-        self.autoscaler = Autoscaler(
-            source=PrometheusSource(options.prometheus_url),
-            target=self.replicas,
-            specs=lambda: self.specs,
-        )
-        self.elector = LeaseElector(
-            client,
-            namespace=options.lease_namespace,
-            name=options.lease_name,
-            identity=options.identity,
-        )
+    def __init__(
+        self,
+        *,
+        source: MetricSource,
+        replicas: ClusterReplicas,
+        hold_lease: Callable[[], Awaitable[bool]],
+        wake: WakeEndpoint,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        self.replicas = replicas
+        self._hold_lease = hold_lease
+        self._wake = wake
+        self._tick_seconds = tick_seconds
+        self.specs: dict[FunctionKey, ScalingSpec] = {}
+        self.autoscaler = Autoscaler(source=source, target=replicas, specs=lambda: self.specs)
         self.leading = False
-        self._reported: dict[FunctionId, int] = {}
+        self._reported: dict[FunctionKey, int] = {}
 
-    async def _run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(call, *args, **kwargs))
-
-    def _function_event(self, event_type: str, body: JSON) -> None:
+    def function_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a Function (kopf gives None for the first listing)."""
         meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        key = FunctionKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         spec = None if event_type == "DELETED" else scaling_spec(body)
         if spec is None:
             self.specs.pop(key, None)
@@ -96,21 +97,11 @@ class AutoscalerService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve wake-ups and tick while leading, until `stop` is set."""
-        functions = Informer(
-            self.client,
-            FUNCTION,
-            on_event=self._function_event,
-            loop=asyncio.get_running_loop(),
-            namespace=self.options.namespace,
-        )
-        functions.start()
-        await self.replicas.start()
-        await functions.synced.wait()
         server = _QuietServer(
             uvicorn.Config(
                 self.wake_app,
-                host=self.options.wake_host,
-                port=self.options.wake_port,
+                host=self._wake.host,
+                port=self._wake.port,
                 lifespan="off",
                 interface="asgi3",
                 proxy_headers=False,
@@ -119,22 +110,24 @@ class AutoscalerService:
             )
         )
         serving = asyncio.create_task(server.serve())
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                started = asyncio.get_running_loop().time()
+                started = loop.time()
                 await self._tick()
-                elapsed = asyncio.get_running_loop().time() - started
+                elapsed = loop.time() - started
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(self.options.tick_seconds - elapsed, 0))
+                    await asyncio.wait_for(stop.wait(), max(self._tick_seconds - elapsed, 0))
         finally:
             server.should_exit = True
             await serving
-            functions.stop()
-            self.replicas.stop()
-            self._pool.shutdown(wait=False)
 
     async def _tick(self) -> None:
-        leading = await self._run(self.elector.try_hold)
+        try:
+            leading = await self._hold_lease()
+        except Exception as exc:  # the API server is away: stand by until it answers
+            logger.warning("autoscaler cannot hold its lease: %s", exc)
+            leading = False
         if leading != self.leading:
             logger.info("autoscaler %s", "leading" if leading else "standing by")
             self.leading = leading
@@ -156,7 +149,17 @@ class AutoscalerService:
                 )
                 self._reported[function] = decision.desired
             except Exception as exc:  # status is for people: never stop scaling over it
-                logger.warning("recording the decision for %s/%s failed: %s", *function, exc)
+                logger.warning("recording the decision for %s failed: %s", function, exc)
+
+    async def _known(self, function: FunctionKey) -> bool:
+        """Whether `function` exists, asking the API server when the watch has not said."""
+        if function in self.specs:
+            return True
+        found = await self.replicas.fetch_function(function)
+        if found is None:
+            return False
+        self.function_event("ADDED", found)
+        return function in self.specs
 
     async def wake_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /wake/NAMESPACE/NAME`` (the gateway) and ``GET /healthz``."""
@@ -166,11 +169,11 @@ class AutoscalerService:
         if scope["path"] == "/healthz":
             await _answer(send, 200, {"leading": self.leading})
         elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "wake":
-            function = (parts[1], parts[2])
+            function = FunctionKey(parts[1], parts[2])
             if not self.leading:
                 await _answer(send, 503, {"message": "this autoscaler is standing by"})
-            elif function not in self.specs:
-                await _answer(send, 404, {"message": f"no Function {parts[1]}/{parts[2]}"})
+            elif not await self._known(function):
+                await _answer(send, 404, {"message": f"no Function {function}"})
             else:
                 await self.replicas.refresh(function)
                 await self.autoscaler.wake(function)

@@ -12,10 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import DEFAULT_TUNING, Observation, Tuning
-
-FunctionId = tuple[str, str]
-"""(namespace, name): the autoscaler's own name for a function, so it needs no gateway types."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +26,7 @@ class Load:
 
 
 class MetricSource(Protocol):
-    async def observe(self, *, now: float) -> Mapping[FunctionId, Observation]:
+    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
         """The latest observation of every function that has one."""
         ...
 
@@ -60,15 +58,15 @@ class DirectSource:
     """Samples `read()` at every `observe` and averages over the tuning's windows."""
 
     def __init__(
-        self, read: Callable[[], Mapping[FunctionId, Load]], *, tuning: Tuning = DEFAULT_TUNING
+        self, read: Callable[[], Mapping[FunctionKey, Load]], *, tuning: Tuning = DEFAULT_TUNING
     ) -> None:
         self._read = read
         self._tuning = tuning
-        self._windows: dict[FunctionId, _Window] = {}
+        self._windows: dict[FunctionKey, _Window] = {}
 
-    async def observe(self, *, now: float) -> Mapping[FunctionId, Observation]:
+    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
         tuning = self._tuning
-        observations: dict[FunctionId, Observation] = {}
+        observations: dict[FunctionKey, Observation] = {}
         for function, load in self._read().items():
             window = self._windows.setdefault(function, _Window())
             window.add(

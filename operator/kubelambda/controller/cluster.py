@@ -1,8 +1,8 @@
 """The API calls the reconcilers make, as a Protocol, with an in-memory fake beside it.
 
-``kubelambda.kube.AsyncKube`` is the real implementation; ``FakeCluster`` lets the unit tests
-run reconciles as data, including the server-side-apply rule that bites replicas: a field its
-only applier stops applying is reset.
+``kubelambda.platforms.kubernetes.AsyncKube`` is the real implementation; ``FakeCluster`` lets
+the unit tests run reconciles as data, including the server-side-apply rule that bites
+replicas: a field its only applier stops applying is reset.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelambda.kube.errors import NotFound
-from kubelambda.kube.events import EventType
-from kubelambda.kube.kinds import DEPLOYMENT, Kind, kind_of
+from kubelambda.platforms.kubernetes.errors import NotFound
+from kubelambda.platforms.kubernetes.events import EventType
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind, kind_of
 
 __all__ = ["Cluster", "FakeCluster", "RecordedEvent"]
 

@@ -40,8 +40,8 @@ from kubelambda.controller.resources.status import (
 )
 from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
-from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, Kind, kind_of
+from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, Kind, kind_of
 
 __all__ = ["BlockedError", "FunctionReconciler", "Result"]
 

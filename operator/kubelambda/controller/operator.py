@@ -1,8 +1,8 @@
 """The running controller: takes watch events into its store and queue, and runs the workers that
 reconcile each queued Function or Trigger, with retries and a periodic resync.
 
-handlers.py feeds it from kopf's watches; the unit tests feed it directly. It holds no kopf
-import, so it runs the same against FakeCluster.
+kopf's watches (platforms/kubernetes/watches.py) feed it in ``kubelambda operator``; the unit
+tests feed it directly. It holds no kopf import, so it runs the same against FakeCluster.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kubelambda.controller.buckets import BucketNotifier
+from kubelambda.api.labels import FUNCTION_LABEL
+from kubelambda.api.subscriptions import BucketNotifications
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import FunctionReconciler, Result
 from kubelambda.controller.queue import WorkQueue
-from kubelambda.controller.resources.meta import FUNCTION_LABEL
 from kubelambda.controller.store import Store
 from kubelambda.controller.triggers import TriggerReconciler
-from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import FUNCTION, TRIGGER, Kind
+from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.kinds import FUNCTION, TRIGGER, Kind
 
 __all__ = ["Key", "Operator"]
 
@@ -47,7 +47,7 @@ class Operator:
         *,
         cluster: Cluster,
         config: ControllerConfig,
-        notifier: BucketNotifier,
+        notifications: BucketNotifications,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.config = config
@@ -57,7 +57,11 @@ class Operator:
             cluster=cluster, store=self.store, config=config, clock=clock
         )
         self.triggers = TriggerReconciler(
-            cluster=cluster, store=self.store, config=config, notifier=notifier, clock=clock
+            cluster=cluster,
+            store=self.store,
+            config=config,
+            notifications=notifications,
+            clock=clock,
         )
         self.reconciles = 0  # how many reconciles ran, for tests and the benchmark
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from kubelambda.controller.replicas import slim_managed_fields
-from kubelambda.kube.kinds import DEPLOYMENT, Kind
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind
 
 __all__ = ["MAX_TOMBSTONES", "TOMBSTONE_SECONDS", "Store", "newer"]
 

@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any, Final
 
 from kubelambda.api import BucketSource, HttpSource, S3Source, SpecError, Trigger, parse_trigger
-from kubelambda.controller.buckets import (
+from kubelambda.api.subscriptions import (
     BucketError,
-    BucketNotifier,
+    BucketNotifications,
     S3Server,
     Subscription,
+    subscribe,
     subscription_id,
+    unsubscribe,
 )
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
@@ -34,8 +36,8 @@ from kubelambda.controller.resources.status import (
 )
 from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
-from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import FUNCTION, SECRET, TRIGGER
+from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.kinds import FUNCTION, SECRET, TRIGGER
 
 __all__ = ["FINALIZER", "UNSUBSCRIBE_DEADLINE_SECONDS", "TriggerReconciler"]
 
@@ -68,14 +70,14 @@ class TriggerReconciler:
         cluster: Cluster,
         store: Store,
         config: ControllerConfig,
-        notifier: BucketNotifier,
+        notifications: BucketNotifications,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cluster = cluster
         self.store = store
         self.config = config
-        self.notifier = notifier
+        self.notifications = notifications
         self.clock = clock
         self.monotonic = monotonic
         # Subscriptions verified recently: (namespace, name) → (what was subscribed, when).
@@ -199,8 +201,8 @@ class TriggerReconciler:
         if seen is not None and seen[0] == fingerprint and recent:
             return  # checked on the server a moment ago; the resync checks again
         server = await self._server(trigger.namespace, s3)
-        changed = await self.notifier.subscribe(
-            server, bucket=bucket.bucket, subscription=subscription
+        changed = await subscribe(
+            self.notifications, server, bucket=bucket.bucket, subscriptions=[subscription]
         )
         self._verified[key] = (fingerprint, self.monotonic())
         if changed:
@@ -225,8 +227,11 @@ class TriggerReconciler:
             bucket, s3 = subscribing
             try:
                 server = await self._server(trigger.namespace, s3)
-                changed = await self.notifier.unsubscribe(
-                    server, bucket=bucket.bucket, subscription=self._subscription(trigger, bucket)
+                changed = await unsubscribe(
+                    self.notifications,
+                    server,
+                    bucket=bucket.bucket,
+                    subscriptions=[self._subscription(trigger, bucket)],
                 )
             except BucketError as exc:
                 if not self._past_deadline(body):

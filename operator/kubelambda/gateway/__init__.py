@@ -1,6 +1,8 @@
 """The event gateway: routes HTTP requests, Lambda Invoke API calls and bucket events to functions.
 
-Entry points for whoever runs it (local mode, the Kubernetes deployment): `create_gateway`
-and `Gateway.serve` in `gateway.py`, the `Platform` protocol in `platforms.py`, and the
-routing table in `routing.py`.
+Layers, top down: `edge` (the ASGI apps, where errors become HTTP answers), `sources/` (one
+module per way in: HTTP triggers, the Invoke API, S3 notifications), `invocation` (one
+call to an instance), `activation` (holding and choosing instances) and `upstream` (the
+connections to them). `server.Gateway` assembles them; `platform.Platform` is the seam to
+whatever runs instances.
 """

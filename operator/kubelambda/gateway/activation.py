@@ -16,14 +16,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from kubelambda.gateway.clock import Clock
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import Clock
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
     HoldQueueFull,
     Unavailable,
 )
-from kubelambda.gateway.platforms import FunctionKey, Instance, Platform, PlatformError
+from kubelambda.gateway.platform import Instance, Platform, PlatformError
 
 __all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
 

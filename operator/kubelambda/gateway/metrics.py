@@ -22,8 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.activation import FunctionLoad
-from kubelambda.gateway.platforms import FunctionKey
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 

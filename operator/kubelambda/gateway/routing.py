@@ -1,50 +1,49 @@
-"""The routing table: which Function serves an HTTP Trigger route or an Invoke API FunctionName.
+"""The routing table: which Function serves an HTTP Trigger route, a bucket notification or an
+Invoke API FunctionName.
 
-Built from the spec models (see `specs.py`) or directly from `FunctionEntry`/`HttpRoute`
-values; the gateway holds one table and swaps it whole when Functions or Triggers change
-(`Gateway.set_routes`), so a request always sees one consistent table.
+`routing_table` builds it from the spec models (local mode from the manifests it loaded,
+the Kubernetes platform from the objects it watches); tests build it from
+`FunctionEntry`/`HttpRoute` values. The gateway holds one table and swaps it whole when
+Functions or Triggers change (`Gateway.set_routes`), so a request sees one consistent table.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
+from kubelambda.api.identity import FunctionKey
+from kubelambda.delivery.jobs import DeliveryPolicy
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
     InvalidParameter,
     MethodNotAllowed,
     RouteNotFound,
 )
-from kubelambda.gateway.platforms import FunctionKey
 
 __all__ = [
     "BucketRoute",
-    "DeliveryPolicy",
     "FunctionEntry",
     "HttpRoute",
     "RouteMatch",
     "RoutingTable",
-    "function_arn",
+    "SecretResolver",
+    "delivery_policy",
+    "function_entry",
     "parse_function_name",
+    "routing_table",
 ]
+
+SecretResolver = Callable[[str, str, str], str | None]
+"""(namespace, secret name, key) → the value, or None when it cannot be read."""
 
 LATEST = "$LATEST"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Full ARN, or the partial form ACCOUNT:function:NAME that Lambda also accepts.
 _ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(\d{12}):function:(.+)$")
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    """How asynchronous invocations are retried and where they go when they keep failing."""
-
-    retries: int = 2
-    backoff_seconds: float = 60.0
-    dead_letter_function: FunctionKey | None = None
-    dead_letter_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +250,89 @@ def parse_function_name(
     return key
 
 
-def function_arn(key: FunctionKey, *, region: str, account_id: str, default_namespace: str) -> str:
-    """The ARN a function is invoked as: NAME in the default namespace, else NAMESPACE.NAME."""
-    name = key.name if key.namespace == default_namespace else f"{key.namespace}.{key.name}"
-    return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+def delivery_policy(delivery: Delivery, *, namespace: str) -> DeliveryPolicy:
+    """`spec.delivery` of a Function or bucket Trigger; a dead-letter Function is in `namespace`."""
+    letter = delivery.dead_letter
+    return DeliveryPolicy(
+        retries=delivery.retries,
+        backoff_seconds=float(delivery.backoff_seconds),
+        dead_letter_function=(
+            FunctionKey(namespace, letter.function)
+            if letter is not None and letter.function
+            else None
+        ),
+        dead_letter_url=letter.url if letter is not None else None,
+    )
+
+
+def function_entry(function: Function) -> FunctionEntry:
+    return FunctionEntry(
+        key=FunctionKey(function.namespace, function.name),
+        timeout_seconds=float(function.timeout_seconds),
+        delivery=delivery_policy(function.delivery, namespace=function.namespace),
+    )
+
+
+def _api_keys(
+    trigger: Trigger, source: HttpSource, secrets: SecretResolver | None
+) -> frozenset[str] | None:
+    auth = source.auth
+    if auth.type != "apiKey":
+        return None
+    ref = auth.secret_ref
+    value = None
+    if ref is not None and secrets is not None:
+        value = secrets(trigger.namespace, ref.name, ref.key)
+    # No readable key: refuse every request rather than serve an open route.
+    return frozenset({value.strip()}) if value and value.strip() else frozenset()
+
+
+def routing_table(
+    functions: Iterable[Function],
+    triggers: Iterable[Trigger],
+    *,
+    default_namespace: str = "default",
+    secrets: SecretResolver | None = None,
+) -> RoutingTable:
+    """The routing table for these Functions and Triggers.
+
+    Triggers whose Function is missing are kept: their requests answer 404 naming the
+    missing Function. `secrets` reads the API keys of `apiKey` routes.
+    """
+    entries = [function_entry(function) for function in functions]
+    http: list[HttpRoute] = []
+    buckets: list[BucketRoute] = []
+    for trigger in triggers:
+        key = FunctionKey(trigger.namespace, trigger.function)
+        name = f"{trigger.namespace}/{trigger.name}"
+        source = trigger.source
+        if isinstance(source, HttpSource):
+            http.append(
+                HttpRoute(
+                    function=key,
+                    path=source.path,
+                    methods=frozenset(m for m in source.methods if m != "ANY"),
+                    host=source.host,
+                    trigger=name,
+                    api_keys=_api_keys(trigger, source, secrets),
+                )
+            )
+        elif isinstance(source, BucketSource):
+            buckets.append(
+                BucketRoute(
+                    function=key,
+                    bucket=source.bucket,
+                    events=source.events,
+                    prefix=source.prefix,
+                    suffix=source.suffix,
+                    delivery=(
+                        delivery_policy(trigger.delivery, namespace=trigger.namespace)
+                        if trigger.delivery is not None
+                        else None
+                    ),
+                    trigger=name,
+                )
+            )
+    return RoutingTable(
+        functions=entries, routes=http, buckets=buckets, default_namespace=default_namespace
+    )

@@ -15,7 +15,7 @@ import pytest
 
 from harness.prometheus import prometheus
 from kubelambda.autoscaler.service import AutoscalerOptions, AutoscalerService
-from kubelambda.kube.client import KubeClient
+from kubelambda.platforms.kubernetes.client import KubeClient
 from support.waiting import free_port, wait_for
 
 FUNCTION = """

@@ -12,9 +12,10 @@ from typing import Any
 from harness.apiserver import ApiServer
 from integration.controller.operating import OperatorProcess, wait_condition
 from kubelambda.api import Function, Trigger
-from kubelambda.gateway.platforms import FunctionKey, Instance
-from kubelambda.kube.client import KubeClient
-from kubelambda.kube.platform import KubernetesPlatform
+from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.platform import Instance
+from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
 from support.waiting import wait_for
 
 DEADLINE = 30.0

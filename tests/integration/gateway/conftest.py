@@ -10,11 +10,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kubelambda.gateway.gateway import Gateway, ServingAddresses, create_gateway
-from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance
+from kubelambda.api.identity import FunctionKey
+from kubelambda.commands.serving import create_gateway
+from kubelambda.gateway.platform import FakePlatform, Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
+from kubelambda.gateway.server import Gateway, ServingAddresses
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.standin import StandIn
+from kubelambda.testing.standin import StandIn
 
 T = TypeVar("T")
 

@@ -12,10 +12,10 @@ import pytest
 from botocore.config import Config
 
 from integration.gateway.conftest import GatewayThread
-from kubelambda.gateway.platforms import FunctionKey
+from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.standin import StandIn
+from kubelambda.testing.standin import StandIn
 from support.waiting import wait_for
 
 HELLO = FunctionKey("default", "hello")

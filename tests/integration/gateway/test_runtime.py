@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from integration.gateway.conftest import GatewayThread
-from kubelambda.gateway.platforms import FunctionKey, Instance
+from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute
 from support.runtime import RuntimeProcess, start_runtime, write_code
 from support.waiting import wait_for

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import Observation, ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
-from kubelambda.autoscaler.sources import DirectSource, FunctionId, Load
+from kubelambda.autoscaler.sources import DirectSource, Load
 
 FN = ("ns", "fn")
 SPEC = ScalingSpec(
@@ -17,21 +18,21 @@ SPEC = ScalingSpec(
 
 class FakeSource:
     def __init__(self) -> None:
-        self.observations: dict[FunctionId, Observation] = {}
+        self.observations: dict[FunctionKey, Observation] = {}
 
-    async def observe(self, *, now: float) -> Mapping[FunctionId, Observation]:
+    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
         return self.observations
 
 
 class FakeTarget:
     def __init__(self) -> None:
-        self.counts: dict[FunctionId, int] = {}
-        self.calls: list[tuple[FunctionId, int, str]] = []
+        self.counts: dict[FunctionKey, int] = {}
+        self.calls: list[tuple[FunctionKey, int, str]] = []
 
-    def replicas(self, function: FunctionId) -> int:
+    def replicas(self, function: FunctionKey) -> int:
         return self.counts.get(function, 0)
 
-    async def scale(self, function: FunctionId, replicas: int, *, reason: str) -> None:
+    async def scale(self, function: FunctionKey, replicas: int, *, reason: str) -> None:
         self.counts[function] = replicas
         self.calls.append((function, replicas, reason))
 

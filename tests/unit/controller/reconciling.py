@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelambda.controller.buckets import FakeBucketNotifier
+from kubelambda.api.subscriptions import FakeNotifications
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import Result
 from kubelambda.controller.operator import Key, Operator
-from kubelambda.kube.kinds import FUNCTION, TRIGGER, Kind, kind_of
+from kubelambda.platforms.kubernetes.kinds import FUNCTION, TRIGGER, Kind, kind_of
 from unit.controller.conftest import clock
 
 
@@ -22,12 +22,12 @@ def make_operator(
     config: ControllerConfig,
     *objects: dict[str, Any],
     cluster: FakeCluster | None = None,
-    notifier: FakeBucketNotifier | None = None,
+    notifications: FakeNotifications | None = None,
 ) -> tuple[FakeCluster, Operator]:
     """An Operator whose store has seen ``objects`` (Functions, Triggers) being added."""
     fake = cluster if cluster is not None else FakeCluster()
     operator = Operator(
-        cluster=fake, config=config, notifier=notifier or FakeBucketNotifier(), clock=clock
+        cluster=fake, config=config, notifications=notifications or FakeNotifications(), clock=clock
     )
     for obj in objects:
         stored = fake.put(obj)
@@ -41,7 +41,9 @@ def make_operator(
 def restart(config: ControllerConfig, cluster: FakeCluster) -> Operator:
     """A new Operator over ``cluster``, as a restarted process starts: its watches list every
     object (Functions, Triggers and the objects the controller made)."""
-    operator = Operator(cluster=cluster, config=config, notifier=FakeBucketNotifier(), clock=clock)
+    operator = Operator(
+        cluster=cluster, config=config, notifications=FakeNotifications(), clock=clock
+    )
     for obj in cluster.objects.values():
         kind = kind_of(obj)
         if kind == FUNCTION:

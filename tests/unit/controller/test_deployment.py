@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kubelambda.api import parse_function
+from kubelambda.api.labels import CODE_HASH_ANNOTATION
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.code import CodeMount
 from kubelambda.controller.resources.deployment import (
@@ -16,7 +17,7 @@ from kubelambda.controller.resources.deployment import (
     runtime_env,
     with_replicas,
 )
-from kubelambda.controller.resources.meta import CODE_HASH_ANNOTATION, Owner
+from kubelambda.controller.resources.meta import Owner
 from unit.controller.conftest import RUNTIME_IMAGE
 
 MakeFunction = Callable[..., dict[str, Any]]
@@ -227,7 +228,8 @@ def test_rollouts_keep_every_ready_pod_and_stopping_pods_finish_their_invocation
 ) -> None:
     deployment = build(make_function(timeoutSeconds=60), config)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 70
+    # The function's timeout, then Lambda's 2 s shutdown phase.
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 62
 
 
 def test_runtime_env_of_a_function_without_handler_omits_it(

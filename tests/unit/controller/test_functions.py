@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
+from kubelambda.api.labels import CODE_HASH_ANNOTATION
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
 from kubelambda.controller.operator import Operator
-from kubelambda.controller.resources.meta import CODE_HASH_ANNOTATION
-from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, NETWORK_POLICY, SERVICE, Kind
+from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    FUNCTION,
+    NETWORK_POLICY,
+    SERVICE,
+    Kind,
+)
 from unit.controller.reconciling import DeletedInFlightCluster, make_operator, restart, settle
 
 MakeFunction = Callable[..., dict[str, Any]]

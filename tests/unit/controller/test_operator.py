@@ -9,8 +9,8 @@ from typing import Any
 
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
-from kubelambda.kube.errors import ApiError
-from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION
+from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION
 from unit.controller.reconciling import make_operator
 
 MakeFunction = Callable[..., dict[str, Any]]

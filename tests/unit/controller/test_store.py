@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubelambda.controller.store import TOMBSTONE_SECONDS, Store, newer
-from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION
 
 
 def function(

@@ -1,4 +1,4 @@
-"""triggers.TriggerReconciler on FakeCluster and FakeBucketNotifier: the Function check, bucket
+"""triggers.TriggerReconciler on FakeCluster and FakeNotifications: the Function check, bucket
 subscriptions behind a finalizer, and unsubscribing on deletion."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from kubelambda.controller.buckets import BucketError, FakeBucketNotifier
+from kubelambda.api.subscriptions import BucketError, FakeNotifications
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.triggers import FINALIZER, UNSUBSCRIBE_DEADLINE_SECONDS
-from kubelambda.kube.kinds import DEPLOYMENT, FUNCTION, TRIGGER
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION, TRIGGER
 from unit.controller.conftest import NOW
 from unit.controller.reconciling import DeletedInFlightCluster, make_operator, settle
 
@@ -113,32 +113,32 @@ def test_a_function_listed_after_its_trigger_is_still_reconciled(
 def test_a_bucket_with_a_source_is_subscribed_behind_a_finalizer(
     make_function: MakeFunction, config: ControllerConfig
 ) -> None:
-    notifier = FakeBucketNotifier()
+    notifications = FakeNotifications()
     cluster = FakeCluster()
     cluster.put(SECRET)
     cluster, operator = make_operator(
-        config, make_function(), bucket_trigger(), cluster=cluster, notifier=notifier
+        config, make_function(), bucket_trigger(), cluster=cluster, notifications=notifications
     )
     settle(operator)
     stored = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
     assert stored is not None
     assert stored["metadata"]["finalizers"] == [FINALIZER]
     assert ready(cluster, "thumbs")["reason"] == "Subscribed"
-    [entry] = notifier.configurations[(ENDPOINT, "photos")]["QueueConfigurations"]
+    [entry] = notifications.configurations[(ENDPOINT, "photos")]["QueueConfigurations"]
     assert entry["Id"] == "kubelambda.team-a.thumbs"
     assert entry["QueueArn"] == config.s3_webhook_arn
 
     # Reconciling again does not go back to the S3 server (until the resync period passes).
-    calls = len(notifier.calls)
+    calls = len(notifications.calls)
     operator.resync()
     settle(operator)
-    assert len(notifier.calls) == calls
+    assert len(notifications.calls) == calls
 
     # Deletion: unsubscribe, then let the Trigger go.
     stored["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
     operator.trigger_event("MODIFIED", cluster.put(stored))
     settle(operator)
-    assert notifier.configurations[(ENDPOINT, "photos")]["QueueConfigurations"] == []
+    assert notifications.configurations[(ENDPOINT, "photos")]["QueueConfigurations"] == []
     after = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
     assert after is not None and after["metadata"]["finalizers"] == []
     assert ("Normal", "Unsubscribed") in [(e.type, e.reason) for e in cluster.events]
@@ -150,7 +150,11 @@ def test_a_trigger_let_go_before_the_answer_to_its_release_is_forgotten(
     cluster = DeletedInFlightCluster(kind=TRIGGER, write=FIELD_MANAGER)
     cluster.put(SECRET)
     cluster, operator = make_operator(
-        config, make_function(), bucket_trigger(), cluster=cluster, notifier=FakeBucketNotifier()
+        config,
+        make_function(),
+        bucket_trigger(),
+        cluster=cluster,
+        notifications=FakeNotifications(),
     )
     settle(operator)
     stored = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
@@ -178,8 +182,10 @@ def test_an_http_trigger_gets_no_finalizer(
 def test_a_missing_secret_or_server_error_is_reported(
     make_function: MakeFunction, config: ControllerConfig
 ) -> None:
-    notifier = FakeBucketNotifier()
-    cluster, operator = make_operator(config, make_function(), bucket_trigger(), notifier=notifier)
+    notifications = FakeNotifications()
+    cluster, operator = make_operator(
+        config, make_function(), bucket_trigger(), notifications=notifications
+    )
     results = settle(operator)
     condition = ready(cluster, "thumbs")
     assert (condition["status"], condition["reason"]) == ("False", "SubscribeFailed")
@@ -187,7 +193,7 @@ def test_a_missing_secret_or_server_error_is_reported(
     assert results[("Trigger", NS, "thumbs")].requeue_after
 
     cluster.put(SECRET)
-    notifier.error = BucketError("http://minio.storage:9000 bucket photos: NoSuchBucket: gone")
+    notifications.error = BucketError("http://minio.storage:9000 bucket photos: NoSuchBucket: gone")
     operator.resync()
     settle(operator)
     assert "NoSuchBucket" in ready(cluster, "thumbs")["message"]
@@ -199,14 +205,14 @@ def test_a_missing_secret_or_server_error_is_reported(
 def test_an_unreachable_server_holds_deletion_only_for_a_while(
     make_function: MakeFunction, config: ControllerConfig, age: float, released: bool
 ) -> None:
-    notifier = FakeBucketNotifier()
+    notifications = FakeNotifications()
     cluster = FakeCluster()
     cluster.put(SECRET)
     cluster, operator = make_operator(
-        config, make_function(), bucket_trigger(), cluster=cluster, notifier=notifier
+        config, make_function(), bucket_trigger(), cluster=cluster, notifications=notifications
     )
     settle(operator)
-    notifier.error = BucketError("connection refused")
+    notifications.error = BucketError("connection refused")
     stored = cluster.stored(TRIGGER, namespace=NS, name="thumbs")
     assert stored is not None
     since = NOW - timedelta(seconds=age)

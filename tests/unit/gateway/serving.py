@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
-from kubelambda.gateway.gateway import Gateway, ServingAddresses
-from kubelambda.gateway.platforms import FakePlatform, FunctionKey
-from kubelambda.gateway.standin import StandIn
+from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.platform import FakePlatform
+from kubelambda.gateway.server import Gateway, ServingAddresses
+from kubelambda.testing.standin import StandIn
 
 HELLO = FunctionKey("default", "hello")
 

@@ -6,15 +6,16 @@ import asyncio
 
 import pytest
 
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import FakeClock, SystemClock
 from kubelambda.gateway.activation import Activator, Lease, Outcome
-from kubelambda.gateway.clock import FakeClock, SystemClock
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
     HoldQueueFull,
     Unavailable,
 )
-from kubelambda.gateway.platforms import FakePlatform, FunctionKey, Instance, PlatformError
+from kubelambda.gateway.platform import FakePlatform, Instance, PlatformError
 from unit.gateway.serving import wait_for
 
 pytestmark = pytest.mark.anyio

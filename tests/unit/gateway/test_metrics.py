@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.metrics import DURATION_BUCKETS, GatewayMetrics
-from kubelambda.gateway.platforms import FunctionKey
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway, wait_for
 
 pytestmark = pytest.mark.anyio

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
     InvalidParameter,
     MethodNotAllowed,
     RouteNotFound,
 )
-from kubelambda.gateway.platforms import FunctionKey
-from kubelambda.gateway.routing import (
-    FunctionEntry,
-    HttpRoute,
-    RoutingTable,
-    function_arn,
-    parse_function_name,
-)
+from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable, parse_function_name
 
 API = FunctionKey("default", "api")
 USERS = FunctionKey("default", "users")

@@ -12,15 +12,17 @@ import math
 from typing import Any, Final
 
 from kubelambda.api import Function
+from kubelambda.api.environment import (
+    INVOKE_PORT,
+    METRICS_PORT,
+    TASK_ROOT,
+    runtime_environment,
+    stop_grace_seconds,
+)
+from kubelambda.api.labels import CODE_HASH_ANNOTATION, function_labels, pod_selector
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.code import CodeMount
-from kubelambda.controller.resources.meta import (
-    CODE_HASH_ANNOTATION,
-    Owner,
-    function_labels,
-    object_meta,
-    pod_selector,
-)
+from kubelambda.controller.resources.meta import Owner, object_meta
 
 __all__ = [
     "CONTAINER",
@@ -35,16 +37,11 @@ __all__ = [
 ]
 
 CONTAINER: Final = "function"
-TASK_ROOT: Final = "/var/task"
-PORT: Final = 8080
-METRICS_PORT: Final = 9102  # the runtime's second port: /metrics and /healthz only
+PORT: Final = INVOKE_PORT
 RUNTIME_UID: Final = 10001  # the user of runtime/Dockerfile
 TMP_SIZE: Final = "512Mi"  # Lambda's default ephemeral storage
 # Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
 MB_PER_VCPU: Final = 1769
-# Extra seconds after the function's timeout before a stopping pod is killed, so an
-# invocation that started just before SIGTERM can finish.
-STOP_GRACE_SECONDS: Final = 10
 
 
 def cpu_request(memory_mb: int) -> str:
@@ -64,33 +61,11 @@ def memory_quantity(memory_mb: int) -> str:
 
 
 def runtime_env(function: Function, config: ControllerConfig) -> list[dict[str, Any]]:
-    """The runtime's variables (docs/contracts.md) followed by the user's ``spec.env``.
-
-    The CRD refuses user variables that the runtime sets from the spec; AWS_REGION is the
-    exception a user may override, so ours is left out when the user gives one.
-    """
-    user = [var.to_manifest() for var in function.env]
-    user_names = {var.name for var in function.env}
-    values = {
-        "_HANDLER": function.handler,
-        "LAMBDA_TASK_ROOT": TASK_ROOT,
-        "AWS_LAMBDA_FUNCTION_NAME": function.name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout_seconds),
-        "AWS_REGION": config.region,
-        "KUBELAMBDA_ACCOUNT_ID": config.account_id,
-        "KUBELAMBDA_NAMESPACE": function.namespace,
-        "KUBELAMBDA_CONCURRENCY": str(function.concurrency),
-        "KUBELAMBDA_PORT": str(PORT),
-        "KUBELAMBDA_METRICS_PORT": str(METRICS_PORT),
-    }
-    ours = [
-        {"name": name, "value": value}
-        for name, value in values.items()
-        if value is not None and name not in user_names
+    """The container's env: the function contract's variables, then the user's ``spec.env``."""
+    return [
+        var.to_manifest()
+        for var in runtime_environment(function, region=config.region, account_id=config.account_id)
     ]
-    return ours + user
 
 
 def _volumes(code: CodeMount | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -178,7 +153,7 @@ def function_deployment(
                     # Service links would put every Service of the namespace into the
                     # handler's environment, which Lambda does not have.
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": function.timeout_seconds + STOP_GRACE_SECONDS,
+                    "terminationGracePeriodSeconds": stop_grace_seconds(function),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUNTIME_UID,

@@ -1,33 +1,23 @@
-"""Names, labels and owner references shared by every object built for a Function.
+"""Names and owner references shared by every object built for a Function.
 
-Each builder module calls ``object_meta``; the reconciler and the gateway's platform select
-a Function's objects with ``FUNCTION_LABEL``.
+Each builder module calls ``object_meta``; the labels themselves are the function
+contract's (``kubelambda.api.labels``), which the platforms select by.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from kubelambda.api import API_VERSION
+from kubelambda.api.labels import function_labels
 
 __all__ = [
-    "CODE_HASH_ANNOTATION",
-    "FUNCTION_LABEL",
-    "MANAGED_BY",
-    "MANAGED_BY_LABEL",
     "Owner",
     "code_config_map_name",
-    "function_labels",
     "object_meta",
     "owner_reference",
-    "pod_selector",
 ]
-
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY: Final = "kubelambda"
-FUNCTION_LABEL: Final = "kubelambda.dev/function"
-CODE_HASH_ANNOTATION: Final = "kubelambda.dev/code-hash"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,22 +32,6 @@ class Owner:
 def code_config_map_name(function_name: str) -> str:
     """The ConfigMap holding a Function's inline code."""
     return f"{function_name}-code"
-
-
-def function_labels(function_name: str) -> dict[str, str]:
-    """Labels of every object built for a Function, and of its pods."""
-    return {
-        "app.kubernetes.io/name": function_name,
-        "app.kubernetes.io/component": "function",
-        MANAGED_BY_LABEL: MANAGED_BY,
-        FUNCTION_LABEL: function_name,
-    }
-
-
-def pod_selector(function_name: str) -> dict[str, str]:
-    """The labels that select a Function's pods. A Deployment's selector is immutable, so this
-    stays minimal: one label, the Function's name."""
-    return {FUNCTION_LABEL: function_name}
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:

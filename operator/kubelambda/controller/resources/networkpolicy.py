@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelambda.api.labels import pod_selector
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
-from kubelambda.controller.resources.meta import Owner, object_meta, pod_selector
+from kubelambda.controller.resources.meta import Owner, object_meta
 
 __all__ = ["function_network_policy"]
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelambda.api.labels import pod_selector
 from kubelambda.controller.resources.deployment import PORT
-from kubelambda.controller.resources.meta import Owner, object_meta, pod_selector
+from kubelambda.controller.resources.meta import Owner, object_meta
 
 __all__ = ["function_service"]
 

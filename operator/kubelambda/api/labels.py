@@ -1,0 +1,39 @@
+"""The labels and annotations that mark what belongs to a Function, spelled once.
+
+The controller puts them on every object it builds; the gateway's and the autoscaler's
+watches select a Function's Services, EndpointSlices and Deployments by them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CODE_HASH_ANNOTATION",
+    "FUNCTION_LABEL",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "function_labels",
+    "pod_selector",
+]
+
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "kubelambda"
+FUNCTION_LABEL: Final = "kubelambda.dev/function"
+CODE_HASH_ANNOTATION: Final = "kubelambda.dev/code-hash"
+
+
+def function_labels(function_name: str) -> dict[str, str]:
+    """Labels of every object built for a Function, and of its pods."""
+    return {
+        "app.kubernetes.io/name": function_name,
+        "app.kubernetes.io/component": "function",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        FUNCTION_LABEL: function_name,
+    }
+
+
+def pod_selector(function_name: str) -> dict[str, str]:
+    """The labels that select a Function's pods. A Deployment's selector is immutable, so this
+    stays minimal: one label, the Function's name."""
+    return {FUNCTION_LABEL: function_name}

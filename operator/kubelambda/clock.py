@@ -1,0 +1,53 @@
+"""The data path's clock: monotonic time for deadlines, wall time for the headers that carry them.
+
+Every component of the data path that measures or waits (the gateway, the delivery
+stores, the dispatcher) takes a `Clock`, so tests can pin time; `SystemClock` is what
+the processes run with.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+__all__ = ["Clock", "FakeClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """Where the data path reads time; waits themselves run on the event loop's timer."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; deadlines are on this clock."""
+        ...
+
+    def wall(self) -> float:
+        """Seconds since the epoch, for deadlines sent to instances and event timestamps."""
+        ...
+
+
+class SystemClock:
+    """The process's clocks."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+class FakeClock:
+    """A clock that moves only when told to, for tests of deadline arithmetic."""
+
+    def __init__(self, *, monotonic: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
+        self._monotonic = monotonic
+        self._wall = wall
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def wall(self) -> float:
+        return self._wall
+
+    def advance(self, seconds: float) -> None:
+        self._monotonic += seconds
+        self._wall += seconds

@@ -1,0 +1,102 @@
+"""``kubelambda gateway``: the gateway on a cluster, fed by the Kubernetes platform.
+
+Ready pods come from watched EndpointSlices, routes from watched Functions and Triggers,
+and a request that finds no pod wakes the function through the autoscaler's endpoint.
+The Helm chart runs it; its flags are local mode's where they mean the same (serving.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubelambda.api import Function, Trigger
+from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
+from kubelambda.gateway.routing import routing_table
+from kubelambda.gateway.server import Gateway
+from kubelambda.gateway.upstream import healthy
+from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
+from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
+
+__all__ = ["build_parser", "run"]
+
+
+def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the event gateway on a cluster: HTTP Triggers, the Lambda Invoke API "
+        "and S3 notifications, routed to Function pods, held while a function scales up.",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, $KUBECONFIG")
+    parser.add_argument("--namespace", help="serve Functions of this namespace only")
+    add_gateway_flags(parser, host="0.0.0.0")
+    parser.add_argument("--default-namespace", default="default", help="for bare FunctionNames")
+    parser.add_argument(
+        "--autoscaler-url",
+        default=os.environ.get("KUBELAMBDA_AUTOSCALER_URL", "http://kubelambda-operator:8082"),
+        help="where wake-ups go: POST URL/wake/NAMESPACE/NAME ($KUBELAMBDA_AUTOSCALER_URL)",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    settings = gateway_settings(
+        args,
+        default_namespace=args.default_namespace,
+        delivery_state_dir=args.state_dir,
+        account_id=os.environ.get("KUBELAMBDA_ACCOUNT_ID") or "000000000000",
+    )
+    client = KubeClient.from_config(args.kubeconfig)
+    gateway: Gateway | None = None  # the platform starts first; specs reach the gateway once made
+
+    def on_specs(functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
+        if gateway is not None:
+            gateway.set_routes(
+                routing_table(functions, triggers, default_namespace=args.default_namespace)
+            )
+
+    platform = KubernetesPlatform(
+        client=client,
+        waker=AutoscalerWaker(args.autoscaler_url),
+        on_specs=on_specs,
+        namespace=args.namespace,
+        probe=healthy,
+    )
+    async with asyncio.timeout(120):
+        await platform.start()
+    serving = create_gateway(
+        platform=platform,
+        routes=routing_table(
+            platform.functions(), platform.triggers(), default_namespace=args.default_namespace
+        ),
+        settings=settings,
+    )
+    gateway = serving
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, serving.shutdown)
+    try:
+        await serving.serve(host=args.host, port=args.port, admin_port=args.admin_port)
+    finally:
+        platform.stop()
+        client.close()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kubelambda").setLevel(args.log_level)
+    import uvloop
+
+    uvloop.run(serve(args))
+    return 0

@@ -1,0 +1,255 @@
+"""``kubelambda local``: read Function and Trigger manifests, then serve them on this machine.
+
+It wires the gateway over the local platform (runtime processes), the autoscaler fed
+straight from the gateway's counters (or a Prometheus), the bucket subscriptions, and
+prints where each function is served. Functions start at their minReplicas (0 by
+default) and scale with traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from kubelambda.api import Function, HttpSource, ManifestError, Trigger, load_manifests
+from kubelambda.api.identity import FunctionKey
+from kubelambda.api.subscriptions import BucketError, subscribe, unsubscribe
+from kubelambda.autoscaler.decider import ScalingSpec
+from kubelambda.autoscaler.loop import Autoscaler
+from kubelambda.autoscaler.prometheus import PrometheusSource
+from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
+from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
+from kubelambda.gateway.routing import routing_table
+from kubelambda.gateway.server import ServingAddresses
+from kubelambda.platforms.local.buckets import (
+    DEFAULT_WEBHOOK_ARN,
+    BucketSubscriptions,
+    subscriptions,
+)
+from kubelambda.platforms.local.functions import UnsupportedLocally, prepare
+from kubelambda.platforms.local.platform import LocalPlatform
+from kubelambda.platforms.s3 import S3Notifications
+
+__all__ = ["build_parser", "describe", "run", "serve"]
+
+DESCRIPTION = """\
+Serve Function and Trigger manifests on this machine, without a cluster: the event
+gateway on one port, each function's instances as local runtime processes, scaled with
+traffic (to zero after spec.scaling.scaleToZeroAfterSeconds without requests; the next
+request starts one again).
+
+PATH is a manifest file or a folder of *.yaml files — the same files you would
+`kubectl apply`. Code comes from spec.code.inline, or locally from spec.code.path, a
+folder beside the manifest. With --state-dir, bucket subscriptions stay in place at
+stop, so the S3 server queues events while local mode is down.
+
+examples:
+  kubelambda local examples/
+  curl http://127.0.0.1:8080/hello?name=you
+  aws lambda invoke --endpoint-url http://127.0.0.1:8080 --function-name hello out.json
+"""
+# What the runtime reports as the account in ARNs (there is no account locally).
+ACCOUNT_ID = "000000000000"
+TICK_SECONDS = 1.0  # between the autoscaler's decisions
+
+
+def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("path", type=Path, help="a manifest file or a folder of them")
+    add_gateway_flags(parser, host="127.0.0.1")
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="scale from this Prometheus (scraping the admin port) instead of the gateway's "
+        "own counters",
+    )
+    parser.add_argument(
+        "--s3-webhook-arn",
+        metavar="ARN",
+        default=DEFAULT_WEBHOOK_ARN,
+        help="the S3 server's ARN of its webhook target for this gateway, used to subscribe "
+        "buckets of Triggers that name a spec.bucket.source (credentials: AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY or AWS_PROFILE; default %(default)s)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
+    return parser
+
+
+def describe(
+    addresses: ServingAddresses, functions: Sequence[Function], triggers: Sequence[Trigger]
+) -> list[str]:
+    """What local mode prints once it serves: each function, its routes and how to call it."""
+    base = addresses.public_url
+    lines = [
+        f"kubelambda local: gateway {base}  (metrics {addresses.admin_url}/metrics)",
+    ]
+    width = max((len(f.name) for f in functions), default=0)
+    for function in functions:
+        name = (
+            function.name
+            if function.namespace == "default"
+            else f"{function.namespace}.{function.name}"
+        )
+        invoke = f"{base}/2015-03-31/functions/{name}/invocations"
+        lines.append(f"  {function.name:<{width}}  invoke: POST {invoke}")
+        for trigger in triggers:
+            source = trigger.source
+            if trigger.function == function.name and trigger.namespace == function.namespace:
+                if isinstance(source, HttpSource):
+                    methods = ",".join(source.methods)
+                    lines.append(f"  {'':<{width}}  http:   {methods} {base}{source.path}")
+                else:
+                    lines.append(
+                        f"  {'':<{width}}  bucket: {source.bucket} "
+                        f"(POST notifications to {base}/_kubelambda/events/s3)"
+                    )
+    return lines
+
+
+async def serve(
+    args: argparse.Namespace,
+    *,
+    output: Callable[[str], None] = print,
+    on_ready: Callable[[ServingAddresses], None] | None = None,
+) -> None:
+    """Serve the manifests under `args.path` until cancelled.
+
+    Raises ManifestError or UnsupportedLocally (both ValueError, naming file and field)
+    before anything starts.
+    """
+    objects = load_manifests(args.path)
+    functions = [o for o in objects if isinstance(o, Function)]
+    triggers = [o for o in objects if isinstance(o, Trigger)]
+    workdir = Path(tempfile.mkdtemp(prefix="kubelambda-local-"))
+    try:
+        local = [
+            prepare(f, workdir=workdir, region=args.region, account_id=ACCOUNT_ID)
+            for f in functions
+        ]
+        platform = LocalPlatform(functions=local, host="127.0.0.1", output=output)
+        try:
+            await _serve(args, platform, functions, triggers, output=output, on_ready=on_ready)
+        finally:
+            await platform.aclose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    platform: LocalPlatform,
+    functions: Sequence[Function],
+    triggers: Sequence[Trigger],
+    *,
+    output: Callable[[str], None],
+    on_ready: Callable[[ServingAddresses], None] | None,
+) -> None:
+    settings = gateway_settings(
+        args,
+        account_id=ACCOUNT_ID,
+        delivery_state_dir=args.state_dir / "deliveries" if args.state_dir else None,
+    )
+    gateway = create_gateway(
+        platform=platform, routes=routing_table(functions, triggers), settings=settings
+    )
+    specs = {FunctionKey(f.namespace, f.name): ScalingSpec.of(f) for f in functions}
+
+    def load() -> Mapping[FunctionKey, Load]:
+        return {
+            key: Load(
+                in_flight=item.in_flight, queued=item.queued, requests_total=item.requests_total
+            )
+            for key, item in gateway.load().items()
+        }
+
+    source: MetricSource = (
+        PrometheusSource(args.prometheus) if args.prometheus else DirectSource(load)
+    )
+    autoscaler = Autoscaler(source=source, target=platform, specs=lambda: specs)
+    platform.on_wake = autoscaler.wake
+
+    def ready(addresses: ServingAddresses) -> None:
+        for line in describe(addresses, functions, triggers):
+            output(line)
+        if on_ready is not None:
+            on_ready(addresses)
+
+    buckets = subscriptions(triggers, region=args.region, queue_arn=args.s3_webhook_arn)
+    notifications = S3Notifications()
+    subscribed: list[BucketSubscriptions] = []
+    scaling = asyncio.create_task(autoscaler.run(interval=TICK_SECONDS))
+    try:
+        for group in buckets:
+            await subscribe(
+                notifications, group.server, bucket=group.bucket, subscriptions=group.subscriptions
+            )
+            subscribed.append(group)
+            output(
+                f"kubelambda local: bucket {group.bucket} on {group.server.endpoint} notifies "
+                f"{args.s3_webhook_arn} ({', '.join(group.triggers)})"
+            )
+        await gateway.serve(
+            host=args.host, port=args.port, admin_port=args.admin_port, on_ready=ready
+        )
+    finally:
+        scaling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scaling
+        if args.state_dir is None:
+            await _unsubscribe(subscribed, notifications, output)
+
+
+async def _unsubscribe(
+    groups: Sequence[BucketSubscriptions],
+    notifications: S3Notifications,
+    output: Callable[[str], None],
+) -> None:
+    for group in groups:
+        try:
+            async with asyncio.timeout(30):
+                await unsubscribe(
+                    notifications,
+                    group.server,
+                    bucket=group.bucket,
+                    subscriptions=group.subscriptions,
+                )
+        except (BucketError, TimeoutError) as exc:
+            output(f"kubelambda local: could not remove bucket subscriptions: {exc!r}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if task is not None:
+                loop.add_signal_handler(signum, task.cancel)
+        await serve(args, output=lambda line: print(line, flush=True))
+
+    try:
+        asyncio.run(main())
+    except (ManifestError, UnsupportedLocally, ValueError) as exc:
+        print(f"kubelambda local: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, BucketError) as exc:
+        print(f"kubelambda local: {exc}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        pass
+    return 0

@@ -1,0 +1,267 @@
+"""``kubelambda operator``: the controller and the autoscaler in one process, fed by one watch
+layer (kopf), until stopped.
+
+The ``kubelambda`` command (cli.py) calls ``run(argv)``; the Helm chart sets the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from kubelambda.autoscaler.prometheus import PrometheusSource
+from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
+from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
+from kubelambda.controller.operator import Operator
+from kubelambda.platforms.kubernetes import watches
+from kubelambda.platforms.kubernetes.aio import AsyncKube
+from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION, TRIGGER, Kind
+from kubelambda.platforms.kubernetes.lease import LeaseElector
+from kubelambda.platforms.kubernetes.replicas import DeploymentReplicas
+from kubelambda.platforms.kubernetes.watches import OWNED, Listener
+from kubelambda.platforms.s3 import S3Notifications
+
+__all__ = ["build_parser", "config_from_args", "run"]
+
+COMPONENT = "kubelambda-controller"
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key.strip(), value.strip()
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(_pair(item) for item in text.split(",") if item.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
+    defaults = ControllerConfig()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Run the kubelambda controller: reconcile Function and Trigger objects into the"
+            " ConfigMaps, Deployments, Services and NetworkPolicies that serve them."
+        ),
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: $KUBECONFIG, the in-cluster service account,"
+        " ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--runtime-image",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="RUNTIME=IMAGE",
+        help="image for a spec.runtime, e.g. python3.12=localhost/kubelambda-runtime:0.1.0"
+        " (repeatable)",
+    )
+    parser.add_argument(
+        "--image-pull-policy",
+        default=defaults.image_pull_policy,
+        choices=("IfNotPresent", "Always", "Never"),
+    )
+    parser.add_argument(
+        "--gateway-url",
+        default=defaults.gateway_url,
+        help="the gateway's public base URL, shown in status.url (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateway-namespace",
+        default=defaults.gateway_namespace,
+        help="namespace of the gateway pods, the only ones let in by each Function's"
+        " NetworkPolicy (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gateway-selector",
+        type=_labels,
+        default=dict(defaults.gateway_pod_labels),
+        metavar="K=V,K=V",
+        help="labels of the gateway pods (default: app.kubernetes.io/name=kubelambda,"
+        "app.kubernetes.io/component=gateway)",
+    )
+    parser.add_argument(
+        "--metrics-from",
+        type=_names,
+        default=",".join(defaults.metrics_from),
+        metavar="NS,NS",
+        help="namespaces whose pods may scrape function pods' /metrics (port 'metrics');"
+        " '*' for every namespace, '' for none (default: %(default)s)",
+    )
+    parser.add_argument("--region", default=defaults.region, help="AWS_REGION for handlers")
+    parser.add_argument(
+        "--account-id", default=defaults.account_id, help="account id in function ARNs"
+    )
+    parser.add_argument(
+        "--s3-webhook-arn",
+        default=defaults.s3_webhook_arn,
+        help="queue ARN of the gateway's webhook target on S3 servers (default: %(default)s)",
+    )
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=defaults.resync_seconds,
+        help="reconcile every object this often even without events (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("KUBELAMBDA_PROMETHEUS_URL", ""),
+        help="the autoscaler reads the gateway's metrics here ($KUBELAMBDA_PROMETHEUS_URL);"
+        " empty: no autoscaler in this process",
+    )
+    parser.add_argument(
+        "--autoscaler-port",
+        type=int,
+        default=8082,
+        help="the autoscaler's wake-up endpoint for the gateway (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--autoscaler-tick",
+        type=float,
+        default=1.0,
+        help="seconds between the autoscaler's decisions (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"), help="kubelambda's"
+    )
+    parser.add_argument(
+        "--kopf-log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING"),
+        help="kopf's own logs (watch streams, handlers)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ControllerConfig:
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    return ControllerConfig(
+        runtime_images=MappingProxyType(dict(args.runtime_image)),
+        image_pull_policy=args.image_pull_policy,
+        gateway_url=args.gateway_url,
+        gateway_namespace=args.gateway_namespace,
+        gateway_pod_labels=MappingProxyType(dict(args.gateway_selector)),
+        metrics_from=args.metrics_from,
+        region=args.region,
+        account_id=args.account_id,
+        s3_webhook_arn=args.s3_webhook_arn,
+        workers=args.workers,
+        resync_seconds=args.resync_seconds,
+    )
+
+
+def _autoscaler(
+    args: argparse.Namespace, client: KubeClient, listeners: dict[Kind, list[Listener]]
+) -> AutoscalerService:
+    """The autoscaler over the cluster's Deployments, Lease and Prometheus, listening to the
+    Function and Deployment events of the operator's watch."""
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="autoscaler")
+
+    async def blocking(call: Any, *call_args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(call, *call_args, **kwargs))
+
+    replicas = DeploymentReplicas(client, run=blocking)
+    elector = LeaseElector(
+        client,
+        namespace=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or "default",
+        name="kubelambda-autoscaler",
+        identity=socket.gethostname(),
+    )
+
+    async def hold_lease() -> bool:
+        held: bool = await blocking(elector.try_hold)
+        return held
+
+    autoscaler = AutoscalerService(
+        source=PrometheusSource(args.prometheus_url),
+        replicas=replicas,
+        hold_lease=hold_lease,
+        wake=WakeEndpoint(port=args.autoscaler_port),
+        tick_seconds=args.autoscaler_tick,
+    )
+    listeners[FUNCTION].append(autoscaler.function_event)
+    listeners[DEPLOYMENT].append(replicas.deployment_event)
+    return autoscaler
+
+
+async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
+    client = KubeClient.from_config(args.kubeconfig, pool_size=config.workers * 2)
+    cluster = AsyncKube(
+        client, workers=config.workers * 2, component=COMPONENT, field_manager=FIELD_MANAGER
+    )
+    operator = Operator(cluster=cluster, config=config, notifications=S3Notifications())
+    stop = asyncio.Event()
+    # One watch layer: every event goes to the controller, and those the autoscaler needs
+    # to it too.
+    listeners: dict[Kind, list[Listener]] = {
+        FUNCTION: [operator.function_event],
+        TRIGGER: [operator.trigger_event],
+        **{kind: [functools.partial(operator.owned_event, kind)] for kind in OWNED},
+    }
+    background = [operator.run]
+    if args.prometheus_url:
+        autoscaler = _autoscaler(args, client, listeners)
+        background.append(functools.partial(autoscaler.run, stop))
+    registry = watches.build_registry(
+        connection=client.connection, listeners=listeners, background=background
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    try:
+        await watches.run(
+            registry, namespaces=args.namespace, liveness_endpoint=liveness, stop=stop
+        )
+    finally:
+        stop.set()
+        cluster.close()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    config = config_from_args(args)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kubelambda").setLevel(args.log_level)
+    logging.getLogger("kopf").setLevel(args.kopf_log_level)
+    asyncio.run(_serve(args, config))
+    return 0

@@ -1,0 +1,116 @@
+"""What `kubelambda gateway` and `kubelambda local` share: the gateway's flags (each defined
+once, its default taken from `GatewaySettings`), the settings built from them, and
+`create_gateway`, which assembles a gateway with its delivery store and dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from kubelambda.clock import Clock, SystemClock
+from kubelambda.delivery.files import FileDeliveryStore
+from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
+from kubelambda.dispatcher.delivery import AsyncDelivery
+from kubelambda.gateway.platform import Platform
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.server import Gateway
+from kubelambda.gateway.settings import GatewaySettings
+
+__all__ = ["add_gateway_flags", "create_gateway", "gateway_settings", "open_store"]
+
+_DEFAULTS = GatewaySettings()
+
+
+def add_gateway_flags(parser: argparse.ArgumentParser, *, host: str) -> None:
+    """The flags of the gateway both commands run; `host` is the default public address."""
+    parser.add_argument("--host", default=host, help="public address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="public port (default 8080)")
+    parser.add_argument(
+        "--admin-port", type=int, default=9090, help="/metrics and /healthz port (default 9090)"
+    )
+    parser.add_argument(
+        "--region", default=_DEFAULTS.region, help="AWS_REGION, and the region in function ARNs"
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=int,
+        default=_DEFAULTS.max_queued_per_function,
+        help="requests held per function while no instance is free; beyond, 503"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hold-timeout",
+        type=float,
+        default=_DEFAULTS.hold_timeout_seconds,
+        help="seconds a request may be held waiting for an instance; then 504"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep accepted asynchronous events (Event invocations, bucket notifications) "
+        "in DIR and resume them on the next start",
+    )
+    parser.add_argument(
+        "--s3-token",
+        metavar="TOKEN",
+        default=os.environ.get("KUBELAMBDA_S3_TOKEN"),
+        help="bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook "
+        "auth_token; default $KUBELAMBDA_S3_TOKEN); without one, only loopback may post",
+    )
+
+
+def gateway_settings(args: argparse.Namespace, **more: Any) -> GatewaySettings:
+    """Settings from the flags of `add_gateway_flags`, and `more` fields the command sets."""
+    return GatewaySettings(
+        region=args.region,
+        max_queued_per_function=args.max_queued,
+        hold_timeout_seconds=args.hold_timeout,
+        s3_notification_token=args.s3_token or None,
+        **more,
+    )
+
+
+def open_store(settings: GatewaySettings, *, clock: Clock) -> DeliveryStore:
+    """Where accepted asynchronous events wait: files under `delivery_state_dir` (they
+    survive a restart), or memory."""
+    if settings.delivery_state_dir is not None:
+        return FileDeliveryStore(
+            directory=settings.delivery_state_dir,
+            capacity=settings.delivery_queue_size,
+            clock=clock,
+        )
+    return MemoryDeliveryStore(capacity=settings.delivery_queue_size, clock=clock)
+
+
+def create_gateway(
+    *,
+    platform: Platform,
+    routes: RoutingTable,
+    settings: GatewaySettings | None = None,
+    clock: Clock | None = None,
+    delivery_store: DeliveryStore | None = None,
+) -> Gateway:
+    """A gateway over `platform`, serving `routes` (replace them later with `set_routes`),
+    with its delivery store (`open_store` unless given) and the dispatcher that empties it."""
+    settings = settings or GatewaySettings()
+    clock = clock or SystemClock()
+    store = delivery_store if delivery_store is not None else open_store(settings, clock=clock)
+    gateway = Gateway(
+        platform=platform, routes=routes, settings=settings, clock=clock, delivery_store=store
+    )
+    gateway.attach(
+        AsyncDelivery(
+            store=store,
+            invoker=gateway.invoker,
+            pool=gateway.pool,
+            routes=gateway.current_routes,
+            clock=clock,
+            settings=settings,
+        )
+    )
+    return gateway

@@ -1,0 +1,259 @@
+"""Asynchronous invocations: taken from the delivery store, invoked with retries, then sent to
+the function's dead letter, as Lambda's on-failure destination would be.
+
+The gateway's sources put accepted events (Event invocations, bucket notifications) in
+the store; `AsyncDelivery`'s workers deliver them through the gateway's invoker. The
+gateway starts and stops them (`Gateway.attach`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import Clock
+from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
+from kubelambda.delivery.store import DeliveryStore
+from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
+from kubelambda.gateway.ids import new_request_id
+from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.upstream import UpstreamPool
+
+__all__ = ["AsyncDelivery"]
+
+log = logging.getLogger(__name__)
+
+_JSON = (b"content-type", b"application/json")
+# A dead-letter URL gets this long to answer each try.
+_URL_TIMEOUT_SECONDS = 30.0
+# Idle workers look at the store again this often (their wait needs a deadline too).
+_IDLE_SECONDS = 60.0
+
+
+class AsyncDelivery:
+    """Workers that take due jobs from a `DeliveryStore` and deliver them."""
+
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        invoker: Invoker,
+        pool: UpstreamPool,
+        routes: Callable[[], RoutingTable],
+        clock: Clock,
+        settings: GatewaySettings,
+    ) -> None:
+        self._store = store
+        self._invoker = invoker
+        self._pool = pool
+        self._routes = routes
+        self._clock = clock
+        self._settings = settings
+        self._workers: list[asyncio.Task[None]] = []
+        self._tls: ssl.SSLContext | None = None
+
+    def start(self) -> None:
+        if self._workers:
+            return
+        for index in range(self._settings.delivery_workers):
+            self._workers.append(asyncio.create_task(self._work(), name=f"delivery-{index}"))
+
+    async def aclose(self) -> None:
+        """Stop the workers; a job being delivered goes back to the store first."""
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        if len(self._store):
+            # The in-memory store dies with the gateway; a durable one keeps them.
+            log.warning("stopping with %d asynchronous events not yet delivered", len(self._store))
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(_IDLE_SECONDS):
+                    job = await self._store.take()
+            except TimeoutError:
+                continue
+            try:
+                await self._deliver(job)
+            except asyncio.CancelledError:
+                self._store.retry(job, due=self._clock.monotonic())
+                raise
+            except Exception:
+                # A bug here must not stop the worker; the job is kept for another try.
+                log.exception("delivering %s failed unexpectedly", job.id)
+                self._store.retry(job, due=self._clock.monotonic() + job.policy.backoff_seconds)
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        if job.url is not None:
+            await self._post(job, job.url)
+            return
+        key = job.function
+        entry = self._routes().functions.get(key) if key is not None else None
+        if entry is None:
+            log.warning("dropping event %s: function %s no longer exists", job.id, key)
+            self._store.done(job)
+            return
+        try:
+            invocation = await self._invoker.invoke(
+                entry,
+                payload=job.payload,
+                request_id=job.id,
+                invoked_arn=job.invoked_arn.encode("ascii"),
+                hold_deadline=self._clock.monotonic() + self._settings.hold_timeout_seconds,
+                client_context=job.client_context,
+            )
+        except GatewayError as exc:
+            error = {"errorType": exc.error_type, "errorMessage": exc.message}
+            if exc.retryable:
+                self._throttled(job, status=exc.status, error=error)
+            else:
+                self._failed(job, status=exc.status, function_error=exc.error_type, body=error)
+            return
+        response = invocation.response
+        function_error = response.header(b"x-amz-function-error")
+        if response.status == 200 and function_error is None:
+            self._store.done(job)
+            return
+        self._failed(
+            job,
+            status=response.status,
+            function_error=function_error.decode("latin-1") if function_error else "Unhandled",
+            body=_json_or_text(response.body),
+        )
+
+    async def _post(self, job: DeliveryJob, url: str) -> None:
+        parts = urlsplit(url)
+        tls = None
+        if parts.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            tls = self._tls
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            response = await self._pool.request(
+                host=parts.hostname or "localhost",
+                port=parts.port or (443 if tls else 80),
+                method=b"POST",
+                target=target.encode("ascii"),
+                headers=[_JSON],
+                body=job.payload,
+                deadline=asyncio.get_running_loop().time() + _URL_TIMEOUT_SECONDS,
+                tls=tls,
+            )
+        except (GatewayError, InstanceUnavailable) as exc:
+            self._failed(job, status=502, function_error="DeliveryFailed", body=str(exc))
+            return
+        if 200 <= response.status < 300:
+            self._store.done(job)
+        else:
+            self._failed(
+                job, status=response.status, function_error="DeliveryFailed", body=response.status
+            )
+
+    def _throttled(self, job: DeliveryJob, *, status: int, error: dict[str, Any]) -> None:
+        """The gateway could not place the event: try later without spending a retry."""
+        job.throttles += 1
+        job.last_error = {"statusCode": status, "functionError": None, "body": error}
+        delay = min(
+            job.policy.backoff_seconds * 2 ** (job.throttles - 1),
+            self._settings.throttle_retry_max_seconds,
+        )
+        self._later(job, delay)
+
+    def _failed(self, job: DeliveryJob, *, status: int, function_error: str, body: Any) -> None:
+        """A try reached the function (or the URL) and failed: spend a retry."""
+        job.attempts += 1
+        job.last_error = {"statusCode": status, "functionError": function_error, "body": body}
+        if job.attempts > job.policy.retries:
+            self._give_up(job, "RetriesExhausted")
+            return
+        self._later(job, job.policy.backoff_seconds * 2 ** (job.attempts - 1))
+
+    def _later(self, job: DeliveryJob, delay: float) -> None:
+        age = self._clock.wall() - job.enqueued_at
+        if age + delay > self._settings.max_event_age_seconds:
+            self._give_up(job, "EventAgeExceeded")
+            return
+        self._store.retry(job, due=self._clock.monotonic() + delay)
+
+    def _give_up(self, job: DeliveryJob, condition: str) -> None:
+        self._store.done(job)
+        policy = job.policy
+        if job.dead_letter:
+            log.error("dead letter %s could not be delivered (%s); it is lost", job.id, condition)
+            return
+        if policy.dead_letter_function is None and policy.dead_letter_url is None:
+            log.warning(
+                "event %s for %s dropped: %s, no dead letter", job.id, job.function, condition
+            )
+            return
+        record = json.dumps(self._record(job, condition), separators=(",", ":")).encode("utf-8")
+        letter = DeliveryJob(
+            id=new_request_id(),
+            payload=record,
+            policy=DeliveryPolicy(retries=policy.retries, backoff_seconds=policy.backoff_seconds),
+            invoked_arn=job.invoked_arn,
+            enqueued_at=self._clock.wall(),
+            dead_letter=True,
+        )
+        if policy.dead_letter_url is not None:
+            letter.url = policy.dead_letter_url
+        else:
+            letter.function = policy.dead_letter_function
+            letter.invoked_arn = self._dead_letter_arn(job, policy.dead_letter_function)
+        # The store just freed the original job's place, so this fits.
+        if not self._store.offer(letter):
+            log.error("dead letter for event %s lost: the delivery queue is full", job.id)
+
+    def _dead_letter_arn(self, job: DeliveryJob, key: FunctionKey | None) -> str:
+        prefix = job.invoked_arn.rsplit(":function:", 1)[0]
+        if key is None:
+            return job.invoked_arn
+        name = (
+            key.name
+            if key.namespace == self._settings.default_namespace
+            else f"{key.namespace}.{key.name}"
+        )
+        return f"{prefix}:function:{name}"
+
+    def _record(self, job: DeliveryJob, condition: str) -> dict[str, Any]:
+        """The invocation record Lambda sends to an on-failure destination."""
+        last = job.last_error or {}
+        response_context: dict[str, Any] = {
+            "statusCode": last.get("statusCode", 200),
+            "executedVersion": "$LATEST",
+        }
+        if last.get("functionError"):
+            response_context["functionError"] = last["functionError"]
+        now = datetime.fromtimestamp(self._clock.wall(), UTC)
+        return {
+            "version": "1.0",
+            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "requestContext": {
+                "requestId": job.id,
+                "functionArn": f"{job.invoked_arn}:$LATEST",
+                "condition": condition,
+                "approximateInvokeCount": job.attempts,
+            },
+            "requestPayload": _json_or_text(job.payload or b"{}"),
+            "responseContext": response_context,
+            "responsePayload": last.get("body"),
+        }
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body.decode("utf-8", "replace")

@@ -1,0 +1,195 @@
+"""The gateway's two ASGI apps: the public one (trigger routes, Invoke API, reserved paths)
+and the admin one (/metrics, /healthz). This is the edge: every GatewayError becomes an
+HTTP answer here, and nowhere else.
+
+Plain ASGI rather than a framework: the public app is the proxying hot path, where a
+framework's routing and request objects cost several times the gateway's own work
+(benchmarks/gateway_throughput.py); the admin app has two fixed endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+
+from kubelambda.clock import Clock
+from kubelambda.gateway.exceptions import (
+    ClientDisconnected,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
+from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from kubelambda.gateway.sources.invoke_api import INVOKE_PREFIX
+
+__all__ = ["RESERVED_PREFIX", "AdminApp", "PublicApp", "error_response"]
+
+log = logging.getLogger(__name__)
+
+RESERVED_PREFIX = "/_kubelambda/"
+_JSON = (b"content-type", b"application/json")
+# Not a real HTTP status: the client went away before we could answer (as nginx logs it).
+_CLIENT_GONE = 499
+
+
+def error_response(exc: GatewayError, *, request_id: str | None = None) -> Response:
+    """The one mapping of gateway errors to HTTP: status, AWS error type, a JSON body."""
+    body = json.dumps(
+        {"Type": exc.fault, "errorType": exc.error_type, "message": exc.message}
+    ).encode("utf-8")
+    headers = [_JSON, (b"x-amzn-errortype", exc.error_type.encode("ascii"))]
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode("ascii")))
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(sorted(exc.allowed)).encode("ascii")))
+    elif isinstance(exc, Unauthorized):
+        headers.append((b"www-authenticate", b'Bearer realm="kubelambda"'))
+    if request_id is not None:
+        headers.append((b"x-amzn-requestid", request_id.encode("ascii")))
+    return Response(status=exc.status, headers=headers, body=body)
+
+
+async def _send(send: Send, response: Response) -> None:
+    # An explicit length spares the chunked framing (and a write) of every answer;
+    # handlers leave content-length out of their headers.
+    headers = [*response.headers, (b"content-length", b"%d" % len(response.body))]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # For servers that run lifespan anyway; the gateway starts its work in Gateway.serve.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class PublicApp:
+    """Dispatches by path: the Invoke API, reserved `/_kubelambda/` endpoints, trigger routes."""
+
+    def __init__(
+        self,
+        *,
+        triggers: Handler,
+        invoke_api: Handler,
+        reserved: Mapping[str, Handler],
+        metrics: GatewayMetrics,
+        clock: Clock,
+        max_body_bytes: int,
+    ) -> None:
+        self._triggers = triggers
+        self._invoke_api = invoke_api
+        # Endpoints under /_kubelambda/ by exact path; S3 notifications
+        # (/_kubelambda/events/s3) are registered here by create_gateway.
+        self._reserved = dict(reserved)
+        self._metrics = metrics
+        self._clock = clock
+        self._max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        request = Request(scope, receive, received=self._clock.monotonic())
+        try:
+            request.body = await self._read_body(request, receive)
+            path = request.path
+            if path.startswith(INVOKE_PREFIX):
+                response = await self._invoke_api(request)
+            elif path.startswith(RESERVED_PREFIX):
+                handler = self._reserved.get(path)
+                if handler is None:
+                    raise NotFound(
+                        f"{path}: no such endpoint; paths under {RESERVED_PREFIX} are reserved"
+                    )
+                response = await handler(request)
+            else:
+                response = await self._triggers(request)
+        except GatewayError as exc:
+            response = error_response(exc, request_id=request.request_id)
+        except ClientDisconnected:
+            self._metrics.request(
+                request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
+            )
+            return
+        except Exception:
+            # Never a stack trace to the client: log it, answer a plain 500.
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            response = error_response(
+                GatewayError("the gateway failed to handle this request; see its logs"),
+                request_id=request.request_id,
+            )
+        await _send(send, response)
+        self._metrics.request(
+            request.function, response.status, self._clock.monotonic() - request.received
+        )
+
+    async def _read_body(self, request: Request, receive: Receive) -> bytes:
+        limit = self._max_body
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(
+                f"request body of {request.content_length} bytes is over the {limit} byte limit"
+            )
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the {limit} byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+class AdminApp:
+    """`GET /metrics` (Prometheus text format) and `GET /healthz`."""
+
+    def __init__(self, *, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        path = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            response = error_response(
+                MethodNotAllowed(
+                    f"{scope['method']} is not allowed on {path}",
+                    allowed=frozenset({"GET", "HEAD"}),
+                )
+            )
+        elif path == "/metrics":
+            response = Response(
+                status=200,
+                headers=[(b"content-type", CONTENT_TYPE.encode("ascii"))],
+                body=self._metrics.render(),
+            )
+        elif path == "/healthz":
+            response = Response(status=200, headers=[_JSON], body=b'{"status":"ok"}')
+        else:
+            response = error_response(
+                NotFound(f"{path}: the admin port serves /metrics and /healthz")
+            )
+        await _send(send, response)

@@ -1,0 +1,136 @@
+"""One invocation of a function: get a slot, send the contract's request, read the answer.
+
+The HTTP trigger handler, the Invoke API and asynchronous delivery all call
+`Invoker.invoke`; it retries on another instance (or waits for one) when an instance
+refuses the connection or answers 429, so those never reach a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from kubelambda.clock import Clock
+from kubelambda.gateway.activation import Activator, Outcome
+from kubelambda.gateway.exceptions import InstanceUnavailable
+from kubelambda.gateway.metrics import GatewayMetrics
+from kubelambda.gateway.routing import FunctionEntry
+from kubelambda.gateway.upstream import UpstreamPool, UpstreamResponse
+
+__all__ = ["INVOKE_TARGET", "Invocation", "Invoker"]
+
+log = logging.getLogger(__name__)
+
+INVOKE_TARGET = b"/2015-03-31/functions/function/invocations"
+_POST = b"POST"
+_JSON = (b"content-type", b"application/json")
+_TAIL = (b"x-amz-log-type", b"Tail")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """The instance's answer and how long the request was held first."""
+
+    response: UpstreamResponse
+    waited: float
+    cold: bool
+
+    def server_timing(self) -> tuple[bytes, bytes] | None:
+        """`Server-Timing` for an answer that was held: `coldstart` when it waited for an
+        instance to start, `queue` when it waited for a busy one; None when it did not wait."""
+        if not self.waited:
+            return None
+        metric = b"coldstart" if self.cold else b"queue"
+        return (b"server-timing", b"%s;dur=%.1f" % (metric, self.waited * 1000))
+
+
+class Invoker:
+    """Sends invocations to instances chosen by the activator."""
+
+    def __init__(
+        self,
+        *,
+        activator: Activator,
+        pool: UpstreamPool,
+        clock: Clock,
+        metrics: GatewayMetrics,
+        grace_seconds: float,
+    ) -> None:
+        self._activator = activator
+        self._pool = pool
+        self._clock = clock
+        self._metrics = metrics
+        self._grace = grace_seconds
+
+    async def invoke(
+        self,
+        function: FunctionEntry,
+        *,
+        payload: bytes,
+        request_id: str,
+        invoked_arn: bytes,
+        hold_deadline: float,
+        client_context: bytes | None = None,
+        log_tail: bool = False,
+        gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> Invocation:
+        """Invoke `function` with `payload` (the event as JSON) and return the raw answer.
+
+        `hold_deadline` (clock time) bounds the wait for a slot; once sent, the function
+        has its whole timeout. `gone` returns when the client disconnects (see
+        Activator.acquire). Raises the GatewayError subclasses of activation and
+        upstream (HoldQueueFull, DeadlineExceeded, Unavailable, UpstreamTimeout,
+        UpstreamFailed).
+        """
+        key = function.key
+        timeout = function.timeout_seconds
+        waited = 0.0
+        cold = False
+        request_id_header = (b"lambda-runtime-aws-request-id", request_id.encode("ascii"))
+        arn_header = (b"lambda-runtime-invoked-function-arn", invoked_arn)
+        while True:
+            lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
+            waited += lease.waited
+            cold = cold or lease.cold
+            instance = lease.instance
+            # The function's clock starts now, not when the request arrived: a cold start
+            # does not eat into the handler's timeout.
+            deadline_ms = int((self._clock.wall() + timeout) * 1000)
+            headers = [
+                _JSON,
+                request_id_header,
+                (b"lambda-runtime-deadline-ms", str(deadline_ms).encode("ascii")),
+                arn_header,
+            ]
+            if client_context:
+                headers.append((b"lambda-runtime-client-context", client_context))
+            if log_tail:
+                headers.append(_TAIL)
+            try:
+                response = await self._pool.request(
+                    host=instance.host,
+                    port=instance.port,
+                    method=_POST,
+                    target=INVOKE_TARGET,
+                    headers=headers,
+                    body=payload,
+                    deadline=asyncio.get_running_loop().time() + timeout + self._grace,
+                )
+            except InstanceUnavailable as exc:
+                log.info("instance %s of %s unavailable, trying again: %s", instance.id, key, exc)
+                lease.release(Outcome.REFUSED)
+                continue
+            except BaseException:
+                lease.release()
+                raise
+            if response.status == 429:
+                # Every slot of that instance is busy (its concurrency is lower than we
+                # were told, or another gateway uses it): wait for a slot elsewhere.
+                lease.release(Outcome.BUSY)
+                continue
+            lease.release()
+            if cold:
+                self._metrics.cold_start(key, waited)
+            return Invocation(response=response, waited=waited, cold=cold)

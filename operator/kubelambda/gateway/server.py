@@ -1,0 +1,292 @@
+"""One gateway: its parts (activation, upstream pool, sources, edge) and its lifecycle;
+`Gateway.serve` runs the public and admin apps on uvicorn in the caller's event loop.
+
+The commands (`kubelambda gateway`, `kubelambda local`) build one through
+`kubelambda.commands.serving.create_gateway`, handing in their platform, routing table and
+delivery store, and attach the background work (the dispatcher) it starts and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import uvicorn
+
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import Clock
+from kubelambda.delivery.store import DeliveryStore
+from kubelambda.gateway.activation import Activator, FunctionLoad
+from kubelambda.gateway.edge import AdminApp, PublicApp
+from kubelambda.gateway.http import ASGIApp, Handler
+from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.metrics import GatewayMetrics
+from kubelambda.gateway.platform import Platform
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.sources.http import TriggerHandler
+from kubelambda.gateway.sources.invoke_api import InvokeApi
+from kubelambda.gateway.sources.s3 import S3_EVENTS_PATH, BucketEvents
+from kubelambda.gateway.upstream import UpstreamPool
+
+__all__ = ["Background", "Gateway", "ServingAddresses"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServingAddresses:
+    """Where `serve` listens, with the real ports when 0 was asked for."""
+
+    public_host: str
+    public_port: int
+    admin_host: str
+    admin_port: int
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{_url_host(self.public_host)}:{self.public_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{_url_host(self.admin_host)}:{self.admin_port}"
+
+
+class Background(Protocol):
+    """Work that runs beside the gateway's servers and uses its parts (the dispatcher)."""
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Stop; called before the gateway closes its upstream connections."""
+        ...
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Two servers share one loop, and whoever runs the gateway owns the signals:
+        # it calls Gateway.shutdown() (or cancels serve) on SIGTERM.
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on connections whose
+    # socket says TCP, and uvicorn writes an answer's head and body separately; with
+    # Nagle on, the body waits for the client's delayed ACK (~40 ms per answer).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    """One gateway: its ASGI apps, its routing table, its load counters, its lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        routes: RoutingTable,
+        settings: GatewaySettings,
+        clock: Clock,
+        delivery_store: DeliveryStore,
+    ) -> None:
+        self.settings = settings
+        self._routes = routes
+        self._activator = Activator(
+            platform=platform,
+            clock=clock,
+            max_queued=settings.max_queued_per_function,
+            retry_after_seconds=settings.retry_after_seconds,
+            wake_interval_seconds=settings.wake_interval_seconds,
+            eject_seconds=settings.eject_seconds,
+            busy_eject_seconds=settings.busy_eject_seconds,
+        )
+        self.metrics = GatewayMetrics(load=self._activator.snapshot)
+        self.pool = UpstreamPool(
+            idle_seconds=settings.upstream_idle_seconds,
+            max_idle_per_instance=settings.upstream_max_idle_per_instance,
+        )
+        self.invoker = Invoker(
+            activator=self._activator,
+            pool=self.pool,
+            clock=clock,
+            metrics=self.metrics,
+            grace_seconds=settings.upstream_grace_seconds,
+        )
+        self.delivery_store = delivery_store
+        self._background: list[Background] = []
+        triggers = TriggerHandler(
+            routes=self.current_routes, invoker=self.invoker, clock=clock, settings=settings
+        )
+        invoke_api = InvokeApi(
+            routes=self.current_routes,
+            invoker=self.invoker,
+            store=delivery_store,
+            clock=clock,
+            settings=settings,
+        )
+        reserved: dict[str, Handler] = {
+            S3_EVENTS_PATH: BucketEvents(
+                routes=self.current_routes,
+                store=delivery_store,
+                metrics=self.metrics,
+                clock=clock,
+                settings=settings,
+            ),
+        }
+        self.public_app: ASGIApp = PublicApp(
+            triggers=triggers,
+            invoke_api=invoke_api,
+            reserved=reserved,
+            metrics=self.metrics,
+            clock=clock,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.admin_app: ASGIApp = AdminApp(metrics=self.metrics)
+        self._servers: list[_Server] = []
+        self._started = False
+
+    # routing
+
+    def current_routes(self) -> RoutingTable:
+        """The routing table now (a callable for parts that outlive a swap)."""
+        return self._routes
+
+    @property
+    def routes(self) -> RoutingTable:
+        return self._routes
+
+    def set_routes(self, routes: RoutingTable) -> None:
+        """Swap the routing table; requests already routed finish with the old one."""
+        self._routes = routes
+
+    # load, for local mode's autoscaler
+
+    def load(self) -> Mapping[FunctionKey, FunctionLoad]:
+        """In-flight and held requests, capacity and last request time of every function seen."""
+        return self._activator.snapshot()
+
+    # lifecycle
+
+    def attach(self, work: Background) -> None:
+        """Run `work` beside the servers: started by `start`, stopped by `aclose`."""
+        self._background.append(work)
+        if self._started:
+            work.start()
+
+    async def start(self) -> None:
+        """Start the attached background work; `serve` calls it."""
+        if not self._started:
+            self._started = True
+            for work in self._background:
+                work.start()
+
+    async def aclose(self) -> None:
+        """Answer held requests 503, stop the background work, close upstream connections."""
+        await self._activator.aclose()
+        for work in self._background:
+            await work.aclose()
+        await self.pool.aclose()
+        self._started = False
+
+    def shutdown(self) -> None:
+        """Ask a running `serve` to return: held requests are answered 503, others finish."""
+        # Held requests first: uvicorn waits for every open request before it returns.
+        self._activator.fail_held("the gateway is shutting down")
+        for server in self._servers:
+            server.should_exit = True
+
+    async def serve(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        admin_host: str | None = None,
+        admin_port: int = 9090,
+        on_ready: Callable[[ServingAddresses], None] | None = None,
+        graceful_seconds: float = 10.0,
+    ) -> None:
+        """Serve the public app on host:port and the admin app on admin_host:admin_port
+        until `shutdown()` is called or the task is cancelled; port 0 picks a free port,
+        and `on_ready` learns the real ones once both accept connections.
+        """
+        admin_host = admin_host or host
+        public_sock = _bind(host, port)
+        try:
+            admin_sock = _bind(admin_host, admin_port)
+        except OSError:
+            public_sock.close()
+            raise
+        addresses = ServingAddresses(
+            public_host=host,
+            public_port=public_sock.getsockname()[1],
+            admin_host=admin_host,
+            admin_port=admin_sock.getsockname()[1],
+        )
+        servers = [
+            _Server(self._config(self.public_app, graceful_seconds)),
+            _Server(self._config(self.admin_app, graceful_seconds)),
+        ]
+        self._servers = servers
+        await self.start()
+        tasks = [
+            asyncio.create_task(servers[0].serve(sockets=[public_sock])),
+            asyncio.create_task(servers[1].serve(sockets=[admin_sock])),
+        ]
+        try:
+            async with asyncio.timeout(30):
+                while not all(server.started for server in servers):
+                    done = [task for task in tasks if task.done()]
+                    if done:
+                        await done[0]  # raises why the server stopped
+                        raise RuntimeError("the gateway's server stopped while starting")
+                    await asyncio.sleep(0.01)
+            log.info("gateway serving on %s (admin %s)", addresses.public_url, addresses.admin_url)
+            if on_ready is not None:
+                on_ready(addresses)
+            # Either server stopping (shutdown(), a failure) stops both.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.shutdown()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            await self.aclose()
+            self._servers = []
+            public_sock.close()
+            admin_sock.close()
+        # A server that died (rather than stopped when asked) fails serve with its error.
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    @staticmethod
+    def _config(app: ASGIApp, graceful_seconds: float) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            loop="none",
+            http="httptools",
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(graceful_seconds),
+        )

@@ -1,0 +1,122 @@
+"""HTTP Trigger routes: a request becomes an API Gateway payload 2.0 event, the function's
+return value becomes the response.
+
+The public app hands every request outside the reserved paths to `TriggerHandler`; this
+is the gateway's hottest path, so it does its work inline and allocates little.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+
+from kubelambda.api.identity import FunctionKey, function_arn
+from kubelambda.clock import Clock
+from kubelambda.gateway.exceptions import Forbidden, PayloadTooLarge, UpstreamFailed
+from kubelambda.gateway.http import Request, Response
+from kubelambda.gateway.ids import new_request_id
+from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.sources.http_payload import (
+    build_event,
+    function_error_response,
+    map_response,
+)
+
+__all__ = ["TriggerHandler"]
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+
+
+def _authenticate(request: Request, keys: frozenset[str]) -> None:
+    presented = request.header(b"x-api-key")
+    if presented is None:
+        raise Forbidden("this route requires an API key in the x-api-key header")
+    # Compare with every key, in constant time, so timing tells nothing about them.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented.encode("latin-1"), key.encode("utf-8"))
+    if not matched:
+        raise Forbidden("the x-api-key header does not hold a valid key for this route")
+
+
+class TriggerHandler:
+    """Serves requests on HTTP Trigger routes."""
+
+    def __init__(
+        self,
+        *,
+        routes: Callable[[], RoutingTable],
+        invoker: Invoker,
+        clock: Clock,
+        settings: GatewaySettings,
+    ) -> None:
+        self._routes = routes
+        self._invoker = invoker
+        self._clock = clock
+        self._settings = settings
+        self._arns: dict[FunctionKey, bytes] = {}
+
+    def _arn(self, key: FunctionKey) -> bytes:
+        arn = self._arns.get(key)
+        if arn is None:
+            settings = self._settings
+            arn = self._arns[key] = function_arn(
+                key,
+                region=settings.region,
+                account_id=settings.account_id,
+                default_namespace=settings.default_namespace,
+            ).encode("ascii")
+        return arn
+
+    async def __call__(self, request: Request) -> Response:
+        match = self._routes().match(method=request.method, path=request.path, host=request.host)
+        function = match.function
+        request.function = function.key
+        if match.route.api_keys is not None:
+            _authenticate(request, match.route.api_keys)
+        request_id = request.request_id = new_request_id()
+        domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
+        event = build_event(
+            method=request.method,
+            raw_path=request.raw_path,
+            raw_query=request.query,
+            headers=request.headers,
+            body=request.body,
+            source_ip=request.client,
+            route_key=match.route_key,
+            request_id=request_id,
+            domain_name=domain,
+            path_parameters=None,
+            now=self._clock.wall(),
+            account_id=self._settings.account_id,
+        )
+        invocation = await self._invoker.invoke(
+            function,
+            payload=_dumps(event).encode("utf-8"),
+            request_id=request_id,
+            invoked_arn=self._arn(function.key),
+            hold_deadline=request.received + self._settings.hold_timeout_seconds,
+            gone=request.disconnected,
+        )
+        upstream = invocation.response
+        if upstream.status != 200:
+            if upstream.status == 413:
+                raise PayloadTooLarge(
+                    "the request, as an event, is over the function's 6 MB payload limit"
+                )
+            raise UpstreamFailed(f"the instance answered HTTP {upstream.status}")
+        if upstream.header(b"x-amz-function-error") is not None:
+            response = function_error_response()
+        else:
+            response = map_response(upstream.body)
+        # Framing is the gateway's business, not the function's.
+        headers = [h for h in response.headers if h[0] not in _FRAMING]
+        headers.append((b"apigw-requestid", request_id.encode("ascii")))
+        timing = invocation.server_timing()
+        if timing is not None:
+            headers.append(timing)
+        return Response(status=response.status, headers=headers, body=response.body)

@@ -1,0 +1,197 @@
+"""The Lambda Invoke API: `POST /2015-03-31/functions/{FunctionName}/invocations`, as boto3's
+`lambda` client and `aws lambda invoke --endpoint-url` send it.
+
+The public app hands every path under `/2015-03-31/functions/` to `InvokeApi`. It answers
+RequestResponse (200), Event (202, then asynchronous delivery) and DryRun (204).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from urllib.parse import parse_qs, unquote
+
+from kubelambda.api.identity import function_arn
+from kubelambda.clock import Clock
+from kubelambda.delivery.jobs import DeliveryJob
+from kubelambda.delivery.store import DeliveryStore
+from kubelambda.gateway.exceptions import (
+    BadRequest,
+    InvalidParameter,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnknownOperation,
+    UpstreamFailed,
+)
+from kubelambda.gateway.http import Request, Response
+from kubelambda.gateway.ids import new_request_id
+from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.settings import GatewaySettings
+
+__all__ = ["INVOKE_PREFIX", "InvokeApi"]
+
+INVOKE_PREFIX = "/2015-03-31/functions/"
+_SUFFIX = "/invocations"
+_JSON = (b"content-type", b"application/json")
+_EXECUTED = (b"x-amz-executed-version", b"$LATEST")
+# AWS caps the client context at 3583 bytes (base64).
+_CLIENT_CONTEXT_LIMIT = 3583
+
+
+class InvokeApi:
+    """Serves the Invoke operation of the Lambda API."""
+
+    def __init__(
+        self,
+        *,
+        routes: Callable[[], RoutingTable],
+        invoker: Invoker,
+        store: DeliveryStore,
+        clock: Clock,
+        settings: GatewaySettings,
+    ) -> None:
+        self._routes = routes
+        self._invoker = invoker
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = request.request_id = new_request_id()
+        function_name = _function_name(request.raw_path)
+        if request.method != "POST":
+            raise MethodNotAllowed(
+                f"the Invoke API takes POST, not {request.method}", allowed=frozenset({"POST"})
+            )
+        query = parse_qs(request.query.decode("latin-1"))
+        qualifier = query.get("Qualifier", [None])[-1]
+        invocation_type = request.header(b"x-amz-invocation-type") or "RequestResponse"
+        log_type = request.header(b"x-amz-log-type") or "None"
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            raise InvalidParameter(
+                f"X-Amz-Invocation-Type {invocation_type!r}: use RequestResponse, Event or DryRun"
+            )
+        if log_type not in ("None", "Tail"):
+            raise InvalidParameter(f"X-Amz-Log-Type {log_type!r}: use None or Tail")
+        client_context = _client_context(request.header(b"x-amz-client-context"))
+
+        table = self._routes()
+        function = table.resolve(function_name, qualifier=qualifier)
+        request.function = function.key
+        body = request.body
+        if invocation_type == "Event" and len(body) > self._settings.max_async_body_bytes:
+            raise PayloadTooLarge(
+                f"{len(body)} byte payload is over the {self._settings.max_async_body_bytes} "
+                "byte limit of asynchronous invocations"
+            )
+        _check_json(body)
+        settings = self._settings
+        arn = function_arn(
+            function.key,
+            region=settings.region,
+            account_id=settings.account_id,
+            default_namespace=settings.default_namespace,
+        )
+        request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
+
+        if invocation_type == "DryRun":
+            return Response(status=204, headers=[request_header], body=b"")
+        if invocation_type == "Event":
+            accepted = self._store.offer(
+                DeliveryJob(
+                    id=request_id,
+                    payload=body,
+                    policy=function.delivery,
+                    invoked_arn=arn,
+                    enqueued_at=self._clock.wall(),
+                    function=function.key,
+                    client_context=client_context,
+                )
+            )
+            if not accepted:
+                raise TooManyRequests(
+                    "the asynchronous invocation queue is full; try again later",
+                    retry_after=settings.retry_after_seconds,
+                )
+            return Response(status=202, headers=[request_header], body=b"")
+
+        invocation = await self._invoker.invoke(
+            function,
+            payload=body,
+            request_id=request_id,
+            invoked_arn=arn.encode("ascii"),
+            hold_deadline=request.received + settings.hold_timeout_seconds,
+            client_context=client_context,
+            log_tail=log_type == "Tail",
+            gone=request.disconnected,
+        )
+        upstream = invocation.response
+        if upstream.status != 200:
+            message = _error_message(upstream.body)
+            if upstream.status == 413:
+                raise PayloadTooLarge(message or "payload over the function's limit")
+            if upstream.status == 400:
+                raise BadRequest(message or "the function's runtime refused the payload")
+            raise UpstreamFailed(f"the instance answered HTTP {upstream.status}: {message}")
+        headers = [_JSON, request_header, _EXECUTED]
+        for name in (b"x-amz-function-error", b"x-amz-log-result"):
+            value = upstream.header(name)
+            if value is not None:
+                headers.append((name, value))
+        timing = invocation.server_timing()
+        if timing is not None:
+            headers.append(timing)
+        return Response(status=200, headers=headers, body=upstream.body)
+
+
+def _function_name(raw_path: str) -> str:
+    rest = raw_path[len(INVOKE_PREFIX) :]
+    name, _, operation = rest.partition("/")
+    if not name or "/" + operation != _SUFFIX:
+        raise UnknownOperation(
+            f"{raw_path}: this gateway serves only the Invoke operation, "
+            "POST /2015-03-31/functions/{FunctionName}/invocations"
+        )
+    # boto3 percent-encodes ARNs (':') and $LATEST ('$') in the path.
+    return unquote(name)
+
+
+def _client_context(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    if len(value) > _CLIENT_CONTEXT_LIMIT:
+        raise InvalidParameter(
+            f"X-Amz-Client-Context is over {_CLIENT_CONTEXT_LIMIT} bytes",
+            error_type="ValidationException",
+        )
+    try:
+        json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidParameter(
+            "X-Amz-Client-Context must be base64-encoded JSON",
+            error_type="InvalidRequestContentException",
+        ) from exc
+    return value.encode("ascii")
+
+
+def _check_json(body: bytes) -> None:
+    if not body:
+        return  # no payload: the runtime passes {} as the event
+    try:
+        json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Could not parse request body into json: {exc}") from None
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(document, dict):
+        return str(document.get("errorMessage") or document.get("message") or "")
+    return ""

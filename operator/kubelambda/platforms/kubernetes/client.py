@@ -1,0 +1,299 @@
+"""A small synchronous client for the Kubernetes REST API: objects in and out as plain dicts.
+
+The controller (through ``aio.AsyncKube``), the gateway's platform and the tests call it. It
+uses the official client only for configuration, TLS and authentication, and skips its model
+classes: decoding into them costs more memory and time than the operator can spare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import urllib3
+from kubernetes import client as k8s  # type: ignore[import-untyped]
+from kubernetes import config as k8s_config
+
+from kubelambda.platforms.kubernetes.errors import ApiError, NotFound, api_error
+from kubelambda.platforms.kubernetes.kinds import Kind, kind_of
+
+__all__ = ["Connection", "KubeClient", "ObjectList", "WatchEvent"]
+
+JSON = dict[str, Any]
+APPLY: Final = "application/apply-patch+yaml"  # JSON is YAML, so the body is sent as JSON
+MERGE: Final = "application/merge-patch+json"
+_AUTH: Final = ["BearerToken"]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how this process authenticates: what kopf's login needs."""
+
+    server: str
+    ca_path: str | None
+    cert_path: str | None
+    key_path: str | None
+    token: str | None
+    insecure: bool
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    items: list[JSON]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One event of a watch: ADDED, MODIFIED, DELETED or BOOKMARK, and the object."""
+
+    type: str
+    object: JSON
+
+
+class KubeClient:
+    """Blocking calls to one API server. Safe to share between threads (urllib3 pools)."""
+
+    def __init__(self, api: Any, *, timeout: float = 30.0) -> None:
+        self._api = api
+        self._timeout = timeout
+
+    @classmethod
+    def from_config(cls, kubeconfig: Path | None = None, *, pool_size: int = 16) -> KubeClient:
+        """From ``kubeconfig``; without one, from $KUBECONFIG, the in-cluster service account
+        (inside a pod) or ~/.kube/config, in that order, as kubectl does."""
+        configuration = k8s.Configuration()
+        if kubeconfig is None and not os.environ.get("KUBECONFIG"):
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None,
+                client_configuration=configuration,
+            )
+        # One connection per worker thread, or requests queue for a free one.
+        configuration.connection_pool_maxsize = pool_size
+        return cls(k8s.ApiClient(configuration))
+
+    def connection(self) -> Connection:
+        configuration = self._api.configuration
+        # The client keeps a service-account or kubeconfig token under "BearerToken";
+        # older releases used "authorization".
+        auth = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+        return Connection(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert,
+            cert_path=configuration.cert_file,
+            key_path=configuration.key_file,
+            token=(auth[7:] if auth[:7].lower() == "bearer " else auth).strip() or None,
+            insecure=not configuration.verify_ssl,
+        )
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(
+        self, kind: Kind, *, namespace: str | None, name: str, subresource: str | None = None
+    ) -> JSON | None:
+        """The object, or None when it does not exist."""
+        try:
+            return self._call(
+                "GET", kind.path(namespace=namespace, name=name, subresource=subresource)
+            )
+        except NotFound:
+            return None
+
+    def list_objects(
+        self,
+        kind: Kind,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> ObjectList:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        found = self._call("GET", kind.path(namespace=namespace), query=query)
+        return ObjectList(
+            items=list(found.get("items") or []),
+            resource_version=str(found.get("metadata", {}).get("resourceVersion", "")),
+        )
+
+    def watch(
+        self,
+        kind: Kind,
+        *,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[WatchEvent]:
+        """Events after ``resource_version`` until the server ends the watch (after
+        ``timeout_seconds``). An ERROR event raises ApiError: 410 means list again."""
+        query: list[tuple[str, str]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        response = self._open(
+            "GET",
+            kind.path(namespace=namespace),
+            query=query,
+            # The server ends the watch itself; the read deadline only catches a dead link.
+            timeout=(10.0, timeout_seconds + 30.0),
+        )
+        try:
+            buffered = b""
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                buffered += chunk
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _watch_event(json.loads(line))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(0, "Unreachable", f"watch of {kind} broke: {exc}") from exc
+        finally:
+            response.release_conn()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def apply(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        field_manager: str,
+        force: bool = True,
+        subresource: str | None = None,
+    ) -> JSON:
+        """Server-side apply: ``obj`` is the whole intent of ``field_manager`` for this object;
+        fields it applied before and leaves out now are removed unless another manager owns
+        them. Creates the object when it does not exist."""
+        kind = kind_of(obj)
+        meta = obj["metadata"]
+        query = [("fieldManager", field_manager)]
+        if force:
+            query.append(("force", "true"))
+        return self._call(
+            "PATCH",
+            kind.path(namespace=meta.get("namespace"), name=meta["name"], subresource=subresource),
+            query=query,
+            body=obj,
+            content_type=APPLY,
+        )
+
+    def merge_patch(
+        self,
+        kind: Kind,
+        *,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> JSON:
+        query = [("fieldManager", field_manager)] if field_manager else []
+        return self._call(
+            "PATCH",
+            kind.path(namespace=namespace, name=name, subresource=subresource),
+            query=query,
+            body=patch,
+            content_type=MERGE,
+        )
+
+    def create(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> JSON:
+        kind = kind_of(obj)
+        where = namespace if namespace is not None else obj["metadata"].get("namespace")
+        return self._call("POST", kind.path(namespace=where), body=obj)
+
+    def delete(self, kind: Kind, *, namespace: str | None, name: str) -> bool:
+        """Delete the object; False when it was already gone."""
+        try:
+            self._call("DELETE", kind.path(namespace=namespace, name=name))
+        except NotFound:
+            return False
+        return True
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        response = self._open(method, path, query=query, body=body, content_type=content_type)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        decoded = json.loads(data) if data else {}
+        if not isinstance(decoded, dict):
+            raise ApiError(0, "BadResponse", f"{method} {path}: expected an object")
+        return decoded
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: float | tuple[float, float] | None = None,
+    ) -> Any:
+        try:
+            return self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=_AUTH,
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout if timeout is not None else self._timeout,
+            )
+        except k8s.exceptions.ApiException as exc:
+            raise _from_exception(method, path, exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(0, "Unreachable", f"{method} {path}: {exc}") from exc
+
+
+def _from_exception(method: str, path: str, exc: Any) -> ApiError:
+    status = int(exc.status or 0)
+    reason = str(exc.reason or "")
+    message = f"{method} {path}: {reason}"
+    body = exc.body
+    if body:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            message = f"{method} {path}: {str(body)[:500]}"
+        else:
+            if isinstance(decoded, dict):
+                reason = str(decoded.get("reason") or reason)
+                message = str(decoded.get("message") or message)
+    return api_error(status, reason, message)
+
+
+def _watch_event(raw: object) -> WatchEvent:
+    if not isinstance(raw, dict) or not isinstance(raw.get("object"), dict):
+        raise ApiError(0, "BadResponse", f"not a watch event: {str(raw)[:200]}")
+    event_type, obj = str(raw.get("type")), raw["object"]
+    if event_type == "ERROR":
+        raise api_error(
+            int(obj.get("code") or 0), str(obj.get("reason") or ""), str(obj.get("message") or "")
+        )
+    return WatchEvent(type=event_type, object=obj)

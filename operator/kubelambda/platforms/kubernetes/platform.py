@@ -1,0 +1,231 @@
+"""The gateway's Platform on Kubernetes: each Function's ready pods from the EndpointSlices of its
+Service (watched, never polled), the Functions and Triggers the routes come from, and wake-ups
+handed to whoever scales (the autoscaler).
+
+A pod counts as ready as soon as its runtime answers: the kubelet reports readiness only at
+its probe's period (a second at best), which would be most of a cold start, so the
+platform probes a starting pod's /healthz itself, every ``PROBE_SECONDS``, with the
+``probe`` the wiring gives it (the same check as the kubelet's readiness probe).
+
+``kubelambda gateway`` (commands/gateway.py) builds one and hands it to the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from kubelambda.api import Function, SpecError, Trigger, parse_function, parse_trigger
+from kubelambda.api.identity import FunctionKey
+from kubelambda.api.labels import FUNCTION_LABEL
+from kubelambda.gateway.platform import Instance, InstancesListener
+from kubelambda.platforms.kubernetes.client import JSON, KubeClient
+from kubelambda.platforms.kubernetes.endpoints import Endpoint, slice_endpoints, slice_function
+from kubelambda.platforms.kubernetes.informer import Informer
+from kubelambda.platforms.kubernetes.kinds import ENDPOINT_SLICE, FUNCTION, TRIGGER
+
+__all__ = ["KubernetesPlatform"]
+
+logger = logging.getLogger(__name__)
+
+PROBE_SECONDS = 0.05
+PROBE_FOR_SECONDS = 300.0  # a pod not answering by then is left to the kubelet's reports
+
+
+class KubernetesPlatform:
+    """Ready instances per Function, and the specs, kept current by three informers.
+
+    ``on_specs`` is called on the loop with all valid Functions and Triggers whenever one
+    changes (the wiring rebuilds the gateway's routing table from them).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        waker: Callable[[FunctionKey], Awaitable[None]],
+        on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
+        namespace: str | None = None,
+        probe: Callable[[str, int], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.client = client
+        self.waker = waker
+        self.on_specs = on_specs
+        self.namespace = namespace
+        self.probe = probe
+        # slice → (its Function, ready endpoints, starting endpoints)
+        self._slices: dict[
+            tuple[str, str], tuple[FunctionKey, tuple[Endpoint, ...], tuple[Endpoint, ...]]
+        ] = {}
+        self._probing: dict[Endpoint, asyncio.Task[None]] = {}
+        self._answered: set[Endpoint] = set()  # starting, but their runtime already answers
+        self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
+        self._functions: dict[FunctionKey, Function] = {}
+        self._triggers: dict[FunctionKey, Trigger] = {}
+        self._listeners: list[InstancesListener] = []
+        self._informers: list[Informer] = []
+
+    # --- the Platform protocol -------------------------------------------------------------
+
+    def ready_instances(self, function: FunctionKey) -> Sequence[Instance]:
+        return self._instances.get(function, ())
+
+    def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    async def wake(self, function: FunctionKey) -> None:
+        await self.waker(function)
+
+    # --- specs -----------------------------------------------------------------------------
+
+    def functions(self) -> list[Function]:
+        return list(self._functions.values())
+
+    def triggers(self) -> list[Trigger]:
+        return list(self._triggers.values())
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start watching; returns once each kind was listed once (callers bound the wait:
+        ``async with asyncio.timeout(...)``)."""
+        loop = asyncio.get_running_loop()
+        follow = [
+            (ENDPOINT_SLICE, self.slice_event, FUNCTION_LABEL),
+            (FUNCTION, self.function_event, None),
+            (TRIGGER, self.trigger_event, None),
+        ]
+        for kind, handler, selector in follow:
+            informer = Informer(
+                self.client,
+                kind,
+                on_event=handler,
+                loop=loop,
+                label_selector=selector,
+                namespace=self.namespace,
+            )
+            self._informers.append(informer)
+            informer.start()
+        await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
+
+    def stop(self) -> None:
+        for informer in self._informers:
+            informer.stop()
+        for task in self._probing.values():
+            task.cancel()
+
+    # --- events (on the loop) --------------------------------------------------------------
+
+    def slice_event(self, event_type: str, endpoint_slice: JSON) -> None:
+        meta = endpoint_slice.get("metadata") or {}
+        slice_name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        before = self._slices.pop(slice_name, None)
+        touched = {before[0]} if before else set()
+        function = slice_function(endpoint_slice)
+        if event_type != "DELETED" and function is not None:
+            starting = slice_endpoints(endpoint_slice, starting=True)
+            self._slices[slice_name] = (function, slice_endpoints(endpoint_slice), starting)
+            touched.add(function)
+        self._follow_starting()
+        for name in touched:
+            self._refresh(name)
+
+    def _follow_starting(self) -> None:
+        """Probe every starting endpoint; forget those that are not starting any more."""
+        starting = {
+            endpoint: function for function, _, found in self._slices.values() for endpoint in found
+        }
+        for endpoint in list(self._probing):
+            if endpoint not in starting:
+                self._probing.pop(endpoint).cancel()
+        self._answered &= starting.keys()
+        if self.probe is None:
+            return
+        for endpoint, function in starting.items():
+            if endpoint not in self._probing and endpoint not in self._answered:
+                task = asyncio.get_running_loop().create_task(
+                    self._probe(endpoint, function, self.probe)
+                )
+                self._probing[endpoint] = task
+
+    async def _probe(
+        self,
+        endpoint: Endpoint,
+        function: FunctionKey,
+        probe: Callable[[str, int], Awaitable[bool]],
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + PROBE_FOR_SECONDS
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                if await probe(endpoint.host, endpoint.port):
+                    self._answered.add(endpoint)
+                    self._refresh(function)
+                    return
+                await asyncio.sleep(PROBE_SECONDS)  # a period: the pod gives no signal
+        finally:
+            if self._probing.get(endpoint) is asyncio.current_task():
+                del self._probing[endpoint]
+
+    def function_event(self, event_type: str, body: JSON) -> None:
+        name = _key(body)
+        if event_type == "DELETED":
+            self._functions.pop(name, None)
+        else:
+            try:
+                self._functions[name] = parse_function(body)
+            except SpecError as exc:
+                logger.warning("Function %s/%s is invalid, not served: %s", *name, exc)
+                self._functions.pop(name, None)
+        self._refresh(name)  # its concurrency sets each instance's capacity
+        self._specs_changed()
+
+    def trigger_event(self, event_type: str, body: JSON) -> None:
+        name = _key(body)
+        if event_type == "DELETED":
+            self._triggers.pop(name, None)
+        else:
+            try:
+                self._triggers[name] = parse_trigger(body)
+            except SpecError as exc:
+                logger.warning("Trigger %s/%s is invalid, not routed: %s", *name, exc)
+                self._triggers.pop(name, None)
+        self._specs_changed()
+
+    def _specs_changed(self) -> None:
+        if self.on_specs is not None:
+            self.on_specs(self.functions(), self.triggers())
+
+    def _refresh(self, function: FunctionKey) -> None:
+        function_spec = self._functions.get(function)
+        concurrency = function_spec.concurrency if function_spec is not None else 1
+        endpoints = sorted(
+            {
+                endpoint
+                for owner, ready, starting in self._slices.values()
+                if owner == function
+                for endpoint in (*ready, *(e for e in starting if e in self._answered))
+            }
+        )
+        instances = tuple(
+            Instance(id=e.id, host=e.host, port=e.port, concurrency=concurrency) for e in endpoints
+        )
+        if self._instances.get(function, ()) == instances:
+            return
+        if instances:
+            self._instances[function] = instances
+        else:
+            self._instances.pop(function, None)
+        for listener in list(self._listeners):
+            listener(function, instances)
+
+
+def _key(body: JSON) -> FunctionKey:
+    meta = body["metadata"]
+    return FunctionKey(str(meta.get("namespace") or ""), str(meta["name"]))

@@ -1,0 +1,1 @@
+"""Stand-ins for the tests and benchmarks of several packages; no product code imports this."""

@@ -1,0 +1,113 @@
+"""Invocations the runtime ends itself: what it logs and answers, as Lambda does, for one
+stopped at its deadline or cut short by its worker's death.
+
+The pool (pool.py) takes the error documents for invocations it sent in frames; for a worker
+that held connections (handover.py) and was stopped by the deadline watch (watch.py) or
+died, ``answer_for`` answers on the connections themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kubelambda_runtime.server.handover import HandOver, Lent
+from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.wire import board as board_states
+from kubelambda_runtime.wire import config, faults, loglines
+from kubelambda_runtime.wire.board import Board
+from kubelambda_runtime.wire.http1 import encode_response
+from kubelambda_runtime.wire.invocation import answer
+
+if TYPE_CHECKING:  # pool.py imports this module
+    from kubelambda_runtime.server.pool import Slot
+
+
+class Endings:
+    def __init__(
+        self,
+        settings: config.Settings,
+        *,
+        board: Board,
+        handover: HandOver,
+        count: Callable[[str, float], None],
+        restart: Callable[[Slot], object],
+    ) -> None:
+        self._settings = settings
+        self._board = board
+        self._handover = handover
+        self._count = count  # the outcome, and the invocation's duration
+        self._restart = restart  # a fresh environment in the slot
+
+    async def answer_for(self, slot: Slot, worker: WorkerProcess, *, timed_out: bool) -> None:
+        """After a worker holding connections was stopped or died: answer the invocation it
+        was running, and one it was handed but never began (as Lambda would), give the
+        connections back to the server, and start a fresh environment."""
+        code = await worker.reap()
+        posting = self._board.posting(slot.index)  # final: its writer is gone
+        lent = self._handover.take_back(slot)
+        ended = "timeout" if timed_out else "crash"
+        reason = worker.exit_reason() or faults.exit_reason(code)
+        began_last = bool(lent) and self._board.begun(slot.index) != lent[-1].begun_at
+        # The worker's last invocation ran on the last connection if it began the
+        # invocation handed with it, else on the one before.
+        running_on = lent[-1] if began_last else lent[-2] if len(lent) > 1 else None
+        for item in lent:
+            if item is running_on and posting.state == board_states.RUNNING:
+                duration = time.perf_counter() - posting.started
+                self._answer_on(item, posting.request_id, duration, ended=ended, reason=reason)
+            elif item is lent[-1] and not began_last:
+                self._answer_on(item, item.request_id, 0.0, ended="crash", reason=reason)
+            else:
+                # Bytes the worker read and did not answer died with it; closing tells the
+                # client at once instead of leaving it waiting.
+                item.connection.reclaim(close=True)
+        self._restart(slot)
+        slot.busy = False
+
+    def _answer_on(
+        self, lent: Lent, request_id: str, duration: float, *, ended: str, reason: str
+    ) -> None:
+        if ended == "timeout":
+            document = self.timed_out(request_id, duration)
+        else:
+            document = self.crashed(request_id, duration, reason)
+        self._count(ended, duration)
+        response = answer(request_id, json.dumps(document).encode(), function_error=True)
+        lent.connection.reclaim(answer=encode_response(response, keep_alive=True))
+
+    # --- what Lambda logs when the runtime ends an invocation ------------------------------
+
+    def timed_out(self, request_id: str, duration: float) -> dict[str, Any]:
+        """Log an invocation stopped at its deadline; its error document."""
+        timeout = self._settings.timeout_seconds
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        _log(f"{stamp}Z {request_id} Task timed out after {timeout:.2f} seconds")
+        self._log_end(request_id, duration, status="timeout")
+        return faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
+
+    def crashed(self, request_id: str, duration: float, reason: str) -> dict[str, Any]:
+        """Log an invocation whose worker died; its error document."""
+        _log(f"RequestId: {request_id} Error: Runtime exited with error: {reason}")
+        self._log_end(request_id, duration, status="error")
+        return faults.exit_document(request_id=request_id, reason=reason)
+
+    def _log_end(self, request_id: str, duration: float, *, status: str) -> None:
+        _log(loglines.end_line(request_id))
+        _log(
+            loglines.report_line(
+                request_id=request_id,
+                duration_ms=duration * 1000,
+                memory_mb=self._settings.memory_mb,
+                max_memory_mb=None,
+                init_ms=None,
+                status=status,
+            )
+        )
+
+
+def _log(line: str) -> None:
+    os.write(1, (line + "\n").encode())

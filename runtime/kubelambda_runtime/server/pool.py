@@ -1,0 +1,345 @@
+"""The server's execution slots: one worker process each, ``concurrency`` of them per runtime.
+
+The server (endpoints.py) asks the pool to run an invocation; the pool picks a free slot (or
+answers busy at once), enforces the deadline, and replaces a worker that timed out or died,
+so the next invocation finds a fresh environment, as Lambda does.
+
+An invocation reaches a worker one of two ways. On a keep-alive connection with nothing
+else pending, the pool hands the connection itself to a warm worker, which answers it and
+the invocations that follow on it directly (handover.py); the deadline watch (watch.py)
+stops such a worker at its invocation's deadline, and endings.py answers for one that was
+stopped or died. Otherwise the invocation goes in a frame to the worker (workerprocess.py)
+and its result comes back in one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kubelambda_runtime.server.endings import Endings
+from kubelambda_runtime.server.handover import HandOver, Lent
+from kubelambda_runtime.server.watch import DeadlineWatch
+from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.wire import board as board_states
+from kubelambda_runtime.wire import config, faults, framing
+from kubelambda_runtime.wire.board import Board
+from kubelambda_runtime.wire.invocation import Invocation
+
+if TYPE_CHECKING:  # the server's module; not imported before the workers are spawned
+    from kubelambda_runtime.server.httpserver import Connection
+
+# Lambda's limit for the init phase; a handler module still importing after it is stuck.
+INIT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the server answers: an HTTP status and body."""
+
+    status: int
+    body: bytes
+    function_error: bool = False
+    log_tail: str | None = None
+
+
+class Slot:
+    """One execution environment's place: a worker, or the fault that kept it from starting."""
+
+    def __init__(
+        self, index: int, spawn: Callable[[int], WorkerProcess], *, init_timeout: float
+    ) -> None:
+        self.index = index
+        self._spawn = spawn
+        self._init_timeout = init_timeout
+        self.worker: WorkerProcess | None = None
+        self.busy = False  # the pool itself waits on this slot (a call, a boot, a replacement)
+        # Connections handed to its worker, oldest first: the last is the one it serves; any
+        # before it are on their way back.
+        self.lent: list[Lent] = []
+        self.boot: asyncio.Task[bytes | None] | None = None
+        self.booting: WorkerProcess | None = None
+        self.init_error: bytes | None = None
+        self.init_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.worker is not None and self.boot is not None and self.boot.done()
+
+    def start(self, worker: WorkerProcess | None = None) -> asyncio.Task[bytes | None]:
+        """Begin init in the background, with a worker already spawned or a new one."""
+        self.worker = None
+        self.booting = worker or self._spawn(self.index)
+        self.boot = asyncio.get_running_loop().create_task(self._boot(self.booting))
+        return self.boot
+
+    async def _boot(self, worker: WorkerProcess) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            return await self._await_init(worker, started)
+        finally:
+            self.booting = None
+
+    async def _await_init(self, worker: WorkerProcess, started: float) -> bytes | None:
+        try:
+            header, body = await asyncio.wait_for(worker.receive(), self._init_timeout)
+        except (TimeoutError, ConnectionError) as exc:
+            worker.kill()
+            reason = faults.exit_reason(await worker.reap())
+            if isinstance(exc, TimeoutError):
+                error_type = faults.TIMED_OUT
+                message = f"Init timed out after {self._init_timeout:.2f} seconds"
+            else:
+                error_type, message = faults.EXIT_ERROR, f"Runtime exited with error: {reason}"
+            body = json.dumps(
+                faults.error_document(
+                    message=message, error_type=error_type, request_id=None, stack=[]
+                )
+            ).encode()
+            self.init_error = body
+            return body
+        if header.get("type") != "ready":
+            await worker.reap()
+            self.init_error = body
+            return body
+        self.init_seconds = time.perf_counter() - started
+        self.init_error = None
+        self.worker = worker
+        return None
+
+
+class Pool:
+    def __init__(self, settings: config.Settings, *, environment: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._environment = dict(environment)
+        self.board = Board.create(settings.concurrency)
+        # Lambda stops an init at 10 s, but lets a function with a longer timeout go on
+        # initialising within its first invocation: allow whichever is longer.
+        init_timeout = max(INIT_TIMEOUT_SECONDS, settings.timeout_seconds)
+        self.slots = [
+            Slot(index, self._spawn, init_timeout=init_timeout)
+            for index in range(settings.concurrency)
+        ]
+        self.on_init: Callable[[float], None] = lambda seconds: None
+        # Outcomes the pool decides (busy, timeout, crash, init errors); workers count theirs.
+        self.on_outcome: Callable[[str, float], None] = lambda outcome, seconds: None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch = DeadlineWatch(self.slots, self.board, stopped=self._stopped)
+        self._handover = HandOver(self.slots, self.board, on_lent=self._watch.arm)
+        self._endings = Endings(
+            settings,
+            board=self.board,
+            handover=self._handover,
+            # Looked up at each call: the server sets on_outcome after building the pool.
+            count=lambda outcome, seconds: self.on_outcome(outcome, seconds),
+            restart=self.start_slot,
+        )
+
+    def _spawn(self, index: int) -> WorkerProcess:
+        env = config.worker_environment(
+            self._settings,
+            base=self._environment,
+            log_stream_name=config.new_log_stream_name(self._settings),
+        )
+        self.board.idle(index)  # whatever the last worker of this slot posted is over
+        worker = WorkerProcess.spawn(
+            env, cwd=self._settings.task_root, board=self.board, slot=index
+        )
+        worker.on_returned = self._handover.returned
+        worker.on_lost = lambda: self._lost(self.slots[index], worker)
+        return worker
+
+    def spawn_all(self) -> list[WorkerProcess]:
+        """Start every worker now (before the event loop runs, so init overlaps server start-up)."""
+        return [self._spawn(slot.index) for slot in self.slots]
+
+    def start(self, spawned: list[WorkerProcess] | None = None) -> None:
+        for index, slot in enumerate(self.slots):
+            self.start_slot(slot, spawned[index] if spawned else None)
+
+    def start_slot(
+        self, slot: Slot, worker: WorkerProcess | None = None
+    ) -> asyncio.Task[bytes | None]:
+        boot = slot.start(worker)
+        boot.add_done_callback(self._report_init(slot))
+        return boot
+
+    def _report_init(self, slot: Slot) -> Callable[[asyncio.Task[bytes | None]], None]:
+        def report(task: asyncio.Task[bytes | None]) -> None:
+            if not task.cancelled() and task.result() is None and slot.init_seconds is not None:
+                self.on_init(slot.init_seconds)
+
+        return report
+
+    def health(self) -> tuple[str, bytes | None]:
+        """``ready`` once every slot has a worker; else ``init_failed`` or ``initializing``."""
+        if all(slot.worker is not None and (slot.busy or slot.ready) for slot in self.slots):
+            return "ready", None
+        for slot in self.slots:
+            if slot.worker is None and slot.init_error is not None and not slot.busy:
+                return "init_failed", slot.init_error
+        return "initializing", None
+
+    def _acquire(self) -> Slot | None:
+        best: Slot | None = None
+        best_rank = 4
+        for slot in self.slots:
+            if slot.busy:
+                continue
+            if slot.lent:
+                if (
+                    self.board.begun(slot.index) == slot.lent[-1].begun_at
+                    or self.board.state(slot.index) == board_states.RUNNING
+                ):
+                    continue  # yet to pick up what it was handed, or running it
+                # Warm, idle or writing its last answer (what it is sent now waits only
+                # for that); its connection goes back first.
+                rank = 1
+            elif slot.ready:
+                rank = 0
+            else:
+                rank = 2 if slot.boot is not None and not slot.boot.done() else 3
+            if rank < best_rank:
+                best, best_rank = slot, rank
+        return best
+
+    async def invoke(
+        self, invocation: Invocation, *, connection: Connection | None = None
+    ) -> Result | None:
+        """Run ``invocation``; None when ``connection`` was handed to a worker, which answers
+        on it. Give a connection only for a keep-alive request with nothing read past it."""
+        slot = self._acquire()
+        if slot is None:
+            message = (
+                f"Rate Exceeded: all {len(self.slots)} execution environments of this "
+                "instance are busy"
+            )
+            body = json.dumps(faults.api_error("TooManyRequestsException", message)).encode()
+            self.on_outcome("busy", 0.0)
+            return Result(status=429, body=body)
+        if connection is not None and self._handover.hand_over(slot, invocation, connection):
+            return None
+        slot.busy = True
+        try:
+            self._handover.release(slot)
+            return await self._invoke_in(slot, invocation)
+        finally:
+            slot.busy = False
+
+    def _lost(self, slot: Slot, worker: WorkerProcess) -> None:
+        """A worker's socket closed: if nobody waits on the slot, the worker died on its own
+        (a crash while it answered on its connection, or while idle)."""
+        if slot.worker is not worker or slot.busy:
+            return  # a call, a boot or a replacement in progress sees it and acts
+        slot.busy = True
+        self._track(self._endings.answer_for(slot, worker, timed_out=False))
+
+    def _stopped(self, slot: Slot, worker: WorkerProcess) -> None:
+        """The deadline watch stopped the worker: answer for it on its connections."""
+        self._track(self._endings.answer_for(slot, worker, timed_out=True))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def release_all(self, *, within: float) -> None:
+        """The server is stopping: every worker gives back the connection it holds, after
+        answering what arrived on it (handover.py). Waits at most ``within`` seconds."""
+        await self._handover.release_all(within=within)
+
+    # --- invocations sent in frames --------------------------------------------------------
+
+    async def _invoke_in(self, slot: Slot, invocation: Invocation) -> Result:
+        worker = slot.worker
+        if worker is None or not slot.ready:
+            boot = slot.boot
+            if boot is None or (boot.done() and worker is None):
+                boot = self.start_slot(slot)  # init failed before: Lambda runs it again on invoke
+            init_error = await asyncio.shield(boot)
+            worker = slot.worker
+            if init_error is not None or worker is None:
+                return self._error_result(init_error or b"{}", invocation.request_id)
+        deadline_ms = invocation.deadline_ms or int(
+            (time.time() + self._settings.timeout_seconds) * 1000
+        )
+        header = framing.invocation_header(invocation, deadline_ms=deadline_ms)
+        header["type"] = "invoke"
+        started = time.perf_counter()
+        try:
+            reply, body = await worker.call(
+                framing.encode(header, invocation.body),
+                within=max(deadline_ms / 1000 - time.time(), 0.0),
+            )
+        except TimeoutError:
+            return await self._timed_out(slot, worker, invocation, started)
+        except ConnectionError:
+            return await self._crashed(slot, worker, invocation, started, reason=None)
+        if reply.get("type") == "exit":
+            return await self._crashed(slot, worker, invocation, started, reason=reply["reason"])
+        outcome = reply.get("outcome")
+        if outcome == "bad_request":
+            error = faults.api_error("InvalidRequestContentException", reply.get("message", ""))
+            return Result(status=400, body=json.dumps(error).encode())
+        return Result(
+            status=200,
+            body=body,
+            function_error=outcome != "success",
+            log_tail=reply.get("tail"),
+        )
+
+    async def _timed_out(
+        self, slot: Slot, worker: WorkerProcess, invocation: Invocation, started: float
+    ) -> Result:
+        worker.kill()
+        await worker.reap()
+        duration = time.perf_counter() - started
+        document = self._endings.timed_out(invocation.request_id, duration)
+        self.on_outcome("timeout", duration)
+        self._handover.close_lent(slot)
+        self.start_slot(slot)  # a fresh environment for the next invocation
+        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
+
+    async def _crashed(
+        self,
+        slot: Slot,
+        worker: WorkerProcess,
+        invocation: Invocation,
+        started: float,
+        *,
+        reason: str | None,
+    ) -> Result:
+        code = await worker.reap()
+        duration = time.perf_counter() - started
+        document = self._endings.crashed(
+            invocation.request_id, duration, reason or faults.exit_reason(code)
+        )
+        self.on_outcome("crash", duration)
+        self._handover.close_lent(slot)
+        self.start_slot(slot)
+        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
+
+    def _error_result(self, document: bytes, request_id: str) -> Result:
+        # An init fault answers every invocation, each with its own request id.
+        fields = json.loads(document)
+        fields["requestId"] = request_id
+        fields.setdefault("stackTrace", [])
+        self.on_outcome("error", 0.0)
+        return Result(status=200, body=json.dumps(fields).encode(), function_error=True)
+
+    async def close(self) -> None:
+        self._watch.cancel()
+        for slot in self.slots:
+            if slot.booting is not None:
+                slot.booting.kill()
+            if slot.boot is not None and not slot.boot.done():
+                slot.boot.cancel()
+            if slot.worker is not None:
+                worker, slot.worker = slot.worker, None
+                worker.close()
+                await worker.reap()
+        self.board.close()

@@ -1,0 +1,147 @@
+"""A worker process as the server sees it: its process, and the server's end of its socket.
+
+The pool (pool.py) spawns one per execution slot with the board (wire/board.py), sends it
+invocations in frames, hands connections over through it (handover.py), and kills and
+reaps it when it must be replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubelambda_runtime.server.frameprotocol import FrameProtocol
+from kubelambda_runtime.wire import framing
+from kubelambda_runtime.wire.board import Board
+
+
+class WorkerProcess:
+    """A running worker: its process and the server's end of its socket."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.popen = popen
+        self._sock = sock
+        self._protocol: FrameProtocol | None = None
+        # Frames of type "returned", and the end of the socket, outside of any call.
+        self.on_returned: Callable[[dict[str, Any], bytes], None] = lambda header, body: None
+        self.on_lost: Callable[[], None] = lambda: None
+
+    @classmethod
+    def spawn(
+        cls, environment: Mapping[str, str], *, cwd: str, board: Board, slot: int
+    ) -> WorkerProcess:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kubelambda_runtime.worker",
+                    str(theirs.fileno()),
+                    str(board.fd),
+                    str(slot),
+                ],
+                pass_fds=(theirs.fileno(), board.fd),
+                env=dict(environment),
+                cwd=cwd if os.path.isdir(cwd) else None,
+                stdin=subprocess.DEVNULL,
+                # Its own process group, so a timeout also ends what the handler started.
+                start_new_session=True,
+            )
+        return cls(popen, ours)
+
+    async def _connection(self) -> FrameProtocol:
+        if self._protocol is None:
+            _, self._protocol = await asyncio.get_running_loop().create_unix_connection(
+                lambda: FrameProtocol(side={"returned": self._returned}, lost=self._lost),
+                sock=self._sock,
+            )
+        return self._protocol
+
+    def _returned(self, header: dict[str, Any], body: bytes) -> None:
+        self.on_returned(header, body)
+
+    def _lost(self) -> None:
+        self.on_lost()
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        """Send a frame that needs no answer (the worker is known to be connected)."""
+        assert self._protocol is not None
+        self._protocol.send(framing.encode(header, body))
+
+    def can_hand_over(self) -> bool:
+        """Whether a frame sent beside the transport would keep its place in line."""
+        return self._protocol is not None and self._protocol.idle_writer()
+
+    def hand_over(self, header: dict[str, Any], body: bytes, fd: int) -> bool:
+        """Send a frame with a copy of descriptor ``fd``; False (nothing sent) when the
+        socket cannot take it now."""
+        protocol = self._protocol
+        if protocol is None or not protocol.idle_writer():
+            return False
+        frame = framing.encode({**header, "fd": True}, body)
+        try:
+            sent = socket.send_fds(self._sock, [frame], [fd])
+        except (BlockingIOError, InterruptedError, OSError):
+            return False
+        if sent < len(frame):
+            protocol.send(frame[sent:])  # the descriptor went with the first bytes
+        return True
+
+    def exit_reason(self) -> str | None:
+        """The reason the worker gave before it exited on its own (out of memory)."""
+        if self._protocol is None:
+            return None
+        return self._protocol.reason_given()
+
+    async def receive(self) -> tuple[dict[str, Any], bytes]:
+        return await (await self._connection()).receive()
+
+    async def call(self, frame: bytes, *, within: float) -> tuple[dict[str, Any], bytes]:
+        """Send one frame and wait for the answer; TimeoutError after ``within`` seconds."""
+        connection = self._protocol or await self._connection()
+        connection.send(frame)
+        answer = connection.receive()
+        # A timer on the future itself rather than asyncio.wait_for, which would wrap
+        # every invocation in a task of its own.
+        timer = asyncio.get_running_loop().call_later(within, _expire, answer)
+        try:
+            return await answer
+        finally:
+            timer.cancel()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+    async def reap(self) -> int | None:
+        """Wait (briefly) for the process to end and return its exit code."""
+        self._close()
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), 5.0)
+        except TimeoutError:
+            self.kill()
+            return await loop.run_in_executor(None, self.popen.wait)
+
+    def close(self) -> None:
+        """Ask the worker to finish: it exits when its socket closes."""
+        self._close()
+
+    def _close(self) -> None:
+        if self._protocol is not None:
+            self._protocol.close()
+        else:
+            self._sock.close()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

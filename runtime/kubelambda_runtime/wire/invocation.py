@@ -1,0 +1,83 @@
+"""An invocation as the invoke endpoint receives it, and its answer as the endpoint gives it.
+
+Both the server (for requests it passes to a worker) and a worker serving a connection
+directly read requests and write answers through here, so the two paths agree on every
+header of docs/contracts.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubelambda_runtime.wire import faults
+from kubelambda_runtime.wire.http1 import Response
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+JSON = (b"content-type", b"application/json")
+REQUEST_ID = b"lambda-runtime-aws-request-id"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    request_id: str
+    body: bytes
+    deadline_ms: int | None = None
+    arn: str | None = None
+    client_context: str | None = None
+    identity: str | None = None
+    tail: bool = False
+
+    @classmethod
+    def of(cls, headers: Mapping[bytes, bytes], body: bytes) -> Invocation:
+        """From the invoke request's headers (lower-cased names) and body."""
+        deadline = headers.get(b"lambda-runtime-deadline-ms", b"")
+        return cls(
+            request_id=_text(headers.get(REQUEST_ID)) or str(uuid.uuid4()),
+            body=body,
+            deadline_ms=int(deadline) if deadline.isdigit() else None,
+            arn=_text(headers.get(b"lambda-runtime-invoked-function-arn")),
+            client_context=_text(headers.get(b"lambda-runtime-client-context")),
+            identity=_text(headers.get(b"lambda-runtime-cognito-identity")),
+            tail=headers.get(b"x-amz-log-type", b"").lower() == b"tail",
+        )
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value else None
+
+
+def answer(
+    request_id: str,
+    body: bytes,
+    *,
+    status: int = 200,
+    function_error: bool = False,
+    log_tail: str | None = None,
+) -> Response:
+    """The invoke endpoint's answer: the result (or error document) with Lambda's headers."""
+    headers = [JSON, (REQUEST_ID, request_id.encode())]
+    if function_error:
+        headers.append((b"x-amz-function-error", b"Unhandled"))
+    if log_tail is not None:
+        headers.append((b"x-amz-log-result", log_tail.encode()))
+    return Response(status, body, headers)
+
+
+def json_answer(
+    status: int, document: dict[str, Any], *, request_id: str | None = None
+) -> Response:
+    headers = [JSON]
+    if request_id is not None:
+        headers.append((REQUEST_ID, request_id.encode()))
+    return Response(status, json.dumps(document).encode(), headers)
+
+
+def bad_body(request_id: str, message: str) -> Response:
+    """400 for an event that is not JSON."""
+    error = faults.api_error("InvalidRequestContentException", message)
+    return json_answer(400, error, request_id=request_id)

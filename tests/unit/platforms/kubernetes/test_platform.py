@@ -1,0 +1,180 @@
+"""platforms/kubernetes/platform.py fed events by hand: instances per Function follow its
+EndpointSlices, carry the Function's concurrency, and listeners hear only real changes; specs
+follow Functions and Triggers. (The watches themselves run in
+tests/integration/controller/test_platform.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from kubelambda.api import Function, Trigger
+from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.platform import Instance
+from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
+from support.waiting import wait_for_async
+
+
+def endpoint_slice(name: str, function: str, *ips: str, ready: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": {"kubernetes.io/service-name": function},
+        },
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": ready}, "targetRef": {"name": f"pod-{ip}"}}
+            for ip in ips
+        ],
+    }
+
+
+FUNCTION = {
+    "apiVersion": "kubelambda.dev/v1alpha1",
+    "kind": "Function",
+    "metadata": {"name": "hello", "namespace": "ns"},
+    "spec": {
+        "runtime": "python3.12",
+        "handler": "app.handler",
+        "concurrency": 4,
+        "code": {"inline": {"files": {"app.py": ""}}},
+    },
+}
+TRIGGER = {
+    "apiVersion": "kubelambda.dev/v1alpha1",
+    "kind": "Trigger",
+    "metadata": {"name": "hello-http", "namespace": "ns"},
+    "spec": {"function": "hello", "http": {"path": "/hello"}},
+}
+HELLO = FunctionKey("ns", "hello")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.changes: list[tuple[FunctionKey, tuple[Instance, ...]]] = []
+        self.specs: list[tuple[list[str], list[str]]] = []
+        self.woken: list[FunctionKey] = []
+
+    def instances(self, key: FunctionKey, instances: Sequence[Instance]) -> None:
+        self.changes.append((key, tuple(instances)))
+
+    def on_specs(self, functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
+        self.specs.append(([f.name for f in functions], [t.name for t in triggers]))
+
+    async def wake(self, key: FunctionKey) -> None:
+        self.woken.append(key)
+
+
+def platform(
+    recorder: Recorder, probe: Callable[[str, int], Awaitable[bool]] | None = None
+) -> KubernetesPlatform:
+    made = KubernetesPlatform(
+        client=None,  # type: ignore[arg-type]  # events come by hand here
+        waker=recorder.wake,
+        on_specs=recorder.on_specs,
+        probe=probe,
+    )
+    made.subscribe(recorder.instances)
+    return made
+
+
+def test_instances_follow_the_slices_of_a_function() -> None:
+    recorder = Recorder()
+    running = platform(recorder)
+    running.function_event("ADDED", FUNCTION)
+    running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+    running.slice_event("ADDED", endpoint_slice("hello-b", "hello", "10.1.0.6"))
+    assert running.ready_instances(HELLO) == (
+        Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
+        Instance(id="pod-10.1.0.6", host="10.1.0.6", port=8080, concurrency=4),
+    )
+    changes = len(recorder.changes)
+    running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+    assert len(recorder.changes) == changes, "an unchanged slice must not notify"
+
+    running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+    running.slice_event("DELETED", endpoint_slice("hello-b", "hello"))
+    assert running.ready_instances(HELLO) == ()
+    assert recorder.changes[-1] == (HELLO, ())
+    assert all(key == HELLO and isinstance(key, FunctionKey) for key, _ in recorder.changes)
+
+
+def test_specs_follow_functions_and_triggers_and_invalid_ones_are_left_out() -> None:
+    recorder = Recorder()
+    running = platform(recorder)
+    running.function_event("ADDED", FUNCTION)
+    running.trigger_event("ADDED", TRIGGER)
+    assert recorder.specs[-1] == (["hello"], ["hello-http"])
+    broken = {**TRIGGER, "spec": {"function": "hello", "http": {"path": "no-slash"}}}
+    running.trigger_event("MODIFIED", broken)
+    assert recorder.specs[-1] == (["hello"], [])
+    running.function_event("DELETED", FUNCTION)
+    assert recorder.specs[-1] == ([], [])
+
+
+def test_wake_goes_to_the_waker() -> None:
+    recorder = Recorder()
+    asyncio.run(platform(recorder).wake(HELLO))
+    assert recorder.woken == [HELLO]
+
+
+def test_a_starting_pod_is_an_instance_once_its_runtime_answers() -> None:
+    async def scenario() -> None:
+        recorder = Recorder()
+        answering: set[str] = set()
+        probed: list[tuple[str, int]] = []
+
+        async def probe(host: str, port: int) -> bool:
+            probed.append((host, port))
+            return host in answering
+
+        running = platform(recorder, probe=probe)
+        running.function_event("ADDED", FUNCTION)
+        running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+        await asyncio.sleep(0.12)
+        assert running.ready_instances(HELLO) == ()
+        assert probed.count(("10.1.0.5", 8080)) >= 2  # probed again while it does not answer
+
+        answering.add("10.1.0.5")
+        await wait_for_async(
+            lambda: running.ready_instances(HELLO), seconds=5, what="the answering pod"
+        )
+        assert running.ready_instances(HELLO) == (
+            Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
+        )
+        assert recorder.changes[-1][1] == running.ready_instances(HELLO)
+        probes = len(probed)
+        await asyncio.sleep(0.12)
+        assert len(probed) == probes, "an answering pod is not probed any more"
+
+        # The kubelet's report changes nothing; a pod going away is gone at once.
+        changes = len(recorder.changes)
+        running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+        assert len(recorder.changes) == changes
+        gone = endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False)
+        gone["endpoints"][0]["conditions"]["terminating"] = True
+        running.slice_event("MODIFIED", gone)
+        assert running.ready_instances(HELLO) == ()
+        running.stop()
+
+    asyncio.run(scenario())
+
+
+def test_probing_stops_when_the_pod_leaves() -> None:
+    async def scenario() -> None:
+        recorder = Recorder()
+
+        async def never(host: str, port: int) -> bool:
+            return False
+
+        running = platform(recorder, probe=never)
+        running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+        await asyncio.sleep(0.01)
+        assert len(running._probing) == 1
+        running.slice_event("DELETED", endpoint_slice("hello-a", "hello"))
+        await asyncio.sleep(0.01)
+        assert running._probing == {}
+
+    asyncio.run(scenario())
