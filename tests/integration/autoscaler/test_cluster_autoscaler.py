@@ -10,12 +10,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from harness.prometheus import prometheus
-from kubelambda.autoscaler.service import AutoscalerOptions, AutoscalerService
+from kubelambda.autoscaler.prometheus import PrometheusSource
+from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
 from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.informer import Informer
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT
+from kubelambda.platforms.kubernetes.kinds import FUNCTION as FUNCTION_KIND
+from kubelambda.platforms.kubernetes.lease import LeaseElector
+from kubelambda.platforms.kubernetes.replicas import DeploymentReplicas
 from support.waiting import free_port, wait_for
 
 FUNCTION = """
@@ -45,22 +52,44 @@ spec:
 
 @contextmanager
 def service(kube_api, prometheus_url: str, identity: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The autoscaler wired as ``kubelambda operator`` wires it, with informers (instead of
+    the operator's kopf) feeding it Function and Deployment events."""
     port = free_port()
     client = KubeClient.from_config(kube_api.kubeconfig)
-    autoscaler = AutoscalerService(
-        client,
-        AutoscalerOptions(
-            prometheus_url=prometheus_url,
-            lease_namespace="default",
-            identity=identity,
-            wake_host="127.0.0.1",
-            wake_port=port,
-            tick_seconds=0.5,
-        ),
-    )
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(autoscaler.run(stop)))
+
+    async def blocking(call: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+    async def run() -> None:
+        replicas = DeploymentReplicas(client, run=blocking)
+        elector = LeaseElector(client, namespace="default", name="autoscaler", identity=identity)
+
+        async def hold_lease() -> bool:
+            held: bool = await blocking(elector.try_hold)
+            return held
+
+        autoscaler = AutoscalerService(
+            source=PrometheusSource(prometheus_url),
+            replicas=replicas,
+            hold_lease=hold_lease,
+            wake=WakeEndpoint(host="127.0.0.1", port=port),
+            tick_seconds=0.5,
+        )
+        informers = [
+            Informer(client, FUNCTION_KIND, on_event=autoscaler.function_event, loop=loop),
+            Informer(client, DEPLOYMENT, on_event=replicas.deployment_event, loop=loop),
+        ]
+        for informer in informers:
+            informer.start()
+        try:
+            await autoscaler.run(stop)
+        finally:
+            for informer in informers:
+                informer.stop()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(run()))
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:

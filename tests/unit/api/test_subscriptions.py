@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kubelambda.api import parse_trigger
 from kubelambda.api.subscriptions import (
     BucketError,
     FakeNotifications,
@@ -19,6 +20,13 @@ from kubelambda.api.subscriptions import (
     with_subscriptions,
     without_subscriptions,
 )
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.triggers import FINALIZER
+from kubelambda.platforms.kubernetes.kinds import TRIGGER
+from kubelambda.platforms.local.buckets import subscriptions
+from unit.controller.conftest import HELLO
+from unit.controller.reconciling import make_operator, settle
+from unit.controller.test_triggers import ENDPOINT, SECRET, bucket_trigger
 
 SUB = Subscription(
     id=subscription_id(namespace="team-a", name="thumbs"),
@@ -150,3 +158,78 @@ def test_a_refusing_server_fails_both_ways() -> None:
     for change in (subscribe, unsubscribe):
         with pytest.raises(BucketError, match="AccessDenied"):
             asyncio.run(change(fake, SERVER, bucket="media", subscriptions=[SUB]))
+
+
+# --- both platforms, through the same assertions ----------------------------------------
+
+ARN = "arn:minio:sqs::webhook:target"
+
+
+def _on_a_cluster(fake: FakeNotifications, *, delete: bool) -> None:
+
+    config = ControllerConfig(s3_webhook_arn=ARN)
+    cluster, operator = make_operator(config, HELLO, bucket_trigger(), notifications=fake)
+    cluster.put(SECRET)
+    operator.resync()
+    settle(operator)
+    if delete:
+        stored = cluster.stored(TRIGGER, namespace="team-a", name="thumbs")
+        assert stored is not None and stored["metadata"]["finalizers"] == [FINALIZER]
+        stored["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+        operator.trigger_event("MODIFIED", cluster.put(stored))
+        settle(operator)
+        after = cluster.stored(TRIGGER, namespace="team-a", name="thumbs")
+        assert after is not None and after["metadata"]["finalizers"] == []  # let go
+        assert "UnsubscribeFailed" not in [event.reason for event in cluster.events]
+
+
+def _in_local_mode(fake: FakeNotifications, *, delete: bool) -> None:
+
+    [group] = subscriptions([parse_trigger(bucket_trigger())], region="us-east-1", queue_arn=ARN)
+    asyncio.run(
+        subscribe(fake, group.server, bucket=group.bucket, subscriptions=group.subscriptions)
+    )
+    if delete:
+        changed = asyncio.run(
+            unsubscribe(fake, group.server, bucket=group.bucket, subscriptions=group.subscriptions)
+        )
+        assert not changed
+
+
+PLATFORMS = {
+    "cluster": (_on_a_cluster, "kubelambda"),
+    "local": (_in_local_mode, "kubelambda-local"),
+}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_both_platforms_write_the_same_entry_keeping_the_others(platform: str) -> None:
+
+    render, owner = PLATFORMS[platform]
+    fake = FakeNotifications(configurations={(ENDPOINT, "photos"): dict(OTHERS)})
+    render(fake, delete=False)
+    configuration = fake.configurations[(ENDPOINT, "photos")]
+    assert configuration["TopicConfigurations"] == OTHERS["TopicConfigurations"]
+    theirs, ours = configuration["QueueConfigurations"]
+    assert theirs == OTHERS["QueueConfigurations"][0]
+    assert ours == {
+        "Id": f"{owner}.team-a.thumbs",
+        "QueueArn": ARN,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}]}},
+    }
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_both_platforms_let_go_of_a_bucket_that_is_gone(platform: str) -> None:
+    render, _ = PLATFORMS[platform]
+    fake = FakeNotifications()
+    original_get = fake.get
+
+    async def get_then_vanish(server: S3Server, *, bucket: str) -> dict[str, Any]:
+        if fake.puts:  # subscribed once: the bucket is deleted afterwards
+            fake.missing.add(bucket)
+        return await original_get(server, bucket=bucket)
+
+    fake.get = get_then_vanish  # type: ignore[method-assign]
+    render(fake, delete=True)

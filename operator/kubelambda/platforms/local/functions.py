@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelambda.api import ConfigMapCode, FolderCode, Function, InlineCode
-from kubelambda.api.environment import runtime_environment
+from kubelambda.api.environment import runtime_environment, stop_grace_seconds
 from kubelambda.api.identity import FunctionKey
 
 
@@ -32,6 +32,11 @@ class LocalFunction:
     @property
     def key(self) -> FunctionKey:
         return FunctionKey(self.spec.namespace, self.spec.name)
+
+    @property
+    def stop_grace_seconds(self) -> int:
+        """How long a stopping instance may take before it is killed (the contract's)."""
+        return stop_grace_seconds(self.spec)
 
 
 def _where(function: Function) -> str:

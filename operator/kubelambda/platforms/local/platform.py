@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from kubelambda.api.environment import stop_grace_seconds
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import Instance, InstancesListener, PlatformError
 from kubelambda.platforms.local.functions import LocalFunction
@@ -156,7 +155,7 @@ class LocalPlatform:
 
     async def _stop(self, instance: LocalInstance, entry: _Function) -> None:
         # In-flight invocations may run to the function's timeout before the process ends.
-        await instance.stop(grace=stop_grace_seconds(entry.spec.spec))
+        await instance.stop(grace=entry.spec.stop_grace_seconds)
 
     def _notify(self, key: FunctionKey, entry: _Function) -> None:
         instances = self.ready_instances(key)
