@@ -1,8 +1,9 @@
 """A durable `DeliveryStore`: one file per job in a state directory, reloaded at start, so a
 restarted gateway resumes the deliveries it had accepted.
 
-`Gateway` builds it when `GatewaySettings.delivery_state_dir` is set; the S3 notification
-endpoint (bucketevents.py) calls `admit`, which syncs the files to disk before it answers.
+`open_store` (commands/serving.py) opens it when `GatewaySettings.delivery_state_dir` is
+set; the S3 notification endpoint (gateway/sources/s3.py) calls `admit`, which syncs the
+files before it answers.
 """
 
 from __future__ import annotations

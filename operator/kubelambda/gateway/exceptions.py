@@ -1,4 +1,4 @@
-"""Errors of the gateway's data path; `app.py` maps them to HTTP answers, in one place.
+"""Errors of the gateway's data path; the edge (`edge.py`) maps them to HTTP answers, in one place.
 
 Each carries what the edge needs (status, AWS error type, a message naming the problem,
 Retry-After) and what a retrying caller needs (`retryable`: asynchronous delivery tries

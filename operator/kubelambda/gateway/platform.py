@@ -18,6 +18,7 @@ __all__ = [
     "FakePlatform",
     "Instance",
     "InstancesListener",
+    "Listeners",
     "Platform",
     "PlatformError",
 ]
@@ -40,6 +41,27 @@ class Instance:
 
 InstancesListener = Callable[[FunctionKey, Sequence[Instance]], None]
 """Called with a function's complete list of ready instances whenever that list changes."""
+
+
+class Listeners:
+    """The listeners of a platform: `subscribe` for the Platform protocol, `notify` to tell
+    them all of a change."""
+
+    def __init__(self) -> None:
+        self._listeners: list[InstancesListener] = []
+
+    def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def notify(self, function: FunctionKey, instances: Sequence[Instance]) -> None:
+        for listener in list(self._listeners):
+            listener(function, instances)
 
 
 class PlatformError(Exception):
@@ -84,7 +106,7 @@ class FakePlatform:
         on_wake: Callable[[FunctionKey], Awaitable[None] | None] | None = None,
     ) -> None:
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
-        self._listeners: list[InstancesListener] = []
+        self._listeners = Listeners()
         self.on_wake = on_wake
         self.wake_error: PlatformError | None = None
         self.wakes: list[FunctionKey] = []
@@ -94,13 +116,7 @@ class FakePlatform:
         return self._instances.get(function, ())
 
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     async def wake(self, function: FunctionKey) -> None:
         self.wakes.append(function)
@@ -119,5 +135,4 @@ class FakePlatform:
     def set_instances(self, function: FunctionKey, instances: Sequence[Instance]) -> None:
         """Replace the function's ready instances and tell the listeners."""
         self._instances[function] = tuple(instances)
-        for listener in list(self._listeners):
-            listener(function, self._instances[function])
+        self._listeners.notify(function, self._instances[function])

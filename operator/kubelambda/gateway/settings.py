@@ -64,7 +64,7 @@ class GatewaySettings:
     # (held queue full, no instance ready): these do not spend the event's retries.
     throttle_retry_max_seconds: float = 30.0
     # Accepted asynchronous events (Event invocations, bucket notifications) are kept as
-    # files here and survive a restart (delivery_file.py); None keeps them in memory.
+    # files here and survive a restart (delivery/files.py); None keeps them in memory.
     delivery_state_dir: Path | None = None
 
     # The bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook

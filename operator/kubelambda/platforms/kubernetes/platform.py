@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from kubelambda.api import Function, SpecError, Trigger, parse_function, parse_trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import FUNCTION_LABEL
-from kubelambda.gateway.platform import Instance, InstancesListener
+from kubelambda.gateway.platform import Instance, InstancesListener, Listeners
 from kubelambda.platforms.kubernetes.client import JSON, KubeClient
 from kubelambda.platforms.kubernetes.endpoints import Endpoint, slice_endpoints, slice_function
 from kubelambda.platforms.kubernetes.informer import Informer
@@ -63,7 +63,7 @@ class KubernetesPlatform:
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
         self._functions: dict[FunctionKey, Function] = {}
         self._triggers: dict[FunctionKey, Trigger] = {}
-        self._listeners: list[InstancesListener] = []
+        self._listeners = Listeners()
         self._informers: list[Informer] = []
 
     # --- the Platform protocol -------------------------------------------------------------
@@ -72,13 +72,7 @@ class KubernetesPlatform:
         return self._instances.get(function, ())
 
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     async def wake(self, function: FunctionKey) -> None:
         await self.waker(function)
@@ -222,8 +216,7 @@ class KubernetesPlatform:
             self._instances[function] = instances
         else:
             self._instances.pop(function, None)
-        for listener in list(self._listeners):
-            listener(function, instances)
+        self._listeners.notify(function, instances)
 
 
 def _key(body: JSON) -> FunctionKey:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.gateway.platform import Instance, InstancesListener, PlatformError
+from kubelambda.gateway.platform import Instance, InstancesListener, Listeners, PlatformError
 from kubelambda.platforms.local.functions import LocalFunction
 from kubelambda.platforms.local.instances import LocalInstance
 
@@ -49,7 +49,7 @@ class LocalPlatform:
         self._host = host
         self._output = output
         self.on_wake = on_wake
-        self._listeners: list[InstancesListener] = []
+        self._listeners = Listeners()
         self._closing = False
 
     # Platform, for the gateway
@@ -65,8 +65,7 @@ class LocalPlatform:
         )
 
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     async def wake(self, function: FunctionKey) -> None:
         if function not in self._functions:
@@ -158,9 +157,7 @@ class LocalPlatform:
         await instance.stop(grace=entry.spec.stop_grace_seconds)
 
     def _notify(self, key: FunctionKey, entry: _Function) -> None:
-        instances = self.ready_instances(key)
-        for listener in list(self._listeners):
-            listener(key, instances)
+        self._listeners.notify(key, self.ready_instances(key))
 
     def status(self) -> Mapping[FunctionKey, tuple[int, int]]:
         """(desired, ready) per function, for local mode's status lines."""

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.platforms.kubernetes import replicas as scale
+from kubelambda.platforms.kubernetes import replicas as replicas_module
 from kubelambda.platforms.kubernetes.replicas import DeploymentReplicas
 
 
@@ -48,8 +48,10 @@ def test_an_expectation_that_never_shows_expires(monkeypatch):
     replicas = DeploymentReplicas(FakeClient(), run=run)  # type: ignore[arg-type]
     replicas.deployment_event("ADDED", deployment(0))
     asyncio.run(replicas.scale(FunctionKey("ns", "fn"), 2, reason="load"))
-    now = scale.time.monotonic()
-    monkeypatch.setattr(scale.time, "monotonic", lambda: now + scale.EXPECTATION_SECONDS + 1)
+    now = replicas_module.time.monotonic()
+    monkeypatch.setattr(
+        replicas_module.time, "monotonic", lambda: now + replicas_module.EXPECTATION_SECONDS + 1
+    )
     replicas.deployment_event("MODIFIED", deployment(5))
     assert replicas.replicas(FunctionKey("ns", "fn")) == 5
 
