@@ -127,7 +127,8 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "kubelambda.controller",
+                "kubelambda.cli",
+                "operator",
                 f"--kubeconfig={api.kubeconfig}",
                 "--runtime-image=python3.12=localhost/kubelambda-runtime:bench",
                 f"--workers={args.workers}",

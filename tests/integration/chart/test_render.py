@@ -171,3 +171,23 @@ def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:
         if e["name"] == "KUBELAMBDA_S3_TOKEN"
     ]
     assert token["valueFrom"]["secretKeyRef"] == {"name": "my-token", "key": "s3-token"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("prometheus.url=http://prometheus:9090", "gateway.readApiKeySecrets=true")],
+    ids=["defaults", "everything-on"],
+)
+def test_no_two_objects_share_a_kind_namespace_and_name(values: tuple[str, ...]) -> None:
+    # Two would replace each other, and which one survives depends on how they are applied
+    # (two Services named <release>-operator once cost every cold start its wake-up).
+    keys = [
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in render(*values)
+    ]
+    assert sorted({key for key in keys if keys.count(key) > 1}) == []
+
+
+def test_the_operator_service_serves_wake_ups_and_health() -> None:
+    service = find(render(), "Service", "kubelambda-operator")
+    ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
+    assert ports == {"wake": (8082, "wake"), "health": (8081, "health")}

@@ -40,7 +40,8 @@ class OperatorProcess:
         return [
             sys.executable,
             "-m",
-            "kubelambda.controller",
+            "kubelambda.cli",
+            "operator",
             f"--kubeconfig={self.api.kubeconfig}",
             f"--runtime-image=python3.12={RUNTIME_IMAGE}",
             "--gateway-url=http://kubelambda-gateway.kubelambda.svc",
