@@ -211,7 +211,7 @@ class FakeNotifications:
         if self.error is not None:
             raise self.error
         if bucket in self.missing:
-            raise BucketNotFound(f"{server.endpoint} bucket {bucket}: NoSuchBucket")
+            raise BucketNotFound(f"bucket {bucket} on {server.endpoint}: NoSuchBucket")
 
     @property
     def puts(self) -> int:

@@ -55,7 +55,7 @@ class S3Notifications:
     def _call(self, server: S3Server, bucket: str, put: dict[str, Any] | None) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-        where = f"{server.endpoint} bucket {bucket}"
+        where = f"bucket {bucket} on {server.endpoint}"
         try:
             client = self._client(server)
             if put is None:

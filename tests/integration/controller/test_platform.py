@@ -111,10 +111,8 @@ def test_instances_and_specs_arrive_by_watch(
         async def waker(_: FunctionKey) -> None:
             pass
 
-        platform = KubernetesPlatform[FunctionKey, Instance](
+        platform = KubernetesPlatform(
             client=KubeClient.from_config(kube_api.kubeconfig),
-            make_key=FunctionKey,
-            make_instance=Instance,
             waker=waker,
             on_specs=on_specs,
             namespace=namespace,

@@ -32,5 +32,5 @@ def test_without_credentials_the_error_says_what_to_set(monkeypatch: pytest.Monk
 def test_an_unreachable_server_is_named() -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     server = S3Server(endpoint=endpoint, region="us-east-1", access_key="k", secret_key="s")
-    with pytest.raises(BucketError, match=f"{endpoint} bucket media: .*Could not connect"):
+    with pytest.raises(BucketError, match=f"bucket media on {endpoint}: .*Could not connect"):
         asyncio.run(S3Notifications().get(server, bucket="media"))
