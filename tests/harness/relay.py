@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-from harness.procs import free_port
-
 
 class Relay:
     def __init__(self, host: str, port: int) -> None:
@@ -59,7 +57,7 @@ class Relay:
 @contextmanager
 def relay(host: str, target: tuple[str, int] | None = None) -> Iterator[Relay]:
     """Listen on `host` (a free port) in a background thread until the block ends."""
-    made = Relay(host, free_port())
+    made = Relay(host, 0)  # the port the listener gets: a port probed elsewhere may be taken here
     made.target = target
     loop = asyncio.new_event_loop()
     started: Future[asyncio.Event] = Future()
@@ -67,10 +65,11 @@ def relay(host: str, target: tuple[str, int] | None = None) -> Iterator[Relay]:
     async def serve() -> None:
         stop = asyncio.Event()
         try:
-            server = await asyncio.start_server(made._serve_one, host, made.port)
+            server = await asyncio.start_server(made._serve_one, host, 0)
         except OSError as exc:
             started.set_exception(exc)
             return
+        made.port = server.sockets[0].getsockname()[1]
         started.set_result(stop)
         async with server:
             await stop.wait()

@@ -1,6 +1,7 @@
 """Scenario 2: `kubectl apply` of the example Function and HTTP Trigger -> the function is at zero,
 a request through the gateway wakes it and gets the handler's answer, with Server-Timing:
-coldstart."""
+coldstart. The wake-up must reach the autoscaler: were it lost, the autoscaler's next tick
+would start the pod anyway, a second later, and only the logs would tell."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from e2e.kit import (
     FUNCTIONS_NAMESPACE,
     REPO,
     Installed,
+    component_log,
     deployment_replicas,
     function_pods,
     http_get,
@@ -34,3 +36,8 @@ def test_first_request_wakes_the_function_from_zero(
     assert json.loads(body)["message"] == "Hello, e2e!"
     assert "coldstart" in headers.get("server-timing", ""), headers
     assert deployment_replicas(e2e_cluster, "hello") >= 1
+    # The gateway's wake-up scaled it (a tick would give its own reason, "activating").
+    operator = component_log(e2e_cluster, "operator", lines=400)
+    assert f"{FUNCTIONS_NAMESPACE}/hello scaled to 1: woken by a request" in operator, operator
+    gateway = component_log(e2e_cluster, "gateway", lines=400)
+    assert "the autoscaler did not answer" not in gateway, gateway
