@@ -264,8 +264,8 @@ class Pool:
             worker = slot.worker
             if init_error is not None or worker is None:
                 return self._error_result(init_error or b"{}", invocation.request_id)
-        deadline_ms = invocation.deadline_ms or int(
-            (time.time() + self._settings.timeout_seconds) * 1000
+        deadline_ms = invocation.deadline(
+            timeout_seconds=self._settings.timeout_seconds, now=time.time()
         )
         header = framing.invocation_header(invocation, deadline_ms=deadline_ms)
         header["type"] = "invoke"

@@ -46,6 +46,12 @@ class Invocation:
             tail=headers.get(b"x-amz-log-type", b"").lower() == b"tail",
         )
 
+    def deadline(self, *, timeout_seconds: float, now: float) -> int:
+        """When the invocation must end, epoch milliseconds: the caller's deadline, but never
+        later than the function's timeout from `now` (a caller cannot extend the timeout)."""
+        latest = int((now + timeout_seconds) * 1000)
+        return latest if self.deadline_ms is None else min(self.deadline_ms, latest)
+
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value else None

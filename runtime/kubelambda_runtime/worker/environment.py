@@ -166,7 +166,7 @@ class Worker:
         """Run one invocation: (outcome, result or error document, base64 log tail)."""
         request_id = invocation.request_id
         settings = self._settings
-        deadline_ms = invocation.deadline_ms or int((time.time() + settings.timeout_seconds) * 1000)
+        deadline_ms = invocation.deadline(timeout_seconds=settings.timeout_seconds, now=time.time())
         started = time.perf_counter()
         self._board.begin(
             self._slot, request_id=request_id, deadline=deadline_ms / 1000, started=started
@@ -174,7 +174,7 @@ class Worker:
         try:
             body = invocation.body
             event = json.loads(body) if body.strip() else {}
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             self._board.finish(self._slot, outcome="bad_request", duration=0.0)
             return "bad_request", f"Could not parse request body into json: {exc}".encode(), None
         context = LambdaContext(

@@ -205,6 +205,11 @@ def test_bad_requests(runtime):
     assert not_json.json()["errorType"] == "InvalidRequestContentException"
     assert "Could not parse request body into json" in not_json.json()["errorMessage"]
 
+    too_deep = fn.invoke(b"[" * 200_000 + b"]" * 200_000)
+    assert too_deep.status_code == 400
+    assert "Could not parse request body into json" in too_deep.json()["errorMessage"]
+    assert fn.invoke('{"still": "working"}').json() == {"still": "working"}
+
     too_big = fn.invoke(b'"' + b"x" * (6 * 1024 * 1024) + b'"')
     assert too_big.status_code == 413
     assert too_big.json()["errorType"] == "RequestTooLargeException"

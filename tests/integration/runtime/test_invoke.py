@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import httpx
 import pytest
@@ -126,6 +127,17 @@ def test_the_deadline_header_drives_the_remaining_time(runtime):
         "{}", **{"Lambda-Runtime-Deadline-Ms": str(int(__import__("time").time() * 1000) + 1500)}
     )
     assert 0 < answer.json()["context"]["remaining"] <= 1500
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"], ids=["handed-over", "framed"])
+def test_a_deadline_header_cannot_extend_the_timeout(runtime, connection):
+    # A caller's deadline a minute away must not let a 1 s function run for a minute.
+    fn = runtime({"app.py": ECHO}, env={"AWS_LAMBDA_FUNCTION_TIMEOUT": "1"})
+    later = str(int(time.time() * 1000) + 60_000)
+    headers = {"Lambda-Runtime-Deadline-Ms": later, "Connection": connection}
+    for _ in range(2):  # the second one reaches a warm worker on a kept-alive connection
+        answer = fn.invoke("{}", **headers)
+        assert 0 < answer.json()["context"]["remaining"] <= 1000
 
 
 def test_module_level_code_runs_once_per_environment(runtime):

@@ -300,7 +300,7 @@ def map_response(payload: bytes) -> Response:
     """
     try:
         result = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep
         return function_error_response()
     if isinstance(result, dict) and "statusCode" in result:
         try:

@@ -170,7 +170,7 @@ def _client_context(value: str | None) -> bytes | None:
         )
     try:
         json.loads(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidParameter(
             "X-Amz-Client-Context must be base64-encoded JSON",
             error_type="InvalidRequestContentException",
@@ -183,14 +183,14 @@ def _check_json(body: bytes) -> None:
         return  # no payload: the runtime passes {} as the event
     try:
         json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise BadRequest(f"Could not parse request body into json: {exc}") from None
 
 
 def _error_message(body: bytes) -> str:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return body[:200].decode("utf-8", "replace")
     if isinstance(document, dict):
         return str(document.get("errorMessage") or document.get("message") or "")

@@ -78,7 +78,7 @@ class BucketEvents:
             raise Unauthorized(refusal)
         try:
             body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
             raise BadRequest(f"notification body is not JSON: {exc}") from None
         try:
             records = normalise(body, region=self._settings.region)

@@ -376,6 +376,7 @@ def test_status_code_response(result: dict[str, Any], expected: Response) -> Non
     [
         b"",
         b"not json",
+        b"[" * 200_000 + b"]" * 200_000,
         b'{"statusCode": 200',
         b"\xff\xfe\x00",
         json.dumps({"statusCode": "abc"}).encode(),
@@ -400,6 +401,7 @@ def test_status_code_response(result: dict[str, Any], expected: Response) -> Non
     ids=[
         "empty",
         "not-json",
+        "nested-too-deep",
         "truncated",
         "bad-bytes",
         "status-text",

@@ -171,6 +171,7 @@ async def test_a_token_applies_to_loopback_too() -> None:
     ("body", "problem"),
     [
         (b"{not json", "notification body is not JSON"),
+        (b"[" * 200_000, "notification body is not JSON"),
         (b"[1, 2]", "notification body is not a JSON object"),
         (b"{}", "notification body has no Records"),
         (b'{"Records": []}', "Records is empty"),
