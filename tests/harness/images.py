@@ -381,7 +381,7 @@ def ensure_images() -> Images:
                     name=image.name,
                     extra="" if kind == "runtime" else "[control-plane]",
                     entrypoint=(
-                        '["python", "-m", "kubelambda_runtime"]'
+                        '["python", "-I", "-u", "-m", "kubelambda_runtime"]'
                         if kind == "runtime"
                         else '["kubelambda"]'
                     ),

@@ -73,8 +73,9 @@ def start_runtime(
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kubelambda_runtime"],
+            [sys.executable, "-I", "-u", "-m", "kubelambda_runtime"],
             env=environment,
+            cwd=code_dir,  # as in a pod (WORKDIR /var/task) and in local mode
             stdout=log,
             stderr=subprocess.STDOUT,
         )

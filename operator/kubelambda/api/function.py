@@ -179,9 +179,17 @@ def _read_folder(reader: Reader, at: str, folder: str, manifest_dir: Path | None
             " on a cluster use spec.code.inline or spec.code.configMapRef",
         )
         return None
+    if Path(folder).is_absolute():
+        # A manifest is shared (a repository, GitOps): a path on one machine means nothing
+        # on the next. Relative paths may leave the folder (deploy/ next to src/, as SAM's
+        # CodeUri does).
+        reader.report(at, f"must be relative to the manifest's folder, not {folder!r}")
+        return None
     path = (manifest_dir / folder).resolve()
     if not path.is_dir():
-        reader.report(at, f"must name a folder beside the manifest; {path} is not one")
+        reader.report(
+            at, f"must name a folder, relative to the manifest's folder; {path} is not one"
+        )
         return None
     return FolderCode(path=path)
 

@@ -48,7 +48,7 @@ request starts one again).
 
 PATH is a manifest file or a folder of *.yaml files — the same files you would
 `kubectl apply`. Code comes from spec.code.inline, or locally from spec.code.path, a
-folder beside the manifest. With --state-dir, bucket subscriptions stay in place at
+folder relative to the manifest's own. With --state-dir, bucket subscriptions stay in place at
 stop, so the S3 server queues events while local mode is down.
 
 examples:

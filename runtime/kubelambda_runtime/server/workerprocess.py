@@ -42,6 +42,11 @@ class WorkerProcess:
             popen = subprocess.Popen(
                 [
                     sys.executable,
+                    # Isolated, as the server: the runtime's modules come from where it is
+                    # installed, never from the task root (its cwd) or the function's
+                    # PYTHONPATH; the loader puts those on the path for the handler.
+                    "-I",
+                    "-u",
                     "-m",
                     "kubelambda_runtime.worker",
                     str(theirs.fileno()),

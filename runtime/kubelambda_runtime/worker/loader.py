@@ -8,6 +8,7 @@ top-level code propagates as it is, as on Lambda.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +33,7 @@ def load_handler(handler: str, *, task_root: str) -> Handler:
             faults.BUILT_IN_MODULE_CONFLICT,
             f"Cannot use built-in module {module_name} as a handler module",
         )
-    if task_root not in sys.path:
-        sys.path.insert(0, task_root)
+    _user_path(task_root)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -60,3 +60,14 @@ def load_handler(handler: str, *, task_root: str) -> Handler:
         )
     handler_function: Handler = function
     return handler_function
+
+
+def _user_path(task_root: str) -> None:
+    """Put the task root, then the function's own PYTHONPATH, first on the import path, as
+    Lambda's sys.path starts. The worker runs isolated (-I), so neither was on it while the
+    runtime imported its own modules."""
+    wanted = [task_root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    for entry in reversed(wanted):
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)

@@ -264,3 +264,25 @@ def test_the_metrics_port_serves_metrics_and_health_only(runtime):
         assert admin.get("/healthz").json() == {"status": "ready"}
         refused = admin.post("/2015-03-31/functions/function/invocations", content="{}")
         assert refused.status_code == 404
+
+
+# Modules the runtime's server or worker imports; a function's files of these names broke it.
+SHADOWED = ["http", "logging", "uuid", "signal", "select", "struct", "json", "socket", "asyncio"]
+HOSTILE = "import os\nos._exit(17)  # imported by the runtime instead of the standard library\n"
+
+
+def test_code_named_like_the_standard_library_does_not_break_the_runtime(runtime, tmp_path):
+    files = {f"{name}.py": HOSTILE for name in SHADOWED}
+    files["app.py"] = "import helper\ndef handler(event, context):\n    return helper.VALUE\n"
+    # A PYTHONPATH in the function's env reaches the handler, not the runtime.
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "helper.py").write_text("VALUE = 'from PYTHONPATH'\n")
+    (library / "http.py").write_text(HOSTILE)
+    fn = runtime(files, env={"PYTHONPATH": str(library), "PYTHONHOME": str(tmp_path / "nowhere")})
+    for _ in range(2):  # framed on a new connection, then handed over on the kept one
+        answer = fn.invoke("{}")
+        assert answer.status_code == 200, fn.logs()
+        assert answer.json() == "from PYTHONPATH"
+    assert fn.client.get("/healthz").json() == {"status": "ready"}
+    assert fn.client.get("/metrics").status_code == 200

@@ -240,6 +240,16 @@ def test_code_folder_must_exist(tmp_path: Path) -> None:
     assert "must name a folder" in problems["spec.code.path"]
 
 
+def test_code_folder_is_relative_to_the_manifest_never_absolute(tmp_path: Path) -> None:
+    (tmp_path / "hello").mkdir()
+    (tmp_path / "hello" / "app.py").write_text("def handler(event, context): return 1\n")
+    absolute = str(tmp_path / "hello")
+    problems = problems_of(function(code={"path": absolute}), manifest_dir=tmp_path)
+    assert (
+        problems["spec.code.path"] == f"must be relative to the manifest's folder, not {absolute!r}"
+    )
+
+
 def test_code_folder_must_hold_the_handler_module(tmp_path: Path) -> None:
     (tmp_path / "hello").mkdir()
     problems = problems_of(function(code={"path": "hello"}), manifest_dir=tmp_path)

@@ -20,6 +20,7 @@ from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.exceptions import (
     BadRequest,
     MethodNotAllowed,
+    PayloadTooLarge,
     Unauthorized,
     Unavailable,
 )
@@ -85,6 +86,13 @@ class BucketEvents:
         except NotificationError as exc:
             raise BadRequest(str(exc)) from None
         jobs, received = self._jobs(records)
+        limit = self._settings.delivery_queue_size
+        if len(jobs) > limit:
+            # It could never fit, so "full, try later" would have the server resend it forever.
+            raise PayloadTooLarge(
+                f"this notification makes {len(jobs)} deliveries, more than the {limit} the "
+                "delivery queue holds; send its records in smaller notifications"
+            )
         accepted: dict[FunctionKey, int] = {}
         try:
             if jobs:

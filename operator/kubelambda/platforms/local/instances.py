@@ -22,6 +22,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 30.0
+# A runtime's output line longer than this is cut in local mode's output.
+MAX_LINE_BYTES = 64 * 1024
+RELAY_CHUNK_BYTES = 64 * 1024
 
 
 def free_port(host: str) -> int:
@@ -84,6 +87,10 @@ class LocalInstance:
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            # Isolated: the runtime's own imports never come from the code folder (the
+            # process's cwd) or a PYTHONPATH in the function's env; -u: logs unbuffered.
+            "-I",
+            "-u",
             "-m",
             "kubelambda_runtime",
             env=env,
@@ -97,11 +104,29 @@ class LocalInstance:
         return instance
 
     async def _relay_output(self, output: Callable[[str], None]) -> None:
+        """Relay the runtime's lines; one longer than MAX_LINE_BYTES is cut (and said so)
+        rather than stop the relay, which would leave the runtime blocked on a full pipe."""
         stream = self.process.stdout
         if stream is None:
             return
-        while line := await stream.readline():
-            output(f"[{self.name}] {line.decode(errors='replace').rstrip()}")
+        pending = b""
+        cutting = False  # inside a line already cut: drop bytes until its end
+        while chunk := await stream.read(RELAY_CHUNK_BYTES):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if not cutting:
+                    output(self._line(line))
+                cutting = False
+            if len(pending) > MAX_LINE_BYTES and not cutting:
+                output(self._line(pending[:MAX_LINE_BYTES]) + " [line cut: over 64 KiB]")
+                cutting = True
+            if cutting:
+                pending = b""
+        if pending and not cutting:
+            output(self._line(pending))
+
+    def _line(self, line: bytes) -> str:
+        return f"[{self.name}] {line.decode(errors='replace').rstrip()}"
 
     async def wait_ready(self, *, within: float = READY_TIMEOUT_SECONDS) -> str:
         """Wait until the runtime answers: "ready", or "init_failed" (it answers with the

@@ -352,6 +352,21 @@ async def test_a_full_store_answers_503_with_retry_after(
         assert len(job_files(tmp_path)) == 2  # the refused one left no file
 
 
+async def test_a_notification_that_could_never_fit_is_refused_once_naming_the_limit(
+    serve: StartGateway,
+) -> None:
+    routes = table(BucketRoute(THUMBS, "images", ("s3:ObjectCreated:*",)))
+    served = await bucket_gateway(serve, routes, delivery_queue_size=2)
+    answer = await served.client.post(S3_EVENTS_PATH, json=minio_body("a", "b", "c"), headers=AUTH)
+    assert answer.status_code == 413  # not 503: sending it again cannot help
+    assert "retry-after" not in answer.headers
+    assert "3 deliveries, more than the 2 the delivery queue holds" in answer.json()["message"]
+    assert len(served.gateway.delivery_store) == 0
+    # A notification that fits is still taken.
+    answer = await served.client.post(S3_EVENTS_PATH, json=minio_body("a", "b"), headers=AUTH)
+    assert answer.status_code == 200
+
+
 async def test_acknowledged_events_survive_a_gateway_restart(
     serve: StartGateway, standin: MakeStandIn, tmp_path: Path
 ) -> None:
