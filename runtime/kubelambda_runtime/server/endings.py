@@ -12,18 +12,16 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kubelambda_runtime.server.handover import HandOver, Lent
+from kubelambda_runtime.server.handover import HandOver
+from kubelambda_runtime.server.slot import Lent, Slot
 from kubelambda_runtime.server.workerprocess import WorkerProcess
 from kubelambda_runtime.wire import board as board_states
 from kubelambda_runtime.wire import config, faults, loglines
 from kubelambda_runtime.wire.board import Board
 from kubelambda_runtime.wire.http1 import encode_response
 from kubelambda_runtime.wire.invocation import answer
-
-if TYPE_CHECKING:  # pool.py imports this module
-    from kubelambda_runtime.server.pool import Slot
 
 
 class Endings:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kubelambda_runtime.server.slot import Lent, Slot
 from kubelambda_runtime.wire import framing
 from kubelambda_runtime.wire.board import Board
 from kubelambda_runtime.wire.invocation import Invocation
@@ -22,17 +22,6 @@ if TYPE_CHECKING:
     # httpserver imports httptools, which the pool must not import before the workers are
     # spawned; pool.py imports this module.
     from kubelambda_runtime.server.httpserver import Connection
-    from kubelambda_runtime.server.pool import Slot
-
-
-@dataclass(frozen=True)
-class Lent:
-    """A connection handed to a worker with an invocation read from it."""
-
-    conn: int  # its name in the frames
-    connection: Connection
-    request_id: str  # of the invocation it was handed with
-    begun_at: int  # the board's count of begun invocations before the hand-over
 
 
 class HandOver:

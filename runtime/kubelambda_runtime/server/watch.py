@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from kubelambda_runtime.server.slot import Slot
 from kubelambda_runtime.wire import board as board_states
 from kubelambda_runtime.wire.board import Board
 
-if TYPE_CHECKING:  # pool.py imports this module
-    from kubelambda_runtime.server.pool import Slot
+if TYPE_CHECKING:
     from kubelambda_runtime.server.workerprocess import WorkerProcess
 
 # How often held slots are checked for invocations to watch. An invocation seen running is

@@ -1,0 +1,98 @@
+"""One execution slot of the pool: its worker process (or the fault that kept it from
+starting), and the connections lent to that worker.
+
+The pool (pool.py) owns the slots; the hand-over (handover.py), the deadline watch
+(watch.py) and the endings (endings.py) read and change them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.wire import faults
+
+if TYPE_CHECKING:  # the server's module; not imported before the workers are spawned
+    from kubelambda_runtime.server.httpserver import Connection
+
+__all__ = ["Lent", "Slot"]
+
+
+@dataclass(frozen=True)
+class Lent:
+    """A connection handed to a worker with an invocation read from it."""
+
+    conn: int  # its name in the frames
+    connection: Connection
+    request_id: str  # of the invocation it was handed with
+    begun_at: int  # the board's count of begun invocations before the hand-over
+
+
+class Slot:
+    """One execution environment's place: a worker, or the fault that kept it from starting."""
+
+    def __init__(
+        self, index: int, spawn: Callable[[int], WorkerProcess], *, init_timeout: float
+    ) -> None:
+        self.index = index
+        self._spawn = spawn
+        self._init_timeout = init_timeout
+        self.worker: WorkerProcess | None = None
+        self.busy = False  # the pool itself waits on this slot (a call, a boot, a replacement)
+        # Connections handed to its worker, oldest first: the last is the one it serves; any
+        # before it are on their way back.
+        self.lent: list[Lent] = []
+        self.boot: asyncio.Task[bytes | None] | None = None
+        self.booting: WorkerProcess | None = None
+        self.init_error: bytes | None = None
+        self.init_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.worker is not None and self.boot is not None and self.boot.done()
+
+    def start(self, worker: WorkerProcess | None = None) -> asyncio.Task[bytes | None]:
+        """Begin init in the background, with a worker already spawned or a new one."""
+        self.worker = None
+        self.booting = worker or self._spawn(self.index)
+        self.boot = asyncio.get_running_loop().create_task(self._boot(self.booting))
+        return self.boot
+
+    async def _boot(self, worker: WorkerProcess) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            return await self._await_init(worker, started)
+        finally:
+            self.booting = None
+
+    async def _await_init(self, worker: WorkerProcess, started: float) -> bytes | None:
+        try:
+            header, body = await asyncio.wait_for(worker.receive(), self._init_timeout)
+        except (TimeoutError, ConnectionError) as exc:
+            worker.kill()
+            reason = faults.exit_reason(await worker.reap())
+            if isinstance(exc, TimeoutError):
+                error_type = faults.TIMED_OUT
+                message = f"Init timed out after {self._init_timeout:.2f} seconds"
+            else:
+                error_type, message = faults.EXIT_ERROR, f"Runtime exited with error: {reason}"
+            body = json.dumps(
+                faults.error_document(
+                    message=message, error_type=error_type, request_id=None, stack=[]
+                )
+            ).encode()
+            self.init_error = body
+            return body
+        if header.get("type") != "ready":
+            await worker.reap()
+            self.init_error = body
+            return body
+        self.init_seconds = time.perf_counter() - started
+        self.init_error = None
+        self.worker = worker
+        return None
