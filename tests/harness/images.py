@@ -37,6 +37,9 @@ BASE_PACKAGES = ("python3",)
 SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"  # on Debian python3's sys.path
 RUNTIME_UID = 10001
 PAUSE_SOURCE = "build/pause/linux/pause.c"
+# As runtime/Dockerfile's: isolated (-I), so a function's files never replace the runtime's.
+RUNTIME_ENTRYPOINT = '["python", "-I", "-u", "-m", "kubelambda_runtime"]'
+CONTROL_ENTRYPOINT = '["kubelambda"]'
 
 HOW_TO_GET = (
     "The e2e images are built by `scripts/build-images` (as root: debootstrap, buildah; about "
@@ -85,7 +88,8 @@ def _project_files() -> list[Path]:
 
 def source_tag() -> str:
     """The images' tag: a hash of the project's sources and of the base root's recipe."""
-    parts = [f"{SUITE} {' '.join(BASE_PACKAGES)} {SITE_PACKAGES} {RUNTIME_UID}".encode()]
+    recipe = f"{SUITE} {' '.join(BASE_PACKAGES)} {SITE_PACKAGES} {RUNTIME_UID}"
+    parts = [f"{recipe} {RUNTIME_ENTRYPOINT} {CONTROL_ENTRYPOINT}".encode()]
     for path in _project_files():
         parts += [str(path.relative_to(REPO)).encode(), path.read_bytes()]
     return _digest(parts)
@@ -380,11 +384,7 @@ def ensure_images() -> Images:
                     base=base,
                     name=image.name,
                     extra="" if kind == "runtime" else "[control-plane]",
-                    entrypoint=(
-                        '["python", "-I", "-u", "-m", "kubelambda_runtime"]'
-                        if kind == "runtime"
-                        else '["kubelambda"]'
-                    ),
+                    entrypoint=RUNTIME_ENTRYPOINT if kind == "runtime" else CONTROL_ENTRYPOINT,
                     user=RUNTIME_UID,
                     measure=measure,
                 )

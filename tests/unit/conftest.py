@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from kubelambda.commands.serving import create_gateway
+from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.platform import FakePlatform
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
 from kubelambda.gateway.server import ServingAddresses
@@ -56,12 +57,15 @@ async def serve() -> AsyncIterator[StartGateway]:
         routes: Iterable[HttpRoute] = (HttpRoute(HELLO, "/hello"),),
         settings: GatewaySettings | None = None,
         platform: FakePlatform | None = None,
+        access_keys: AccessKeys | None = None,
     ) -> Served:
         platform = platform or FakePlatform()
         gateway = create_gateway(
             platform=platform,
             routes=RoutingTable(functions=functions, routes=routes),
-            settings=settings,
+            # Open unless a test asks for the Invoke API's signatures (test_invoke_api.py).
+            settings=settings or GatewaySettings(invoke_auth=False),
+            access_keys=access_keys,
         )
         ready: asyncio.Future[ServingAddresses] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(gateway.serve(port=0, admin_port=0, on_ready=ready.set_result))

@@ -73,6 +73,8 @@ class Function:
     concurrency: int
     scaling: Scaling
     delivery: Delivery
+    # The Invoke API takes callers without a signature (spec.invoke.anonymous).
+    anonymous_invoke: bool = False
 
 
 def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
@@ -137,7 +139,15 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         concurrency=concurrency,
         scaling=_read_scaling(reader, spec, concurrency),
         delivery=delivery,
+        anonymous_invoke=_read_anonymous(reader, spec),
     )
+
+
+def _read_anonymous(reader: Reader, spec: Node) -> bool:
+    node = reader.obj(spec.child("invoke"))
+    if node is None:
+        return False
+    return bool(reader.optional_boolean(node.child("anonymous")))
 
 
 def _read_code(reader: Reader, spec: Node, manifest_dir: Path | None) -> Code | None:

@@ -209,6 +209,8 @@ FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.memoryMB": _integer(128, 10240, 128),
         "spec.timeoutSeconds": _integer(1, 900, 3),
         "spec.concurrency": _integer(1, 1000, 1),
+        "spec.invoke": _object(default=EMPTY_OBJECT),
+        "spec.invoke.anonymous": Field(type="boolean", default=False),
         "spec.scaling": _object(default=EMPTY_OBJECT),
         "spec.scaling.minReplicas": _integer(0, 1000, 0),
         "spec.scaling.maxReplicas": _integer(1, 1000, 10),

@@ -21,7 +21,10 @@ from kubelambda.commands.serving import add_gateway_flags, create_gateway, gatew
 from kubelambda.gateway.routing import routing_table
 from kubelambda.gateway.server import Gateway
 from kubelambda.gateway.upstream import healthy
+from kubelambda.platforms.kubernetes.access_keys import ACCESS_KEY_LABEL, SecretAccessKeys
 from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.informer import Informer
+from kubelambda.platforms.kubernetes.kinds import SECRET
 from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
 from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
 
@@ -43,6 +46,19 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
         default=os.environ.get("KUBELAMBDA_AUTOSCALER_URL", "http://kubelambda-operator:8082"),
         help="where wake-ups go: POST URL/wake/NAMESPACE/NAME ($KUBELAMBDA_AUTOSCALER_URL)",
     )
+    parser.add_argument(
+        "--invoke-auth",
+        choices=("sigv4", "none"),
+        default="sigv4",
+        help="sigv4: the Invoke API takes only requests signed with an access key granted the "
+        "function (Functions with spec.invoke.anonymous excepted); none: anyone (default sigv4)",
+    )
+    parser.add_argument(
+        "--access-keys-namespace",
+        default=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or "kubelambda",
+        help="where the access keys are: Secrets labelled kubelambda.dev/access-key "
+        "(default: the gateway's own namespace, $KUBELAMBDA_POD_NAMESPACE)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser
 
@@ -53,6 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
         default_namespace=args.default_namespace,
         delivery_state_dir=args.state_dir,
         account_id=os.environ.get("KUBELAMBDA_ACCOUNT_ID") or "000000000000",
+        invoke_auth=args.invoke_auth == "sigv4",
     )
     client = KubeClient.from_config(args.kubeconfig)
     gateway: Gateway | None = None  # the platform starts first; specs reach the gateway once made
@@ -70,14 +87,28 @@ async def serve(args: argparse.Namespace) -> None:
         namespace=args.namespace,
         probe=healthy,
     )
+    access_keys = SecretAccessKeys()
+    keys = Informer(
+        client,
+        SECRET,
+        on_event=access_keys.secret_event,
+        loop=asyncio.get_running_loop(),
+        label_selector=ACCESS_KEY_LABEL,
+        namespace=args.access_keys_namespace,
+    )
+    if settings.invoke_auth:
+        keys.start()
     async with asyncio.timeout(120):
         await platform.start()
+        if settings.invoke_auth:
+            await keys.synced.wait()
     serving = create_gateway(
         platform=platform,
         routes=routing_table(
             platform.functions(), platform.triggers(), default_namespace=args.default_namespace
         ),
         settings=settings,
+        access_keys=access_keys,
     )
     gateway = serving
     loop = asyncio.get_running_loop()
@@ -87,6 +118,7 @@ async def serve(args: argparse.Namespace) -> None:
         await serving.serve(host=args.host, port=args.port, admin_port=args.admin_port)
     finally:
         platform.stop()
+        keys.stop()
         client.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import shutil
 import signal
@@ -154,8 +155,16 @@ async def _serve(
     output: Callable[[str], None],
     on_ready: Callable[[ServingAddresses], None] | None,
 ) -> None:
+    # Open on this machine, as `sam local` is; said out loud when it listens elsewhere.
+    if not _loopback(args.host):
+        output(
+            f"kubelambda local: WARNING: listening on {args.host}, and local mode's Invoke "
+            "API takes unsigned requests: anyone who reaches this address can invoke every "
+            "function"
+        )
     settings = gateway_settings(
         args,
+        invoke_auth=False,
         account_id=ACCOUNT_ID,
         delivery_state_dir=args.state_dir / "deliveries" if args.state_dir else None,
     )
@@ -225,6 +234,15 @@ async def _unsubscribe(
                 )
         except (BucketError, TimeoutError) as exc:
             output(f"kubelambda local: could not remove bucket subscriptions: {exc!r}")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def run(argv: Sequence[str] | None = None) -> int:

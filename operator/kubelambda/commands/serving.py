@@ -14,6 +14,7 @@ from kubelambda.clock import Clock, SystemClock
 from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.dispatcher.delivery import AsyncDelivery
+from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.platform import Platform
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.server import Gateway
@@ -94,14 +95,21 @@ def create_gateway(
     settings: GatewaySettings | None = None,
     clock: Clock | None = None,
     delivery_store: DeliveryStore | None = None,
+    access_keys: AccessKeys | None = None,
 ) -> Gateway:
     """A gateway over `platform`, serving `routes` (replace them later with `set_routes`),
-    with its delivery store (`open_store` unless given) and the dispatcher that empties it."""
+    with its delivery store (`open_store` unless given) and the dispatcher that empties it;
+    `access_keys` are the keys the Invoke API accepts (none unless given)."""
     settings = settings or GatewaySettings()
     clock = clock or SystemClock()
     store = delivery_store if delivery_store is not None else open_store(settings, clock=clock)
     gateway = Gateway(
-        platform=platform, routes=routes, settings=settings, clock=clock, delivery_store=store
+        platform=platform,
+        routes=routes,
+        settings=settings,
+        clock=clock,
+        delivery_store=store,
+        access_keys=access_keys,
     )
     gateway.attach(
         AsyncDelivery(

@@ -31,6 +31,7 @@ again later without spending one of the event's retries). The hierarchy::
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "BadRequest",
     "ClientDisconnected",
     "DeadlineExceeded",
@@ -94,6 +95,19 @@ class Forbidden(GatewayError):
     status = 403
     error_type = "ForbiddenException"
     fault = "User"
+
+
+class AccessDenied(GatewayError):
+    """The Invoke API's caller did not sign the request with a known key, or its key may not
+    invoke the function; `error_type` is AWS's name for which (MissingAuthenticationToken,
+    UnrecognizedClient, InvalidSignature, AccessDenied)."""
+
+    status = 403
+    fault = "User"
+
+    def __init__(self, message: str, *, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class Unauthorized(GatewayError):

@@ -53,6 +53,8 @@ class FunctionEntry:
     key: FunctionKey
     timeout_seconds: float = 3.0
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    # The Invoke API takes unsigned callers for this function (spec.invoke.anonymous).
+    anonymous_invoke: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +272,7 @@ def function_entry(function: Function) -> FunctionEntry:
         key=FunctionKey(function.namespace, function.name),
         timeout_seconds=float(function.timeout_seconds),
         delivery=delivery_policy(function.delivery, namespace=function.namespace),
+        anonymous_invoke=function.anonymous_invoke,
     )
 
 

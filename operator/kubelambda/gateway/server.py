@@ -21,6 +21,7 @@ import uvicorn
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
+from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator, FunctionLoad
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.http import ASGIApp, Handler
@@ -106,6 +107,7 @@ class Gateway:
         settings: GatewaySettings,
         clock: Clock,
         delivery_store: DeliveryStore,
+        access_keys: AccessKeys | None = None,
     ) -> None:
         self.settings = settings
         self._routes = routes
@@ -141,6 +143,7 @@ class Gateway:
             store=delivery_store,
             clock=clock,
             settings=settings,
+            access_keys=access_keys or StaticAccessKeys(),
         )
         reserved: dict[str, Handler] = {
             S3_EVENTS_PATH: BucketEvents(

@@ -67,6 +67,11 @@ class GatewaySettings:
     # files here and survive a restart (delivery/files.py); None keeps them in memory.
     delivery_state_dir: Path | None = None
 
+    # The Invoke API takes only requests signed (SigV4) with a known access key that may
+    # invoke the function, unless the Function opts in to anonymous callers. False: anyone
+    # may invoke (local mode on loopback).
+    invoke_auth: bool = True
+
     # The bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook
     # auth_token). None: only clients on loopback may post notifications.
     s3_notification_token: str | None = field(default=None, repr=False)

@@ -109,6 +109,9 @@ RBAC = [
     (GATEWAY, "patch", "deployments.apps/scale", "team-a", False),
     (GATEWAY, "get", "deployments.apps", "team-a", False),
     (GATEWAY, "get", "secrets", "team-a", False),
+    (GATEWAY, "list", "secrets", "team-a", False),
+    (GATEWAY, "watch", "secrets", NAMESPACE, True),  # the access keys, in its own namespace
+    (GATEWAY, "create", "secrets", NAMESPACE, False),
     (GATEWAY, "list", "pods", "team-a", False),
     (GATEWAY, "create", "events", "team-a", False),
     (GATEWAY, "get", "configmaps", "team-a", False),

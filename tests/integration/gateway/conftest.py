@@ -12,6 +12,7 @@ import pytest
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.commands.serving import create_gateway
+from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.platform import FakePlatform, Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
 from kubelambda.gateway.server import Gateway, ServingAddresses
@@ -43,12 +44,14 @@ class GatewayThread:
         functions: Iterable[FunctionEntry],
         routes: Iterable[HttpRoute] = (),
         settings: GatewaySettings | None = None,
+        access_keys: AccessKeys | None = None,
     ) -> ServingAddresses:
         async def begin() -> ServingAddresses:
             gateway = create_gateway(
                 platform=self.platform,
                 routes=RoutingTable(functions=functions, routes=routes),
-                settings=settings,
+                settings=settings or GatewaySettings(invoke_auth=False),
+                access_keys=access_keys,
             )
             ready: asyncio.Future[ServingAddresses] = self.loop.create_future()
             self._serving = asyncio.ensure_future(

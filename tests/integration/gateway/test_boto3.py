@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from integration.gateway.conftest import GatewayThread
 from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.access import AccessKey, StaticAccessKeys
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.testing.standin import StandIn
@@ -27,7 +30,7 @@ def served(gateway_thread: GatewayThread) -> Iterator[tuple[Any, StandIn, Gatewa
     instance = gateway_thread.standin(name="instance", concurrency=4)
     addresses = gateway_thread.start(
         functions=[FunctionEntry(HELLO), FunctionEntry(TEAM)],
-        settings=GatewaySettings(delivery_queue_size=100),
+        settings=GatewaySettings(delivery_queue_size=100, invoke_auth=False),
     )
     gateway_thread.set_instances(HELLO, [instance.instance()])
     gateway_thread.set_instances(TEAM, [instance.instance()])
@@ -136,7 +139,7 @@ def test_errors_are_the_sdk_exceptions(
 def test_throttled_event_queue_is_too_many_requests(gateway_thread: GatewayThread) -> None:
     addresses = gateway_thread.start(
         functions=[FunctionEntry(HELLO)],
-        settings=GatewaySettings(delivery_queue_size=1, delivery_workers=0),
+        settings=GatewaySettings(delivery_queue_size=1, delivery_workers=0, invoke_auth=False),
     )
     client = boto3.client(
         "lambda",
@@ -150,3 +153,106 @@ def test_throttled_event_queue_is_too_many_requests(gateway_thread: GatewayThrea
     with pytest.raises(client.exceptions.TooManyRequestsException):
         client.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
     client.close()
+
+
+# --- closed by default: signed, authorised callers only ------------------------------------
+
+KEY, SECRET = "AKIAKUBELAMBDATEST01", "s3cr3t/with+chars"
+OPEN = FunctionKey("default", "open")
+
+
+@pytest.fixture
+def keyed(gateway_thread: GatewayThread) -> tuple[str, StandIn]:
+    """A gateway that requires SigV4 on the Invoke API, with one key for default/* only."""
+    instance = gateway_thread.standin(name="instance", concurrency=4)
+    addresses = gateway_thread.start(
+        functions=[
+            FunctionEntry(HELLO),
+            FunctionEntry(TEAM),
+            FunctionEntry(OPEN, anonymous_invoke=True),
+        ],
+        settings=GatewaySettings(invoke_auth=True),
+        access_keys=StaticAccessKeys([AccessKey(id=KEY, secret=SECRET, grants=("default/*",))]),
+    )
+    for function in (HELLO, TEAM, OPEN):
+        gateway_thread.set_instances(function, [instance.instance()])
+    return addresses.public_url, instance
+
+
+def lambda_client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def refusal(call: Any) -> tuple[int, str, str]:
+    with pytest.raises(ClientError) as refused:
+        call()
+    error = refused.value.response
+    return (
+        error["ResponseMetadata"]["HTTPStatusCode"],
+        error["Error"]["Code"],
+        error["Error"]["Message"],
+    )
+
+
+def test_a_signed_caller_with_a_grant_invokes(keyed: tuple[str, StandIn]) -> None:
+    url, _ = keyed
+    client = lambda_client(url)
+    for invocation_type, status in (("RequestResponse", 200), ("Event", 202), ("DryRun", 204)):
+        answer = client.invoke(FunctionName="hello", InvocationType=invocation_type, Payload=b"{}")
+        assert answer["StatusCode"] == status
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:hello"
+    assert client.invoke(FunctionName=arn, Qualifier="$LATEST", Payload=b"{}")["StatusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "code"),
+    [
+        ("AKIANOSUCHKEY0000000", SECRET, "UnrecognizedClientException"),
+        (KEY, "the wrong secret", "InvalidSignatureException"),
+    ],
+    ids=["unknown-key", "wrong-secret"],
+)
+def test_a_bad_signature_is_refused(
+    keyed: tuple[str, StandIn], key: str, secret: str, code: str
+) -> None:
+    url, instance = keyed
+    status, error, _ = refusal(lambda: lambda_client(url, key, secret).invoke(FunctionName="hello"))
+    assert (status, error) == (403, code)
+    assert instance.received == []
+
+
+def test_a_key_invokes_only_what_it_was_granted(keyed: tuple[str, StandIn]) -> None:
+    url, instance = keyed
+    status, error, message = refusal(lambda: lambda_client(url).invoke(FunctionName="team.worker"))
+    assert (status, error) == (403, "AccessDeniedException")
+    assert "not authorized to perform: lambda:InvokeFunction" in message
+    assert "function:team.worker" in message
+    assert instance.received == []
+
+
+def test_an_unsigned_request_is_refused_without_saying_whether_the_function_exists(
+    keyed: tuple[str, StandIn],
+) -> None:
+    url, instance = keyed
+    with httpx.Client(base_url=url) as client:
+        for name in ("hello", "nosuch"):
+            answer = client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}")
+            assert answer.status_code == 403
+            assert answer.json()["errorType"] == "MissingAuthenticationTokenException"
+        # ...while a function that opted in takes anyone.
+        answer = client.post("/2015-03-31/functions/open/invocations", json={"return": 1})
+        assert answer.status_code == 200
+    assert len(instance.received) == 1
+
+
+def test_a_signed_caller_learns_a_function_is_missing(keyed: tuple[str, StandIn]) -> None:
+    url, _ = keyed
+    status, error, _ = refusal(lambda: lambda_client(url).invoke(FunctionName="nosuch"))
+    assert (status, error) == (404, "ResourceNotFoundException")

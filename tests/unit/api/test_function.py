@@ -272,3 +272,10 @@ def test_inline_files_are_read_only() -> None:
     assert isinstance(parsed.code, InlineCode)
     with pytest.raises(TypeError):
         parsed.code.files["app.py"] = "changed"  # type: ignore[index]
+
+
+def test_the_invoke_api_is_closed_unless_the_function_opts_in() -> None:
+    assert parse_function(function()).anonymous_invoke is False
+    assert parse_function(function(invoke={"anonymous": True})).anonymous_invoke is True
+    problems = problems_of(function(invoke={"anonymous": "yes"}))
+    assert "spec.invoke.anonymous" in problems

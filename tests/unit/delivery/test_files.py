@@ -209,7 +209,9 @@ async def test_admit_syncs_file_and_directory(
 async def test_with_a_state_dir_event_invocations_are_files_too(
     serve: StartGateway, standin: MakeStandIn, tmp_path: Path
 ) -> None:
-    settings = GatewaySettings(delivery_state_dir=tmp_path, hold_timeout_seconds=0.05)
+    settings = GatewaySettings(
+        delivery_state_dir=tmp_path, hold_timeout_seconds=0.05, invoke_auth=False
+    )
     quick = DeliveryPolicy(backoff_seconds=0.01)
     first = await serve(functions=[FunctionEntry(HELLO, delivery=quick)], settings=settings)
     answer = await first.client.post(INVOKE, json={"order": 1}, **EVENT)

@@ -142,7 +142,10 @@ async def test_waiting_for_an_instance_spends_no_retry(
     # is the gateway's problem, not the function's.
     policy = DeliveryPolicy(retries=0, backoff_seconds=0.01)
     settings = GatewaySettings(
-        hold_timeout_seconds=0.05, throttle_retry_max_seconds=0.05, wake_interval_seconds=0.05
+        hold_timeout_seconds=0.05,
+        throttle_retry_max_seconds=0.05,
+        wake_interval_seconds=0.05,
+        invoke_auth=False,
     )
     served = await serve(functions=[FunctionEntry(HELLO, delivery=policy)], settings=settings)
     await served.client.post(INVOKE, json={"patient": True}, **EVENT)
@@ -161,7 +164,10 @@ async def test_events_too_old_go_to_the_dead_letter(
             retries=2, backoff_seconds=0.01, dead_letter_url=f"http://127.0.0.1:{letters.port}/"
         )
         settings = GatewaySettings(
-            hold_timeout_seconds=0.05, max_event_age_seconds=0.3, throttle_retry_max_seconds=0.05
+            hold_timeout_seconds=0.05,
+            max_event_age_seconds=0.3,
+            throttle_retry_max_seconds=0.05,
+            invoke_auth=False,
         )
         served = await serve(functions=[FunctionEntry(HELLO, delivery=policy)], settings=settings)
         await served.client.post(INVOKE, json={"late": True}, **EVENT)

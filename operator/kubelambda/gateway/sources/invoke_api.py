@@ -17,8 +17,10 @@ from kubelambda.api.identity import function_arn
 from kubelambda.clock import Clock
 from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.delivery.store import DeliveryStore
+from kubelambda.gateway.access import AccessKey, AccessKeys, authenticate, authorise
 from kubelambda.gateway.exceptions import (
     BadRequest,
+    GatewayError,
     InvalidParameter,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -53,7 +55,9 @@ class InvokeApi:
         store: DeliveryStore,
         clock: Clock,
         settings: GatewaySettings,
+        access_keys: AccessKeys,
     ) -> None:
+        self._access_keys = access_keys
         self._routes = routes
         self._invoker = invoker
         self._store = store
@@ -80,6 +84,7 @@ class InvokeApi:
         client_context = _client_context(request.header(b"x-amz-client-context"))
 
         table = self._routes()
+        key = self._caller(request, table, function_name, qualifier)
         function = table.resolve(function_name, qualifier=qualifier)
         request.function = function.key
         body = request.body
@@ -97,6 +102,8 @@ class InvokeApi:
             default_namespace=settings.default_namespace,
         )
         request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
+        if key is not None:
+            authorise(key, function.key, arn=arn)
 
         if invocation_type == "DryRun":
             return Response(status=204, headers=[request_header], body=b"")
@@ -146,6 +153,23 @@ class InvokeApi:
         if timing is not None:
             headers.append(timing)
         return Response(status=200, headers=headers, body=upstream.body)
+
+    def _caller(
+        self, request: Request, table: RoutingTable, name: str, qualifier: str | None
+    ) -> AccessKey | None:
+        """The key that signed the request, or None when none is needed (auth is off, or the
+        function takes anonymous callers). Checked before the name is looked up: an unsigned
+        request learns nothing of which functions exist."""
+        if not self._settings.invoke_auth or _anonymous(table, name, qualifier):
+            return None
+        return authenticate(request, self._access_keys, now=self._clock.wall())
+
+
+def _anonymous(table: RoutingTable, name: str, qualifier: str | None) -> bool:
+    try:
+        return table.resolve(name, qualifier=qualifier).anonymous_invoke
+    except GatewayError:
+        return False
 
 
 def _function_name(raw_path: str) -> str:

@@ -186,7 +186,9 @@ async def test_bad_invocations(
 async def test_sync_payload_over_the_limit_is_413(
     serve: StartGateway, standin: MakeStandIn
 ) -> None:
-    served, _ = await ready(serve, standin, settings=GatewaySettings(max_body_bytes=1000))
+    served, _ = await ready(
+        serve, standin, settings=GatewaySettings(max_body_bytes=1000, invoke_auth=False)
+    )
     answer = await served.client.post(INVOKE.format("hello"), content=b"[" + b"1," * 600 + b"1]")
     assert answer.status_code == 413
     assert answer.headers["x-amzn-errortype"] == "RequestTooLargeException"
@@ -201,7 +203,9 @@ async def test_only_post(serve: StartGateway, standin: MakeStandIn) -> None:
 
 async def test_full_event_queue_is_429(serve: StartGateway, standin: MakeStandIn) -> None:
     # No delivery workers: the one place in the queue stays taken.
-    settings = GatewaySettings(delivery_queue_size=1, delivery_workers=0, retry_after_seconds=2)
+    settings = GatewaySettings(
+        delivery_queue_size=1, delivery_workers=0, retry_after_seconds=2, invoke_auth=False
+    )
     served, _ = await ready(serve, standin, settings=settings)
     headers = {"x-amz-invocation-type": "Event"}
     first = await served.client.post(INVOKE.format("hello"), json={}, headers=headers)

@@ -1,0 +1,116 @@
+"""Scenario: the Lambda Invoke API on the cluster is closed by default. boto3 signing with an
+access key (a labelled Secret in the release's namespace) granted the function invokes it;
+an unsigned request, a wrong secret and a key without the grant are refused with AWS's 403s;
+a Function with spec.invoke.anonymous takes anyone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from e2e.kit import FUNCTIONS_NAMESPACE, Installed, function_manifests, wait_for
+from harness.cluster import Cluster
+from harness.release import SYSTEM_NAMESPACE
+
+CODE = "def handler(event, context):\n    return {'echo': event}\n"
+KEY, SECRET = "AKIAE2EINVOKER000001", "e2e-secret/with+chars"
+
+
+def access_key(name: str, key: str, secret: str, functions: str) -> dict[str, Any]:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": SYSTEM_NAMESPACE,
+            "labels": {"kubelambda.dev/access-key": "true"},
+        },
+        "data": {
+            "AWS_ACCESS_KEY_ID": b64(key),
+            "AWS_SECRET_ACCESS_KEY": b64(secret),
+            "functions": b64(functions),
+        },
+    }
+
+
+def client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}, read_timeout=60),
+    )
+
+
+def refused(call: Any) -> str:
+    with pytest.raises(ClientError) as refusal:
+        call()
+    assert refusal.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    return str(refusal.value.response["Error"]["Code"])
+
+
+def test_only_signed_granted_callers_invoke(e2e_cluster: Cluster, installed: Installed) -> None:
+    closed = function_manifests("keyed", code=CODE, scaling={"minReplicas": 1})
+    opened = function_manifests("open", code=CODE, scaling={"minReplicas": 1})
+    opened[0]["spec"]["invoke"] = {"anonymous": True}
+    e2e_cluster.apply(
+        [
+            *closed,
+            *opened,
+            access_key("e2e-invoker", KEY, SECRET, f"{FUNCTIONS_NAMESPACE}/keyed"),
+            access_key("e2e-other", "AKIAE2EOTHER00000001", SECRET, "elsewhere/*"),
+        ]
+    )
+    url = installed.gateway_url
+
+    def signed_invoke() -> dict[str, Any] | None:
+        try:
+            answer = client(url).invoke(FunctionName="keyed", Payload=json.dumps({"n": 1}))
+        except ClientError:
+            return None  # the key or the function has not reached the gateway yet
+        return dict(json.loads(answer["Payload"].read()))
+
+    assert wait_for(signed_invoke, what="a signed invoke of keyed", timeout=120) == {
+        "echo": {"n": 1}
+    }
+    assert refused(lambda: client(url, secret="wrong").invoke(FunctionName="keyed")) == (
+        "InvalidSignatureException"
+    )
+    other = client(url, key="AKIAE2EOTHER00000001")
+    assert refused(lambda: other.invoke(FunctionName="keyed")) == "AccessDeniedException"
+
+    request = urllib.request.Request(
+        f"{url}/2015-03-31/functions/keyed/invocations", data=b"{}", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(request, timeout=30)
+    assert unsigned.value.code == 403
+    assert json.loads(unsigned.value.read())["errorType"] == "MissingAuthenticationTokenException"
+
+    anonymous = urllib.request.Request(
+        f"{url}/2015-03-31/functions/open/invocations", data=b'{"a": 2}', method="POST"
+    )
+
+    def anonymous_invoke() -> Any:
+        try:
+            with urllib.request.urlopen(anonymous, timeout=60) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError:
+            return None
+
+    assert wait_for(anonymous_invoke, what="an unsigned invoke of open", timeout=120) == {
+        "echo": {"a": 2}
+    }
