@@ -81,6 +81,8 @@ class Trigger:
     function: str
     source: Source
     delivery: Delivery | None
+    # metadata.creationTimestamp (RFC 3339, so it sorts as text); "" for a manifest file.
+    created: str = ""
 
 
 def parse_trigger(obj: object) -> Trigger:
@@ -115,8 +117,14 @@ def _read_trigger(reader: Reader, obj: object) -> Trigger | None:
     source: Source | None = http or bucket
     if source is None:
         return None
+    created = root.child("metadata").child("creationTimestamp").value
     return Trigger(
-        name=name, namespace=namespace, function=function, source=source, delivery=delivery
+        name=name,
+        namespace=namespace,
+        function=function,
+        source=source,
+        delivery=delivery,
+        created=created if isinstance(created, str) else "",
     )
 
 

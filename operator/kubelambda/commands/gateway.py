@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kubelambda.api import Function, Trigger
 from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
-from kubelambda.gateway.routing import routing_table
+from kubelambda.gateway.routing import RoutingTable, routing_table
 from kubelambda.gateway.server import Gateway
 from kubelambda.gateway.upstream import healthy
 from kubelambda.platforms.kubernetes.access_keys import ACCESS_KEY_LABEL, SecretAccessKeys
@@ -29,6 +29,8 @@ from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
 from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
 
 __all__ = ["build_parser", "run"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
@@ -74,11 +76,19 @@ async def serve(args: argparse.Namespace) -> None:
     client = KubeClient.from_config(args.kubeconfig)
     gateway: Gateway | None = None  # the platform starts first; specs reach the gateway once made
 
+    refused: set[tuple[str, str]] = set()
+
+    def routes(functions: Sequence[Function], triggers: Sequence[Trigger]) -> RoutingTable:
+        table = routing_table(functions, triggers, default_namespace=args.default_namespace)
+        for name, why in set(table.refused) - refused:
+            logger.warning("Trigger %s is not routed: %s", name, why)
+        refused.clear()
+        refused.update(table.refused)
+        return table
+
     def on_specs(functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
         if gateway is not None:
-            gateway.set_routes(
-                routing_table(functions, triggers, default_namespace=args.default_namespace)
-            )
+            gateway.set_routes(routes(functions, triggers))
 
     platform = KubernetesPlatform(
         client=client,
@@ -104,9 +114,7 @@ async def serve(args: argparse.Namespace) -> None:
             await keys.synced.wait()
     serving = create_gateway(
         platform=platform,
-        routes=routing_table(
-            platform.functions(), platform.triggers(), default_namespace=args.default_namespace
-        ),
+        routes=routes(platform.functions(), platform.triggers()),
         settings=settings,
         access_keys=access_keys,
     )

@@ -87,9 +87,15 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
 
 
 def describe(
-    addresses: ServingAddresses, functions: Sequence[Function], triggers: Sequence[Trigger]
+    addresses: ServingAddresses,
+    functions: Sequence[Function],
+    triggers: Sequence[Trigger],
+    *,
+    refused: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
-    """What local mode prints once it serves: each function, its routes and how to call it."""
+    """What local mode prints once it serves: each function, its routes and how to call it,
+    and the Triggers refused their path (`refused`: namespace/name, why)."""
+    left_out = {name for name, _ in refused}
     base = addresses.public_url
     lines = [
         f"kubelambda local: gateway {base}  (metrics {addresses.admin_url}/metrics)",
@@ -105,7 +111,8 @@ def describe(
         lines.append(f"  {function.name:<{width}}  invoke: POST {invoke}")
         for trigger in triggers:
             source = trigger.source
-            if trigger.function == function.name and trigger.namespace == function.namespace:
+            mine = trigger.function == function.name and trigger.namespace == function.namespace
+            if mine and f"{trigger.namespace}/{trigger.name}" not in left_out:
                 if isinstance(source, HttpSource):
                     methods = ",".join(source.methods)
                     lines.append(f"  {'':<{width}}  http:   {methods} {base}{source.path}")
@@ -114,6 +121,7 @@ def describe(
                         f"  {'':<{width}}  bucket: {source.bucket} "
                         f"(POST notifications to {base}/_kubelambda/events/s3)"
                     )
+    lines += [f"kubelambda local: Trigger {name} is not routed: {why}" for name, why in refused]
     return lines
 
 
@@ -168,9 +176,8 @@ async def _serve(
         account_id=ACCOUNT_ID,
         delivery_state_dir=args.state_dir / "deliveries" if args.state_dir else None,
     )
-    gateway = create_gateway(
-        platform=platform, routes=routing_table(functions, triggers), settings=settings
-    )
+    routes = routing_table(functions, triggers)
+    gateway = create_gateway(platform=platform, routes=routes, settings=settings)
     specs = {FunctionKey(f.namespace, f.name): ScalingSpec.of(f) for f in functions}
 
     def load() -> Mapping[FunctionKey, Load]:
@@ -188,7 +195,7 @@ async def _serve(
     platform.on_wake = autoscaler.wake
 
     def ready(addresses: ServingAddresses) -> None:
-        for line in describe(addresses, functions, triggers):
+        for line in describe(addresses, functions, triggers, refused=routes.refused):
             output(line)
         if on_ready is not None:
             on_ready(addresses)

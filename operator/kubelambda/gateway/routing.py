@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
 from kubelambda.api.identity import FunctionKey
+from kubelambda.api.routes import route_conflicts
 from kubelambda.delivery.jobs import DeliveryPolicy
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
@@ -133,8 +134,11 @@ class RoutingTable:
         routes: Iterable[HttpRoute] = (),
         buckets: Iterable[BucketRoute] = (),
         default_namespace: str = "default",
+        refused: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.default_namespace = default_namespace
+        # HTTP Triggers left out (namespace/name, why): their path belongs to another claim.
+        self.refused = tuple(refused)
         self._functions = {entry.key: entry for entry in functions}
         self.buckets = tuple(buckets)
         compiled = [_CompiledRoute(route) for route in routes]
@@ -300,12 +304,19 @@ def routing_table(
     """The routing table for these Functions and Triggers.
 
     Triggers whose Function is missing are kept: their requests answer 404 naming the
-    missing Function. `secrets` reads the API keys of `apiKey` routes.
+    missing Function. HTTP Triggers that lose their path to an older claim (api.routes)
+    are left out and listed in the table's `refused`. `secrets` reads the API keys of
+    `apiKey` routes.
     """
+    triggers = list(triggers)
+    conflicts = route_conflicts(triggers)
+    losers = {(c.trigger.namespace, c.trigger.name) for c in conflicts}
     entries = [function_entry(function) for function in functions]
     http: list[HttpRoute] = []
     buckets: list[BucketRoute] = []
     for trigger in triggers:
+        if (trigger.namespace, trigger.name) in losers:
+            continue
         key = FunctionKey(trigger.namespace, trigger.function)
         name = f"{trigger.namespace}/{trigger.name}"
         source = trigger.source
@@ -337,5 +348,9 @@ def routing_table(
                 )
             )
     return RoutingTable(
-        functions=entries, routes=http, buckets=buckets, default_namespace=default_namespace
+        functions=entries,
+        routes=http,
+        buckets=buckets,
+        default_namespace=default_namespace,
+        refused=[(f"{c.trigger.namespace}/{c.trigger.name}", c.message) for c in conflicts],
     )

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+from kubelambda_runtime.wire.config import MAX_PAYLOAD_BYTES
 from kubelambda_runtime.wire.framing import PREFIX
+
+logger = logging.getLogger(__name__)
+
+# The largest frames a worker sends: a header of a few fields (an error's stack trace at
+# most), and a body of at most a payload plus its encoding's overhead.
+MAX_HEAD_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 2 * MAX_PAYLOAD_BYTES
 
 
 class FrameProtocol(asyncio.Protocol):
@@ -46,10 +55,20 @@ class FrameProtocol(asyncio.Protocol):
         buffer += data
         while len(buffer) >= PREFIX.size:
             head_size, body_size = PREFIX.unpack_from(buffer)
+            if head_size > MAX_HEAD_BYTES or body_size > MAX_BODY_BYTES:
+                self._breach(f"a frame of {head_size} + {body_size} bytes")
+                return
             end = PREFIX.size + head_size + body_size
             if len(buffer) < end:
                 return
-            header = json.loads(buffer[PREFIX.size : PREFIX.size + head_size])
+            try:
+                header = json.loads(buffer[PREFIX.size : PREFIX.size + head_size])
+            except ValueError:
+                self._breach("a frame whose header is not JSON")
+                return
+            if not isinstance(header, dict):
+                self._breach("a frame whose header is not an object")
+                return
             body = bytes(buffer[PREFIX.size + head_size : end])
             del buffer[:end]
             side = self._side.get(header.get("type"))
@@ -62,6 +81,15 @@ class FrameProtocol(asyncio.Protocol):
                 waiter.set_result((header, body))
             else:
                 self._frames.append((header, body))
+
+    def _breach(self, what: str) -> None:
+        """The worker sent what no worker sends: its handler wrote to the runtime's socket.
+        Drop the connection (the worker is then replaced, as after a crash) rather than
+        buffer or trust it."""
+        self._buffer.clear()
+        logger.warning("a worker sent %s; its handler wrote to the runtime's socket", what)
+        if self._transport is not None:
+            self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True

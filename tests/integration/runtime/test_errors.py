@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from support.waiting import wait_for
@@ -232,3 +233,34 @@ def test_a_crash_during_init_is_an_exit_error(runtime):
     assert error["errorType"] == "Runtime.ExitError"
     assert error["errorMessage"] == "Runtime exited with error: exit status 4"
     assert error["requestId"] == "boom"
+
+
+FORGER = """
+import os, struct, sys
+
+def handler(event, context):
+    if event.get("forge"):
+        # The worker's socket to the server is its first argument: claim a 400 MB frame
+        # and start sending it, as a handler that found the descriptor could.
+        fd = int(sys.argv[1])
+        os.write(fd, struct.pack("!II", 16, 400_000_000) + b"{}" * 8 + b"x" * 1_000_000)
+    return "fine"
+"""
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"], ids=["handed-over", "framed"])
+def test_a_forged_frame_from_a_handler_is_a_crash_not_a_buffer(runtime, connection):
+    fn = runtime({"app.py": FORGER}, env={"AWS_LAMBDA_FUNCTION_TIMEOUT": "20"})
+    assert fn.invoke("{}", Connection=connection).json() == "fine"
+    body = fn.invoke('{"forge": true}', Connection=connection).json()
+    # Never Sandbox.Timedout after 20 s, the server waiting for (and buffering) 400 MB: a
+    # worker holding the connection answered it itself; a framed one is dropped at once.
+    assert body == "fine" or body["errorType"] == "Runtime.ExitError", fn.logs()
+    wait_for(
+        lambda: "a worker sent a frame of 16 + 400000000 bytes" in fn.logs(),
+        timeout=10,
+        what="the server to drop the worker that forged a frame",
+    )
+    # A new connection (the one that worker held went with it) finds a fresh environment.
+    again = httpx.post(f"{fn.url}/2015-03-31/functions/function/invocations", content=b"{}")
+    assert again.json() == "fine"

@@ -1,0 +1,125 @@
+"""Who owns an HTTP path: a path, and every path below it, belongs to the namespace of the
+oldest Trigger that claims it or a path above it on the same host, as the Gateway API
+settles conflicts. A later claim from another namespace is refused, so one namespace's
+traffic never reaches another's function; within a namespace, two Triggers on the same
+host, path and methods are refused alike.
+
+The gateway's routing table leaves refused Triggers out and says why; local mode prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from kubelambda.api.trigger import HttpSource, Trigger
+
+__all__ = ["RouteConflict", "route_conflicts"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConflict:
+    """A Trigger whose route is refused, the one that holds it, and why."""
+
+    trigger: Trigger
+    owner: Trigger
+    message: str
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    stripped = unquote(path).strip("/")
+    return tuple(stripped.split("/")) if stripped else ()
+
+
+def _nested(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One path is the other or lies below it, by whole segments."""
+    shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
+    return longer[: len(shorter)] == shorter
+
+
+def _hosts_meet(a: HttpSource, b: HttpSource) -> bool:
+    return a.host is None or b.host is None or a.host.lower() == b.host.lower()
+
+
+def _methods_meet(a: HttpSource, b: HttpSource) -> bool:
+    return "ANY" in a.methods or "ANY" in b.methods or bool(set(a.methods) & set(b.methods))
+
+
+def _where(source: HttpSource) -> str:
+    return f"{source.path} on {source.host or 'every host'}"
+
+
+def _conflict(
+    candidate: Trigger, mine: HttpSource, held: Trigger, theirs: HttpSource
+) -> str | None:
+    if not _hosts_meet(mine, theirs):
+        return None
+    own, other = _segments(mine.path), _segments(theirs.path)
+    if held.namespace != candidate.namespace:
+        if not _nested(own, other):
+            return None
+        return (
+            f"path {_where(mine)} overlaps {_where(theirs)}, which belongs to namespace "
+            f"{held.namespace} (Trigger {held.namespace}/{held.name}, the older claim): "
+            "a path and the paths below it belong to one namespace"
+        )
+    same_host = (mine.host or "").lower() == (theirs.host or "").lower()
+    if own == other and same_host and _methods_meet(mine, theirs):
+        return (
+            f"Trigger {held.namespace}/{held.name} (the older claim) already routes "
+            f"{_where(mine)} for the same methods"
+        )
+    return None
+
+
+class _Claims:
+    """Held claims in a tree of path segments, so a candidate meets only the claims on its
+    own path, above it and below it: building a table stays near-linear in Triggers."""
+
+    def __init__(self) -> None:
+        self.here: list[tuple[Trigger, HttpSource]] = []
+        self.below: dict[str, _Claims] = {}
+
+    def add(self, segments: tuple[str, ...], claim: tuple[Trigger, HttpSource]) -> None:
+        node = self
+        for segment in segments:
+            node = node.below.setdefault(segment, _Claims())
+        node.here.append(claim)
+
+    def meeting(self, segments: tuple[str, ...]) -> list[tuple[Trigger, HttpSource]]:
+        """Claims on `segments`, on a path above it, or below it; oldest first per node."""
+        found: list[tuple[Trigger, HttpSource]] = []
+        node = self
+        for segment in segments:
+            found += node.here
+            child = node.below.get(segment)
+            if child is None:
+                return found
+            node = child
+        return found + node._subtree()
+
+    def _subtree(self) -> list[tuple[Trigger, HttpSource]]:
+        found = list(self.here)
+        for child in self.below.values():
+            found += child._subtree()
+        return found
+
+
+def route_conflicts(triggers: Iterable[Trigger]) -> list[RouteConflict]:
+    """The HTTP Triggers refused, oldest claims first; the others are routed. Triggers from
+    manifest files have no creation time: their order in the input decides."""
+    http = [(t, t.source) for t in triggers if isinstance(t.source, HttpSource)]
+    ordered = sorted(enumerate(http), key=lambda item: (item[1][0].created, item[0]))
+    held = _Claims()
+    refused: list[RouteConflict] = []
+    for _, (candidate, source) in ordered:
+        segments = _segments(source.path)
+        for owner, owned in held.meeting(segments):
+            message = _conflict(candidate, source, owner, owned)
+            if message is not None:
+                refused.append(RouteConflict(trigger=candidate, owner=owner, message=message))
+                break
+        else:
+            held.add(segments, (candidate, source))
+    return refused
