@@ -71,7 +71,7 @@ class FrameProtocol(asyncio.Protocol):
                 return
             body = bytes(buffer[PREFIX.size + head_size : end])
             del buffer[:end]
-            side = self._side.get(header.get("type"))
+            side = self._side.get(str(header.get("type")))
             if side is not None:
                 side(header, body)
                 continue
