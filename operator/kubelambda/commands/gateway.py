@@ -40,7 +40,13 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
         "and S3 notifications, routed to Function pods, held while a function scales up.",
     )
     parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, $KUBECONFIG")
-    parser.add_argument("--namespace", help="serve Functions of this namespace only")
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="serve Functions of this namespace (repeatable; default: every namespace)",
+    )
     add_gateway_flags(parser, host="0.0.0.0")
     parser.add_argument("--default-namespace", default="default", help="for bare FunctionNames")
     parser.add_argument(
@@ -94,7 +100,7 @@ async def serve(args: argparse.Namespace) -> None:
         client=client,
         waker=AutoscalerWaker(args.autoscaler_url),
         on_specs=on_specs,
-        namespace=args.namespace,
+        namespaces=args.namespace,
         probe=healthy,
     )
     access_keys = SecretAccessKeys()

@@ -36,6 +36,7 @@ from kubelambda.platforms.local.buckets import (
     subscriptions,
 )
 from kubelambda.platforms.local.functions import UnsupportedLocally, prepare
+from kubelambda.platforms.local.output import Output
 from kubelambda.platforms.local.platform import LocalPlatform
 from kubelambda.platforms.s3 import S3Notifications
 
@@ -265,7 +266,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             if task is not None:
                 loop.add_signal_handler(signum, task.cancel)
-        await serve(args, output=lambda line: print(line, flush=True))
+        output = Output(sys.stdout.fileno())
+        try:
+            await serve(args, output=output)
+        finally:
+            output.close()
 
     try:
         asyncio.run(main())

@@ -133,3 +133,53 @@ def test_rbac(
         "auth", "can-i", verb, resource_name, *extra, *where, f"--as={who}", check=False
     )
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
+
+
+# A release that serves named namespaces only: its rights are bound there and nowhere else.
+NARROW = "kubelambda-narrow"
+NARROW_OPERATOR = f"system:serviceaccount:{NARROW}:{NARROW}-operator"
+NARROW_GATEWAY = f"system:serviceaccount:{NARROW}:{NARROW}-gateway"
+NARROW_RBAC = [
+    (NARROW_OPERATOR, "create", "deployments.apps", "team-n", True),
+    (NARROW_OPERATOR, "create", "deployments.apps", "team-a", False),
+    (NARROW_OPERATOR, "create", "networkpolicies.networking.k8s.io", "team-n", True),
+    (NARROW_OPERATOR, "create", "networkpolicies.networking.k8s.io", "team-a", False),
+    (NARROW_OPERATOR, "get", "secrets", "team-n", True),
+    (NARROW_OPERATOR, "get", "secrets", "team-a", False),
+    (NARROW_OPERATOR, "list", "functions.kubelambda.dev", "", False),
+    (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-n", True),
+    (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-a", False),
+    (NARROW_GATEWAY, "watch", "endpointslices.discovery.k8s.io", "", False),
+    (NARROW_GATEWAY, "watch", "secrets", NARROW, True),
+    (NARROW_GATEWAY, "watch", "secrets", "team-n", False),
+]
+
+
+@pytest.fixture(scope="module")
+def narrow(installed: ApiServer) -> ApiServer:
+    installed.kubectl("create", "namespace", "team-n", check=False)
+    installed.helm(
+        "install",
+        NARROW,
+        str(CHART),
+        "--namespace",
+        NARROW,
+        "--create-namespace",
+        "--wait=false",
+        "--set",
+        "functionNamespaces={team-n}",
+    )
+    return installed
+
+
+@pytest.mark.parametrize(
+    ("who", "verb", "resource", "namespace", "allowed"),
+    NARROW_RBAC,
+    ids=[f"{w.rsplit(':', 1)[1]} {v} {r} in {n or 'all'}" for w, v, r, n, _ in NARROW_RBAC],
+)
+def test_rbac_of_a_release_for_named_namespaces(
+    narrow: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
+) -> None:
+    where = ["-n", namespace] if namespace else []
+    answer = narrow.kubectl("auth", "can-i", verb, resource, *where, f"--as={who}", check=False)
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr

@@ -191,3 +191,21 @@ def test_the_operator_service_serves_wake_ups_and_health() -> None:
     service = find(render(), "Service", "kubelambda-operator")
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
     assert ports == {"wake": (8082, "wake"), "health": (8081, "health")}
+
+
+def test_only_the_gateway_may_ask_for_wake_ups() -> None:
+    docs = render()
+    policy = find(docs, "NetworkPolicy", "kubelambda-operator")
+    operator = find(docs, "Deployment", "kubelambda-operator")
+    gateway = find(docs, "Deployment", "kubelambda-gateway")
+    pod_labels = operator["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    wake, health = policy["spec"]["ingress"]
+    [source] = wake["from"]
+    gateway_labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+    assert not source["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert [p["port"] for p in wake["ports"]] == ["wake"]
+    assert "from" not in health and [p["port"] for p in health["ports"]] == ["health"]
+    ports = {p["name"] for p in operator["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {"wake", "health"} <= ports

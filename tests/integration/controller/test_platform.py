@@ -115,7 +115,7 @@ def test_instances_and_specs_arrive_by_watch(
             client=KubeClient.from_config(kube_api.kubeconfig),
             waker=waker,
             on_specs=on_specs,
-            namespace=namespace,
+            namespaces=[namespace],
         )
         platform.subscribe(lambda k, instances: seen.put_nowait((k, tuple(instances))))
         async with asyncio.timeout(DEADLINE):

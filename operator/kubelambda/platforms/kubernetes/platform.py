@@ -46,13 +46,13 @@ class KubernetesPlatform:
         client: KubeClient,
         waker: Callable[[FunctionKey], Awaitable[None]],
         on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
-        namespace: str | None = None,
+        namespaces: Sequence[str] = (),
         probe: Callable[[str, int], Awaitable[bool]] | None = None,
     ) -> None:
         self.client = client
         self.waker = waker
         self.on_specs = on_specs
-        self.namespace = namespace
+        self.namespaces = tuple(namespaces)  # empty: every namespace
         self.probe = probe
         # slice → (its Function, ready endpoints, starting endpoints)
         self._slices: dict[
@@ -97,16 +97,17 @@ class KubernetesPlatform:
             (TRIGGER, self.trigger_event, None),
         ]
         for kind, handler, selector in follow:
-            informer = Informer(
-                self.client,
-                kind,
-                on_event=handler,
-                loop=loop,
-                label_selector=selector,
-                namespace=self.namespace,
-            )
-            self._informers.append(informer)
-            informer.start()
+            for namespace in self.namespaces or (None,):
+                informer = Informer(
+                    self.client,
+                    kind,
+                    on_event=handler,
+                    loop=loop,
+                    label_selector=selector,
+                    namespace=namespace,
+                )
+                self._informers.append(informer)
+                informer.start()
         await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
 
     def stop(self) -> None:
