@@ -9,6 +9,7 @@ framework's routing and request objects cost several times the gateway's own wor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -21,7 +22,9 @@ from kubelambda.gateway.exceptions import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
+    Unavailable,
 )
 from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -85,6 +88,9 @@ class PublicApp:
         metrics: GatewayMetrics,
         clock: Clock,
         max_body_bytes: int,
+        body_timeout_seconds: float = 30.0,
+        max_buffered_body_bytes: int = 128 * 1024 * 1024,
+        retry_after_seconds: int = 1,
     ) -> None:
         self._triggers = triggers
         self._invoke_api = invoke_api
@@ -94,6 +100,10 @@ class PublicApp:
         self._metrics = metrics
         self._clock = clock
         self._max_body = max_body_bytes
+        self._body_timeout = body_timeout_seconds
+        self._max_buffered = max_buffered_body_bytes
+        self._retry_after = retry_after_seconds
+        self._buffered = 0  # body bytes held by all requests being read or served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +111,17 @@ class PublicApp:
                 await _lifespan(receive, send)
             return
         request = Request(scope, receive, received=self._clock.monotonic())
+        held = [0]  # this request's share of self._buffered
+        read = False  # the whole body arrived
         try:
-            request.body = await self._read_body(request, receive)
+            try:
+                async with asyncio.timeout(self._body_timeout):
+                    request.body = await self._read_body(request, receive, held)
+                    read = True
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self._body_timeout:g} s"
+                ) from None
             path = request.path
             if path.startswith(INVOKE_PREFIX):
                 response = await self._invoke_api(request)
@@ -117,6 +136,10 @@ class PublicApp:
                 response = await self._triggers(request)
         except GatewayError as exc:
             response = error_response(exc, request_id=request.request_id)
+            if not read:
+                # What is left of the body is never read: the connection cannot carry
+                # another request.
+                response.headers.append((b"connection", b"close"))
         except ClientDisconnected:
             self._metrics.request(
                 request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
@@ -129,17 +152,31 @@ class PublicApp:
                 GatewayError("the gateway failed to handle this request; see its logs"),
                 request_id=request.request_id,
             )
+        finally:
+            self._buffered -= held[0]
         await _send(send, response)
         self._metrics.request(
             request.function, response.status, self._clock.monotonic() - request.received
         )
 
-    async def _read_body(self, request: Request, receive: Receive) -> bytes:
+    def _hold(self, held: list[int], size: int) -> None:
+        """Count `size` more body bytes against the gateway's bound, or refuse at once."""
+        if self._buffered + size > self._max_buffered:
+            raise Unavailable(
+                "the gateway holds as many request bodies as it may; try again later",
+                retry_after=self._retry_after,
+            )
+        self._buffered += size
+        held[0] += size
+
+    async def _read_body(self, request: Request, receive: Receive, held: list[int]) -> bytes:
         limit = self._max_body
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(
                 f"request body of {request.content_length} bytes is over the {limit} byte limit"
             )
+        if request.content_length:
+            self._hold(held, request.content_length)  # refused before a byte is read
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
@@ -156,6 +193,8 @@ class PublicApp:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"request body is over the {limit} byte limit")
+            if size > held[0]:  # chunked: no length was declared to hold up front
+                self._hold(held, size - held[0])
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)

@@ -10,6 +10,8 @@ again later without spending one of the event's retries). The hierarchy::
     │   ├── FunctionNotFound           404      no such Function, or qualifier not $LATEST
     │   └── UnknownOperation           404    UnknownOperationException
     ├── Forbidden                      403    ForbiddenException (API key missing or wrong)
+    ├── AccessDenied                   403    (AWS's type: the Invoke API's signature or grant)
+    ├── RequestTimeout                 408    RequestTimeoutException (the body came too slowly)
     ├── Unauthorized                   401    UnauthorizedException (S3 notification token)
     ├── MethodNotAllowed               405    MethodNotAllowedException
     ├── BadRequest                     400    InvalidRequestContentException
@@ -44,6 +46,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "RouteNotFound",
     "TooManyRequests",
     "Unauthorized",
@@ -142,6 +145,14 @@ class InvalidParameter(BadRequest):
     def __init__(self, message: str, *, error_type: str = "InvalidParameterValueException") -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class RequestTimeout(GatewayError):
+    """The request's body did not arrive within the gateway's body timeout."""
+
+    status = 408
+    error_type = "RequestTimeoutException"
+    fault = "User"
 
 
 class PayloadTooLarge(GatewayError):

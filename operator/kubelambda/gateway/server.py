@@ -23,6 +23,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator, FunctionLoad
+from kubelambda.gateway.connection import bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
@@ -161,6 +162,9 @@ class Gateway:
             metrics=self.metrics,
             clock=clock,
             max_body_bytes=settings.max_body_bytes,
+            body_timeout_seconds=settings.body_timeout_seconds,
+            max_buffered_body_bytes=settings.max_buffered_body_bytes,
+            retry_after_seconds=settings.retry_after_seconds,
         )
         self.admin_app: ASGIApp = AdminApp(metrics=self.metrics)
         self._servers: list[_Server] = []
@@ -244,8 +248,8 @@ class Gateway:
             admin_port=admin_sock.getsockname()[1],
         )
         servers = [
-            _Server(self._config(self.public_app, graceful_seconds)),
-            _Server(self._config(self.admin_app, graceful_seconds)),
+            _Server(self._config(self.public_app, graceful_seconds, self.settings)),
+            _Server(self._config(self.admin_app, graceful_seconds, self.settings)),
         ]
         self._servers = servers
         await self.start()
@@ -279,11 +283,13 @@ class Gateway:
                 raise outcome
 
     @staticmethod
-    def _config(app: ASGIApp, graceful_seconds: float) -> uvicorn.Config:
+    def _config(app: ASGIApp, graceful_seconds: float, settings: GatewaySettings) -> uvicorn.Config:
         return uvicorn.Config(
             app,
             loop="none",
-            http="httptools",
+            http=bounded_protocol(settings),
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=int(max(settings.keep_alive_seconds, 1)),
             ws="none",
             lifespan="off",
             interface="asgi3",

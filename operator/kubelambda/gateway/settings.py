@@ -45,6 +45,21 @@ class GatewaySettings:
     # ...and one that answered 429 (all its slots busy).
     busy_eject_seconds: float = 0.05
 
+    # Connections: at most this many at once (beyond: 503); a request's head (request line
+    # and headers) at most this big (431) and arriving within this long (408, also for a
+    # connection that sends nothing); its body within this long (408); an answer the client
+    # stops reading is cut off after this long; idle keep-alive connections close.
+    max_connections: int = 10_000
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    write_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 5.0
+    # Bytes of request bodies held at once, over all requests being read or served (beyond:
+    # 503 with Retry-After): 85 unfinished 6 MB uploads no longer take 570 MB.
+    max_buffered_body_bytes: int = 128 * 1024 * 1024
+
     # Request bodies: over this the answer is 413 before the body is read in full.
     max_body_bytes: int = SYNC_PAYLOAD_LIMIT
     max_async_body_bytes: int = ASYNC_PAYLOAD_LIMIT

@@ -1,0 +1,147 @@
+"""gateway/connection.py and the edge's body bounds, through a served gateway and raw sockets:
+each abusive client pattern gets its answer at once (431, 408, 503), and is let go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from kubelambda.gateway.routing import FunctionEntry
+from kubelambda.gateway.settings import GatewaySettings
+from unit.gateway.serving import HELLO, MakeStandIn, StartGateway
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = GatewaySettings(
+    invoke_auth=False,
+    max_header_bytes=1024,
+    max_headers=10,
+    header_timeout_seconds=0.3,
+    body_timeout_seconds=0.3,
+    max_buffered_body_bytes=1000,
+    max_connections=4,
+)
+
+
+async def exchange(port: int, data: bytes, *, wait: float = 5.0) -> bytes:
+    """Send `data`, then read until the gateway closes the connection (or `wait` passes)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(wait):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> None:
+    """Ask `condition` (an exchange with the gateway) again until it holds, at most `within`."""
+    async with asyncio.timeout(within):
+        while not await condition():
+            pass
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+async def test_a_head_over_the_size_limit_is_431(serve: StartGateway) -> None:
+    served = await serve(settings=LIMITS)
+    # Never finished: the gateway must not wait for the end of an endless header.
+    head = b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096
+    answer = await exchange(served.addresses.public_port, head)
+    assert status(answer) == 431
+
+
+async def test_too_many_headers_is_431(serve: StartGateway) -> None:
+    served = await serve(settings=LIMITS)
+    headers = b"".join(b"X-%d: 1\r\n" % i for i in range(20))
+    answer = await exchange(served.addresses.public_port, b"GET /hello HTTP/1.1\r\n" + headers)
+    assert status(answer) == 431
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /hello HTTP/1.1\r\nHost"], ids=["silent", "slow"])
+async def test_a_head_that_does_not_arrive_in_time_is_408(serve: StartGateway, sent: bytes) -> None:
+    served = await serve(settings=LIMITS)
+    answer = await exchange(served.addresses.public_port, sent)
+    assert status(answer) == 408
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(serve: StartGateway) -> None:
+    served = await serve(settings=LIMITS)
+    head = b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    answer = await exchange(served.addresses.public_port, head + b"{}")
+    assert status(answer) == 408
+    assert b"RequestTimeoutException" in answer
+
+
+async def test_bodies_held_at_once_are_bounded(serve: StartGateway) -> None:
+    served = await serve(settings=LIMITS)
+    port = served.addresses.public_port
+    head = b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\nConnection: close\r\n\r\n"
+    # One upload holds 800 of the 1,000 bytes while it trickles in...
+    _, slow = await asyncio.open_connection("127.0.0.1", port)
+    slow.write(head + b"{")
+    await slow.drain()
+    # ...so another of 800 is refused at once, before its body is read.
+    refused: list[bytes] = []
+
+    async def refused_at_once() -> bool:
+        refused.append(await exchange(port, head, wait=2))
+        return status(refused[-1]) == 503
+
+    await until(refused_at_once)
+    assert b"retry-after: 1" in refused[-1].lower()
+    slow.close()  # the slow one goes, and its bytes with it
+
+    async def taken() -> bool:
+        return status(await exchange(port, head + b" " * 800)) == 404  # read, then routed
+
+    await until(taken)
+
+
+async def test_connections_beyond_the_limit_get_503(serve: StartGateway) -> None:
+    served = await serve(settings=LIMITS)
+    port = served.addresses.public_port
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    try:
+        answer = await exchange(port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", wait=2)
+        assert status(answer) == 503
+    finally:
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_a_client_that_stops_reading_its_answer_is_cut_off(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    instance = await standin(concurrency=2)
+    settings = GatewaySettings(invoke_auth=False, write_timeout_seconds=0.3)
+    served = await serve(settings=settings, functions=[FunctionEntry(HELLO)])
+    served.platform.set_instances(HELLO, [instance.instance()])
+    answer_size = 4_000_000
+    body = json.dumps({"return": "x" * answer_size}).encode()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that barely reads
+    sock.connect(("127.0.0.1", served.addresses.public_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        b"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    # ...then never reads: after the write timeout the gateway drops the answer it holds.
+    received = 0
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(10):
+            await asyncio.sleep(1.0)  # reading nothing is the point of this client
+            while chunk := await reader.read(65536):
+                received += len(chunk)
+    writer.close()
+    assert received < answer_size
