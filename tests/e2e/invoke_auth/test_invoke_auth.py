@@ -11,14 +11,13 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from e2e.kit import FUNCTIONS_NAMESPACE, Installed, function_manifests, wait_for
 from harness.cluster import Cluster
 from harness.release import SYSTEM_NAMESPACE
+from support.aws import lambda_client
 
 CODE = "def handler(event, context):\n    return {'echo': event}\n"
 KEY, SECRET = "AKIAE2EINVOKER000001", "e2e-secret/with+chars"
@@ -45,14 +44,7 @@ def access_key(name: str, key: str, secret: str, functions: str) -> dict[str, An
 
 
 def client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}, read_timeout=60),
-    )
+    return lambda_client(url, key=key, secret=secret)
 
 
 def refused(call: Any) -> str:

@@ -126,10 +126,17 @@ RBAC = [
 def test_rbac(
     installed: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
 ) -> None:
+    assert_can_i(installed, who, verb, resource, namespace, allowed)
+
+
+def assert_can_i(
+    server: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
+) -> None:
+    """`kubectl auth can-i` as `who` answers as `allowed` says (namespace "": cluster-wide)."""
     where = ["-n", namespace] if namespace else []
     resource_name, _, subresource = resource.partition("/")
     extra = [f"--subresource={subresource}"] if subresource else []
-    answer = installed.kubectl(
+    answer = server.kubectl(
         "auth", "can-i", verb, resource_name, *extra, *where, f"--as={who}", check=False
     )
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
@@ -180,6 +187,4 @@ def narrow(installed: ApiServer) -> ApiServer:
 def test_rbac_of_a_release_for_named_namespaces(
     narrow: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
 ) -> None:
-    where = ["-n", namespace] if namespace else []
-    answer = narrow.kubectl("auth", "can-i", verb, resource, *where, f"--as={who}", check=False)
-    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
+    assert_can_i(narrow, who, verb, resource, namespace, allowed)

@@ -7,10 +7,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from integration.gateway.conftest import GatewayThread
@@ -19,6 +17,7 @@ from kubelambda.gateway.access import AccessKey, StaticAccessKeys
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.testing.standin import StandIn
+from support.aws import lambda_client as signed_client
 from support.waiting import wait_for
 
 HELLO = FunctionKey("default", "hello")
@@ -34,15 +33,8 @@ def served(gateway_thread: GatewayThread) -> Iterator[tuple[Any, StandIn, Gatewa
     )
     gateway_thread.set_instances(HELLO, [instance.instance()])
     gateway_thread.set_instances(TEAM, [instance.instance()])
-    client = boto3.client(
-        "lambda",
-        endpoint_url=addresses.public_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        # throttling answers would otherwise be retried with backoff, hiding them
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    # no retries: throttling answers would otherwise be retried with backoff, hiding them
+    client = signed_client(addresses.public_url)
     yield client, instance, gateway_thread
     client.close()
 
@@ -141,14 +133,7 @@ def test_throttled_event_queue_is_too_many_requests(gateway_thread: GatewayThrea
         functions=[FunctionEntry(HELLO)],
         settings=GatewaySettings(delivery_queue_size=1, delivery_workers=0, invoke_auth=False),
     )
-    client = boto3.client(
-        "lambda",
-        endpoint_url=addresses.public_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    client = signed_client(addresses.public_url)
     client.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
     with pytest.raises(client.exceptions.TooManyRequestsException):
         client.invoke(FunctionName="hello", InvocationType="Event", Payload=b"{}")
@@ -180,14 +165,7 @@ def keyed(gateway_thread: GatewayThread) -> tuple[str, StandIn]:
 
 
 def lambda_client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return signed_client(url, key=key, secret=secret)
 
 
 def refusal(call: Any) -> tuple[int, str, str]:
