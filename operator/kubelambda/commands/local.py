@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import shutil
 import signal
@@ -28,6 +27,7 @@ from kubelambda.autoscaler.loop import Autoscaler
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
 from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
+from kubelambda.gateway.http import is_loopback
 from kubelambda.gateway.routing import routing_table
 from kubelambda.gateway.server import ServingAddresses
 from kubelambda.platforms.local.buckets import (
@@ -165,7 +165,7 @@ async def _serve(
     on_ready: Callable[[ServingAddresses], None] | None,
 ) -> None:
     # Open on this machine, as `sam local` is; said out loud when it listens elsewhere.
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         output(
             f"kubelambda local: WARNING: listening on {args.host}, and local mode's Invoke "
             "API takes unsigned requests: anyone who reaches this address can invoke every "
@@ -242,15 +242,6 @@ async def _unsubscribe(
                 )
         except (BucketError, TimeoutError) as exc:
             output(f"kubelambda local: could not remove bucket subscriptions: {exc!r}")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any
 
 from kubelambda.api.identity import FunctionKey
 
-__all__ = ["ASGIApp", "Handler", "Request", "Response"]
+__all__ = ["ASGIApp", "Handler", "Request", "Response", "is_loopback"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -92,3 +93,14 @@ class Request:
 
 Handler = Callable[[Request], Awaitable[Response]]
 """What serves one kind of request: HTTP triggers, the Invoke API, a reserved endpoint."""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` (an IP literal, or "localhost") is this machine's loopback; a Unix
+    socket or a name is not provably this machine."""
+    if address == "localhost":
+        return True
+    try:
+        return ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -31,7 +31,7 @@ from kubelambda.gateway.exceptions import (
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
-from kubelambda.gateway.routing import RoutingTable
+from kubelambda.gateway.routing import FunctionEntry, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 
 __all__ = ["INVOKE_PREFIX", "InvokeApi"]
@@ -83,9 +83,7 @@ class InvokeApi:
             raise InvalidParameter(f"X-Amz-Log-Type {log_type!r}: use None or Tail")
         client_context = _client_context(request.header(b"x-amz-client-context"))
 
-        table = self._routes()
-        key = self._caller(request, table, function_name, qualifier)
-        function = table.resolve(function_name, qualifier=qualifier)
+        function, key = self._resolve(request, function_name, qualifier)
         request.function = function.key
         body = request.body
         if invocation_type == "Event" and len(body) > self._settings.max_async_body_bytes:
@@ -154,22 +152,23 @@ class InvokeApi:
             headers.append(timing)
         return Response(status=200, headers=headers, body=upstream.body)
 
-    def _caller(
-        self, request: Request, table: RoutingTable, name: str, qualifier: str | None
-    ) -> AccessKey | None:
-        """The key that signed the request, or None when none is needed (auth is off, or the
-        function takes anonymous callers). Checked before the name is looked up: an unsigned
-        request learns nothing of which functions exist."""
-        if not self._settings.invoke_auth or _anonymous(table, name, qualifier):
-            return None
-        return authenticate(request, self._access_keys, now=self._clock.wall())
-
-
-def _anonymous(table: RoutingTable, name: str, qualifier: str | None) -> bool:
-    try:
-        return table.resolve(name, qualifier=qualifier).anonymous_invoke
-    except GatewayError:
-        return False
+    def _resolve(
+        self, request: Request, name: str, qualifier: str | None
+    ) -> tuple[FunctionEntry, AccessKey | None]:
+        """The function named, and the key that signed the request (None when none is
+        needed: auth is off, or the function takes anonymous callers). The signature is
+        checked before a missing name is reported: an unsigned request learns nothing of
+        which functions exist."""
+        auth = self._settings.invoke_auth
+        try:
+            function = self._routes().resolve(name, qualifier=qualifier)
+        except GatewayError:
+            if auth:
+                authenticate(request, self._access_keys, now=self._clock.wall())
+            raise
+        if not auth or function.anonymous_invoke:
+            return function, None
+        return function, authenticate(request, self._access_keys, now=self._clock.wall())
 
 
 def _function_name(raw_path: str) -> str:

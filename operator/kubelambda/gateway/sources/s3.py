@@ -8,7 +8,6 @@ webhook target (or any server posting `{"Records": [...]}`) calls it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from kubelambda.gateway.exceptions import (
     Unauthorized,
     Unavailable,
 )
-from kubelambda.gateway.http import Request, Response
+from kubelambda.gateway.http import Request, Response, is_loopback
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.routing import RoutingTable
@@ -112,7 +111,7 @@ class BucketEvents:
         """Why the request may not post notifications, or None when it may."""
         if self._token is None:
             # No token configured: open to this machine only, fail closed for the rest.
-            if _loopback(request.client):
+            if is_loopback(request.client):
                 return None
             return (
                 "this gateway has no S3 notification token configured, so it takes "
@@ -192,10 +191,3 @@ class BucketEvents:
                 "the asynchronous delivery queue is full; try again later",
                 retry_after=retry_after,
             )
-
-
-def _loopback(client: str) -> bool:
-    try:
-        return ipaddress.ip_address(client).is_loopback
-    except ValueError:
-        return False  # a Unix socket or an unknown peer: not provably this machine
