@@ -106,11 +106,19 @@ class _Claims:
         return found
 
 
+def _age(trigger: Trigger, position: int) -> tuple[str, str, str, int]:
+    """Oldest first; a tie in creation time (whole seconds) goes to the alphabetically
+    first namespace/name, as in the Gateway API, so every process decides alike whatever
+    order it saw the Triggers in. Manifest files have no creation time: their order does."""
+    if not trigger.created:
+        return ("", "", "", position)
+    return (trigger.created, trigger.namespace, trigger.name, 0)
+
+
 def route_conflicts(triggers: Iterable[Trigger]) -> list[RouteConflict]:
-    """The HTTP Triggers refused, oldest claims first; the others are routed. Triggers from
-    manifest files have no creation time: their order in the input decides."""
+    """The HTTP Triggers refused, oldest claims first (`_age`); the others are routed."""
     http = [(t, t.source) for t in triggers if isinstance(t.source, HttpSource)]
-    ordered = sorted(enumerate(http), key=lambda item: (item[1][0].created, item[0]))
+    ordered = sorted(enumerate(http), key=lambda item: _age(item[1][0], item[0]))
     held = _Claims()
     refused: list[RouteConflict] = []
     for _, (candidate, source) in ordered:

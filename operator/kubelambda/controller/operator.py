@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kubelambda.api import SpecError, parse_trigger
 from kubelambda.api.labels import FUNCTION_LABEL
 from kubelambda.api.subscriptions import BucketNotifications
+from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import FunctionReconciler, Result
@@ -53,6 +55,7 @@ class Operator:
         self.config = config
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.claims = RouteClaims()
         self.functions = FunctionReconciler(
             cluster=cluster, store=self.store, config=config, clock=clock
         )
@@ -62,6 +65,7 @@ class Operator:
             config=config,
             notifications=notifications,
             clock=clock,
+            claims=self.claims,
         )
         self.reconciles = 0  # how many reconciles ran, for tests and the benchmark
 
@@ -89,8 +93,13 @@ class Operator:
             return
         if event_type == "DELETED":
             self.store.remove(TRIGGER, body)
+            self.claims.remove((namespace, name))
         else:
             self.store.put(TRIGGER, body)
+            try:
+                self.claims.put(parse_trigger(body))
+            except SpecError:
+                self.claims.remove((namespace, name))
         self.queue.add(("Trigger", namespace, name))
 
     def owned_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -122,6 +131,9 @@ class Operator:
         self.reconciles += 1
         if kind == "Function":
             return await self.functions.reconcile(namespace, name)
+        # A claim that came or went may have decided other Triggers' routes too.
+        for other in self.claims.settle() - {(namespace, name)}:
+            self.queue.add(("Trigger", *other))
         return await self.triggers.reconcile(namespace, name)
 
     async def _work(self) -> None:

@@ -1,6 +1,6 @@
-"""Reconciles one Trigger: checks it against its Function, subscribes a bucket with a ``source``
-on its S3 server (and unsubscribes it, behind a finalizer, when the Trigger is deleted), and
-writes the Trigger's status.
+"""Reconciles one Trigger: checks it against its Function and its path's owner, subscribes a
+bucket with a ``source`` on its S3 server (and unsubscribes it, behind a finalizer, when the
+Trigger is deleted), and writes the Trigger's status.
 
 The operator's workers call ``TriggerReconciler.reconcile``; the gateway reads Triggers itself,
 so "published" means valid, with its Function present.
@@ -25,6 +25,7 @@ from kubelambda.api.subscriptions import (
     subscription_id,
     unsubscribe,
 )
+from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.functions import RECHECK_SECONDS, Result
@@ -72,6 +73,7 @@ class TriggerReconciler:
         config: ControllerConfig,
         notifications: BucketNotifications,
         clock: Callable[[], datetime],
+        claims: RouteClaims,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cluster = cluster
@@ -79,6 +81,7 @@ class TriggerReconciler:
         self.config = config
         self.notifications = notifications
         self.clock = clock
+        self.claims = claims
         self.monotonic = monotonic
         # Subscriptions verified recently: (namespace, name) → (what was subscribed, when).
         self._verified: dict[tuple[str, str], tuple[object, float]] = {}
@@ -101,6 +104,13 @@ class TriggerReconciler:
         if meta.get("deletionTimestamp"):
             return await self._finish_deletion(body, trigger, subscribing)
         summary = trigger_source_summary(trigger)
+        conflict = self.claims.refusal(namespace, name)
+        if conflict is not None:
+            # The gateway leaves this route out (the same rules, api.routes).
+            await self._write(
+                body, Condition("Ready", "False", "RouteConflict", conflict.message), summary
+            )
+            return Result()
         function = await self._function(namespace, trigger.function)
         if function is None:
             ready = Condition(

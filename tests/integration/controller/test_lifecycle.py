@@ -212,6 +212,38 @@ def test_a_trigger_waits_for_its_function(
     wait_condition(kube_api, "trigger", "late", namespace, reason="FunctionNotFound")
 
 
+def test_a_trigger_on_another_namespaces_path_is_refused_until_the_owner_goes(
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str
+) -> None:
+    other = f"{namespace}-b"
+    kube_api.kubectl("create", "namespace", other)
+    try:
+        base = f"/pay-{namespace}"
+
+        def trigger(name: str, path: str) -> dict[str, Any]:
+            return {
+                "apiVersion": "kubelambda.dev/v1alpha1",
+                "kind": "Trigger",
+                "metadata": {"name": name},
+                "spec": {"function": "fn", "http": {"path": path}},
+            }
+
+        apply(kube_api, namespace, function(), trigger("owner", base))
+        wait_condition(kube_api, "trigger", "owner", namespace, reason="Published")
+        apply(kube_api, other, function(), trigger("late", f"{base}/charge"))
+        body = wait_condition(
+            kube_api, "trigger", "late", other, reason="RouteConflict", status="False"
+        )
+        message = condition(body)["message"]  # type: ignore[index]
+        assert f"belongs to namespace {namespace} (Trigger {namespace}/owner" in message
+        assert "url" not in body["status"]
+
+        kube_api.kubectl("delete", "trigger", "owner", "-n", namespace)
+        wait_condition(kube_api, "trigger", "late", other, reason="Published", status="True")
+    finally:
+        kube_api.kubectl("delete", "namespace", other, "--wait=false")
+
+
 def test_what_cannot_be_reconciled_is_in_status_and_events(
     kube_api: ApiServer, operator: OperatorProcess, namespace: str
 ) -> None:

@@ -43,25 +43,38 @@ def manifests(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def endpoint_slice(namespace: str, *, ready: bool) -> dict[str, Any]:
-    """What the EndpointSlice controller writes for the Function's Service, labels included."""
+def endpoint_slice(
+    namespace: str, *, ready: bool, service_uid: str, manager: str = "tests", ip: str = "10.244.0.7"
+) -> dict[str, Any]:
+    """What the EndpointSlice controller writes for the Function's Service, labels and owner
+    included, but managed by "tests" (the real controller would take a slice of its own
+    back): the platform under test trusts that manager, as it trusts the real one."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "hello-x1",
+            "name": f"hello-{manager}",
             "namespace": namespace,
             "labels": {
                 "kubernetes.io/service-name": "hello",
                 "kubelambda.dev/function": "hello",
-                "endpointslice.kubernetes.io/managed-by": "tests",
+                "endpointslice.kubernetes.io/managed-by": manager,
             },
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "name": "hello",
+                    "uid": service_uid,
+                    "controller": True,
+                }
+            ],
         },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
         "endpoints": [
             {
-                "addresses": ["10.244.0.7"],
+                "addresses": [ip],
                 "conditions": {"ready": ready},
                 "targetRef": {"kind": "Pod", "name": "hello-abc", "namespace": namespace},
             }
@@ -116,6 +129,7 @@ def test_instances_and_specs_arrive_by_watch(
             waker=waker,
             on_specs=on_specs,
             namespaces=[namespace],
+            slice_managers=frozenset({"tests"}),
         )
         platform.subscribe(lambda k, instances: seen.put_nowait((k, tuple(instances))))
         async with asyncio.timeout(DEADLINE):
@@ -124,13 +138,26 @@ def test_instances_and_specs_arrive_by_watch(
                 pass
             assert platform.ready_instances(key) == ()
 
-            await asyncio.to_thread(
-                kube_api.kubectl,
-                "apply",
-                "-f",
-                "-",
-                input=json.dumps(endpoint_slice(namespace, ready=True)),
+            service_uid = (
+                await asyncio.to_thread(
+                    kube_api.kubectl,
+                    "get",
+                    "service",
+                    "hello",
+                    "-n",
+                    namespace,
+                    "-o",
+                    "jsonpath={.metadata.uid}",
+                )
+            ).stdout
+            # A slice someone else wrote, with the Function's labels, gets no traffic: had
+            # it been taken, its instance would be the first one seen.
+            forged = endpoint_slice(
+                namespace, ready=True, service_uid=service_uid, manager="someone", ip="10.244.0.66"
             )
+            await asyncio.to_thread(kube_api.kubectl, "apply", "-f", "-", input=json.dumps(forged))
+            ours = endpoint_slice(namespace, ready=True, service_uid=service_uid)
+            await asyncio.to_thread(kube_api.kubectl, "apply", "-f", "-", input=json.dumps(ours))
             assert await seen.get() == (
                 key,
                 (Instance(id="hello-abc", host="10.244.0.7", port=8080, concurrency=2),),
@@ -141,7 +168,7 @@ def test_instances_and_specs_arrive_by_watch(
                 "apply",
                 "-f",
                 "-",
-                input=json.dumps(endpoint_slice(namespace, ready=False)),
+                input=json.dumps(endpoint_slice(namespace, ready=False, service_uid=service_uid)),
             )
             assert await seen.get() == (key, ())
 

@@ -55,6 +55,14 @@ def refused(*triggers: Trigger) -> list[str]:
             ],
             ["other/b"],
         ),
+        # created in the same second: namespace/name decides, so every process agrees
+        (
+            [
+                http("zed/b", "/payments", created="2026-12-04T10:00:00Z"),
+                http("abc/a", "/payments", created="2026-12-04T10:00:00Z"),
+            ],
+            ["zed/b"],
+        ),
         # one namespace: paths below its own are fine; the same route twice is not
         ([http("pay/a", "/payments"), http("pay/b", "/payments/charge")], []),
         ([http("pay/a", "/payments"), http("pay/b", "/payments")], ["pay/b"]),

@@ -233,3 +233,36 @@ def test_an_invalid_trigger_is_reported(config: ControllerConfig) -> None:
     settle(operator)
     condition = ready(cluster, "hello-http")
     assert condition["reason"] == "InvalidSpec" and "spec.http.path" in condition["message"]
+
+
+def test_a_trigger_that_loses_its_path_says_so_and_is_routed_once_the_owner_goes(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """The gateway leaves a Trigger out when another namespace holds its path (api.routes);
+    the Trigger's status tells its owner why, and clears when the older claim is deleted."""
+    other = make_function()
+    other["metadata"]["namespace"] = "other-team"
+    owner = trigger("charge", http={"path": "/payments"})
+    owner["metadata"]["creationTimestamp"] = "2026-12-01T10:00:00Z"
+    late = trigger("steal", http={"path": "/payments/charge"})
+    late["metadata"].update(namespace="other-team", creationTimestamp="2026-12-02T10:00:00Z")
+    cluster, operator = make_operator(config, make_function(), other, late, owner)
+    settle(operator)
+    assert ready(cluster, "charge")["reason"] == "Published"
+    stolen = cluster.stored(TRIGGER, namespace="other-team", name="steal")
+    assert stolen is not None
+    [condition] = [c for c in stolen["status"]["conditions"] if c["type"] == "Ready"]
+    assert (condition["status"], condition["reason"]) == ("False", "RouteConflict")
+    assert "belongs to namespace team-a (Trigger team-a/charge" in condition["message"]
+    assert "url" not in stolen["status"]
+    assert ("Warning", "RouteConflict") in [(e.type, e.reason) for e in cluster.events]
+
+    held = cluster.stored(TRIGGER, namespace=NS, name="charge")
+    assert held is not None
+    operator.trigger_event("DELETED", held)
+    cluster.objects.pop(("triggers.kubelambda.dev", NS, "charge"))
+    settle(operator)  # only the owner's deletion was queued: the loser is re-decided too
+    stolen = cluster.stored(TRIGGER, namespace="other-team", name="steal")
+    assert stolen is not None
+    [condition] = [c for c in stolen["status"]["conditions"] if c["type"] == "Ready"]
+    assert condition["reason"] == "Published"

@@ -2,7 +2,9 @@
 starting (an address, not ready yet, not going away), which the gateway probes itself.
 
 The KubernetesPlatform calls ``slice_endpoints`` for every EndpointSlice event; pure, so the
-rules (ready, not terminating, the "http" port) are tested as data.
+rules (ready, not terminating, the "http" port) are tested as data. Only slices the
+EndpointSlice controller wrote for the Function's Service are trusted (``slice_function``):
+a slice anyone else wrote, with the right labels, does not receive a Function's traffic.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ from typing import Any, NamedTuple
 
 from kubelambda.api.identity import FunctionKey
 
-__all__ = ["SERVICE_NAME_LABEL", "Endpoint", "slice_endpoints", "slice_function"]
+__all__ = [
+    "MANAGED_BY_LABEL",
+    "SERVICE_NAME_LABEL",
+    "SLICE_CONTROLLER",
+    "Endpoint",
+    "slice_endpoints",
+    "slice_function",
+]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set by the EndpointSlice controller
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+# Kubernetes' own EndpointSlice controller; since 1.22 the aggregated edit and admin roles
+# cannot write EndpointSlices, so by default only the control plane makes these.
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 
 
 class Endpoint(NamedTuple):
@@ -25,13 +38,22 @@ class Endpoint(NamedTuple):
     port: int
 
 
-def slice_function(endpoint_slice: Mapping[str, Any]) -> FunctionKey | None:
-    """The Function of a slice: its Service is named after the Function."""
+def slice_function(
+    endpoint_slice: Mapping[str, Any], *, managers: frozenset[str] = frozenset({SLICE_CONTROLLER})
+) -> FunctionKey | None:
+    """The Function of a slice (its Service is named after the Function), or None for a slice
+    not to be trusted: one not managed by one of `managers`, or not controlled by the Service
+    its label names (the EndpointSlice controller sets both)."""
     meta = endpoint_slice.get("metadata") or {}
-    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    if not service:
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL)
+    if not service or labels.get(MANAGED_BY_LABEL) not in managers:
         return None
-    return FunctionKey(str(meta.get("namespace") or ""), str(service))
+    owned = any(
+        owner.get("kind") == "Service" and owner.get("name") == service and owner.get("controller")
+        for owner in meta.get("ownerReferences") or ()
+    )
+    return FunctionKey(str(meta.get("namespace") or ""), str(service)) if owned else None
 
 
 def slice_endpoints(

@@ -21,7 +21,12 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import FUNCTION_LABEL
 from kubelambda.gateway.platform import Instance, InstancesListener, Listeners
 from kubelambda.platforms.kubernetes.client import JSON, KubeClient
-from kubelambda.platforms.kubernetes.endpoints import Endpoint, slice_endpoints, slice_function
+from kubelambda.platforms.kubernetes.endpoints import (
+    SLICE_CONTROLLER,
+    Endpoint,
+    slice_endpoints,
+    slice_function,
+)
 from kubelambda.platforms.kubernetes.informer import Informer
 from kubelambda.platforms.kubernetes.kinds import ENDPOINT_SLICE, FUNCTION, TRIGGER
 
@@ -48,12 +53,15 @@ class KubernetesPlatform:
         on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
         namespaces: Sequence[str] = (),
         probe: Callable[[str, int], Awaitable[bool]] | None = None,
+        slice_managers: frozenset[str] = frozenset({SLICE_CONTROLLER}),
     ) -> None:
         self.client = client
         self.waker = waker
         self.on_specs = on_specs
         self.namespaces = tuple(namespaces)  # empty: every namespace
         self.probe = probe
+        # Whose EndpointSlices are trusted (endpoints.slice_function).
+        self.slice_managers = slice_managers
         # slice → (its Function, ready endpoints, starting endpoints)
         self._slices: dict[
             tuple[str, str], tuple[FunctionKey, tuple[Endpoint, ...], tuple[Endpoint, ...]]
@@ -123,7 +131,7 @@ class KubernetesPlatform:
         slice_name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         before = self._slices.pop(slice_name, None)
         touched = {before[0]} if before else set()
-        function = slice_function(endpoint_slice)
+        function = slice_function(endpoint_slice, managers=self.slice_managers)
         if event_type != "DELETED" and function is not None:
             starting = slice_endpoints(endpoint_slice, starting=True)
             self._slices[slice_name] = (function, slice_endpoints(endpoint_slice), starting)

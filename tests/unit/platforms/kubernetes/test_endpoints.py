@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from kubelambda.platforms.kubernetes.endpoints import Endpoint, slice_endpoints, slice_function
 
@@ -21,7 +24,13 @@ def a_slice(
         "metadata": {
             "name": "hello-abc",
             "namespace": "ns",
-            "labels": {"kubernetes.io/service-name": "hello"},
+            "labels": {
+                "kubernetes.io/service-name": "hello",
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Service", "name": "hello", "controller": True}
+            ],
         },
         "ports": ports
         if ports is not None
@@ -66,3 +75,41 @@ def test_a_slice_without_the_port_has_no_instances() -> None:
 def test_the_slice_names_its_function_by_its_service() -> None:
     assert slice_function(a_slice()) == ("ns", "hello")
     assert slice_function({"metadata": {"name": "x", "namespace": "ns"}}) is None
+
+
+def forged(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    made = a_slice(endpoint("10.1.0.5", ready=True))
+    change(made["metadata"])
+    return made
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # written by someone else, with the right service-name label
+        lambda meta: meta["labels"].pop("endpointslice.kubernetes.io/managed-by"),
+        lambda meta: meta["labels"].update({"endpointslice.kubernetes.io/managed-by": "me"}),
+        # not controlled by the Function's Service
+        lambda meta: meta.pop("ownerReferences"),
+        lambda meta: meta["ownerReferences"][0].update(name="other"),
+        lambda meta: meta["ownerReferences"][0].update(kind="Deployment"),
+        lambda meta: meta["ownerReferences"][0].pop("controller"),
+    ],
+    ids=[
+        "no-manager",
+        "other-manager",
+        "no-owner",
+        "other-service",
+        "not-a-service",
+        "not-controller",
+    ],
+)
+def test_only_the_endpointslice_controllers_slices_of_the_service_are_trusted(
+    change: Callable[[dict[str, Any]], object],
+) -> None:
+    assert slice_function(forged(change)) is None
+    # A platform may name other managers (a mesh's or a test's), never skip the owner check.
+    relabelled = forged(
+        lambda meta: meta["labels"].update({"endpointslice.kubernetes.io/managed-by": "mesh"})
+    )
+    assert slice_function(relabelled, managers=frozenset({"mesh"})) == ("ns", "hello")

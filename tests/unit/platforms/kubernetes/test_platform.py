@@ -21,7 +21,11 @@ def endpoint_slice(name: str, function: str, *ips: str, ready: bool = True) -> d
         "metadata": {
             "name": name,
             "namespace": "ns",
-            "labels": {"kubernetes.io/service-name": function},
+            "labels": {
+                "kubernetes.io/service-name": function,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [{"kind": "Service", "name": function, "controller": True}],
         },
         "ports": [{"name": "http", "port": 8080}],
         "endpoints": [
