@@ -93,7 +93,8 @@ def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
             "pullPolicy": "Never",
         },
         "prometheus": {"url": prometheus_url},
-        "gateway": {"replicas": 1},
+        # apiKey routes read their Secret (tests/e2e/invoke_auth).
+        "gateway": {"replicas": 1, "readApiKeySecrets": True},
         "s3": {"webhookArn": f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook"},
     }
 

@@ -16,6 +16,7 @@ from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.env import EnvVar, read_env
 from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
+from kubelambda.api.network import EgressRule, read_egress
 from kubelambda.api.reader import Node, Reader, matches
 from kubelambda.api.schema import DNS_LABEL, FILE_NAME, FILE_NAME_MAX_LENGTH, FUNCTION_FIELDS
 
@@ -75,6 +76,8 @@ class Function:
     delivery: Delivery
     # The Invoke API takes callers without a signature (spec.invoke.anonymous).
     anonymous_invoke: bool = False
+    # Destinations beyond DNS and the gateway (spec.network.egress).
+    egress: tuple[EgressRule, ...] = ()
 
 
 def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
@@ -140,6 +143,7 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         scaling=_read_scaling(reader, spec, concurrency),
         delivery=delivery,
         anonymous_invoke=_read_anonymous(reader, spec),
+        egress=read_egress(reader, spec),
     )
 
 

@@ -29,6 +29,8 @@ HTTP_PATH: Final = r"^(/\.?[A-Za-z0-9_~!$&()*+,;=:@%-][A-Za-z0-9._~!$&()*+,;=:@%
 BUCKET: Final = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
 S3_EVENT: Final = r"^s3:[A-Za-z]+(:(\*|[A-Za-z]+))?$"
 REGION: Final = r"^[a-z0-9-]+$"
+CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
+NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Checked by CEL in the CRD (map keys cannot carry a pattern), so not part of the tables.
 FILE_NAME: Final = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
 FILE_NAME_MAX_LENGTH: Final = 253
@@ -211,6 +213,19 @@ FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.concurrency": _integer(1, 1000, 1),
         "spec.invoke": _object(default=EMPTY_OBJECT),
         "spec.invoke.anonymous": Field(type="boolean", default=False),
+        "spec.network": _object(),
+        "spec.network.egress": Field(type="array", max_items=50),
+        "spec.network.egress[]": _object(),
+        "spec.network.egress[].cidr": _string(
+            max_length=49, pattern=CIDR, hint="an IP block such as 10.0.0.0/8"
+        ),
+        "spec.network.egress[].namespace": _string(
+            max_length=63, pattern=NAMESPACE, hint="a namespace name"
+        ),
+        "spec.network.egress[].podLabels": Field(type="object", max_properties=20),
+        "spec.network.egress[].podLabels{}": _string(max_length=63),
+        "spec.network.egress[].ports": Field(type="array", max_items=20, list_type="set"),
+        "spec.network.egress[].ports[]": _integer(1, 65535),
         "spec.scaling": _object(default=EMPTY_OBJECT),
         "spec.scaling.minReplicas": _integer(0, 1000, 0),
         "spec.scaling.maxReplicas": _integer(1, 1000, 10),

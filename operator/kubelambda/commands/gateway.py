@@ -22,7 +22,9 @@ from kubelambda.gateway.routing import RoutingTable, routing_table
 from kubelambda.gateway.server import Gateway
 from kubelambda.gateway.upstream import healthy
 from kubelambda.platforms.kubernetes.access_keys import ACCESS_KEY_LABEL, SecretAccessKeys
-from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.aio import AsyncKube
+from kubelambda.platforms.kubernetes.api_keys import ApiKeySecrets
+from kubelambda.platforms.kubernetes.client import JSON, KubeClient
 from kubelambda.platforms.kubernetes.informer import Informer
 from kubelambda.platforms.kubernetes.kinds import SECRET
 from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
@@ -31,6 +33,8 @@ from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
 __all__ = ["build_parser", "run"]
 
 logger = logging.getLogger(__name__)
+
+API_KEY_REFRESH_SECONDS = 30.0
 
 
 def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
@@ -67,6 +71,12 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
         help="where the access keys are: Secrets labelled kubelambda.dev/access-key "
         "(default: the gateway's own namespace, $KUBELAMBDA_POD_NAMESPACE)",
     )
+    parser.add_argument(
+        "--api-key-secrets",
+        action="store_true",
+        help="read the Secrets that apiKey HTTP Triggers name (by name, get only; every 30 s"
+        " again, so a rotated key takes effect); without it such routes refuse every request",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser
 
@@ -83,9 +93,20 @@ async def serve(args: argparse.Namespace) -> None:
     gateway: Gateway | None = None  # the platform starts first; specs reach the gateway once made
 
     refused: set[tuple[str, str]] = set()
+    kube = AsyncKube(client, workers=2, component="kubelambda-gateway", field_manager="")
+
+    async def get_secret(namespace: str, name: str) -> JSON | None:
+        return await kube.get(SECRET, namespace=namespace, name=name)
+
+    api_keys = ApiKeySecrets(get_secret)
 
     def routes(functions: Sequence[Function], triggers: Sequence[Trigger]) -> RoutingTable:
-        table = routing_table(functions, triggers, default_namespace=args.default_namespace)
+        table = routing_table(
+            functions,
+            triggers,
+            default_namespace=args.default_namespace,
+            secrets=api_keys.resolve if args.api_key_secrets else None,
+        )
         for name, why in set(table.refused) - refused:
             logger.warning("Trigger %s is not routed: %s", name, why)
         refused.clear()
@@ -95,6 +116,26 @@ async def serve(args: argparse.Namespace) -> None:
     def on_specs(functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
         if gateway is not None:
             gateway.set_routes(routes(functions, triggers))
+        if args.api_key_secrets:
+            # A new apiKey route's Secret is read now, not at the next refresh.
+            reading[:] = [task for task in reading if not task.done()]
+            reading.append(asyncio.create_task(read_api_keys(all_of_them=False)))
+
+    reading: list[asyncio.Task[None]] = []
+
+    async def read_api_keys(*, all_of_them: bool) -> None:
+        """Read the Secrets apiKey routes name; a changed key rebuilds the routes."""
+        changed = await api_keys.refresh(platform.triggers(), all_of_them=all_of_them)
+        if changed and gateway is not None:
+            gateway.set_routes(routes(platform.functions(), platform.triggers()))
+
+    async def reread_api_keys() -> None:
+        while True:
+            await asyncio.sleep(API_KEY_REFRESH_SECONDS)  # a period, not a wait for a state
+            try:
+                await read_api_keys(all_of_them=True)
+            except Exception:
+                logger.exception("reading API key Secrets failed; retrying")
 
     platform = KubernetesPlatform(
         client=client,
@@ -118,6 +159,9 @@ async def serve(args: argparse.Namespace) -> None:
         await platform.start()
         if settings.invoke_auth:
             await keys.synced.wait()
+        if args.api_key_secrets:
+            await api_keys.refresh(platform.triggers(), all_of_them=True)
+    rereading = asyncio.create_task(reread_api_keys()) if args.api_key_secrets else None
     serving = create_gateway(
         platform=platform,
         routes=routes(platform.functions(), platform.triggers()),
@@ -131,9 +175,11 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await serving.serve(host=args.host, port=args.port, admin_port=args.admin_port)
     finally:
+        for task in [*reading, *([rereading] if rereading else [])]:
+            task.cancel()
         platform.stop()
         keys.stop()
-        client.close()
+        kube.close()
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -109,6 +109,20 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         "app.kubernetes.io/component=gateway)",
     )
     parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=defaults.gateway_port,
+        help="the gateway pods' public (container) port, which function pods may reach"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--function-egress",
+        choices=("restricted", "open"),
+        default=defaults.function_egress,
+        help="restricted: function pods may connect only to DNS, the gateway and what their"
+        " Function declares in spec.network.egress; open: anywhere (default: %(default)s)",
+    )
+    parser.add_argument(
         "--metrics-from",
         type=_names,
         default=",".join(defaults.metrics_from),
@@ -178,6 +192,8 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         gateway_namespace=args.gateway_namespace,
         gateway_pod_labels=MappingProxyType(dict(args.gateway_selector)),
         metrics_from=args.metrics_from,
+        gateway_port=args.gateway_port,
+        function_egress=args.function_egress,
         region=args.region,
         account_id=args.account_id,
         s3_webhook_arn=args.s3_webhook_arn,

@@ -35,6 +35,11 @@ class ControllerConfig:
             {"app.kubernetes.io/name": "kubelambda", "app.kubernetes.io/component": "gateway"}
         )
     )
+    # The gateway pods' public port: function pods may connect to it (to invoke others).
+    gateway_port: int = 8080
+    # "restricted": function pods may connect only to DNS, the gateway and what each
+    # Function declares (spec.network.egress); "open": anywhere.
+    function_egress: str = "restricted"
     # Namespaces whose pods may scrape function pods' metrics port ("*": every namespace;
     # none: nobody). The invoke port stays open to the gateway only.
     metrics_from: tuple[str, ...] = ("*",)

@@ -188,7 +188,7 @@ class FunctionReconciler:
         # Code and the network policy go first: a pod never starts without its code, nor
         # unprotected.
         first = [
-            function_network_policy(owner=owner, config=self.config),
+            function_network_policy(function, owner=owner, config=self.config),
             function_service(owner=owner),
         ]
         if code.config_map is not None:

@@ -1,7 +1,8 @@
 """Scenario: the Lambda Invoke API on the cluster is closed by default. boto3 signing with an
 access key (a labelled Secret in the release's namespace) granted the function invokes it;
 an unsigned request, a wrong secret and a key without the grant are refused with AWS's 403s;
-a Function with spec.invoke.anonymous takes anyone."""
+a Function with spec.invoke.anonymous takes anyone. An HTTP route with an API key takes the
+key its Secret holds (read by name), and a rotated key once the gateway reads it again."""
 
 from __future__ import annotations
 
@@ -106,3 +107,40 @@ def test_only_signed_granted_callers_invoke(e2e_cluster: Cluster, installed: Ins
     assert wait_for(anonymous_invoke, what="an unsigned invoke of open", timeout=120) == {
         "echo": {"a": 2}
     }
+
+
+def test_an_api_key_route_takes_the_key_its_secret_holds(
+    e2e_cluster: Cluster, installed: Installed
+) -> None:
+    objects = function_manifests("guarded", code=CODE, path="/guarded", scaling={"minReplicas": 1})
+    objects[1]["spec"]["http"]["auth"] = {
+        "type": "apiKey",
+        "secretRef": {"name": "guarded-key", "key": "key"},
+    }
+
+    def key_secret(value: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "guarded-key", "namespace": FUNCTIONS_NAMESPACE},
+            "stringData": {"key": value},
+        }
+
+    e2e_cluster.apply([*objects, key_secret("first-key")])
+    url = f"{installed.gateway_url}/guarded"
+
+    def status_with(key: str | None) -> int:
+        request = urllib.request.Request(url, headers={"x-api-key": key} if key else {})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refusal:
+            return refusal.code
+
+    wait_for(lambda: status_with("first-key") == 200, what="the route taking its key", timeout=120)
+    assert status_with(None) == 403
+    assert status_with("another-key") == 403
+
+    e2e_cluster.apply([key_secret("second-key")])  # rotated: read again within 30 s
+    wait_for(lambda: status_with("second-key") == 200, what="the rotated key", timeout=90)
+    assert status_with("first-key") == 403

@@ -142,7 +142,8 @@ def assert_can_i(
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
 
 
-# A release that serves named namespaces only: its rights are bound there and nowhere else.
+# A release that serves named namespaces only (and reads apiKey Secrets): its rights are bound
+# there and nowhere else.
 NARROW = "kubelambda-narrow"
 NARROW_OPERATOR = f"system:serviceaccount:{NARROW}:{NARROW}-operator"
 NARROW_GATEWAY = f"system:serviceaccount:{NARROW}:{NARROW}-gateway"
@@ -158,7 +159,11 @@ NARROW_RBAC = [
     (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-a", False),
     (NARROW_GATEWAY, "watch", "endpointslices.discovery.k8s.io", "", False),
     (NARROW_GATEWAY, "watch", "secrets", NARROW, True),
+    # readApiKeySecrets: the Secrets apiKey Triggers name, by name, where it serves only
+    (NARROW_GATEWAY, "get", "secrets", "team-n", True),
+    (NARROW_GATEWAY, "list", "secrets", "team-n", False),
     (NARROW_GATEWAY, "watch", "secrets", "team-n", False),
+    (NARROW_GATEWAY, "get", "secrets", "team-a", False),
 ]
 
 
@@ -175,6 +180,8 @@ def narrow(installed: ApiServer) -> ApiServer:
         "--wait=false",
         "--set",
         "functionNamespaces={team-n}",
+        "--set",
+        "gateway.readApiKeySecrets=true",
     )
     return installed
 

@@ -100,6 +100,15 @@ def test_metrics_scrapers_are_named_by_namespace() -> None:
     assert "--metrics-from=monitoring,ops" in args["containers"][0]["args"]
 
 
+def test_function_egress_is_restricted_to_the_gateways_port_unless_opened() -> None:
+    operator = find(render("gateway.port=8181"), "Deployment", "kubelambda-operator")
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--function-egress=restricted" in args
+    assert "--gateway-port=8181" in args
+    opened = find(render("runtime.egress=open"), "Deployment", "kubelambda-operator")
+    assert "--function-egress=open" in opened["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_the_operator_is_told_the_runtime_images_and_where_the_gateway_is() -> None:
     docs = render("runtime.images.python3\\.13=localhost/rt313:9", "region=eu-west-1")
     operator = find(docs, "Deployment", "kubelambda-operator")
@@ -155,10 +164,16 @@ def test_the_gateway_reads_secrets_only_when_asked() -> None:
         role = find(docs, "ClusterRole", "kubelambda-gateway")
         return [rule for rule in role["rules"] if "secrets" in rule["resources"]]
 
+    def gateway_args(docs: list[dict[str, Any]]) -> list[str]:
+        deployment = find(docs, "Deployment", "kubelambda-gateway")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
     assert secret_rules(render()) == []
-    assert secret_rules(render("gateway.readApiKeySecrets=true")) == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
-    ]
+    assert "--api-key-secrets" not in gateway_args(render())
+    asked = render("gateway.readApiKeySecrets=true")
+    # By name only: the gateway cannot enumerate Secrets.
+    assert secret_rules(asked) == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert "--api-key-secrets" in gateway_args(asked)
 
 
 def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:

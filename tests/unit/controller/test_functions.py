@@ -48,7 +48,7 @@ def test_a_new_function_gets_its_objects_and_a_status(
 
     assert stored(cluster, CONFIG_MAP, "hello-code")["data"]["app.py"].startswith("def handler")
     assert stored(cluster, SERVICE)["spec"]["clusterIP"] == "None"
-    assert stored(cluster, NETWORK_POLICY)["spec"]["policyTypes"] == ["Ingress"]
+    assert stored(cluster, NETWORK_POLICY)["spec"]["policyTypes"] == ["Ingress", "Egress"]
     deployment = stored(cluster, DEPLOYMENT)
     assert deployment["spec"]["replicas"] == 0
     status = stored(cluster, FUNCTION)["status"]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
+import pytest
+
+from kubelambda.api import Function, parse_function
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.networkpolicy import function_network_policy
@@ -24,13 +29,13 @@ def test_service_is_headless_and_selects_the_functions_ready_pods(owner: Owner) 
 
 
 def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
-    owner: Owner, config: ControllerConfig
+    owner: Owner, config: ControllerConfig, hello: Function
 ) -> None:
-    policy = function_network_policy(owner=owner, config=config)
+    policy = function_network_policy(hello, owner=owner, config=config)
     assert policy["metadata"]["ownerReferences"][0]["controller"] is True
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"kubelambda.dev/function": "hello"}}
-    assert spec["policyTypes"] == ["Ingress"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
     rule, metrics = spec["ingress"]
     # One peer holding both selectors means "and"; two peers would mean "or".
     assert rule["from"] == [
@@ -53,10 +58,10 @@ def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
 
 
 def test_metrics_scrapers_can_be_limited_to_namespaces_or_shut_out(
-    owner: Owner, config: ControllerConfig
+    owner: Owner, config: ControllerConfig, hello: Function
 ) -> None:
     limited = replace(config, metrics_from=("monitoring", "observability"))
-    _, metrics = function_network_policy(owner=owner, config=limited)["spec"]["ingress"]
+    _, metrics = function_network_policy(hello, owner=owner, config=limited)["spec"]["ingress"]
     assert metrics["from"] == [
         {
             "namespaceSelector": {
@@ -71,5 +76,69 @@ def test_metrics_scrapers_can_be_limited_to_namespaces_or_shut_out(
         }
     ]
     shut = replace(config, metrics_from=())
-    [only] = function_network_policy(owner=owner, config=shut)["spec"]["ingress"]
+    [only] = function_network_policy(hello, owner=owner, config=shut)["spec"]["ingress"]
     assert only["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+GATEWAY_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubelambda"}},
+    "podSelector": {
+        "matchLabels": {
+            "app.kubernetes.io/name": "kubelambda",
+            "app.kubernetes.io/component": "gateway",
+        }
+    },
+}
+DNS = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+@pytest.fixture
+def hello(make_function: Callable[..., dict[str, Any]]) -> Function:
+    return parse_function(make_function())
+
+
+def test_function_pods_reach_only_dns_and_the_gateway_by_default(
+    owner: Owner, config: ControllerConfig, hello: Function
+) -> None:
+    spec = function_network_policy(hello, owner=owner, config=config)["spec"]
+    assert spec["egress"] == [
+        DNS,
+        {"to": [GATEWAY_PEER], "ports": [{"protocol": "TCP", "port": 8080}]},
+    ]
+
+
+def test_declared_destinations_are_added_and_open_egress_restricts_nothing(
+    owner: Owner, config: ControllerConfig, make_function: Callable[..., dict[str, Any]]
+) -> None:
+    declared = parse_function(
+        make_function(
+            network={
+                "egress": [
+                    {"cidr": "10.0.0.1/8", "ports": [5432]},
+                    {"namespace": "storage", "podLabels": {"app": "minio"}, "ports": [9000]},
+                    {"namespace": "tools"},
+                ]
+            }
+        )
+    )
+    egress = function_network_policy(declared, owner=owner, config=config)["spec"]["egress"]
+    assert egress[2:] == [
+        {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 5432}]},
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "storage"}
+                    },
+                    "podSelector": {"matchLabels": {"app": "minio"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 9000}],
+        },
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}}]},
+    ]
+    open_policy = function_network_policy(
+        declared, owner=owner, config=replace(config, function_egress="open")
+    )["spec"]
+    assert open_policy["policyTypes"] == ["Ingress"]
+    assert "egress" not in open_policy

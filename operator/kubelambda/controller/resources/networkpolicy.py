@@ -1,5 +1,7 @@
 """The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods'
-invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port.
+invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port. Its pods
+may connect out only to DNS, the gateway and what the Function declares (``spec.network``),
+unless the operator runs with ``--function-egress=open``.
 
 Invocations must pass through the gateway (auth, limits, metrics); the Function reconciler
 applies this next to the Deployment. It takes effect where the network plugin enforces policies.
@@ -9,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelambda.api import Function
 from kubelambda.api.labels import pod_selector
+from kubelambda.api.network import EgressRule
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
 from kubelambda.controller.resources.meta import Owner, object_meta
@@ -17,8 +21,10 @@ from kubelambda.controller.resources.meta import Owner, object_meta
 __all__ = ["function_network_policy"]
 
 
-def function_network_policy(*, owner: Owner, config: ControllerConfig) -> dict[str, Any]:
-    return {
+def function_network_policy(
+    function: Function, *, owner: Owner, config: ControllerConfig
+) -> dict[str, Any]:
+    policy: dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": object_meta(owner.name, owner),
@@ -27,24 +33,51 @@ def function_network_policy(*, owner: Owner, config: ControllerConfig) -> dict[s
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [
-                        {
-                            # Both selectors in one peer: gateway pods in the gateway's
-                            # namespace, not pods with those labels anywhere.
-                            "namespaceSelector": {
-                                "matchLabels": {
-                                    "kubernetes.io/metadata.name": config.gateway_namespace
-                                }
-                            },
-                            "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
-                        }
-                    ],
+                    "from": [_gateway_peer(config)],
                     "ports": [{"protocol": "TCP", "port": PORT}],
                 },
                 *_metrics_rule(config.metrics_from),
             ],
         },
     }
+    if config.function_egress == "restricted":
+        policy["spec"]["policyTypes"].append("Egress")
+        policy["spec"]["egress"] = [
+            # Names resolve wherever the cluster's DNS runs (a Service, a node-local cache).
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            {
+                "to": [_gateway_peer(config)],
+                "ports": [{"protocol": "TCP", "port": config.gateway_port}],
+            },
+            *(_egress_rule(rule) for rule in function.egress),
+        ]
+    return policy
+
+
+def _gateway_peer(config: ControllerConfig) -> dict[str, Any]:
+    # Both selectors in one peer: gateway pods in the gateway's namespace, not pods with
+    # those labels anywhere.
+    return {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": config.gateway_namespace}
+        },
+        "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
+    }
+
+
+def _egress_rule(rule: EgressRule) -> dict[str, Any]:
+    if rule.cidr is not None:
+        peer: dict[str, Any] = {"ipBlock": {"cidr": rule.cidr}}
+    else:
+        peer = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": rule.namespace}}
+        }
+        if rule.pod_labels:
+            peer["podSelector"] = {"matchLabels": dict(rule.pod_labels)}
+    found: dict[str, Any] = {"to": [peer]}
+    if rule.ports:
+        found["ports"] = [{"protocol": "TCP", "port": port} for port in rule.ports]
+    return found
 
 
 def _metrics_rule(namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
