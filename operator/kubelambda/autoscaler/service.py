@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
@@ -51,10 +52,12 @@ class ClusterReplicas(ReplicaTarget, Protocol):
 
 @dataclass(frozen=True)
 class WakeEndpoint:
-    """Where the wake-up endpoint listens."""
+    """Where the wake-up endpoint listens, and the token callers must send
+    (``Authorization: Bearer TOKEN``; None: anyone on the network may ask)."""
 
     host: str = "0.0.0.0"
     port: int = 8082
+    token: str | None = None
 
 
 def scaling_spec(function_object: Mapping[str, Any]) -> ScalingSpec | None:
@@ -161,6 +164,13 @@ class AutoscalerService:
         self.function_event("ADDED", found)
         return function in self.specs
 
+    def _authorised(self, scope: Scope) -> bool:
+        token = self._wake.token
+        if token is None:
+            return True
+        sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        return hmac.compare_digest(sent, b"Bearer " + token.encode())
+
     async def wake_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /wake/NAMESPACE/NAME`` (the gateway) and ``GET /healthz``."""
         if scope["type"] != "http":
@@ -170,7 +180,9 @@ class AutoscalerService:
             await _answer(send, 200, {"leading": self.leading})
         elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "wake":
             function = FunctionKey(parts[1], parts[2])
-            if not self.leading:
+            if not self._authorised(scope):
+                await _answer(send, 401, {"message": "a wake-up needs the gateway's token"})
+            elif not self.leading:
                 await _answer(send, 503, {"message": "this autoscaler is standing by"})
             elif not await self._known(function):
                 await _answer(send, 404, {"message": f"no Function {function}"})

@@ -56,7 +56,8 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
     parser.add_argument(
         "--autoscaler-url",
         default=os.environ.get("KUBELAMBDA_AUTOSCALER_URL", "http://kubelambda-operator:8082"),
-        help="where wake-ups go: POST URL/wake/NAMESPACE/NAME ($KUBELAMBDA_AUTOSCALER_URL)",
+        help="where wake-ups go: POST URL/wake/NAMESPACE/NAME ($KUBELAMBDA_AUTOSCALER_URL),"
+        " with $KUBELAMBDA_WAKE_TOKEN as a bearer token when that is set",
     )
     parser.add_argument(
         "--invoke-auth",
@@ -139,7 +140,9 @@ async def serve(args: argparse.Namespace) -> None:
 
     platform = KubernetesPlatform(
         client=client,
-        waker=AutoscalerWaker(args.autoscaler_url),
+        waker=AutoscalerWaker(
+            args.autoscaler_url, token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None
+        ),
         on_specs=on_specs,
         namespaces=args.namespace,
         probe=healthy,

@@ -162,7 +162,8 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         "--autoscaler-port",
         type=int,
         default=8082,
-        help="the autoscaler's wake-up endpoint for the gateway (default: %(default)s)",
+        help="the autoscaler's wake-up endpoint for the gateway, which must send"
+        " $KUBELAMBDA_WAKE_TOKEN as a bearer token when that is set (default: %(default)s)",
     )
     parser.add_argument(
         "--autoscaler-tick",
@@ -229,7 +230,9 @@ def _autoscaler(
         source=PrometheusSource(args.prometheus_url),
         replicas=replicas,
         hold_lease=hold_lease,
-        wake=WakeEndpoint(port=args.autoscaler_port),
+        wake=WakeEndpoint(
+            port=args.autoscaler_port, token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None
+        ),
         tick_seconds=args.autoscaler_tick,
     )
     listeners[FUNCTION].append(autoscaler.function_event)

@@ -50,6 +50,9 @@ spec:
 """
 
 
+TOKEN = "wake-token-of-this-release"
+
+
 @contextmanager
 def service(kube_api, prometheus_url: str, identity: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The autoscaler wired as ``kubelambda operator`` wires it, with informers (instead of
@@ -74,7 +77,7 @@ def service(kube_api, prometheus_url: str, identity: str) -> Iterator[str]:  # t
             source=PrometheusSource(prometheus_url),
             replicas=replicas,
             hold_lease=hold_lease,
-            wake=WakeEndpoint(host="127.0.0.1", port=port),
+            wake=WakeEndpoint(host="127.0.0.1", port=port, token=TOKEN),
             tick_seconds=0.5,
         )
         informers = [
@@ -107,8 +110,9 @@ def _get(url: str) -> dict[str, object]:
         return result
 
 
-def _post(url: str) -> int:
-    request = urllib.request.Request(url, method="POST")
+def _post(url: str, token: str | None = TOKEN) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return int(answer.status)
@@ -139,6 +143,10 @@ def test_wake_scales_through_scale_and_one_lease_holder_acts(kube_api, prom, tmp
             assert _replicas(kube_api) == 0
 
             assert _post(f"{first}/wake/default/nosuch") == 404
+            # Only the gateway, which holds the release's token, may ask.
+            assert _post(f"{first}/wake/default/sleepy", token=None) == 401
+            assert _post(f"{first}/wake/default/sleepy", token="guessed") == 401
+            assert _replicas(kube_api) == 0
             assert _post(f"{first}/wake/default/sleepy") == 202
             wait_for(lambda: _replicas(kube_api) == 1, timeout=30, what="replicas 0 -> 1")
 

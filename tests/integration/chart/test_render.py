@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_the_gateway_reads_secrets_only_when_asked() -> None:
 
 def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:
     docs = render("gateway.s3TokenSecret=my-token")
-    assert not [d for d in docs if d["kind"] == "Secret"]
+    secrets = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
+    assert secrets == ["kubelambda-wake"]  # no S3 token Secret of the chart's own
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     [token] = [
         e
@@ -206,6 +208,18 @@ def test_the_operator_service_serves_wake_ups_and_health() -> None:
     service = find(render(), "Service", "kubelambda-operator")
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
     assert ports == {"wake": (8082, "wake"), "health": (8081, "health")}
+
+
+def test_wake_ups_carry_a_token_the_gateway_and_the_autoscaler_share() -> None:
+    docs = render()
+    secret = find(docs, "Secret", "kubelambda-wake")
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    for component in ("operator", "gateway"):
+        deployment = find(docs, "Deployment", f"kubelambda-{component}")
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["KUBELAMBDA_WAKE_TOKEN"]["valueFrom"] == {
+            "secretKeyRef": {"name": "kubelambda-wake", "key": "token"}
+        }, component
 
 
 def test_only_the_gateway_may_ask_for_wake_ups() -> None:
