@@ -16,7 +16,7 @@ EMPTY_OBJECT: Final[Mapping[str, object]] = MappingProxyType({})
 
 RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
 HTTP_METHODS: Final = ("ANY", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-AUTH_TYPES: Final = ("none", "apiKey")
+AUTH_TYPES: Final = ("none", "apiKey", "jwt")
 
 DNS_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -29,6 +29,10 @@ HTTP_PATH: Final = r"^(/\.?[A-Za-z0-9_~!$&()*+,;=:@%-][A-Za-z0-9._~!$&()*+,;=:@%
 BUCKET: Final = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
 S3_EVENT: Final = r"^s3:[A-Za-z]+(:(\*|[A-Za-z]+))?$"
 REGION: Final = r"^[a-z0-9-]+$"
+# An OAuth scope token (RFC 6749 3.3: printable ASCII but space, '"' and '\\').
+SCOPE: Final = r"^[!#-\[\]-~]+$"
+IDENTITY_SOURCE: Final = r"^\$request\.(header|querystring)\.[-A-Za-z0-9_.]+$"
+DEFAULT_IDENTITY_SOURCE: Final = "$request.header.Authorization"
 CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
 NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Checked by CEL in the CRD (map keys cannot carry a pattern), so not part of the tables.
@@ -156,6 +160,31 @@ def _delivery(*, default: object) -> dict[str, Field]:
     }
 
 
+def _jwt(prefix: str) -> dict[str, Field]:
+    url_hint = "an http:// or https:// URL"
+    return {
+        prefix: _object(),
+        f"{prefix}.issuer": _string(required=True, max_length=2048, pattern=URL, hint=url_hint),
+        f"{prefix}.audience": Field(
+            type="array", required=True, min_items=1, max_items=50, list_type="set"
+        ),
+        f"{prefix}.audience[]": _string(min_length=1, max_length=512),
+        f"{prefix}.jwksUrl": _string(max_length=2048, pattern=URL, hint=url_hint),
+        f"{prefix}.scopes": Field(type="array", min_items=1, max_items=50, list_type="set"),
+        f"{prefix}.scopes[]": _string(
+            max_length=256,
+            pattern=SCOPE,
+            hint="a scope (printable ASCII characters but space, '\"' and '\\')",
+        ),
+        f"{prefix}.identitySource": _string(
+            default=DEFAULT_IDENTITY_SOURCE,
+            max_length=256,
+            pattern=IDENTITY_SOURCE,
+            hint="$request.header.NAME or $request.querystring.NAME",
+        ),
+    }
+
+
 _ROOT: Final = {
     "apiVersion": _string(),
     "kind": _string(),
@@ -255,6 +284,7 @@ TRIGGER_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.http.auth": _object(default=EMPTY_OBJECT),
         "spec.http.auth.type": _string(enum=AUTH_TYPES, default="none"),
         **_key_ref("spec.http.auth.secretRef"),
+        **_jwt("spec.http.auth.jwt"),
         "spec.bucket": _object(),
         "spec.bucket.bucket": _string(
             required=True,

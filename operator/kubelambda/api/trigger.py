@@ -13,7 +13,7 @@ from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
 from kubelambda.api.reader import Node, Reader
-from kubelambda.api.schema import TRIGGER_FIELDS
+from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE, TRIGGER_FIELDS
 
 KIND: Final = "Trigger"
 # The gateway serves its own endpoints under these (DESIGN.md, "Gateway endpoints").
@@ -28,12 +28,27 @@ class SecretKeyRef:
     key: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class JwtAuth:
+    """A JWT authorizer, as API Gateway HTTP APIs have: tokens signed by ``issuer`` (keys from
+    ``jwks_url``, or found by OpenID discovery) for one of ``audience``; with ``scopes``, the
+    token must hold one of them. The token is read from ``identity_source``."""
+
+    issuer: str
+    audience: tuple[str, ...]
+    jwks_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    identity_source: str = DEFAULT_IDENTITY_SOURCE
+
+
 @dataclass(frozen=True)
 class HttpAuth:
-    """``none``, or ``apiKey`` with the Secret key that holds the key callers must send."""
+    """``none``; ``apiKey`` with the Secret key that holds the key callers must send; or
+    ``jwt`` with its authorizer."""
 
-    type: Literal["none", "apiKey"] = "none"
+    type: Literal["none", "apiKey", "jwt"] = "none"
     secret_ref: SecretKeyRef | None = None
+    jwt: JwtAuth | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,9 +181,31 @@ def _read_auth(reader: Reader, http: Node) -> HttpAuth:
         reader.report(at, "is required when spec.http.auth.type is apiKey")
     if auth_type != "apiKey" and node.child("secretRef").present:
         reader.report(at, "is only for spec.http.auth.type apiKey")
+    at = f"{node.path}.jwt"
+    if auth_type == "jwt" and not node.child("jwt").present:
+        reader.report(at, "is required when spec.http.auth.type is jwt")
+    if auth_type != "jwt" and node.child("jwt").present:
+        reader.report(at, "is only for spec.http.auth.type jwt")
+    jwt = _read_jwt(reader, node)
     if auth_type == "apiKey":
         return HttpAuth(type="apiKey", secret_ref=secret_ref)
+    if auth_type == "jwt" and jwt is not None:
+        return HttpAuth(type="jwt", jwt=jwt)
     return HttpAuth()
+
+
+def _read_jwt(reader: Reader, auth: Node) -> JwtAuth | None:
+    node = reader.obj(auth.child("jwt"))
+    if node is None:
+        return None
+    scopes = node.child("scopes")
+    return JwtAuth(
+        issuer=reader.text(node.child("issuer")),
+        audience=tuple(reader.text(item) for item in reader.items(node.child("audience"))),
+        jwks_url=reader.optional_text(node.child("jwksUrl")),
+        scopes=tuple(reader.text(item) for item in reader.items(scopes)),
+        identity_source=reader.text(node.child("identitySource")),
+    )
 
 
 def _read_bucket(reader: Reader, spec: Node) -> BucketSource | None:

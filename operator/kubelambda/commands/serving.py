@@ -15,6 +15,7 @@ from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.dispatcher.delivery import AsyncDelivery
 from kubelambda.gateway.access import AccessKeys
+from kubelambda.gateway.jwks import JwksCache
 from kubelambda.gateway.platform import Platform
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.server import Gateway
@@ -96,10 +97,12 @@ def create_gateway(
     clock: Clock | None = None,
     delivery_store: DeliveryStore | None = None,
     access_keys: AccessKeys | None = None,
+    jwks: JwksCache | None = None,
 ) -> Gateway:
     """A gateway over `platform`, serving `routes` (replace them later with `set_routes`),
     with its delivery store (`open_store` unless given) and the dispatcher that empties it;
-    `access_keys` are the keys the Invoke API accepts (none unless given)."""
+    `access_keys` are the keys the Invoke API accepts (none unless given); `jwks` holds the
+    signing keys of JWT routes' issuers (fetched over HTTP unless given)."""
     settings = settings or GatewaySettings()
     clock = clock or SystemClock()
     store = delivery_store if delivery_store is not None else open_store(settings, clock=clock)
@@ -110,6 +113,7 @@ def create_gateway(
         clock=clock,
         delivery_store=store,
         access_keys=access_keys,
+        jwks=jwks,
     )
     gateway.attach(
         AsyncDelivery(

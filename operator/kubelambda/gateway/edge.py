@@ -19,6 +19,7 @@ from kubelambda.clock import Clock
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     GatewayError,
+    JwtRefused,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -41,7 +42,17 @@ _CLIENT_GONE = 499
 
 
 def error_response(exc: GatewayError, *, request_id: str | None = None) -> Response:
-    """The one mapping of gateway errors to HTTP: status, AWS error type, a JSON body."""
+    """The one mapping of gateway errors to HTTP: status, AWS error type, a JSON body.
+
+    A JWT authorizer's refusal is answered as API Gateway's HTTP APIs answer it: only
+    `{"message":"Unauthorized"}` (or "Forbidden") and a `www-authenticate` challenge.
+    """
+    if isinstance(exc, JwtRefused):
+        return Response(
+            status=exc.status,
+            headers=[_JSON, (b"www-authenticate", exc.challenge.encode("latin-1"))],
+            body=b'{"message":"%s"}' % exc.message.encode("ascii"),
+        )
     body = json.dumps(
         {"Type": exc.fault, "errorType": exc.error_type, "message": exc.message}
     ).encode("utf-8")

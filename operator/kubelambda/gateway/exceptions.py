@@ -13,6 +13,10 @@ again later without spending one of the event's retries). The hierarchy::
     ├── AccessDenied                   403    (AWS's type: the Invoke API's signature or grant)
     ├── RequestTimeout                 408    RequestTimeoutException (the body came too slowly)
     ├── Unauthorized                   401    UnauthorizedException (S3 notification token)
+    ├── JwtRefused                            a route's JWT authorizer said no; answered as API
+    │   │                                     Gateway does: {"message"} and www-authenticate
+    │   ├── JwtUnauthorized            401      no token, or one that does not verify
+    │   └── JwtForbidden               403      a valid token without a scope the route wants
     ├── MethodNotAllowed               405    MethodNotAllowedException
     ├── BadRequest                     400    InvalidRequestContentException
     │   └── InvalidParameter           400    InvalidParameterValueException / ValidationException
@@ -43,6 +47,9 @@ __all__ = [
     "HoldQueueFull",
     "InstanceUnavailable",
     "InvalidParameter",
+    "JwtForbidden",
+    "JwtRefused",
+    "JwtUnauthorized",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -119,6 +126,39 @@ class Unauthorized(GatewayError):
     status = 401
     error_type = "UnauthorizedException"
     fault = "User"
+
+
+class JwtRefused(GatewayError):
+    """A route's JWT authorizer refused the request. `message` is API Gateway's own word
+    ("Unauthorized", "Forbidden"); `challenge` is the www-authenticate value; `reason` says
+    why, for the gateway's log (the client learns it from the challenge)."""
+
+    fault = "User"
+
+    def __init__(self, message: str, *, reason: str, challenge: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.challenge = challenge
+
+
+class JwtUnauthorized(JwtRefused):
+    """No token where the route's identity source says, or one that fails a check."""
+
+    status = 401
+    error_type = "UnauthorizedException"
+
+    def __init__(self, reason: str, *, challenge: str) -> None:
+        super().__init__("Unauthorized", reason=reason, challenge=challenge)
+
+
+class JwtForbidden(JwtRefused):
+    """A valid token that holds none of the scopes the route wants."""
+
+    status = 403
+    error_type = "ForbiddenException"
+
+    def __init__(self, reason: str, *, challenge: str) -> None:
+        super().__init__("Forbidden", reason=reason, challenge=challenge)
 
 
 class MethodNotAllowed(GatewayError):

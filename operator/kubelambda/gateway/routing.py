@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.routes import route_conflicts
+from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE
 from kubelambda.delivery.jobs import DeliveryPolicy
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
@@ -29,6 +30,7 @@ __all__ = [
     "BucketRoute",
     "FunctionEntry",
     "HttpRoute",
+    "JwtAuthorizerConfig",
     "RouteMatch",
     "RoutingTable",
     "SecretResolver",
@@ -59,6 +61,20 @@ class FunctionEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class JwtAuthorizerConfig:
+    """A route's JWT authorizer (a Trigger's `spec.http.auth.jwt`): tokens from
+    `identity_source` signed with the keys at `jwks_url` (None: found by OpenID discovery at
+    `issuer`), whose `iss` is `issuer` and whose `aud` (or `client_id`) is one of `audience`;
+    with `scopes`, the token must hold one of them (API Gateway's authorizationScopes)."""
+
+    issuer: str
+    audience: frozenset[str]
+    jwks_url: str | None = None
+    scopes: frozenset[str] = frozenset()
+    identity_source: str = DEFAULT_IDENTITY_SOURCE
+
+
+@dataclass(frozen=True, slots=True)
 class HttpRoute:
     """One HTTP Trigger: requests whose path is `path` or below it (by whole segments), with
     one of `methods` (empty: any), for `host` (None: any host) go to `function`."""
@@ -71,6 +87,8 @@ class HttpRoute:
     # None: no authentication. Otherwise the x-api-key values accepted; empty when the
     # key could not be read, which refuses every request (fail closed).
     api_keys: frozenset[str] | None = None
+    # None: no JWT authorizer.
+    jwt: JwtAuthorizerConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +312,19 @@ def _api_keys(
     return frozenset({value.strip()}) if value and value.strip() else frozenset()
 
 
+def _jwt(source: HttpSource) -> JwtAuthorizerConfig | None:
+    jwt = source.auth.jwt
+    if source.auth.type != "jwt" or jwt is None:
+        return None
+    return JwtAuthorizerConfig(
+        issuer=jwt.issuer,
+        audience=frozenset(jwt.audience),
+        jwks_url=jwt.jwks_url,
+        scopes=frozenset(jwt.scopes),
+        identity_source=jwt.identity_source,
+    )
+
+
 def routing_table(
     functions: Iterable[Function],
     triggers: Iterable[Trigger],
@@ -306,7 +337,7 @@ def routing_table(
     Triggers whose Function is missing are kept: their requests answer 404 naming the
     missing Function. HTTP Triggers that lose their path to an older claim (api.routes)
     are left out and listed in the table's `refused`. `secrets` reads the API keys of
-    `apiKey` routes.
+    `apiKey` routes; `jwt` routes carry their authorizer's configuration.
     """
     triggers = list(triggers)
     conflicts = route_conflicts(triggers)
@@ -329,6 +360,7 @@ def routing_table(
                     host=source.host,
                     trigger=name,
                     api_keys=_api_keys(trigger, source, secrets),
+                    jwt=_jwt(source),
                 )
             )
         elif isinstance(source, BucketSource):

@@ -27,6 +27,8 @@ from kubelambda.gateway.connection import bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.jwks import JwksCache
+from kubelambda.gateway.jwt import JwtAuthorizer
 from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.platform import Platform
 from kubelambda.gateway.routing import RoutingTable
@@ -109,8 +111,11 @@ class Gateway:
         clock: Clock,
         delivery_store: DeliveryStore,
         access_keys: AccessKeys | None = None,
+        jwks: JwksCache | None = None,
     ) -> None:
         self.settings = settings
+        # The signing keys of the issuers JWT routes trust, fetched when first needed.
+        self.jwks = jwks or JwksCache(clock=clock)
         self._routes = routes
         self._activator = Activator(
             platform=platform,
@@ -136,7 +141,11 @@ class Gateway:
         self.delivery_store = delivery_store
         self._background: list[Background] = []
         triggers = TriggerHandler(
-            routes=self.current_routes, invoker=self.invoker, clock=clock, settings=settings
+            routes=self.current_routes,
+            invoker=self.invoker,
+            clock=clock,
+            settings=settings,
+            jwt=JwtAuthorizer(keys=self.jwks, clock=clock),
         )
         invoke_api = InvokeApi(
             routes=self.current_routes,
@@ -206,11 +215,13 @@ class Gateway:
                 work.start()
 
     async def aclose(self) -> None:
-        """Answer held requests 503, stop the background work, close upstream connections."""
+        """Answer held requests 503, stop the background work, close upstream connections,
+        stop fetching JWT keys."""
         await self._activator.aclose()
         for work in self._background:
             await work.aclose()
         await self.pool.aclose()
+        await self.jwks.aclose()
         self._started = False
 
     def shutdown(self) -> None:

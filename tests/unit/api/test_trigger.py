@@ -19,6 +19,7 @@ from kubelambda.api import (
     Trigger,
     parse_trigger,
 )
+from kubelambda.api.trigger import JwtAuth
 
 HERE = Path(__file__).parent
 VALID = {
@@ -121,4 +122,62 @@ def test_all_problems_are_reported_together() -> None:
         "spec.http.path",
         "spec.http.methods",
         "spec.delivery",
+    }
+
+
+def jwt_trigger(auth: dict[str, object]) -> dict[str, object]:
+    return {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {"function": "orders", "http": {"path": "/orders", "auth": auth}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("jwt", "expected"),
+    [
+        (
+            {"issuer": "https://issuer.example.com", "audience": ["orders-api"]},
+            JwtAuth(issuer="https://issuer.example.com", audience=("orders-api",)),
+        ),
+        (
+            {
+                "issuer": "http://127.0.0.1:8443/realm",
+                "audience": ["a", "b"],
+                "jwksUrl": "http://127.0.0.1:8443/keys",
+                "scopes": ["orders:read", "orders:write"],
+                "identitySource": "$request.querystring.access_token",
+            },
+            JwtAuth(
+                issuer="http://127.0.0.1:8443/realm",
+                audience=("a", "b"),
+                jwks_url="http://127.0.0.1:8443/keys",
+                scopes=("orders:read", "orders:write"),
+                identity_source="$request.querystring.access_token",
+            ),
+        ),
+    ],
+    ids=["defaults", "everything-set"],
+)
+def test_jwt_auth_parses_with_defaults(jwt: dict[str, object], expected: JwtAuth) -> None:
+    trigger = parse_trigger(jwt_trigger({"type": "jwt", "jwt": jwt}))
+    assert isinstance(trigger.source, HttpSource)
+    assert trigger.source.auth == HttpAuth("jwt", jwt=expected)
+
+
+def test_jwt_auth_reports_every_problem_of_its_block() -> None:
+    obj = jwt_trigger(
+        {
+            "type": "jwt",
+            "jwt": {"audience": [], "identitySource": "Authorization", "extra": 1},
+        }
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_trigger(obj)
+    assert set(caught.value.paths) == {
+        "spec.http.auth.jwt.issuer",
+        "spec.http.auth.jwt.audience",
+        "spec.http.auth.jwt.identitySource",
+        "spec.http.auth.jwt.extra",
     }

@@ -11,7 +11,7 @@ from kubelambda.api import parse_function, parse_trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.delivery.jobs import DeliveryPolicy
 from kubelambda.gateway.exceptions import FunctionNotFound
-from kubelambda.gateway.routing import routing_table
+from kubelambda.gateway.routing import JwtAuthorizerConfig, routing_table
 
 MANIFESTS = """
 apiVersion: kubelambda.dev/v1alpha1
@@ -118,3 +118,36 @@ def test_bucket_triggers_are_kept_for_the_notification_endpoint() -> None:
 def test_trigger_of_a_missing_function_answers_not_found() -> None:
     with pytest.raises(FunctionNotFound, match="default/missing, which does not exist"):
         load().match(method="GET", path="/orphan", host=None)
+
+
+def test_jwt_triggers_carry_their_authorizer() -> None:
+    manifest = {
+        "apiVersion": "kubelambda.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {
+            "function": "orders",
+            "http": {
+                "path": "/orders",
+                "auth": {
+                    "type": "jwt",
+                    "jwt": {
+                        "issuer": "https://issuer.example.com",
+                        "audience": ["orders-api", "admin"],
+                        "scopes": ["orders:read"],
+                    },
+                },
+            },
+        },
+    }
+    table = routing_table([], [parse_trigger(manifest)])
+    (route,) = table.routes
+    assert route.api_keys is None
+    assert route.jwt == JwtAuthorizerConfig(
+        issuer="https://issuer.example.com",
+        audience=frozenset({"orders-api", "admin"}),
+        jwks_url=None,
+        scopes=frozenset({"orders:read"}),
+        identity_source="$request.header.Authorization",
+    )
+    assert all(r.jwt is None for r in load().routes)

@@ -17,6 +17,7 @@ from kubelambda.gateway.exceptions import Forbidden, PayloadTooLarge, UpstreamFa
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.jwt import JwtAuthorizer
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.sources.http_payload import (
@@ -53,8 +54,10 @@ class TriggerHandler:
         invoker: Invoker,
         clock: Clock,
         settings: GatewaySettings,
+        jwt: JwtAuthorizer,
     ) -> None:
         self._routes = routes
+        self._jwt = jwt
         self._invoker = invoker
         self._clock = clock
         self._settings = settings
@@ -76,8 +79,12 @@ class TriggerHandler:
         match = self._routes().match(method=request.method, path=request.path, host=request.host)
         function = match.function
         request.function = function.key
-        if match.route.api_keys is not None:
-            _authenticate(request, match.route.api_keys)
+        route = match.route
+        authorizer = None
+        if route.api_keys is not None:
+            _authenticate(request, route.api_keys)
+        elif route.jwt is not None:
+            authorizer = await self._jwt.authorize(request, route.jwt)
         request_id = request.request_id = new_request_id()
         domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
         event = build_event(
@@ -93,6 +100,7 @@ class TriggerHandler:
             path_parameters=None,
             now=self._clock.wall(),
             account_id=self._settings.account_id,
+            authorizer=authorizer,
         )
         invocation = await self._invoker.invoke(
             function,

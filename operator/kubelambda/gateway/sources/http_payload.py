@@ -113,6 +113,7 @@ def build_event(
     now: float,
     account_id: str = DEFAULT_ACCOUNT_ID,
     protocol: str = "HTTP/1.1",
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the payload 2.0 event for one request, as an HTTP API would send it.
 
@@ -127,6 +128,9 @@ def build_event(
     otherwise (binary types, form posts, no content-type) it is base64 with
     `isBase64Encoded` true. An empty body leaves `body` out, as AWS does; so are
     `cookies`, `queryStringParameters` and `pathParameters` when empty.
+
+    `authorizer` is what the route's authorizer learnt (`{"jwt": {"claims", "scopes"}}`),
+    put in `requestContext.authorizer`; a route without one has no such key, as on AWS.
     """
     header_map: dict[str, str] = {}
     cookies: list[str] = []
@@ -174,6 +178,8 @@ def build_event(
         "time": _clf_time(seconds),
         "timeEpoch": int(now * 1000),
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     encoded = False
     if body:
         text: str | None = None

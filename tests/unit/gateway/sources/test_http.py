@@ -6,13 +6,16 @@ import asyncio
 import json
 import time
 
+import jwt as pyjwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import FakePlatform, Instance
-from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
+from kubelambda.gateway.routing import FunctionEntry, HttpRoute, JwtAuthorizerConfig, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
-from unit.gateway.serving import HELLO, MakeStandIn, StartGateway, wait_for
+from unit.gateway.serving import HELLO, MakeStandIn, StartGateway, raw_server, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +266,74 @@ async def test_a_client_that_leaves_while_held_frees_its_place(serve: StartGatew
     await wait_for(lambda: served.gateway.load()[HELLO].queued == 0)
     metrics = (await served.admin.get("/metrics")).text
     assert 'kubelambda_gateway_requests_total{code="499",function="hello"' in metrics
+
+
+async def test_jwt_routes_check_the_token_before_the_function_sees_anything(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"}
+    key_set = json.dumps({"keys": [jwk]}).encode()
+
+    async def jwks(_: int) -> tuple[bytes, bool]:
+        head = f"HTTP/1.1 200 OK\r\ncontent-length: {len(key_set)}\r\nconnection: close\r\n\r\n"
+        return head.encode() + key_set, False
+
+    issuer = "https://issuer.example.com"
+
+    def token(**claims: object) -> str:
+        payload = {"iss": issuer, "aud": "orders-api", "exp": int(time.time()) + 60, **claims}
+        return pyjwt.encode(payload, key, algorithm="RS256", headers={"kid": "k1"})
+
+    async with raw_server(jwks) as keys:
+        instance = await standin()
+        authorizer = JwtAuthorizerConfig(
+            issuer=issuer,
+            audience=frozenset({"orders-api"}),
+            jwks_url=f"http://127.0.0.1:{keys.port}/jwks",
+            scopes=frozenset({"orders:read"}),
+        )
+        served = await serve(routes=[HttpRoute(HELLO, "/hello", jwt=authorizer)])
+        served.platform.set_instances(HELLO, [instance.instance()])
+
+        missing = await served.client.get("/hello")
+        assert (missing.status_code, missing.content) == (401, b'{"message":"Unauthorized"}')
+        assert missing.headers["content-type"] == "application/json"
+        assert missing.headers["www-authenticate"] == 'Bearer scope="orders:read"'
+
+        wrong = await served.client.get(
+            "/hello", headers={"authorization": f"Bearer {token(aud='billing')}"}
+        )
+        assert (wrong.status_code, wrong.content) == (401, b'{"message":"Unauthorized"}')
+        assert wrong.headers["www-authenticate"] == (
+            'Bearer scope="orders:read" error="invalid_token" '
+            'error_description="the token does not have a valid audience"'
+        )
+
+        unscoped = await served.client.get(
+            "/hello", headers={"authorization": f"Bearer {token(scope='profile')}"}
+        )
+        assert (unscoped.status_code, unscoped.content) == (403, b'{"message":"Forbidden"}')
+        assert 'error="insufficient_scope"' in unscoped.headers["www-authenticate"]
+        assert instance.received == []  # no refusal reached the function
+
+        good = await served.client.get(
+            "/hello", headers={"authorization": f"Bearer {token(scope='orders:read', sub='u1')}"}
+        )
+        assert good.status_code == 200
+        context = good.json()["event"]["requestContext"]
+        assert context["authorizer"]["jwt"]["claims"]["sub"] == "u1"
+        assert context["authorizer"]["jwt"]["scopes"] == ["orders:read"]
+        assert len(instance.received) == 1
+        assert len(keys.requests) == 1  # fetched once, then cached
+
+
+async def test_routes_without_an_authorizer_have_none_in_the_event(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    instance = await standin()
+    served = await serve()
+    served.platform.set_instances(HELLO, [instance.instance()])
+    answer = await served.client.get("/hello", headers={"authorization": "Bearer x.y.z"})
+    assert answer.status_code == 200
+    assert "authorizer" not in answer.json()["event"]["requestContext"]

@@ -433,3 +433,10 @@ def test_function_error_response() -> None:
     # Each call stands alone: a caller appending a header must not change the next answer.
     function_error_response().headers.append((b"x", b"y"))
     assert function_error_response() == ERROR
+
+
+def test_an_authorizers_findings_go_to_the_request_context() -> None:
+    found = {"jwt": {"claims": {"sub": "u1", "exp": "1700000000"}, "scopes": None}}
+    got = event(authorizer=found)
+    assert got["requestContext"]["authorizer"] == found
+    assert "authorizer" not in event()["requestContext"]
