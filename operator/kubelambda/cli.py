@@ -14,6 +14,7 @@ COMMANDS = {
     "local": "serve Function and Trigger manifests on this machine, without a cluster",
     "operator": "run the controller and the autoscaler on a cluster",
     "gateway": "run the event gateway on a cluster",
+    "dispatcher": "deliver the asynchronous events kept in NATS JetStream",
 }
 
 

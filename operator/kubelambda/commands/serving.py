@@ -12,8 +12,10 @@ from typing import Any
 
 from kubelambda.clock import Clock, SystemClock
 from kubelambda.delivery.files import FileDeliveryStore
+from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
-from kubelambda.dispatcher.delivery import AsyncDelivery
+from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall
+from kubelambda.dispatcher.gateway_call import GatewayCall
 from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.jwks import JwksCache
 from kubelambda.gateway.platform import Platform
@@ -21,9 +23,18 @@ from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.server import Gateway
 from kubelambda.gateway.settings import GatewaySettings
 
-__all__ = ["add_gateway_flags", "create_gateway", "gateway_settings", "open_store"]
+__all__ = [
+    "add_broker_flags",
+    "add_gateway_flags",
+    "broker_settings",
+    "create_gateway",
+    "gateway_settings",
+    "open_store",
+]
 
 _DEFAULTS = GatewaySettings()
+# Lambda's longest function timeout: a dispatcher's call may run this long after holding.
+MAX_FUNCTION_TIMEOUT_SECONDS = 900.0
 
 
 def add_gateway_flags(parser: argparse.ArgumentParser, *, host: str) -> None:
@@ -57,12 +68,48 @@ def add_gateway_flags(parser: argparse.ArgumentParser, *, host: str) -> None:
         help="keep accepted asynchronous events (Event invocations, bucket notifications) "
         "in DIR and resume them on the next start",
     )
+    add_broker_flags(parser)
     parser.add_argument(
         "--s3-token",
         metavar="TOKEN",
         default=os.environ.get("KUBELAMBDA_S3_TOKEN"),
         help="bearer token S3 servers must send to /_kubelambda/events/s3 (MinIO's webhook "
         "auth_token; default $KUBELAMBDA_S3_TOKEN); without one, only loopback may post",
+    )
+
+
+def add_broker_flags(parser: argparse.ArgumentParser) -> None:
+    """Where asynchronous events are kept: NATS JetStream, shared by gateway and dispatcher."""
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        default=os.environ.get("KUBELAMBDA_NATS_URL") or None,
+        help="keep accepted asynchronous events (Event invocations, bucket notifications) in "
+        "NATS JetStream at URL, e.g. nats://127.0.0.1:4222 ($KUBELAMBDA_NATS_URL; credentials "
+        "from $KUBELAMBDA_NATS_USER and $KUBELAMBDA_NATS_PASSWORD, $KUBELAMBDA_NATS_TOKEN or a "
+        "credentials file in $KUBELAMBDA_NATS_CREDS); `kubelambda dispatcher` delivers them",
+    )
+    parser.add_argument(
+        "--nats-replicas",
+        type=int,
+        default=int(os.environ.get("KUBELAMBDA_NATS_REPLICAS") or 1),
+        help="replicas of the stream in a clustered JetStream (default %(default)s)",
+    )
+
+
+def broker_settings(args: argparse.Namespace, **more: Any) -> BrokerSettings | None:
+    """The broker the flags of `add_broker_flags` name, or None (no --nats)."""
+    if not args.nats:
+        return None
+    env = os.environ
+    return BrokerSettings(
+        url=args.nats,
+        replicas=args.nats_replicas,
+        user=env.get("KUBELAMBDA_NATS_USER") or None,
+        password=env.get("KUBELAMBDA_NATS_PASSWORD") or None,
+        token=env.get("KUBELAMBDA_NATS_TOKEN") or None,
+        credentials_file=env.get("KUBELAMBDA_NATS_CREDS") or None,
+        **more,
     )
 
 
@@ -77,9 +124,13 @@ def gateway_settings(args: argparse.Namespace, **more: Any) -> GatewaySettings:
     )
 
 
-def open_store(settings: GatewaySettings, *, clock: Clock) -> DeliveryStore:
-    """Where accepted asynchronous events wait: files under `delivery_state_dir` (they
-    survive a restart), or memory."""
+def open_store(
+    settings: GatewaySettings, *, clock: Clock, broker: BrokerSettings | None = None
+) -> DeliveryStore:
+    """Where accepted asynchronous events wait: a JetStream stream (`broker`), files under
+    `delivery_state_dir` (they survive a restart), or memory."""
+    if broker is not None:
+        return JetStreamStore(broker, clock=clock)
     if settings.delivery_state_dir is not None:
         return FileDeliveryStore(
             directory=settings.delivery_state_dir,
@@ -98,14 +149,24 @@ def create_gateway(
     delivery_store: DeliveryStore | None = None,
     access_keys: AccessKeys | None = None,
     jwks: JwksCache | None = None,
+    broker: BrokerSettings | None = None,
+    dispatch_url: str | None = None,
 ) -> Gateway:
     """A gateway over `platform`, serving `routes` (replace them later with `set_routes`),
     with its delivery store (`open_store` unless given) and the dispatcher that empties it;
     `access_keys` are the keys the Invoke API accepts (none unless given); `jwks` holds the
-    signing keys of JWT routes' issuers (fetched over HTTP unless given)."""
+    signing keys of JWT routes' issuers (fetched over HTTP unless given).
+
+    With a `broker`, the gateway only publishes: `kubelambda dispatcher` delivers, or, given
+    `dispatch_url` (this gateway's own address, in local mode), a dispatcher in this process
+    that invokes through it, as the cluster's does."""
     settings = settings or GatewaySettings()
     clock = clock or SystemClock()
-    store = delivery_store if delivery_store is not None else open_store(settings, clock=clock)
+    store = (
+        delivery_store
+        if delivery_store is not None
+        else open_store(settings, clock=clock, broker=broker)
+    )
     gateway = Gateway(
         platform=platform,
         routes=routes,
@@ -115,14 +176,43 @@ def create_gateway(
         access_keys=access_keys,
         jwks=jwks,
     )
+    if isinstance(store, JetStreamStore):
+        gateway.attach(store)
+        if dispatch_url is not None:
+            _attach_dispatcher(gateway, store.settings, url=dispatch_url, clock=clock)
+        return gateway
     gateway.attach(
         AsyncDelivery(
             store=store,
-            invoker=gateway.invoker,
+            call=InProcessCall(
+                invoker=gateway.invoker,
+                routes=gateway.current_routes,
+                clock=clock,
+                settings=settings,
+            ),
             pool=gateway.pool,
-            routes=gateway.current_routes,
             clock=clock,
             settings=settings,
         )
     )
     return gateway
+
+
+def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, url: str, clock: Clock) -> None:
+    """A dispatcher in the gateway's process: consumes the broker, invokes through `url`."""
+    settings = gateway.settings
+    consumer = JetStreamStore(broker, clock=clock, consume=True)
+    gateway.attach(consumer)
+    gateway.attach(
+        AsyncDelivery(
+            store=consumer,
+            call=GatewayCall(
+                url=url,
+                pool=gateway.pool,
+                timeout_seconds=settings.hold_timeout_seconds + MAX_FUNCTION_TIMEOUT_SECONDS,
+            ),
+            pool=gateway.pool,
+            clock=clock,
+            settings=settings,
+        )
+    )

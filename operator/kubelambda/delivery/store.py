@@ -22,11 +22,10 @@ __all__ = ["DeliveryStore", "DueJobs", "MemoryDeliveryStore"]
 
 
 class DeliveryStore(Protocol):
-    """A bounded set of jobs, each either waiting (until its due time) or taken."""
+    """A bounded set of jobs, each either waiting (until its due time) or taken.
 
-    def offer(self, job: DeliveryJob) -> bool:
-        """Accept a new job, due now; False when the store is full."""
-        ...
+    Every call may wait on a disk or a broker, so every call is awaited.
+    """
 
     async def admit(self, jobs: Sequence[DeliveryJob]) -> bool:
         """Accept all of `jobs` (due now) once they are as durable as the store makes
@@ -39,16 +38,16 @@ class DeliveryStore(Protocol):
         and a cancelled take takes nothing."""
         ...
 
-    def retry(self, job: DeliveryJob, *, due: float) -> None:
+    async def retry(self, job: DeliveryJob, *, due: float) -> None:
         """Put a taken job back, due at `due` (store clock)."""
         ...
 
-    def done(self, job: DeliveryJob) -> None:
+    async def done(self, job: DeliveryJob) -> None:
         """Forget a taken job: delivered, dead-lettered or given up."""
         ...
 
     def __len__(self) -> int:
-        """Jobs held, waiting or taken."""
+        """Jobs this process holds, waiting or taken (a broker holds the rest)."""
         ...
 
 
@@ -105,6 +104,7 @@ class MemoryDeliveryStore:
         return len(self._jobs)
 
     def offer(self, job: DeliveryJob) -> bool:
+        """Accept a new job, due now; False when the store is full."""
         if len(self) >= self.capacity:
             return False
         job.due = self._clock.monotonic()
@@ -121,10 +121,10 @@ class MemoryDeliveryStore:
     async def take(self) -> DeliveryJob:
         return await self._jobs.take()
 
-    def retry(self, job: DeliveryJob, *, due: float) -> None:
+    async def retry(self, job: DeliveryJob, *, due: float) -> None:
         self._jobs.release()
         job.due = due
         self._jobs.push(job)
 
-    def done(self, job: DeliveryJob) -> None:
+    async def done(self, job: DeliveryJob) -> None:
         self._jobs.release()

@@ -2,8 +2,10 @@
 the function's dead letter, as Lambda's on-failure destination would be.
 
 The gateway's sources put accepted events (Event invocations, bucket notifications) in
-the store; `AsyncDelivery`'s workers deliver them through the gateway's invoker. The
-gateway starts and stops them (`Gateway.attach`).
+the store; `AsyncDelivery`'s workers take them and invoke each through a `FunctionCall`:
+in the gateway's own process (`InProcessCall`, with the memory or file store; the gateway
+starts and stops them, `Gateway.attach`), or through a gateway's Invoke API
+(`dispatcher.gateway_call`, in ``kubelambda dispatcher`` over the broker).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import json
 import logging
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from kubelambda.api.identity import FunctionKey
@@ -28,7 +31,7 @@ from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.upstream import UpstreamPool
 
-__all__ = ["AsyncDelivery"]
+__all__ = ["AsyncDelivery", "FunctionCall", "InProcessCall", "Outcome", "json_or_text"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,74 @@ _URL_TIMEOUT_SECONDS = 30.0
 _IDLE_SECONDS = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one try of a job came to."""
+
+    status: int
+    # Set when the function failed (its error type), or the gateway did for it.
+    function_error: str | None = None
+    body: Any = None
+    # Not placed (no instance in time, a queue full): try later without spending a retry.
+    throttled: bool = False
+    # The function no longer exists: the job is dropped.
+    gone: bool = False
+    # The event can never succeed (not JSON, too large): no retry, straight to the dead letter.
+    final: bool = False
+
+
+class FunctionCall(Protocol):
+    """One try of a job's invocation."""
+
+    async def __call__(self, job: DeliveryJob) -> Outcome: ...
+
+
+class InProcessCall:
+    """Invokes through this gateway's own invoker (scale from zero, holding, concurrency)."""
+
+    def __init__(
+        self,
+        *,
+        invoker: Invoker,
+        routes: Callable[[], RoutingTable],
+        clock: Clock,
+        settings: GatewaySettings,
+    ) -> None:
+        self._invoker = invoker
+        self._routes = routes
+        self._clock = clock
+        self._settings = settings
+
+    async def __call__(self, job: DeliveryJob) -> Outcome:
+        key = job.function
+        entry = self._routes().functions.get(key) if key is not None else None
+        if entry is None:
+            return Outcome(status=404, gone=True)
+        try:
+            invocation = await self._invoker.invoke(
+                entry,
+                payload=job.payload,
+                request_id=job.id,
+                invoked_arn=job.invoked_arn.encode("ascii"),
+                hold_deadline=self._clock.monotonic() + self._settings.hold_timeout_seconds,
+                client_context=job.client_context,
+            )
+        except GatewayError as exc:
+            error = {"errorType": exc.error_type, "errorMessage": exc.message}
+            if exc.retryable:
+                return Outcome(status=exc.status, body=error, throttled=True)
+            return Outcome(status=exc.status, function_error=exc.error_type, body=error)
+        response = invocation.response
+        function_error = response.header(b"x-amz-function-error")
+        if response.status == 200 and function_error is None:
+            return Outcome(status=200)
+        return Outcome(
+            status=response.status,
+            function_error=function_error.decode("latin-1") if function_error else "Unhandled",
+            body=json_or_text(response.body),
+        )
+
+
 class AsyncDelivery:
     """Workers that take due jobs from a `DeliveryStore` and deliver them."""
 
@@ -46,16 +117,14 @@ class AsyncDelivery:
         self,
         *,
         store: DeliveryStore,
-        invoker: Invoker,
+        call: FunctionCall,
         pool: UpstreamPool,
-        routes: Callable[[], RoutingTable],
         clock: Clock,
         settings: GatewaySettings,
     ) -> None:
         self._store = store
-        self._invoker = invoker
+        self._call = call
         self._pool = pool
-        self._routes = routes
         self._clock = clock
         self._settings = settings
         self._workers: list[asyncio.Task[None]] = []
@@ -87,50 +156,35 @@ class AsyncDelivery:
             try:
                 await self._deliver(job)
             except asyncio.CancelledError:
-                self._store.retry(job, due=self._clock.monotonic())
+                await self._store.retry(job, due=self._clock.monotonic())
                 raise
             except Exception:
                 # A bug here must not stop the worker; the job is kept for another try.
                 log.exception("delivering %s failed unexpectedly", job.id)
-                self._store.retry(job, due=self._clock.monotonic() + job.policy.backoff_seconds)
+                await self._store.retry(
+                    job, due=self._clock.monotonic() + job.policy.backoff_seconds
+                )
 
     async def _deliver(self, job: DeliveryJob) -> None:
         if job.url is not None:
             await self._post(job, job.url)
             return
-        key = job.function
-        entry = self._routes().functions.get(key) if key is not None else None
-        if entry is None:
-            log.warning("dropping event %s: function %s no longer exists", job.id, key)
-            self._store.done(job)
-            return
-        try:
-            invocation = await self._invoker.invoke(
-                entry,
-                payload=job.payload,
-                request_id=job.id,
-                invoked_arn=job.invoked_arn.encode("ascii"),
-                hold_deadline=self._clock.monotonic() + self._settings.hold_timeout_seconds,
-                client_context=job.client_context,
+        outcome = await self._call(job)
+        if outcome.gone:
+            log.warning("dropping event %s: function %s no longer exists", job.id, job.function)
+            await self._store.done(job)
+        elif outcome.throttled:
+            await self._throttled(job, status=outcome.status, error=outcome.body)
+        elif outcome.function_error is None:
+            await self._store.done(job)
+        else:
+            await self._failed(
+                job,
+                status=outcome.status,
+                function_error=outcome.function_error,
+                body=outcome.body,
+                final=outcome.final,
             )
-        except GatewayError as exc:
-            error = {"errorType": exc.error_type, "errorMessage": exc.message}
-            if exc.retryable:
-                self._throttled(job, status=exc.status, error=error)
-            else:
-                self._failed(job, status=exc.status, function_error=exc.error_type, body=error)
-            return
-        response = invocation.response
-        function_error = response.header(b"x-amz-function-error")
-        if response.status == 200 and function_error is None:
-            self._store.done(job)
-            return
-        self._failed(
-            job,
-            status=response.status,
-            function_error=function_error.decode("latin-1") if function_error else "Unhandled",
-            body=_json_or_text(response.body),
-        )
 
     async def _post(self, job: DeliveryJob, url: str) -> None:
         parts = urlsplit(url)
@@ -152,16 +206,16 @@ class AsyncDelivery:
                 tls=tls,
             )
         except (GatewayError, InstanceUnavailable) as exc:
-            self._failed(job, status=502, function_error="DeliveryFailed", body=str(exc))
+            await self._failed(job, status=502, function_error="DeliveryFailed", body=str(exc))
             return
         if 200 <= response.status < 300:
-            self._store.done(job)
+            await self._store.done(job)
         else:
-            self._failed(
+            await self._failed(
                 job, status=response.status, function_error="DeliveryFailed", body=response.status
             )
 
-    def _throttled(self, job: DeliveryJob, *, status: int, error: dict[str, Any]) -> None:
+    async def _throttled(self, job: DeliveryJob, *, status: int, error: dict[str, Any]) -> None:
         """The gateway could not place the event: try later without spending a retry."""
         job.throttles += 1
         job.last_error = {"statusCode": status, "functionError": None, "body": error}
@@ -169,26 +223,35 @@ class AsyncDelivery:
             job.policy.backoff_seconds * 2 ** (job.throttles - 1),
             self._settings.throttle_retry_max_seconds,
         )
-        self._later(job, delay)
+        await self._later(job, delay)
 
-    def _failed(self, job: DeliveryJob, *, status: int, function_error: str, body: Any) -> None:
-        """A try reached the function (or the URL) and failed: spend a retry."""
+    async def _failed(
+        self,
+        job: DeliveryJob,
+        *,
+        status: int,
+        function_error: str,
+        body: Any,
+        final: bool = False,
+    ) -> None:
+        """A try reached the function (or the URL) and failed: spend a retry (all of them
+        when no retry can succeed)."""
         job.attempts += 1
         job.last_error = {"statusCode": status, "functionError": function_error, "body": body}
-        if job.attempts > job.policy.retries:
-            self._give_up(job, "RetriesExhausted")
+        if final or job.attempts > job.policy.retries:
+            await self._give_up(job, "RetriesExhausted")
             return
-        self._later(job, job.policy.backoff_seconds * 2 ** (job.attempts - 1))
+        await self._later(job, job.policy.backoff_seconds * 2 ** (job.attempts - 1))
 
-    def _later(self, job: DeliveryJob, delay: float) -> None:
+    async def _later(self, job: DeliveryJob, delay: float) -> None:
         age = self._clock.wall() - job.enqueued_at
         if age + delay > self._settings.max_event_age_seconds:
-            self._give_up(job, "EventAgeExceeded")
+            await self._give_up(job, "EventAgeExceeded")
             return
-        self._store.retry(job, due=self._clock.monotonic() + delay)
+        await self._store.retry(job, due=self._clock.monotonic() + delay)
 
-    def _give_up(self, job: DeliveryJob, condition: str) -> None:
-        self._store.done(job)
+    async def _give_up(self, job: DeliveryJob, condition: str) -> None:
+        await self._store.done(job)
         policy = job.policy
         if job.dead_letter:
             log.error("dead letter %s could not be delivered (%s); it is lost", job.id, condition)
@@ -213,7 +276,12 @@ class AsyncDelivery:
             letter.function = policy.dead_letter_function
             letter.invoked_arn = self._dead_letter_arn(job, policy.dead_letter_function)
         # The store just freed the original job's place, so this fits.
-        if not self._store.offer(letter):
+        try:
+            admitted = await self._store.admit([letter])
+        except OSError as exc:
+            log.error("dead letter for event %s lost: it could not be recorded: %s", job.id, exc)
+            return
+        if not admitted:
             log.error("dead letter for event %s lost: the delivery queue is full", job.id)
 
     def _dead_letter_arn(self, job: DeliveryJob, key: FunctionKey | None) -> str:
@@ -246,13 +314,13 @@ class AsyncDelivery:
                 "condition": condition,
                 "approximateInvokeCount": job.attempts,
             },
-            "requestPayload": _json_or_text(job.payload or b"{}"),
+            "requestPayload": json_or_text(job.payload or b"{}"),
             "responseContext": response_context,
             "responsePayload": last.get("body"),
         }
 
 
-def _json_or_text(body: bytes) -> Any:
+def json_or_text(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):

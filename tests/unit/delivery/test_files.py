@@ -12,7 +12,8 @@ import pytest
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import FakeClock, SystemClock
-from kubelambda.delivery.files import FileDeliveryStore, decode_job, encode_job
+from kubelambda.delivery.codec import decode_job, encode_job
+from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
@@ -96,9 +97,9 @@ async def test_admitted_jobs_are_files_until_done(tmp_path: Path) -> None:
     first = await asyncio.wait_for(store.take(), 1)
     second = await asyncio.wait_for(store.take(), 1)
     assert [first.id, second.id] == ["a", "b"]
-    store.done(first)
+    await store.done(first)
     assert len(files(tmp_path)) == 1
-    store.done(second)
+    await store.done(second)
     assert files(tmp_path) == [] and len(store) == 0
 
 
@@ -110,7 +111,7 @@ async def test_a_new_store_resumes_what_the_old_one_held(tmp_path: Path) -> None
     taken = await asyncio.wait_for(old.take(), 1)
     taken.attempts = 1
     taken.last_error = {"statusCode": 200}
-    old.retry(taken, due=clock.monotonic() + 60)
+    await old.retry(taken, due=clock.monotonic() + 60)
     # the gateway stops; a new process has a new monotonic clock, wall time went on
     clock = FakeClock(monotonic=5.0, wall=clock.wall() + 20)
     new = FileDeliveryStore(directory=tmp_path, capacity=10, clock=clock)
@@ -123,7 +124,7 @@ async def test_a_new_store_resumes_what_the_old_one_held(tmp_path: Path) -> None
     later = await asyncio.wait_for(new.take(), 1)
     assert (later.id, later.attempts, later.last_error) == ("first", 1, {"statusCode": 200})
     for item in (*now, later):
-        new.done(item)
+        await new.done(item)
     assert files(tmp_path) == []
 
 
@@ -135,7 +136,7 @@ async def test_admit_is_all_or_nothing_against_the_bound(tmp_path: Path) -> None
     assert not store.offer(job("d"))
     taken = await asyncio.wait_for(store.take(), 1)
     assert not await store.admit([job("e")])  # a taken job still holds its place
-    store.done(taken)
+    await store.done(taken)
     assert await store.admit([job("e")])
     assert len(files(tmp_path)) == 3
 
@@ -181,7 +182,7 @@ async def test_a_retry_rewrites_the_file(tmp_path: Path) -> None:
     assert await store.admit([job("a")])
     taken = await asyncio.wait_for(store.take(), 1)
     taken.attempts = 2
-    store.retry(taken, due=clock.monotonic() + 30)
+    await store.retry(taken, due=clock.monotonic() + 30)
     (name,) = files(tmp_path)
     stored, due = decode_job((tmp_path / name).read_bytes())
     assert stored.attempts == 2

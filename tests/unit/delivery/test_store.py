@@ -33,7 +33,7 @@ async def test_bound_counts_waiting_and_taken_jobs() -> None:
     assert not store.offer(job("c"))
     taken = await asyncio.wait_for(store.take(), 1)
     assert not store.offer(job("c"))  # a taken job still holds its place
-    store.done(taken)
+    await store.done(taken)
     assert store.offer(job("c"))
     assert len(store) == 2
 
@@ -49,7 +49,7 @@ async def test_a_retried_job_waits_for_its_due_time() -> None:
     store = MemoryDeliveryStore(capacity=10, clock=CLOCK)
     store.offer(job("later"))
     later = await asyncio.wait_for(store.take(), 1)
-    store.retry(later, due=CLOCK.monotonic() + 0.1)
+    await store.retry(later, due=CLOCK.monotonic() + 0.1)
     store.offer(job("now"))
     assert (await asyncio.wait_for(store.take(), 1)).id == "now"
     started = CLOCK.monotonic()

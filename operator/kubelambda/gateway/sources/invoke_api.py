@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote
 
@@ -25,6 +27,7 @@ from kubelambda.gateway.exceptions import (
     MethodNotAllowed,
     PayloadTooLarge,
     TooManyRequests,
+    Unavailable,
     UnknownOperation,
     UpstreamFailed,
 )
@@ -35,6 +38,22 @@ from kubelambda.gateway.routing import FunctionEntry, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 
 __all__ = ["INVOKE_PREFIX", "InvokeApi"]
+
+log = logging.getLogger(__name__)
+
+# A dispatcher delivering an Event invocation sends its id, so the function sees the id the
+# event was accepted with (context.aws_request_id), as on Lambda. Only a UUID is taken.
+REQUEST_ID_HEADER = b"x-kubelambda-request-id"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _request_id(request: Request) -> str:
+    given = request.header(REQUEST_ID_HEADER)
+    invocation_type = request.header(b"x-amz-invocation-type")
+    if given and _UUID.match(given) and invocation_type in (None, "RequestResponse"):
+        return given
+    return new_request_id()
+
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 _SUFFIX = "/invocations"
@@ -65,7 +84,7 @@ class InvokeApi:
         self._settings = settings
 
     async def __call__(self, request: Request) -> Response:
-        request_id = request.request_id = new_request_id()
+        request_id = request.request_id = _request_id(request)
         function_name = _function_name(request.raw_path)
         if request.method != "POST":
             raise MethodNotAllowed(
@@ -106,17 +125,24 @@ class InvokeApi:
         if invocation_type == "DryRun":
             return Response(status=204, headers=[request_header], body=b"")
         if invocation_type == "Event":
-            accepted = self._store.offer(
-                DeliveryJob(
-                    id=request_id,
-                    payload=body,
-                    policy=function.delivery,
-                    invoked_arn=arn,
-                    enqueued_at=self._clock.wall(),
-                    function=function.key,
-                    client_context=client_context,
-                )
+            job = DeliveryJob(
+                id=request_id,
+                payload=body,
+                policy=function.delivery,
+                invoked_arn=arn,
+                enqueued_at=self._clock.wall(),
+                function=function.key,
+                client_context=client_context,
             )
+            try:
+                # 202 only once the store (a broker, a synced file) holds the event.
+                accepted = await self._store.admit([job])
+            except OSError as exc:
+                log.error("cannot record event %s: %s", request_id, exc)
+                raise Unavailable(
+                    "the gateway cannot record this event now; try again later",
+                    retry_after=settings.retry_after_seconds,
+                ) from None
             if not accepted:
                 raise TooManyRequests(
                     "the asynchronous invocation queue is full; try again later",

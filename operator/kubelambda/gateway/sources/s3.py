@@ -10,7 +10,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.clock import Clock
@@ -24,19 +26,40 @@ from kubelambda.gateway.exceptions import (
     Unavailable,
 )
 from kubelambda.gateway.http import Request, Response, is_loopback
-from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.sources.s3_records import NotificationError, matches, normalise
 
-__all__ = ["S3_EVENTS_PATH", "BucketEvents", "Unauthorized"]
+__all__ = ["S3_EVENTS_PATH", "BucketEvents", "Unauthorized", "record_id"]
 
 log = logging.getLogger(__name__)
 
 S3_EVENTS_PATH = "/_kubelambda/events/s3"
 _JSON = (b"content-type", b"application/json")
+# The namespace of the ids of bucket events' invocations (uuid5).
+_RECORD_IDS = uuid.UUID("6f1d3c9a-4b7e-5a2f-9c3d-2e8b7a1f0c64")
 _ALLOWED = frozenset({"HEAD", "POST"})
+
+
+def record_id(record: Mapping[str, Any], function: FunctionKey) -> str:
+    """The invocation's request id: the same for the same S3 event and function, so a
+    notification the S3 server sends again is stored once (the broker's message id)."""
+    s3 = record.get("s3") or {}
+    obj = s3.get("object") or {}
+    identity = [
+        function.namespace,
+        function.name,
+        record.get("eventName"),
+        record.get("eventTime"),
+        (s3.get("bucket") or {}).get("name"),
+        obj.get("key"),
+        obj.get("versionId"),
+        obj.get("sequencer"),
+        obj.get("eTag"),
+    ]
+    digest = json.dumps(identity, separators=(",", ":"), default=str)
+    return str(uuid.uuid5(_RECORD_IDS, digest))
 
 
 class BucketEvents:
@@ -160,7 +183,7 @@ class BucketEvents:
                     payload = json.dumps({"Records": [record]}, separators=(",", ":")).encode()
                 jobs.append(
                     DeliveryJob(
-                        id=new_request_id(),
+                        id=record_id(record, entry.key),
                         payload=payload,
                         policy=route.delivery or entry.delivery,
                         invoked_arn=function_arn(

@@ -21,7 +21,7 @@ from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import BucketRoute, FunctionEntry, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.sources.s3 import S3_EVENTS_PATH, BucketEvents
+from kubelambda.gateway.sources.s3 import S3_EVENTS_PATH, BucketEvents, record_id
 from unit.gateway.serving import MakeStandIn, Served, StartGateway, raw_server, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -411,3 +411,21 @@ async def test_answers_are_not_held_back_by_nagle(serve: StartGateway) -> None:
     finally:
         writer.close()
     assert elapsed < 0.4, f"20 notifications took {elapsed:.3f} s"
+
+
+def test_an_s3_event_has_one_request_id_per_function_however_often_it_is_sent() -> None:
+    """The id is the broker's message id: MinIO's retry of a notification is stored once."""
+
+    def record(key: str, sequencer: str = "17A") -> dict[str, object]:
+        return {
+            "eventName": "s3:ObjectCreated:Put",
+            "eventTime": "2026-12-04T10:00:00.000Z",
+            "s3": {"bucket": {"name": "photos"}, "object": {"key": key, "sequencer": sequencer}},
+        }
+
+    thumbs, index = FunctionKey("media", "thumbs"), FunctionKey("media", "index")
+    first = record_id(record("a.jpg"), thumbs)
+    assert first == record_id(record("a.jpg"), thumbs)
+    assert len({first, record_id(record("a.jpg"), index), record_id(record("b.jpg"), thumbs)}) == 3
+    assert first != record_id(record("a.jpg", sequencer="17B"), thumbs)  # written again
+    assert len(first) == 36 and first[14] == "5"  # a UUID, as request ids are

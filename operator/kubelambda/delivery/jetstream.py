@@ -1,0 +1,411 @@
+"""A `DeliveryStore` on NATS JetStream: accepted events live in a file-backed stream, not in a
+process, so no gateway or dispatcher restart loses one.
+
+The gateway publishes (`admit` returns once JetStream acknowledged the write; the job id is
+the message id, so a client's retry of the same event is stored once). Dispatchers take:
+each function's events come through a durable pull consumer of their own subject, whose
+`max_ack_pending` caps that function's asynchronous invocations in flight, so one function's
+backlog cannot starve the others; consumers exist only for functions with a backlog. A job
+being delivered is acknowledged when done; a retry is written back to the retries subject
+with its tries and due time, then acknowledged; a dispatcher that dies mid-delivery leaves
+its jobs unacknowledged, and JetStream hands them out again after `ack_wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import Clock
+from kubelambda.delivery.codec import decode_job, encode_job
+from kubelambda.delivery.jobs import DeliveryJob
+
+__all__ = ["BrokerSettings", "JetStreamStore", "function_subject"]
+
+log = logging.getLogger(__name__)
+
+# JetStream's error code for a stream at its limits with the discard-new policy.
+_STREAM_FULL_CODES = frozenset({10077, 10047})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerSettings:
+    """The stream, its bounds, and how dispatchers consume it (chart: values `nats`)."""
+
+    url: str
+    stream: str = "KUBELAMBDA_EVENTS"
+    subject_prefix: str = "kubelambda"
+    replicas: int = 1
+    # Lambda keeps an asynchronous event up to six hours.
+    max_age_seconds: float = 6 * 3600.0
+    max_bytes: int = 1 << 30
+    max_messages: int = 1_000_000
+    max_message_bytes: int = 1 << 20
+    # A client's or an S3 server's retry within this window is stored once.
+    duplicate_window_seconds: float = 600.0
+    # A job not acknowledged (nor reported in progress) for this long goes to another
+    # dispatcher: its dispatcher died.
+    ack_wait_seconds: float = 60.0
+    # Asynchronous invocations in flight per function, over all dispatchers.
+    function_concurrency: int = 16
+    publish_timeout_seconds: float = 5.0
+    # Idle per-function consumers are removed by JetStream after this long.
+    consumer_idle_seconds: float = 3600.0
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credentials_file: str | None = None
+
+    def events_subject(self, function: FunctionKey) -> str:
+        return function_subject(self.subject_prefix, function)
+
+    @property
+    def retries_subject(self) -> str:
+        return f"{self.subject_prefix}.retries"
+
+    @property
+    def urls_subject(self) -> str:
+        return f"{self.subject_prefix}.urls"
+
+
+def function_subject(prefix: str, function: FunctionKey) -> str:
+    """Namespaces and Function names are DNS labels: never a '.', '*' or '>'."""
+    return f"{prefix}.events.{function.namespace}.{function.name}"
+
+
+class BrokerUnavailable(OSError):
+    """JetStream did not take the write; the caller answers so that the client retries."""
+
+
+@dataclass(slots=True)
+class _Taken:
+    msg: Msg
+    lane: _Lane
+
+
+class _Lane:
+    """One subject's consumer and the jobs of it this dispatcher holds."""
+
+    def __init__(self, subject: str, consumer: str, limit: int) -> None:
+        self.subject = subject
+        self.consumer = consumer
+        self.limit = limit
+        self.held = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.task: asyncio.Task[None] | None = None
+
+    def release(self) -> None:
+        self.held -= 1
+        self.room.set()
+
+
+class JetStreamStore:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        clock: Clock,
+        consume: bool = False,
+        fetch_wait: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self._consume = consume
+        self._clock = clock
+        self._fetch_wait = fetch_wait
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._ready = asyncio.Event()
+        self._taken: dict[int, _Taken] = {}
+        self._due: asyncio.Queue[DeliveryJob] = asyncio.Queue(maxsize=1)
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.backlog: dict[str, int] = {}  # subject → messages in the stream, last seen
+
+    # --- connecting ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (in the background, retrying while the broker is down) and, for a
+        dispatcher (`consume`), follow the subjects with a backlog."""
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._connect(), name="jetstream-connect"))
+        if self._consume:
+            self._tasks.append(asyncio.create_task(self._follow(), name="jetstream-follow"))
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name="jetstream-beat"))
+
+    async def aclose(self) -> None:
+        for task in [*self._tasks, *(lane.task for lane in self._lanes.values() if lane.task)]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def _connect(self) -> None:
+        settings = self.settings
+        delay = 0.5
+        while True:
+            try:
+                nc = await nats.connect(
+                    settings.url,
+                    name="kubelambda",
+                    connect_timeout=5,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    user=settings.user,
+                    password=settings.password,
+                    token=settings.token,
+                    user_credentials=settings.credentials_file,
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                )
+                js = nc.jetstream(timeout=settings.publish_timeout_seconds)
+                await self._ensure_stream(js)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("the broker at %s is not reachable yet: %s", settings.url, exc)
+                await asyncio.sleep(delay)  # a backoff between tries, not a wait for a state
+                delay = min(delay * 2, 10.0)
+                continue
+            self._nc, self._js = nc, js
+            self._ready.set()
+            log.info("asynchronous events are kept in JetStream stream %s", settings.stream)
+            return
+
+    async def _disconnected(self) -> None:
+        log.warning("lost the broker at %s; reconnecting", self.settings.url)
+
+    async def _reconnected(self) -> None:
+        log.info("reconnected to the broker")
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        settings = self.settings
+        config = StreamConfig(
+            name=settings.stream,
+            subjects=[f"{settings.subject_prefix}.>"],
+            # Each message is someone's to deliver; acknowledged, it is gone.
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=settings.replicas,
+            max_age=settings.max_age_seconds,
+            max_bytes=settings.max_bytes,
+            max_msgs=settings.max_messages,
+            max_msg_size=settings.max_message_bytes,
+            # Full means "try later", never "forget the oldest".
+            discard=DiscardPolicy.NEW,
+            duplicate_window=settings.duplicate_window_seconds,
+        )
+        try:
+            await js.stream_info(settings.stream)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            return
+        await js.update_stream(config)
+
+    # --- the gateway's side ----------------------------------------------------------------
+
+    async def admit(self, jobs: Sequence[DeliveryJob]) -> bool:
+        js = self._js
+        if js is None or self._nc is None or not self._nc.is_connected:
+            raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
+        wall = self._clock.wall()
+        for job in jobs:
+            if not await self._publish(js, self._subject(job), job, msg_id=job.id, due=wall):
+                return False
+        return True
+
+    def _subject(self, job: DeliveryJob) -> str:
+        if job.function is not None:
+            return self.settings.events_subject(job.function)
+        return self.settings.urls_subject
+
+    async def _publish(
+        self, js: JetStreamContext, subject: str, job: DeliveryJob, *, msg_id: str, due: float
+    ) -> bool:
+        try:
+            await js.publish(
+                subject,
+                encode_job(job, due_wall=due),
+                headers={"Nats-Msg-Id": msg_id},
+                timeout=self.settings.publish_timeout_seconds,
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _STREAM_FULL_CODES:
+                return False
+            raise BrokerUnavailable(f"JetStream refused event {job.id}: {exc}") from exc
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BrokerUnavailable(f"JetStream did not take event {job.id}: {exc!r}") from exc
+        return True
+
+    # --- the dispatcher's side -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._taken) + self._due.qsize()
+
+    async def take(self) -> DeliveryJob:
+        return await self._due.get()
+
+    async def done(self, job: DeliveryJob) -> None:
+        taken = self._taken.pop(id(job), None)
+        if taken is None:
+            return
+        taken.lane.release()
+        with contextlib.suppress(nats.errors.Error):
+            await taken.msg.ack()
+
+    async def retry(self, job: DeliveryJob, *, due: float) -> None:
+        taken = self._taken.pop(id(job), None)
+        if taken is None:
+            return
+        taken.lane.release()
+        due_wall = self._clock.wall() + max(0.0, due - self._clock.monotonic())
+        try:
+            assert self._js is not None  # a taken job came through the connection
+            stored = await self._publish(
+                self._js,
+                self.settings.retries_subject,
+                job,
+                msg_id=f"{job.id}/{job.attempts}/{job.throttles}",
+                due=due_wall,
+            )
+        except BrokerUnavailable:
+            stored = False
+        if stored:
+            with contextlib.suppress(nats.errors.Error):
+                await taken.msg.ack()
+            return
+        # Not written back: the original comes again later, with the tries it had.
+        with contextlib.suppress(nats.errors.Error):
+            await taken.msg.nak(delay=max(1.0, due_wall - self._clock.wall()))
+
+    async def _follow(self) -> None:
+        """Start a lane for each subject with a backlog (and always the retries' and the
+        URL deliveries'), every second."""
+        await self._ready.wait()
+        settings = self.settings
+        fixed = {
+            settings.retries_subject: 10_000,
+            settings.urls_subject: settings.function_concurrency,
+        }
+        while True:
+            try:
+                assert self._js is not None
+                info = await self._js.stream_info(
+                    settings.stream, subjects_filter=f"{settings.subject_prefix}.>"
+                )
+                self.backlog = dict(info.state.subjects or {})
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("cannot read the stream's backlog: %s", exc)
+            else:
+                for subject, count in [*fixed.items(), *self.backlog.items()]:
+                    lane = self._lanes.get(subject)
+                    if count and (lane is None or lane.task is None or lane.task.done()):
+                        limit = fixed.get(subject, settings.function_concurrency)
+                        self._open(subject, limit)
+            await asyncio.sleep(1.0)  # a period, not a wait for a state
+
+    def _open(self, subject: str, limit: int) -> None:
+        consumer = "c_" + subject.removeprefix(self.settings.subject_prefix + ".").replace(".", "_")
+        lane = self._lanes.get(subject) or _Lane(subject, consumer, limit)
+        self._lanes[subject] = lane
+        lane.task = asyncio.create_task(self._pull(lane), name=f"pull {subject}")
+
+    async def _pull(self, lane: _Lane) -> None:
+        settings = self.settings
+        assert self._js is not None
+        config = ConsumerConfig(
+            durable_name=lane.consumer,
+            filter_subject=lane.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait_seconds,
+            max_ack_pending=lane.limit,
+            max_deliver=-1,
+            inactive_threshold=settings.consumer_idle_seconds,
+        )
+        try:
+            subscription = await self._js.pull_subscribe(
+                lane.subject, durable=lane.consumer, stream=settings.stream, config=config
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("cannot consume %s: %s", lane.subject, exc)
+            return
+        idle = 0
+        try:
+            while idle < 10:
+                while lane.held >= lane.limit:
+                    lane.room.clear()
+                    await lane.room.wait()
+                try:
+                    msgs = await subscription.fetch(
+                        lane.limit - lane.held, timeout=self._fetch_wait
+                    )
+                except (nats.errors.TimeoutError, TimeoutError):
+                    idle += 1
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("pulling %s: %s", lane.subject, exc)
+                    idle += 1
+                    await asyncio.sleep(1.0)  # the connection is coming back
+                    continue
+                idle = 0
+                for msg in msgs:
+                    await self._arrived(lane, msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _arrived(self, lane: _Lane, msg: Msg) -> None:
+        try:
+            job, due_wall = decode_job(msg.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Never delivered half-understood, never blocking the subject.
+            log.error("dropping an unreadable message on %s: %s", msg.subject, exc)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.term()
+            return
+        wait = due_wall - self._clock.wall()
+        if wait > 0:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak(delay=wait)
+            return
+        job.due = self._clock.monotonic()
+        lane.held += 1
+        self._taken[id(job)] = _Taken(msg=msg, lane=lane)
+        await self._due.put(job)
+
+    async def _heartbeat(self) -> None:
+        """Tell JetStream that jobs being delivered are still someone's (a function may run
+        for 15 minutes; `ack_wait` is what a dead dispatcher costs)."""
+        while True:
+            await asyncio.sleep(self.settings.ack_wait_seconds / 3)  # a period
+            for taken in list(self._taken.values()):
+                with contextlib.suppress(nats.errors.Error):
+                    await taken.msg.in_progress()
+
+    def stats(self) -> dict[str, Any]:
+        return {"held": len(self._taken), "lanes": len(self._lanes), "backlog": self.backlog}
