@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from kubelambda_runtime.server.descendants import adopt_orphans
 from kubelambda_runtime.server.pool import Pool
 from kubelambda_runtime.server.workerprocess import WorkerProcess
 from kubelambda_runtime.wire import config
@@ -76,6 +77,9 @@ def parse(argv: list[str], env: dict[str, str]) -> config.Settings:
 def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     settings = parse(sys.argv[1:] if argv is None else argv, env)
+    # Before any worker starts: what an environment the server kills leaves comes back to
+    # the server to be ended, instead of living on under PID 1.
+    adopt_orphans()
     pool = Pool(settings, environment=env)
     spawned = pool.spawn_all()
 

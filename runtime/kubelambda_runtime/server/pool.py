@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kubelambda_runtime.server.descendants import Descendants
 from kubelambda_runtime.server.endings import Endings
 from kubelambda_runtime.server.handover import HandOver
 from kubelambda_runtime.server.slot import Slot
@@ -53,6 +54,7 @@ class Pool:
         self._settings = settings
         self._environment = dict(environment)
         self.board = Board.create(settings.concurrency)
+        self.descendants = Descendants()
         # Lambda stops an init at 10 s, but lets a function with a longer timeout go on
         # initialising within its first invocation: allow whichever is longer.
         init_timeout = max(INIT_TIMEOUT_SECONDS, settings.timeout_seconds)
@@ -83,7 +85,11 @@ class Pool:
         )
         self.board.idle(index)  # whatever the last worker of this slot posted is over
         worker = WorkerProcess.spawn(
-            env, cwd=self._settings.task_root, board=self.board, slot=index
+            env,
+            cwd=self._settings.task_root,
+            board=self.board,
+            slot=index,
+            descendants=self.descendants,
         )
         worker.on_returned = self._handover.returned
         worker.on_lost = lambda: self._lost(self.slots[index], worker)
@@ -268,14 +274,20 @@ class Pool:
         return Result(status=200, body=json.dumps(fields).encode(), function_error=True)
 
     async def close(self) -> None:
+        """End every environment: ask the workers to exit (their keepers end what they
+        started), kill those still booting, and end whatever is left under the server."""
         self._watch.cancel()
         for slot in self.slots:
-            if slot.booting is not None:
-                slot.booting.kill()
+            booting = slot.booting
+            if booting is not None:
+                booting.kill()
             if slot.boot is not None and not slot.boot.done():
                 slot.boot.cancel()
+            if booting is not None:
+                await booting.reap()
             if slot.worker is not None:
                 worker, slot.worker = slot.worker, None
                 worker.close()
                 await worker.reap()
+        await self.descendants.sweep()
         self.board.close()

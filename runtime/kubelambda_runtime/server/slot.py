@@ -74,7 +74,10 @@ class Slot:
         try:
             header, body = await asyncio.wait_for(worker.receive(), self._init_timeout)
         except (TimeoutError, ConnectionError) as exc:
-            worker.kill()
+            if isinstance(exc, TimeoutError):
+                worker.kill()
+            # A worker that died closes its socket before its keeper has ended what it
+            # started and exited with its status: wait for that rather than kill it.
             reason = faults.exit_reason(await worker.reap())
             if isinstance(exc, TimeoutError):
                 error_type = faults.TIMED_OUT

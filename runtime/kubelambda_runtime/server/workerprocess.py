@@ -2,21 +2,20 @@
 
 The pool (pool.py) spawns one per execution slot with the board (wire/board.py), sends it
 invocations in frames, hands connections over through it (handover.py), and kills and
-reaps it when it must be replaced.
+reaps it when it must be replaced: with everything its environment started (descendants.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubelambda_runtime.server.descendants import Descendants, kill_environment
 from kubelambda_runtime.server.frameprotocol import FrameProtocol
 from kubelambda_runtime.wire import framing
 from kubelambda_runtime.wire.board import Board
@@ -25,9 +24,12 @@ from kubelambda_runtime.wire.board import Board
 class WorkerProcess:
     """A running worker: its process and the server's end of its socket."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], sock: socket.socket, *, descendants: Descendants
+    ) -> None:
         self.popen = popen
         self._sock = sock
+        self._descendants = descendants
         self._protocol: FrameProtocol | None = None
         # Frames of type "returned", and the end of the socket, outside of any call.
         self.on_returned: Callable[[dict[str, Any], bytes], None] = lambda header, body: None
@@ -35,7 +37,13 @@ class WorkerProcess:
 
     @classmethod
     def spawn(
-        cls, environment: Mapping[str, str], *, cwd: str, board: Board, slot: int
+        cls,
+        environment: Mapping[str, str],
+        *,
+        cwd: str,
+        board: Board,
+        slot: int,
+        descendants: Descendants,
     ) -> WorkerProcess:
         ours, theirs = socket.socketpair()
         with theirs:
@@ -57,10 +65,11 @@ class WorkerProcess:
                 env=dict(environment),
                 cwd=cwd if os.path.isdir(cwd) else None,
                 stdin=subprocess.DEVNULL,
-                # Its own process group, so a timeout also ends what the handler started.
+                # Its own process group, which a kill ends at once with the rest of its tree.
                 start_new_session=True,
             )
-        return cls(popen, ours)
+        descendants.spawned(popen.pid)
+        return cls(popen, ours, descendants=descendants)
 
     async def _connection(self) -> FrameProtocol:
         if self._protocol is None:
@@ -123,18 +132,23 @@ class WorkerProcess:
             timer.cancel()
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        """End the environment: the worker and every process it started."""
+        if self.popen.returncode is None:  # once reaped, its pid may be another process's
+            kill_environment(self.popen.pid)
 
     async def reap(self) -> int | None:
-        """Wait (briefly) for the process to end and return its exit code."""
+        """Wait (briefly) for the process to end and return its exit code; then end and reap
+        what the environment left to the server."""
         self._close()
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), 5.0)
+            code = await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), 5.0)
         except TimeoutError:
             self.kill()
-            return await loop.run_in_executor(None, self.popen.wait)
+            code = await loop.run_in_executor(None, self.popen.wait)
+        self._descendants.reaped(self.popen.pid)
+        await self._descendants.sweep()
+        return code
 
     def close(self) -> None:
         """Ask the worker to finish: it exits when its socket closes."""

@@ -1,7 +1,8 @@
 """``python -m kubelambda_runtime.worker FD BOARD_FD SLOT``: one execution environment's process.
 
 The server's pool (server/workerprocess.py) starts it with the Lambda environment variables
-set; it routes the handler's output through the log sink, then runs a ``Worker``
+set; it forks its keeper (keeper.py), which ends what the environment started when the worker
+exits, routes the handler's output through the log sink, then runs a ``Worker``
 (environment.py) until the server closes the socket FD. A timed-out or crashed worker is
 replaced by a new one, which runs init again, as on Lambda.
 """
@@ -16,7 +17,7 @@ import traceback
 
 from kubelambda_runtime.wire import config
 from kubelambda_runtime.wire.board import Board
-from kubelambda_runtime.worker import logs
+from kubelambda_runtime.worker import keeper, logs
 from kubelambda_runtime.worker.environment import Worker
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 4 or not all(arg.isdigit() for arg in argv[1:]):
         print("usage: python -m kubelambda_runtime.worker FD BOARD_FD SLOT (started by the server)")  # noqa: T201
         return 2
+    keeper.keep()
     sock = socket.socket(fileno=int(argv[1]))
     board = Board(int(argv[2]), int(argv[3]) + 1)
     settings = config.from_environment(os.environ)
