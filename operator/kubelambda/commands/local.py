@@ -26,7 +26,12 @@ from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
-from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
+from kubelambda.commands.serving import (
+    add_gateway_flags,
+    broker_settings,
+    create_gateway,
+    gateway_settings,
+)
 from kubelambda.gateway.http import is_loopback
 from kubelambda.gateway.routing import routing_table
 from kubelambda.gateway.server import ServingAddresses
@@ -69,6 +74,12 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
     )
     parser.add_argument("path", type=Path, help="a manifest file or a folder of them")
     add_gateway_flags(parser, host="127.0.0.1")
+    parser.add_argument(
+        "--no-dispatch",
+        action="store_true",
+        help="with --nats: only publish asynchronous events; `kubelambda dispatcher` processes "
+        "deliver them",
+    )
     parser.add_argument(
         "--prometheus",
         metavar="URL",
@@ -178,7 +189,18 @@ async def _serve(
         delivery_state_dir=args.state_dir / "deliveries" if args.state_dir else None,
     )
     routes = routing_table(functions, triggers)
-    gateway = create_gateway(platform=platform, routes=routes, settings=settings)
+    broker = broker_settings(args)
+    gateway = create_gateway(
+        platform=platform,
+        routes=routes,
+        settings=settings,
+        broker=broker,
+        # With a broker, a dispatcher in this process invokes through the gateway, as the
+        # cluster's dispatchers do.
+        dispatch_url=(
+            _own_url(args.host, args.port) if broker is not None and not args.no_dispatch else None
+        ),
+    )
     specs = {FunctionKey(f.namespace, f.name): ScalingSpec.of(f) for f in functions}
 
     def load() -> Mapping[FunctionKey, Load]:
@@ -274,3 +296,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         pass
     return 0
+
+
+def _own_url(host: str, port: int) -> str:
+    """This gateway's address as a client on this machine reaches it."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -95,6 +95,14 @@ def add_broker_flags(parser: argparse.ArgumentParser) -> None:
         default=int(os.environ.get("KUBELAMBDA_NATS_REPLICAS") or 1),
         help="replicas of the stream in a clustered JetStream (default %(default)s)",
     )
+    parser.add_argument(
+        "--nats-ack-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="an event a dispatcher took goes to another one after this long without word "
+        "from it (it died); deliveries in progress report every third of it (default %(default)s)",
+    )
 
 
 def broker_settings(args: argparse.Namespace, **more: Any) -> BrokerSettings | None:
@@ -105,6 +113,7 @@ def broker_settings(args: argparse.Namespace, **more: Any) -> BrokerSettings | N
     return BrokerSettings(
         url=args.nats,
         replicas=args.nats_replicas,
+        ack_wait_seconds=args.nats_ack_wait,
         user=env.get("KUBELAMBDA_NATS_USER") or None,
         password=env.get("KUBELAMBDA_NATS_PASSWORD") or None,
         token=env.get("KUBELAMBDA_NATS_TOKEN") or None,

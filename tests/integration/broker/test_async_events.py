@@ -1,0 +1,264 @@
+"""Asynchronous events on a real NATS JetStream, through `kubelambda local --nats` (the same
+store, dispatcher and Invoke API path as the cluster's): 202 only once the broker holds the
+event, nothing lost when the broker or the process that delivers is killed, retries then the
+dead letter, and a broker that is down answers 503 while synchronous calls go on."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from harness.nats import NatsServer, nats_server
+from support.local import LocalMode, lambda_client, start_local
+from support.waiting import free_port, wait_for
+
+FUNCTIONS = """
+apiVersion: kubelambda.dev/v1alpha1
+kind: Function
+metadata: {{name: worker}}
+spec:
+  runtime: python3.12
+  handler: app.handler
+  concurrency: 4
+  timeoutSeconds: 60
+  env: [{{name: HANDLED, value: "{handled}"}}]
+  delivery: {{retries: 1, backoffSeconds: 1, deadLetter: {{function: failures}}}}
+  code:
+    inline:
+      files:
+        app.py: |
+          import json, os, time
+          def handler(event, context):
+              time.sleep(event.get("sleep", 0))
+              if event.get("fail"):
+                  raise RuntimeError("failed on purpose")
+              path = os.path.join(os.environ["HANDLED"], context.aws_request_id)
+              with open(path + ".tmp", "w") as out:
+                  json.dump(event, out)
+              os.replace(path + ".tmp", path)
+              return {{"handled": context.aws_request_id}}
+---
+apiVersion: kubelambda.dev/v1alpha1
+kind: Function
+metadata: {{name: failures}}
+spec:
+  runtime: python3.12
+  handler: app.handler
+  env: [{{name: LETTERS, value: "{letters}"}}]
+  code:
+    inline:
+      files:
+        app.py: |
+          import json, os
+          def handler(event, context):
+              path = os.path.join(os.environ["LETTERS"], event["requestContext"]["requestId"])
+              with open(path, "w") as out:
+                  json.dump(event, out)
+"""
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[NatsServer]:
+    with nats_server(store_dir=tmp_path / "jetstream", log_dir=tmp_path) as server:
+        yield server
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, broker: NatsServer) -> None:
+        self.handled = tmp_path / "handled"
+        self.letters = tmp_path / "letters"
+        self.handled.mkdir()
+        self.letters.mkdir()
+        self.manifest = tmp_path / "functions.yaml"
+        self.manifest.write_text(FUNCTIONS.format(handled=self.handled, letters=self.letters))
+        self.broker = broker
+        self.started: list[LocalMode] = []
+
+    def local(self, *options: str) -> LocalMode:
+        local = start_local(self.manifest, "--nats", self.broker.url, *options)
+        self.started.append(local)
+        return local
+
+    def handled_ids(self) -> set[str]:
+        return {p.name for p in self.handled.iterdir() if not p.name.endswith(".tmp")}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, broker: NatsServer) -> Iterator[Setup]:
+    made = Setup(tmp_path, broker)
+    yield made
+    for local in made.started:
+        local.stop()
+
+
+def event(client: Any, payload: dict[str, Any]) -> str:
+    answer = client.invoke(
+        FunctionName="worker", InvocationType="Event", Payload=json.dumps(payload)
+    )
+    assert answer["StatusCode"] == 202
+    return str(answer["ResponseMetadata"]["RequestId"])
+
+
+def test_events_are_handled_once_each_with_the_id_they_were_accepted_with(setup: Setup) -> None:
+    local = setup.local()
+    client = lambda_client(local.url)
+    accepted = {event(client, {"n": n}) for n in range(30)}
+    wait_for(lambda: setup.handled_ids() == accepted, timeout=60, what="30 events handled")
+    assert json.loads((setup.handled / sorted(accepted)[0]).read_text())["n"] in range(30)
+
+
+def test_a_failing_event_is_retried_then_its_record_goes_to_the_dead_letter(setup: Setup) -> None:
+    local = setup.local()
+    request_id = event(lambda_client(local.url), {"fail": True, "order": 7})
+    letter_path = setup.letters / request_id
+    wait_for(letter_path.exists, timeout=60, what="the dead letter's record")
+    record = json.loads(letter_path.read_text())
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # the try and one retry
+    assert record["requestPayload"] == {"fail": True, "order": 7}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+
+
+def test_a_broker_that_is_down_gets_503_for_events_while_calls_go_on(setup: Setup) -> None:
+    local = setup.local()
+    client = lambda_client(local.url)
+    event(client, {"warm": True})
+    setup.broker.stop()
+    with pytest.raises(ClientError) as refused:
+        client.invoke(FunctionName="worker", InvocationType="Event", Payload=b"{}")
+    response = refused.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"].isdigit()
+    answer = client.invoke(FunctionName="worker", Payload=json.dumps({"sync": True}))
+    assert json.loads(answer["Payload"].read())["handled"]
+    setup.broker.start()
+    later = wait_for(
+        lambda: _try_event(client), timeout=60, what="Event invocations accepted again"
+    )
+    wait_for(lambda: later in setup.handled_ids(), timeout=60, what="the event after recovery")
+
+
+def _try_event(client: Any) -> str | None:
+    try:
+        return event(client, {"after": True})
+    except ClientError:
+        return None
+
+
+def test_an_event_taken_by_a_process_killed_mid_delivery_is_delivered_again(
+    setup: Setup,
+) -> None:
+    first = setup.local("--nats-ack-wait", "3")
+    request_id = event(lambda_client(first.url), {"sleep": 4})
+    first.wait_for_line("0 -> 1 instances", timeout=30)
+    # As a node failure: the dispatcher, the gateway and the function's instance die at once.
+    for pid in [first.process.pid, *_descendants(first.process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    first.process.wait(10)
+    time.sleep(5)  # longer than the function's 4 s: had anything survived, it would be done
+    assert request_id not in setup.handled_ids()
+    # Another process takes it once JetStream gives up on the dead one (ack wait, 3 s).
+    second = setup.local("--nats-ack-wait", "3")
+    wait_for(
+        lambda: request_id in setup.handled_ids(),
+        timeout=90,
+        what=f"event {request_id} delivered after the kill\n{second.output()}",
+    )
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def test_no_accepted_event_is_lost_when_the_broker_restarts_mid_flow(setup: Setup) -> None:
+    local = setup.local()
+    # boto3 as a caller would configure it: 503s (the broker away) are retried.
+    client = boto3.client(
+        "lambda",
+        endpoint_url=local.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"mode": "standard", "max_attempts": 10}, read_timeout=30),
+    )
+
+    def send(n: int) -> str | None:
+        try:
+            return event(client, {"n": n})
+        except ClientError:
+            return None  # refused after its retries: never accepted, so not owed
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sent = [pool.submit(send, n) for n in range(120)]
+        wait_for(lambda: len(setup.handled_ids()) >= 20, timeout=60, what="the flow under way")
+        setup.broker.restart()
+        accepted = {f.result() for f in sent} - {None}
+    assert len(accepted) >= 100, "most events get through the broker's restart"
+    wait_for(
+        lambda: accepted <= setup.handled_ids(),
+        timeout=120,
+        what=f"all {len(accepted)} accepted events handled",
+    )
+
+
+def test_kubelambda_dispatcher_delivers_what_a_gateway_published(setup: Setup) -> None:
+    local = setup.local("--no-dispatch")
+    client = lambda_client(local.url)
+    accepted = {event(client, {"n": n}) for n in range(10)}
+    time.sleep(3)  # long enough for a delivery, had anything been delivering
+    assert setup.handled_ids() == set()
+    metrics_port = free_port()
+    dispatcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kubelambda.cli",
+            "dispatcher",
+            "--nats",
+            setup.broker.url,
+            "--gateway-url",
+            local.url,
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: setup.handled_ids() == accepted, timeout=60, what="the dispatcher's deliveries"
+        )
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert "kubelambda_async_backlog" in metrics
+    finally:
+        dispatcher.send_signal(signal.SIGTERM)
+        output, _ = dispatcher.communicate(timeout=30)
+    assert dispatcher.returncode == 0, output

@@ -1,0 +1,44 @@
+"""Fixtures shared by the integration folders: a real NATS server with JetStream, one for the
+session (`nats_server`) and a test's own restartable ones (`nats_factory`), built by the harness on
+first use (`scripts/build-parts nats-server` builds it ahead).
+
+Failed tests get the log tails of the NATS servers they used appended to their report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.nats import NatsFactory, NatsServer, nats_for_pytest
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server with JetStream for the whole session, at `nats_server.url`. Tests share it:
+    each uses stream and subject names of its own, and none stops it (`nats_factory` for that)."""
+    yield from nats_for_pytest(tmp_path_factory, name="kubelambda-session")
+
+
+@pytest.fixture
+def nats_factory(tmp_path: Path) -> Iterator[NatsFactory]:
+    """`nats_factory()` starts a server of the test's own, which it may stop, kill and restart
+    on the same port and store (`store_dir=` to choose the store); all stop after the test."""
+    with NatsFactory(log_dir=tmp_path / "nats-logs", store_root=tmp_path / "nats-store") as made:
+        yield made
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    session, factory = funcargs.get("nats_server"), funcargs.get("nats_factory")
+    if isinstance(session, NatsServer):
+        report.sections.append(("NATS server log", session.log_tail()))
+    if isinstance(factory, NatsFactory) and factory.servers:
+        report.sections.append(("NATS servers' logs", factory.log_tails()))
