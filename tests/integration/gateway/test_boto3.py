@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -234,3 +238,51 @@ def test_a_signed_caller_learns_a_function_is_missing(keyed: tuple[str, StandIn]
     url, _ = keyed
     status, error, _ = refusal(lambda: lambda_client(url).invoke(FunctionName="nosuch"))
     assert (status, error) == (404, "ResourceNotFoundException")
+
+
+def aws_cli(url: str, tmp_path: Path, *, secret: str | None) -> subprocess.CompletedProcess[str]:
+    """`aws lambda invoke` as a user types it (aws CLI v1: the payload is sent as given), with
+    credentials in the environment or none."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"))
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    if secret is not None:
+        env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=secret)
+    aws = Path(sys.executable).with_name("aws")
+    assert aws.exists(), f"{aws} is missing: scripts/setup installs awscli (the dev extra)"
+    return subprocess.run(
+        [
+            str(aws),
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            url,
+            "--function-name",
+            "hello",
+            "--payload",
+            '{"from": "cli"}',
+            *(["--no-sign-request"] if secret is None else []),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_aws_cli_invokes_with_credentials_and_is_refused_without(
+    keyed: tuple[str, StandIn], tmp_path: Path
+) -> None:
+    url, instance = keyed
+    done = aws_cli(url, tmp_path, secret=SECRET)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["StatusCode"] == 200
+    assert [r.event for r in instance.received] == [{"from": "cli"}]
+    for secret in ("the wrong secret", None):
+        refused = aws_cli(url, tmp_path, secret=secret)
+        assert refused.returncode != 0
+        expected = "InvalidSignatureException" if secret else "MissingAuthenticationToken"
+        assert expected in refused.stderr, refused.stderr
+    assert len(instance.received) == 1
