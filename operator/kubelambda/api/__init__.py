@@ -23,10 +23,12 @@ from kubelambda.api.trigger import (
     HttpAuth,
     HttpSource,
     S3Source,
+    ScheduleSource,
     SecretKeyRef,
     Source,
     Trigger,
     parse_trigger,
+    schedule_of,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "ResourceFieldRef",
     "S3Source",
     "Scaling",
+    "ScheduleSource",
     "SecretKeyRef",
     "Source",
     "SpecError",
@@ -58,4 +61,5 @@ __all__ = [
     "load_manifests",
     "parse_function",
     "parse_trigger",
+    "schedule_of",
 ]

@@ -33,6 +33,7 @@ REGION: Final = r"^[a-z0-9-]+$"
 SCOPE: Final = r"^[!#-\[\]-~]+$"
 IDENTITY_SOURCE: Final = r"^\$request\.(header|querystring)\.[-A-Za-z0-9_.]+$"
 DEFAULT_IDENTITY_SOURCE: Final = "$request.header.Authorization"
+SCHEDULE: Final = r"^(rate|cron)\(.+\)$"
 CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
 NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Checked by CEL in the CRD (map keys cannot carry a pattern), so not part of the tables.
@@ -63,6 +64,8 @@ class Field:
     max_properties: int | None = None
     list_type: str | None = None
     list_map_keys: tuple[str, ...] | None = None
+    # The CRD's format (date-time); the models check it themselves.
+    format: str | None = None
     hint: str = ""
 
     def crd_keywords(self) -> dict[str, object]:
@@ -73,6 +76,7 @@ class Field:
             "minLength": self.min_length,
             "maxLength": self.max_length,
             "pattern": self.pattern,
+            "format": self.format,
             "enum": list(self.enum) if self.enum is not None else None,
             "minItems": self.min_items,
             "maxItems": self.max_items,
@@ -285,6 +289,16 @@ TRIGGER_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.http.auth.type": _string(enum=AUTH_TYPES, default="none"),
         **_key_ref("spec.http.auth.secretRef"),
         **_jwt("spec.http.auth.jwt"),
+        "spec.schedule": _object(),
+        "spec.schedule.expression": _string(
+            required=True,
+            max_length=256,
+            pattern=SCHEDULE,
+            hint="rate(VALUE UNIT) or cron(MINUTES HOURS DAY-OF-MONTH MONTH DAY-OF-WEEK YEAR)",
+        ),
+        "spec.schedule.timezone": _string(default="UTC", max_length=64),
+        "spec.schedule.start": Field(type="string", max_length=64, format="date-time"),
+        "spec.schedule.end": Field(type="string", max_length=64, format="date-time"),
         "spec.bucket": _object(),
         "spec.bucket.bucket": _string(
             required=True,

@@ -7,12 +7,14 @@ through it; it applies the CRD's defaults, bounds and CEL rules (crds/triggers.k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias
 
 from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
 from kubelambda.api.reader import Node, Reader
+from kubelambda.api.schedule import Schedule, ScheduleError, parse_expression, zone
 from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE, TRIGGER_FIELDS
 
 KIND: Final = "Trigger"
@@ -84,7 +86,18 @@ class BucketSource:
     source: S3Source | None = None
 
 
-Source: TypeAlias = HttpSource | BucketSource
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSource:
+    """EventBridge's schedule: `expression` (rate or cron) read in `timezone`, ticks only in
+    [start, end]; a rate's periods count from `start`, else from the Trigger's creation."""
+
+    expression: str
+    timezone: str = "UTC"
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+Source: TypeAlias = HttpSource | BucketSource | ScheduleSource
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,18 +131,20 @@ def _read_trigger(reader: Reader, obj: object) -> Trigger | None:
     if spec is None:
         return None
     function = reader.text(spec.child("function"))
-    has_bucket = spec.child("bucket").present
-    if spec.child("http").present == has_bucket:
-        reader.report("spec", "must set exactly one of http, bucket")
-    if spec.child("delivery").present and not has_bucket:
+    kinds = [key for key in ("http", "bucket", "schedule") if spec.child(key).present]
+    if len(kinds) != 1:
+        reader.report("spec", "must set exactly one of http, bucket, schedule")
+    if spec.child("delivery").present and spec.child("http").present:
         reader.report(
             "spec.delivery",
-            "applies to bucket triggers only (HTTP requests are answered synchronously)",
+            "applies to bucket and schedule triggers only (HTTP requests are answered"
+            " synchronously)",
         )
     http = _read_http(reader, spec)
     bucket = _read_bucket(reader, spec)
+    schedule = _read_schedule(reader, spec)
     delivery = read_delivery(reader, spec)
-    source: Source | None = http or bucket
+    source: Source | None = http or bucket or schedule
     if source is None:
         return None
     created = root.child("metadata").child("creationTimestamp").value
@@ -227,3 +242,61 @@ def _read_bucket(reader: Reader, spec: Node) -> BucketSource | None:
         suffix=reader.optional_text(node.child("suffix")) or "",
         source=source,
     )
+
+
+def _read_schedule(reader: Reader, spec: Node) -> ScheduleSource | None:
+    node = reader.obj(spec.child("schedule"))
+    if node is None:
+        return None
+    expression = reader.text(node.child("expression"))
+    timezone = reader.text(node.child("timezone"))
+    try:
+        parse_expression(expression)
+    except ScheduleError as exc:
+        reader.report(f"{node.path}.expression", str(exc))
+    try:
+        zone(timezone)
+    except ScheduleError as exc:
+        reader.report(f"{node.path}.timezone", str(exc))
+    start = _moment(reader, node.child("start"))
+    end = _moment(reader, node.child("end"))
+    if start is not None and end is not None and end <= start:
+        reader.report(f"{node.path}.end", "must be after spec.schedule.start")
+    return ScheduleSource(expression=expression, timezone=timezone, start=start, end=end)
+
+
+def _moment(reader: Reader, node: Node) -> datetime | None:
+    text = reader.optional_text(node)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        reader.report(node.path, f"must be an RFC 3339 time with its offset, not {text!r}")
+        return None
+    return moment.astimezone(UTC)
+
+
+def schedule_of(trigger: Trigger) -> Schedule | None:
+    """The Trigger's schedule, ready to give ticks; None for other sources."""
+    source = trigger.source
+    if not isinstance(source, ScheduleSource):
+        return None
+    created = _created(trigger.created)
+    return Schedule(
+        expression=parse_expression(source.expression),
+        tz=zone(source.timezone),
+        anchor=source.start or created,
+        start=source.start,
+        end=source.end,
+    )
+
+
+def _created(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        # A manifest file has no creation time: its periods count from a fixed origin.
+        return datetime(2000, 1, 1, tzinfo=UTC)

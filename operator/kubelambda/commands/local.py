@@ -17,15 +17,24 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from kubelambda.api import Function, HttpSource, ManifestError, Trigger, load_manifests
+from kubelambda.api import (
+    Function,
+    HttpSource,
+    ManifestError,
+    ScheduleSource,
+    Trigger,
+    load_manifests,
+)
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.subscriptions import BucketError, subscribe, unsubscribe
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
+from kubelambda.clock import ScaledClock, SystemClock
 from kubelambda.commands.serving import (
     add_gateway_flags,
     broker_settings,
@@ -44,6 +53,7 @@ from kubelambda.platforms.local.functions import UnsupportedLocally, prepare
 from kubelambda.platforms.local.output import Output
 from kubelambda.platforms.local.platform import LocalPlatform
 from kubelambda.platforms.s3 import S3Notifications
+from kubelambda.scheduler.ticks import Scheduler
 
 __all__ = ["build_parser", "describe", "run", "serve"]
 
@@ -74,6 +84,14 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
     )
     parser.add_argument("path", type=Path, help="a manifest file or a folder of them")
     add_gateway_flags(parser, host="127.0.0.1")
+    parser.add_argument(
+        "--schedule-speed",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="run schedules' clocks N times as fast (to watch a cron or rate Trigger fire in a"
+        " demo or a test; default 1)",
+    )
     parser.add_argument(
         "--no-dispatch",
         action="store_true",
@@ -128,6 +146,10 @@ def describe(
                 if isinstance(source, HttpSource):
                     methods = ",".join(source.methods)
                     lines.append(f"  {'':<{width}}  http:   {methods} {base}{source.path}")
+                elif isinstance(source, ScheduleSource):
+                    lines.append(
+                        f"  {'':<{width}}  schedule: {source.expression} ({source.timezone})"
+                    )
                 else:
                     lines.append(
                         f"  {'':<{width}}  bucket: {source.bucket} "
@@ -200,6 +222,21 @@ async def _serve(
         dispatch_url=(
             _own_url(args.host, args.port) if broker is not None and not args.no_dispatch else None
         ),
+    )
+
+    async def announce(trigger: Trigger, tick: datetime) -> None:
+        output(f"kubelambda local: schedule {trigger.name} fired its tick of {tick.isoformat()}")
+
+    gateway.attach(
+        Scheduler(
+            store=gateway.delivery_store,
+            clock=ScaledClock(args.schedule_speed) if args.schedule_speed != 1 else SystemClock(),
+            triggers=lambda: triggers,
+            function={FunctionKey(f.namespace, f.name): f for f in functions}.get,
+            region=settings.region,
+            account_id=settings.account_id,
+            fired=announce,
+        )
     )
     specs = {FunctionKey(f.namespace, f.name): ScalingSpec.of(f) for f in functions}
 

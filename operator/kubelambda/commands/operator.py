@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -16,14 +17,19 @@ import socket
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kubelambda.api import Trigger
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
+from kubelambda.clock import ScaledClock, SystemClock
+from kubelambda.commands.serving import add_broker_flags, broker_settings
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.operator import Operator
+from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.platforms.kubernetes import watches
 from kubelambda.platforms.kubernetes.aio import AsyncKube
 from kubelambda.platforms.kubernetes.client import KubeClient
@@ -32,8 +38,11 @@ from kubelambda.platforms.kubernetes.lease import LeaseElector
 from kubelambda.platforms.kubernetes.replicas import DeploymentReplicas
 from kubelambda.platforms.kubernetes.watches import OWNED, Listener
 from kubelambda.platforms.s3 import S3Notifications
+from kubelambda.scheduler.ticks import Scheduler
 
 __all__ = ["build_parser", "config_from_args", "run"]
+
+logger = logging.getLogger(__name__)
 
 COMPONENT = "kubelambda-controller"
 
@@ -171,6 +180,14 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between the autoscaler's decisions (default: %(default)s)",
     )
+    add_broker_flags(parser)
+    parser.add_argument(
+        "--schedule-speed",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="run schedules' clocks N times as fast (tests and demos; default 1)",
+    )
     parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"), help="kubelambda's"
     )
@@ -201,6 +218,61 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         workers=args.workers,
         resync_seconds=args.resync_seconds,
     )
+
+
+async def _schedules(
+    args: argparse.Namespace,
+    client: KubeClient,
+    cluster: AsyncKube,
+    operator: Operator,
+    stop: asyncio.Event,
+) -> None:
+    """Fire schedule Triggers' ticks into the broker while this process holds the scheduler's
+    Lease (one firing per tick however many operators run), recording each tick in status."""
+    broker = broker_settings(args)
+    assert broker is not None  # only called with --nats
+    elector = LeaseElector(
+        client,
+        namespace=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or "default",
+        name="kubelambda-scheduler",
+        identity=socket.gethostname() + f"-{os.getpid()}",
+    )
+    leading = False
+
+    async def record(trigger: Trigger, tick: datetime) -> None:
+        await cluster.patch_status(
+            TRIGGER,
+            namespace=trigger.namespace,
+            name=trigger.name,
+            status={"lastTick": tick.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        )
+
+    store = JetStreamStore(broker, clock=SystemClock())
+    scheduler = Scheduler(
+        store=store,
+        clock=ScaledClock(args.schedule_speed) if args.schedule_speed != 1 else SystemClock(),
+        triggers=lambda: list(operator.schedules.values()),
+        function=operator.function,
+        region=args.region,
+        account_id=args.account_id,
+        last_tick=operator.last_tick,
+        fired=record,
+        leading=lambda: leading,
+    )
+    store.start()
+    scheduler.start()
+    try:
+        while not stop.is_set():
+            held = await asyncio.to_thread(elector.try_hold)
+            if held != leading:
+                logger.info("schedules: %s", "leading" if held else "standing by")
+            leading = held
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await stop.wait()
+    finally:
+        await scheduler.aclose()
+        await store.aclose()
 
 
 def _autoscaler(
@@ -255,6 +327,8 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
         **{kind: [functools.partial(operator.owned_event, kind)] for kind in OWNED},
     }
     background = [operator.run]
+    if args.nats:
+        background.append(functools.partial(_schedules, args, client, cluster, operator, stop))
     if args.prometheus_url:
         autoscaler = _autoscaler(args, client, listeners)
         background.append(functools.partial(autoscaler.run, stop))

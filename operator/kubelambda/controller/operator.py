@@ -13,7 +13,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kubelambda.api import SpecError, parse_trigger
+from kubelambda.api import (
+    Function,
+    ScheduleSource,
+    SpecError,
+    Trigger,
+    parse_function,
+    parse_trigger,
+)
+from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import FUNCTION_LABEL
 from kubelambda.api.subscriptions import BucketNotifications
 from kubelambda.controller.claims import RouteClaims
@@ -56,6 +64,8 @@ class Operator:
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.claims = RouteClaims()
+        # Valid schedule Triggers, for the scheduler (scheduler/ticks.py).
+        self.schedules: dict[tuple[str, str], Trigger] = {}
         self.functions = FunctionReconciler(
             cluster=cluster, store=self.store, config=config, clock=clock
         )
@@ -94,12 +104,20 @@ class Operator:
         if event_type == "DELETED":
             self.store.remove(TRIGGER, body)
             self.claims.remove((namespace, name))
+            self.schedules.pop((namespace, name), None)
         else:
             self.store.put(TRIGGER, body)
             try:
-                self.claims.put(parse_trigger(body))
+                trigger = parse_trigger(body)
             except SpecError:
                 self.claims.remove((namespace, name))
+                self.schedules.pop((namespace, name), None)
+            else:
+                self.claims.put(trigger)
+                if isinstance(trigger.source, ScheduleSource):
+                    self.schedules[(namespace, name)] = trigger
+                else:
+                    self.schedules.pop((namespace, name), None)
         self.queue.add(("Trigger", namespace, name))
 
     def owned_event(self, kind: Kind, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -115,6 +133,27 @@ class Operator:
         owner = ((body.get("metadata") or {}).get("labels") or {}).get(FUNCTION_LABEL)
         if owner:
             self.queue.add(("Function", namespace, str(owner)))
+
+    def function(self, key: FunctionKey) -> Function | None:
+        """A valid Function the watch has shown, or None."""
+        body = self.store.get(FUNCTION, namespace=key.namespace, name=key.name)
+        if body is None:
+            return None
+        try:
+            return parse_function(body)
+        except SpecError:
+            return None
+
+    def last_tick(self, trigger: Trigger) -> datetime | None:
+        """The last tick the scheduler recorded in the Trigger's status."""
+        body = self.store.get(TRIGGER, namespace=trigger.namespace, name=trigger.name)
+        text = ((body or {}).get("status") or {}).get("lastTick")
+        if not isinstance(text, str):
+            return None
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
 
     def resync(self) -> None:
         """Queue every known object: catches what no event reported (a user's ConfigMap

@@ -15,7 +15,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from kubelambda.api import BucketSource, HttpSource, S3Source, SpecError, Trigger, parse_trigger
+from kubelambda.api import (
+    BucketSource,
+    HttpSource,
+    S3Source,
+    SpecError,
+    Trigger,
+    parse_trigger,
+    schedule_of,
+)
 from kubelambda.api.subscriptions import (
     BucketError,
     BucketNotifications,
@@ -122,9 +130,19 @@ class TriggerReconciler:
             await self._write(body, ready, summary)
             return Result()
         if subscribing is None:
-            ready = Condition("Ready", "True", "Published", self._published(trigger))
-            await self._write(body, ready, summary)
-            return Result()
+            schedule = schedule_of(trigger)
+            if schedule is None:
+                ready = Condition("Ready", "True", "Published", self._published(trigger))
+                await self._write(body, ready, summary)
+                return Result()
+            now = self.clock()
+            tick = schedule.next_after(now)
+            ready = Condition("Ready", "True", "Scheduled", self._scheduled(trigger, tick))
+            await self._write(body, ready, summary, next_tick=tick)
+            # Back at the tick, to show the one after it.
+            return Result(
+                requeue_after=(tick - now).total_seconds() + 1.0 if tick is not None else None
+            )
         bucket, s3 = subscribing
         if FINALIZER not in (meta.get("finalizers") or ()):
             await self._set_finalizer(body, present=True)
@@ -156,11 +174,20 @@ class TriggerReconciler:
             return await self.cluster.get(FUNCTION, namespace=namespace, name=name)
         return found
 
+    def _scheduled(self, trigger: Trigger, tick: datetime | None) -> str:
+        if tick is None:
+            return f"the schedule has no tick left for Function {trigger.function} (its end passed)"
+        return (
+            f"the scheduler invokes Function {trigger.function} asynchronously at each tick;"
+            f" the next at {tick.isoformat()}"
+        )
+
     def _published(self, trigger: Trigger) -> str:
         source = trigger.source
         if isinstance(source, HttpSource):
             url = self.config.route_url(path=source.path, host=source.host)
             return f"the gateway routes {url} to Function {trigger.function}"
+        assert isinstance(source, BucketSource)  # schedules are _scheduled's
         return (
             f"the gateway delivers notifications of bucket {source.bucket} to Function"
             f" {trigger.function} (configure the bucket's notifications on the S3 server)"
@@ -300,7 +327,14 @@ class TriggerReconciler:
 
     # --- status ----------------------------------------------------------------------------
 
-    async def _write(self, body: Mapping[str, Any], ready: Condition, source: str | None) -> None:
+    async def _write(
+        self,
+        body: Mapping[str, Any],
+        ready: Condition,
+        source: str | None,
+        *,
+        next_tick: datetime | None = None,
+    ) -> None:
         meta = body["metadata"]
         old = body.get("status") or {}
         url = None
@@ -314,6 +348,7 @@ class TriggerReconciler:
             source=source,
             url=url,
             now=self.clock(),
+            next_tick=next_tick,
         )
         patch = status_patch(old, status, owned=TRIGGER_STATUS_KEYS)
         if not patch:

@@ -33,6 +33,7 @@ KEYWORDS = {
     "minLength": "minLength",
     "maxLength": "maxLength",
     "pattern": "pattern",
+    "format": "format",
     "enum": "enum",
     "minItems": "minItems",
     "maxItems": "maxItems",
@@ -142,7 +143,7 @@ def test_constants_inside_cel_rules_match_the_models() -> None:
             "fn",
             ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler", "Scaling"],
         ),
-        ("triggers", "Trigger", "trig", ["Function", "Source", "Ready", "Age", "URL"]),
+        ("triggers", "Trigger", "trig", ["Function", "Source", "Ready", "Next", "Age", "URL"]),
     ],
 )
 def test_crd_names_scope_version_and_columns(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from kubelambda.api import HttpSource, Trigger
+from kubelambda.api import HttpSource, ScheduleSource, Trigger
 from kubelambda.controller.resources.conditions import Condition, find_condition, merge_conditions
 
 __all__ = [
@@ -35,7 +35,8 @@ FUNCTION_STATUS_KEYS: Final = (
     "url",
     "codeHash",
 )
-TRIGGER_STATUS_KEYS: Final = ("observedGeneration", "conditions", "source", "url")
+# lastTick is the scheduler's.
+TRIGGER_STATUS_KEYS: Final = ("observedGeneration", "conditions", "source", "url", "nextTick")
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,9 @@ def trigger_source_summary(trigger: Trigger) -> str:
     if isinstance(source, HttpSource):
         host = source.host or ""
         return f"http {','.join(source.methods)} {host}{source.path}"
+    if isinstance(source, ScheduleSource):
+        zone = "" if source.timezone == "UTC" else f" {source.timezone}"
+        return f"schedule {source.expression}{zone}"
     pattern = f"{source.prefix}*{source.suffix}" if source.prefix or source.suffix else ""
     return f"bucket {source.bucket}" + (f"/{pattern}" if pattern else "")
 
@@ -183,6 +187,7 @@ def trigger_status(
     source: str | None,
     url: str | None,
     now: datetime,
+    next_tick: datetime | None = None,
 ) -> dict[str, Any]:
     previous = dict(old or {})
     status: dict[str, Any] = {
@@ -192,5 +197,10 @@ def trigger_status(
         ),
         "source": source if source is not None else previous.get("source"),
         "url": url,
+        "nextTick": _rfc3339(next_tick) if next_tick is not None else None,
     }
     return {key: value for key, value in status.items() if value is not None}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

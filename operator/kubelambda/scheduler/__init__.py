@@ -1,0 +1,1 @@
+"""Schedule Triggers' ticks, fired as asynchronous invocations (ticks.py)."""
