@@ -33,6 +33,7 @@ REGION: Final = r"^[a-z0-9-]+$"
 SCOPE: Final = r"^[!#-\[\]-~]+$"
 IDENTITY_SOURCE: Final = r"^\$request\.(header|querystring)\.[-A-Za-z0-9_.]+$"
 DEFAULT_IDENTITY_SOURCE: Final = "$request.header.Authorization"
+SUBJECT: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 SCHEDULE: Final = r"^(rate|cron)\(.+\)$"
 CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
 NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -161,6 +162,22 @@ def _delivery(*, default: object) -> dict[str, Field]:
         "spec.delivery.deadLetter": _object(),
         "spec.delivery.deadLetter.function": _function_name(required=False),
         "spec.delivery.deadLetter.url": _string(max_length=2048, pattern=URL, hint=url_hint),
+        "spec.delivery.maxEventAgeSeconds": _integer(60, 21600, 21600),
+        **_destination("spec.delivery.onSuccess"),
+        **_destination("spec.delivery.onFailure"),
+    }
+
+
+def _destination(prefix: str) -> dict[str, Field]:
+    return {
+        prefix: _object(),
+        f"{prefix}.function": _function_name(required=False),
+        f"{prefix}.url": _string(max_length=2048, pattern=URL, hint="an http:// or https:// URL"),
+        f"{prefix}.subject": _string(
+            max_length=255,
+            pattern=SUBJECT,
+            hint="a NATS subject (tokens of letters, digits, '-', '_' between dots)",
+        ),
     }
 
 

@@ -107,6 +107,7 @@ async def serve(args: argparse.Namespace) -> None:
         pool=pool,
         clock=clock,
         settings=settings,
+        publish=store.publish_record,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

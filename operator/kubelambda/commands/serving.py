@@ -223,5 +223,6 @@ def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, url: str, cl
             pool=gateway.pool,
             clock=clock,
             settings=settings,
+            publish=consumer.publish_record,
         )
     )

@@ -262,6 +262,22 @@ class JetStreamStore:
             raise BrokerUnavailable(f"JetStream did not take event {job.id}: {exc!r}") from exc
         return True
 
+    async def publish_record(self, subject: str, data: bytes, msg_id: str) -> None:
+        """Publish an invocation record to a destination subject, which a stream of the
+        user's must capture (JetStream acknowledges it); BrokerUnavailable otherwise."""
+        js = self._js
+        if js is None:
+            raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
+        try:
+            await js.publish(
+                subject,
+                data,
+                headers={"Nats-Msg-Id": msg_id},
+                timeout=self.settings.publish_timeout_seconds,
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BrokerUnavailable(f"no stream took the record on {subject}: {exc!r}") from exc
+
     # --- the dispatcher's side -------------------------------------------------------------
 
     def __len__(self) -> int:

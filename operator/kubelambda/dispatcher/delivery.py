@@ -14,18 +14,16 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
-from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
+from kubelambda.delivery.jobs import DeliveryJob, Target
 from kubelambda.delivery.store import DeliveryStore
+from kubelambda.dispatcher.records import failure_targets, invocation_record, record_jobs
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
-from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
@@ -102,7 +100,7 @@ class InProcessCall:
         response = invocation.response
         function_error = response.header(b"x-amz-function-error")
         if response.status == 200 and function_error is None:
-            return Outcome(status=200)
+            return Outcome(status=200, body=json_or_text(response.body))
         return Outcome(
             status=response.status,
             function_error=function_error.decode("latin-1") if function_error else "Unhandled",
@@ -121,9 +119,12 @@ class AsyncDelivery:
         pool: UpstreamPool,
         clock: Clock,
         settings: GatewaySettings,
+        publish: Callable[[str, bytes, str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._call = call
+        # (subject, data, message id) → published to the broker; None: no broker.
+        self._publish = publish
         self._pool = pool
         self._clock = clock
         self._settings = settings
@@ -169,6 +170,9 @@ class AsyncDelivery:
         if job.url is not None:
             await self._post(job, job.url)
             return
+        if job.subject is not None:
+            await self._publish_record(job, job.subject)
+            return
         outcome = await self._call(job)
         if outcome.gone:
             log.warning("dropping event %s: function %s no longer exists", job.id, job.function)
@@ -177,6 +181,17 @@ class AsyncDelivery:
             await self._throttled(job, status=outcome.status, error=outcome.body)
         elif outcome.function_error is None:
             await self._store.done(job)
+            success = job.policy.on_success
+            if success is not None and not job.dead_letter:
+                await self._send_records(
+                    job,
+                    [success],
+                    condition="Success",
+                    invocations=job.attempts + 1,
+                    status=outcome.status,
+                    function_error=None,
+                    response=outcome.body,
+                )
         else:
             await self._failed(
                 job,
@@ -185,6 +200,22 @@ class AsyncDelivery:
                 body=outcome.body,
                 final=outcome.final,
             )
+
+    async def _publish_record(self, job: DeliveryJob, subject: str) -> None:
+        if self._publish is None:
+            log.error(
+                "record %s for subject %s dropped: subject destinations need the broker (--nats)",
+                job.id,
+                subject,
+            )
+            await self._store.done(job)
+            return
+        try:
+            await self._publish(subject, job.payload, job.id)
+        except OSError as exc:
+            await self._failed(job, status=503, function_error="DeliveryFailed", body=str(exc))
+            return
+        await self._store.done(job)
 
     async def _post(self, job: DeliveryJob, url: str) -> None:
         parts = urlsplit(url)
@@ -245,79 +276,72 @@ class AsyncDelivery:
 
     async def _later(self, job: DeliveryJob, delay: float) -> None:
         age = self._clock.wall() - job.enqueued_at
-        if age + delay > self._settings.max_event_age_seconds:
+        limit = self._settings.max_event_age_seconds
+        if job.policy.max_event_age_seconds is not None:
+            limit = min(limit, job.policy.max_event_age_seconds)
+        if age + delay > limit:
             await self._give_up(job, "EventAgeExceeded")
             return
         await self._store.retry(job, due=self._clock.monotonic() + delay)
 
     async def _give_up(self, job: DeliveryJob, condition: str) -> None:
         await self._store.done(job)
-        policy = job.policy
         if job.dead_letter:
-            log.error("dead letter %s could not be delivered (%s); it is lost", job.id, condition)
+            log.error("record %s could not be delivered (%s); it is lost", job.id, condition)
             return
-        if policy.dead_letter_function is None and policy.dead_letter_url is None:
+        targets = failure_targets(job.policy)
+        if not targets:
             log.warning(
                 "event %s for %s dropped: %s, no dead letter", job.id, job.function, condition
             )
             return
-        record = json.dumps(self._record(job, condition), separators=(",", ":")).encode("utf-8")
-        letter = DeliveryJob(
-            id=new_request_id(),
-            payload=record,
-            policy=DeliveryPolicy(retries=policy.retries, backoff_seconds=policy.backoff_seconds),
-            invoked_arn=job.invoked_arn,
-            enqueued_at=self._clock.wall(),
-            dead_letter=True,
+        last = job.last_error or {}
+        await self._send_records(
+            job,
+            targets,
+            condition=condition,
+            invocations=job.attempts,
+            status=last.get("statusCode", 200),
+            function_error=last.get("functionError"),
+            response=last.get("body"),
         )
-        if policy.dead_letter_url is not None:
-            letter.url = policy.dead_letter_url
-        else:
-            letter.function = policy.dead_letter_function
-            letter.invoked_arn = self._dead_letter_arn(job, policy.dead_letter_function)
-        # The store just freed the original job's place, so this fits.
+
+    async def _send_records(
+        self,
+        job: DeliveryJob,
+        targets: list[Target],
+        *,
+        condition: str,
+        invocations: int,
+        status: int,
+        function_error: str | None,
+        response: Any,
+    ) -> None:
+        record = invocation_record(
+            job,
+            condition=condition,
+            now=self._clock.wall(),
+            invocations=invocations,
+            status=status,
+            function_error=function_error,
+            response=response,
+            request_payload=json_or_text(job.payload or b"{}"),
+        )
+        letters = record_jobs(
+            job,
+            record,
+            targets,
+            now=self._clock.wall(),
+            default_namespace=self._settings.default_namespace,
+        )
+        # The store just freed the original job's place, so these fit but for a rare crowd.
         try:
-            admitted = await self._store.admit([letter])
+            admitted = await self._store.admit(letters)
         except OSError as exc:
-            log.error("dead letter for event %s lost: it could not be recorded: %s", job.id, exc)
+            log.error("records of event %s lost: they could not be recorded: %s", job.id, exc)
             return
         if not admitted:
-            log.error("dead letter for event %s lost: the delivery queue is full", job.id)
-
-    def _dead_letter_arn(self, job: DeliveryJob, key: FunctionKey | None) -> str:
-        prefix = job.invoked_arn.rsplit(":function:", 1)[0]
-        if key is None:
-            return job.invoked_arn
-        name = (
-            key.name
-            if key.namespace == self._settings.default_namespace
-            else f"{key.namespace}.{key.name}"
-        )
-        return f"{prefix}:function:{name}"
-
-    def _record(self, job: DeliveryJob, condition: str) -> dict[str, Any]:
-        """The invocation record Lambda sends to an on-failure destination."""
-        last = job.last_error or {}
-        response_context: dict[str, Any] = {
-            "statusCode": last.get("statusCode", 200),
-            "executedVersion": "$LATEST",
-        }
-        if last.get("functionError"):
-            response_context["functionError"] = last["functionError"]
-        now = datetime.fromtimestamp(self._clock.wall(), UTC)
-        return {
-            "version": "1.0",
-            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-            "requestContext": {
-                "requestId": job.id,
-                "functionArn": f"{job.invoked_arn}:$LATEST",
-                "condition": condition,
-                "approximateInvokeCount": job.attempts,
-            },
-            "requestPayload": json_or_text(job.payload or b"{}"),
-            "responseContext": response_context,
-            "responsePayload": last.get("body"),
-        }
+            log.error("records of event %s lost: the delivery queue is full", job.id)
 
 
 def json_or_text(body: bytes) -> Any:

@@ -103,7 +103,7 @@ class GatewayCall:
         function_error = response.header(b"x-amz-function-error")
         if status == 200:
             if function_error is None:
-                return Outcome(status=200)
+                return Outcome(status=200, body=body)
             return Outcome(status=200, function_error=function_error.decode("latin-1"), body=body)
         error_type = _error_type(response.header(b"x-amzn-errortype"), body)
         if status == 404 and error_type in (None, "ResourceNotFoundException"):

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
+from kubelambda.api.delivery import Destination
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.routes import route_conflicts
 from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE
-from kubelambda.delivery.jobs import DeliveryPolicy
+from kubelambda.delivery.jobs import DeliveryPolicy, Target
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
     InvalidParameter,
@@ -286,6 +287,19 @@ def delivery_policy(delivery: Delivery, *, namespace: str) -> DeliveryPolicy:
             else None
         ),
         dead_letter_url=letter.url if letter is not None else None,
+        max_event_age_seconds=float(delivery.max_event_age_seconds),
+        on_success=_target(delivery.on_success, namespace=namespace),
+        on_failure=_target(delivery.on_failure, namespace=namespace),
+    )
+
+
+def _target(destination: Destination | None, *, namespace: str) -> Target | None:
+    if destination is None:
+        return None
+    return Target(
+        function=FunctionKey(namespace, destination.function) if destination.function else None,
+        url=destination.url,
+        subject=destination.subject,
     )
 
 

@@ -5,6 +5,7 @@ dead letter, and a broker that is down answers 503 while synchronous calls go on
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -19,6 +20,8 @@ from typing import Any
 
 import boto3
 import httpx
+import nats
+import nats.js.errors
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -37,7 +40,7 @@ spec:
   concurrency: 4
   timeoutSeconds: 60
   env: [{{name: HANDLED, value: "{handled}"}}]
-  delivery: {{retries: 1, backoffSeconds: 1, deadLetter: {{function: failures}}}}
+  delivery: {{retries: 1, backoffSeconds: 1, deadLetter: {{function: failures}}{success}}}
   code:
     inline:
       files:
@@ -79,13 +82,15 @@ def broker(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 class Setup:
-    def __init__(self, tmp_path: Path, broker: NatsServer) -> None:
+    def __init__(self, tmp_path: Path, broker: NatsServer, success: str = "") -> None:
         self.handled = tmp_path / "handled"
         self.letters = tmp_path / "letters"
         self.handled.mkdir()
         self.letters.mkdir()
         self.manifest = tmp_path / "functions.yaml"
-        self.manifest.write_text(FUNCTIONS.format(handled=self.handled, letters=self.letters))
+        self.manifest.write_text(
+            FUNCTIONS.format(handled=self.handled, letters=self.letters, success=success)
+        )
         self.broker = broker
         self.started: list[LocalMode] = []
 
@@ -262,3 +267,41 @@ def test_kubelambda_dispatcher_delivers_what_a_gateway_published(setup: Setup) -
         dispatcher.send_signal(signal.SIGTERM)
         output, _ = dispatcher.communicate(timeout=30)
     assert dispatcher.returncode == 0, output
+
+
+def test_a_success_record_is_published_to_a_subject_destination(
+    tmp_path: Path, broker: NatsServer
+) -> None:
+    setup = Setup(tmp_path, broker, success=", onSuccess: {subject: results.worker}")
+
+    async def results_stream() -> None:
+        client = await nats.connect(broker.url)
+        try:
+            await client.jetstream().add_stream(name="RESULTS", subjects=["results.>"])
+        finally:
+            await client.close()
+
+    async def records() -> list[dict[str, Any]]:
+        client = await nats.connect(broker.url)
+        try:
+            js = client.jetstream()
+            info = await js.stream_info("RESULTS")
+            found = []
+            for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    message = await js.get_msg("RESULTS", sequence)
+                    found.append(json.loads(message.data or b"null"))
+            return found
+        finally:
+            await client.close()
+
+    asyncio.run(results_stream())
+    local = setup.local()
+    try:
+        request_id = event(lambda_client(local.url), {"n": 1})
+        [record] = wait_for(lambda: asyncio.run(records()), timeout=60, what="the success record")
+    finally:
+        local.stop()
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "Success"
+    assert record["responsePayload"] == {"handled": request_id}

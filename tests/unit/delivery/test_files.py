@@ -82,7 +82,7 @@ def test_a_job_survives_its_file(original: DeliveryJob) -> None:
     [
         (b"not json", "Expecting value"),
         (b'{"version": 99}', "version"),
-        (encode_job(job("x", function=None), due_wall=0.0), "neither a function nor a URL"),
+        (encode_job(job("x", function=None), due_wall=0.0), "no function, URL or subject"),
     ],
 )
 def test_a_file_that_is_not_a_job_is_refused(data: bytes, problem: str) -> None:

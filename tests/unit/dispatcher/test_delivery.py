@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.delivery.jobs import DeliveryPolicy
+from kubelambda.delivery.jobs import DeliveryPolicy, Target
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.serving import HELLO, OK, MakeStandIn, StartGateway, raw_server, wait_for
@@ -177,3 +177,69 @@ async def test_events_too_old_go_to_the_dead_letter(
     assert record["requestContext"]["approximateInvokeCount"] == 0
     assert record["responseContext"]["statusCode"] == 504
     assert "no instance of default/hello" in record["responsePayload"]["errorMessage"]
+
+
+SUCCESSES = FunctionKey("default", "successes")
+
+
+async def test_a_success_sends_its_record_to_the_success_destination(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    worker, successes = await standin(), await standin()
+    policy = DeliveryPolicy(backoff_seconds=0.01, on_success=Target(function=SUCCESSES))
+    served = await serve(
+        functions=[FunctionEntry(HELLO, delivery=policy), FunctionEntry(SUCCESSES)]
+    )
+    served.platform.set_instances(HELLO, [worker.instance()])
+    served.platform.set_instances(SUCCESSES, [successes.instance()])
+    answer = await served.client.post(INVOKE, json={"return": {"total": 42}}, **EVENT)
+    await wait_for(lambda: successes.received)
+    record = successes.received[0].event
+    assert record["requestContext"]["condition"] == "Success"
+    assert record["requestContext"]["requestId"] == answer.headers["x-amzn-requestid"]
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["requestPayload"] == {"return": {"total": 42}}
+    assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
+    assert record["responsePayload"] == {"total": 42}  # what the function returned
+    arn = successes.received[0].headers["lambda-runtime-invoked-function-arn"]
+    assert arn.endswith(":function:successes")
+
+
+async def test_a_failure_goes_to_the_dead_letter_and_the_failure_destination(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    worker, failures = await standin(), await standin()
+    async with raw_server(_record) as hook:
+        policy = DeliveryPolicy(
+            retries=0,
+            backoff_seconds=0.01,
+            dead_letter_function=FAILURES,
+            on_failure=Target(url=f"http://127.0.0.1:{hook.port}/failed"),
+        )
+        served = await serve(
+            functions=[FunctionEntry(HELLO, delivery=policy), FunctionEntry(FAILURES)]
+        )
+        served.platform.set_instances(HELLO, [worker.instance()])
+        served.platform.set_instances(FAILURES, [failures.instance()])
+        await served.client.post(INVOKE, json={"raise": "boom"}, **EVENT)
+        await wait_for(lambda: failures.received and hook.requests)
+    posted = json.loads(hook.requests[0].partition(b"\r\n\r\n")[2])
+    assert posted == failures.received[0].event
+    assert posted["requestContext"]["condition"] == "RetriesExhausted"
+
+
+async def test_an_event_older_than_its_maximum_age_is_not_tried_again(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    worker, failures = await standin(), await standin()
+    # A retry 120 s out would make the event older than its 60 s maximum age.
+    policy = DeliveryPolicy(
+        retries=2, backoff_seconds=120, max_event_age_seconds=60, dead_letter_function=FAILURES
+    )
+    served = await serve(functions=[FunctionEntry(HELLO, delivery=policy), FunctionEntry(FAILURES)])
+    served.platform.set_instances(HELLO, [worker.instance()])
+    served.platform.set_instances(FAILURES, [failures.instance()])
+    await served.client.post(INVOKE, json={"raise": "old"}, **EVENT)
+    await wait_for(lambda: failures.received)
+    assert len(worker.received) == 1
+    assert failures.received[0].event["requestContext"]["condition"] == "EventAgeExceeded"

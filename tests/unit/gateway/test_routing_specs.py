@@ -74,12 +74,18 @@ def test_functions_carry_timeout_and_delivery() -> None:
     table = load()
     hello = table.function(FunctionKey("default", "hello"))
     assert hello.timeout_seconds == 3.0  # Lambda's default
-    assert hello.delivery == DeliveryPolicy(retries=2, backoff_seconds=60.0)
+    # Lambda's defaults: two retries, six hours' maximum event age
+    assert hello.delivery == DeliveryPolicy(
+        retries=2, backoff_seconds=60.0, max_event_age_seconds=21600.0
+    )
     worker = table.resolve("team-a.worker")
     assert worker.timeout_seconds == 30.0
     # a dead-letter Function is named in the Function's own namespace
     assert worker.delivery == DeliveryPolicy(
-        retries=1, backoff_seconds=5.0, dead_letter_function=FunctionKey("team-a", "failures")
+        retries=1,
+        backoff_seconds=5.0,
+        dead_letter_function=FunctionKey("team-a", "failures"),
+        max_event_age_seconds=21600.0,
     )
 
 
@@ -111,7 +117,10 @@ def test_bucket_triggers_are_kept_for_the_notification_endpoint() -> None:
     assert (photos.bucket, photos.prefix, photos.suffix) == ("photos", "uploads/", ".jpg")
     assert photos.events == ("s3:ObjectCreated:*",)
     assert photos.delivery == DeliveryPolicy(
-        retries=0, backoff_seconds=1.0, dead_letter_url="http://hooks.example.com/x"
+        retries=0,
+        backoff_seconds=1.0,
+        dead_letter_url="http://hooks.example.com/x",
+        max_event_age_seconds=21600.0,
     )
 
 
