@@ -20,6 +20,8 @@ from kubelambda.autoscaler.decider import DEFAULT_TUNING, Observation, Tuning
 IN_FLIGHT = "kubelambda_gateway_in_flight_requests"
 QUEUED = "kubelambda_gateway_queued_requests"
 REQUESTS = "kubelambda_gateway_requests_total"
+# Asynchronous events kept in the broker for a function (every dispatcher reports it whole).
+BACKLOG = "kubelambda_async_backlog"
 
 Fetch = Callable[[str], bytes]
 """GET a URL and return the body; raises OSError when Prometheus cannot be reached."""
@@ -52,6 +54,7 @@ def query(tuning: Tuning = DEFAULT_TUNING) -> str:
         parts.append(_tagged(f"{by} (avg_over_time({QUEUED}[{span}]))", f"{window}_queued"))
         parts.append(_tagged(f"{by} (rate({REQUESTS}[{span}]))", f"{window}_rps"))
     parts.append(_tagged(f"{by} ({QUEUED})", "queued_now"))
+    parts.append(_tagged(f"max by (namespace, function) ({BACKLOG})", "backlog"))
     return " or ".join(parts)
 
 
@@ -82,7 +85,9 @@ def parse(body: bytes) -> Mapping[FunctionKey, Observation]:
             panic_concurrency=v.get("panic_in_flight", 0.0) + v.get("panic_queued", 0.0),
             stable_rps=v.get("stable_rps", 0.0),
             panic_rps=v.get("panic_rps", 0.0),
-            queued=round(v.get("queued_now", 0.0)),
+            # A backlog of asynchronous events is demand: it wakes the function and keeps
+            # one instance; the dispatchers' invocations, counted by the gateway, do the rest.
+            queued=max(round(v.get("queued_now", 0.0)), 1 if v.get("backlog", 0.0) > 0 else 0),
         )
         for key, v in values.items()
     }

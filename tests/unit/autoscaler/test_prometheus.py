@@ -29,10 +29,26 @@ def answer(*series: tuple[str, str, str, str]) -> bytes:
 
 def test_one_query_covers_both_windows_and_sums_over_gateways():
     text = query(Tuning(stable_window_seconds=60, panic_window_seconds=6))
-    assert text.count("label_replace") == 7
+    assert text.count("label_replace") == 8
     assert "[60000ms]" in text and "[6000ms]" in text
     assert text.count("sum by (namespace, function)") == 7
+    # dispatchers each report the whole backlog: the largest, not the sum
+    assert "max by (namespace, function) (kubelambda_async_backlog)" in text
     assert "rate(kubelambda_gateway_requests_total[6000ms])" in text
+
+
+def test_a_backlog_of_asynchronous_events_is_demand_for_one_instance():
+    observations = parse(
+        answer(
+            ("ns", "busy", "backlog", "500"),
+            ("ns", "queued", "backlog", "2"),
+            ("ns", "queued", "queued_now", "4"),
+            ("ns", "idle", "backlog", "0"),
+        )
+    )
+    assert observations[("ns", "busy")].queued == 1  # woken, and kept from zero
+    assert observations[("ns", "queued")].queued == 4
+    assert observations[("ns", "idle")].queued == 0
 
 
 def test_parse_adds_in_flight_and_queued_and_defaults_missing_parts_to_zero():
