@@ -305,3 +305,53 @@ def test_a_success_record_is_published_to_a_subject_destination(
     assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["condition"] == "Success"
     assert record["responsePayload"] == {"handled": request_id}
+
+
+FUNCTION = """
+apiVersion: kubelambda.dev/v1alpha1
+kind: Function
+metadata: {{name: {name}}}
+spec:
+  runtime: python3.12
+  handler: app.handler
+  concurrency: 2
+  timeoutSeconds: 30
+  scaling: {{maxReplicas: 1}}
+  env: [{{name: HANDLED, value: "{handled}"}}]
+  code:
+    inline:
+      files:
+        app.py: |
+          import os, time
+          def handler(event, context):
+              time.sleep(event.get("sleep", 0))
+              name = f"{{context.function_name}}-{{context.aws_request_id}}"
+              open(os.path.join(os.environ["HANDLED"], name), "w").close()
+"""
+
+
+def test_one_functions_backlog_does_not_hold_up_another(tmp_path: Path, broker: NatsServer) -> None:
+    """slow gets more events than a dispatcher has workers (32): in one queue in arrival order,
+    fast's event would wait until about 50 of them were done; with a lane and a cap per
+    function it passes them."""
+    handled = tmp_path / "handled"
+    handled.mkdir()
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(
+        "---".join(FUNCTION.format(name=name, handled=handled) for name in ("slow", "fast"))
+    )
+    local = start_local(manifest, "--nats", broker.url)
+    try:
+        client = lambda_client(local.url)
+        for _ in range(80):  # about 80 s of work for slow: two at a time, 2 s each
+            client.invoke(FunctionName="slow", InvocationType="Event", Payload=b'{"sleep": 2}')
+        client.invoke(FunctionName="fast", InvocationType="Event", Payload=b"{}")
+        wait_for(
+            lambda: any(p.name.startswith("fast-") for p in handled.iterdir()),
+            timeout=40,
+            what="fast's event, behind slow's backlog",
+        )
+        done_slow = sum(p.name.startswith("slow-") for p in handled.iterdir())
+    finally:
+        local.stop()
+    assert done_slow < 20, f"fast's event waited for {done_slow} of slow's"
