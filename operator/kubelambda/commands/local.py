@@ -16,9 +16,10 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from kubelambda.api import (
     Function,
@@ -49,6 +50,7 @@ from kubelambda.platforms.local.buckets import (
     BucketSubscriptions,
     subscriptions,
 )
+from kubelambda.platforms.local.fdlimit import watch_descriptors
 from kubelambda.platforms.local.functions import UnsupportedLocally, prepare
 from kubelambda.platforms.local.output import Output
 from kubelambda.platforms.local.platform import LocalPlatform
@@ -264,6 +266,7 @@ async def _serve(
     notifications = S3Notifications()
     subscribed: list[BucketSubscriptions] = []
     scaling = asyncio.create_task(autoscaler.run(interval=TICK_SECONDS))
+    descriptors = asyncio.create_task(watch_descriptors(output))
     try:
         for group in buckets:
             await subscribe(
@@ -278,9 +281,10 @@ async def _serve(
             host=args.host, port=args.port, admin_port=args.admin_port, on_ready=ready
         )
     finally:
-        scaling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scaling
+        for task in (scaling, descriptors):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if args.state_dir is None:
             await _unsubscribe(subscribed, notifications, output)
 
@@ -323,7 +327,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             output.close()
 
     try:
-        asyncio.run(main())
+        _run(main())
     except (ManifestError, UnsupportedLocally, ValueError) as exc:
         print(f"kubelambda local: {exc}", file=sys.stderr)
         return 2
@@ -333,6 +337,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         pass
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    # uvloop, as `kubelambda gateway` runs: at the file-descriptor limit, asyncio's own
+    # accept loop logs a traceback for each of up to 2,048 failed accepts per wake-up and
+    # schedules as many retries (CPython issue 151615: ~10,000 tracebacks a second), while
+    # libuv drops the connections it cannot take, quietly (watch_descriptors says so once).
+    try:
+        import uvloop
+    except ImportError:  # Windows, where uvloop does not exist
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _own_url(host: str, port: int) -> str:

@@ -9,20 +9,53 @@ several times more per request on this path (docs in benchmarks/gateway_throughp
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import logging
 import ssl
+import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
 import httptools
 
-from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
+from kubelambda.gateway.exceptions import (
+    InstanceUnavailable,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 
 __all__ = ["UpstreamPool", "UpstreamResponse", "healthy"]
 
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, int, bool]
+# The gateway's own resources ran out (descriptors, kernel buffers), not the instance's:
+# asyncio's accept loop treats the same errors the same way.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# At most one log line this often while connections cannot be opened for that reason.
+_EXHAUSTED_LOG_SECONDS = 60.0
+# Blocks from this size up are mapped and unmapped on their own by glibc's malloc.
+_MMAP_THRESHOLD = 1024 * 1024
+
+
+def give_large_blocks_back() -> None:
+    """Have glibc's malloc return each freed block of an MiB or more to the system at once.
+
+    By default glibc raises its mmap threshold to the size of each large block freed (up
+    to 32 MiB): after the first answer of a few MB, the next ones come from the heap, which
+    keeps its freed space, so the gateway's RSS stays at its peak once they are gone
+    (benchmarks/gateway_abuse.py, 200 unread 5 MB answers: 217 MiB after, 83 MiB with a
+    fixed threshold). Fixing the threshold turns that adjustment off. Elsewhere, nothing.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc
+    mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 class UpstreamResponse:
@@ -175,13 +208,18 @@ class UpstreamPool:
         max_idle_per_instance: int = 64,
         max_response_bytes: int = 6 * 1024 * 1024 + 64 * 1024,
         connect_timeout: float = 2.0,
+        retry_after_seconds: float = 1.0,
     ) -> None:
         self.idle_seconds = idle_seconds
         self.max_idle_per_instance = max_idle_per_instance
         self.max_response_bytes = max_response_bytes
         self.connect_timeout = connect_timeout
+        self.retry_after_seconds = retry_after_seconds
         self._idle: dict[_Key, list[_Connection]] = {}
         self._closed = False
+        self._exhausted_logged_at: float | None = None
+        self._exhausted_unlogged = 0
+        give_large_blocks_back()  # answers of up to 6 MB pass through here
 
     async def request(
         self,
@@ -198,8 +236,10 @@ class UpstreamPool:
         """Send one request and return the whole answer, by `deadline` (the loop's clock).
 
         Raises InstanceUnavailable when the connection is refused or cannot be made in
-        time (nothing was sent), UpstreamTimeout at the deadline, UpstreamFailed when
-        the answer breaks off or is not HTTP. Header values must not hold CR or LF.
+        time (nothing was sent), Unavailable (503, Retry-After) when the gateway itself has
+        no descriptor or buffer left to connect with, UpstreamTimeout at the deadline,
+        UpstreamFailed when the answer breaks off or is not HTTP. Header values must not
+        hold CR or LF.
         """
         loop = asyncio.get_running_loop()
         key: _Key = (host, port, tls is not None)
@@ -288,10 +328,35 @@ class UpstreamPool:
                 f"connecting to {host}:{port} took over {budget:.2f}s"
             ) from exc
         except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                self._log_exhausted(exc, loop.time())
+                # Not the instance's fault: no other instance would fare better, and
+                # holding the request would only wait for descriptors other requests hold.
+                raise Unavailable(
+                    "the gateway cannot open a connection to the function's instance now "
+                    f"({exc.strerror or exc}); try again later",
+                    retry_after=self.retry_after_seconds,
+                ) from exc
             raise InstanceUnavailable(
                 f"cannot connect to {host}:{port}: {exc.strerror or exc}"
             ) from exc
         return protocol
+
+    def _log_exhausted(self, exc: OSError, now: float) -> None:
+        last = self._exhausted_logged_at
+        if last is not None and now - last < _EXHAUSTED_LOG_SECONDS:
+            self._exhausted_unlogged += 1
+            return
+        since = (
+            f"; {self._exhausted_unlogged} more since the last report" if last is not None else ""
+        )
+        log.warning(
+            "cannot open connections to instances: %s; answering 503 until some close%s",
+            exc.strerror or exc,
+            since,
+        )
+        self._exhausted_logged_at = now
+        self._exhausted_unlogged = 0
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their exchange ends."""

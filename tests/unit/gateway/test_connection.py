@@ -1,16 +1,22 @@
 """gateway/connection.py and the edge's body bounds, through a served gateway and raw sockets:
-each abusive client pattern gets its answer at once (431, 408, 503), and is let go."""
+each abusive client pattern gets its answer at once (431, 408, 503), and is let go; answers
+nobody reads are bounded, and their memory goes back to the system."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import platform
+import select
 import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from kubelambda.gateway import connection
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway
@@ -145,3 +151,132 @@ async def test_a_client_that_stops_reading_its_answer_is_cut_off(
                 received += len(chunk)
     writer.close()
     assert received < answer_size
+
+
+async def test_a_connection_beyond_the_limit_is_refused_before_it_sends_anything(
+    serve: StartGateway,
+) -> None:
+    served = await serve(settings=LIMITS)
+    port = served.addresses.public_port
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    try:
+        # Not held for the head timeout (then 408) like the idle ones: 503 at once.
+        answer = await exchange(port, b"", wait=2)
+        assert status(answer) == 503
+        assert b"retry-after: 1" in answer.lower()
+    finally:
+        for _, writer in idle:
+            writer.close()
+
+
+def ask_for(size: int) -> bytes:
+    """An Invoke API request whose answer (from the stand-in) is `size` bytes of JSON string."""
+    body = json.dumps({"return": "x" * (size - 2)}).encode()
+    return (
+        b"POST /2015-03-31/functions/hello/invocations HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+async def non_reader(port: int, request: bytes) -> socket.socket:
+    """A client with a tiny receive buffer that sends `request`, then reads nothing until the
+    answer's first bytes have arrived (so the gateway has written it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, request)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    async with asyncio.timeout(10):
+        while not poller.poll(0):  # noqa: ASYNC110 - nothing signals that bytes are waiting
+            await asyncio.sleep(0.005)
+    return sock
+
+
+async def read_all(sock: socket.socket, *, pause: float = 0.0) -> tuple[int, bool]:
+    """Read until the end: (bytes received, whether the connection was reset)."""
+    loop = asyncio.get_running_loop()
+    received = 0
+    try:
+        async with asyncio.timeout(20):
+            while chunk := await loop.sock_recv(sock, 16384):
+                received += len(chunk)
+                if pause:
+                    await asyncio.sleep(pause)  # a slow reader: its pace is the point
+    except ConnectionResetError:
+        return received, True
+    finally:
+        sock.close()
+    return received, False
+
+
+ANSWER = 5_000_000  # more than the loopback kernel takes at once: the gateway must hold some
+
+
+async def test_unread_answers_over_the_budget_drop_the_longest_stalled_first(
+    serve: StartGateway, standin: MakeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "MAX_UNREAD_ANSWER_BYTES", 8_000_000, raising=False)
+    instance = await standin(concurrency=2)
+    # Neither timeout comes into it: the budget alone drops the first answer.
+    settings = GatewaySettings(invoke_auth=False, write_timeout_seconds=60, keep_alive_seconds=60)
+    served = await serve(settings=settings, functions=[FunctionEntry(HELLO)])
+    served.platform.set_instances(HELLO, [instance.instance()])
+    port = served.addresses.public_port
+    first = await non_reader(port, ask_for(ANSWER))
+    second = await non_reader(port, ask_for(ANSWER))  # 10 MB unread > 8 MB: first goes
+    received, reset = await read_all(first)
+    assert reset and received < ANSWER  # reset: the client learns, the kernel's copy goes
+    received, reset = await read_all(second)
+    assert not reset
+    assert received > ANSWER  # the whole answer, with its head
+
+
+async def test_a_slow_but_steady_reader_gets_its_whole_answer(
+    serve: StartGateway, standin: MakeStandIn
+) -> None:
+    instance = await standin(concurrency=1)
+    # The answer takes the reader longer than both: neither cuts a reader that progresses.
+    settings = GatewaySettings(invoke_auth=False, write_timeout_seconds=0.3, keep_alive_seconds=1)
+    served = await serve(settings=settings, functions=[FunctionEntry(HELLO)])
+    served.platform.set_instances(HELLO, [instance.instance()])
+    sock = await non_reader(served.addresses.public_port, ask_for(ANSWER))
+    received, reset = await read_all(sock, pause=0.002)  # about 2 s
+    assert not reset
+    assert received > ANSWER
+
+
+FREED = """
+import ctypes
+from kubelambda.gateway.upstream import UpstreamPool
+
+class MallInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo
+UpstreamPool()
+answer = bytearray(8_000_000)  # a large answer, freed
+del answer
+before = libc.mallinfo2().arena
+answer = bytearray(2_000_000)  # the next one, freed too
+del answer
+print(libc.mallinfo2().arena - before)
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only"
+)
+def test_memory_of_large_answers_goes_back_to_the_system_once_freed() -> None:
+    # glibc's default would keep the second answer's 2 MB in the heap after it is freed (its
+    # mmap threshold rose to 8 MB with the first), so RSS would stay at its peak. A fresh
+    # process: the allocator's state is per process.
+    done = subprocess.run(
+        [sys.executable, "-c", FREED], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(done.stdout) < 1_000_000, done.stdout

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -85,20 +86,24 @@ class LocalInstance:
             # Lambda gives each environment its own /tmp; locally, its own TMPDIR.
             "TMPDIR": scratch,
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            # Isolated: the runtime's own imports never come from the code folder (the
-            # process's cwd) or a PYTHONPATH in the function's env; -u: logs unbuffered.
-            "-I",
-            "-u",
-            "-m",
-            "kubelambda_runtime",
-            env=env,
-            cwd=str(code_dir),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                # Isolated: the runtime's own imports never come from the code folder (the
+                # process's cwd) or a PYTHONPATH in the function's env; -u: logs unbuffered.
+                "-I",
+                "-u",
+                "-m",
+                "kubelambda_runtime",
+                env=env,
+                cwd=str(code_dir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         instance = cls(name=name, host=host, port=port, process=process)
         instance._relay = asyncio.create_task(instance._relay_output(output))
         return instance

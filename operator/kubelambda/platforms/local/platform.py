@@ -34,6 +34,8 @@ class _Function:
         self.ready: dict[str, LocalInstance] = {}
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.start_failing = False  # the last start failed; said once until one succeeds
+        self.retry_pending = False  # a reconcile is due after such a failure
 
 
 class LocalPlatform:
@@ -105,13 +107,29 @@ class LocalPlatform:
             missing = entry.desired - len(alive)
             if missing > 0:
                 for _ in range(missing):
-                    instance = await LocalInstance.start(
-                        name=entry.spec.spec.name,
-                        code_dir=entry.spec.code_dir,
-                        environment=entry.spec.environment,
-                        host=self._host,
-                        output=self._output,
-                    )
+                    try:
+                        instance = await LocalInstance.start(
+                            name=entry.spec.spec.name,
+                            code_dir=entry.spec.code_dir,
+                            environment=entry.spec.environment,
+                            host=self._host,
+                            output=self._output,
+                        )
+                    except OSError as exc:
+                        # No descriptors for its pipes, say: try again after a pause, and
+                        # say so once, not at every try.
+                        if not entry.start_failing:
+                            entry.start_failing = True
+                            self._output(
+                                f"kubelambda: {entry.spec.spec.name}: cannot start an "
+                                f"instance ({exc}); trying again every "
+                                f"{_CRASH_LOOP_SECONDS:g} s"
+                            )
+                        if not entry.retry_pending:
+                            entry.retry_pending = True
+                            self._spawn(entry, self._retry_start(key, entry))
+                        return
+                    entry.start_failing = False
                     entry.instances.append(instance)
                     self._spawn(entry, self._watch(key, entry, instance))
             elif missing < 0:
@@ -143,6 +161,12 @@ class LocalPlatform:
         self._output(f"kubelambda: {instance.id} exited with {code}; replacing it")
         if time.monotonic() - instance.started_at < _CRASH_LOOP_SECONDS:
             await asyncio.sleep(_CRASH_LOOP_SECONDS)
+        if not self._closing:
+            await self._reconcile(key, entry)
+
+    async def _retry_start(self, key: FunctionKey, entry: _Function) -> None:
+        await asyncio.sleep(_CRASH_LOOP_SECONDS)
+        entry.retry_pending = False
         if not self._closing:
             await self._reconcile(key, entry)
 
