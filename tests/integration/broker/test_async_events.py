@@ -9,7 +9,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from harness.nats import NatsServer, nats_server
 from support.local import LocalMode, lambda_client, start_local
+from support.processes import kill_tree
 from support.waiting import free_port, wait_for
 
 FUNCTIONS = """
@@ -172,9 +172,7 @@ def test_an_event_taken_by_a_process_killed_mid_delivery_is_delivered_again(
     request_id = event(lambda_client(first.url), {"sleep": 4})
     first.wait_for_line("0 -> 1 instances", timeout=30)
     # As a node failure: the dispatcher, the gateway and the function's instance die at once.
-    for pid in [first.process.pid, *_descendants(first.process.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill_tree(first.process.pid)
     first.process.wait(10)
     time.sleep(5)  # longer than the function's 4 s: had anything survived, it would be done
     assert request_id not in setup.handled_ids()
@@ -185,21 +183,6 @@ def test_an_event_taken_by_a_process_killed_mid_delivery_is_delivered_again(
         timeout=90,
         what=f"event {request_id} delivered after the kill\n{second.output()}",
     )
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def test_no_accepted_event_is_lost_when_the_broker_restarts_mid_flow(setup: Setup) -> None:

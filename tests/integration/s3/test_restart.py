@@ -1,7 +1,8 @@
 """At least once, nothing lost: local mode (the gateway) is stopped and started again, with the
-same --state-dir, during a stream of uploads. MinIO's queue directory holds the events sent
-while it is down; the state directory holds those it had acknowledged but not delivered.
-Every uploaded key ends up handled or dead-lettered; duplicates are counted, not lost."""
+same --state-dir, during a stream of uploads — or killed with everything it started, its events
+kept in NATS JetStream. MinIO's queue directory holds the events sent while it is down; the
+state directory or the broker holds those it had acknowledged but not delivered. Every uploaded
+key ends up handled or dead-lettered; duplicates are counted, not lost."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.nats import nats_server
 from integration.s3.events import (
     TOKEN,
     Setup,
@@ -22,6 +24,7 @@ from integration.s3.events import (
 )
 from support.local import LocalMode
 from support.manifests import inline_function
+from support.processes import kill_tree
 from support.waiting import wait_for
 
 UPLOADS = 60
@@ -110,6 +113,29 @@ def keys_of(objects: list[str], prefix: str) -> list[str]:
     return [name.removeprefix(prefix).rsplit("/", 1)[0] for name in objects]
 
 
+def all_handled_or_dead(setup: Setup, name: str, uploaded: set[str]) -> int:
+    """Wait until every upload is handled (or, poisoned, dead-lettered), each by its kind;
+    the number of duplicate deliveries."""
+    assert len(uploaded) == UPLOADS
+
+    def settled() -> tuple[list[str], list[str]] | None:
+        handled = keys_of(keys_under(setup, name, "handled/"), "handled/")
+        dead = keys_of(keys_under(setup, name, "dead/"), "dead/")
+        return (handled, dead) if set(handled) | set(dead) >= uploaded else None
+
+    try:
+        handled, dead = wait_for(settled, timeout=120, interval=0.2, what="every upload handled")
+    except TimeoutError:
+        seen = keys_of(keys_under(setup, name, "handled/"), "handled/")
+        seen += keys_of(keys_under(setup, name, "dead/"), "dead/")
+        missing = sorted(uploaded - set(seen))
+        raise AssertionError(f"{len(missing)} uploads never handled: {missing}") from None
+    poison = {key for key in uploaded if key.endswith("-poison")}
+    assert set(handled) == uploaded - poison
+    assert set(dead) == poison
+    return len(handled) + len(dead) - len(uploaded)
+
+
 def test_stop_and_restart_during_uploads_loses_nothing(
     setup: Setup, local_at: Callable[..., LocalMode], tmp_path: Path
 ) -> None:
@@ -148,29 +174,10 @@ def test_stop_and_restart_during_uploads_loses_nothing(
     finally:
         uploader.join(timeout=60)
     assert uploader.error is None, uploader.error
-    uploaded = set(uploader.uploaded)
-    assert len(uploaded) == UPLOADS
-
-    def settled() -> tuple[list[str], list[str]] | None:
-        handled = keys_of(keys_under(setup, name, "handled/"), "handled/")
-        dead = keys_of(keys_under(setup, name, "dead/"), "dead/")
-        return (handled, dead) if set(handled) | set(dead) >= uploaded else None
-
-    try:
-        handled, dead = wait_for(settled, timeout=120, interval=0.2, what="every upload handled")
-    except TimeoutError:
-        seen = keys_of(keys_under(setup, name, "handled/"), "handled/")
-        seen += keys_of(keys_under(setup, name, "dead/"), "dead/")
-        missing = sorted(uploaded - set(seen))
-        raise AssertionError(f"{len(missing)} uploads never handled: {missing}") from None
-    poison = {key for key in uploaded if key.endswith("-poison")}
-    assert set(handled) == uploaded - poison
-    assert set(dead) == poison
-    duplicates = len(handled) + len(dead) - len(uploaded)
+    duplicates = all_handled_or_dead(setup, name, set(uploader.uploaded))
     print(
-        f"uploaded {len(uploaded)}: handled {len(set(handled))} + dead-lettered {len(dead)}"
-        f" ({duplicates} duplicate deliveries); {len(backlog)} events were waiting in the"
-        f" state directory at the stop"
+        f"uploaded {UPLOADS}: {duplicates} duplicate deliveries; {len(backlog)} events were"
+        f" waiting in the state directory at the stop"
     )
     if backlog:
         second.wait_for_line("resuming", timeout=5)
@@ -180,3 +187,52 @@ def test_stop_and_restart_during_uploads_loses_nothing(
         timeout=30,
         what="the state directory to empty",
     )
+
+
+def test_a_gateway_killed_during_uploads_loses_nothing_with_the_broker(
+    setup: Setup, local_at: Callable[..., LocalMode], tmp_path: Path
+) -> None:
+    """As a node failure: local mode, its dispatcher and its instances SIGKILLed mid-stream.
+    What it acknowledged is in JetStream; what MinIO sent meanwhile is in MinIO's queue."""
+    name = bucket(setup, "killed")
+    trigger = bucket_trigger(setup, "tally-killed", "tally", bucket=name, prefix="in/")
+    trigger["spec"]["delivery"] = {
+        "retries": 1,
+        "backoffSeconds": 1,
+        "deadLetter": {"function": "tally-failures"},
+    }
+    manifest = write_manifests(
+        tmp_path / "killed.yaml",
+        [function(setup, "tally", TALLY), function(setup, "tally-failures", FAILURES), trigger],
+    )
+    with nats_server(store_dir=tmp_path / "jetstream", log_dir=tmp_path) as broker:
+        options = (
+            "--nats",
+            broker.url,
+            "--nats-ack-wait",
+            "5",
+            # keeps the bucket's subscription in place across the kill and the restart
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--s3-token",
+            TOKEN,
+        )
+        first = local_at(manifest, *options)
+        uploader = Uploader(setup, name)
+        uploader.start()
+        try:
+            wait_for_keys(setup, name, "handled/", 3, timeout=60)
+            kill_tree(first.process.pid)
+            first.process.wait(10)
+            down_at = len(uploader.uploaded)
+            wait_for(
+                lambda: len(uploader.uploaded) >= down_at + 10 or not uploader.is_alive(),
+                timeout=30,
+                what="uploads while local mode is down",
+            )
+            local_at(manifest, *options)
+        finally:
+            uploader.join(timeout=60)
+        assert uploader.error is None, uploader.error
+        duplicates = all_handled_or_dead(setup, name, set(uploader.uploaded))
+    print(f"uploaded {UPLOADS} across a kill -9: lost 0, {duplicates} duplicate deliveries")
