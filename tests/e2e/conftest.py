@@ -33,6 +33,27 @@ def _in_e2e(item: pytest.Item | None) -> bool:
     return item is not None and E2E_DIR in item.path.parents
 
 
+# Scenarios that replace the release's pods (whose addresses the release fixture and Prometheus
+# hold, tests/harness/release.py) run after the other e2e scenarios.
+DISRUPTS = "disrupts_release"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{DISRUPTS}: the scenario restarts the release's pods; it runs last"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the scenarios marked `disrupts_release` behind the last other e2e scenario (not
+    behind other tiers' tests: the cluster closes after the last e2e test)."""
+    disrupting = [i for i in items if _in_e2e(i) and i.get_closest_marker(DISRUPTS)]
+    kept = [i for i in items if i not in disrupting]
+    others = [n for n, item in enumerate(kept) if _in_e2e(item)]
+    if disrupting and others:
+        items[:] = [*kept[: others[-1] + 1], *disrupting, *kept[others[-1] + 1 :]]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if _in_e2e(item) and not _in_e2e(nextitem):

@@ -3,6 +3,7 @@ manifests, waiting for a Function's Ready condition, and plain HTTP calls to the
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from harness.release import (
     REPO,
     S3_REGION,
     S3_TARGET_ID,
+    SYSTEM_NAMESPACE,
     Release,
     component_log,
     crash_report,
@@ -24,6 +26,29 @@ from harness.release import (
 
 FUNCTIONS_NAMESPACE = "default"
 __all__ = ["REPO", "S3_REGION", "S3_TARGET_ID", "Installed", "component_log"]
+
+
+def access_key(name: str, *, key: str, secret: str, functions: str) -> dict[str, Any]:
+    """An Invoke API access key as the gateway reads them: a Secret in the release's namespace
+    labelled kubelambda.dev/access-key, granted `functions` (NAMESPACE/NAME patterns)."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": SYSTEM_NAMESPACE,
+            "labels": {"kubelambda.dev/access-key": "true"},
+        },
+        "data": {
+            "AWS_ACCESS_KEY_ID": b64(key),
+            "AWS_SECRET_ACCESS_KEY": b64(secret),
+            "functions": b64(functions),
+        },
+    }
 
 
 def wait_for(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:

@@ -1,5 +1,6 @@
 """Container images without a registry: a debootstrap Debian root with python3, the project
-installed on top with pip, committed with buildah, exported as docker-archives for `ctr import`.
+installed on top with pip, committed with buildah, exported as docker-archives for `ctr import`;
+the broker's image is the cached static nats-server alone on scratch.
 
 `ensure_images()` is what the e2e cluster calls; everything lands in the cache's images/ folder.
 The root is built once; the project layer is rebuilt only when the project's sources change, since
@@ -40,6 +41,9 @@ PAUSE_SOURCE = "build/pause/linux/pause.c"
 # As runtime/Dockerfile's: isolated (-I), so a function's files never replace the runtime's.
 RUNTIME_ENTRYPOINT = '["python", "-I", "-u", "-m", "kubelambda_runtime"]'
 CONTROL_ENTRYPOINT = '["kubelambda"]'
+NATS_ENTRYPOINT = '["/nats-server"]'
+# The chart's default nats.image tag is the server's version; the harness builds that name.
+NATS_IMAGE = f"localhost/kubelambda-nats:{binaries.NATS_SERVER_VERSION.removeprefix('v')}"
 
 HOW_TO_GET = (
     "The e2e images are built by `scripts/build-images` (as root: debootstrap, buildah; about "
@@ -61,9 +65,10 @@ class Images:
     pause: Image
     runtime: Image
     control_plane: Image
+    nats: Image
 
     def all(self) -> tuple[Image, ...]:
-        return (self.pause, self.runtime, self.control_plane)
+        return (self.pause, self.runtime, self.control_plane, self.nats)
 
 
 def _digest(parts: Iterable[bytes]) -> str:
@@ -335,6 +340,29 @@ def _pause_image(buildah: Buildah, name: str, measure: Measure) -> None:
             raise
 
 
+def _nats_image(buildah: Buildah, name: str) -> None:
+    """The cached nats-server (static, CGO off) alone on scratch, entrypoint nats-server as in
+    the official nats:2.x image, so the chart's `--config FILE` works with either."""
+    binary = binaries.ensure_nats_server()
+    container = buildah.output("from", "--pull=never", "scratch")
+    try:
+        buildah.output("copy", "--chmod=0755", container, str(binary), "/nats-server")
+        buildah.output(
+            "config",
+            f"--user={RUNTIME_UID}:{RUNTIME_UID}",
+            "--port=4222",
+            "--port=6222",
+            "--port=8222",
+            f"--entrypoint={NATS_ENTRYPOINT}",
+            "--cmd=",
+            container,
+        )
+        buildah.output("commit", "--rm", container, name)
+    except BaseException:
+        subprocess.run([*buildah.globals, "rm", container], capture_output=True, check=False)
+        raise
+
+
 def _export(buildah: Buildah, name: str, archive: Path) -> None:
     partial = archive.with_suffix(".partial")
     partial.unlink(missing_ok=True)
@@ -347,9 +375,12 @@ def _export(buildah: Buildah, name: str, archive: Path) -> None:
 
 
 def ensure_images() -> Images:
-    """Build whatever images are missing for the current sources; return all three."""
+    """Build whatever images are missing for the current sources; return them all."""
     tag = source_tag()
     pause_tag = _digest([binaries.KUBERNETES_VERSION.encode(), b"gcc -Os -static"])
+    nats_key = _digest(
+        [binaries.NATS_SERVER_VERSION.encode(), NATS_ENTRYPOINT.encode(), str(RUNTIME_UID).encode()]
+    )
     archives = images_dir() / "archives"
     archives.mkdir(exist_ok=True)
     wanted = {
@@ -360,9 +391,13 @@ def ensure_images() -> Images:
         "control-plane": Image(
             f"localhost/kubelambda-control-plane:{tag}", archives / f"control-plane-{tag}.tar"
         ),
+        "nats": Image(NATS_IMAGE, archives / f"nats-{nats_key}.tar"),
     }
     images = Images(
-        pause=wanted["pause"], runtime=wanted["runtime"], control_plane=wanted["control-plane"]
+        pause=wanted["pause"],
+        runtime=wanted["runtime"],
+        control_plane=wanted["control-plane"],
+        nats=wanted["nats"],
     )
     if all(image.archive.exists() for image in images.all()):
         return images
@@ -376,6 +411,8 @@ def ensure_images() -> Images:
             buildah = Buildah(log=_log(kind), measure=measure)
             if kind == "pause":
                 _pause_image(buildah, image.name, measure)
+            elif kind == "nats":
+                _nats_image(buildah, image.name)
             else:
                 rootfs = ensure_base_root()
                 base = _base_image(buildah, rootfs)
@@ -398,7 +435,7 @@ def ensure_images() -> Images:
 
 def _prune(archives: Path, *, keep: set[Path]) -> None:
     """Keep the newest few archives per kind: every source change makes new ones."""
-    for kind in ("runtime", "control-plane"):
+    for kind in ("runtime", "control-plane", "nats"):
         old = sorted(
             (p for p in archives.glob(f"{kind}-*.tar") if p not in keep),
             key=lambda p: p.stat().st_mtime,

@@ -1,7 +1,9 @@
-"""The kubelambda Helm chart installed on the e2e cluster with this run's images, its operator and
-gateway pods Ready, and a Prometheus (Debian's, on loopback) scraping the gateway pods, reached by
-the operator's autoscaler through a relay on the node's address. The e2e fixtures and the
-cold-start benchmark use `release()`; parts still missing raise ReleaseFailed naming them.
+"""The kubelambda Helm chart installed on the e2e cluster with this run's images, its operator,
+gateway, broker (NATS) and dispatcher pods Ready, and a Prometheus (Debian's, on loopback) scraping
+the gateway pods, reached by the operator's autoscaler through a relay on the node's address. The
+broker's store is a hostPath PersistentVolume made beforehand, as an admin pre-provisions one
+where no dynamic provisioner runs. The e2e fixtures and the cold-start benchmark use `release()`;
+parts still missing raise ReleaseFailed naming them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +34,15 @@ GATEWAY_ADMIN_PORT = 9090  # the chart's gateway.adminPort: /metrics, /healthz
 OPERATOR_HEALTH_PORT = 8081  # the chart's operator.healthPort: liveness /healthz
 S3_TARGET_ID = "kubelambda"  # the webhook target id the harness's MinIO is started with
 S3_REGION = "us-east-1"
-CHART_COMMANDS = ("operator", "gateway")  # what the chart's Deployments run: `kubelambda <cmd>`
+# What the chart's Deployments run: `kubelambda <cmd>`.
+CHART_COMMANDS = ("operator", "gateway", "dispatcher")
+# The release's pods, by app.kubernetes.io/component, that must be Ready before a scenario runs.
+COMPONENTS = ("operator", "gateway", "nats", "dispatcher")
+# The broker's volume: a StorageClass without a provisioner, and one PersistentVolume of it
+# made before the install (the single node has no dynamic provisioner).
+STORAGE_CLASS = "kubelambda-e2e-local"
+NATS_VOLUME_SIZE = "1Gi"
+NATS_UID = 10001  # the chart's podSecurityContext: hostPath volumes ignore fsGroup
 INSTALL_TIMEOUT = 180.0
 CRASH_REASONS = ("CrashLoopBackOff", "ErrImageNeverPull", "CreateContainerConfigError")
 
@@ -50,6 +61,9 @@ class Release:
     gateway_pod_ips: tuple[str, ...]
     prometheus_url: str
     s3_webhook_arn: str
+    # The gateway's Service (its ClusterIP, which kube-proxy serves on the node too): it stays
+    # when the gateway's pods are replaced.
+    gateway_service_url: str
 
     def s3_token(self, running: Cluster) -> str:
         """The bearer token the gateway expects from MinIO (the chart keeps it in a Secret)."""
@@ -84,9 +98,28 @@ def missing_parts() -> str | None:
 
 def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
     """Values that point the chart at this run's images (imported, never pulled), one gateway
-    replica (two cores), the node's Prometheus relay and the harness MinIO's webhook ARN."""
+    and one dispatcher replica (two cores), the broker's pre-provisioned volume, the node's
+    Prometheus relay and the harness MinIO's webhook ARN."""
     repository, tag = running.images.control_plane.name.rsplit(":", 1)
+    nats_repository, nats_tag = running.images.nats.name.rsplit(":", 1)
     return {
+        "nats": {
+            "image": {"repository": nats_repository, "tag": nats_tag, "pullPolicy": "Never"},
+            "storage": {
+                "storageClassName": STORAGE_CLASS,
+                "size": NATS_VOLUME_SIZE,
+                "maxFileStore": "768Mi",
+            },
+            "stream": {"maxBytes": 256 * 2**20},
+            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
+        },
+        # A dead dispatcher's events go to the next one after 20 s, not a minute: the
+        # async_events scenario kills one mid-delivery.
+        "dispatcher": {
+            "replicas": 1,
+            "ackWaitSeconds": 20,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        },
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "runtime": {
             "images": {"python3.12": running.images.runtime.name},
@@ -139,9 +172,59 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def provision_broker_volume(running: Cluster) -> None:
+    """What an admin does where no provisioner makes volumes: a StorageClass that provisions
+    nothing, and a hostPath PersistentVolume of it for the broker's claim, in a folder the
+    broker's user owns (hostPath volumes ignore fsGroup)."""
+    folder = running.workdir / "volumes" / "nats-0"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chown(folder, NATS_UID, NATS_UID)
+    folder.chmod(0o770)
+    running.apply(
+        [
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": STORAGE_CLASS},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "reclaimPolicy": "Retain",
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"{RELEASE}-nats-0"},
+                "spec": {
+                    "capacity": {"storage": NATS_VOLUME_SIZE},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "hostPath": {"path": str(folder), "type": "Directory"},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/hostname",
+                                            "operator": "In",
+                                            "values": [running.node_name],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            },
+        ]
+    )
+
+
 def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
-    """The operator and gateway pods Ready and the operator's /healthz answering (it has no
-    readiness probe, so Ready only means started); fail at once if a pod crashes."""
+    """The release's pods Ready (operator, gateway, broker, dispatcher) and the operator's
+    /healthz answering (it has no readiness probe, so Ready only means started); fail at once
+    if a pod crashes."""
     deadline = time.monotonic() + timeout
     while True:
         crashed = crash_report(running)
@@ -149,15 +232,17 @@ def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
             raise ReleaseFailed(crashed)
         pods = running.ready_pods(SYSTEM_NAMESPACE, SELECTOR)
         by_component = {p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in pods}
-        if "gateway" in by_component and "operator" in by_component:
+        if all(component in by_component for component in COMPONENTS):
             operator_ip = by_component["operator"]["status"]["podIP"]
             if _http_ok(f"http://{operator_ip}:{OPERATOR_HEALTH_PORT}/healthz"):
                 return pods
         if time.monotonic() > deadline:
             state = running.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
+            missing = [c for c in COMPONENTS if c not in by_component]
+            claims = running.kubectl("get", "pvc,pv", "-A", check=False)
             raise ReleaseFailed(
-                f"operator and gateway pods not Ready (or the operator's /healthz silent) "
-                f"{timeout:.0f} s after helm install:\n{state.stdout}\n"
+                f"pods of the release not Ready ({', '.join(missing) or 'the operator /healthz'}) "
+                f"{timeout:.0f} s after helm install:\n{state.stdout}\n{claims.stdout}\n"
                 f"operator log:\n{component_log(running, 'operator')}"
             )
         time.sleep(0.5)
@@ -178,6 +263,7 @@ def release(
         to_prometheus = stack.enter_context(relay(running.node_ip))
         values = workdir / "values.json"
         values.write_text(json.dumps(chart_values(running, prometheus_url=to_prometheus.url)))
+        provision_broker_volume(running)
         running.helm(
             "install",
             RELEASE,
@@ -201,10 +287,14 @@ def release(
         scraper = stack.enter_context(prometheus([f"{ip}:{GATEWAY_ADMIN_PORT}" for ip in ips]))
         host, port = scraper.url.removeprefix("http://").split(":")
         to_prometheus.target = (host, int(port))
+        service = running.get("service", f"{RELEASE}-gateway", "-n", SYSTEM_NAMESPACE)
         yield Release(
             namespace=SYSTEM_NAMESPACE,
             gateway_url=f"http://{ips[0]}:{GATEWAY_PORT}",
             gateway_pod_ips=ips,
             prometheus_url=scraper.url,
             s3_webhook_arn=f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook",
+            gateway_service_url=(
+                f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+            ),
         )

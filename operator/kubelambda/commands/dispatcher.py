@@ -24,13 +24,13 @@ from kubelambda.commands.serving import (
     add_broker_flags,
     broker_settings,
 )
-from kubelambda.delivery.jetstream import JetStreamStore
+from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
 from kubelambda.dispatcher.delivery import AsyncDelivery
 from kubelambda.dispatcher.gateway_call import GatewayCall
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.upstream import UpstreamPool
 
-__all__ = ["build_parser", "run"]
+__all__ = ["build_parser", "dispatcher_settings", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +82,24 @@ def build_parser(prog: str = "kubelambda dispatcher") -> argparse.ArgumentParser
     return parser
 
 
-async def serve(args: argparse.Namespace) -> None:
+def dispatcher_settings(args: argparse.Namespace) -> tuple[BrokerSettings, GatewaySettings]:
+    """The broker to consume and the delivery settings the flags give: an event is tried for
+    as long as the stream keeps it (--nats-max-age), not a default of its own."""
     broker = broker_settings(args, function_concurrency=args.function_concurrency)
     if broker is None:
         raise SystemExit("kubelambda dispatcher: --nats URL (or $KUBELAMBDA_NATS_URL) is required")
-    clock = SystemClock()
     settings = GatewaySettings(
         region=args.region,
         delivery_workers=args.workers,
         hold_timeout_seconds=args.hold_timeout,
+        max_event_age_seconds=broker.max_age_seconds,
     )
+    return broker, settings
+
+
+async def serve(args: argparse.Namespace) -> None:
+    broker, settings = dispatcher_settings(args)
+    clock = SystemClock()
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     pool = UpstreamPool()
     store = JetStreamStore(broker, clock=clock, consume=True)

@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kubelambda.api import Function, Trigger
-from kubelambda.commands.serving import add_gateway_flags, create_gateway, gateway_settings
+from kubelambda.commands.serving import (
+    add_gateway_flags,
+    broker_settings,
+    create_gateway,
+    gateway_settings,
+)
 from kubelambda.gateway.routing import RoutingTable, routing_table
 from kubelambda.gateway.server import Gateway
 from kubelambda.gateway.upstream import healthy
@@ -170,6 +175,8 @@ async def serve(args: argparse.Namespace) -> None:
         routes=routes(platform.functions(), platform.triggers()),
         settings=settings,
         access_keys=access_keys,
+        # --nats: accepted events go to JetStream, for `kubelambda dispatcher` to deliver.
+        broker=broker_settings(args),
     )
     gateway = serving
     loop = asyncio.get_running_loop()

@@ -33,8 +33,15 @@ __all__ = [
 ]
 
 _DEFAULTS = GatewaySettings()
+_BROKER_DEFAULTS = {
+    name: getattr(BrokerSettings(url=""), name)
+    for name in ("max_age_seconds", "max_bytes", "max_message_bytes")
+}
 # Lambda's longest function timeout: a dispatcher's call may run this long after holding.
 MAX_FUNCTION_TIMEOUT_SECONDS = 900.0
+# Lambda keeps an asynchronous event one minute to six hours (MaximumEventAgeInSeconds).
+MIN_EVENT_AGE_SECONDS = 60.0
+MAX_EVENT_AGE_SECONDS = 6 * 3600.0
 
 
 def add_gateway_flags(parser: argparse.ArgumentParser, *, host: str) -> None:
@@ -103,6 +110,34 @@ def add_broker_flags(parser: argparse.ArgumentParser) -> None:
         help="an event a dispatcher took goes to another one after this long without word "
         "from it (it died); deliveries in progress report every third of it (default %(default)s)",
     )
+    # The stream's bounds: the gateway and every dispatcher write the stream's configuration
+    # when they connect, so all of them must be given the same values.
+    parser.add_argument(
+        "--nats-max-age",
+        type=float,
+        default=_BROKER_DEFAULTS["max_age_seconds"],
+        metavar="SECONDS",
+        help="an accepted event is tried for this long at most, then goes to its dead letter; "
+        "the stream drops a message this old that no dispatcher took; 60 to 21600, as Lambda's "
+        "MaximumEventAgeInSeconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-max-bytes",
+        type=int,
+        default=_BROKER_DEFAULTS["max_bytes"],
+        metavar="BYTES",
+        help="the stream's size; when full, new events are refused (503, Retry-After) and none "
+        "kept is dropped (default %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-max-message-bytes",
+        type=int,
+        default=_BROKER_DEFAULTS["max_message_bytes"],
+        metavar="BYTES",
+        help="the largest message the stream keeps: an event with its payload base64-encoded, "
+        "a retry with the function's error; at most the server's max_payload "
+        "(default %(default)s)",
+    )
 
 
 def broker_settings(args: argparse.Namespace, **more: Any) -> BrokerSettings | None:
@@ -110,10 +145,18 @@ def broker_settings(args: argparse.Namespace, **more: Any) -> BrokerSettings | N
     if not args.nats:
         return None
     env = os.environ
+    if not MIN_EVENT_AGE_SECONDS <= args.nats_max_age <= MAX_EVENT_AGE_SECONDS:
+        raise SystemExit(
+            f"--nats-max-age {args.nats_max_age:g}: give {MIN_EVENT_AGE_SECONDS:g} to "
+            f"{MAX_EVENT_AGE_SECONDS:g} seconds, as Lambda's MaximumEventAgeInSeconds"
+        )
     return BrokerSettings(
         url=args.nats,
         replicas=args.nats_replicas,
         ack_wait_seconds=args.nats_ack_wait,
+        max_age_seconds=args.nats_max_age,
+        max_bytes=args.nats_max_bytes,
+        max_message_bytes=args.nats_max_message_bytes,
         user=env.get("KUBELAMBDA_NATS_USER") or None,
         password=env.get("KUBELAMBDA_NATS_PASSWORD") or None,
         token=env.get("KUBELAMBDA_NATS_TOKEN") or None,

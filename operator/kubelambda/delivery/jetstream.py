@@ -93,6 +93,15 @@ def function_subject(prefix: str, function: FunctionKey) -> str:
     return f"{prefix}.events.{function.namespace}.{function.name}"
 
 
+def _replacing(job: DeliveryJob, msg: Msg) -> str:
+    """The message id of a job written back in place of `msg`: named after the message it
+    replaces, so writing the same replacement twice (a publish whose answer was lost, then the
+    original again after a nak) stores it once, while a job written back twice with the same
+    tries (stopped by one dispatcher's shutdown, then by the next's) is a new message, not a
+    duplicate dropped in the window while its original is acknowledged."""
+    return f"{job.id}/{msg.metadata.sequence.stream}"
+
+
 class BrokerUnavailable(OSError):
     """JetStream did not take the write; the caller answers so that the client retries."""
 
@@ -155,12 +164,18 @@ class JetStreamStore:
             self._tasks.append(asyncio.create_task(self._heartbeat(), name="jetstream-beat"))
 
     async def aclose(self) -> None:
-        for task in [*self._tasks, *(lane.task for lane in self._lanes.values() if lane.task)]:
+        tasks = [*self._tasks, *(lane.task for lane in self._lanes.values() if lane.task)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._nc is not None:
+            # Flush what was sent (acks, write-backs), then close. Not drain: it waits for
+            # messages fetched that no one will read now, up to its 30 s timeout, which is a
+            # pod's whole grace period; JetStream hands those out again after ack_wait anyway.
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.flush(timeout=5)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
@@ -218,7 +233,8 @@ class JetStreamStore:
             max_msg_size=settings.max_message_bytes,
             # Full means "try later", never "forget the oldest".
             discard=DiscardPolicy.NEW,
-            duplicate_window=settings.duplicate_window_seconds,
+            # JetStream refuses a window longer than the stream keeps messages.
+            duplicate_window=min(settings.duplicate_window_seconds, settings.max_age_seconds),
         )
         try:
             await js.stream_info(settings.stream)
@@ -306,7 +322,7 @@ class JetStreamStore:
                 self._js,
                 self.settings.retries_subject,
                 job,
-                msg_id=f"{job.id}/{job.attempts}/{job.throttles}",
+                msg_id=_replacing(job, taken.msg),
                 due=due_wall,
             )
         except BrokerUnavailable:
@@ -364,8 +380,11 @@ class JetStreamStore:
             inactive_threshold=settings.consumer_idle_seconds,
         )
         try:
-            subscription = await self._js.pull_subscribe(
-                lane.subject, durable=lane.consumer, stream=settings.stream, config=config
+            # Created, or brought to these settings if it exists: a durable consumer outlives
+            # dispatchers, and a changed ack wait or concurrency must reach it.
+            await self._js.add_consumer(settings.stream, config)
+            subscription = await self._js.pull_subscribe_bind(
+                durable=lane.consumer, stream=settings.stream
             )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("cannot consume %s: %s", lane.subject, exc)

@@ -29,6 +29,15 @@ def test_install_creates_the_components(installed: ApiServer) -> None:
         ("clusterrole", "kubelambda-operator"),
         ("clusterrolebinding", "kubelambda-gateway"),
         ("role", "kubelambda-operator-leases"),
+        ("statefulset", "kubelambda-nats"),
+        ("service", "kubelambda-nats"),
+        ("service", "kubelambda-nats-headless"),
+        ("configmap", "kubelambda-nats"),
+        ("secret", "kubelambda-nats"),
+        ("networkpolicy", "kubelambda-nats"),
+        ("deployment", "kubelambda-dispatcher"),
+        ("serviceaccount", "kubelambda-dispatcher"),
+        ("secret", "kubelambda-dispatcher"),
     ]:
         installed.kubectl("get", kind, name, "-n", NAMESPACE)
     # `kubectl get kubelambda` lists Functions and Triggers together (the CRDs' category);
@@ -40,21 +49,26 @@ def test_install_creates_the_components(installed: ApiServer) -> None:
     )
 
 
-def test_an_upgrade_keeps_the_generated_token(installed: ApiServer) -> None:
-    def token() -> str:
-        return installed.kubectl(
-            "get",
-            "secret",
-            "kubelambda-gateway",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={.data.s3-token}",
-        ).stdout
+def test_an_upgrade_keeps_the_generated_secrets(installed: ApiServer) -> None:
+    kept = {
+        "kubelambda-gateway": "s3-token",
+        "kubelambda-wake": "token",
+        "kubelambda-dispatcher": "AWS_SECRET_ACCESS_KEY",
+        "kubelambda-nats": "password",
+    }
 
-    before = token()
+    def secrets() -> dict[str, str]:
+        return {
+            name: installed.kubectl(
+                "get", "secret", name, "-n", NAMESPACE, "-o", f"jsonpath={{.data.{key}}}"
+            ).stdout
+            for name, key in kept.items()
+        }
+
+    before = secrets()
+    assert all(before.values()), before
     installed.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--set", "gateway.replicas=3")
-    assert token() == before
+    assert secrets() == before
     replicas = installed.kubectl(
         "get",
         "deployment",
@@ -69,6 +83,7 @@ def test_an_upgrade_keeps_the_generated_token(installed: ApiServer) -> None:
 
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:kubelambda-operator"
 GATEWAY = f"system:serviceaccount:{NAMESPACE}:kubelambda-gateway"
+DISPATCHER = f"system:serviceaccount:{NAMESPACE}:kubelambda-dispatcher"
 
 # (who, verb, resource, namespace, allowed): what each needs, and neighbours it must not have.
 RBAC = [
@@ -115,6 +130,11 @@ RBAC = [
     (GATEWAY, "list", "pods", "team-a", False),
     (GATEWAY, "create", "events", "team-a", False),
     (GATEWAY, "get", "configmaps", "team-a", False),
+    # The dispatchers talk to the broker and the gateway only; no token is even mounted.
+    (DISPATCHER, "get", "secrets", NAMESPACE, False),
+    (DISPATCHER, "list", "functions.kubelambda.dev", "team-a", False),
+    (DISPATCHER, "list", "pods", NAMESPACE, False),
+    (DISPATCHER, "create", "events", NAMESPACE, False),
 ]
 
 

@@ -78,10 +78,22 @@ def test_renders_the_components() -> None:
         ("Service", "kubelambda-gateway"),
         ("Service", "kubelambda-gateway-admin"),
         ("Secret", "kubelambda-gateway"),
+        # The broker and its dispatchers (nats.install defaults to true).
+        ("StatefulSet", "kubelambda-nats"),
+        ("Service", "kubelambda-nats"),
+        ("Service", "kubelambda-nats-headless"),
+        ("ConfigMap", "kubelambda-nats"),
+        ("Secret", "kubelambda-nats"),
+        ("NetworkPolicy", "kubelambda-nats"),
+        ("Deployment", "kubelambda-dispatcher"),
+        ("ServiceAccount", "kubelambda-dispatcher"),
+        ("Secret", "kubelambda-dispatcher"),
     }
 
 
-@pytest.mark.parametrize("name", ["kubelambda-operator", "kubelambda-gateway"])
+@pytest.mark.parametrize(
+    "name", ["kubelambda-operator", "kubelambda-gateway", "kubelambda-dispatcher"]
+)
 def test_components_run_hardened_from_the_configured_image(name: str) -> None:
     docs = render("image.repository=registry.example/kl", "image.tag=1.2.3")
     pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
@@ -180,7 +192,8 @@ def test_the_gateway_reads_secrets_only_when_asked() -> None:
 def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:
     docs = render("gateway.s3TokenSecret=my-token")
     secrets = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
-    assert secrets == ["kubelambda-wake"]  # no S3 token Secret of the chart's own
+    assert "kubelambda-gateway" not in secrets  # no S3 token Secret of the chart's own
+    assert "kubelambda-wake" in secrets
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     [token] = [
         e
@@ -192,8 +205,16 @@ def test_a_token_secret_of_ones_own_replaces_the_generated_one() -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [(), ("prometheus.url=http://prometheus:9090", "gateway.readApiKeySecrets=true")],
-    ids=["defaults", "everything-on"],
+    [
+        (),
+        (
+            "prometheus.url=http://prometheus:9090",
+            "gateway.readApiKeySecrets=true",
+            "nats.replicas=3",
+        ),
+        ("nats.install=false", "nats.url=nats://nats.example:4222"),
+    ],
+    ids=["defaults", "everything-on", "existing-nats"],
 )
 def test_no_two_objects_share_a_kind_namespace_and_name(values: tuple[str, ...]) -> None:
     # Two would replace each other, and which one survives depends on how they are applied
