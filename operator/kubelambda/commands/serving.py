@@ -6,6 +6,7 @@ once, its default taken from `GatewaySettings`), the settings built from them, a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,11 @@ def create_gateway(
 
 def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, url: str, clock: Clock) -> None:
     """A dispatcher in the gateway's process: consumes the broker, invokes through `url`."""
-    settings = gateway.settings
+    # An event is tried for as long as the stream keeps it, as `kubelambda dispatcher` does.
+    settings = dataclasses.replace(
+        gateway.settings,
+        max_event_age_seconds=min(gateway.settings.max_event_age_seconds, broker.max_age_seconds),
+    )
     consumer = JetStreamStore(broker, clock=clock, consume=True)
     gateway.attach(consumer)
     gateway.attach(
