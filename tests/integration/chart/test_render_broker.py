@@ -103,7 +103,7 @@ def test_the_largest_message_is_the_same_for_the_server_the_stream_and_both_writ
     assert "max_payload: 8388608" in nats_config(render())[0]
 
 
-def test_the_gateway_and_the_dispatchers_share_the_broker_and_the_stream() -> None:
+def test_the_gateway_the_dispatchers_and_the_operator_share_the_broker_and_the_stream() -> None:
     docs = render(
         "nats.stream.maxAgeSeconds=3600",
         "nats.stream.maxBytes=5368709120",
@@ -113,13 +113,15 @@ def test_the_gateway_and_the_dispatchers_share_the_broker_and_the_stream() -> No
     )
     gateway = container(docs, "Deployment", "kubelambda-gateway")
     dispatcher = container(docs, "Deployment", "kubelambda-dispatcher")
+    # The operator fires schedule Triggers into the broker.
+    operator = container(docs, "Deployment", "kubelambda-operator")
     stream = [
         "--nats-replicas=1",
         "--nats-max-age=3600",
         "--nats-max-bytes=5368709120",
         "--nats-max-message-bytes=8388608",
     ]
-    for spec in (gateway, dispatcher):
+    for spec in (gateway, dispatcher, operator):
         assert [
             a for a in spec["args"] if a.split("=")[0] in {s.split("=")[0] for s in stream}
         ] == (stream)
@@ -127,6 +129,7 @@ def test_the_gateway_and_the_dispatchers_share_the_broker_and_the_stream() -> No
     gateway_env, dispatcher_env = env_of(gateway), env_of(dispatcher)
     assert gateway_env["KUBELAMBDA_NATS_URL"] == "nats://kubelambda-nats.kubelambda.svc:4222"
     assert {k: gateway_env[k] for k in shared} == {k: dispatcher_env[k] for k in shared}
+    assert {k: gateway_env[k] for k in shared} == {k: env_of(operator)[k] for k in shared}
     assert gateway_env["KUBELAMBDA_NATS_PASSWORD"] == {
         "secretKeyRef": {"name": "kubelambda-nats", "key": "password", "optional": True}
     }
@@ -197,7 +200,7 @@ def test_a_clustered_broker_routes_its_servers_through_a_headless_service() -> N
     assert "majority" in render_fails("nats.replicas=2")
 
 
-def test_only_the_gateway_the_dispatchers_and_its_peers_reach_the_broker() -> None:
+def test_only_the_gateway_the_dispatchers_the_operator_and_its_peers_reach_the_broker() -> None:
     docs = render("nats.replicas=3")
     policy = find(docs, "NetworkPolicy", "kubelambda-nats")
     labels = {
@@ -224,7 +227,7 @@ def test_only_the_gateway_the_dispatchers_and_its_peers_reach_the_broker() -> No
                     found |= {c for c, pod in labels.items() if wanted <= pod.items()}
         return found
 
-    assert admitted("client") == {"gateway", "dispatcher"}
+    assert admitted("client") == {"gateway", "dispatcher", "operator"}
     assert admitted("cluster") == {"nats"}
     assert admitted("monitor") == set()
 
@@ -257,3 +260,5 @@ def test_without_a_broker_the_gateway_keeps_events_itself_and_no_dispatcher_runs
     gateway = container(docs, "Deployment", "kubelambda-gateway")
     assert not [name for name in env_of(gateway) if name.startswith("KUBELAMBDA_NATS")]
     assert not [a for a in gateway["args"] if a.startswith("--nats")]
+    operator = container(docs, "Deployment", "kubelambda-operator")
+    assert not [a for a in operator["args"] if a.startswith("--nats")]
