@@ -113,6 +113,13 @@ def test_metrics_scrapers_are_named_by_namespace() -> None:
     assert "--metrics-from=monitoring,ops" in args["containers"][0]["args"]
 
 
+def test_the_operator_takes_extra_flags() -> None:
+    operator = find(
+        render("operator.extraArgs={--schedule-speed=2}"), "Deployment", "kubelambda-operator"
+    )
+    assert "--schedule-speed=2" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_function_egress_is_restricted_to_the_gateways_port_unless_opened() -> None:
     operator = find(render("gateway.port=8181"), "Deployment", "kubelambda-operator")
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
