@@ -54,14 +54,20 @@ class FakeClock:
 
 
 class ScaledClock:
-    """Time running `speed` times as fast as the system's from now on: a test or a demo
-    drives a schedule's ticks faster through the same code that runs in production."""
+    """Time running `speed` times as fast as the system's since an origin: a test or a demo
+    drives a schedule's ticks faster through the same code that runs in production.
 
-    def __init__(self, speed: float, base: Clock | None = None) -> None:
+    The wall clock's origin is the day's start (UTC) unless given, so processes started at
+    different moments (an operator and its replacement) read the same scaled time."""
+
+    def __init__(
+        self, speed: float, base: Clock | None = None, *, origin: float | None = None
+    ) -> None:
         self._base = base or SystemClock()
         self._speed = speed
         self._monotonic0 = self._base.monotonic()
-        self._wall0 = self._base.wall()
+        now = self._base.wall()
+        self._wall0 = origin if origin is not None else now - now % 86400
 
     def monotonic(self) -> float:
         return self._monotonic0 + (self._base.monotonic() - self._monotonic0) * self._speed

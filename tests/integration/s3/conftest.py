@@ -4,6 +4,7 @@ and a queue directory) points at local mode's gateway on a port fixed for the mo
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,19 +14,26 @@ import pytest
 from harness.minio import Webhook, minio_for_pytest
 from integration.s3.events import S3_PATH, TARGET, TOKEN, Setup
 from support.local import LocalMode, start_local
-from support.waiting import free_port
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    port = free_port()
+    # The gateway's port stays bound until MinIO has its own: a free port picked before MinIO
+    # starts could otherwise be the very one MinIO's harness picks next.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     hook = Webhook(
         endpoint=f"http://127.0.0.1:{port}{S3_PATH}",
         auth_token=TOKEN,
         queue_dir=tmp_path_factory.mktemp("minio-queue"),
     )
-    for minio in minio_for_pytest(tmp_path_factory, webhooks={TARGET: hook}):
-        yield Setup(minio=minio, port=port)
+    try:
+        for minio in minio_for_pytest(tmp_path_factory, webhooks={TARGET: hook}):
+            holder.close()
+            yield Setup(minio=minio, port=port)
+    finally:
+        holder.close()
 
 
 @pytest.fixture
