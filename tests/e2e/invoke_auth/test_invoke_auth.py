@@ -6,7 +6,6 @@ key its Secret holds (read by name), and a rotated key once the gateway reads it
 
 from __future__ import annotations
 
-import base64
 import json
 import urllib.error
 import urllib.request
@@ -15,33 +14,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e.kit import FUNCTIONS_NAMESPACE, Installed, function_manifests, wait_for
+from e2e.kit import FUNCTIONS_NAMESPACE, Installed, access_key, function_manifests, wait_for
 from harness.cluster import Cluster
-from harness.release import SYSTEM_NAMESPACE
 from support.aws import lambda_client
 
 CODE = "def handler(event, context):\n    return {'echo': event}\n"
 KEY, SECRET = "AKIAE2EINVOKER000001", "e2e-secret/with+chars"
-
-
-def access_key(name: str, key: str, secret: str, functions: str) -> dict[str, Any]:
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": SYSTEM_NAMESPACE,
-            "labels": {"kubelambda.dev/access-key": "true"},
-        },
-        "data": {
-            "AWS_ACCESS_KEY_ID": b64(key),
-            "AWS_SECRET_ACCESS_KEY": b64(secret),
-            "functions": b64(functions),
-        },
-    }
 
 
 def client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
@@ -63,8 +41,12 @@ def test_only_signed_granted_callers_invoke(e2e_cluster: Cluster, installed: Ins
         [
             *closed,
             *opened,
-            access_key("e2e-invoker", KEY, SECRET, f"{FUNCTIONS_NAMESPACE}/keyed"),
-            access_key("e2e-other", "AKIAE2EOTHER00000001", SECRET, "elsewhere/*"),
+            access_key(
+                "e2e-invoker", key=KEY, secret=SECRET, functions=f"{FUNCTIONS_NAMESPACE}/keyed"
+            ),
+            access_key(
+                "e2e-other", key="AKIAE2EOTHER00000001", secret=SECRET, functions="elsewhere/*"
+            ),
         ]
     )
     url = installed.gateway_url
