@@ -18,7 +18,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 import nats.errors
@@ -441,6 +440,3 @@ class JetStreamStore:
             for taken in list(self._taken.values()):
                 with contextlib.suppress(nats.errors.Error):
                     await taken.msg.in_progress()
-
-    def stats(self) -> dict[str, Any]:
-        return {"held": len(self._taken), "lanes": len(self._lanes), "backlog": self.backlog}

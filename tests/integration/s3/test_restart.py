@@ -113,6 +113,22 @@ def keys_of(objects: list[str], prefix: str) -> list[str]:
     return [name.removeprefix(prefix).rsplit("/", 1)[0] for name in objects]
 
 
+def tally(setup: Setup, tmp_path: Path, label: str, *, trigger: str) -> tuple[str, Path]:
+    """A bucket and the manifests of `tally` (retried once, then its dead letter) on it."""
+    name = bucket(setup, label)
+    made = bucket_trigger(setup, trigger, "tally", bucket=name, prefix="in/")
+    made["spec"]["delivery"] = {
+        "retries": 1,
+        "backoffSeconds": 1,
+        "deadLetter": {"function": "tally-failures"},
+    }
+    manifest = write_manifests(
+        tmp_path / f"{label}.yaml",
+        [function(setup, "tally", TALLY), function(setup, "tally-failures", FAILURES), made],
+    )
+    return name, manifest
+
+
 def all_handled_or_dead(setup: Setup, name: str, uploaded: set[str]) -> int:
     """Wait until every upload is handled (or, poisoned, dead-lettered), each by its kind;
     the number of duplicate deliveries."""
@@ -139,17 +155,7 @@ def all_handled_or_dead(setup: Setup, name: str, uploaded: set[str]) -> int:
 def test_stop_and_restart_during_uploads_loses_nothing(
     setup: Setup, local_at: Callable[..., LocalMode], tmp_path: Path
 ) -> None:
-    name = bucket(setup, "stream")
-    trigger = bucket_trigger(setup, "tally-bucket", "tally", bucket=name, prefix="in/")
-    trigger["spec"]["delivery"] = {
-        "retries": 1,
-        "backoffSeconds": 1,
-        "deadLetter": {"function": "tally-failures"},
-    }
-    manifest = write_manifests(
-        tmp_path / "stream.yaml",
-        [function(setup, "tally", TALLY), function(setup, "tally-failures", FAILURES), trigger],
-    )
+    name, manifest = tally(setup, tmp_path, "stream", trigger="tally-bucket")
     state = tmp_path / "state"
     options = ("--state-dir", str(state), "--s3-token", TOKEN, "--verbose")
     first = local_at(manifest, *options)
@@ -194,17 +200,7 @@ def test_a_gateway_killed_during_uploads_loses_nothing_with_the_broker(
 ) -> None:
     """As a node failure: local mode, its dispatcher and its instances SIGKILLed mid-stream.
     What it acknowledged is in JetStream; what MinIO sent meanwhile is in MinIO's queue."""
-    name = bucket(setup, "killed")
-    trigger = bucket_trigger(setup, "tally-killed", "tally", bucket=name, prefix="in/")
-    trigger["spec"]["delivery"] = {
-        "retries": 1,
-        "backoffSeconds": 1,
-        "deadLetter": {"function": "tally-failures"},
-    }
-    manifest = write_manifests(
-        tmp_path / "killed.yaml",
-        [function(setup, "tally", TALLY), function(setup, "tally-failures", FAILURES), trigger],
-    )
+    name, manifest = tally(setup, tmp_path, "killed", trigger="tally-killed")
     with nats_server(store_dir=tmp_path / "jetstream", log_dir=tmp_path) as broker:
         options = (
             "--nats",
