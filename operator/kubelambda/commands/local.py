@@ -219,11 +219,8 @@ async def _serve(
         routes=routes,
         settings=settings,
         broker=broker,
-        # With a broker, a dispatcher in this process invokes through the gateway, as the
-        # cluster's dispatchers do.
-        dispatch_url=(
-            _own_url(args.host, args.port) if broker is not None and not args.no_dispatch else None
-        ),
+        # With a broker, a dispatcher in this process consumes it, as the cluster's do.
+        dispatch=broker is not None and not args.no_dispatch,
     )
 
     async def announce(trigger: Trigger, tick: datetime) -> None:
@@ -350,10 +347,3 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
     else:
         uvloop.run(main)
-
-
-def _own_url(host: str, port: int) -> str:
-    """This gateway's address as a client on this machine reaches it."""
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall
-from kubelambda.dispatcher.gateway_call import GatewayCall
 from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.jwks import JwksCache
 from kubelambda.gateway.platform import Platform
@@ -203,16 +203,16 @@ def create_gateway(
     access_keys: AccessKeys | None = None,
     jwks: JwksCache | None = None,
     broker: BrokerSettings | None = None,
-    dispatch_url: str | None = None,
+    dispatch: bool = False,
 ) -> Gateway:
     """A gateway over `platform`, serving `routes` (replace them later with `set_routes`),
     with its delivery store (`open_store` unless given) and the dispatcher that empties it;
     `access_keys` are the keys the Invoke API accepts (none unless given); `jwks` holds the
     signing keys of JWT routes' issuers (fetched over HTTP unless given).
 
-    With a `broker`, the gateway only publishes: `kubelambda dispatcher` delivers, or, given
-    `dispatch_url` (this gateway's own address, in local mode), a dispatcher in this process
-    that invokes through it, as the cluster's does."""
+    With a `broker`, the gateway only publishes: `kubelambda dispatcher` delivers, or, with
+    `dispatch` (local mode), a dispatcher in this process that consumes the broker as the
+    cluster's does and invokes through this gateway's invoker, without an HTTP hop to itself."""
     settings = settings or GatewaySettings()
     clock = clock or SystemClock()
     store = (
@@ -231,28 +231,41 @@ def create_gateway(
     )
     if isinstance(store, JetStreamStore):
         gateway.attach(store)
-        if dispatch_url is not None:
-            _attach_dispatcher(gateway, store.settings, url=dispatch_url, clock=clock)
+        if dispatch:
+            _attach_dispatcher(gateway, store.settings, clock=clock)
         return gateway
-    gateway.attach(
-        AsyncDelivery(
-            store=store,
-            call=InProcessCall(
-                invoker=gateway.invoker,
-                routes=gateway.current_routes,
-                clock=clock,
-                settings=settings,
-            ),
-            pool=gateway.pool,
-            clock=clock,
-            settings=settings,
-        )
-    )
+    _attach_delivery(gateway, store, clock=clock, settings=settings)
     return gateway
 
 
-def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, url: str, clock: Clock) -> None:
-    """A dispatcher in the gateway's process: consumes the broker, invokes through `url`."""
+def _attach_delivery(
+    gateway: Gateway,
+    store: DeliveryStore,
+    *,
+    clock: Clock,
+    settings: GatewaySettings,
+    publish: Callable[[str, bytes, str], Awaitable[None]] | None = None,
+) -> None:
+    """Workers that deliver `store`'s jobs through this gateway's own invoker (scale from zero,
+    holding and per-instance concurrency apply, as on the Invoke API)."""
+    call = InProcessCall(
+        invoker=gateway.invoker, routes=gateway.current_routes, clock=clock, settings=settings
+    )
+    gateway.attach(
+        AsyncDelivery(
+            store=store,
+            call=call,
+            pool=gateway.pool,
+            clock=clock,
+            settings=settings,
+            publish=publish,
+        )
+    )
+
+
+def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, clock: Clock) -> None:
+    """A dispatcher in the gateway's process: consumes the broker as `kubelambda dispatcher`
+    does, and invokes in process."""
     # An event is tried for as long as the stream keeps it, as `kubelambda dispatcher` does.
     settings = dataclasses.replace(
         gateway.settings,
@@ -260,17 +273,6 @@ def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, url: str, cl
     )
     consumer = JetStreamStore(broker, clock=clock, consume=True)
     gateway.attach(consumer)
-    gateway.attach(
-        AsyncDelivery(
-            store=consumer,
-            call=GatewayCall(
-                url=url,
-                pool=gateway.pool,
-                timeout_seconds=settings.hold_timeout_seconds + MAX_FUNCTION_TIMEOUT_SECONDS,
-            ),
-            pool=gateway.pool,
-            clock=clock,
-            settings=settings,
-            publish=consumer.publish_record,
-        )
+    _attach_delivery(
+        gateway, consumer, clock=clock, settings=settings, publish=consumer.publish_record
     )
