@@ -14,23 +14,25 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import nats.errors
 from prometheus_client import Gauge, start_http_server
 
-from kubelambda.clock import SystemClock
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import Clock, SystemClock
 from kubelambda.commands.serving import (
     MAX_FUNCTION_TIMEOUT_SECONDS,
     add_broker_flags,
     broker_settings,
 )
-from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
+from kubelambda.delivery.jetstream import Backlog, BrokerSettings, JetStreamStore
 from kubelambda.dispatcher.delivery import AsyncDelivery
 from kubelambda.dispatcher.gateway_call import GatewayCall
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.upstream import UpstreamPool
 
-__all__ = ["build_parser", "dispatcher_settings", "run"]
+__all__ = ["BacklogMetrics", "build_parser", "dispatcher_settings", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,33 @@ BACKLOG = Gauge(
     "Asynchronous events kept for a function (not yet acknowledged), as the broker counts them",
     ["namespace", "function"],
 )
+OLDEST_AGE = Gauge(
+    "kubelambda_async_oldest_event_age_seconds",
+    "Age of the oldest asynchronous event waiting for a function (0: none waits)",
+    ["namespace", "function"],
+)
+METRICS_PERIOD_SECONDS = 5.0
+
+
+class BacklogMetrics:
+    """The broker's per-function backlog as gauges; a function whose backlog emptied reads 0
+    (not a stale last value) until the process ends."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._shown: set[tuple[str, str]] = set()
+
+    def show(self, waiting: Mapping[FunctionKey, Backlog]) -> None:
+        now = self._clock.wall()
+        current = {(key.namespace, key.name): backlog for key, backlog in waiting.items()}
+        for labels in self._shown - current.keys():
+            BACKLOG.labels(*labels).set(0)
+            OLDEST_AGE.labels(*labels).set(0)
+        for labels, backlog in current.items():
+            BACKLOG.labels(*labels).set(backlog.messages)
+            oldest = backlog.oldest_enqueued_at
+            OLDEST_AGE.labels(*labels).set(0.0 if oldest is None else max(0.0, now - oldest))
+        self._shown |= current.keys()
 
 
 def build_parser(prog: str = "kubelambda dispatcher") -> argparse.ArgumentParser:
@@ -124,21 +153,15 @@ async def serve(args: argparse.Namespace) -> None:
     store.start()
     delivery.start()
     logger.info("delivering asynchronous events from %s through %s", broker.url, args.gateway_url)
-    shown: set[tuple[str, str]] = set()
+    metrics = BacklogMetrics(clock)
     try:
         while not stop.is_set():
-            now: dict[tuple[str, str], int] = {}
-            for subject, count in store.backlog.items():
-                _, kind, namespace, function = [*subject.split("."), "", "", ""][:4]
-                if kind == "events" and function:
-                    now[(namespace, function)] = count
-            for labels in shown - now.keys():
-                BACKLOG.labels(*labels).set(0)
-            for labels, count in now.items():
-                BACKLOG.labels(*labels).set(count)
-            shown |= now.keys()
             try:
-                async with asyncio.timeout(5.0):
+                metrics.show(await store.waiting())
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                logger.warning("cannot read the broker's backlog: %s", exc)
+            try:
+                async with asyncio.timeout(METRICS_PERIOD_SECONDS):
                     await stop.wait()
             except TimeoutError:
                 continue

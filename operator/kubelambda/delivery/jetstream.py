@@ -39,7 +39,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.codec import decode_job, encode_job
 from kubelambda.delivery.jobs import DeliveryJob
 
-__all__ = ["BrokerSettings", "JetStreamStore", "function_subject"]
+__all__ = ["Backlog", "BrokerSettings", "JetStreamStore", "function_subject"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,16 @@ def _replacing(job: DeliveryJob, msg: Msg) -> str:
     tries (stopped by one dispatcher's shutdown, then by the next's) is a new message, not a
     duplicate dropped in the window while its original is acknowledged."""
     return f"{job.id}/{msg.metadata.sequence.stream}"
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """A function's events waiting on its subject: how many, and when the oldest was accepted
+    (wall time; None when unknown). Retries waiting out their backoff are not counted: they wait
+    on the retries subject, shared by every function."""
+
+    messages: int
+    oldest_enqueued_at: float | None
 
 
 class BrokerUnavailable(OSError):
@@ -333,6 +343,32 @@ class JetStreamStore:
         # Not written back: the original comes again later, with the tries it had.
         with contextlib.suppress(nats.errors.Error):
             await taken.msg.nak(delay=max(1.0, due_wall - self._clock.wall()))
+
+    async def waiting(self) -> dict[FunctionKey, Backlog]:
+        """Each function's events on its subject, with the oldest one's acceptance time (one
+        direct read of the subject's first message per function with a backlog)."""
+        js = self._js
+        if js is None:
+            raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
+        prefix = f"{self.settings.subject_prefix}.events."
+        info = await js.stream_info(self.settings.stream, subjects_filter=f"{prefix}>")
+        waiting: dict[FunctionKey, Backlog] = {}
+        for subject, count in (info.state.subjects or {}).items():
+            namespace, _, name = subject.removeprefix(prefix).partition(".")
+            if count and name:
+                oldest = await self._oldest(js, subject)
+                waiting[FunctionKey(namespace, name)] = Backlog(count, oldest)
+        return waiting
+
+    async def _oldest(self, js: JetStreamContext, subject: str) -> float | None:
+        try:
+            first = await js.get_msg(self.settings.stream, subject=subject, next=True)
+            job, _ = decode_job(first.data or b"")
+        except nats.js.errors.NotFoundError:
+            return None  # taken meanwhile
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable: delivery drops it, with a log line
+        return job.enqueued_at
 
     async def _follow(self) -> None:
         """Start a lane for each subject with a backlog (and always the retries' and the

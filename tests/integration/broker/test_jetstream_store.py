@@ -16,7 +16,7 @@ import pytest
 from harness.nats import NatsServer
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
-from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
+from kubelambda.delivery.jetstream import Backlog, BrokerSettings, JetStreamStore
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 
 pytestmark = pytest.mark.anyio
@@ -147,3 +147,25 @@ async def test_a_dispatcher_brings_an_existing_consumer_to_its_settings(
         await gateway.aclose()
         await client.jetstream().delete_stream(before.stream)
         await client.close()
+
+
+async def test_the_backlog_counts_each_functions_events_and_dates_the_oldest(
+    nats_server: NatsServer,
+) -> None:
+    broker = settings(nats_server.url)
+    gateway = await opened(broker, consume=False)
+    other = FunctionKey("team-b", "resize")
+    try:
+        assert await gateway.waiting() == {}
+        jobs = [
+            dataclasses.replace(job(), enqueued_at=1000.0 + n, function=key)
+            for n, key in [(5, FUNCTION), (3, FUNCTION), (9, FUNCTION), (7, other)]
+        ]
+        assert await gateway.admit(jobs)
+        # The oldest is the first on the subject: the stream keeps a subject's events in order.
+        assert await gateway.waiting() == {
+            FUNCTION: Backlog(messages=3, oldest_enqueued_at=1005.0),
+            other: Backlog(messages=1, oldest_enqueued_at=1007.0),
+        }
+    finally:
+        await gateway.aclose()

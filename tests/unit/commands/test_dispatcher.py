@@ -5,10 +5,14 @@ configuration, and an event is tried for as long as the stream keeps it."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
-from kubelambda.commands.dispatcher import build_parser, dispatcher_settings
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import FakeClock
+from kubelambda.commands.dispatcher import BacklogMetrics, build_parser, dispatcher_settings
 from kubelambda.commands.gateway import build_parser as gateway_parser
 from kubelambda.commands.serving import broker_settings
+from kubelambda.delivery.jetstream import Backlog
 
 STREAM_FLAGS = [
     "--nats=nats://nats.example:4222",
@@ -65,3 +69,20 @@ def test_without_a_broker_the_dispatcher_says_what_it_needs(
     monkeypatch.delenv("KUBELAMBDA_NATS_URL", raising=False)
     with pytest.raises(SystemExit, match="--nats URL"):
         dispatcher_settings(build_parser().parse_args([]))
+
+
+def test_the_backlog_metrics_show_depth_and_oldest_age_and_fall_to_zero() -> None:
+    clock = FakeClock(wall=5000.0)
+    metrics = BacklogMetrics(clock)
+    key = FunctionKey("metrics-test", "worker")
+    labels = {"namespace": "metrics-test", "function": "worker"}
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    metrics.show({key: Backlog(messages=7, oldest_enqueued_at=4880.0)})
+    assert sample("kubelambda_async_backlog") == 7
+    assert sample("kubelambda_async_oldest_event_age_seconds") == 120.0
+    metrics.show({})  # the backlog emptied: zero, not the last value seen
+    assert sample("kubelambda_async_backlog") == 0
+    assert sample("kubelambda_async_oldest_event_age_seconds") == 0
