@@ -13,8 +13,19 @@ from typing import Any
 from kubelambda.api.identity import FunctionKey
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy, Target
 from kubelambda.gateway.ids import new_request_id
+from kubelambda.gateway.settings import ASYNC_PAYLOAD_LIMIT
 
-__all__ = ["failure_targets", "invocation_record", "record_jobs"]
+__all__ = [
+    "RECORD_LIMIT_BYTES",
+    "encode_record",
+    "failure_targets",
+    "invocation_record",
+    "record_jobs",
+]
+
+# A record is an asynchronous event for its destination; Lambda's destinations (SNS, SQS, an
+# Event invocation) take 256 KB, and Lambda drops the payloads from a larger record.
+RECORD_LIMIT_BYTES = ASYNC_PAYLOAD_LIMIT
 
 
 def invocation_record(
@@ -59,6 +70,16 @@ def failure_targets(policy: DeliveryPolicy) -> list[Target]:
     return targets
 
 
+def encode_record(record: dict[str, Any], *, limit: int = RECORD_LIMIT_BYTES) -> bytes:
+    """The record as JSON; without `requestPayload` and `responsePayload` when it would exceed
+    `limit`, as Lambda does, so that a large event or answer still leaves a record."""
+    payload = json.dumps(record, separators=(",", ":")).encode("utf-8")
+    if len(payload) <= limit:
+        return payload
+    trimmed = {k: v for k, v in record.items() if k not in ("requestPayload", "responsePayload")}
+    return json.dumps(trimmed, separators=(",", ":")).encode("utf-8")
+
+
 def record_jobs(
     job: DeliveryJob,
     record: dict[str, Any],
@@ -68,7 +89,7 @@ def record_jobs(
     default_namespace: str,
 ) -> list[DeliveryJob]:
     """One job per target, carrying `record`, retried by the event's own policy."""
-    payload = json.dumps(record, separators=(",", ":")).encode("utf-8")
+    payload = encode_record(record)
     policy = DeliveryPolicy(retries=job.policy.retries, backoff_seconds=job.policy.backoff_seconds)
     letters = []
     for target in targets:
