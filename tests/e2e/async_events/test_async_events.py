@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e.async_events.traffic import Recorder, Sender, lambda_client, recorder
+from e2e.async_events.disruptions import force_delete, logs, roll
+from e2e.async_events.traffic import Recorder, Sender, lambda_client
 from e2e.kit import (
     FUNCTIONS_NAMESPACE,
     Installed,
     access_key,
-    component_log,
     fail_on_crash,
     wait_for,
     wait_function_ready,
 )
 from harness.cluster import Cluster
-from harness.relay import Relay, relay
-from harness.release import SELECTOR, SYSTEM_NAMESPACE
+from harness.relay import Relay
 
 pytestmark = pytest.mark.disrupts_release
 
@@ -41,7 +39,6 @@ EVENTS = 500
 PACE = 0.2  # seconds between events: the stream spans both disruptions
 KEY, SECRET = "AKIAE2EASYNCCALLER01", "e2e-async/secret+chars"
 DEPLOYMENTS = ("gateway", "dispatcher")
-ROLLOUT_TIMEOUT = 180.0
 HANDLED_TIMEOUT = 300.0  # after the last 202: a killed dispatcher's events return after ack_wait
 CODE = """
 import json
@@ -65,13 +62,6 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def reports(e2e_cluster: Cluster) -> Iterator[tuple[Recorder, Relay]]:
-    """The recorder on loopback, and the relay on the node's address pods reach it through."""
-    with recorder() as made, relay(e2e_cluster.node_ip, ("127.0.0.1", made.port)) as to_recorder:
-        yield made, to_recorder
-
-
 def manifests(recorder_url: str, node_ip: str) -> list[dict[str, Any]]:
     function: dict[str, Any] = {
         "apiVersion": "kubelambda.dev/v1alpha1",
@@ -93,58 +83,6 @@ def manifests(recorder_url: str, node_ip: str) -> list[dict[str, Any]]:
         "e2e-async-caller", key=KEY, secret=SECRET, functions=f"{FUNCTIONS_NAMESPACE}/{NAME}"
     )
     return [function, caller]
-
-
-def component(name: str) -> str:
-    return f"{SELECTOR},app.kubernetes.io/component={name}"
-
-
-def pod_uids(running: Cluster) -> set[str]:
-    """The pods of both Deployments now, whatever their state."""
-    found: set[str] = set()
-    for name in DEPLOYMENTS:
-        pods = running.get("pods", "-n", SYSTEM_NAMESPACE, "-l", component(name))["items"]
-        found |= {pod["metadata"]["uid"] for pod in pods}
-    return found
-
-
-def replaced(running: Cluster, old: set[str]) -> None:
-    """Wait until each Deployment has a Ready pod that is not one of `old`, and none of `old`
-    is left: the disruption really replaced them."""
-
-    def done() -> bool:
-        fail_on_crash(running)
-        if pod_uids(running) & old:
-            return False
-        return all(running.ready_pods(SYSTEM_NAMESPACE, component(name)) for name in DEPLOYMENTS)
-
-    wait_for(done, what="new gateway and dispatcher pods Ready", timeout=ROLLOUT_TIMEOUT)
-
-
-def roll(running: Cluster) -> None:
-    """(a) `kubectl rollout restart` of both Deployments; then their new pods Ready."""
-    old = pod_uids(running)
-    deployments = [f"deployment/kubelambda-{name}" for name in DEPLOYMENTS]
-    running.kubectl("rollout", "restart", *deployments, "-n", SYSTEM_NAMESPACE)
-    replaced(running, old)
-
-
-def force_delete(running: Cluster) -> None:
-    """(b) Both Deployments' pods deleted at once, without grace; then their new pods Ready."""
-    old = pod_uids(running)
-    for name in DEPLOYMENTS:
-        running.kubectl(
-            "delete", "pod", "-n", SYSTEM_NAMESPACE, "-l", component(name),
-            "--grace-period=0", "--force", "--wait=false",
-        )  # fmt: skip
-    replaced(running, old)
-
-
-def logs(running: Cluster) -> str:
-    return "\n".join(
-        f"--- {name} log:\n{component_log(running, name, lines=60)}"
-        for name in ("dispatcher", "gateway")
-    )
 
 
 def test_no_accepted_event_is_lost_across_gateway_and_dispatcher_restarts(
@@ -179,12 +117,12 @@ def test_no_accepted_event_is_lost_across_gateway_and_dispatcher_restarts(
     sender.start()
     assert sender.wait_accepted(100, timeout=120), (sender.given_up, sender.error)
     mark("rollout restart")
-    roll(e2e_cluster)
+    roll(e2e_cluster, DEPLOYMENTS)
     mark("rolled out")
     # The force-deletion comes with events still to send: the sender holds at 400 until then.
     assert sender.wait_accepted(300, timeout=120), (sender.given_up, sender.error)
     mark("force delete")
-    force_delete(e2e_cluster)
+    force_delete(e2e_cluster, DEPLOYMENTS)
     mark("new pods Ready")
     sender.allow(EVENTS)
     sender.join(timeout=EVENTS * PACE + 600)
@@ -218,6 +156,6 @@ def test_no_accepted_event_is_lost_across_gateway_and_dispatcher_restarts(
         )
     assert not lost, (
         f"{len(lost)} accepted events never handled, e.g. "
-        f"{sorted((sender.accepted[i], i) for i in lost)[:5]}\n{logs(e2e_cluster)}"
+        f"{sorted((sender.accepted[i], i) for i in lost)[:5]}\n{logs(e2e_cluster, DEPLOYMENTS)}"
     )
     assert len(accepted) == EVENTS, f"not accepted within the caller's patience: {sender.refused}"
