@@ -36,6 +36,24 @@ DEFAULT_IDENTITY_SOURCE: Final = "$request.header.Authorization"
 SUBJECT: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 SCHEDULE: Final = r"^(rate|cron)\(.+\)$"
 CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
+STREAM: Final = r"^[A-Za-z0-9_-]+$"
+# A subject filter: tokens or the wildcards * (one token) and > (the rest, last only).
+SUBJECT_FILTER: Final = r"^(>|(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*(\.>)?)$"
+NATS_URL: Final = r"^(nats|tls|ws|wss)://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$"
+# Lambda's SelfManagedEventSource endpoint pattern, with the port held to 1-65535.
+KAFKA_SERVER: Final = (
+    r"^(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])\.)*"
+    r"([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+    r":([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+)
+KAFKA_TOPIC: Final = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
+CONSUMER_GROUP: Final = r"^[a-zA-Z0-9/*:_+=.@-]+$"
+# Only a first check, that kubectl can make: the models parse the pattern as JSON.
+FILTER_PATTERN: Final = r"^\s*\{[\s\S]*\}\s*$"
+STARTING_POSITIONS: Final = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+RESPONSE_TYPES: Final = ("ReportBatchItemFailures",)
+# Lambda: a queue mapping with a larger BatchSize needs a batching window of at least 1 s.
+QUEUE_BATCH_WITHOUT_WINDOW: Final = 10
 NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Checked by CEL in the CRD (map keys cannot carry a pattern), so not part of the tables.
 FILE_NAME: Final = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
@@ -206,6 +224,95 @@ def _jwt(prefix: str) -> dict[str, Field]:
     }
 
 
+def _batching(
+    prefix: str, *, batch_size: int, window: int | None, concurrency_min: int
+) -> dict[str, Field]:
+    """The event source mapping settings a queue and a kafka source share."""
+    return {
+        f"{prefix}.batchSize": _integer(1, 10000, batch_size),
+        f"{prefix}.maximumBatchingWindowSeconds": _integer(0, 300, window),
+        f"{prefix}.startingPositionTimestamp": Field(
+            type="string", max_length=64, format="date-time"
+        ),
+        f"{prefix}.maximumConcurrency": _integer(concurrency_min, 1000),
+        f"{prefix}.functionResponseTypes": Field(type="array", max_items=1, list_type="set"),
+        f"{prefix}.functionResponseTypes[]": _string(enum=RESPONSE_TYPES),
+        f"{prefix}.filterCriteria": _object(),
+        f"{prefix}.filterCriteria.filters": Field(type="array", required=True, max_items=5),
+        f"{prefix}.filterCriteria.filters[]": _object(),
+        f"{prefix}.filterCriteria.filters[].pattern": _string(
+            required=True,
+            max_length=4096,
+            pattern=FILTER_PATTERN,
+            hint='a JSON object, such as {"body": {"kind": ["order"]}}',
+        ),
+    }
+
+
+def _queue(prefix: str) -> dict[str, Field]:
+    return {
+        prefix: _object(),
+        f"{prefix}.stream": _string(
+            required=True,
+            max_length=255,
+            pattern=STREAM,
+            hint="a JetStream stream name (letters, digits, '-' and '_')",
+        ),
+        f"{prefix}.subject": _string(
+            max_length=255,
+            pattern=SUBJECT_FILTER,
+            hint="a NATS subject (tokens of letters, digits, '-', '_' between dots;"
+            " * for one token, > last for the rest)",
+        ),
+        f"{prefix}.nats": _object(),
+        f"{prefix}.nats.url": _string(
+            required=True,
+            max_length=2048,
+            pattern=NATS_URL,
+            hint="a nats://, tls://, ws:// or wss:// URL",
+        ),
+        f"{prefix}.nats.credentialsSecret": _object(),
+        f"{prefix}.nats.credentialsSecret.name": _name(),
+        **_batching(prefix, batch_size=10, window=0, concurrency_min=2),
+        f"{prefix}.startingPosition": _string(enum=STARTING_POSITIONS, default="TRIM_HORIZON"),
+        f"{prefix}.maxReceiveCount": _integer(1, 1000, 3),
+    }
+
+
+def _kafka(prefix: str) -> dict[str, Field]:
+    return {
+        prefix: _object(),
+        f"{prefix}.bootstrapServers": Field(
+            type="array", required=True, min_items=1, max_items=10, list_type="set"
+        ),
+        f"{prefix}.bootstrapServers[]": _string(
+            max_length=300, pattern=KAFKA_SERVER, hint="host:port, with a port from 1 to 65535"
+        ),
+        f"{prefix}.topics": Field(
+            type="array", required=True, min_items=1, max_items=10, list_type="set"
+        ),
+        f"{prefix}.topics[]": _string(
+            max_length=249,
+            pattern=KAFKA_TOPIC,
+            hint="a Kafka topic name (letters, digits, '.', '-' and '_', not starting with '.')",
+        ),
+        f"{prefix}.consumerGroup": _string(
+            min_length=1,
+            max_length=200,
+            pattern=CONSUMER_GROUP,
+            hint="a consumer group id (letters, digits and - / * : _ + = . @)",
+        ),
+        f"{prefix}.auth": _object(default=EMPTY_OBJECT),
+        f"{prefix}.auth.secretRef": _object(),
+        f"{prefix}.auth.secretRef.name": _name(),
+        f"{prefix}.auth.tls": Field(type="boolean", default=False),
+        # No default window: unset means Lambda's 500 ms, which whole seconds cannot say.
+        **_batching(prefix, batch_size=100, window=None, concurrency_min=1),
+        f"{prefix}.startingPosition": _string(required=True, enum=STARTING_POSITIONS),
+        f"{prefix}.maximumRetryAttempts": _integer(-1, 10000, -1),
+    }
+
+
 _ROOT: Final = {
     "apiVersion": _string(),
     "kind": _string(),
@@ -345,6 +452,8 @@ TRIGGER_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.bucket.source.region": _string(
             max_length=64, pattern=REGION, hint="a region name (us-east-1)"
         ),
+        **_queue("spec.queue"),
+        **_kafka("spec.kafka"),
         # No default: a Trigger without delivery uses its Function's.
         **_delivery(default=None),
     }

@@ -2,6 +2,7 @@
 
 The controller and the gateway (routes, bucket notifications) and local mode read Triggers
 through it; it applies the CRD's defaults, bounds and CEL rules (crds/triggers.kubelambda.dev.yaml).
+The queue and kafka sources live in streams.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from kubelambda.api.meta import read_meta
 from kubelambda.api.reader import Node, Reader
 from kubelambda.api.schedule import Schedule, ScheduleError, parse_expression, zone
 from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE, TRIGGER_FIELDS
+from kubelambda.api.streams import KafkaSource, QueueSource, read_kafka, read_queue, read_time
 
 KIND: Final = "Trigger"
+SOURCE_KINDS: Final = ("http", "bucket", "schedule", "queue", "kafka")
 # The gateway serves its own endpoints under these (DESIGN.md, "Gateway endpoints").
 RESERVED_PATH_PREFIXES: Final = ("/_kubelambda", "/2015-03-31")
 
@@ -97,7 +100,7 @@ class ScheduleSource:
     end: datetime | None = None
 
 
-Source: TypeAlias = HttpSource | BucketSource | ScheduleSource
+Source: TypeAlias = HttpSource | BucketSource | ScheduleSource | QueueSource | KafkaSource
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,20 +134,30 @@ def _read_trigger(reader: Reader, obj: object) -> Trigger | None:
     if spec is None:
         return None
     function = reader.text(spec.child("function"))
-    kinds = [key for key in ("http", "bucket", "schedule") if spec.child(key).present]
+    kinds = [key for key in SOURCE_KINDS if spec.child(key).present]
     if len(kinds) != 1:
-        reader.report("spec", "must set exactly one of http, bucket, schedule")
-    if spec.child("delivery").present and spec.child("http").present:
+        reader.report("spec", f"must set exactly one of {', '.join(SOURCE_KINDS)}")
+    delivery_node = spec.child("delivery")
+    if delivery_node.present and spec.child("http").present:
         reader.report(
             "spec.delivery",
-            "applies to bucket and schedule triggers only (HTTP requests are answered"
-            " synchronously)",
+            "applies to asynchronous triggers only (bucket, schedule, queue, kafka);"
+            " HTTP requests are answered synchronously",
+        )
+    pulled = spec.child("queue").present or spec.child("kafka").present
+    if pulled and delivery_node.child("onSuccess").present:
+        reader.report(
+            "spec.delivery.onSuccess",
+            "does not apply to queue and kafka triggers (Lambda's event source mappings have"
+            " no success destination)",
         )
     http = _read_http(reader, spec)
     bucket = _read_bucket(reader, spec)
     schedule = _read_schedule(reader, spec)
+    queue = read_queue(reader, spec)
+    kafka = read_kafka(reader, spec, namespace=namespace, name=name)
     delivery = read_delivery(reader, spec)
-    source: Source | None = http or bucket or schedule
+    source: Source | None = http or bucket or schedule or queue or kafka
     if source is None:
         return None
     created = root.child("metadata").child("creationTimestamp").value
@@ -258,25 +271,11 @@ def _read_schedule(reader: Reader, spec: Node) -> ScheduleSource | None:
         zone(timezone)
     except ScheduleError as exc:
         reader.report(f"{node.path}.timezone", str(exc))
-    start = _moment(reader, node.child("start"))
-    end = _moment(reader, node.child("end"))
+    start = read_time(reader, node.child("start"))
+    end = read_time(reader, node.child("end"))
     if start is not None and end is not None and end <= start:
         reader.report(f"{node.path}.end", "must be after spec.schedule.start")
     return ScheduleSource(expression=expression, timezone=timezone, start=start, end=end)
-
-
-def _moment(reader: Reader, node: Node) -> datetime | None:
-    text = reader.optional_text(node)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        reader.report(node.path, f"must be an RFC 3339 time with its offset, not {text!r}")
-        return None
-    return moment.astimezone(UTC)
 
 
 def schedule_of(trigger: Trigger) -> Schedule | None:

@@ -30,6 +30,7 @@ from kubelambda.api import (
     load_manifests,
 )
 from kubelambda.api.identity import FunctionKey
+from kubelambda.api.streams import KafkaSource, QueueSource
 from kubelambda.api.subscriptions import BucketError, subscribe, unsubscribe
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
@@ -152,6 +153,13 @@ def describe(
                     lines.append(
                         f"  {'':<{width}}  schedule: {source.expression} ({source.timezone})"
                     )
+                elif isinstance(source, QueueSource):
+                    subject = f", subject {source.subject}" if source.subject else ""
+                    lines.append(f"  {'':<{width}}  queue:  stream {source.stream}{subject}")
+                elif isinstance(source, KafkaSource):
+                    topics = ",".join(source.topics)
+                    server = source.bootstrap_servers[0]
+                    lines.append(f"  {'':<{width}}  kafka:  {topics} on {server}")
                 else:
                     lines.append(
                         f"  {'':<{width}}  bucket: {source.bucket} "

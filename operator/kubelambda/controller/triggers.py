@@ -1,6 +1,7 @@
 """Reconciles one Trigger: checks it against its Function and its path's owner, subscribes a
 bucket with a ``source`` on its S3 server (and unsubscribes it, behind a finalizer, when the
-Trigger is deleted), and writes the Trigger's status.
+Trigger is deleted), and writes the Trigger's status. Queue and kafka Triggers are only
+accepted here: the dispatcher's pollers consume them.
 
 The operator's workers call ``TriggerReconciler.reconcile``; the gateway reads Triggers itself,
 so "published" means valid, with its Function present.
@@ -24,6 +25,7 @@ from kubelambda.api import (
     parse_trigger,
     schedule_of,
 )
+from kubelambda.api.streams import KafkaSource, QueueSource
 from kubelambda.api.subscriptions import (
     BucketError,
     BucketNotifications,
@@ -63,6 +65,15 @@ def _subscribes(trigger: Trigger) -> tuple[BucketSource, S3Source] | None:
     if isinstance(source, BucketSource) and source.source is not None:
         return source, source.source
     return None
+
+
+def _accepted(function: str, source: QueueSource | KafkaSource) -> str:
+    if isinstance(source, QueueSource):
+        subject = f", subject {source.subject}" if source.subject else ""
+        where = f"JetStream stream {source.stream}{subject}"
+    else:
+        where = f"Kafka topics {', '.join(source.topics)}"
+    return f"{where} for Function {function}: accepted, not consumed yet (no poller reports on it)"
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -127,6 +138,12 @@ class TriggerReconciler:
                 "FunctionNotFound",
                 f"Function {trigger.function} does not exist in namespace {namespace}",
             )
+            await self._write(body, ready, summary)
+            return Result()
+        if isinstance(trigger.source, QueueSource | KafkaSource):
+            # Valid, with its Function; whether it is consumed is not this reconciler's to know.
+            message = _accepted(trigger.function, trigger.source)
+            ready = Condition("Ready", "Unknown", "Accepted", message)
             await self._write(body, ready, summary)
             return Result()
         if subscribing is None:
@@ -363,7 +380,8 @@ class TriggerReconciler:
             raise
         self.store.put(TRIGGER, updated)
         previous = find_condition(old.get("conditions"), "Ready") or {}
-        if ready.status != "True" and previous.get("reason") != ready.reason:
+        # Unknown is no fault (an accepted queue or kafka source): only False warns.
+        if ready.status == "False" and previous.get("reason") != ready.reason:
             await self.cluster.record_event(
                 body, type="Warning", reason=ready.reason, message=ready.message
             )

@@ -56,7 +56,7 @@ def problems(path: Path) -> list[ManifestProblem]:
 
 def test_the_valid_examples_load() -> None:
     loaded = load_manifests(HERE / "valid.yaml")
-    assert [type(obj).__name__ for obj in loaded] == ["Function"] * 5 + ["Trigger"] * 5
+    assert [type(obj).__name__ for obj in loaded] == ["Function"] * 5 + ["Trigger"] * 9
 
 
 def test_folder_files_in_name_order_other_groups_and_empty_documents_skipped(

@@ -21,10 +21,11 @@ from kubelambda.api.schema import (
     FILE_NAME,
     FILE_NAME_MAX_LENGTH,
     FUNCTION_FIELDS,
+    QUEUE_BATCH_WITHOUT_WINDOW,
     TRIGGER_FIELDS,
     Field,
 )
-from kubelambda.api.trigger import RESERVED_PATH_PREFIXES
+from kubelambda.api.trigger import RESERVED_PATH_PREFIXES, SOURCE_KINDS
 
 CRDS = Path(__file__).parents[3] / "crds"
 KEYWORDS = {
@@ -132,6 +133,15 @@ def test_constants_inside_cel_rules_match_the_models() -> None:
     http = root_schema(load("triggers"))["properties"]["spec"]["properties"]["http"]
     path_rule = http["properties"]["path"]["x-kubernetes-validations"][0]["rule"]
     assert re.findall(r"startsWith\('([^']+)'\)", path_rule) == list(RESERVED_PATH_PREFIXES)
+
+
+def test_trigger_source_rules_match_the_models() -> None:
+    spec = root_schema(load("triggers"))["properties"]["spec"]
+    one_source = spec["x-kubernetes-validations"][0]["rule"]
+    assert tuple(re.findall(r"has\(self\.(\w+)\) \? 1", one_source)) == SOURCE_KINDS
+    assert set(SOURCE_KINDS) <= set(spec["properties"])
+    queue_rules = [r["rule"] for r in spec["properties"]["queue"]["x-kubernetes-validations"]]
+    assert f"self.batchSize <= {QUEUE_BATCH_WITHOUT_WINDOW} ||" in queue_rules[0]
 
 
 @pytest.mark.parametrize(

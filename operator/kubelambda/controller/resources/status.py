@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubelambda.api import HttpSource, ScheduleSource, Trigger
+from kubelambda.api.streams import KafkaSource, QueueSource
 from kubelambda.controller.resources.conditions import Condition, find_condition, merge_conditions
 
 __all__ = [
@@ -167,7 +168,8 @@ def function_status(
 
 
 def trigger_source_summary(trigger: Trigger) -> str:
-    """One line for `kubectl get trig`: "http GET,POST /hello" or "bucket photos/in/*.jpg"."""
+    """One line for `kubectl get trig`: "http GET,POST /hello", "bucket photos/in/*.jpg",
+    "queue ORDERS orders.created" or "kafka orders,refunds"."""
     source = trigger.source
     if isinstance(source, HttpSource):
         host = source.host or ""
@@ -175,6 +177,10 @@ def trigger_source_summary(trigger: Trigger) -> str:
     if isinstance(source, ScheduleSource):
         zone = "" if source.timezone == "UTC" else f" {source.timezone}"
         return f"schedule {source.expression}{zone}"
+    if isinstance(source, QueueSource):
+        return f"queue {source.stream}" + (f" {source.subject}" if source.subject else "")
+    if isinstance(source, KafkaSource):
+        return f"kafka {','.join(source.topics)}"
     pattern = f"{source.prefix}*{source.suffix}" if source.prefix or source.suffix else ""
     return f"bucket {source.bucket}" + (f"/{pattern}" if pattern else "")
 
