@@ -7,11 +7,11 @@ the result. Defaults and bounds mirror crds/triggers.kubelambda.dev.yaml.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias, cast
 
+from kubelambda.api.filters import MAXIMUM_PATTERN_LENGTH, FilterError, parse_filter
 from kubelambda.api.reader import Node, Reader, matches
 from kubelambda.api.schema import FILTER_PATTERN, QUEUE_BATCH_WITHOUT_WINDOW
 
@@ -174,24 +174,17 @@ def _read_batching(reader: Reader, node: Node, *, default_window: float) -> Batc
 
 
 def _read_pattern(reader: Reader, node: Node) -> str:
-    """A filter pattern: a JSON object as a string. The CRD can only check its braces, so a
-    pattern that is not JSON is refused here, when the controller reads the Trigger; what
-    Lambda allows inside the object is checked where patterns are matched (filters.py)."""
+    """A filter pattern: a JSON object as a string, in Lambda's filter syntax. The CRD can
+    only check its braces, so the rest is checked here, when the controller reads the
+    Trigger (filters.py says what is wrong)."""
     text = reader.text(node)
-    if not matches(FILTER_PATTERN, text):
+    if not matches(FILTER_PATTERN, text) or len(text) > MAXIMUM_PATTERN_LENGTH:
         return text  # reported by the reader (or missing)
     try:
-        # Valid JSON between braces is an object.
-        json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:
-        reader.report(
-            node.path, f"must be a JSON object (a filter pattern), but is not JSON: {exc}"
-        )
+        parse_filter(text)
+    except FilterError as exc:
+        reader.report(node.path, f"is not a filter pattern Lambda accepts: {exc}")
     return text
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _texts(reader: Reader, node: Node) -> tuple[str, ...]:

@@ -295,14 +295,16 @@ KAFKA: dict[str, Any] = {
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        ('{"body": {"kind": ["order"}}', "but is not JSON"),
-        ("{body: order}", "but is not JSON"),
-        ('{"body": {"amount": [{"numeric": [">", NaN]}]}}', "but is not JSON"),
+        ('{"body": {"kind": ["order"}}', "the pattern is not JSON"),
+        ("{body: order}", "the pattern is not JSON"),
+        ('{"body": {"amount": [{"numeric": [">", NaN]}]}}', "NaN"),
+        ('{"body": {"amount": [{"numeric": [">"]}]}}', '"numeric" needs an operator and a number'),
+        ('{"body": {"kind": "order"}}', "body.kind: must be a list of values or matchers"),
     ],
-    ids=["mismatched-brackets", "unquoted-names", "nan"],
+    ids=["mismatched-brackets", "unquoted-names", "nan", "numeric-alone", "bare-value"],
 )
 @pytest.mark.parametrize("kind", ["queue", "kafka"])
-def test_a_filter_pattern_that_is_not_json_is_refused_by_the_models(
+def test_a_filter_pattern_lambda_refuses_is_refused_by_the_models(
     kind: str, pattern: str, message: str
 ) -> None:
     """The CRD checks only a pattern's braces (CEL cannot parse JSON): the models, which the
@@ -313,7 +315,8 @@ def test_a_filter_pattern_that_is_not_json_is_refused_by_the_models(
         parse_trigger(stream_trigger(**{kind: source}))
     [problem] = caught.value.problems
     assert problem.path == f"spec.{kind}.filterCriteria.filters[1].pattern"
-    assert problem.message.startswith("must be a JSON object") and message in problem.message
+    assert problem.message.startswith("is not a filter pattern Lambda accepts: ")
+    assert message in problem.message
 
 
 def test_a_filter_pattern_longer_than_lambdas_4096_characters_is_refused() -> None:

@@ -100,7 +100,7 @@ def test_an_invalid_pulled_source_says_why(
     [ready] = stored["status"]["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert ready["message"].startswith(
-        "spec.queue.filterCriteria.filters[0].pattern: must be a JSON object"
+        "spec.queue.filterCriteria.filters[0].pattern: is not a filter pattern Lambda accepts"
     )
 
 
