@@ -21,6 +21,7 @@ from pathlib import Path
 from harness import gomodules
 from harness.builds import BuildRecord, Measure, PartUnavailable, record, run_step
 from harness.cache import binary_path, exclusive, subdir
+from harness.kafka import KAFKA_VERSION, ensure_kafka
 
 # The newest 1.34 patch the module proxy serves (v1.34.13+ are refused): 1.34 is the last
 # minor whose kubelet runs on this machine's cgroup v1 without `failCgroupV1: false`.
@@ -302,4 +303,5 @@ ALL_PARTS: dict[str, tuple[str, Callable[[], Path]]] = {
     "kube-proxy": (KUBERNETES_VERSION, ensure_kube_proxy),
     "minio": (MINIO_VERSION, ensure_minio),
     "nats-server": (NATS_SERVER_VERSION, ensure_nats_server),
+    "kafka": (KAFKA_VERSION, ensure_kafka),
 }
