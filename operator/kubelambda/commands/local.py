@@ -39,6 +39,7 @@ from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
 from kubelambda.clock import ScaledClock, SystemClock
 from kubelambda.commands.serving import (
     add_gateway_flags,
+    attach_sources,
     broker_settings,
     create_gateway,
     gateway_settings,
@@ -158,8 +159,9 @@ def describe(
                     lines.append(f"  {'':<{width}}  queue:  stream {source.stream}{subject}")
                 elif isinstance(source, KafkaSource):
                     topics = ",".join(source.topics)
-                    server = source.bootstrap_servers[0]
-                    lines.append(f"  {'':<{width}}  kafka:  {topics} on {server}")
+                    lines.append(
+                        f"  {'':<{width}}  kafka:  {topics} on {source.bootstrap_servers[0]}"
+                    )
                 else:
                     lines.append(
                         f"  {'':<{width}}  bucket: {source.bucket} "
@@ -244,6 +246,10 @@ async def _serve(
             account_id=settings.account_id,
             fired=announce,
         )
+    )
+    # Queue Triggers: pollers in this process, as a cluster's dispatcher runs them.
+    attach_sources(
+        gateway, functions=functions, triggers=triggers, broker=broker, clock=SystemClock()
     )
     specs = {FunctionKey(f.namespace, f.name): ScalingSpec.of(f) for f in functions}
 

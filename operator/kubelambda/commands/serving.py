@@ -8,15 +8,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubelambda.api.function import Function
+from kubelambda.api.identity import FunctionKey
+from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock, SystemClock
 from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall
+from kubelambda.dispatcher.sources import EventSources
 from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.jwks import JwksCache
 from kubelambda.gateway.platform import Platform
@@ -261,6 +265,34 @@ def _attach_delivery(
             publish=publish,
         )
     )
+
+
+def attach_sources(
+    gateway: Gateway,
+    *,
+    functions: Sequence[Function],
+    triggers: Sequence[Trigger],
+    broker: BrokerSettings | None,
+    clock: Clock,
+) -> EventSources:
+    """Pollers of the queue Triggers in the gateway's process (local mode), invoking through
+    its own invoker; failed records go to the gateway's delivery store."""
+    settings = gateway.settings
+    sources = EventSources(
+        call=InProcessCall(
+            invoker=gateway.invoker, routes=gateway.current_routes, clock=clock, settings=settings
+        ),
+        admit=gateway.delivery_store.admit,
+        clock=clock,
+        broker=broker,
+        region=settings.region,
+        account_id=settings.account_id,
+        default_namespace=settings.default_namespace,
+        hold_timeout_seconds=settings.hold_timeout_seconds,
+    )
+    sources.update({FunctionKey(f.namespace, f.name): f for f in functions}, triggers)
+    gateway.attach(sources)
+    return sources
 
 
 def _attach_dispatcher(gateway: Gateway, broker: BrokerSettings, *, clock: Clock) -> None:
