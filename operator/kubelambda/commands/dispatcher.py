@@ -14,11 +14,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 import nats.errors
 from prometheus_client import Gauge, start_http_server
 
+from kubelambda.api import Function, Trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock, SystemClock
 from kubelambda.commands.serving import (
@@ -27,10 +29,18 @@ from kubelambda.commands.serving import (
     broker_settings,
 )
 from kubelambda.delivery.jetstream import Backlog, BrokerSettings, JetStreamStore
+from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.dispatcher.delivery import AsyncDelivery
 from kubelambda.dispatcher.gateway_call import GatewayCall
+from kubelambda.dispatcher.sources import EventSources
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.upstream import UpstreamPool
+from kubelambda.platforms.kubernetes.aio import AsyncKube
+from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.informer import Informer
+from kubelambda.platforms.kubernetes.kinds import SECRET
+from kubelambda.platforms.kubernetes.secrets import secret_text
+from kubelambda.platforms.kubernetes.specs import SpecWatch
 
 __all__ = ["BacklogMetrics", "build_parser", "dispatcher_settings", "run"]
 
@@ -106,6 +116,24 @@ def build_parser(prog: str = "kubelambda dispatcher") -> argparse.ArgumentParser
     parser.add_argument(
         "--region", default=defaults.region, help="the region requests are signed for"
     )
+    parser.add_argument(
+        "--event-sources",
+        action="store_true",
+        help="also poll the queue and kafka Triggers (watches Functions and Triggers, reads the "
+        "Secrets their sources name; needs a Kubernetes API: in-cluster, $KUBECONFIG or "
+        "--kubeconfig)",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="default: in-cluster, $KUBECONFIG")
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="with --event-sources: poll Triggers of this namespace (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--default-namespace", default="default", help="for the ARNs of bare Function names"
+    )
     parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics (0: off)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser
@@ -132,15 +160,16 @@ async def serve(args: argparse.Namespace) -> None:
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     pool = UpstreamPool()
     store = JetStreamStore(broker, clock=clock, consume=True)
+    call = GatewayCall(
+        url=args.gateway_url,
+        pool=pool,
+        timeout_seconds=args.hold_timeout + MAX_FUNCTION_TIMEOUT_SECONDS,
+        credentials=(key, secret) if key and secret else None,
+        region=args.region,
+    )
     delivery = AsyncDelivery(
         store=store,
-        call=GatewayCall(
-            url=args.gateway_url,
-            pool=pool,
-            timeout_seconds=args.hold_timeout + MAX_FUNCTION_TIMEOUT_SECONDS,
-            credentials=(key, secret) if key and secret else None,
-            region=args.region,
-        ),
+        call=call,
         pool=pool,
         clock=clock,
         settings=settings,
@@ -153,6 +182,11 @@ async def serve(args: argparse.Namespace) -> None:
     store.start()
     delivery.start()
     logger.info("delivering asynchronous events from %s through %s", broker.url, args.gateway_url)
+    watching = (
+        await _event_sources(args, broker=broker, settings=settings, call=call, admit=store.admit)
+        if args.event_sources
+        else None
+    )
     metrics = BacklogMetrics(clock)
     try:
         while not stop.is_set():
@@ -167,9 +201,67 @@ async def serve(args: argparse.Namespace) -> None:
                 continue
     finally:
         # Jobs being delivered stay unacknowledged: another dispatcher takes them later.
+        if watching is not None:
+            await watching.aclose()
         await delivery.aclose()
         await store.aclose()
         await pool.aclose()
+
+
+class _Watching:
+    """The pollers of queue and kafka Triggers, fed by a watch of Functions and Triggers."""
+
+    def __init__(self, sources: EventSources, watch: SpecWatch, kube: AsyncKube) -> None:
+        self.sources, self.watch, self.kube = sources, watch, kube
+        self.informers: list[Informer] = []
+
+    async def aclose(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+        await self.sources.aclose()
+        self.kube.close()
+
+
+async def _event_sources(
+    args: argparse.Namespace,
+    *,
+    broker: BrokerSettings,
+    settings: GatewaySettings,
+    call: GatewayCall,
+    admit: Callable[[Sequence[DeliveryJob]], Awaitable[bool]],
+) -> _Watching:
+    client = KubeClient.from_config(args.kubeconfig)
+    kube = AsyncKube(client, workers=2, component="kubelambda-dispatcher", field_manager="")
+
+    async def secret(namespace: str, name: str) -> Mapping[str, str] | None:
+        found = await kube.get(SECRET, namespace=namespace, name=name)
+        return None if found is None else secret_text(found)
+
+    sources = EventSources(
+        call=call,
+        admit=admit,
+        clock=SystemClock(),
+        broker=broker,
+        region=args.region,
+        account_id=os.environ.get("KUBELAMBDA_ACCOUNT_ID") or "000000000000",
+        default_namespace=args.default_namespace,
+        hold_timeout_seconds=settings.hold_timeout_seconds,
+        secrets=secret,
+    )
+
+    def on_specs(functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
+        sources.update({FunctionKey(f.namespace, f.name): f for f in functions}, triggers)
+
+    watch = SpecWatch(on_specs=on_specs)
+    watching = _Watching(sources, watch, kube)
+    watching.informers = watch.informers(client, args.namespace, asyncio.get_running_loop())
+    for informer in watching.informers:
+        informer.start()
+    async with asyncio.timeout(120):
+        await asyncio.gather(*(informer.synced.wait() for informer in watching.informers))
+    sources.start()
+    logger.info("polling the queue and kafka Triggers")
+    return watching
 
 
 def run(argv: Sequence[str] | None = None) -> int:

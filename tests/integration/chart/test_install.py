@@ -130,9 +130,13 @@ RBAC = [
     (GATEWAY, "list", "pods", "team-a", False),
     (GATEWAY, "create", "events", "team-a", False),
     (GATEWAY, "get", "configmaps", "team-a", False),
-    # The dispatchers talk to the broker and the gateway only; no token is even mounted.
-    (DISPATCHER, "get", "secrets", NAMESPACE, False),
-    (DISPATCHER, "list", "functions.kubelambda.dev", "team-a", False),
+    # The dispatchers read the specs of the queue and kafka Triggers they poll, and the Secrets
+    # those name, by name; they write nothing.
+    (DISPATCHER, "watch", "triggers.kubelambda.dev", "team-a", True),
+    (DISPATCHER, "list", "functions.kubelambda.dev", "team-a", True),
+    (DISPATCHER, "get", "secrets", "team-a", True),
+    (DISPATCHER, "list", "secrets", "team-a", False),
+    (DISPATCHER, "patch", "triggers.kubelambda.dev/status", "team-a", False),
     (DISPATCHER, "list", "pods", NAMESPACE, False),
     (DISPATCHER, "create", "events", NAMESPACE, False),
 ]

@@ -145,7 +145,9 @@ def test_the_gateway_the_dispatchers_and_the_operator_share_the_broker_and_the_s
 
 
 def test_the_dispatchers_invoke_with_a_key_of_their_own_and_no_api_rights() -> None:
-    docs = render("dispatcher.replicas=3", "dispatcher.metricsPort=9191")
+    docs = render(
+        "dispatcher.replicas=3", "dispatcher.metricsPort=9191", "dispatcher.eventSources=false"
+    )
     deployment = find(docs, "Deployment", "kubelambda-dispatcher")
     assert deployment["spec"]["replicas"] == 3
     pod = deployment["spec"]["template"]
@@ -176,6 +178,38 @@ def test_the_dispatchers_invoke_with_a_key_of_their_own_and_no_api_rights() -> N
     assert len(data["AWS_SECRET_ACCESS_KEY"]) == 40
     narrow = find(render("functionNamespaces={team-a,team-b}"), "Secret", "kubelambda-dispatcher")
     assert base64.b64decode(narrow["data"]["functions"]) == b"team-a/*\nteam-b/*"
+
+
+def test_dispatchers_polling_event_sources_read_specs_and_named_secrets_only() -> None:
+    docs = render("functionNamespaces={team-a,team-b}")
+    pod = find(docs, "Deployment", "kubelambda-dispatcher")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    args = container(docs, "Deployment", "kubelambda-dispatcher")["args"]
+    assert "--event-sources" in args
+    assert [a for a in args if a.startswith("--namespace=")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+    rules = find(docs, "ClusterRole", "kubelambda-dispatcher")["rules"]
+    assert rules == [
+        {
+            "apiGroups": ["kubelambda.dev"],
+            "resources": ["functions", "triggers"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    ]
+    # Bound in the functions' namespaces only, never cluster-wide.
+    bindings = [
+        d
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and d["roleRef"]["name"] == "kubelambda-dispatcher"
+    ]
+    assert sorted((d["kind"], d["metadata"]["namespace"]) for d in bindings) == [
+        ("RoleBinding", "team-a"),
+        ("RoleBinding", "team-b"),
+    ]
 
 
 def test_a_clustered_broker_routes_its_servers_through_a_headless_service() -> None:

@@ -9,14 +9,13 @@ effect. `resolve` is the routing table's SecretResolver.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from kubelambda.api import HttpSource, Trigger
 from kubelambda.platforms.kubernetes.errors import ApiError
+from kubelambda.platforms.kubernetes.secrets import secret_text
 
 __all__ = ["ApiKeySecrets", "named_secrets"]
 
@@ -35,16 +34,6 @@ def named_secrets(triggers: Iterable[Trigger]) -> set[Where]:
         if isinstance(source, HttpSource) and source.auth.secret_ref is not None:
             found.add((trigger.namespace, source.auth.secret_ref.name))
     return found
-
-
-def _decoded(secret: Mapping[str, Any]) -> dict[str, str]:
-    values = {}
-    for key, value in (secret.get("data") or {}).items():
-        try:
-            values[str(key)] = base64.b64decode(str(value), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            continue  # not text: no key can be compared with it
-    return values
 
 
 class ApiKeySecrets:
@@ -96,4 +85,4 @@ class ApiKeySecrets:
                 name,
             )
             return True, None
-        return True, _decoded(secret)
+        return True, secret_text(secret)

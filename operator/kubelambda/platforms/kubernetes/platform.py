@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from kubelambda.api import Function, SpecError, Trigger, parse_function, parse_trigger
+from kubelambda.api import Function, Trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import FUNCTION_LABEL
 from kubelambda.gateway.platform import Instance, InstancesListener, Listeners
@@ -28,7 +28,8 @@ from kubelambda.platforms.kubernetes.endpoints import (
     slice_function,
 )
 from kubelambda.platforms.kubernetes.informer import Informer
-from kubelambda.platforms.kubernetes.kinds import ENDPOINT_SLICE, FUNCTION, TRIGGER
+from kubelambda.platforms.kubernetes.kinds import ENDPOINT_SLICE
+from kubelambda.platforms.kubernetes.specs import SpecWatch
 
 __all__ = ["KubernetesPlatform"]
 
@@ -57,7 +58,6 @@ class KubernetesPlatform:
     ) -> None:
         self.client = client
         self.waker = waker
-        self.on_specs = on_specs
         self.namespaces = tuple(namespaces)  # empty: every namespace
         self.probe = probe
         # Whose EndpointSlices are trusted (endpoints.slice_function).
@@ -69,8 +69,10 @@ class KubernetesPlatform:
         self._probing: dict[Endpoint, asyncio.Task[None]] = {}
         self._answered: set[Endpoint] = set()  # starting, but their runtime already answers
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
-        self._functions: dict[FunctionKey, Function] = {}
-        self._triggers: dict[FunctionKey, Trigger] = {}
+        self._specs = SpecWatch(on_specs=on_specs, on_function=self._refresh)
+        # Events of the specs' informers, here too (tests send them by hand).
+        self.function_event = self._specs.function_event
+        self.trigger_event = self._specs.trigger_event
         self._listeners = Listeners()
         self._informers: list[Informer] = []
 
@@ -88,10 +90,10 @@ class KubernetesPlatform:
     # --- specs -----------------------------------------------------------------------------
 
     def functions(self) -> list[Function]:
-        return list(self._functions.values())
+        return self._specs.functions()
 
     def triggers(self) -> list[Trigger]:
-        return list(self._triggers.values())
+        return self._specs.triggers()
 
     # --- running ---------------------------------------------------------------------------
 
@@ -99,23 +101,20 @@ class KubernetesPlatform:
         """Start watching; returns once each kind was listed once (callers bound the wait:
         ``async with asyncio.timeout(...)``)."""
         loop = asyncio.get_running_loop()
-        follow = [
-            (ENDPOINT_SLICE, self.slice_event, FUNCTION_LABEL),
-            (FUNCTION, self.function_event, None),
-            (TRIGGER, self.trigger_event, None),
+        self._informers += [
+            Informer(
+                self.client,
+                ENDPOINT_SLICE,
+                on_event=self.slice_event,
+                loop=loop,
+                label_selector=FUNCTION_LABEL,
+                namespace=namespace,
+            )
+            for namespace in self.namespaces or (None,)
         ]
-        for kind, handler, selector in follow:
-            for namespace in self.namespaces or (None,):
-                informer = Informer(
-                    self.client,
-                    kind,
-                    on_event=handler,
-                    loop=loop,
-                    label_selector=selector,
-                    namespace=namespace,
-                )
-                self._informers.append(informer)
-                informer.start()
+        self._informers += self._specs.informers(self.client, self.namespaces, loop)
+        for informer in self._informers:
+            informer.start()
         await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
 
     def stop(self) -> None:
@@ -176,37 +175,8 @@ class KubernetesPlatform:
             if self._probing.get(endpoint) is asyncio.current_task():
                 del self._probing[endpoint]
 
-    def function_event(self, event_type: str, body: JSON) -> None:
-        name = _key(body)
-        if event_type == "DELETED":
-            self._functions.pop(name, None)
-        else:
-            try:
-                self._functions[name] = parse_function(body)
-            except SpecError as exc:
-                logger.warning("Function %s/%s is invalid, not served: %s", *name, exc)
-                self._functions.pop(name, None)
-        self._refresh(name)  # its concurrency sets each instance's capacity
-        self._specs_changed()
-
-    def trigger_event(self, event_type: str, body: JSON) -> None:
-        name = _key(body)
-        if event_type == "DELETED":
-            self._triggers.pop(name, None)
-        else:
-            try:
-                self._triggers[name] = parse_trigger(body)
-            except SpecError as exc:
-                logger.warning("Trigger %s/%s is invalid, not routed: %s", *name, exc)
-                self._triggers.pop(name, None)
-        self._specs_changed()
-
-    def _specs_changed(self) -> None:
-        if self.on_specs is not None:
-            self.on_specs(self.functions(), self.triggers())
-
     def _refresh(self, function: FunctionKey) -> None:
-        function_spec = self._functions.get(function)
+        function_spec = self._specs.function(function)
         concurrency = function_spec.concurrency if function_spec is not None else 1
         endpoints = sorted(
             {
@@ -226,8 +196,3 @@ class KubernetesPlatform:
         else:
             self._instances.pop(function, None)
         self._listeners.notify(function, instances)
-
-
-def _key(body: JSON) -> FunctionKey:
-    meta = body["metadata"]
-    return FunctionKey(str(meta.get("namespace") or ""), str(meta["name"]))

@@ -1,0 +1,90 @@
+"""The valid Functions and Triggers of the cluster (or of some namespaces), kept current by
+informers: what the gateway routes and the dispatcher's pollers consume. An invalid object is
+left out with a log line; the controller reports it on the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from kubelambda.api import Function, SpecError, Trigger, parse_function, parse_trigger
+from kubelambda.api.identity import FunctionKey
+from kubelambda.platforms.kubernetes.client import JSON, KubeClient
+from kubelambda.platforms.kubernetes.informer import Informer
+from kubelambda.platforms.kubernetes.kinds import FUNCTION, TRIGGER
+
+__all__ = ["SpecWatch", "object_key"]
+
+logger = logging.getLogger(__name__)
+
+
+class SpecWatch:
+    """``on_specs`` is called on the loop with all valid Functions and Triggers whenever one
+    changes; ``on_function`` with the key of a Function that changed (or went)."""
+
+    def __init__(
+        self,
+        *,
+        on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
+        on_function: Callable[[FunctionKey], None] | None = None,
+    ) -> None:
+        self.on_specs = on_specs
+        self.on_function = on_function
+        self._functions: dict[FunctionKey, Function] = {}
+        self._triggers: dict[tuple[str, str], Trigger] = {}
+
+    def functions(self) -> list[Function]:
+        return list(self._functions.values())
+
+    def triggers(self) -> list[Trigger]:
+        return list(self._triggers.values())
+
+    def function(self, key: FunctionKey) -> Function | None:
+        return self._functions.get(key)
+
+    def informers(
+        self, client: KubeClient, namespaces: Sequence[str], loop: asyncio.AbstractEventLoop
+    ) -> list[Informer]:
+        """Informers of both kinds (not started), in each of `namespaces` (none: all)."""
+        return [
+            Informer(client, kind, on_event=handler, loop=loop, namespace=namespace)
+            for kind, handler in ((FUNCTION, self.function_event), (TRIGGER, self.trigger_event))
+            for namespace in namespaces or (None,)
+        ]
+
+    def function_event(self, event_type: str, body: JSON) -> None:
+        key = FunctionKey(*object_key(body))
+        if event_type == "DELETED":
+            self._functions.pop(key, None)
+        else:
+            try:
+                self._functions[key] = parse_function(body)
+            except SpecError as exc:
+                logger.warning("Function %s/%s is invalid, left out: %s", *key, exc)
+                self._functions.pop(key, None)
+        if self.on_function is not None:
+            self.on_function(key)
+        self._changed()
+
+    def trigger_event(self, event_type: str, body: JSON) -> None:
+        key = object_key(body)
+        if event_type == "DELETED":
+            self._triggers.pop(key, None)
+        else:
+            try:
+                self._triggers[key] = parse_trigger(body)
+            except SpecError as exc:
+                logger.warning("Trigger %s/%s is invalid, left out: %s", *key, exc)
+                self._triggers.pop(key, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_specs is not None:
+            self.on_specs(self.functions(), self.triggers())
+
+
+def object_key(body: JSON) -> tuple[str, str]:
+    meta = body["metadata"]
+    return str(meta.get("namespace") or ""), str(meta["name"])
