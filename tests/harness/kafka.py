@@ -232,6 +232,7 @@ class KafkaBroker:
         sasl_port: int | None = None,
         ready_timeout: float = READY_TIMEOUT,
         broker_jvm_flags: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         for text in (*(sasl_users or {}).keys(), *(sasl_users or {}).values()):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):  # they go into a JAAS string as-is
@@ -247,19 +248,22 @@ class KafkaBroker:
         self.sasl_port = sasl_port
         self.ready_timeout = ready_timeout
         self.broker_jvm_flags = broker_jvm_flags
+        # Where clients connect (and what the broker advertises): loopback, or the e2e node's
+        # address, which pods reach too. The controller listener stays on loopback.
+        self.host = host
         self.cluster_id: str | None = None  # read from the store, or made when formatting it
         self.start_seconds: float | None = None  # how long the last start took, formatting too
         self.process: Server | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def sasl_bootstrap(self) -> str:
         if not self.sasl_users:
             raise RuntimeError("this broker has no SASL listener: start it with sasl_users")
-        return f"127.0.0.1:{self.sasl_port}"
+        return f"{self.host}:{self.sasl_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -277,7 +281,7 @@ class KafkaBroker:
         listeners = {"PLAINTEXT": self.port}
         if self.sasl_users and self.sasl_port is not None:
             listeners["SASL_PLAINTEXT"] = self.sasl_port
-        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
+        advertised = ",".join(f"{name}://{self.host}:{port}" for name, port in listeners.items())
         lines = [
             "process.roles=broker,controller",
             f"node.id={NODE_ID}",
@@ -412,7 +416,7 @@ class KafkaBroker:
     def _ready(self) -> bool:
         # A bare connect first: until the broker is unfenced its listener refuses, and a refused
         # aiokafka client logs an error each time.
-        socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+        socket.create_connection((self.host, self.port), timeout=1.0).close()
         return _run_async(self._serves_us)
 
     async def _serves_us(self) -> bool:
@@ -486,6 +490,7 @@ def kafka_broker(
     log_dir: Path | None = None,
     sasl_users: Mapping[str, str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    host: str = "127.0.0.1",
 ) -> Iterator[KafkaBroker]:
     """Start a broker on free loopback ports; yield it once it is ready; stop it however the body
     ends. Without `store_dir` the store is a temp folder removed at the end; a given one is left
@@ -505,6 +510,7 @@ def kafka_broker(
             sasl_users=sasl_users,
             sasl_port=free_port() if sasl_users else None,
             ready_timeout=ready_timeout,
+            host=host,
         )
         cleanup.callback(broker.stop)  # runs before the store's removal: callbacks unwind LIFO
         broker.start()
