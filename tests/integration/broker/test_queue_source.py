@@ -164,15 +164,13 @@ class Setup:
     def letters_received(self) -> list[dict[str, Any]]:
         return [json.loads(path.read_text()) for path in self.letters.iterdir()]
 
-    def pending(self) -> tuple[int, int]:
+    def pending(self, consumer: str = "kubelambda_default_orders-queue") -> tuple[int, int]:
         """The consumer's messages not yet delivered, and delivered but not acknowledged."""
 
         async def ask() -> tuple[int, int]:
             client = await nats.connect(self.broker.url)
             try:
-                info = await client.jetstream().consumer_info(
-                    self.stream, "kubelambda_default_orders-queue"
-                )
+                info = await client.jetstream().consumer_info(self.stream, consumer)
                 return info.num_pending or 0, info.num_ack_pending or 0
             finally:
                 await client.close()
@@ -281,3 +279,57 @@ def test_a_poller_killed_mid_batch_loses_nothing(tmp_path: Path, nats_server: Na
     finally:
         for local in setup.started:
             local.stop()
+
+
+SCALING = """
+apiVersion: kubelambda.dev/v1alpha1
+kind: Function
+metadata: {{name: slow}}
+spec:
+  runtime: python3.12
+  handler: app.handler
+  concurrency: 1
+  timeoutSeconds: 10
+  scaling: {{minReplicas: 0, maxReplicas: 3, scaleToZeroAfterSeconds: 3}}
+  code:
+    inline:
+      files:
+        app.py: |
+          import time
+          def handler(event, context):
+              time.sleep(0.3 * len(event["Records"]))
+---
+apiVersion: kubelambda.dev/v1alpha1
+kind: Trigger
+metadata: {{name: slow-queue}}
+spec:
+  function: slow
+  queue: {{stream: {stream}, batchSize: 1}}
+"""
+
+
+def test_a_backlog_scales_the_function_up_to_its_maximum_and_an_empty_queue_to_zero(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    setup = Setup(tmp_path, nats_server)
+    setup.manifest.write_text(SCALING.format(stream=setup.stream))
+    setup.create_stream()
+    local = setup.local()
+    try:
+        setup.publish(orders(60))
+
+        # One batch per instance slot at a time (maximumConcurrency defaults to maxReplicas x
+        # concurrency): the backlog keeps 3 in flight, so the autoscaler goes to 3, no further.
+        def scaled_to(replicas: int) -> bool:
+            return any(
+                "slow: " in line and f"-> {replicas} instances" in line for line in local.lines
+            )
+
+        wait_for(lambda: scaled_to(3), timeout=60, what="the function scaled to its maxReplicas, 3")
+        wait_for(
+            lambda: scaled_to(0), timeout=90, what="the function back at zero, the queue empty"
+        )
+        assert not any(scaled_to(n) for n in (4, 5, 6))
+        assert setup.pending(consumer="kubelambda_default_slow-queue") == (0, 0)
+    finally:
+        local.stop()
