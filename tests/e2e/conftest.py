@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from e2e.async_events.traffic import Recorder, recorder
 from harness.cluster import Cluster, cluster
+from harness.relay import Relay, relay
 from harness.release import Release, ReleaseFailed, release
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -84,3 +86,11 @@ def installed(e2e_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
     except ReleaseFailed as exc:
         pytest.fail(f"{exc}\n(this scenario runs as soon as the product parts it names work)")
     return installed  # uninstalled when `_resources` closes, before the cluster stops
+
+
+@pytest.fixture
+def reports(e2e_cluster: Cluster) -> Iterator[tuple[Recorder, Relay]]:
+    """A recorder on loopback that scenarios' functions report to (POST {"id": ...}), and the
+    relay on the node's address pods reach it through."""
+    with recorder() as made, relay(e2e_cluster.node_ip, ("127.0.0.1", made.port)) as to_recorder:
+        yield made, to_recorder
