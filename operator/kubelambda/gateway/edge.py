@@ -30,12 +30,16 @@ from kubelambda.gateway.exceptions import (
 from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from kubelambda.gateway.sources.invoke_api import INVOKE_PREFIX
+from kubelambda.gateway.sources.management import LAMBDA_API_PREFIX
 
 __all__ = ["RESERVED_PREFIX", "AdminApp", "PublicApp", "error_response"]
 
 log = logging.getLogger(__name__)
 
 RESERVED_PREFIX = "/_kubelambda/"
+# Of the Lambda API's paths, FUNCTION/invocations go to the Invoke API; the rest to the
+# management API (a Function may be named "invocations").
+_INVOCATIONS = "/invocations"
 _JSON = (b"content-type", b"application/json")
 # Not a real HTTP status: the client went away before we could answer (as nginx logs it).
 _CLIENT_GONE = 499
@@ -88,13 +92,15 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 class PublicApp:
-    """Dispatches by path: the Invoke API, reserved `/_kubelambda/` endpoints, trigger routes."""
+    """Dispatches by path: the Lambda API (Invoke, and the management API's other calls),
+    reserved `/_kubelambda/` endpoints, trigger routes."""
 
     def __init__(
         self,
         *,
         triggers: Handler,
         invoke_api: Handler,
+        management_api: Handler,
         reserved: Mapping[str, Handler],
         metrics: GatewayMetrics,
         clock: Clock,
@@ -105,6 +111,7 @@ class PublicApp:
     ) -> None:
         self._triggers = triggers
         self._invoke_api = invoke_api
+        self._management_api = management_api
         # Endpoints under /_kubelambda/ by exact path; S3 notifications
         # (/_kubelambda/events/s3) are registered here by create_gateway.
         self._reserved = dict(reserved)
@@ -134,8 +141,10 @@ class PublicApp:
                     f"the request body did not arrive within {self._body_timeout:g} s"
                 ) from None
             path = request.path
-            if path.startswith(INVOKE_PREFIX):
+            if path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(_INVOCATIONS):
                 response = await self._invoke_api(request)
+            elif path.startswith(LAMBDA_API_PREFIX):
+                response = await self._management_api(request)
             elif path.startswith(RESERVED_PREFIX):
                 handler = self._reserved.get(path)
                 if handler is None:

@@ -1,5 +1,6 @@
 """The routing table: which Function serves an HTTP Trigger route, a bucket notification or an
-Invoke API FunctionName.
+Invoke API FunctionName; it also carries each Function's spec and the queue and kafka Triggers,
+which the Lambda management API's read calls answer from (sources/management.py).
 
 `routing_table` builds it from the spec models (local mode from the manifests it loaded,
 the Kubernetes platform from the objects it watches); tests build it from
@@ -19,6 +20,7 @@ from kubelambda.api.delivery import Destination
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.routes import route_conflicts
 from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE
+from kubelambda.api.streams import KafkaSource, QueueSource
 from kubelambda.delivery.jobs import DeliveryPolicy, Target
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
@@ -59,6 +61,9 @@ class FunctionEntry:
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     # The Invoke API takes unsigned callers for this function (spec.invoke.anonymous).
     anonymous_invoke: bool = False
+    # The Function as parsed, for the management API's answers; None in tables built by hand.
+    # Left out of equality and hashing: a spec holds mappings (inline files), which do not hash.
+    spec: Function | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +159,11 @@ class RoutingTable:
         buckets: Iterable[BucketRoute] = (),
         default_namespace: str = "default",
         refused: Iterable[tuple[str, str]] = (),
+        event_sources: Iterable[Trigger] = (),
     ) -> None:
         self.default_namespace = default_namespace
+        # The queue and kafka Triggers (Lambda's event source mappings), as parsed.
+        self.event_sources = tuple(event_sources)
         # HTTP Triggers left out (namespace/name, why): their path belongs to another claim.
         self.refused = tuple(refused)
         self._functions = {entry.key: entry for entry in functions}
@@ -309,6 +317,7 @@ def function_entry(function: Function) -> FunctionEntry:
         timeout_seconds=float(function.timeout_seconds),
         delivery=delivery_policy(function.delivery, namespace=function.namespace),
         anonymous_invoke=function.anonymous_invoke,
+        spec=function,
     )
 
 
@@ -351,7 +360,8 @@ def routing_table(
     Triggers whose Function is missing are kept: their requests answer 404 naming the
     missing Function. HTTP Triggers that lose their path to an older claim (api.routes)
     are left out and listed in the table's `refused`. `secrets` reads the API keys of
-    `apiKey` routes; `jwt` routes carry their authorizer's configuration.
+    `apiKey` routes; `jwt` routes carry their authorizer's configuration. Queue and kafka
+    Triggers are kept as parsed, in `event_sources`.
     """
     triggers = list(triggers)
     conflicts = route_conflicts(triggers)
@@ -359,6 +369,7 @@ def routing_table(
     entries = [function_entry(function) for function in functions]
     http: list[HttpRoute] = []
     buckets: list[BucketRoute] = []
+    polled = [t for t in triggers if isinstance(t.source, QueueSource | KafkaSource)]
     for trigger in triggers:
         if (trigger.namespace, trigger.name) in losers:
             continue
@@ -399,4 +410,5 @@ def routing_table(
         buckets=buckets,
         default_namespace=default_namespace,
         refused=[(f"{c.trigger.namespace}/{c.trigger.name}", c.message) for c in conflicts],
+        event_sources=polled,
     )

@@ -35,6 +35,7 @@ from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.sources.http import TriggerHandler
 from kubelambda.gateway.sources.invoke_api import InvokeApi
+from kubelambda.gateway.sources.management import ManagementApi
 from kubelambda.gateway.sources.s3 import S3_EVENTS_PATH, BucketEvents
 from kubelambda.gateway.upstream import UpstreamPool
 
@@ -155,6 +156,13 @@ class Gateway:
             settings=settings,
             access_keys=access_keys or StaticAccessKeys(),
         )
+        # The read calls of Lambda's management API, under the same signatures and grants.
+        self._management_api = ManagementApi(
+            routes=self.current_routes,
+            clock=clock,
+            settings=settings,
+            access_keys=access_keys or StaticAccessKeys(),
+        )
         reserved: dict[str, Handler] = {
             S3_EVENTS_PATH: BucketEvents(
                 routes=self.current_routes,
@@ -167,6 +175,7 @@ class Gateway:
         self.public_app: ASGIApp = PublicApp(
             triggers=triggers,
             invoke_api=invoke_api,
+            management_api=self._management_api,
             reserved=reserved,
             metrics=self.metrics,
             clock=clock,
@@ -192,6 +201,7 @@ class Gateway:
     def set_routes(self, routes: RoutingTable) -> None:
         """Swap the routing table; requests already routed finish with the old one."""
         self._routes = routes
+        self._management_api.observe(routes)  # dates the Functions whose spec changed
 
     # load, for local mode's autoscaler
 

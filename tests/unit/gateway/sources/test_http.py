@@ -179,7 +179,7 @@ async def test_busy_or_dead_instances_are_skipped_not_reported(
         ("DELETE", "/only-get", 405, "MethodNotAllowedException", "allowed: GET"),
         (
             "GET",
-            "/2015-03-31/functions/hello/configuration",
+            "/2015-03-31/functions/hello/policy",
             404,
             "UnknownOperationException",
             "serves only the Invoke operation",
