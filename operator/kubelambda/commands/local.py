@@ -247,7 +247,7 @@ async def _serve(
             fired=announce,
         )
     )
-    # Queue Triggers: pollers in this process, as a cluster's dispatcher runs them.
+    # Queue and kafka Triggers: pollers in this process, as a cluster's dispatchers run them.
     attach_sources(
         gateway, functions=functions, triggers=triggers, broker=broker, clock=SystemClock()
     )

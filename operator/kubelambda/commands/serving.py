@@ -275,8 +275,9 @@ def attach_sources(
     broker: BrokerSettings | None,
     clock: Clock,
 ) -> EventSources:
-    """Pollers of the queue Triggers in the gateway's process (local mode), invoking through
-    its own invoker; failed records go to the gateway's delivery store."""
+    """Pollers of the queue and kafka Triggers in the gateway's process (local mode, with or
+    without a broker: kafka Triggers need none), invoking through its own invoker; failed
+    records go to the gateway's delivery store."""
     settings = gateway.settings
     sources = EventSources(
         call=InProcessCall(

@@ -1,6 +1,6 @@
-"""The pollers of a dispatcher: one per queue (and Kafka) Trigger, started, restarted on a change
-of the Trigger or its Function, and stopped with them; each Trigger's last problem is kept for
-the metrics and the logs.
+"""The pollers of a dispatcher: one per queue or kafka Trigger (`QueuePoller`, `KafkaPoller`),
+started, restarted on a change of the Trigger or its Function, and stopped with them; each
+Trigger's last problem is kept for the metrics and the logs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -20,12 +21,14 @@ from nats.js import JetStreamContext
 
 from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey, function_arn
-from kubelambda.api.streams import NatsConnection, QueueSource
+from kubelambda.api.streams import Batching, KafkaSource, NatsConnection, QueueSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
 from kubelambda.delivery.jetstream import BrokerSettings
 from kubelambda.dispatcher.batches import Admit, BatchInvoker, FailedRecords
 from kubelambda.dispatcher.delivery import FunctionCall
+from kubelambda.dispatcher.kafka import KafkaPoller
+from kubelambda.dispatcher.kafka_client import client_options
 from kubelambda.dispatcher.queue import QueuePoller
 
 __all__ = ["EventSources", "SecretReader"]
@@ -38,6 +41,7 @@ SecretReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 # JetStream hands a message out again this long after its function's timeout, plus the time
 # the gateway may hold a batch for an instance.
 _ACK_MARGIN_SECONDS = 10.0
+_POLLED = (QueueSource, KafkaSource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +92,14 @@ class EventSources:
     def update(
         self, functions: Mapping[FunctionKey, Function], triggers: Sequence[Trigger]
     ) -> None:
-        """Poll exactly the queue Triggers whose Function exists, as they are now (from
-        `start` on)."""
+        """Poll exactly the queue and kafka Triggers whose Function exists, as they are now
+        (from `start` on)."""
         if not self._started:
             self._pending = (functions, triggers)
             return
+        polled = [trigger for trigger in triggers if isinstance(trigger.source, _POLLED)]
         wanted: dict[tuple[str, str], tuple[Trigger, Function]] = {}
-        for trigger in triggers:
-            if not isinstance(trigger.source, QueueSource):
-                continue
+        for trigger in polled:
             key = (trigger.namespace, trigger.name)
             function = functions.get(FunctionKey(trigger.namespace, trigger.function))
             if function is None:
@@ -111,13 +114,12 @@ class EventSources:
         for key, (trigger, function) in wanted.items():
             if key not in self._running:
                 task = asyncio.create_task(
-                    self._poll(trigger, function), name=f"queue {key[0]}/{key[1]}"
+                    self._poll(trigger, function), name=f"{_kind(trigger)} {key[0]}/{key[1]}"
                 )
                 self._running[key] = _Running(trigger, function, task)
+        known = {(trigger.namespace, trigger.name) for trigger in polled}
         for key in list(self.problems):
-            if key not in wanted and key not in {
-                (t.namespace, t.name) for t in triggers if isinstance(t.source, QueueSource)
-            }:
+            if key not in known:
                 del self.problems[key]
 
     async def aclose(self) -> None:
@@ -133,50 +135,93 @@ class EventSources:
 
     async def _poll(self, trigger: Trigger, function: Function) -> None:
         source = trigger.source
-        assert isinstance(source, QueueSource)
-        key = (trigger.namespace, trigger.name)
+        on_state = self._reporter(trigger)
+        poller: QueuePoller | KafkaPoller
+        if isinstance(source, KafkaSource):
+            poller = KafkaPoller(
+                trigger=trigger,
+                source=source,
+                options=lambda: self._kafka_options(trigger, source),
+                invoke=self._invoke,
+                failures=self._failures,
+                invoked_arn=self._invoked_arn(trigger),
+                concurrency=_concurrency(source.batching, function),
+                clock=self._clock,
+                on_state=on_state,
+            )
+        elif isinstance(source, QueueSource):
+            poller = QueuePoller(
+                trigger=trigger,
+                source=source,
+                js=await self._reach_nats(trigger, source, on_state),
+                invoke=self._invoke,
+                failures=self._failures,
+                invoked_arn=self._invoked_arn(trigger),
+                concurrency=_concurrency(source.batching, function),
+                ack_wait_seconds=function.timeout_seconds + self._hold + _ACK_MARGIN_SECONDS,
+                clock=self._clock,
+                region=self._region,
+                account_id=self._account_id,
+                on_state=on_state,
+            )
+        else:
+            raise TypeError(f"Trigger {trigger.name} has no queue or kafka source")
+        await poller.run()
 
-        def on_state(problem: str | None) -> None:
-            if problem != self.problems.get(key):
-                if problem is None:
-                    log.info("queue %s/%s: consuming stream %s", *key, source.stream)
-                else:
-                    log.warning("queue %s/%s: %s", *key, problem)
-            self.problems[key] = problem
-
+    async def _reach_nats(
+        self, trigger: Trigger, source: QueueSource, on_state: Callable[[str | None], None]
+    ) -> JetStreamContext:
         delay = 1.0
         while True:
             try:
-                js = await self._jetstream(trigger, source.nats)
-                break
+                return await self._jetstream(trigger, source.nats)
             except LookupError as exc:
                 on_state(str(exc))
             except Exception as exc:  # every way a connection fails: reported, tried again
                 on_state(f"cannot reach NATS: {exc!r}")
             await asyncio.sleep(delay)  # a backoff between tries, not a wait for a state
             delay = min(delay * 2, 30.0)
-        batching = source.batching
-        poller = QueuePoller(
-            trigger=trigger,
-            source=source,
-            js=js,
-            invoke=self._invoke,
-            failures=self._failures,
-            invoked_arn=function_arn(
-                FunctionKey(trigger.namespace, trigger.function),
-                region=self._region,
-                account_id=self._account_id,
-                default_namespace=self._default_namespace,
-            ),
-            concurrency=batching.maximum_concurrency
-            or function.scaling.max_replicas * function.concurrency,
-            ack_wait_seconds=function.timeout_seconds + self._hold + _ACK_MARGIN_SECONDS,
-            clock=self._clock,
+
+    def _invoked_arn(self, trigger: Trigger) -> str:
+        return function_arn(
+            FunctionKey(trigger.namespace, trigger.function),
             region=self._region,
             account_id=self._account_id,
-            on_state=on_state,
+            default_namespace=self._default_namespace,
         )
-        await poller.run()
+
+    def _reporter(self, trigger: Trigger) -> Callable[[str | None], None]:
+        """Keeps a Trigger's problem (None while it polls) and logs each change of it."""
+        key = (trigger.namespace, trigger.name)
+        kind = _kind(trigger)
+
+        def on_state(problem: str | None) -> None:
+            if problem != self.problems.get(key):
+                if problem is None:
+                    log.info("%s %s/%s: consuming %s", kind, *key, _what(trigger))
+                else:
+                    log.warning("%s %s/%s: %s", kind, *key, problem)
+            self.problems[key] = problem
+
+        return on_state
+
+    async def _secret(self, trigger: Trigger, name: str, *, field: str) -> Mapping[str, str]:
+        """The Secret a Trigger's `field` names, in the Trigger's namespace."""
+        if self._secrets is None:
+            raise LookupError(
+                f"{field} {name}: Secrets are read on a cluster only, and local mode has none"
+            )
+        data = await self._secrets(trigger.namespace, name)
+        if data is None:
+            raise LookupError(f"Secret {name} does not exist")
+        return data
+
+    async def _kafka_options(self, trigger: Trigger, source: KafkaSource) -> dict[str, Any]:
+        """The client settings of a kafka Trigger, from its auth and its Secret, read afresh
+        at each connect (a Secret mended later counts)."""
+        name = source.auth.secret
+        data = None if name is None else await self._secret(trigger, name, field="auth.secretRef")
+        return client_options(data, tls=source.auth.tls, secret_name=name)
 
     async def _jetstream(self, trigger: Trigger, other: NatsConnection | None) -> JetStreamContext:
         """The connection a queue Trigger reads through: the platform's broker, or the NATS it
@@ -213,14 +258,7 @@ class EventSources:
     async def _credentials(self, trigger: Trigger, other: NatsConnection) -> dict[str, str | None]:
         if other.credentials_secret is None:
             return {}
-        if self._secrets is None:
-            raise LookupError(
-                f"nats.credentialsSecret {other.credentials_secret}: Secrets are read on a "
-                "cluster only"
-            )
-        data = await self._secrets(trigger.namespace, other.credentials_secret)
-        if data is None:
-            raise LookupError(f"Secret {other.credentials_secret} does not exist")
+        data = await self._secret(trigger, other.credentials_secret, field="nats.credentialsSecret")
         if "creds" in data:
             # nats-py reads a credentials file: written where only this process reads it.
             handle, path = tempfile.mkstemp(prefix="nats-", suffix=".creds")
@@ -235,6 +273,24 @@ class EventSources:
             f"Secret {other.credentials_secret} holds none of the keys user and password, "
             "token, creds"
         )
+
+
+def _kind(trigger: Trigger) -> str:
+    return "kafka" if isinstance(trigger.source, KafkaSource) else "queue"
+
+
+def _what(trigger: Trigger) -> str:
+    """What a Trigger's poller consumes, for the log."""
+    source = trigger.source
+    if isinstance(source, KafkaSource):
+        return f"topics {','.join(source.topics)} as group {source.consumer_group}"
+    assert isinstance(source, QueueSource)
+    return f"stream {source.stream}"
+
+
+def _concurrency(batching: Batching, function: Function) -> int:
+    """Batches in flight at most: maximumConcurrency, else what the Function can run at once."""
+    return batching.maximum_concurrency or function.scaling.max_replicas * function.concurrency
 
 
 def decoded(data: Mapping[str, str]) -> dict[str, str]:

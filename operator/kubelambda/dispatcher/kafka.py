@@ -1,0 +1,400 @@
+"""Lambda's self-managed Apache Kafka event source mapping: a kafka Trigger's topics, read by its
+consumer group, reach the Function in batches in the self-managed Kafka event shape.
+
+EventSources (sources.py) runs one `KafkaPoller` per kafka Trigger. A partition has at most one
+batch in flight (it is paused meanwhile) and its offset is committed only once that batch
+succeeded or was given up, so records of a partition go in order and a crash repeats some but
+loses none; what a batch comes to is decided by `next_step` (kafka_steps.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+
+from kubelambda.api.filters import FilterPattern, matches_any, parse_filter
+from kubelambda.api.identity import FunctionKey
+from kubelambda.api.streams import KafkaSource
+from kubelambda.api.trigger import Trigger
+from kubelambda.clock import Clock
+from kubelambda.dispatcher.batches import BatchInvoker, BatchOutcome, FailedRecords
+from kubelambda.dispatcher.kafka_client import (
+    Rebalance,
+    described,
+    fetch,
+    missing_topics,
+    stop,
+    why_unreachable,
+)
+from kubelambda.dispatcher.kafka_steps import (
+    Share,
+    Step,
+    kafka_record,
+    next_step,
+    offset_reset,
+    record_size,
+    retry_limit,
+)
+from kubelambda.dispatcher.shapes import (
+    KafkaRecord,
+    filter_document_kafka,
+    kafka_event,
+    kafka_item_identifier,
+)
+from kubelambda.gateway.settings import SYNC_PAYLOAD_LIMIT
+
+__all__ = ["ClientOptions", "KafkaPoller"]
+
+log = logging.getLogger(__name__)
+
+# The client's connection settings (security protocol, SASL, TLS context), read afresh at each
+# connect so a mended Secret counts; LookupError names what is wrong with them.
+ClientOptions = Callable[[], Awaitable[dict[str, Any]]]
+
+# How long a fetch waits for a first record; then the loop may look at the cluster (`_check`).
+_FETCH_WAIT_SECONDS = 1.0
+# A batch's event stays under the synchronous payload limit, with room for the envelope.
+_BATCH_BYTES = SYNC_PAYLOAD_LIMIT - 64 * 1024
+# A failed or throttled batch is tried again after 1 s, doubling up to 60 s.
+_BACKOFF_SECONDS = 1.0
+_BACKOFF_MAX_SECONDS = 60.0
+# Connecting again after the cluster was not there (or a topic was missing): doubling up to 30 s.
+_RECONNECT_MAX_SECONDS = 30.0
+# While no record comes, the cluster and the topics are looked at this often, so a broker that
+# went away or a topic deleted shows as a problem (the client itself only reconnects quietly).
+_CHECK_SECONDS = 10.0
+_REQUEST_TIMEOUT_MS = 20_000
+_STOP_SECONDS = 10.0
+
+
+class _Unavailable(Exception):
+    """The consumer cannot start: the message is the Trigger's problem."""
+
+
+class KafkaPoller:
+    """Polls one kafka Trigger's topics until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        trigger: Trigger,
+        source: KafkaSource,
+        options: ClientOptions,
+        invoke: BatchInvoker,
+        failures: FailedRecords,
+        invoked_arn: str,
+        concurrency: int,
+        clock: Clock,
+        on_state: Callable[[str | None], None] = lambda problem: None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        consumer: Callable[..., Any] = AIOKafkaConsumer,
+    ) -> None:
+        self.trigger = trigger
+        self.source = source
+        self._options = options
+        self._invoke = invoke
+        self._failures = failures
+        self._invoked_arn = invoked_arn
+        self._concurrency = max(1, concurrency)
+        self._clock = clock
+        self._on_state = on_state
+        self._sleep = sleep  # the backoffs' waits
+        self._new_consumer = consumer  # aiokafka's, or a fake
+        self._filters: tuple[FilterPattern, ...] = tuple(
+            parse_filter(pattern) for pattern in source.batching.filters
+        )
+        self._function = FunctionKey(trigger.namespace, trigger.function)
+        self._retries = retry_limit(
+            source.maximum_retry_attempts,
+            has_destination=failures.has_destination(trigger.delivery, trigger.namespace),
+        )
+        moment = source.batching.starting_position_timestamp
+        self._start_ms = int(moment.timestamp() * 1000) if moment is not None else None
+        self._where = ",".join(source.bootstrap_servers)
+        self._name = f"{trigger.namespace}/{trigger.name}"
+        self._consumer: Any = None
+        self._busy: set[Any] = set()  # partitions with a batch in flight
+        self._batches: set[asyncio.Task[None]] = set()
+        self._generation = 0  # rebalances so far: records fetched before one are stale
+
+    # --- connecting -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll until cancelled; a cluster that cannot be reached, a topic that does not exist
+        or credentials it refuses are reported through `on_state` and tried again, and nothing
+        is committed meanwhile."""
+        delay = 1.0
+        while True:
+            try:
+                consumer = await self._connect()
+            except _Unavailable as exc:
+                self._on_state(str(exc))
+                await self._sleep(delay)  # a backoff between tries, not a wait for a state
+                delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+                continue
+            self._on_state(None)
+            delay = 1.0
+            try:
+                await self._poll(consumer)
+            except KafkaError as exc:
+                self._on_state(
+                    f"reading from the Kafka cluster at {self._where} failed: {described(exc)}"
+                )
+            finally:
+                await self._drop_batches()
+                self._consumer = None
+                await stop(consumer, seconds=_STOP_SECONDS)
+            await self._sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
+
+    async def _connect(self) -> Any:
+        try:
+            options = await self._options()
+        except LookupError as exc:
+            raise _Unavailable(str(exc)) from exc
+        consumer = self._new_consumer(
+            bootstrap_servers=list(self.source.bootstrap_servers),
+            group_id=self.source.consumer_group,
+            client_id=f"kubelambda-{self.trigger.namespace}-{self.trigger.name}",
+            enable_auto_commit=False,
+            auto_offset_reset=offset_reset(self.source.batching.starting_position),
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            **options,
+        )
+        try:
+            await consumer.start()
+            missing = await missing_topics(consumer, self.source.topics)
+        except KafkaError as exc:
+            await stop(consumer, seconds=_STOP_SECONDS)
+            why = await why_unreachable(
+                self.source.bootstrap_servers, options, seconds=_REQUEST_TIMEOUT_MS / 1000
+            )
+            why = why or described(exc)
+            raise _Unavailable(f"cannot reach the Kafka cluster at {self._where}: {why}") from exc
+        if missing:
+            await stop(consumer, seconds=_STOP_SECONDS)
+            raise _Unavailable(self._missing(missing))
+        # Batches in flight are dropped before the group takes their partitions away, so no
+        # commit lands after another member started reading them.
+        rebalance = Rebalance(revoked=self._drop_batches, assigned=self._sync_pauses)
+        consumer.subscribe(topics=list(self.source.topics), listener=rebalance)
+        return consumer
+
+    def _missing(self, topics: list[str]) -> str:
+        names = ", ".join(topics)
+        verb = "does" if len(topics) == 1 else "do"
+        return f"topic {names} {verb} not exist on the Kafka cluster at {self._where}"
+
+    async def _check(self, consumer: Any) -> None:
+        """Say whether the cluster answers and the topics exist, while no record comes."""
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT_MS / 1000):
+                missing = await missing_topics(consumer, self.source.topics)
+        except (KafkaError, TimeoutError) as exc:
+            self._on_state(f"cannot reach the Kafka cluster at {self._where}: {described(exc)}")
+            return
+        self._on_state(self._missing(missing) if missing else None)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def _poll(self, consumer: Any) -> None:
+        self._consumer = consumer
+        checked = self._clock.monotonic()
+        while True:
+            self._sync_pauses()
+            parts = await self._gather(consumer)
+            if parts:
+                self._dispatch(consumer, parts)
+            elif self._clock.monotonic() - checked >= _CHECK_SECONDS:
+                await self._check(consumer)
+                checked = self._clock.monotonic()
+
+    def _sync_pauses(self) -> None:
+        """Pause the partitions with a batch in flight, and every partition while no batch
+        may start: the client then fetches nothing more for them, so memory stays bounded
+        however slow the Function is, and the consumer still polls (it stays in its group)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = set(consumer.assignment())
+        full = len(self._batches) >= self._concurrency
+        wanted = assigned if full else self._busy & assigned
+        paused = set(consumer.paused())
+        with contextlib.suppress(KafkaError):  # a partition revoked meanwhile
+            if stop := wanted - paused:
+                consumer.pause(*stop)
+            if go := (paused - wanted) & assigned:
+                consumer.resume(*go)
+
+    async def _gather(self, consumer: Any) -> dict[Any, Share]:
+        """Up to batchSize records of the partitions not in flight, under 6 MB: what is there
+        at once, or, with a batching window, what arrives until it closes or the batch is full.
+        A partition's records beyond a full batch are fetched again for its next batch."""
+        batching = self.source.batching
+        parts: dict[Any, Share] = {}
+        count = size = 0
+        closes: float | None = None
+        while count < batching.batch_size:
+            wait = _FETCH_WAIT_SECONDS if closes is None else closes - self._clock.monotonic()
+            if wait <= 0:
+                break
+            generation = self._generation
+            fetched = await fetch(
+                consumer, seconds=wait, count=batching.batch_size - count, start_ms=self._start_ms
+            )
+            if generation != self._generation:
+                # A rebalance: what was gathered is read again from the committed offsets by
+                # whoever has the partitions now; what this fetch returned (drained after the
+                # new assignment) is already the new assignment's.
+                parts, count, size, closes = {}, 0, 0, None
+            full = False
+            for partition, records in fetched.items():
+                for raw in records:
+                    record = kafka_record(raw)
+                    wanted = self._wanted(record)
+                    grows = record_size(record) if wanted else 0
+                    if full or (count and size + grows > _BATCH_BYTES):
+                        full = True
+                        consumer.seek(partition, record.offset)  # its next batch starts here
+                        break
+                    part = parts.setdefault(partition, Share(partition))
+                    part.end = record.offset + 1
+                    if wanted:
+                        part.records.append(record)
+                        count, size = count + 1, size + grows
+            if full or (not parts and closes is None):
+                break
+            if closes is None:
+                if batching.window_seconds <= 0:
+                    break
+                closes = self._clock.monotonic() + batching.window_seconds
+        return parts
+
+    def _wanted(self, record: KafkaRecord) -> bool:
+        return not self._filters or matches_any(self._filters, filter_document_kafka(record))
+
+    def _dispatch(self, consumer: Any, parts: dict[Any, Share]) -> None:
+        self._busy.update(parts)
+        task = asyncio.create_task(self.process(consumer, list(parts.values())))
+        self._batches.add(task)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._batches.discard(task)
+            self._busy.difference_update(parts)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("kafka %s: a batch failed unexpectedly", self._name, exc_info=error)
+            self._sync_pauses()
+
+        task.add_done_callback(finished)
+        self._sync_pauses()
+
+    async def _drop_batches(self) -> None:
+        """Cancel the batches in flight (the partitions were revoked, or the consumer stops):
+        their offsets are not committed, so their records come again, to whoever reads next."""
+        self._generation += 1
+        batches = list(self._batches)
+        for task in batches:
+            task.cancel()
+        await asyncio.gather(*batches, return_exceptions=True)
+        self._batches.clear()
+        self._busy.clear()
+
+    # --- one batch ------------------------------------------------------------------------
+
+    async def process(self, consumer: Any, parts: list[Share]) -> None:
+        """Invoke one batch until every share of it is done: succeeded, or failed for good and
+        given to the failure destinations; each step commits what it settled. The poll loop
+        runs it as a task per batch."""
+        rounds = 0
+        while parts:
+            records = [record for part in parts for record in part.records]
+            if not records:  # only filtered records: done unseen
+                await self._commit(consumer, {part.partition: part.end for part in parts})
+                return
+            outcome = await self._invoke(
+                function=self._function,
+                invoked_arn=self._invoked_arn,
+                event=self._event(records),
+                item_ids=[kafka_item_identifier(record) for record in records],
+                report_failures=self.source.batching.reports_batch_item_failures,
+            )
+            commits: dict[Any, int] = {}
+            given_up: list[tuple[Share, Step]] = []
+            again: list[Share] = []
+            for part in parts:
+                step = next_step(
+                    part.records,
+                    end=part.end,
+                    failures=part.failures,
+                    failed=outcome.failed,
+                    throttled=outcome.throttled,
+                    retries=self._retries,
+                )
+                if step.exhausted:
+                    given_up.append((part, step))
+                    continue
+                if step.commit is not None:
+                    commits[part.partition] = step.commit
+                if step.again:
+                    part.records, part.failures = list(step.again), step.failures
+                    again.append(part)
+            if commits:
+                await self._commit(consumer, commits)
+            if given_up:
+                await self._give_up(consumer, given_up, outcome)
+            parts = again
+            if parts:
+                rounds = 0 if commits or given_up else rounds  # progress: from 1 s again
+                await self._sleep(min(_BACKOFF_SECONDS * 2**rounds, _BACKOFF_MAX_SECONDS))
+                rounds += 1
+
+    def _event(self, records: list[KafkaRecord]) -> dict[str, Any]:
+        servers = self.source.bootstrap_servers  # self-managed Kafka has no ARN on Lambda
+        return kafka_event(event_source_arn=None, bootstrap_servers=servers, records=records)
+
+    async def _commit(self, consumer: Any, offsets: dict[Any, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # The group moved on (a rebalance) or the cluster is away: the next commit of these
+            # partitions covers this one, or their new reader gets the records again.
+            log.warning(
+                "kafka %s: could not commit %s: %r; those records may come again",
+                self._name,
+                ", ".join(f"{tp.topic}-{tp.partition}@{n}" for tp, n in offsets.items()),
+                exc,
+            )
+
+    async def _give_up(
+        self, consumer: Any, given_up: list[tuple[Share, Step]], outcome: BatchOutcome
+    ) -> None:
+        """Records that failed for good go to the failure destinations; their partitions are
+        committed past the batch once the records are stored (or there is no destination)."""
+        records = [record for _, step in given_up for record in step.exhausted]
+        attempts = max(step.failures for _, step in given_up)
+        delivery, namespace = self.trigger.delivery, self.trigger.namespace
+        while not await self._failures.send(
+            delivery=delivery,
+            namespace=namespace,
+            invoked_arn=self._invoked_arn,
+            event=self._event(records),
+            outcome=outcome,
+            attempts=attempts,
+        ):
+            log.warning("kafka %s: failure destination refused; again in 60 s", self._name)
+            await self._sleep(_BACKOFF_MAX_SECONDS)
+        if not self._failures.has_destination(delivery, namespace):
+            log.warning(
+                "kafka %s: %d records dropped after %d attempts, no failure destination (%s)",
+                self._name,
+                len(records),
+                attempts,
+                ", ".join(kafka_item_identifier(record) for record in records),
+            )
+        await self._commit(consumer, {part.partition: part.end for part, _ in given_up})
