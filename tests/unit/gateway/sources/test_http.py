@@ -182,7 +182,7 @@ async def test_busy_or_dead_instances_are_skipped_not_reported(
             "/2015-03-31/functions/hello/policy",
             404,
             "UnknownOperationException",
-            "serves only the Invoke operation",
+            "serves Invoke and",
         ),
     ],
 )
