@@ -15,6 +15,7 @@ COMMANDS = {
     "operator": "run the controller and the autoscaler on a cluster",
     "gateway": "run the event gateway on a cluster",
     "dispatcher": "deliver the asynchronous events kept in NATS JetStream",
+    "sam": "convert an AWS SAM template into Function and Trigger manifests",
 }
 
 

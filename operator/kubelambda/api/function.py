@@ -21,6 +21,11 @@ from kubelambda.api.reader import Node, Reader, matches
 from kubelambda.api.schema import DNS_LABEL, FILE_NAME, FILE_NAME_MAX_LENGTH, FUNCTION_FIELDS
 
 KIND: Final = "Function"
+# The AWS Lambda function name a Function also answers to on the Invoke API: Lambda names may
+# hold capitals and '_' (OrderHandler), a Function's own name is a DNS label (order-handler).
+LAMBDA_NAME_ANNOTATION: Final = "kubelambda.dev/function-name"
+# Lambda's FunctionName without an ARN: 1-64 letters, digits, '-' and '_'.
+LAMBDA_NAME: Final = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ class Function:
     anonymous_invoke: bool = False
     # Destinations beyond DNS and the gateway (spec.network.egress).
     egress: tuple[EgressRule, ...] = ()
+    # The Lambda name the Invoke API also resolves to this Function (LAMBDA_NAME_ANNOTATION).
+    lambda_name: str | None = None
 
 
 def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
@@ -144,7 +151,23 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         delivery=delivery,
         anonymous_invoke=_read_anonymous(reader, spec),
         egress=read_egress(reader, spec),
+        lambda_name=_read_lambda_name(reader, root),
     )
+
+
+def _read_lambda_name(reader: Reader, root: Node) -> str | None:
+    annotations = root.child("metadata").child("annotations").value
+    value = annotations.get(LAMBDA_NAME_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if value is None:
+        return None
+    if not (isinstance(value, str) and matches(LAMBDA_NAME, value)):
+        # The API server cannot check an annotation's value; the controller reports it instead.
+        reader.report(
+            f"metadata.annotations[{LAMBDA_NAME_ANNOTATION}]",
+            f"must be a Lambda function name (1 to 64 letters, digits, '-' and '_'), not {value!r}",
+        )
+        return None
+    return value
 
 
 def _read_anonymous(reader: Reader, spec: Node) -> bool:

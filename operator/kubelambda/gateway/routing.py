@@ -61,6 +61,8 @@ class FunctionEntry:
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     # The Invoke API takes unsigned callers for this function (spec.invoke.anonymous).
     anonymous_invoke: bool = False
+    # The Lambda name the Invoke API also takes for it (kubelambda.dev/function-name).
+    lambda_name: str | None = None
     # The Function as parsed, for the management API's answers; None in tables built by hand.
     # Left out of equality and hashing: a spec holds mappings (inline files), which do not hash.
     spec: Function | None = field(default=None, compare=False, repr=False)
@@ -167,6 +169,7 @@ class RoutingTable:
         # HTTP Triggers left out (namespace/name, why): their path belongs to another claim.
         self.refused = tuple(refused)
         self._functions = {entry.key: entry for entry in functions}
+        self._lambda_names = _lambda_names(self._functions.values())
         self.buckets = tuple(buckets)
         compiled = [_CompiledRoute(route) for route in routes]
         compiled.sort(key=lambda c: c.rank, reverse=True)
@@ -221,12 +224,29 @@ class RoutingTable:
         raise RouteNotFound(f"no route for {method} {path}{on_host}")
 
     def resolve(self, function_name: str, *, qualifier: str | None = None) -> FunctionEntry:
-        """The Function an Invoke API FunctionName (and optional Qualifier) names."""
-        return self.function(
-            parse_function_name(
+        """The Function an Invoke API FunctionName (and optional Qualifier) names: by its own
+        name, else by the Lambda name it carries (OrderHandler for Function order-handler)."""
+        try:
+            key = parse_function_name(
                 function_name, qualifier=qualifier, default_namespace=self.default_namespace
             )
-        )
+        except InvalidParameter:
+            alias = self._by_lambda_name(function_name, qualifier)
+            if alias is None:
+                raise
+            return self.function(alias)
+        if key not in self._functions:
+            key = self._by_lambda_name(function_name, qualifier) or key
+        return self.function(key)
+
+    def _by_lambda_name(self, function_name: str, qualifier: str | None) -> FunctionKey | None:
+        namespace, name, qualifier = _split_function_name(function_name, qualifier)
+        key = self._lambda_names.get((namespace or self.default_namespace, name))
+        if key is not None and qualifier is not None and qualifier != LATEST:
+            raise FunctionNotFound(
+                f"Function not found: {key} with qualifier {qualifier!r} (only $LATEST exists)"
+            )
+        return key
 
 
 def _hostname(host: str | None) -> str:
@@ -237,15 +257,28 @@ def _hostname(host: str | None) -> str:
     return host.split(":", 1)[0].lower()
 
 
-def parse_function_name(
-    function_name: str, *, qualifier: str | None, default_namespace: str
-) -> FunctionKey:
-    """Resolve an Invoke API FunctionName to a Function key, as docs/contracts.md defines.
+def _lambda_names(entries: Iterable[FunctionEntry]) -> dict[tuple[str, str], FunctionKey]:
+    """(namespace, Lambda name) → the Function carrying it. A name two Functions of one
+    namespace carry is left out: it names neither, whichever order they were seen in."""
+    names: dict[tuple[str, str], FunctionKey] = {}
+    taken: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.lambda_name is None:
+            continue
+        name = (entry.key.namespace, entry.lambda_name)
+        if name in taken:
+            names.pop(name, None)
+            continue
+        taken.add(name)
+        names[name] = entry.key
+    return names
 
-    Accepts NAME, NAMESPACE.NAME, either with a `:$LATEST` suffix, and the same inside a
-    full or partial ARN. Raises InvalidParameter for names that cannot be Functions and
-    FunctionNotFound for any qualifier but $LATEST (there are no versions or aliases).
-    """
+
+def _split_function_name(
+    function_name: str, qualifier: str | None
+) -> tuple[str | None, str, str | None]:
+    """(namespace or None, name, qualifier) of a FunctionName, its ARN and `:QUALIFIER` taken
+    off; raises InvalidParameter when they are malformed or disagree with `qualifier`."""
     name = function_name
     arn = _ARN.match(name)
     if arn is not None:
@@ -265,8 +298,20 @@ def parse_function_name(
             )
         qualifier = suffix
     namespace, dot, short = base.partition(".")
-    if not dot:
-        namespace, short = default_namespace, base
+    return (namespace, short, qualifier) if dot else (None, base, qualifier)
+
+
+def parse_function_name(
+    function_name: str, *, qualifier: str | None, default_namespace: str
+) -> FunctionKey:
+    """Resolve an Invoke API FunctionName to a Function key, as docs/contracts.md defines.
+
+    Accepts NAME, NAMESPACE.NAME, either with a `:$LATEST` suffix, and the same inside a
+    full or partial ARN. Raises InvalidParameter for names that cannot be Functions and
+    FunctionNotFound for any qualifier but $LATEST (there are no versions or aliases).
+    """
+    found, short, qualifier = _split_function_name(function_name, qualifier)
+    namespace = found if found is not None else default_namespace
     for label, what in ((short, "name"), (namespace, "namespace")):
         if not _DNS_LABEL.match(label):
             raise InvalidParameter(
@@ -317,6 +362,7 @@ def function_entry(function: Function) -> FunctionEntry:
         timeout_seconds=float(function.timeout_seconds),
         delivery=delivery_policy(function.delivery, namespace=function.namespace),
         anonymous_invoke=function.anonymous_invoke,
+        lambda_name=function.lambda_name,
         spec=function,
     )
 

@@ -1,0 +1,305 @@
+"""An ``AWS::Serverless::Function`` (Globals merged in, intrinsics resolved) as a Function
+manifest: runtime, handler, code, timeout, memory, environment, scaling and delivery; every
+other property is reported as ignored or not mapped. Its events are events.py's and http.py's.
+
+convert.py calls ``convert_function`` once per function resource.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from kubelambda.api.env import RESERVED_NAMES, RESERVED_PREFIX
+from kubelambda.api.function import LAMBDA_NAME_ANNOTATION
+from kubelambda.api.sam.code import folder_code, inline_code
+from kubelambda.api.sam.destinations import destination
+from kubelambda.api.sam.scope import Scope, mapping
+from kubelambda.api.schema import HANDLER, IMAGE, RUNTIMES
+
+# Properties with no meaning on kubelambda, and why leaving them out changes nothing.
+IGNORED: Final = {
+    "Policies": "IAM has no meaning here: give the code credentials through spec.env (valueFrom"
+    " a Secret)",
+    "Role": "IAM has no meaning here",
+    "RolePath": "IAM has no meaning here",
+    "PermissionsBoundary": "IAM has no meaning here",
+    "AssumeRolePolicyDocument": "IAM has no meaning here",
+    "Description": "descriptive only",
+    "Tags": "AWS resource tags",
+    "PropagateTags": "AWS resource tags",
+    "Tracing": "AWS X-Ray is not offered; the code runs the same",
+    "Architectures": "pods run on the cluster's nodes' architecture (pure Python runs on either)",
+    "KmsKeyArn": "the environment is stored in the Function's spec (keep secrets in Secrets)",
+    "LoggingConfig": "logs go to the pod's output (kubectl logs)",
+    "RuntimeManagementConfig": "the operator's configuration picks the runtime image",
+    "SnapStart": "not offered; start-up runs as usual",
+    "RecursiveLoop": "no recursion detection",
+    "VersionDescription": "no versions",
+    "AutoPublishCodeSha256": "no versions",
+    "CodeSigningConfigArn": "no code signing: the code is what the manifest holds",
+}
+# Properties the Function cannot carry, and what to do instead.
+NOT_MAPPED: Final = {
+    "Layers": "there are no layers (spec.layers does not exist yet): put the layer's files"
+    " into the code folder or an image",
+    "VpcConfig": "pods reach the network their NetworkPolicy allows: list destinations in"
+    " spec.network.egress",
+    "AutoPublishAlias": "there are no versions or aliases: the Invoke API serves $LATEST only",
+    "AutoPublishAliasAllProperties": "there are no versions or aliases",
+    "DeploymentPreference": "no gradual deployments: a changed Function rolls out its Deployment",
+    "FileSystemConfigs": "no EFS mounts",
+    "EphemeralStorage": "/tmp is the pod's emptyDir, without a size of its own",
+    "FunctionUrlConfig": "no function URLs: add an HTTP Trigger",
+    "ImageConfig": "an image runs its own entrypoint and command",
+    "DeadLetterQueue": "spec.delivery.deadLetter takes a Function or a URL: use EventInvokeConfig"
+    " DestinationConfig.OnFailure (a Lambda function or an SQS queue) instead",
+}
+MAPPED: Final = frozenset(
+    {
+        "Handler",
+        "Runtime",
+        "CodeUri",
+        "InlineCode",
+        "PackageType",
+        "ImageUri",
+        "Timeout",
+        "MemorySize",
+        "Environment",
+        "FunctionName",
+        "Events",
+        "ReservedConcurrentExecutions",
+        "ProvisionedConcurrencyConfig",
+        "EventInvokeConfig",
+    }
+)
+_PYTHON: Final = re.compile(r"^python3\.(\d+)$")
+_MAX_REPLICAS: Final = 1000
+_DEFAULT_MAX_REPLICAS: Final = 10  # the CRD's default spec.scaling.maxReplicas
+
+
+def convert_function(
+    scope: Scope, logical_id: str, props: Mapping[str, object]
+) -> dict[str, object] | None:
+    """The Function for one function resource, or None (reported) when it cannot be made."""
+    report = scope.report
+    for key in props:
+        if key in IGNORED:
+            report.ignored(logical_id, key, IGNORED[key])
+        elif key in NOT_MAPPED:
+            report.not_mapped(logical_id, key, NOT_MAPPED[key])
+        elif key not in MAPPED:
+            report.not_mapped(logical_id, key, "not a property kubelambda knows")
+    spec = _package(scope, logical_id, props)
+    if spec is None:
+        return None
+    timeout = scope.integer(logical_id, "Timeout", props.get("Timeout"), low=1, high=900)
+    if timeout is not None:
+        spec["timeoutSeconds"] = timeout
+    memory = scope.integer(logical_id, "MemorySize", props.get("MemorySize"), low=128, high=10240)
+    if memory is not None:
+        spec["memoryMB"] = memory
+    env = _env(scope, logical_id, props.get("Environment"))
+    if env:
+        spec["env"] = env
+    scaling = _scaling(scope, logical_id, props)
+    if scaling:
+        spec["scaling"] = scaling
+    delivery = _delivery(scope, logical_id, mapping(props.get("EventInvokeConfig")))
+    if delivery:
+        spec["delivery"] = delivery
+    name = scope.functions[logical_id]
+    manifest = scope.manifest("Function", name, spec)
+    lambda_name = scope.lambda_name_of[logical_id]
+    if lambda_name != name:
+        metadata = mapping(manifest["metadata"])
+        manifest["metadata"] = {**metadata, "annotations": {LAMBDA_NAME_ANNOTATION: lambda_name}}
+    return manifest
+
+
+def _package(
+    scope: Scope, logical_id: str, props: Mapping[str, object]
+) -> dict[str, object] | None:
+    """runtime, handler and code; or image."""
+    report = scope.report
+    if scope.text(logical_id, "PackageType", props.get("PackageType")) == "Image":
+        image = scope.text(logical_id, "ImageUri", props.get("ImageUri"))
+        if image is None or re.fullmatch(IMAGE, image) is None:
+            report.not_mapped(
+                logical_id,
+                "ImageUri",
+                "an image function needs the image's reference (sam build makes it from Metadata's"
+                " Dockerfile): build and push the image, and set ImageUri or spec.image",
+            )
+            return None
+        return {"image": image}
+    runtime = _runtime(scope, logical_id, props.get("Runtime"))
+    handler = scope.text(logical_id, "Handler", props.get("Handler"))
+    if handler is not None:
+        # Lambda's Python bootstrap reads dir/module.handler as dir.module.handler.
+        handler = handler.replace("/", ".")
+        if re.fullmatch(HANDLER, handler) is None:
+            report.not_mapped(logical_id, "Handler", f"{handler!r} is not module.function")
+            handler = None
+    elif "Handler" not in props:
+        report.not_mapped(logical_id, "Handler", "is required for a Python function")
+    if runtime is None or handler is None:
+        return None
+    code = _code(scope, logical_id, props, handler)
+    if code is None:
+        return None
+    return {"runtime": runtime, "handler": handler, "code": code}
+
+
+def _runtime(scope: Scope, logical_id: str, value: object) -> str | None:
+    runtime = scope.text(logical_id, "Runtime", value)
+    if runtime is None:
+        if value is None:
+            scope.report.not_mapped(logical_id, "Runtime", "is required for a Python function")
+        return None
+    if runtime in RUNTIMES:
+        return runtime
+    match = _PYTHON.match(runtime)
+    if match is None:
+        scope.report.not_mapped(
+            logical_id,
+            "Runtime",
+            f"{runtime}: kubelambda runs Python ({', '.join(RUNTIMES)}); the function is not"
+            " converted",
+        )
+        return None
+    nearest = RUNTIMES[0] if int(match.group(1)) < int(RUNTIMES[0].split(".")[1]) else RUNTIMES[-1]
+    scope.report.not_mapped(
+        logical_id,
+        "Runtime",
+        f"{runtime} is not offered: converted with {nearest}, the nearest one (check the code"
+        " runs on it)",
+    )
+    return nearest
+
+
+def _code(
+    scope: Scope, logical_id: str, props: Mapping[str, object], handler: str
+) -> dict[str, object] | None:
+    report = scope.report
+    if props.get("InlineCode") is not None:
+        source = scope.text(logical_id, "InlineCode", props["InlineCode"])
+        return inline_code(handler, source) if source is not None else None
+    value = props.get("CodeUri")
+    if isinstance(value, Mapping) or (isinstance(value, str) and value.startswith("s3://")):
+        report.not_mapped(
+            logical_id,
+            "CodeUri",
+            "code in S3 cannot be fetched (spec.code has no s3 source yet): download it into a"
+            " folder next to the template and point CodeUri at it",
+        )
+        return None
+    uri: str | None = "."
+    if value is None:
+        # sam build reads the template's own folder when CodeUri is not given.
+        report.note(logical_id, "CodeUri", "not given: the template's folder is the code")
+    else:
+        uri = scope.text(logical_id, "CodeUri", value)
+    if uri is None:
+        return None
+    folder = (scope.template_dir / uri).resolve()
+    return folder_code(
+        folder,
+        template_dir=scope.template_dir,
+        mode=scope.code_mode,
+        resource=logical_id,
+        report=report,
+    )
+
+
+def _env(scope: Scope, logical_id: str, environment: object) -> list[dict[str, object]]:
+    variables = mapping(mapping(environment).get("Variables"))
+    env: list[dict[str, object]] = []
+    for name, value in variables.items():
+        prop = f"Environment.Variables.{name}"
+        if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIX):
+            scope.report.not_mapped(logical_id, prop, "the runtime sets this variable itself")
+            continue
+        text = scope.text(logical_id, prop, value)
+        if text is not None:
+            env.append({"name": name, "value": text})
+    return env
+
+
+def _scaling(scope: Scope, logical_id: str, props: Mapping[str, object]) -> dict[str, int]:
+    report = scope.report
+    scaling: dict[str, int] = {}
+    reserved = props.get("ReservedConcurrentExecutions")
+    if (
+        reserved is not None
+        and scope.text(logical_id, "ReservedConcurrentExecutions", reserved) == "0"
+    ):
+        report.not_mapped(
+            logical_id,
+            "ReservedConcurrentExecutions",
+            "0 turns the function off on Lambda; a Function has no such switch (delete it instead)",
+        )
+    else:
+        most = scope.integer(
+            logical_id, "ReservedConcurrentExecutions", reserved, low=1, high=_MAX_REPLICAS
+        )
+        if most is not None:
+            scaling["maxReplicas"] = most
+            report.note(
+                logical_id,
+                "ReservedConcurrentExecutions",
+                f"spec.scaling.maxReplicas {most}: a pod runs one invocation at a time (concurrency"
+                f" 1, as on Lambda), so at most {most} run at once",
+            )
+    provisioned = mapping(props.get("ProvisionedConcurrencyConfig")).get(
+        "ProvisionedConcurrentExecutions"
+    )
+    warm = scope.integer(
+        logical_id,
+        "ProvisionedConcurrencyConfig.ProvisionedConcurrentExecutions",
+        provisioned,
+        low=0,
+        high=_MAX_REPLICAS,
+    )
+    if warm is not None:
+        scaling["minReplicas"] = warm
+        # The warm pods must fit under maxReplicas.
+        scaling["maxReplicas"] = max(warm, scaling.get("maxReplicas", _DEFAULT_MAX_REPLICAS))
+        report.note(
+            logical_id,
+            "ProvisionedConcurrencyConfig",
+            f"spec.scaling.minReplicas {warm}: that many pods are kept running",
+        )
+    return scaling
+
+
+def _delivery(scope: Scope, logical_id: str, config: Mapping[str, object]) -> dict[str, object]:
+    delivery: dict[str, object] = {}
+    at = "EventInvokeConfig"
+    retries = scope.integer(
+        logical_id, f"{at}.MaximumRetryAttempts", config.get("MaximumRetryAttempts"), low=0, high=2
+    )
+    if retries is not None:
+        delivery["retries"] = retries
+    age = scope.integer(
+        logical_id,
+        f"{at}.MaximumEventAgeInSeconds",
+        config.get("MaximumEventAgeInSeconds"),
+        low=60,
+        high=21600,
+    )
+    if age is not None:
+        delivery["maxEventAgeSeconds"] = age
+    destinations = mapping(config.get("DestinationConfig"))
+    for key, field in (("OnSuccess", "onSuccess"), ("OnFailure", "onFailure")):
+        if key in destinations:
+            target = destination(
+                scope, logical_id, f"{at}.DestinationConfig.{key}", mapping(destinations[key])
+            )
+            if target is not None:
+                delivery[field] = target
+    for key in config:
+        if key not in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"):
+            scope.report.not_mapped(logical_id, f"{at}.{key}", "not a property kubelambda knows")
+    return delivery
