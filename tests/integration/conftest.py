@@ -1,6 +1,7 @@
 """Fixtures shared by the integration folders: a real NATS server with JetStream, one for the
-session (`nats_server`) and a test's own restartable ones (`nats_factory`), built by the harness on
-first use (`scripts/build-parts nats-server` builds it ahead).
+session (`nats_server`), a test's own restartable ones (`nats_factory`) and a test's own
+three-server JetStream cluster (`nats_cluster`), built by the harness on first use
+(`scripts/build-parts nats-server` builds it ahead).
 
 Failed tests get the log tails of the NATS servers they used appended to their report.
 """
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.nats import NatsFactory, NatsServer, nats_for_pytest
+from harness import nats as nats_harness
+from harness.nats import NatsCluster, NatsFactory, NatsServer, nats_for_pytest
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +32,20 @@ def nats_factory(tmp_path: Path) -> Iterator[NatsFactory]:
         yield made
 
 
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers routed as one clustered JetStream, with a meta leader; clients take
+    `nats_cluster.urls` (all three, comma-separated). A test may kill a member and bring it back
+    on its ports and store (`nats_cluster.restart(member)`); all stop after the test."""
+    with nats_harness.nats_cluster(
+        size=3,
+        name="kubelambda-cluster",
+        store_root=tmp_path / "nats-cluster-store",
+        log_dir=tmp_path / "nats-cluster-logs",
+    ) as cluster:
+        yield cluster
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -38,7 +54,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     funcargs = getattr(item, "funcargs", {})
     session, factory = funcargs.get("nats_server"), funcargs.get("nats_factory")
+    cluster = funcargs.get("nats_cluster")
     if isinstance(session, NatsServer):
         report.sections.append(("NATS server log", session.log_tail()))
     if isinstance(factory, NatsFactory) and factory.servers:
         report.sections.append(("NATS servers' logs", factory.log_tails()))
+    if isinstance(cluster, NatsCluster):
+        report.sections.append(("NATS cluster's logs", cluster.log_tails()))

@@ -94,10 +94,11 @@ def add_broker_flags(parser: argparse.ArgumentParser) -> None:
     """Where asynchronous events are kept: NATS JetStream, shared by gateway and dispatcher."""
     parser.add_argument(
         "--nats",
-        metavar="URL",
+        metavar="URL[,URL...]",
         default=os.environ.get("KUBELAMBDA_NATS_URL") or None,
         help="keep accepted asynchronous events (Event invocations, bucket notifications) in "
-        "NATS JetStream at URL, e.g. nats://127.0.0.1:4222 ($KUBELAMBDA_NATS_URL; credentials "
+        "NATS JetStream at URL, e.g. nats://127.0.0.1:4222, or at any of a cluster's servers "
+        "separated by commas ($KUBELAMBDA_NATS_URL; credentials "
         "from $KUBELAMBDA_NATS_USER and $KUBELAMBDA_NATS_PASSWORD, $KUBELAMBDA_NATS_TOKEN or a "
         "credentials file in $KUBELAMBDA_NATS_CREDS); `kubelambda dispatcher` delivers them",
     )

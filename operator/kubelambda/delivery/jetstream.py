@@ -51,6 +51,7 @@ _STREAM_FULL_CODES = frozenset({10077, 10047})
 class BrokerSettings:
     """The stream, its bounds, and how dispatchers consume it (chart: values `nats`)."""
 
+    # One server, or a cluster's members separated by commas (see `servers`).
     url: str
     stream: str = "KUBELAMBDA_EVENTS"
     subject_prefix: str = "kubelambda"
@@ -74,6 +75,12 @@ class BrokerSettings:
     password: str | None = None
     token: str | None = None
     credentials_file: str | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        """The servers `url` lists, comma-separated as the NATS tools take them: the client
+        connects to one that answers and moves to another when it loses it."""
+        return [server.strip() for server in self.url.split(",") if server.strip()]
 
     def events_subject(self, function: FunctionKey) -> str:
         return function_subject(self.subject_prefix, function)
@@ -195,7 +202,7 @@ class JetStreamStore:
         while True:
             try:
                 nc = await nats.connect(
-                    settings.url,
+                    settings.servers,
                     name="kubelambda",
                     connect_timeout=5,
                     max_reconnect_attempts=-1,

@@ -245,7 +245,8 @@ class EventSources:
         client = self._connections.get(ident)
         if client is None or client.is_closed:
             client = await nats.connect(
-                ident[0],
+                # One server or a cluster's, separated by commas (as --nats takes them).
+                [server.strip() for server in ident[0].split(",") if server.strip()],
                 name="kubelambda-sources",
                 connect_timeout=5,
                 max_reconnect_attempts=-1,
