@@ -95,6 +95,13 @@ def default_consumer_group(*, namespace: str, name: str) -> str:
     return f"kubelambda.{namespace}.{name}"
 
 
+def queue_consumer_name(namespace: str, name: str) -> str:
+    """The durable JetStream consumer of a queue Trigger: the dispatcher's poller reads through
+    it and the operator observes it. Namespaces and names never hold '_', so this is one
+    consumer per Trigger; a '.' (allowed in names) is not allowed in a consumer's name."""
+    return f"kubelambda_{namespace}_{name.replace('.', '_')}"
+
+
 def read_queue(reader: Reader, spec: Node) -> QueueSource | None:
     node = reader.obj(spec.child("queue"))
     if node is None:

@@ -30,6 +30,7 @@ from kubelambda.commands.serving import add_broker_flags, broker_settings
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.operator import Operator
 from kubelambda.delivery.jetstream import JetStreamStore
+from kubelambda.delivery.observe import SourceProbe
 from kubelambda.platforms.kubernetes import watches
 from kubelambda.platforms.kubernetes.aio import AsyncKube
 from kubelambda.platforms.kubernetes.client import KubeClient
@@ -156,6 +157,13 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         help="reconcile every object this often even without events (default: %(default)s)",
     )
     parser.add_argument(
+        "--observe-seconds",
+        type=float,
+        default=defaults.observe_seconds,
+        help="look at the source of each queue and kafka Trigger this often (its consumer's"
+        " position and lag in status.consumer; default: %(default)s)",
+    )
+    parser.add_argument(
         "--health-port",
         type=int,
         default=0,
@@ -203,6 +211,8 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ControllerConfig:
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
+    if args.observe_seconds <= 0:
+        raise SystemExit("--observe-seconds must be above 0")
     return ControllerConfig(
         runtime_images=MappingProxyType(dict(args.runtime_image)),
         image_pull_policy=args.image_pull_policy,
@@ -217,6 +227,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         s3_webhook_arn=args.s3_webhook_arn,
         workers=args.workers,
         resync_seconds=args.resync_seconds,
+        observe_seconds=args.observe_seconds,
     )
 
 
@@ -317,7 +328,12 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     cluster = AsyncKube(
         client, workers=config.workers * 2, component=COMPONENT, field_manager=FIELD_MANAGER
     )
-    operator = Operator(cluster=cluster, config=config, notifications=S3Notifications())
+    # Queue Triggers without nats.url are on the platform's broker, seen with the operator's
+    # credentials; the others' NATS and Kafka with their Secrets' (read through `cluster`).
+    probe = SourceProbe(broker=broker_settings(args))
+    operator = Operator(
+        cluster=cluster, config=config, notifications=S3Notifications(), probe=probe
+    )
     stop = asyncio.Event()
     # One watch layer: every event goes to the controller, and those the autoscaler needs
     # to it too.
@@ -345,6 +361,7 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
         )
     finally:
         stop.set()
+        await probe.aclose()
         cluster.close()
 
 

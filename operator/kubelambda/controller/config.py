@@ -51,6 +51,8 @@ class ControllerConfig:
     # Reconcile concurrency, and how often every object is reconciled even without events.
     workers: int = 8
     resync_seconds: float = 300.0
+    # How often the source of each queue and kafka Trigger is looked at (status.consumer).
+    observe_seconds: float = 30.0
 
     def function_url(self, *, namespace: str, name: str) -> str:
         """The Lambda Invoke API URL of a Function (FunctionName NAMESPACE.NAME)."""

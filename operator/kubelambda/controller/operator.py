@@ -28,6 +28,7 @@ from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import FunctionReconciler, Result
+from kubelambda.controller.observer import Probe, SourceObserver
 from kubelambda.controller.queue import WorkQueue
 from kubelambda.controller.store import Store
 from kubelambda.controller.triggers import TriggerReconciler
@@ -59,11 +60,24 @@ class Operator:
         config: ControllerConfig,
         notifications: BucketNotifications,
         clock: Callable[[], datetime] = _now,
+        probe: Probe | None = None,
     ) -> None:
         self.config = config
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.claims = RouteClaims()
+        # Looks at queue and kafka Triggers' sources; without a probe their status says so.
+        self.observer = (
+            SourceObserver(
+                probe=probe,
+                cluster=cluster,
+                clock=clock,
+                changed=lambda namespace, name: self.queue.add(("Trigger", namespace, name)),
+                interval_seconds=config.observe_seconds,
+            )
+            if probe is not None
+            else None
+        )
         # Valid schedule Triggers, for the scheduler (scheduler/ticks.py).
         self.schedules: dict[tuple[str, str], Trigger] = {}
         self.functions = FunctionReconciler(
@@ -76,6 +90,7 @@ class Operator:
             notifications=notifications,
             clock=clock,
             claims=self.claims,
+            observer=self.observer,
         )
         self.reconciles = 0  # how many reconciles ran, for tests and the benchmark
 
@@ -105,6 +120,8 @@ class Operator:
             self.store.remove(TRIGGER, body)
             self.claims.remove((namespace, name))
             self.schedules.pop((namespace, name), None)
+            if self.observer is not None:
+                self.observer.forget(namespace, name)
         else:
             self.store.put(TRIGGER, body)
             try:
@@ -157,7 +174,8 @@ class Operator:
 
     def resync(self) -> None:
         """Queue every known object: catches what no event reported (a user's ConfigMap
-        changed, an S3 subscription removed on the server)."""
+        changed, an S3 subscription removed on the server) and writes the latest observation
+        of each queue and kafka source, however little it changed."""
         for kind, tag in ((FUNCTION, "Function"), (TRIGGER, "Trigger")):
             for body in self.store.all(kind):
                 namespace, name = _where(body)
@@ -207,6 +225,8 @@ class Operator:
         """Run the workers and the resync timer until cancelled."""
         tasks = [asyncio.create_task(self._work()) for _ in range(self.config.workers)]
         tasks.append(asyncio.create_task(self._resync_loop()))
+        if self.observer is not None:
+            tasks.append(asyncio.create_task(self.observer.run()))
         try:
             await asyncio.gather(*tasks)
         finally:

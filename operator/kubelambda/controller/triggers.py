@@ -1,7 +1,7 @@
 """Reconciles one Trigger: checks it against its Function and its path's owner, subscribes a
 bucket with a ``source`` on its S3 server (and unsubscribes it, behind a finalizer, when the
-Trigger is deleted), and writes the Trigger's status. Queue and kafka Triggers are only
-accepted here: the dispatcher's pollers consume them.
+Trigger is deleted), and writes the Trigger's status. The dispatcher's pollers consume queue and
+kafka Triggers; their status says what the SourceObserver last saw of the consumer.
 
 The operator's workers call ``TriggerReconciler.reconcile``; the gateway reads Triggers itself,
 so "published" means valid, with its Function present.
@@ -39,7 +39,13 @@ from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.functions import RECHECK_SECONDS, Result
+from kubelambda.controller.observer import SourceObserver
 from kubelambda.controller.resources.conditions import Condition, find_condition
+from kubelambda.controller.resources.consumer import (
+    consumer_status,
+    observed_already,
+    stream_ready,
+)
 from kubelambda.controller.resources.status import (
     TRIGGER_STATUS_KEYS,
     trigger_source_summary,
@@ -67,15 +73,6 @@ def _subscribes(trigger: Trigger) -> tuple[BucketSource, S3Source] | None:
     return None
 
 
-def _accepted(function: str, source: QueueSource | KafkaSource) -> str:
-    if isinstance(source, QueueSource):
-        subject = f", subject {source.subject}" if source.subject else ""
-        where = f"JetStream stream {source.stream}{subject}"
-    else:
-        where = f"Kafka topics {', '.join(source.topics)}"
-    return f"{where} for Function {function}: accepted, not consumed yet (no poller reports on it)"
-
-
 def _parse_time(value: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -93,9 +90,11 @@ class TriggerReconciler:
         notifications: BucketNotifications,
         clock: Callable[[], datetime],
         claims: RouteClaims,
+        observer: SourceObserver | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cluster = cluster
+        self.observer = observer
         self.store = store
         self.config = config
         self.notifications = notifications
@@ -109,17 +108,23 @@ class TriggerReconciler:
         body = self.store.get(TRIGGER, namespace=namespace, name=name)
         if body is None:
             self._verified.pop((namespace, name), None)
+            self._unobserve(namespace, name)
             return Result()
         meta = body["metadata"]
         try:
             trigger = parse_trigger(body)
         except SpecError as exc:
+            self._unobserve(namespace, name)
             if meta.get("deletionTimestamp"):
                 await self._release(body)
                 return Result()
             await self._write(body, Condition("Ready", "False", "InvalidSpec", str(exc)), None)
             return Result()
         subscribing = _subscribes(trigger)
+        if meta.get("deletionTimestamp") or not isinstance(
+            trigger.source, QueueSource | KafkaSource
+        ):
+            self._unobserve(namespace, name)
         if meta.get("deletionTimestamp"):
             return await self._finish_deletion(body, trigger, subscribing)
         summary = trigger_source_summary(trigger)
@@ -132,6 +137,7 @@ class TriggerReconciler:
             return Result()
         function = await self._function(namespace, trigger.function)
         if function is None:
+            self._unobserve(namespace, name)
             ready = Condition(
                 "Ready",
                 "False",
@@ -141,10 +147,7 @@ class TriggerReconciler:
             await self._write(body, ready, summary)
             return Result()
         if isinstance(trigger.source, QueueSource | KafkaSource):
-            # Valid, with its Function; whether it is consumed is not this reconciler's to know.
-            message = _accepted(trigger.function, trigger.source)
-            ready = Condition("Ready", "Unknown", "Accepted", message)
-            await self._write(body, ready, summary)
+            await self._consumed(body, trigger, trigger.source, summary)
             return Result()
         if subscribing is None:
             schedule = schedule_of(trigger)
@@ -209,6 +212,32 @@ class TriggerReconciler:
             f"the gateway delivers notifications of bucket {source.bucket} to Function"
             f" {trigger.function} (configure the bucket's notifications on the S3 server)"
         )
+
+    # --- a queue's or a Kafka cluster's consumer -------------------------------------------
+
+    async def _consumed(
+        self,
+        body: Mapping[str, Any],
+        trigger: Trigger,
+        source: QueueSource | KafkaSource,
+        summary: str,
+    ) -> None:
+        observed = None
+        if self.observer is not None:
+            observed = self.observer.observe(trigger, source)
+            if observed is None and observed_already(body):
+                return  # the observer queues the Trigger again once it has looked
+        ready = stream_ready(
+            function=trigger.function,
+            source=source,
+            observed=observed,
+            observing=self.observer is not None,
+        )
+        await self._write(body, ready, summary, consumer=consumer_status(observed))
+
+    def _unobserve(self, namespace: str, name: str) -> None:
+        if self.observer is not None:
+            self.observer.forget(namespace, name)
 
     # --- the bucket ------------------------------------------------------------------------
 
@@ -351,6 +380,7 @@ class TriggerReconciler:
         source: str | None,
         *,
         next_tick: datetime | None = None,
+        consumer: Mapping[str, Any] | None = None,
     ) -> None:
         meta = body["metadata"]
         old = body.get("status") or {}
@@ -366,6 +396,7 @@ class TriggerReconciler:
             url=url,
             now=self.clock(),
             next_tick=next_tick,
+            consumer=consumer,
         )
         patch = status_patch(old, status, owned=TRIGGER_STATUS_KEYS)
         if not patch:
@@ -380,7 +411,7 @@ class TriggerReconciler:
             raise
         self.store.put(TRIGGER, updated)
         previous = find_condition(old.get("conditions"), "Ready") or {}
-        # Unknown is no fault (an accepted queue or kafka source): only False warns.
+        # Unknown is no fault (a source not observed yet): only False warns.
         if ready.status == "False" and previous.get("reason") != ready.reason:
             await self.cluster.record_event(
                 body, type="Warning", reason=ready.reason, message=ready.message

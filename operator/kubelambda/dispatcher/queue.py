@@ -28,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kubelambda.api.filters import FilterPattern, matches_any, parse_filter
 from kubelambda.api.identity import FunctionKey
-from kubelambda.api.streams import QueueSource
+from kubelambda.api.streams import QueueSource, queue_consumer_name
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
 from kubelambda.dispatcher.batches import BatchInvoker, BatchOutcome, FailedRecords
@@ -50,9 +50,8 @@ _UUIDS = uuid.UUID("6b1d3c9e-2f4a-4e8b-9c71-5d0a8f3e2b17")
 
 
 def consumer_name(trigger: Trigger) -> str:
-    """The durable consumer of a queue Trigger. Namespaces and names never hold '_', so
-    this is one consumer per Trigger; a '.' (allowed in names) is not allowed here."""
-    return f"kubelambda_{trigger.namespace}_{trigger.name.replace('.', '_')}"
+    """The durable consumer of a queue Trigger (the operator observes the same one)."""
+    return queue_consumer_name(trigger.namespace, trigger.name)
 
 
 @dataclass(slots=True)

@@ -153,7 +153,12 @@ def test_trigger_source_rules_match_the_models() -> None:
             "fn",
             ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler", "Scaling"],
         ),
-        ("triggers", "Trigger", "trig", ["Function", "Source", "Ready", "Next", "Age", "URL"]),
+        (
+            "triggers",
+            "Trigger",
+            "trig",
+            ["Function", "Source", "Ready", "Next", "Age", "URL", "Lag"],
+        ),
     ],
 )
 def test_crd_names_scope_version_and_columns(

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubelambda.api.subscriptions import FakeNotifications
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import Result
+from kubelambda.controller.observer import Probe
 from kubelambda.controller.operator import Key, Operator
+from kubelambda.delivery.observe import KafkaTarget, NotConsumed, Observation, QueueTarget
 from kubelambda.platforms.kubernetes.kinds import FUNCTION, TRIGGER, Kind, kind_of
 from unit.controller.conftest import clock
 
@@ -23,11 +26,17 @@ def make_operator(
     *objects: dict[str, Any],
     cluster: FakeCluster | None = None,
     notifications: FakeNotifications | None = None,
+    probe: Probe | None = None,
+    now: Callable[[], datetime] = clock,
 ) -> tuple[FakeCluster, Operator]:
     """An Operator whose store has seen ``objects`` (Functions, Triggers) being added."""
     fake = cluster if cluster is not None else FakeCluster()
     operator = Operator(
-        cluster=fake, config=config, notifications=notifications or FakeNotifications(), clock=clock
+        cluster=fake,
+        config=config,
+        notifications=notifications or FakeNotifications(),
+        clock=now,
+        probe=probe,
     )
     for obj in objects:
         stored = fake.put(obj)
@@ -38,11 +47,11 @@ def make_operator(
     return fake, operator
 
 
-def restart(config: ControllerConfig, cluster: FakeCluster) -> Operator:
+def restart(config: ControllerConfig, cluster: FakeCluster, probe: Probe | None = None) -> Operator:
     """A new Operator over ``cluster``, as a restarted process starts: its watches list every
     object (Functions, Triggers and the objects the controller made)."""
     operator = Operator(
-        cluster=cluster, config=config, notifications=FakeNotifications(), clock=clock
+        cluster=cluster, config=config, notifications=FakeNotifications(), clock=clock, probe=probe
     )
     for obj in cluster.objects.values():
         kind = kind_of(obj)
@@ -112,3 +121,30 @@ class DeletedInFlightCluster(FakeCluster):
         answer = await super().patch_status(kind, namespace=namespace, name=name, status=status)
         self._delete(kind, namespace, name, "status")
         return answer
+
+
+@dataclass
+class FakeProbe:
+    """Answers each look at a stream or at a first topic from ``answers`` (by default: there,
+    with no consumer yet), and records every target it was shown."""
+
+    answers: dict[str, Observation] = field(default_factory=dict)
+    looked: list[QueueTarget | KafkaTarget] = field(default_factory=list)
+
+    async def queue(self, target: QueueTarget) -> Observation:
+        self.looked.append(target)
+        return self.answers.get(target.stream, NotConsumed(f"{target.stream}: no consumer"))
+
+    async def kafka(self, target: KafkaTarget) -> Observation:
+        self.looked.append(target)
+        topic = target.topics[0]
+        return self.answers.get(topic, NotConsumed(f"{topic}: no offsets"))
+
+
+def look(operator: Operator) -> dict[Key, Result]:
+    """Settle the queue (a reconcile shows the observer a new source), let the observer look at
+    every source that is due, and settle again; returns the second settling's reconciles."""
+    assert operator.observer is not None
+    settle(operator)
+    asyncio.run(operator.observer.look_due())
+    return settle(operator)

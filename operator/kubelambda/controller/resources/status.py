@@ -37,7 +37,14 @@ FUNCTION_STATUS_KEYS: Final = (
     "codeHash",
 )
 # lastTick is the scheduler's.
-TRIGGER_STATUS_KEYS: Final = ("observedGeneration", "conditions", "source", "url", "nextTick")
+TRIGGER_STATUS_KEYS: Final = (
+    "observedGeneration",
+    "conditions",
+    "source",
+    "url",
+    "nextTick",
+    "consumer",
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,7 @@ def trigger_status(
     url: str | None,
     now: datetime,
     next_tick: datetime | None = None,
+    consumer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     previous = dict(old or {})
     status: dict[str, Any] = {
@@ -204,6 +212,7 @@ def trigger_status(
         "source": source if source is not None else previous.get("source"),
         "url": url,
         "nextTick": _rfc3339(next_tick) if next_tick is not None else None,
+        "consumer": dict(consumer) if consumer is not None else None,
     }
     return {key: value for key, value in status.items() if value is not None}
 

@@ -1,0 +1,383 @@
+"""How to reach the NATS or Kafka a queue or kafka Trigger reads: its endpoint with the
+credentials of its Secret (read by the keys contracts.md names, with errors that name what does
+not fit), aiokafka's security options, the words for a refusal, and a bounded pool of clients.
+
+observe.py's probe uses them; the credentials rules are the dispatcher's pollers' rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import tempfile
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
+from aiokafka.conn import create_conn  # type: ignore[import-untyped]
+from aiokafka.protocol.metadata import MetadataRequest  # type: ignore[import-untyped]
+
+from kubelambda.delivery.jetstream import BrokerSettings
+
+__all__ = [
+    "INVALID_SECRET",
+    "MECHANISMS",
+    "ClientPool",
+    "CredentialsError",
+    "KafkaEndpoint",
+    "NatsEndpoint",
+    "Unreachable",
+    "described",
+    "kafka_endpoint",
+    "kafka_options",
+    "kafka_refusal",
+    "kafka_unreachable",
+    "nats_endpoint",
+    "redacted",
+]
+
+# The Ready reason of a Trigger whose Secret does not hold what its source needs.
+INVALID_SECRET: Final = "InvalidSecret"
+# The SASL mechanisms Lambda offers for self-managed Kafka (BASIC_AUTH is PLAIN).
+MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_KAFKA_KEYS: Final = ("username", "password", "mechanism", "ca.crt", "tls.crt", "tls.key")
+_REFUSALS: Final = (
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+)
+
+
+class CredentialsError(ValueError):
+    """A Secret does not hold what its source needs; the message names the Secret and keys."""
+
+
+def described(exc: BaseException) -> str:
+    """An exception as a problem's text: its type and message, once."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+
+
+def redacted(url: str) -> str:
+    """``url`` without a password it may carry (nats://user:secret@host), for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+# --- NATS ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsEndpoint:
+    """A NATS server and the credentials to present; ``credentials`` names them in messages."""
+
+    url: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    creds: str | None = field(default=None, repr=False)  # a .creds file's text
+    credentials_file: str | None = None  # a .creds file's path
+    credentials: str = "a connection without credentials"
+
+    @classmethod
+    def of_broker(cls, broker: BrokerSettings) -> NatsEndpoint:
+        """The platform's broker, with the operator's own credentials."""
+        return cls(
+            url=broker.url,
+            user=broker.user,
+            password=broker.password,
+            token=broker.token,
+            credentials_file=broker.credentials_file,
+            credentials="the operator's credentials",
+        )
+
+
+def nats_endpoint(url: str, *, secret: str | None, data: Mapping[str, str] | None) -> NatsEndpoint:
+    """The NATS a queue Trigger names, with the credentials in its Secret's (decoded) ``data``:
+    ``creds``, else ``token``, else ``user`` and ``password``, as the dispatcher reads them."""
+    if secret is None or data is None:
+        return NatsEndpoint(url=url)
+    named = f"the credentials of Secret {secret}"
+    if "creds" in data:
+        return NatsEndpoint(url=url, creds=data["creds"], credentials=named)
+    if "token" in data:
+        return NatsEndpoint(url=url, token=data["token"], credentials=named)
+    if "user" in data and "password" in data:
+        return NatsEndpoint(
+            url=url, user=data["user"], password=data["password"], credentials=named
+        )
+    raise CredentialsError(
+        f"Secret {secret} (spec.queue.nats.credentialsSecret) holds none of the keys creds, token,"
+        " or user and password"
+    )
+
+
+# --- Kafka -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaEndpoint:
+    """A Kafka cluster's bootstrap servers, with SASL (``mechanism``, ``username``,
+    ``password``) when set, over TLS with ``tls`` (``ca_cert`` the brokers' authority, else the
+    system's; a client certificate from ``client_cert`` and ``client_key``)."""
+
+    bootstrap_servers: tuple[str, ...]
+    tls: bool = False
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = field(default=None, repr=False)
+    secret: str | None = None  # whose keys these are, for messages
+
+
+def kafka_endpoint(
+    servers: tuple[str, ...],
+    *,
+    tls: bool,
+    secret: str | None,
+    data: Mapping[str, str] | None,
+) -> KafkaEndpoint:
+    """A kafka Trigger's cluster, with its ``auth``: SASL when the Secret has a username and
+    password (mechanism PLAIN unless it says SCRAM-SHA-256 or SCRAM-SHA-512), a client
+    certificate from tls.crt and tls.key, the brokers' authority from ca.crt, TLS only with
+    ``tls``; the dispatcher's rules (dispatcher/kafka_client.py), so both refuse the same."""
+    if data is None:
+        return KafkaEndpoint(bootstrap_servers=servers, tls=tls)
+    name = f"Secret {secret} (spec.kafka.auth.secretRef)"
+    if not any(key in data for key in _KAFKA_KEYS):
+        raise CredentialsError(f"{name} holds none of the keys {', '.join(_KAFKA_KEYS)}")
+    sasl = "username" in data or "password" in data
+    mechanism = None
+    if sasl:
+        if not data.get("username") or not data.get("password"):
+            raise CredentialsError(f"{name} needs both username and password for SASL")
+        mechanism = data.get("mechanism") or "PLAIN"
+        if mechanism not in MECHANISMS:
+            raise CredentialsError(
+                f"{name}: mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}"
+            )
+    elif "mechanism" in data:
+        raise CredentialsError(f"{name} has a mechanism but no username and password")
+    if ("tls.crt" in data) != ("tls.key" in data):
+        raise CredentialsError(f"{name} needs both tls.crt and tls.key for a client certificate")
+    tls_keys = [key for key in ("ca.crt", "tls.crt", "tls.key") if key in data]
+    if tls_keys and not tls:
+        raise CredentialsError(
+            f"{name} has {', '.join(tls_keys)} but auth.tls is false: set auth.tls to connect"
+            " with TLS"
+        )
+    return KafkaEndpoint(
+        bootstrap_servers=servers,
+        tls=tls,
+        mechanism=mechanism,
+        username=data.get("username") if sasl else None,
+        password=data.get("password") if sasl else None,
+        ca_cert=data.get("ca.crt"),
+        client_cert=data.get("tls.crt"),
+        client_key=data.get("tls.key"),
+        secret=secret,
+    )
+
+
+def kafka_options(endpoint: KafkaEndpoint) -> dict[str, Any]:
+    """aiokafka's security options for ``endpoint``; CredentialsError for a certificate or key
+    that is not PEM."""
+    options: dict[str, Any] = {}
+    if endpoint.mechanism is not None:
+        options.update(
+            sasl_mechanism=endpoint.mechanism,
+            sasl_plain_username=endpoint.username,
+            sasl_plain_password=endpoint.password,
+        )
+    if not endpoint.tls:
+        options["security_protocol"] = "SASL_PLAINTEXT" if endpoint.mechanism else "PLAINTEXT"
+        return options
+    options["security_protocol"] = "SASL_SSL" if endpoint.mechanism else "SSL"
+    options["ssl_context"] = _tls_context(endpoint)
+    return options
+
+
+def _tls_context(endpoint: KafkaEndpoint) -> ssl.SSLContext:
+    name = f"Secret {endpoint.secret}"
+    try:
+        context = ssl.create_default_context(cadata=endpoint.ca_cert)
+    except (ssl.SSLError, ValueError) as exc:
+        raise CredentialsError(f"{name}: ca.crt is not a PEM certificate ({exc})") from exc
+    if endpoint.client_cert is not None and endpoint.client_key is not None:
+        # The ssl module loads a certificate chain from files only: written where only this
+        # process reads them, and gone once loaded.
+        with tempfile.TemporaryDirectory(prefix="kafka-tls-") as folder:
+            paths = Path(folder) / "tls.crt", Path(folder) / "tls.key"
+            for path, text in zip(paths, (endpoint.client_cert, endpoint.client_key), strict=True):
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(handle, "w") as file:
+                    file.write(text)
+            try:
+                context.load_cert_chain(*paths)
+            except (ssl.SSLError, ValueError) as exc:
+                raise CredentialsError(
+                    f"{name}: tls.crt and tls.key are not a PEM certificate and its key ({exc})"
+                ) from exc
+    return context
+
+
+def kafka_refusal(
+    exc: BaseException, *, endpoint: KafkaEndpoint | None = None, after_connect: bool = False
+) -> str | None:
+    """Why the brokers refused this client, when ``exc`` says so (wrong credentials, a SASL
+    mechanism they do not take, no right to a topic or group, a failed TLS handshake); None for
+    anything else. A connection closed ``after_connect`` by brokers this client offered no
+    credentials to is such a refusal too: the listener wants SASL."""
+    if isinstance(exc, ssl.SSLError):
+        return f"failed the TLS handshake: {described(exc)}"
+    if isinstance(exc, _REFUSALS):
+        return f"refused {_whose(endpoint)}: {described(exc)}"
+    unannounced = endpoint is not None and endpoint.mechanism is None
+    if after_connect and unannounced and isinstance(exc, kafka_errors.KafkaConnectionError):
+        return (
+            f"closed the connection before answering ({described(exc)}): the listener may want"
+            " SASL credentials (spec.kafka.auth.secretRef) or TLS (auth.tls)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """Why no bootstrap server took a connection: ``refused`` when one refused the client."""
+
+    refused: bool
+    message: str
+
+
+async def kafka_unreachable(
+    endpoint: KafkaEndpoint, options: Mapping[str, Any], *, seconds: float
+) -> Unreachable | None:
+    """What connecting to the bootstrap servers runs into, or None when one of them answers a
+    request: aiokafka itself only says "Unable to bootstrap". A refusal of the client wins over
+    an address that is out of reach."""
+    out_of_reach: list[str] = []
+    for server in endpoint.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        conn = None
+        try:
+            async with asyncio.timeout(seconds):
+                conn = await create_conn(
+                    host, int(port), request_timeout_ms=int(seconds * 1000), **options
+                )
+                # An empty list asks for no topic (None would ask for all of them).
+                await conn.send(MetadataRequest([]))
+        except (OSError, kafka_errors.KafkaError, TimeoutError) as exc:
+            refusal = kafka_refusal(exc, endpoint=endpoint, after_connect=conn is not None)
+            if refusal is not None:
+                return Unreachable(refused=True, message=f"Kafka at {server} {refusal}")
+            out_of_reach.append(f"{server}: {described(exc)}")
+            continue
+        finally:
+            if conn is not None:
+                conn.close()
+        return None
+    return Unreachable(refused=False, message=f"cannot reach Kafka at {'; '.join(out_of_reach)}")
+
+
+def _whose(endpoint: KafkaEndpoint | None) -> str:
+    if endpoint is None or endpoint.secret is None:
+        return "the client"
+    return f"the credentials of Secret {endpoint.secret}"
+
+
+# --- clients kept per endpoint ---------------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+C = TypeVar("C")
+
+
+class ClientPool(Generic[K, C]):
+    """Open clients by endpoint, at most ``size`` (the least recently used is closed), and one
+    opening per endpoint at a time, shared by the callers that wait for it. Callers drop a client
+    whose request failed, so that the next one connects anew.
+
+    ``size`` should be at least the number of callers at once: then a client in use is always
+    among the ``size`` most recently used and is never closed under its caller.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        close: Callable[[C], Awaitable[None]],
+        alive: Callable[[C], bool],
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a pool of {size} clients holds none")
+        self._size = size
+        self._close = close
+        self._alive = alive
+        self._clients: OrderedDict[K, C] = OrderedDict()
+        self._opening: dict[K, asyncio.Task[C]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    async def get(self, key: K, open: Callable[[], Awaitable[C]]) -> C:
+        client = self._clients.get(key)
+        if client is not None and self._alive(client):
+            self._clients.move_to_end(key)
+            return client
+        if client is not None:
+            self.drop(key, client)
+        opening = self._opening.get(key)
+        if opening is None:
+            opening = asyncio.ensure_future(open())
+            self._opening[key] = opening
+            opening.add_done_callback(lambda task: self._opened(key, task))
+        # Shielded: a caller that gives up (its deadline) does not cancel the others' opening.
+        return await asyncio.shield(opening)
+
+    def _opened(self, key: K, task: asyncio.Task[C]) -> None:
+        self._opening.pop(key, None)
+        if task.cancelled() or task.exception() is not None:
+            return  # the callers waiting on it got the error; one that gave up needs none
+        self._clients[key] = task.result()
+        while len(self._clients) > self._size:
+            _, oldest = self._clients.popitem(last=False)
+            self._close_later(oldest)
+
+    def drop(self, key: K, client: C | None) -> None:
+        """Stop keeping ``client`` for ``key`` (if it still is) and close it in the background:
+        a caller at its deadline does not wait for the goodbye."""
+        if client is not None and self._clients.get(key) is client:
+            del self._clients[key]
+            self._close_later(client)
+
+    def _close_later(self, client: C) -> None:
+        task = asyncio.ensure_future(self._close(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._opening.values()):
+            task.cancel()
+        clients = list(self._clients.values())
+        self._clients.clear()
+        await asyncio.gather(*(self._close(client) for client in clients), *self._closing)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._opening.values(), return_exceptions=True)
