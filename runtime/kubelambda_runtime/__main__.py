@@ -1,7 +1,8 @@
 """``python -m kubelambda_runtime``: start the worker processes, then serve the invoke endpoint.
 
 Workers are spawned before the web server is even imported, so the handler's init runs
-while the server starts: a function is ready about as soon as either is.
+while the server starts: a function is ready about as soon as either is. Local mode's zygote
+(zygote.py) calls ``main`` in a forked child instead, with every module already imported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from kubelambda_runtime.server.descendants import adopt_orphans
 from kubelambda_runtime.server.pool import Pool
-from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.server.workerprocess import Start, WorkerProcess, exec_worker
 from kubelambda_runtime.wire import config
 
 HELP = """\
@@ -34,7 +35,8 @@ example:
 """
 
 
-def parse(argv: list[str], env: dict[str, str]) -> config.Settings:
+def parse(argv: list[str], env: dict[str, str]) -> tuple[config.Settings, int | None]:
+    """The settings, and the descriptor to signal readiness on (``--ready-fd``), if any."""
     parser = argparse.ArgumentParser(
         prog="python -m kubelambda_runtime",
         description=HELP,
@@ -54,6 +56,13 @@ def parse(argv: list[str], env: dict[str, str]) -> config.Settings:
         "--host", help="address to listen on (env KUBELAMBDA_HOST, default 0.0.0.0)"
     )
     parser.add_argument("--port", type=int, help="port (env KUBELAMBDA_PORT, default 8080)")
+    parser.add_argument(
+        "--ready-fd",
+        type=int,
+        metavar="FD",
+        help="once listening, write the health (ready or init_failed) and a newline on this "
+        "inherited descriptor, then close it: a supervisor's readiness signal",
+    )
     args = parser.parse_args(argv)
     overrides = {
         "_HANDLER": args.handler,
@@ -69,30 +78,39 @@ def parse(argv: list[str], env: dict[str, str]) -> config.Settings:
         if value is not None:
             env[name] = str(value)
     try:
-        return config.from_environment(env)
+        return config.from_environment(env), args.ready_fd
     except config.ConfigError as exc:
         parser.error(str(exc))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, start_workers: Start = exec_worker) -> int:
+    """Run the runtime until it is stopped. ``start_workers`` starts the first workers (the
+    zygote's runtimes fork them); replacements are always new processes."""
     env = dict(os.environ)
-    settings = parse(sys.argv[1:] if argv is None else argv, env)
+    settings, ready_fd = parse(sys.argv[1:] if argv is None else argv, env)
     # Before any worker starts: what an environment the server kills leaves comes back to
     # the server to be ended, instead of living on under PID 1.
     adopt_orphans()
     pool = Pool(settings, environment=env)
-    spawned = pool.spawn_all()
+    spawned = pool.spawn_all(start_workers)
 
     import uvloop
 
-    uvloop.run(serve(settings, pool, spawned))
+    uvloop.run(serve(settings, pool, spawned, ready_fd=ready_fd))
     return 0
 
 
-async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProcess]) -> None:
+async def serve(
+    settings: config.Settings,
+    pool: Pool,
+    spawned: list[WorkerProcess],
+    *,
+    ready_fd: int | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then let invocations in progress finish."""
     from kubelambda_runtime.server.endpoints import RuntimeApp
     from kubelambda_runtime.server.httpserver import HttpServer
+    from kubelambda_runtime.server.ready import announce
 
     pool.start(spawned)
     app = RuntimeApp(settings=settings, pool=pool)
@@ -111,7 +129,18 @@ async def serve(settings: config.Settings, pool: Pool, spawned: list[WorkerProce
             print(f"kubelambda_runtime: cannot listen on {settings.host}:{port}: {exc}")
             await pool.close()
             raise SystemExit(1) from exc
+    announcing: asyncio.Future[str] | None = None
+    if ready_fd is not None:
+        announcing = asyncio.ensure_future(
+            announce(
+                ready_fd,
+                health=lambda: pool.health()[0],
+                boots=lambda: [slot.boot for slot in pool.slots if slot.boot is not None],
+            )
+        )
     await stop.wait()
+    if announcing is not None:
+        announcing.cancel()
     grace = settings.timeout_seconds + 1.0
     stopping = [asyncio.ensure_future(listening.stop(grace=grace)) for listening, _ in servers]
     # Connections the workers hold come back after the invocation they run, then close.

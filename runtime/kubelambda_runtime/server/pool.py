@@ -26,7 +26,7 @@ from kubelambda_runtime.server.endings import Endings
 from kubelambda_runtime.server.handover import HandOver
 from kubelambda_runtime.server.slot import Slot
 from kubelambda_runtime.server.watch import DeadlineWatch
-from kubelambda_runtime.server.workerprocess import WorkerProcess
+from kubelambda_runtime.server.workerprocess import Start, WorkerProcess, exec_worker
 from kubelambda_runtime.wire import board as board_states
 from kubelambda_runtime.wire import config, faults, framing
 from kubelambda_runtime.wire.board import Board
@@ -77,7 +77,7 @@ class Pool:
             restart=self.start_slot,
         )
 
-    def _spawn(self, index: int) -> WorkerProcess:
+    def _spawn(self, index: int, start: Start = exec_worker) -> WorkerProcess:
         env = config.worker_environment(
             self._settings,
             base=self._environment,
@@ -90,14 +90,18 @@ class Pool:
             board=self.board,
             slot=index,
             descendants=self.descendants,
+            start=start,
         )
         worker.on_returned = self._handover.returned
         worker.on_lost = lambda: self._lost(self.slots[index], worker)
         return worker
 
-    def spawn_all(self) -> list[WorkerProcess]:
-        """Start every worker now (before the event loop runs, so init overlaps server start-up)."""
-        return [self._spawn(slot.index) for slot in self.slots]
+    def spawn_all(self, start: Start = exec_worker) -> list[WorkerProcess]:
+        """Start every worker now (before the event loop runs, so init overlaps server start-up).
+
+        ``start`` may fork them instead (the zygote's runtimes do): safe only here, while the
+        process has no threads and no event loop. Replacements are always new processes."""
+        return [self._spawn(slot.index, start) for slot in self.slots]
 
     def start(self, spawned: list[WorkerProcess] | None = None) -> None:
         for index, slot in enumerate(self.slots):

@@ -1,7 +1,10 @@
 """One local instance of a function: a runtime process on a loopback port, until it is stopped.
 
-The local platform starts and stops these; each waits (with a deadline) for its
-runtime to answer /healthz and relays the runtime's log lines, prefixed with the
+The local platform starts and stops these. An instance's runtime is forked by the runtime's
+zygote (zygote.py) when there is one and it agrees, else started as a new Python process;
+either way with the same environment, working folder and session of its own. Each waits
+(with a deadline) for its runtime's readiness signal (``--ready-fd``: "ready" or
+"init_failed", as /healthz would answer) and relays the runtime's log lines, prefixed with the
 function's name, to local mode's output.
 """
 
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -19,13 +21,14 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
-log = logging.getLogger(__name__)
+from kubelambda.platforms.local.relay import pipe_reader, relay_lines
+from kubelambda.platforms.local.zygote import Zygote, ZygoteRefused, ZygoteUnavailable
 
 READY_TIMEOUT_SECONDS = 30.0
-# A runtime's output line longer than this is cut in local mode's output.
-MAX_LINE_BYTES = 64 * 1024
-RELAY_CHUNK_BYTES = 64 * 1024
+# How long a runtime that closed its readiness pipe without a word is given to exit.
+EXIT_AFTER_SILENCE_SECONDS = 5.0
 
 
 def free_port(host: str) -> int:
@@ -35,35 +38,111 @@ def free_port(host: str) -> int:
         return port
 
 
-async def _health(host: str, port: int) -> str | None:
-    """The runtime's /healthz status ("ready", "init_failed"...), None if it does not answer."""
+def instance_environment(
+    environment: Mapping[str, str], *, host: str, port: int, scratch: str
+) -> dict[str, str]:
+    """A runtime's whole environment: local mode's own, the function's, where to listen."""
+    return {
+        **os.environ,
+        **environment,
+        "KUBELAMBDA_HOST": host,
+        "KUBELAMBDA_PORT": str(port),
+        # Lambda gives each environment its own /tmp; locally, its own TMPDIR.
+        "TMPDIR": scratch,
+    }
+
+
+class RuntimeProcess(Protocol):
+    """An instance's runtime process: forked by the zygote, or a new one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def exited(self) -> bool: ...
+
+    async def wait(self) -> int | None: ...
+
+    def send_signal(self, signum: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class SpawnedRuntime:
+    """A runtime started as a new Python process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        self._process = process
+        self.pid = process.pid
+        self.stdout: asyncio.StreamReader = process.stdout
+
+    @property
+    def exited(self) -> bool:
+        return self._process.returncode is not None
+
+    async def wait(self) -> int | None:
+        return await self._process.wait()
+
+    def send_signal(self, signum: int) -> None:
+        self._process.send_signal(signum)
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
+async def _spawn(env: Mapping[str, str], *, cwd: Path, ready: int) -> SpawnedRuntime:
+    """A runtime as a new Python process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        # Isolated: the runtime's own imports never come from the code folder (the
+        # process's cwd) or a PYTHONPATH in the function's env; -u: logs unbuffered.
+        "-I",
+        "-u",
+        "-m",
+        "kubelambda_runtime",
+        "--ready-fd",
+        str(ready),
+        env=dict(env),
+        cwd=str(cwd),
+        pass_fds=(ready,),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # as the zygote's: its own session and process group
+    )
+    return SpawnedRuntime(process)
+
+
+async def _fork(
+    zygote: Zygote, env: Mapping[str, str], *, cwd: Path, ready: int
+) -> tuple[RuntimeProcess, int]:
+    """A runtime forked by the zygote; it and the read end of its output pipe."""
+    out, into = os.pipe()
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return None
-    try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 2.0)
-    except (OSError, TimeoutError):
-        return None
+        forked = await zygote.spawn(environment=env, cwd=str(cwd), stdout=into, ready=ready)
+    except BaseException:
+        os.close(out)
+        raise
     finally:
-        writer.close()
-    for status in ("ready", "init_failed", "initializing"):
-        if f'"{status}"'.encode() in data:
-            return status
-    return None
+        os.close(into)
+    return forked, out
 
 
 class LocalInstance:
     """A runtime process serving one function on 127.0.0.1."""
 
-    def __init__(self, *, name: str, host: str, port: int, process: asyncio.subprocess.Process):
+    def __init__(self, *, name: str, host: str, port: int, process: RuntimeProcess) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.process = process
         self.id = f"{name}-{process.pid}"
         self.started_at = time.monotonic()
+        self.forked = False  # by the zygote
+        self.refusal: str | None = None  # why the zygote would not fork it
+        self._ready: asyncio.StreamReader | None = None
+        self._closers: list[asyncio.BaseTransport] = []
         self._relay: asyncio.Task[None] | None = None
 
     @classmethod
@@ -75,92 +154,94 @@ class LocalInstance:
         environment: Mapping[str, str],
         host: str,
         output: Callable[[str], None],
+        zygote: Zygote | None = None,
     ) -> LocalInstance:
+        """Start the runtime: forked by ``zygote`` if given and it can, else a new process.
+        OSError when neither can start (no descriptors left, say)."""
         port = free_port(host)
         scratch = tempfile.mkdtemp(prefix=f"kubelambda-{name}-")
-        env = {
-            **os.environ,
-            **environment,
-            "KUBELAMBDA_HOST": host,
-            "KUBELAMBDA_PORT": str(port),
-            # Lambda gives each environment its own /tmp; locally, its own TMPDIR.
-            "TMPDIR": scratch,
-        }
+        env = instance_environment(environment, host=host, port=port, scratch=scratch)
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                # Isolated: the runtime's own imports never come from the code folder (the
-                # process's cwd) or a PYTHONPATH in the function's env; -u: logs unbuffered.
-                "-I",
-                "-u",
-                "-m",
-                "kubelambda_runtime",
-                env=env,
-                cwd=str(code_dir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+            ready_out, ready_in = os.pipe()
         except OSError:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
+        refusal = None
+        process: RuntimeProcess | None = None
+        stdout: asyncio.StreamReader | int = -1
+        try:
+            if zygote is not None:
+                try:
+                    process, stdout = await _fork(zygote, env, cwd=code_dir, ready=ready_in)
+                except ZygoteRefused as exc:
+                    refusal = str(exc)
+                except ZygoteUnavailable:
+                    pass  # the zygote says why, once
+            forked = process is not None
+            if process is None:
+                spawned = await _spawn(env, cwd=code_dir, ready=ready_in)
+                process, stdout = spawned, spawned.stdout
+        except BaseException:
+            os.close(ready_out)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        finally:
+            os.close(ready_in)
         instance = cls(name=name, host=host, port=port, process=process)
-        instance._relay = asyncio.create_task(instance._relay_output(output))
+        instance.forked, instance.refusal = forked, refusal
+        try:
+            await instance._attach(ready_out, stdout, output)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
         return instance
 
-    async def _relay_output(self, output: Callable[[str], None]) -> None:
-        """Relay the runtime's lines; one longer than MAX_LINE_BYTES is cut (and said so)
-        rather than stop the relay, which would leave the runtime blocked on a full pipe."""
-        stream = self.process.stdout
-        if stream is None:
-            return
-        pending = b""
-        cutting = False  # inside a line already cut: drop bytes until its end
-        while chunk := await stream.read(RELAY_CHUNK_BYTES):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                if not cutting:
-                    output(self._line(line))
-                cutting = False
-            if len(pending) > MAX_LINE_BYTES and not cutting:
-                output(self._line(pending[:MAX_LINE_BYTES]) + " [line cut: over 64 KiB]")
-                cutting = True
-            if cutting:
-                pending = b""
-        if pending and not cutting:
-            output(self._line(pending))
-
-    def _line(self, line: bytes) -> str:
-        return f"[{self.name}] {line.decode(errors='replace').rstrip()}"
+    async def _attach(
+        self, ready: int, stdout: asyncio.StreamReader | int, output: Callable[[str], None]
+    ) -> None:
+        """Read its readiness pipe and relay its output (a stream, or a pipe's read end)."""
+        self._ready, transport = await pipe_reader(ready)
+        self._closers.append(transport)
+        if isinstance(stdout, int):
+            stdout, transport = await pipe_reader(stdout)
+            self._closers.append(transport)
+        prefix = f"[{self.name}] "
+        self._relay = asyncio.create_task(relay_lines(stdout, output, prefix=prefix))
 
     async def wait_ready(self, *, within: float = READY_TIMEOUT_SECONDS) -> str:
-        """Wait until the runtime answers: "ready", or "init_failed" (it answers with the
-        init error, as Lambda does). Raises RuntimeError if it exits or never answers."""
-        deadline = time.monotonic() + within
-        delay = 0.002
-        while time.monotonic() < deadline:
-            if self.process.returncode is not None:
-                raise RuntimeError(
-                    f"{self.id} exited with {self.process.returncode} while starting"
-                )
-            status = await _health(self.host, self.port)
-            if status in ("ready", "init_failed"):
-                return status
-            # A short, growing pause: start-up takes ~150 ms and the first answer matters.
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-        raise RuntimeError(f"{self.id} did not answer /healthz within {within:.0f} s")
+        """Wait until the runtime says it is "ready", or "init_failed" (it answers with the
+        init error, as Lambda does). Raises RuntimeError if it exits or never says."""
+        assert self._ready is not None
+        try:
+            async with asyncio.timeout(within):
+                line = await self._ready.readline()
+        except TimeoutError:
+            raise RuntimeError(
+                f"{self.id} did not say it was ready within {within:.0f} s"
+            ) from None
+        status = line.decode(errors="replace").strip()
+        if status in ("ready", "init_failed"):
+            return status
+        try:  # the pipe's end without a word: it died while starting
+            async with asyncio.timeout(EXIT_AFTER_SILENCE_SECONDS):
+                code = await self.process.wait()
+        except TimeoutError:
+            raise RuntimeError(f"{self.id} closed its readiness pipe unready") from None
+        raise RuntimeError(f"{self.id} exited with {_code(code)} while starting")
 
     @property
     def running(self) -> bool:
-        return self.process.returncode is None
+        return not self.process.exited
 
-    async def wait_exit(self) -> int:
+    async def wait_exit(self) -> int | None:
+        """Its exit code; None when the zygote that forked it died before it, and its status
+        with it."""
         return await self.process.wait()
 
     async def stop(self, *, grace: float) -> None:
         """SIGTERM (the runtime finishes what is in flight), SIGKILL after `grace` seconds."""
-        if self.process.returncode is None:
+        if not self.process.exited:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             try:
@@ -172,3 +253,9 @@ class LocalInstance:
         if self._relay is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._relay, 1.0)
+        for transport in self._closers:
+            transport.close()
+
+
+def _code(code: int | None) -> str:
+    return "an unknown status" if code is None else str(code)

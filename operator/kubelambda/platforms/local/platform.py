@@ -3,7 +3,8 @@
 To the gateway it is a `Platform` (ready instances, change notices, wake); to the
 autoscaler a `ReplicaTarget` (it starts and stops processes to match the count asked
 for). Like a Deployment it replaces an instance that exits, and only the autoscaler
-says how many there should be.
+says how many there should be. It starts the runtime's zygote (zygote.py) with itself, so
+instances start as forks of an interpreter that has imported the runtime already.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import Instance, InstancesListener, Listeners, PlatformError
 from kubelambda.platforms.local.functions import LocalFunction
 from kubelambda.platforms.local.instances import LocalInstance
+from kubelambda.platforms.local.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class _Function:
         self.tasks: set[asyncio.Task[None]] = set()
         self.start_failing = False  # the last start failed; said once until one succeeds
         self.retry_pending = False  # a reconcile is due after such a failure
+        self.refusal_said = False  # why the zygote will not fork its instances, said once
 
 
 class LocalPlatform:
@@ -46,13 +49,29 @@ class LocalPlatform:
         host: str = "127.0.0.1",
         output: Callable[[str], None] = print,
         on_wake: Callable[[FunctionKey], Awaitable[None]] | None = None,
+        zygote: Zygote | None = None,
+        fork: bool = True,
     ) -> None:
+        """``zygote``: the one to fork instances with (default: a new one, started now if an
+        event loop runs, else at the first instance); ``fork=False``: none, every instance a
+        new process."""
         self._functions = {f.key: _Function(f) for f in functions}
         self._host = host
         self._output = output
         self.on_wake = on_wake
         self._listeners = Listeners()
         self._closing = False
+        if zygote is None and fork and Zygote.supported():
+            zygote = Zygote(output=output)
+        self.zygote = zygote
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # it starts with the first instance
+        else:
+            if zygote is not None:
+                # Before any request: it imports the runtime while local mode starts.
+                zygote.start()
 
     # Platform, for the gateway
 
@@ -106,6 +125,8 @@ class LocalPlatform:
             alive = [i for i in entry.instances if i.running]
             missing = entry.desired - len(alive)
             if missing > 0:
+                if self.zygote is not None:
+                    self.zygote.start()  # if it never started (a dead one restarts itself)
                 for _ in range(missing):
                     try:
                         instance = await LocalInstance.start(
@@ -114,6 +135,7 @@ class LocalPlatform:
                             environment=entry.spec.environment,
                             host=self._host,
                             output=self._output,
+                            zygote=self.zygote,
                         )
                     except OSError as exc:
                         # No descriptors for its pipes, say: try again after a pause, and
@@ -130,6 +152,12 @@ class LocalPlatform:
                             self._spawn(entry, self._retry_start(key, entry))
                         return
                     entry.start_failing = False
+                    if instance.refusal is not None and not entry.refusal_said:
+                        entry.refusal_said = True
+                        self._output(
+                            f"kubelambda: {entry.spec.spec.name}: instances start as new Python "
+                            f"processes, not forks of the runtime's zygote: {instance.refusal}"
+                        )
                     entry.instances.append(instance)
                     self._spawn(entry, self._watch(key, entry, instance))
             elif missing < 0:
@@ -158,7 +186,8 @@ class LocalPlatform:
         if instance not in entry.instances:
             return  # retired on purpose
         self._retire(key, entry, instance)
-        self._output(f"kubelambda: {instance.id} exited with {code}; replacing it")
+        status = "" if code is None else f" with {code}"  # None: its zygote died before it
+        self._output(f"kubelambda: {instance.id} exited{status}; replacing it")
         if time.monotonic() - instance.started_at < _CRASH_LOOP_SECONDS:
             await asyncio.sleep(_CRASH_LOOP_SECONDS)
         if not self._closing:
@@ -202,3 +231,5 @@ class LocalPlatform:
             for task in list(entry.tasks):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.zygote is not None:
+            await self.zygote.aclose()
