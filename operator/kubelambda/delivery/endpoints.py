@@ -1,8 +1,9 @@
 """How to reach the NATS or Kafka a queue or kafka Trigger reads: its endpoint with the
 credentials of its Secret (read by the keys contracts.md names, with errors that name what does
-not fit), aiokafka's security options, the words for a refusal, and a bounded pool of clients.
+not fit), the clients' options, the words for a refusal, and a bounded pool of clients.
 
-observe.py's probe uses them; the credentials rules are the dispatcher's pollers' rules.
+The one reading of those Secrets: observe.py's probe and the dispatcher's pollers
+(dispatcher/sources.py, dispatcher/kafka_client.py) both use it, so both refuse the same.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
 from aiokafka.conn import create_conn  # type: ignore[import-untyped]
 from aiokafka.protocol.metadata import MetadataRequest  # type: ignore[import-untyped]
+from nats.aio.client import RawCredentials
 
 from kubelambda.delivery.jetstream import BrokerSettings
 
@@ -39,6 +41,7 @@ __all__ = [
     "kafka_refusal",
     "kafka_unreachable",
     "nats_endpoint",
+    "nats_options",
     "redacted",
 ]
 
@@ -128,6 +131,22 @@ def nats_endpoint(url: str, *, secret: str | None, data: Mapping[str, str] | Non
     )
 
 
+def nats_options(endpoint: NatsEndpoint) -> dict[str, Any]:
+    """nats.connect's credentials arguments for ``endpoint``; a .creds text goes in memory
+    (RawCredentials), never into a file."""
+    if endpoint.creds is not None:
+        credentials: RawCredentials | str | None = RawCredentials(endpoint.creds)
+    else:
+        credentials = endpoint.credentials_file
+    given = {
+        "user": endpoint.user,
+        "password": endpoint.password if endpoint.user is not None else None,
+        "token": endpoint.token,
+        "user_credentials": credentials,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
 # --- Kafka -----------------------------------------------------------------------------------
 
 
@@ -158,7 +177,7 @@ def kafka_endpoint(
     """A kafka Trigger's cluster, with its ``auth``: SASL when the Secret has a username and
     password (mechanism PLAIN unless it says SCRAM-SHA-256 or SCRAM-SHA-512), a client
     certificate from tls.crt and tls.key, the brokers' authority from ca.crt, TLS only with
-    ``tls``; the dispatcher's rules (dispatcher/kafka_client.py), so both refuse the same."""
+    ``tls``."""
     if data is None:
         return KafkaEndpoint(bootstrap_servers=servers, tls=tls)
     name = f"Secret {secret} (spec.kafka.auth.secretRef)"
@@ -261,10 +280,16 @@ def kafka_refusal(
 
 @dataclass(frozen=True)
 class Unreachable:
-    """Why no bootstrap server took a connection: ``refused`` when one refused the client."""
+    """Why no bootstrap server took a connection: ``refused`` when one refused the client.
+    ``detail`` names the server(s) and what each ran into, for callers with words of their own
+    around it; ``message`` is the whole sentence."""
 
     refused: bool
-    message: str
+    detail: str
+
+    @property
+    def message(self) -> str:
+        return f"Kafka at {self.detail}" if self.refused else f"cannot reach Kafka at {self.detail}"
 
 
 async def kafka_unreachable(
@@ -287,14 +312,14 @@ async def kafka_unreachable(
         except (OSError, kafka_errors.KafkaError, TimeoutError) as exc:
             refusal = kafka_refusal(exc, endpoint=endpoint, after_connect=conn is not None)
             if refusal is not None:
-                return Unreachable(refused=True, message=f"Kafka at {server} {refusal}")
+                return Unreachable(refused=True, detail=f"{server} {refusal}")
             out_of_reach.append(f"{server}: {described(exc)}")
             continue
         finally:
             if conn is not None:
                 conn.close()
         return None
-    return Unreachable(refused=False, message=f"cannot reach Kafka at {'; '.join(out_of_reach)}")
+    return Unreachable(refused=False, detail="; ".join(out_of_reach))
 
 
 def _whose(endpoint: KafkaEndpoint | None) -> str:

@@ -23,10 +23,10 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.api.streams import KafkaSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
+from kubelambda.delivery.endpoints import described
 from kubelambda.dispatcher.batches import BatchInvoker, BatchOutcome, FailedRecords
 from kubelambda.dispatcher.kafka_client import (
     Rebalance,
-    described,
     fetch,
     missing_topics,
     stop,

@@ -9,8 +9,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +22,18 @@ from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.api.streams import Batching, KafkaSource, NatsConnection, QueueSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
+from kubelambda.delivery.endpoints import (
+    CredentialsError,
+    NatsEndpoint,
+    kafka_endpoint,
+    kafka_options,
+    nats_endpoint,
+    nats_options,
+)
 from kubelambda.delivery.jetstream import BrokerSettings
 from kubelambda.dispatcher.batches import Admit, BatchInvoker, FailedRecords
 from kubelambda.dispatcher.delivery import FunctionCall
 from kubelambda.dispatcher.kafka import KafkaPoller
-from kubelambda.dispatcher.kafka_client import client_options
 from kubelambda.dispatcher.queue import QueuePoller
 
 __all__ = ["EventSources", "SecretReader"]
@@ -175,7 +180,7 @@ class EventSources:
         while True:
             try:
                 return await self._jetstream(trigger, source.nats)
-            except LookupError as exc:
+            except (LookupError, CredentialsError) as exc:
                 on_state(str(exc))
             except Exception as exc:  # every way a connection fails: reported, tried again
                 on_state(f"cannot reach NATS: {exc!r}")
@@ -221,7 +226,13 @@ class EventSources:
         at each connect (a Secret mended later counts)."""
         name = source.auth.secret
         data = None if name is None else await self._secret(trigger, name, field="auth.secretRef")
-        return client_options(data, tls=source.auth.tls, secret_name=name)
+        try:
+            endpoint = kafka_endpoint(
+                source.bootstrap_servers, tls=source.auth.tls, secret=name, data=data
+            )
+            return kafka_options(endpoint)
+        except CredentialsError as exc:
+            raise LookupError(str(exc)) from exc  # the poller's word for a problem to report
 
     async def _jetstream(self, trigger: Trigger, other: NatsConnection | None) -> JetStreamContext:
         """The connection a queue Trigger reads through: the platform's broker, or the NATS it
@@ -233,15 +244,10 @@ class EventSources:
                     "no broker: a queue Trigger without nats.url reads the platform's NATS (--nats)"
                 )
             ident: tuple[str, str | None, str | None] = (broker.url, None, None)
-            options = {
-                "user": broker.user,
-                "password": broker.password,
-                "token": broker.token,
-                "user_credentials": broker.credentials_file,
-            }
+            endpoint = NatsEndpoint.of_broker(broker)
         else:
             ident = (other.url, trigger.namespace, other.credentials_secret)
-            options = await self._credentials(trigger, other)
+            endpoint = await self._nats_endpoint(trigger, other)
         client = self._connections.get(ident)
         if client is None or client.is_closed:
             client = await nats.connect(
@@ -251,29 +257,17 @@ class EventSources:
                 connect_timeout=5,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
-                **options,
+                **nats_options(endpoint),
             )
             self._connections[ident] = client
         return client.jetstream()
 
-    async def _credentials(self, trigger: Trigger, other: NatsConnection) -> dict[str, str | None]:
-        if other.credentials_secret is None:
-            return {}
-        data = await self._secret(trigger, other.credentials_secret, field="nats.credentialsSecret")
-        if "creds" in data:
-            # nats-py reads a credentials file: written where only this process reads it.
-            handle, path = tempfile.mkstemp(prefix="nats-", suffix=".creds")
-            with os.fdopen(handle, "w") as file:
-                file.write(data["creds"])
-            return {"user_credentials": path}
-        if "token" in data:
-            return {"token": data["token"]}
-        if "user" in data and "password" in data:
-            return {"user": data["user"], "password": data["password"]}
-        raise LookupError(
-            f"Secret {other.credentials_secret} holds none of the keys user and password, "
-            "token, creds"
-        )
+    async def _nats_endpoint(self, trigger: Trigger, other: NatsConnection) -> NatsEndpoint:
+        """The NATS a queue Trigger names, with the credentials of its Secret (read afresh)."""
+        name = other.credentials_secret
+        field = "nats.credentialsSecret"
+        data = None if name is None else await self._secret(trigger, name, field=field)
+        return nats_endpoint(other.url, secret=name, data=data)
 
 
 def _kind(trigger: Trigger) -> str:
