@@ -67,7 +67,7 @@ class Endings:
         slot.busy = False
 
     def _answer_on(
-        self, lent: Lent, request_id: str, duration: float, *, ended: str, reason: str
+        self, lent: Lent, request_id: str, duration: float, *, ended: str, reason: str | None
     ) -> None:
         if ended == "timeout":
             document = self.timed_out(request_id, duration)
@@ -87,9 +87,9 @@ class Endings:
         self._log_end(request_id, duration, status="timeout")
         return faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
 
-    def crashed(self, request_id: str, duration: float, reason: str) -> dict[str, Any]:
+    def crashed(self, request_id: str, duration: float, reason: str | None) -> dict[str, Any]:
         """Log an invocation whose worker died; its error document."""
-        _log(f"RequestId: {request_id} Error: Runtime exited with error: {reason}")
+        _log(f"RequestId: {request_id} Error: {faults.exit_error(reason)}")
         self._log_end(request_id, duration, status="error")
         return faults.exit_document(request_id=request_id, reason=reason)
 

@@ -83,7 +83,7 @@ class Slot:
                 error_type = faults.TIMED_OUT
                 message = f"Init timed out after {self._init_timeout:.2f} seconds"
             else:
-                error_type, message = faults.EXIT_ERROR, f"Runtime exited with error: {reason}"
+                error_type, message = faults.EXIT_ERROR, faults.exit_error(reason)
             body = json.dumps(
                 faults.error_document(
                     message=message, error_type=error_type, request_id=None, stack=[]

@@ -19,6 +19,10 @@ _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_TIMEOUT_SECONDS = 900
 # Lambda's limit for a synchronous invocation's request and response payloads.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# A synchronous invocation's response may be 100 bytes more: Lambda answers larger ones with
+# Function.ResponseSizeTooLarge naming 6291556 bytes (the emulator's maxPayloadSize,
+# internal/lambda-managed-instances/aws-lambda-rie/internal/invoke/rie_invoke_request.go).
+MAX_RESPONSE_BYTES = MAX_PAYLOAD_BYTES + 100
 
 
 class ConfigError(ValueError):

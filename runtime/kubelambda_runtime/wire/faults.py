@@ -86,11 +86,12 @@ def timeout_document(*, request_id: str, timeout_seconds: float) -> dict[str, An
     )
 
 
-def exit_reason(returncode: int | None) -> str:
-    """How Lambda words a runtime's exit: ``exit status 1``, ``signal: killed``…"""
-    if returncode is None:
-        return "exited without providing a reason"
-    if returncode >= 0:
+def exit_reason(returncode: int | None) -> str | None:
+    """How Lambda words a runtime's exit: ``exit status 1``, ``signal: killed``…; None for a
+    runtime that exited successfully (status 0) or whose status is unknown."""
+    if returncode is None or returncode == 0:
+        return None
+    if returncode > 0:
         return f"exit status {returncode}"
     try:
         name = signal.Signals(-returncode).name
@@ -108,9 +109,17 @@ def exit_reason(returncode: int | None) -> str:
     return f"signal: {words.get(name, name.lower())}"
 
 
-def exit_document(*, request_id: str, reason: str) -> dict[str, Any]:
+def exit_error(reason: str | None) -> str:
+    """The error of a runtime that exited: with a reason, or Lambda's words for one that
+    gave none (exit status 0; the emulator's internal/lambda/rapid/handlers.go)."""
+    if reason is None:
+        return "Runtime exited without providing a reason"
+    return f"Runtime exited with error: {reason}"
+
+
+def exit_document(*, request_id: str, reason: str | None) -> dict[str, Any]:
     return error_document(
-        message=f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+        message=f"RequestId: {request_id} Error: {exit_error(reason)}",
         error_type=EXIT_ERROR,
         request_id=request_id,
         stack=[],

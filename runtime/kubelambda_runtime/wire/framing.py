@@ -27,7 +27,7 @@ def invocation_header(invocation: Invocation, *, deadline_ms: int | None) -> dic
     header: dict[str, Any] = {"id": invocation.request_id, "tail": invocation.tail}
     if deadline_ms is not None:
         header["deadline_ms"] = deadline_ms
-    for key in ("arn", "client_context", "identity"):
+    for key in ("arn", "client_context", "identity", "trace_id", "tenant_id"):
         value = getattr(invocation, key)
         if value:
             header[key] = value
@@ -44,4 +44,6 @@ def invocation_of(header: dict[str, Any], body: bytes) -> Invocation:
         client_context=header.get("client_context"),
         identity=header.get("identity"),
         tail=bool(header.get("tail")),
+        trace_id=header.get("trace_id"),
+        tenant_id=header.get("tenant_id"),
     )

@@ -31,19 +31,29 @@ class Invocation:
     client_context: str | None = None
     identity: str | None = None
     tail: bool = False
+    trace_id: str | None = None
+    tenant_id: str | None = None
 
     @classmethod
     def of(cls, headers: Mapping[bytes, bytes], body: bytes) -> Invocation:
-        """From the invoke request's headers (lower-cased names) and body."""
+        """From the invoke request's headers (lower-cased names) and body. Each field is read
+        from the Runtime API's header or else from the one the Runtime Interface Emulator
+        takes on its invoke endpoint, so a caller of an AWS base image can call this runtime
+        unchanged (aws-lambda-runtime-interface-emulator: X-Amzn-RequestId, X-Amz-Client-Context
+        base64 as boto3 sends it, X-Amzn-Trace-Id, X-Amz-Tenant-Id)."""
         deadline = headers.get(b"lambda-runtime-deadline-ms", b"")
         return cls(
-            request_id=_text(headers.get(REQUEST_ID)) or str(uuid.uuid4()),
+            request_id=_first(headers, REQUEST_ID, b"x-amzn-requestid") or str(uuid.uuid4()),
             body=body,
             deadline_ms=int(deadline) if deadline.isdigit() else None,
             arn=_text(headers.get(b"lambda-runtime-invoked-function-arn")),
-            client_context=_text(headers.get(b"lambda-runtime-client-context")),
-            identity=_text(headers.get(b"lambda-runtime-cognito-identity")),
+            client_context=_first(
+                headers, b"lambda-runtime-client-context", b"x-amz-client-context"
+            ),
+            identity=_first(headers, b"lambda-runtime-cognito-identity", b"x-amz-cognito-identity"),
             tail=headers.get(b"x-amz-log-type", b"").lower() == b"tail",
+            trace_id=_first(headers, b"lambda-runtime-trace-id", b"x-amzn-trace-id"),
+            tenant_id=_first(headers, b"lambda-runtime-aws-tenant-id", b"x-amz-tenant-id"),
         )
 
     def deadline(self, *, timeout_seconds: float, now: float) -> int:
@@ -55,6 +65,14 @@ class Invocation:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value else None
+
+
+def _first(headers: Mapping[bytes, bytes], *names: bytes) -> str | None:
+    for name in names:
+        value = _text(headers.get(name))
+        if value:
+            return value
+    return None
 
 
 def answer(

@@ -46,6 +46,16 @@ class Client:
         self.app_version_code = fields.get("app_version_code")
         self.app_package_name = fields.get("app_package_name")
 
+    def __repr__(self) -> str:
+        # awslambdaric's lambda_context.py prints the parts this way; logs that print a
+        # context read the same.
+        return (
+            f"Client([installation_id={self.installation_id},app_title={self.app_title},"
+            f"app_version_name={self.app_version_name},"
+            f"app_version_code={self.app_version_code},"
+            f"app_package_name={self.app_package_name}])"
+        )
+
 
 class ClientContext:
     """``context.client_context``: what the caller sent in ``X-Amz-Client-Context``."""
@@ -57,6 +67,9 @@ class ClientContext:
         self.client = Client(client) if isinstance(client, dict) else None
         self.custom = fields.get("custom")
         self.env = fields.get("env")
+
+    def __repr__(self) -> str:
+        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
 
 
 def parse_client_context(encoded: str | None) -> ClientContext | None:

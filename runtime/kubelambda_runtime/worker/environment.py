@@ -10,7 +10,6 @@ deadlines.
 from __future__ import annotations
 
 import base64
-import decimal
 import json
 import os
 import resource
@@ -28,17 +27,11 @@ from kubelambda_runtime.worker.channel import Channel
 from kubelambda_runtime.worker.context import LambdaContext, parse_client_context, parse_identity
 from kubelambda_runtime.worker.direct import Held
 from kubelambda_runtime.worker.loader import Handler, load_handler
+from kubelambda_runtime.worker.marshal import marshal
 
 MAX_BODY = config.MAX_PAYLOAD_BYTES
 # How long a stopping server's worker waits for the rest of a request it began to receive.
 DRAIN_SECONDS = 1.0
-
-
-def _json_default(value: object) -> object:
-    # DynamoDB hands out Decimals; Lambda's marshaller turns them into JSON numbers.
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class Worker:
@@ -188,7 +181,13 @@ class Worker:
             deadline_ms=deadline_ms,
             identity=parse_identity(invocation.identity),
             client_context=parse_client_context(invocation.client_context),
+            tenant_id=invocation.tenant_id,
         )
+        # As awslambdaric's update_xray_env_variable: the invocation's trace header, or none.
+        if invocation.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
         self._sink.begin(
             request_id,
             keep_tail=invocation.tail,
@@ -230,21 +229,21 @@ class Worker:
             sys.stdout.flush()
             sys.stderr.flush()
         try:
-            payload = json.dumps(result, default=_json_default).encode()
+            payload = marshal(result)
         except (TypeError, ValueError, RecursionError) as exc:
             fault = faults.Fault(faults.MARSHAL_ERROR, f"Unable to marshal response: {exc}")
             self._log_error(fault.error_type, fault.message, [])
             return "error", json.dumps(fault.document(request_id)).encode()
-        if len(payload) > config.MAX_PAYLOAD_BYTES:
-            size_error = faults.error_document(
-                message=(
-                    f"Response payload size ({len(payload)} bytes) exceeded maximum allowed "
-                    f"payload size ({config.MAX_PAYLOAD_BYTES} bytes)."
+        if len(payload) > config.MAX_RESPONSE_BYTES:
+            # Lambda's own answer, word for word, and with these two fields only; the limit
+            # is 6 MiB + 100 bytes (the emulator's maxPayloadSize, 6*1024*1024 + 100).
+            size_error = {
+                "errorMessage": (
+                    "Response payload size exceeded maximum allowed payload size "
+                    f"({config.MAX_RESPONSE_BYTES} bytes)."
                 ),
-                error_type="Function.ResponseSizeTooLarge",
-                request_id=request_id,
-                stack=[],
-            )
+                "errorType": "Function.ResponseSizeTooLarge",
+            }
             return "error", json.dumps(size_error).encode()
         return "success", payload
 
