@@ -112,23 +112,37 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def runtime_ports(parent: int) -> dict[int, int]:
-    """pid -> port of the runtime processes local mode (process `parent`) started."""
-    found = {}
-    for pid in descendants(parent):
-        entry = Path(f"/proc/{pid}")
+def _listening_ports() -> dict[str, int]:
+    """socket inode -> port of every TCP socket listening on this machine."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            if b"kubelambda_runtime" not in (entry / "cmdline").read_bytes():
-                continue
-            env = dict(
-                item.split(b"=", 1)
-                for item in (entry / "environ").read_bytes().split(b"\0")
-                if item
-            )
-        except (OSError, ValueError):
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
             continue
-        if b"KUBELAMBDA_PORT" in env:
-            found[pid] = int(env[b"KUBELAMBDA_PORT"])
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                ports[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def runtime_ports(parent: int) -> dict[int, int]:
+    """pid -> port of the runtime processes local mode (process `parent`) started: those
+    under it that listen on a TCP port (forked from the runtime zygote, their command line
+    and environment are the zygote's, so the listening socket is what tells them)."""
+    listening = _listening_ports()
+    found: dict[int, int] = {}
+    for pid in sorted(descendants(parent)):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        for link in links:
+            inode = link.removeprefix("socket:[").removesuffix("]")
+            port = listening.get(inode)
+            if link.startswith("socket:[") and port is not None and port not in found.values():
+                found[pid] = port
     return found
 
 
