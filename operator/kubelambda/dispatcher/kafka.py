@@ -69,6 +69,7 @@ _RECONNECT_MAX_SECONDS = 30.0
 # While no record comes, the cluster and the topics are looked at this often, so a broker that
 # went away or a topic deleted shows as a problem (the client itself only reconnects quietly).
 _CHECK_SECONDS = 10.0
+_FETCH_MAX_WAIT_MS = 20
 _REQUEST_TIMEOUT_MS = 20_000
 _STOP_SECONDS = 10.0
 
@@ -165,6 +166,11 @@ class KafkaPoller:
             enable_auto_commit=False,
             auto_offset_reset=offset_reset(self.source.batching.starting_position),
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            # aiokafka keeps one fetch in flight per broker; while a partition is paused for
+            # its batch, the fetch covers only the others, and when they are empty the broker
+            # holds it up to this long before the resumed partition is asked again (500 ms by
+            # default: a partition with the backlog then drains one batch per half second).
+            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
             **options,
         )
         try:
