@@ -58,6 +58,7 @@ from kubelambda.platforms.local.output import Output
 from kubelambda.platforms.local.platform import LocalPlatform
 from kubelambda.platforms.s3 import S3Notifications
 from kubelambda.scheduler.ticks import Scheduler
+from kubelambda.tools.logfiles import LogFiles, default_folder
 
 __all__ = ["build_parser", "describe", "run", "serve"]
 
@@ -115,6 +116,14 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
         help="the S3 server's ARN of its webhook target for this gateway, used to subscribe "
         "buckets of Triggers that name a spec.bucket.source (credentials: AWS_ACCESS_KEY_ID "
         "and AWS_SECRET_ACCESS_KEY or AWS_PROFILE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write each function's output to DIR/NAME.log, kept at stop (default: a folder"
+        " of this port's under the temporary folder, removed at stop); `kubelambda logs NAME`"
+        " reads it",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
@@ -331,7 +340,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             if task is not None:
                 loop.add_signal_handler(signum, task.cancel)
-        output = Output(sys.stdout.fileno())
+        files = _log_files(args)
+        output = Output(sys.stdout.fileno(), copy=files)
+        if files is not None:
+            output(f"kubelambda local: function logs in {files.folder} (kubelambda logs NAME)")
         try:
             await serve(args, output=output)
         finally:
@@ -348,6 +360,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         pass
     return 0
+
+
+def _log_files(args: argparse.Namespace) -> LogFiles | None:
+    folder = args.log_dir or default_folder(args.port)
+    try:
+        return LogFiles.open(folder, temporary=args.log_dir is None)
+    except OSError as exc:  # another local mode's folder, or none can be made: serve anyway
+        print(f"kubelambda local: function logs are not written to files: {exc}", file=sys.stderr)
+        return None
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

@@ -4,23 +4,37 @@ pipe that stops reading blocks that thread, never the event loop that serves eve
 `kubelambda local` hands `Output` to the local platform as its `output`. Beyond `capacity`
 waiting lines, new ones are dropped, and how many is said once the writer catches up. It
 writes to the file descriptor itself: a thread blocked there holds no lock that the
-interpreter's exit would wait for.
+interpreter's exit would wait for. Given a `copy`, the same thread also hands it each line
+(local mode's per-function log files), flushing it whenever no line waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
+from typing import Protocol
 
-__all__ = ["Output"]
+__all__ = ["LineCopy", "Output"]
 
 _STOP = object()
 
 
+class LineCopy(Protocol):
+    """Where the writer thread also puts every line; its OSError stops the copy, said once."""
+
+    def write(self, line: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Output:
-    def __init__(self, fd: int, *, capacity: int = 10_000) -> None:
+    def __init__(self, fd: int, *, capacity: int = 10_000, copy: LineCopy | None = None) -> None:
         self._fd = fd
+        self._copy = copy
         self._lines: queue.Queue[object] = queue.Queue(maxsize=capacity)
         self._dropped = 0
         self._lock = threading.Lock()
@@ -35,18 +49,57 @@ class Output:
                 self._dropped += 1
 
     def _write(self) -> None:
-        while (line := self._lines.get()) is not _STOP:
-            with self._lock:
-                dropped, self._dropped = self._dropped, 0
-            text = f"{line}\n"
-            if dropped:
-                text = f"kubelambda local: {dropped} lines dropped: nobody read them\n{text}"
-            data = text.encode("utf-8", "replace")
+        reading = True  # until the reader is gone (a closed pipe): then only the copy
+        try:
+            while (line := self._next()) is not _STOP:
+                with self._lock:
+                    dropped, self._dropped = self._dropped, 0
+                text = f"{line}\n"
+                if dropped:
+                    text = f"kubelambda local: {dropped} lines dropped: nobody read them\n{text}"
+                data = text.encode("utf-8", "replace")
+                try:
+                    while reading and data:
+                        data = data[os.write(self._fd, data) :]
+                except OSError:
+                    reading = False
+                    if self._copy is None:
+                        return  # nothing more to say, nor anywhere to copy it
+                self._copy_line(str(line))
+        finally:
+            self._stop_copy(None)
+
+    def _next(self) -> object:
+        try:
+            return self._lines.get_nowait()
+        except queue.Empty:
+            if self._copy is not None:
+                try:
+                    self._copy.flush()
+                except OSError as exc:
+                    self._stop_copy(exc)
+            return self._lines.get()
+
+    def _copy_line(self, line: str) -> None:
+        if self._copy is not None:
             try:
-                while data:
-                    data = data[os.write(self._fd, data) :]
-            except OSError:
-                return  # the reader is gone (a closed pipe): nothing more to say
+                self._copy.write(line)
+            except OSError as exc:
+                self._stop_copy(exc)
+
+    def _stop_copy(self, error: OSError | None) -> None:
+        copy, self._copy = self._copy, None
+        if copy is None:
+            return
+        try:
+            copy.close()
+        except OSError as exc:
+            error = error or exc
+        if error is not None:
+            with contextlib.suppress(queue.Full):
+                self._lines.put_nowait(
+                    f"kubelambda local: function logs no longer go to files: {error}"
+                )
 
     def close(self, *, timeout: float = 2.0) -> None:
         """Write what is waiting (for at most `timeout` seconds), then stop."""
