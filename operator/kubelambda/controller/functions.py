@@ -278,14 +278,13 @@ class FunctionReconciler:
         code_hash: str | None,
     ) -> None:
         meta = body["metadata"]
-        spec = body.get("spec") or {}
         old = body.get("status") or {}
         status = function_status(
             old=old,
             generation=meta.get("generation"),
             blocked=blocked,
             deployment=DeploymentState.of(deployment) if deployment is not None else None,
-            min_replicas=int((spec.get("scaling") or {}).get("minReplicas") or 0),
+            min_replicas=_min_replicas(body.get("spec")),
             url=self.config.function_url(namespace=meta["namespace"], name=meta["name"]),
             code_hash=code_hash,
             now=self.clock(),
@@ -308,3 +307,11 @@ def _reason(status: Mapping[str, Any]) -> str | None:
         if condition.get("type") == "Ready":
             return str(condition.get("reason"))
     return None
+
+
+def _min_replicas(spec: object) -> int:
+    """spec.scaling.minReplicas of a spec that may be invalid (its status still says so): 0
+    unless it is an integer, as the models would have refused anything else."""
+    scaling = spec.get("scaling") if isinstance(spec, Mapping) else None
+    minimum = scaling.get("minReplicas") if isinstance(scaling, Mapping) else None
+    return minimum if isinstance(minimum, int) and not isinstance(minimum, bool) else 0

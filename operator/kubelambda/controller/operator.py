@@ -109,7 +109,9 @@ class Operator:
             # A Trigger only cares whether its Function exists.
             for trigger in self.store.all(TRIGGER):
                 where = _where(trigger)
-                if where[0] == namespace and (trigger.get("spec") or {}).get("function") == name:
+                spec = trigger.get("spec")  # may be invalid, even not an object
+                of_it = isinstance(spec, Mapping) and spec.get("function") == name
+                if where[0] == namespace and of_it:
                     self.queue.add(("Trigger", namespace, where[1]))
 
     def trigger_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:

@@ -385,7 +385,8 @@ class TriggerReconciler:
         meta = body["metadata"]
         old = body.get("status") or {}
         url = None
-        spec_http = (body.get("spec") or {}).get("http")
+        spec = body.get("spec")  # what the models refused may not even be an object
+        spec_http = spec.get("http") if isinstance(spec, Mapping) else None
         if ready.status == "True" and isinstance(spec_http, Mapping):
             url = self.config.route_url(path=str(spec_http.get("path")), host=spec_http.get("host"))
         status = trigger_status(
