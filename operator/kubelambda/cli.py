@@ -40,6 +40,7 @@ COMMANDS: Final = {
     "gateway": Command("run the event gateway on a cluster"),
     "dispatcher": Command("deliver the asynchronous events kept in NATS"),
     "sam": Command("convert an AWS SAM template into manifests"),
+    "usage": Command("print invocations and GB-seconds per function", control_plane=False),
 }
 
 

@@ -2,7 +2,8 @@
 
 The HTTP trigger handler, the Invoke API and asynchronous delivery all call
 `Invoker.invoke`; it retries on another instance (or waits for one) when an instance
-refuses the connection or answers 429, so those never reach a client.
+refuses the connection or answers 429, so those never reach a client. Each answer an
+instance gave is counted as Lambda bills it (`GatewayMetrics.billed`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from kubelambda.clock import Clock
 from kubelambda.gateway.activation import Activator, Outcome
 from kubelambda.gateway.exceptions import InstanceUnavailable
-from kubelambda.gateway.metrics import GatewayMetrics
+from kubelambda.gateway.metrics import BILLED_DURATION_HEADER, GatewayMetrics, billed_ms
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.upstream import UpstreamPool, UpstreamResponse
 
@@ -27,6 +28,8 @@ INVOKE_TARGET = b"/2015-03-31/functions/function/invocations"
 _POST = b"POST"
 _JSON = (b"content-type", b"application/json")
 _TAIL = (b"x-amz-log-type", b"Tail")
+# spec.memoryMB's default, for routing tables built without a Function.
+_DEFAULT_MEMORY_MB = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class Invoker:
                 headers.append((b"lambda-runtime-client-context", client_context))
             if log_tail:
                 headers.append(_TAIL)
+            sent = self._clock.monotonic()
             try:
                 response = await self._pool.request(
                     host=instance.host,
@@ -131,6 +135,18 @@ class Invoker:
                 lease.release(Outcome.BUSY)
                 continue
             lease.release()
+            if response.status == 200:
+                self._bill(function, response, self._clock.monotonic() - sent)
             if cold:
                 self._metrics.cold_start(key, waited)
             return Invocation(response=response, waited=waited, cold=cold)
+
+    def _bill(self, function: FunctionEntry, response: UpstreamResponse, seconds: float) -> None:
+        """Count an answered invocation: the runtime's billed duration when it sent one, else
+        the time the instance took to answer, which holds the handler's time and the trip."""
+        duration_ms = billed_ms(seconds * 1000)
+        header = response.header(BILLED_DURATION_HEADER)
+        if header is not None and header.isdigit() and int(header) > 0:
+            duration_ms = int(header)
+        memory_mb = function.spec.memory_mb if function.spec is not None else _DEFAULT_MEMORY_MB
+        self._metrics.billed(function.key, duration_ms=duration_ms, memory_mb=memory_mb)

@@ -1,13 +1,14 @@
 """The gateway's Prometheus metrics (DESIGN.md), labelled by namespace and function.
 
-The public app records every request, the invoker records cold starts; in-flight and
-queued requests are read from the activator when /metrics is scraped. Request counts and
-durations are plain counters kept per function and turned into metric families at scrape
+The public app records every request, the invoker records cold starts and billed usage;
+in-flight and queued requests are read from the activator when /metrics is scraped. Request
+counts and durations are plain counters kept per function and turned into metric families at scrape
 time: the event loop is the only writer, so the hot path takes no lock.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.activation import FunctionLoad
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
+__all__ = ["BILLED_DURATION_HEADER", "CONTENT_TYPE", "GatewayMetrics", "billed_ms", "gb_seconds"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -34,8 +35,21 @@ _LABELS = ("namespace", "function")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _NO_FUNCTION = FunctionKey("", "")
+# The runtime's billed duration of an invocation, whole milliseconds (docs/contracts.md).
+BILLED_DURATION_HEADER = b"x-kubelambda-billed-duration-ms"
+_MB_MS_PER_GB_SECOND = 1024 * 1000
 
 LoadSource = Callable[[], Mapping[FunctionKey, FunctionLoad]]
+
+
+def billed_ms(duration_ms: float) -> int:
+    """Lambda's billed duration: rounded up to the next millisecond, at least 1 ms."""
+    return max(math.ceil(duration_ms), 1)
+
+
+def gb_seconds(*, duration_ms: int, memory_mb: int) -> float:
+    """What Lambda bills for `duration_ms` at `memory_mb`: GB-seconds, a GB being 1024 MB."""
+    return duration_ms * memory_mb / _MB_MS_PER_GB_SECOND
 
 
 class _Histogram:
@@ -62,6 +76,8 @@ class _Histogram:
 
 class _FunctionStats:
     __slots__ = (
+        "billed_invocations",
+        "billed_mb_ms",
         "codes",
         "cold_start_seconds",
         "cold_starts",
@@ -77,6 +93,9 @@ class _FunctionStats:
         self.cold_start_seconds = _Histogram(COLD_START_BUCKETS)
         self.s3_events_received = 0
         self.s3_events_accepted = 0
+        self.billed_invocations = 0
+        # MB times ms, an integer: the sum stays exact however many invocations are added.
+        self.billed_mb_ms = 0
 
 
 class _Collector(Collector):
@@ -115,8 +134,23 @@ class _Collector(Collector):
             "Of those, the ones recorded for delivery (the notification was acknowledged).",
             labels=_LABELS,
         )
+        billed = CounterMetricFamily(
+            "kubelambda_gateway_billed_invocations",
+            "Invocations a function's instance answered (Lambda's billed requests).",
+            labels=_LABELS,
+        )
+        billed_gb_seconds = CounterMetricFamily(
+            "kubelambda_gateway_billed_gb_seconds",
+            "Billed duration (rounded up to 1 ms) times the function's memory, in GB-seconds.",
+            labels=_LABELS,
+        )
         for key, stats in self._metrics.stats.items():
             labels = [key.namespace, key.name]
+            if key != _NO_FUNCTION:
+                billed.add_metric(labels, stats.billed_invocations)
+                billed_gb_seconds.add_metric(
+                    labels, gb_seconds(duration_ms=stats.billed_mb_ms, memory_mb=1)
+                )
             for code, count in sorted(stats.codes.items()):
                 requests.add_metric([*labels, str(code)], count)
             if stats.codes:
@@ -141,8 +175,12 @@ class _Collector(Collector):
             labels = [key.namespace, key.name]
             in_flight.add_metric(labels, load.in_flight)
             queued.add_metric(labels, load.queued)
+            if key not in self._metrics.stats:
+                # At 0 before the first invocation, so that increase() counts that one too.
+                billed.add_metric(labels, 0)
+                billed_gb_seconds.add_metric(labels, 0.0)
         yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued)
-        yield from (s3_received, s3_accepted)
+        yield from (s3_received, s3_accepted, billed, billed_gb_seconds)
 
 
 class GatewayMetrics:
@@ -177,6 +215,12 @@ class GatewayMetrics:
         stats = self._stats(function)
         stats.s3_events_received += received
         stats.s3_events_accepted += accepted
+
+    def billed(self, function: FunctionKey, *, duration_ms: int, memory_mb: int) -> None:
+        """Count one invocation an instance answered, billed `duration_ms` at `memory_mb`."""
+        stats = self._stats(function)
+        stats.billed_invocations += 1
+        stats.billed_mb_ms += duration_ms * memory_mb
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
