@@ -177,11 +177,18 @@ def test_no_accepted_event_is_lost_when_the_streams_leader_is_killed(
     flow = Flow(local.url)
     senders = [threading.Thread(target=flow.send_until_stopped, daemon=True) for _ in range(3)]
     try:
-        created = wait_for(
-            lambda: stream_info(nats_cluster), timeout=20, what=f"{STREAM} made by the gateway"
-        )
+
+        def led() -> StreamInfo | None:
+            """The stream once its three replicas elected a leader (a new stream's raft group
+            lists all three as peers, none current, until then)."""
+            info = stream_info(nats_cluster)
+            cluster = info.cluster if info is not None else None
+            if cluster is None or cluster.leader is None or len(cluster.replicas or []) != 2:
+                return None
+            return info
+
+        created = wait_for(led, timeout=30, what=f"{STREAM} made by the gateway, with a leader")
         assert created.config.num_replicas == 3
-        assert created.cluster is not None and len(created.cluster.replicas or []) == 2
 
         for sender in senders:
             sender.start()

@@ -130,9 +130,16 @@ def test_kubectl_shows_a_queue_triggers_consumer_and_what_is_wrong(
         f"consumer {consumer} reads JetStream stream {stream} for Function fn",
     )
 
-    wide = kube_api.kubectl("get", "trigger", "orders", "-n", namespace, "-o", "wide").stdout
-    header, row = wide.splitlines()
-    assert header.split()[-1] == "LAG" and row.split()[-1] == "3", wide
+    def lag_column() -> str | None:
+        """The LAG column of `kubectl get -o wide`, read at the header's offset (empty columns
+        before it, NEXT and URL, leave no word to split on)."""
+        wide = kube_api.kubectl("get", "trigger", "orders", "-n", namespace, "-o", "wide").stdout
+        header, row = wide.splitlines()
+        assert header.split()[-1] == "LAG", wide
+        shown = row[header.index("LAG") :].strip()
+        return shown if shown == "3" else None
+
+    wait_for(lag_column, timeout=30, what="kubectl get -o wide showing LAG 3")
     described = kube_api.kubectl("describe", "trigger", "typo", "-n", namespace).stdout
     assert "StreamNotFound" in described and f"NO_SUCH_{tag} does not exist" in described
 

@@ -75,9 +75,16 @@ async def consume(bootstrap: str, topic: str, group: str, count: int) -> list[Re
 
 
 async def committed(broker: KafkaBroker, group: str) -> dict[TopicPartition, int]:
-    async with broker.admin() as admin:
-        offsets = await admin.list_consumer_group_offsets(group)
-    return {partition: meta.offset for partition, meta in offsets.items()}
+    """The group's committed offsets (it committed some). Right after a restart the group
+    coordinator may still be loading its offsets, and aiokafka's OffsetFetch then answers an
+    empty map (it drops the top-level error code): asked again until the deadline."""
+    with anyio.fail_after(30):
+        while True:
+            async with broker.admin() as admin:
+                offsets = await admin.list_consumer_group_offsets(group)
+            if offsets:
+                return {partition: meta.offset for partition, meta in offsets.items()}
+            await anyio.sleep(0.2)  # the coordinator's loading, polled until the deadline
 
 
 def next_offsets(topic: str, records: list[Record]) -> dict[TopicPartition, int]:
