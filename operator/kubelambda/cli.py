@@ -41,6 +41,7 @@ COMMANDS: Final = {
     "dispatcher": Command("deliver the asynchronous events kept in NATS"),
     "sam": Command("convert an AWS SAM template into manifests"),
     "usage": Command("print invocations and GB-seconds per function", control_plane=False),
+    "fetch-code": Command("fetch a Function's package and layers from S3 (its init container)"),
 }
 
 
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = argv[0]
         try:
             # Imported on demand: each command pulls in only what its process needs.
-            module = import_module(f"kubelambda.commands.{name}")
+            module = import_module(f"kubelambda.commands.{name.replace('-', '_')}")
             command: Callable[[Sequence[str]], int] = module.run
             return command(argv[1:])
         except ModuleNotFoundError as missing:

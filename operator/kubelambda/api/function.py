@@ -6,6 +6,8 @@ it applies the CRD's defaults, bounds and CEL rules (crds/functions.kubelambda.d
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,28 @@ class FolderCode:
     path: Path
 
 
-Code: TypeAlias = InlineCode | ConfigMapCode | FolderCode
+@dataclass(frozen=True, kw_only=True)
+class S3Object:
+    """A zip on an S3 server: a deployment package (``spec.code.s3``) or a layer
+    (``spec.layers[].s3``). ``sha256`` is lowercase hex, whichever form the spec gave; no
+    ``endpoint`` means AWS S3, no ``credentials_secret`` unsigned requests (on a cluster)."""
+
+    bucket: str
+    key: str
+    endpoint: str | None = None
+    region: str | None = None
+    version_id: str | None = None
+    sha256: str | None = None
+    credentials_secret: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """s3://bucket/key, with ?versionId= when one is pinned: for messages."""
+        version = f"?versionId={self.version_id}" if self.version_id else ""
+        return f"s3://{self.bucket}/{self.key}{version}"
+
+
+Code: TypeAlias = InlineCode | ConfigMapCode | FolderCode | S3Object
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +108,8 @@ class Function:
     egress: tuple[EgressRule, ...] = ()
     # The Lambda name the Invoke API also resolves to this Function (LAMBDA_NAME_ANNOTATION).
     lambda_name: str | None = None
+    # Lambda layers, unpacked under /opt in this order (spec.layers).
+    layers: tuple[S3Object, ...] = ()
 
 
 def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
@@ -152,6 +177,7 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         anonymous_invoke=_read_anonymous(reader, spec),
         egress=read_egress(reader, spec),
         lambda_name=_read_lambda_name(reader, root),
+        layers=_read_layers(reader, spec, has_runtime=spec.child("runtime").present),
     )
 
 
@@ -181,11 +207,11 @@ def _read_code(reader: Reader, spec: Node, manifest_dir: Path | None) -> Code | 
     node = reader.obj(spec.child("code"))
     if node is None:
         return None
-    sources = [key for key in ("inline", "configMapRef", "path") if node.child(key).present]
+    sources = [key for key in ("inline", "configMapRef", "s3", "path") if node.child(key).present]
     if len(sources) != 1:
         reader.report(
             node.path,
-            "must set exactly one of inline, configMapRef (or path, with kubelambda local)",
+            "must set exactly one of inline, configMapRef, s3 (or path, with kubelambda local)",
         )
     code: Code | None = None
     if (inline := reader.obj(node.child("inline"))) is not None:
@@ -203,9 +229,52 @@ def _read_code(reader: Reader, spec: Node, manifest_dir: Path | None) -> Code | 
         code = InlineCode(files=MappingProxyType(sources_by_name))
     if (ref := reader.obj(node.child("configMapRef"))) is not None:
         code = ConfigMapCode(name=reader.text(ref.child("name")))
+    if (s3 := reader.obj(node.child("s3"))) is not None:
+        code = _read_s3(reader, s3)
     if (folder := reader.optional_text(node.child("path"))) is not None:
         code = _read_folder(reader, f"{node.path}.path", folder, manifest_dir)
     return code if len(sources) == 1 else None
+
+
+def _read_s3(reader: Reader, node: Node) -> S3Object:
+    secret = reader.obj(node.child("credentialsSecret"))
+    digest = reader.optional_text(node.child("sha256"))
+    return S3Object(
+        bucket=reader.text(node.child("bucket")),
+        key=reader.text(node.child("key")),
+        endpoint=reader.optional_text(node.child("endpoint")),
+        region=reader.optional_text(node.child("region")),
+        version_id=reader.optional_text(node.child("versionId")),
+        sha256=_hex_sha256(digest) if digest is not None else None,
+        credentials_secret=reader.text(secret.child("name")) if secret is not None else None,
+    )
+
+
+def _hex_sha256(text: str) -> str | None:
+    """Lowercase hex of a SHA-256 given in hex or base64 (the pattern told them apart)."""
+    if len(text) == 64:
+        return text.lower()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None  # the pattern's problem is already reported
+    return raw.hex() if len(raw) == 32 else None
+
+
+def _read_layers(reader: Reader, spec: Node, *, has_runtime: bool) -> tuple[S3Object, ...]:
+    items = reader.items(spec.child("layers"))
+    if items and not has_runtime:
+        reader.report(
+            "spec.layers",
+            "needs spec.runtime (as on Lambda, an image carries its own dependencies)",
+        )
+    layers = []
+    for item in items:
+        node = reader.obj(item)
+        s3 = reader.obj(node.child("s3")) if node is not None else None
+        if s3 is not None:
+            layers.append(_read_s3(reader, s3))
+    return tuple(layers)
 
 
 def _read_folder(reader: Reader, at: str, folder: str, manifest_dir: Path | None) -> Code | None:
@@ -213,7 +282,7 @@ def _read_folder(reader: Reader, at: str, folder: str, manifest_dir: Path | None
         reader.report(
             at,
             "names a folder on your machine and works only with `kubelambda local`;"
-            " on a cluster use spec.code.inline or spec.code.configMapRef",
+            " on a cluster use spec.code.inline, spec.code.configMapRef or spec.code.s3",
         )
         return None
     if Path(folder).is_absolute():
@@ -242,7 +311,7 @@ def _check_handler_module(reader: Reader, handler: str, code: Code) -> None:
         found = any((code.path / name).is_file() for name in candidates)
         where = "spec.code.path"
     else:
-        return  # a ConfigMap's keys are only known on the cluster
+        return  # a ConfigMap's keys are only known on the cluster, a zip's once it is read
     if not found:
         reader.report(
             "spec.handler",

@@ -36,6 +36,8 @@ DEFAULT_IDENTITY_SOURCE: Final = "$request.header.Authorization"
 SUBJECT: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 SCHEDULE: Final = r"^(rate|cron)\(.+\)$"
 CIDR: Final = r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$"
+# A SHA-256 in hex (sha256sum) or base64 (Lambda's CodeSha256, S3's ChecksumSHA256).
+SHA256: Final = r"^([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$"
 STREAM: Final = r"^[A-Za-z0-9_-]+$"
 # A subject filter: tokens or the wildcards * (one token) and > (the rest, last only).
 SUBJECT_FILTER: Final = r"^(>|(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*(\.>)?)$"
@@ -199,6 +201,35 @@ def _destination(prefix: str) -> dict[str, Field]:
     }
 
 
+def _s3_zip(prefix: str, *, required: bool = False) -> dict[str, Field]:
+    """A zip on an S3 server: a deployment package (spec.code.s3) or a layer."""
+    return {
+        prefix: _object(required=required),
+        f"{prefix}.endpoint": _string(
+            max_length=2048, pattern=URL, hint="an http:// or https:// URL"
+        ),
+        f"{prefix}.region": _string(
+            max_length=64, pattern=REGION, hint="a region name (us-east-1)"
+        ),
+        f"{prefix}.bucket": _string(
+            required=True,
+            min_length=3,
+            max_length=63,
+            pattern=BUCKET,
+            hint="an S3 bucket name (lowercase letters, digits, '.' and '-')",
+        ),
+        f"{prefix}.key": _string(required=True, min_length=1, max_length=1024),
+        f"{prefix}.versionId": _string(min_length=1, max_length=1024),
+        f"{prefix}.sha256": _string(
+            max_length=64,
+            pattern=SHA256,
+            hint="a SHA-256 in hex (64 digits) or base64 (44 characters, as Lambda's CodeSha256)",
+        ),
+        f"{prefix}.credentialsSecret": _object(),
+        f"{prefix}.credentialsSecret.name": _name(),
+    }
+
+
 def _jwt(prefix: str) -> dict[str, Field]:
     url_hint = "an http:// or https:// URL"
     return {
@@ -344,6 +375,10 @@ FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.code.configMapRef": _object(),
         "spec.code.configMapRef.name": _name(),
         "spec.code.path": _string(min_length=1, max_length=4096),
+        **_s3_zip("spec.code.s3"),
+        "spec.layers": Field(type="array", max_items=5),
+        "spec.layers[]": _object(),
+        **_s3_zip("spec.layers[].s3", required=True),
         "spec.env": Field(type="array", max_items=100, list_type="map", list_map_keys=("name",)),
         "spec.env[]": _object(),
         "spec.env[].name": _string(

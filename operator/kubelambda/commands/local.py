@@ -56,6 +56,7 @@ from kubelambda.platforms.local.fdlimit import watch_descriptors
 from kubelambda.platforms.local.functions import UnsupportedLocally, prepare
 from kubelambda.platforms.local.output import Output
 from kubelambda.platforms.local.platform import LocalPlatform
+from kubelambda.platforms.packages import S3Packages
 from kubelambda.platforms.s3 import S3Notifications
 from kubelambda.scheduler.ticks import Scheduler
 from kubelambda.tools.logfiles import LogFiles, default_folder
@@ -196,8 +197,11 @@ async def serve(
     triggers = [o for o in objects if isinstance(o, Trigger)]
     workdir = Path(tempfile.mkdtemp(prefix="kubelambda-local-"))
     try:
+        packages = S3Packages()  # spec.code.s3 and spec.layers, with this machine's keys
         local = [
-            prepare(f, workdir=workdir, region=args.region, account_id=ACCOUNT_ID)
+            prepare(
+                f, workdir=workdir, region=args.region, account_id=ACCOUNT_ID, packages=packages
+            )
             for f in functions
         ]
         platform = LocalPlatform(functions=local, host="127.0.0.1", output=output)

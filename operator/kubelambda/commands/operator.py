@@ -100,6 +100,12 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         choices=("IfNotPresent", "Always", "Never"),
     )
     parser.add_argument(
+        "--fetch-image",
+        default=defaults.fetch_image,
+        help="the control-plane image, which fetches spec.code.s3 and spec.layers in a"
+        " function pod's init container (the Helm chart sets it to its own image)",
+    )
+    parser.add_argument(
         "--gateway-url",
         default=defaults.gateway_url,
         help="the gateway's public base URL, shown in status.url (default: %(default)s)",
@@ -216,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
     return ControllerConfig(
         runtime_images=MappingProxyType(dict(args.runtime_image)),
         image_pull_policy=args.image_pull_policy,
+        fetch_image=args.fetch_image,
         gateway_url=args.gateway_url,
         gateway_namespace=args.gateway_namespace,
         gateway_pod_labels=MappingProxyType(dict(args.gateway_selector)),

@@ -27,6 +27,9 @@ class ControllerConfig:
     # spec.runtime → image serving the runtime, e.g. python3.12 → localhost/kubelambda-runtime:0.1.0
     runtime_images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     image_pull_policy: str = "IfNotPresent"
+    # The control-plane image: a function pod's init container runs `kubelambda.commands.fetch_code`
+    # from it to fetch spec.code.s3 and spec.layers. None: such Functions are refused, saying so.
+    fetch_image: str | None = None
     # The gateway's public base URL (for status.url) and where its pods run (NetworkPolicy).
     gateway_url: str = "http://kubelambda-gateway.kubelambda.svc"
     gateway_namespace: str = "kubelambda"

@@ -1,5 +1,6 @@
-"""Reconciles one Function: builds its ConfigMap, NetworkPolicy, Service and Deployment, applies
-what differs from the watched copies, and writes a status that tells the truth.
+"""Reconciles one Function: builds its ConfigMap, NetworkPolicy, Service and Deployment (with
+the package and layers it pinned on S3), applies what differs from the watched copies, and
+writes a status that tells the truth.
 
 The operator's workers call ``FunctionReconciler.reconcile`` with a key from the queue. It is
 level-based: it reads only the current objects, so running it twice, or after a restart,
@@ -16,9 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
+from kubelambda.api.function import S3Object
+from kubelambda.api.packages import PackageStore, function_zips
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
 from kubelambda.controller.drift import contains, fingerprinted
+from kubelambda.controller.packages import PackagesBlocked, package_fetch
 from kubelambda.controller.replicas import needs_handover, replicas_claim
 from kubelambda.controller.resources.code import (
     CodeMount,
@@ -31,6 +35,7 @@ from kubelambda.controller.resources.code import (
 from kubelambda.controller.resources.deployment import function_deployment, with_replicas
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.networkpolicy import function_network_policy
+from kubelambda.controller.resources.packages import PackageFetch
 from kubelambda.controller.resources.service import function_service
 from kubelambda.controller.resources.status import (
     FUNCTION_STATUS_KEYS,
@@ -42,6 +47,7 @@ from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
 from kubelambda.platforms.kubernetes.errors import ApiError
 from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, Kind, kind_of
+from kubelambda.platforms.packages import S3Packages
 
 __all__ = ["BlockedError", "FunctionReconciler", "Result"]
 
@@ -69,6 +75,7 @@ class _Code:
     config_map: dict[str, Any] | None
     mount: CodeMount | None
     hash: str | None
+    packages: PackageFetch | None = None
 
 
 def _controller_uid(obj: Mapping[str, Any]) -> str | None:
@@ -86,11 +93,17 @@ class FunctionReconciler:
         store: Store,
         config: ControllerConfig,
         clock: Callable[[], datetime],
+        packages: PackageStore | None = None,
+        fetch_image: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.store = store
         self.config = config
         self.clock = clock
+        # Reads spec.code.s3 and spec.layers; fetch_image (the control-plane image) runs the
+        # init container that fetches them into the pods.
+        self.packages: PackageStore = packages if packages is not None else S3Packages()
+        self.fetch_image = fetch_image
 
     async def reconcile(self, namespace: str, name: str) -> Result:
         body = self.store.get(FUNCTION, namespace=namespace, name=name)
@@ -105,7 +118,7 @@ class FunctionReconciler:
         changes: list[str] = []
         try:
             function = self._parse(body)
-            code = await self._code(function, owner)
+            code = await self._code(function, owner, generation=meta.get("generation"))
             deployment = await self._apply_all(function, owner, code, changes)
         except BlockedError as exc:
             blocked, recheck = exc.blocked, exc.recheck
@@ -148,7 +161,32 @@ class FunctionReconciler:
             )
         return image
 
-    async def _code(self, function: Function, owner: Owner) -> _Code:
+    async def _code(self, function: Function, owner: Owner, *, generation: int | None) -> _Code:
+        code = await self._own_code(function, owner)
+        if not function_zips(function):
+            return code
+        try:
+            packages = await package_fetch(
+                function,
+                owner=owner,
+                generation=generation,
+                live=self.store.get(DEPLOYMENT, namespace=owner.namespace, name=owner.name),
+                cluster=self.cluster,
+                store=self.packages,
+                fetch_image=self.fetch_image,
+                region=self.config.region,
+            )
+        except PackagesBlocked as exc:
+            raise BlockedError(exc.blocked, recheck=exc.recheck) from None
+        if isinstance(function.code, S3Object):
+            [package] = [z for z in packages.plan.zips if z.target == "task"]
+            # The package's own SHA-256 (Lambda's CodeSha256, in hex): what the pods run.
+            return _Code(
+                config_map=None, mount=None, hash=f"sha256:{package.sha256}", packages=packages
+            )
+        return _Code(code.config_map, code.mount, code.hash, packages=packages)
+
+    async def _own_code(self, function: Function, owner: Owner) -> _Code:
         source = function.code
         if isinstance(source, InlineCode):
             try:
@@ -176,7 +214,7 @@ class FunctionReconciler:
                 mount=CodeMount(config_map=source.name),
                 hash=config_map_hash(found),
             )
-        return _Code(config_map=None, mount=None, hash=None)  # the image carries its code
+        return _Code(config_map=None, mount=None, hash=None)  # in the image, or in a package
 
     # --- applying --------------------------------------------------------------------------
 
@@ -201,6 +239,7 @@ class FunctionReconciler:
             code=code.mount,
             code_hash=code.hash,
             config=self.config,
+            packages=code.packages,
         )
         return await self._ensure(
             desired, owner, changes, create_replicas=function.scaling.min_replicas

@@ -81,7 +81,11 @@ class Operator:
         # Valid schedule Triggers, for the scheduler (scheduler/ticks.py).
         self.schedules: dict[tuple[str, str], Trigger] = {}
         self.functions = FunctionReconciler(
-            cluster=cluster, store=self.store, config=config, clock=clock
+            cluster=cluster,
+            store=self.store,
+            config=config,
+            clock=clock,
+            fetch_image=config.fetch_image,
         )
         self.triggers = TriggerReconciler(
             cluster=cluster,

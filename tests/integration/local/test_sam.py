@@ -76,7 +76,9 @@ def test_local_mode_warns_of_what_does_not_map(
     local_mode: Callable[..., LocalMode],
 ) -> None:
     local = local_mode(LAYERED)
-    local.wait_for_line("not mapped: Fn.Layers: there are no layers")
+    local.wait_for_line(
+        "not mapped: Fn.Layers: arn:aws:lambda:us-east-1:123456789012:layer:shared:3"
+    )
     answer = lambda_client(local.url).invoke(FunctionName="fn", Payload=b'{"a": 1}')
     assert json.loads(answer["Payload"].read()) == {"a": 1}
 
@@ -113,7 +115,8 @@ def test_convert_exit_status_says_whether_everything_mapped(tmp_path: Path) -> N
     iam_only.write_text(IAM_ONLY)
     done = convert(str(layered))
     assert done.returncode == 3
-    assert "not mapped (1):\n  Fn.Layers: there are no layers" in done.stderr
+    assert "not mapped (1):\n  Fn.Layers: arn:aws:lambda:" in done.stderr
+    assert "is a published layer, which cannot be fetched" in done.stderr
     assert yaml.safe_load(done.stdout)["metadata"]["name"] == "fn"  # written all the same
     assert convert(str(iam_only)).returncode == 0
     strict = convert(str(iam_only), "--strict")

@@ -1,13 +1,16 @@
-"""A function's code: SAM's CodeUri folder (or InlineCode) as the Function's ``spec.code``.
+"""A function's code: SAM's CodeUri folder (or InlineCode) as the Function's ``spec.code``, and
+a zip on S3 (CodeUri s3://…, a layer's ContentUri) as ``spec.code.s3`` / ``spec.layers[].s3``.
 
 For a cluster the folder's files go inline (a ConfigMap holds about 1 MiB); for
-``kubelambda local`` the folder is named as ``spec.code.path``. Called by functions.py.
+``kubelambda local`` the folder is named as ``spec.code.path``. Called by functions.py and
+layers.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
 
@@ -34,11 +37,44 @@ def folder_code(
     if not folder.is_dir():
         report.not_mapped(resource, "CodeUri", f"{folder} is not a folder (zip files are not read)")
         return None
-    _check_requirements(folder, resource, report)
+    _check_requirements(folder, resource, report, mode=mode)
     if mode == "path":
         return {"path": os.path.relpath(folder, template_dir)}
     files = _read_files(folder, resource, report)
     return {"inline": {"files": files}} if files is not None else None
+
+
+# What a zip on S3 read without an endpoint and a Secret is, for the notes.
+S3_NOTE: Final = (
+    "read from AWS S3 in the operator's region, unsigned: for a private bucket add"
+    " credentialsSecret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), for another"
+    " S3 server endpoint"
+)
+
+
+def s3_location(value: object) -> dict[str, object] | None:
+    """``{bucket, key, versionId?}`` of an S3 location as SAM writes it (s3://bucket/key, or
+    {Bucket, Key, Version}) or CloudFormation does ({S3Bucket, S3Key, S3ObjectVersion}); None
+    when ``value`` is neither (a folder, say)."""
+    if isinstance(value, str):
+        if not value.startswith("s3://"):
+            return None
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+        return {"bucket": bucket, "key": key} if bucket and key else None
+    if not isinstance(value, Mapping):
+        return None
+    for bucket_key, key_key, version_key in (
+        ("Bucket", "Key", "Version"),
+        ("S3Bucket", "S3Key", "S3ObjectVersion"),
+    ):
+        name, path = value.get(bucket_key), value.get(key_key)
+        if isinstance(name, str) and isinstance(path, str):
+            location: dict[str, object] = {"bucket": name, "key": path}
+            version = value.get(version_key)
+            if isinstance(version, str | int) and str(version):
+                location["versionId"] = str(version)
+            return location
+    return None
 
 
 def inline_code(handler: str, source: str) -> dict[str, object]:
@@ -99,7 +135,7 @@ def _read_files(folder: Path, resource: str, report: Report) -> dict[str, str] |
     return files
 
 
-def _check_requirements(folder: Path, resource: str, report: Report) -> None:
+def _check_requirements(folder: Path, resource: str, report: Report, *, mode: CodeMode) -> None:
     requirements = folder / "requirements.txt"
     if not requirements.is_file():
         return
@@ -115,11 +151,21 @@ def _check_requirements(folder: Path, resource: str, report: Report) -> None:
             name = match.group(1)
             if name.lower().replace("_", "-") not in _PROVIDED:
                 names.append(name)
-    if names:
+    if not names:
+        return
+    listed = f"requirements.txt lists {', '.join(names)}"
+    if mode == "path":
+        report.note(
+            resource,
+            "CodeUri",
+            f"{listed}: kubelambda local installs them as `sam build` would (pip install"
+            " --target, cached per requirements.txt)",
+        )
+    else:
         report.not_mapped(
             resource,
             "CodeUri",
-            f"requirements.txt lists {', '.join(names)}, which `sam build` would install; the"
-            " runtime installs nothing: put them into the folder (pip install -t FOLDER …)"
-            " or build an image",
+            f"{listed}, which `sam build` would install; a cluster installs nothing: zip the"
+            " folder with them (pip install -t FOLDER …) onto S3 for spec.code.s3, or build an"
+            " image",
         )

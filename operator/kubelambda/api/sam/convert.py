@@ -21,6 +21,7 @@ from kubelambda.api.sam.events import EVENT_TYPES, event_trigger
 from kubelambda.api.sam.functions import convert_function
 from kubelambda.api.sam.http import HttpEvent, http_event, http_triggers, report_api
 from kubelambda.api.sam.intrinsics import Resolver
+from kubelambda.api.sam.layers import LAYER_TYPES
 from kubelambda.api.sam.names import DNS_NAME_MAX, NameBook, dns_label
 from kubelambda.api.sam.report import Report
 from kubelambda.api.sam.resources import Stack, logical_ref, physical_name
@@ -257,15 +258,19 @@ def _report_other_resources(scope: Scope, resources: Mapping[str, object]) -> No
             continue
         if kind in _APIS:
             report_api(scope, logical_id, mapping(mapping(resource).get("Properties")))
+        elif logical_id in scope.used and kind in LAYER_TYPES:
+            report.ignored(logical_id, "", f"{kind}: a function's spec.layers carries its zip")
         elif logical_id in scope.used:
             report.ignored(logical_id, "", f"{kind}: an event stands for it (see the notes)")
         elif kind in _IGNORED_TYPES:
             report.ignored(logical_id, "", _IGNORED_TYPES[kind])
-        elif kind in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        elif kind in LAYER_TYPES:
             report.not_mapped(
                 logical_id,
                 "",
-                "there are no layers: put the layer's files into the functions' code folders",
+                "no function's Layers maps it (only a layer whose zip is on S3, ContentUri"
+                " s3://bucket/key, becomes spec.layers): upload the zip, or put its files into"
+                " the functions' code",
             )
         else:
             report.not_mapped(

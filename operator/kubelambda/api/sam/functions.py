@@ -13,8 +13,9 @@ from typing import Final
 
 from kubelambda.api.env import RESERVED_NAMES, RESERVED_PREFIX
 from kubelambda.api.function import LAMBDA_NAME_ANNOTATION
-from kubelambda.api.sam.code import folder_code, inline_code
+from kubelambda.api.sam.code import S3_NOTE, folder_code, inline_code, s3_location
 from kubelambda.api.sam.destinations import destination
+from kubelambda.api.sam.layers import function_layers
 from kubelambda.api.sam.scope import Scope, mapping
 from kubelambda.api.schema import HANDLER, IMAGE, RUNTIMES
 
@@ -42,8 +43,6 @@ IGNORED: Final = {
 }
 # Properties the Function cannot carry, and what to do instead.
 NOT_MAPPED: Final = {
-    "Layers": "there are no layers (spec.layers does not exist yet): put the layer's files"
-    " into the code folder or an image",
     "VpcConfig": "pods reach the network their NetworkPolicy allows: list destinations in"
     " spec.network.egress",
     "AutoPublishAlias": "there are no versions or aliases: the Invoke API serves $LATEST only",
@@ -72,6 +71,7 @@ MAPPED: Final = frozenset(
         "ReservedConcurrentExecutions",
         "ProvisionedConcurrencyConfig",
         "EventInvokeConfig",
+        "Layers",
     }
 )
 _PYTHON: Final = re.compile(r"^python3\.(\d+)$")
@@ -94,6 +94,9 @@ def convert_function(
     spec = _package(scope, logical_id, props)
     if spec is None:
         return None
+    layers = function_layers(scope, logical_id, props)
+    if layers:
+        spec["layers"] = layers
     timeout = scope.integer(logical_id, "Timeout", props.get("Timeout"), low=1, high=900)
     if timeout is not None:
         spec["timeoutSeconds"] = timeout
@@ -188,13 +191,14 @@ def _code(
         return inline_code(handler, source) if source is not None else None
     value = props.get("CodeUri")
     if isinstance(value, Mapping) or (isinstance(value, str) and value.startswith("s3://")):
-        report.not_mapped(
-            logical_id,
-            "CodeUri",
-            "code in S3 cannot be fetched (spec.code has no s3 source yet): download it into a"
-            " folder next to the template and point CodeUri at it",
-        )
-        return None
+        location = s3_location(value) if scope.plain(logical_id, "CodeUri", value) else None
+        if location is None:
+            report.not_mapped(
+                logical_id, "CodeUri", f"{value!r} is not an S3 location (s3://bucket/key)"
+            )
+            return None
+        report.note(logical_id, "CodeUri", f"spec.code.s3 is {S3_NOTE}")
+        return {"s3": location}
     uri: str | None = "."
     if value is None:
         # sam build reads the template's own folder when CodeUri is not given.

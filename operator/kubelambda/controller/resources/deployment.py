@@ -1,5 +1,6 @@
-"""The Deployment that runs a Function: the runtime image, its code at the task root, Lambda's
-environment, memory and a proportional CPU share, and a hardened pod.
+"""The Deployment that runs a Function: the runtime image, its code at the task root (a
+ConfigMap, or a package and layers an init container fetches), Lambda's environment, memory
+and a proportional CPU share, and a hardened pod.
 
 The Function reconciler applies what ``function_deployment`` returns. It never carries
 ``spec.replicas`` (the autoscaler owns that); ``with_replicas`` adds it for the first creation.
@@ -23,6 +24,12 @@ from kubelambda.api.labels import CODE_HASH_ANNOTATION, function_labels, pod_sel
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.code import CodeMount
 from kubelambda.controller.resources.meta import Owner, object_meta
+from kubelambda.controller.resources.packages import (
+    RESOLVED_ANNOTATION,
+    PackageFetch,
+    fetch_parts,
+    resolved_annotation,
+)
 
 __all__ = [
     "CONTAINER",
@@ -82,6 +89,14 @@ def _volumes(code: CodeMount | None) -> tuple[list[dict[str, Any]], list[dict[st
     return volumes, mounts
 
 
+CONTAINER_SECURITY: Final = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def function_deployment(
     function: Function,
     *,
@@ -90,10 +105,27 @@ def function_deployment(
     code: CodeMount | None,
     code_hash: str | None,
     config: ControllerConfig,
+    packages: PackageFetch | None = None,
 ) -> dict[str, Any]:
-    """The Deployment of ``function``, without ``spec.replicas``."""
+    """The Deployment of ``function``, without ``spec.replicas``. ``packages``: the zips an
+    init container fetches into the task root (spec.code.s3) and /opt (spec.layers)."""
     volumes, mounts = _volumes(code)
     memory = memory_quantity(function.memory_mb)
+    requests = {"memory": memory, "cpu": cpu_request(function.memory_mb)}
+    init_containers: list[dict[str, Any]] = []
+    if packages is not None:
+        parts = fetch_parts(
+            packages,
+            pull_policy=config.image_pull_policy,
+            security_context=copy.deepcopy(CONTAINER_SECURITY),
+            requests=requests,
+            memory_mib=function.memory_mb,
+        )
+        init_containers, volumes, mounts = (
+            parts.init_containers,
+            volumes + parts.volumes,
+            mounts + parts.mounts,
+        )
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
@@ -111,15 +143,10 @@ def function_deployment(
             "failureThreshold": 3,
         },
         "resources": {
-            "requests": {"memory": memory, "cpu": cpu_request(function.memory_mb)},
+            "requests": dict(requests),
             "limits": {"memory": memory},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
         "volumeMounts": mounts,
     }
     # The annotations Prometheus' kubernetes_sd examples (and most installs) scrape by.
@@ -134,10 +161,30 @@ def function_deployment(
         "labels": function_labels(function.name),
         "annotations": annotations,
     }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        # Service links would put every Service of the namespace into the
+        # handler's environment, which Lambda does not have.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": stop_grace_seconds(function),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod["initContainers"] = init_containers
+    metadata = object_meta(function.name, owner)
+    if packages is not None:
+        metadata["annotations"] = {RESOLVED_ANNOTATION: resolved_annotation(packages)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(function.name, owner),
+        "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": pod_selector(function.name)},
             "revisionHistoryLimit": 2,
@@ -146,24 +193,7 @@ def function_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {
-                "metadata": template_meta,
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    # Service links would put every Service of the namespace into the
-                    # handler's environment, which Lambda does not have.
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": stop_grace_seconds(function),
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUNTIME_UID,
-                        "runAsGroup": RUNTIME_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
+            "template": {"metadata": template_meta, "spec": pod},
         },
     }
 

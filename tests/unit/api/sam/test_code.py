@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelambda.api.sam.code import folder_code, inline_code
+from kubelambda.api.sam.code import CodeMode, folder_code, inline_code
 from kubelambda.api.sam.report import Kind, Report
 
 
@@ -95,7 +95,10 @@ def test_large_inline_code_says_to_apply_server_side(tmp_path: Path) -> None:
     assert finding.kind is Kind.NOTE and "kubectl apply --server-side" in finding.message
 
 
-def test_requirements_sam_build_would_install_are_listed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "kind"), [("path", Kind.NOTE), ("inline", Kind.NOT_MAPPED)])
+def test_requirements_sam_build_would_install_are_listed(
+    tmp_path: Path, mode: CodeMode, kind: Kind
+) -> None:
     code = folder(
         tmp_path / "src",
         {
@@ -105,12 +108,11 @@ def test_requirements_sam_build_would_install_are_listed(tmp_path: Path) -> None
         },
     )
     report = Report()
-    assert folder_code(code, template_dir=tmp_path, mode="path", resource="Fn", report=report)
+    assert folder_code(code, template_dir=tmp_path, mode=mode, resource="Fn", report=report)
     [finding] = report.findings
-    assert finding.kind is Kind.NOT_MAPPED
-    assert "requirements.txt lists requests, aws_lambda_powertools, which `sam build`" in (
-        finding.message
-    )
+    assert finding.kind is kind
+    assert "requirements.txt lists requests, aws_lambda_powertools" in finding.message
+    assert ("kubelambda local installs them" in finding.message) == (mode == "path")
 
 
 def test_inline_code_is_the_handlers_module() -> None:

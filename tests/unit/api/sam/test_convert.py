@@ -301,8 +301,16 @@ def test_environment_values_that_cannot_be_known_are_listed_not_guessed() -> Non
     [
         ("CodeUri: orders/\nHandler: app.handler", {"inline": {"files": {"app.py": ...}}}, None),
         ("CodeUri: orders/", None, "handler index.handler needs index.py or index/__init__.py"),
-        ("CodeUri: s3://bucket/app.zip", None, "code in S3 cannot be fetched"),
-        ("CodeUri: {Bucket: b, Key: k}", None, "code in S3 cannot be fetched"),
+        (
+            "CodeUri: s3://code-bucket/app.zip",
+            {"s3": {"bucket": "code-bucket", "key": "app.zip"}},
+            None,
+        ),
+        (
+            "CodeUri: {Bucket: code-bucket, Key: k.zip, Version: v2}",
+            {"s3": {"bucket": "code-bucket", "key": "k.zip", "versionId": "v2"}},
+            None,
+        ),
         ("CodeUri: missing/", None, "is not a folder"),
         ("PackageType: Image\nImageUri: registry.example/shop/orders:1", {}, None),
         ("PackageType: Image", None, "an image function needs the image's reference"),
@@ -316,6 +324,9 @@ def test_code_sources(properties: str, expected: object, listed_as: str | None) 
         assert listed_as is not None and listed_as in message(conversion, "Fn", prop)
     elif expected == {}:
         assert spec(conversion, "fn")["image"] == "registry.example/shop/orders:1"
+    elif isinstance(expected, dict) and "s3" in expected:
+        assert spec(conversion, "fn")["code"] == expected
+        assert "spec.code.s3 is read from AWS S3" in message(conversion, "Fn", "CodeUri")
     else:
         assert list(spec(conversion, "fn")["code"]["inline"]["files"]) == ["app.py"]
 
