@@ -39,7 +39,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.codec import decode_job, encode_job
 from kubelambda.delivery.jobs import DeliveryJob
 
-__all__ = ["Backlog", "BrokerSettings", "JetStreamStore", "function_subject"]
+__all__ = ["Backlog", "BrokerSettings", "JetStreamStore", "function_subject", "nats_servers"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class BrokerSettings:
     def servers(self) -> list[str]:
         """The servers `url` lists, comma-separated as the NATS tools take them: the client
         connects to one that answers and moves to another when it loses it."""
-        return [server.strip() for server in self.url.split(",") if server.strip()]
+        return nats_servers(self.url)
 
     def events_subject(self, function: FunctionKey) -> str:
         return function_subject(self.subject_prefix, function)
@@ -92,6 +92,12 @@ class BrokerSettings:
     @property
     def urls_subject(self) -> str:
         return f"{self.subject_prefix}.urls"
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers a NATS URL lists: one, or a cluster's separated by commas, as --nats and the
+    NATS tools take them; nats-py connects to one that answers and moves on when it loses it."""
+    return [server.strip() for server in url.split(",") if server.strip()]
 
 
 def function_subject(prefix: str, function: FunctionKey) -> str:

@@ -20,7 +20,7 @@ import nats.js.errors
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from nats.aio.client import Client, RawCredentials
+from nats.aio.client import Client
 
 from kubelambda.api.streams import Position
 from kubelambda.delivery.endpoints import (
@@ -33,9 +33,10 @@ from kubelambda.delivery.endpoints import (
     kafka_options,
     kafka_refusal,
     kafka_unreachable,
+    nats_options,
     redacted,
 )
-from kubelambda.delivery.jetstream import BrokerSettings
+from kubelambda.delivery.jetstream import BrokerSettings, nats_servers
 from kubelambda.delivery.kafka_groups import (
     PartitionLag,
     committed_offsets,
@@ -198,21 +199,12 @@ class SourceProbe:
         async def note(exc: BaseException) -> None:
             seen.append(exc)  # nats-py reports each failed attempt here (and logs nothing)
 
-        options: dict[str, Any] = {}
-        if endpoint.user is not None:
-            options.update(user=endpoint.user, password=endpoint.password)
-        if endpoint.token is not None:
-            options["token"] = endpoint.token
-        if endpoint.creds is not None:
-            options["user_credentials"] = RawCredentials(endpoint.creds)
-        elif endpoint.credentials_file is not None:
-            options["user_credentials"] = endpoint.credentials_file
+        options = nats_options(endpoint)
         try:
             # One attempt and one retry (nats-py loops forever at 0), never a reconnect: a
             # probe wants an answer now, and a connection that broke is opened anew.
             return await nats.connect(
-                # One server or a cluster's, separated by commas (as --nats takes them).
-                [server.strip() for server in endpoint.url.split(",") if server.strip()],
+                nats_servers(endpoint.url),
                 name="kubelambda-observer",
                 connect_timeout=self.timeout,
                 allow_reconnect=False,

@@ -30,7 +30,7 @@ from kubelambda.delivery.endpoints import (
     nats_endpoint,
     nats_options,
 )
-from kubelambda.delivery.jetstream import BrokerSettings
+from kubelambda.delivery.jetstream import BrokerSettings, nats_servers
 from kubelambda.dispatcher.batches import Admit, BatchInvoker, FailedRecords
 from kubelambda.dispatcher.delivery import FunctionCall
 from kubelambda.dispatcher.kafka import KafkaPoller
@@ -251,8 +251,7 @@ class EventSources:
         client = self._connections.get(ident)
         if client is None or client.is_closed:
             client = await nats.connect(
-                # One server or a cluster's, separated by commas (as --nats takes them).
-                [server.strip() for server in ident[0].split(",") if server.strip()],
+                nats_servers(ident[0]),
                 name="kubelambda-sources",
                 connect_timeout=5,
                 max_reconnect_attempts=-1,
