@@ -20,10 +20,12 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from harness.nats import NatsServer
 from support.local import LocalMode, start_local
+from support.manifests import FAILURE_DESTINATION
 from support.processes import kill_tree
 from support.waiting import wait_for
 
-FUNCTIONS = """
+FUNCTIONS = (
+    """
 apiVersion: kubelambda.dev/v1alpha1
 kind: Function
 metadata: {{name: orders}}
@@ -60,24 +62,9 @@ spec:
               return process_partial_response(
                   event=event, record_handler=record_handler, processor=processor,
                   context=context)
----
-apiVersion: kubelambda.dev/v1alpha1
-kind: Function
-metadata: {{name: failures}}
-spec:
-  runtime: python3.12
-  handler: app.handler
-  env: [{{name: LETTERS, value: "{letters}"}}]
-  code:
-    inline:
-      files:
-        app.py: |
-          import json, os
-          def handler(event, context):
-              path = os.path.join(os.environ["LETTERS"], context.aws_request_id)
-              with open(path, "w") as out:
-                  json.dump(event, out)
----
+"""
+    + FAILURE_DESTINATION
+    + """---
 apiVersion: kubelambda.dev/v1alpha1
 kind: Trigger
 metadata: {{name: orders-queue}}
@@ -95,6 +82,7 @@ spec:
         - pattern: '{{"body": {{"kind": ["order"]}}}}'
   delivery: {{onFailure: {{function: failures}}}}
 """
+)
 
 
 class Setup:
@@ -162,7 +150,11 @@ class Setup:
         ]
 
     def letters_received(self) -> list[dict[str, Any]]:
-        return [json.loads(path.read_text()) for path in self.letters.iterdir()]
+        return [
+            json.loads(path.read_text())
+            for path in self.letters.iterdir()
+            if not path.name.endswith(".tmp")
+        ]
 
     def pending(self, consumer: str = "kubelambda_default_orders-queue") -> tuple[int, int]:
         """The consumer's messages not yet delivered, and delivered but not acknowledged."""

@@ -33,10 +33,12 @@ from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.dispatcher.delivery import Outcome
 from kubelambda.dispatcher.sources import EventSources
 from support.local import LocalMode, start_local
+from support.manifests import FAILURE_DESTINATION
 from support.processes import kill_tree
 from support.waiting import wait_for, wait_for_async
 
-FUNCTIONS = """
+FUNCTIONS = (
+    """
 apiVersion: kubelambda.dev/v1alpha1
 kind: Function
 metadata: {{name: orders}}
@@ -79,25 +81,9 @@ spec:
               return process_partial_response(
                   event=event, record_handler=record_handler, processor=processor,
                   context=context)
----
-apiVersion: kubelambda.dev/v1alpha1
-kind: Function
-metadata: {{name: failures}}
-spec:
-  runtime: python3.12
-  handler: app.handler
-  env: [{{name: LETTERS, value: "{letters}"}}]
-  code:
-    inline:
-      files:
-        app.py: |
-          import json, os
-          def handler(event, context):
-              path = os.path.join(os.environ["LETTERS"], context.aws_request_id)
-              with open(path + ".tmp", "w") as out:
-                  json.dump(event, out)
-              os.replace(path + ".tmp", path)
----
+"""
+    + FAILURE_DESTINATION
+    + """---
 apiVersion: kubelambda.dev/v1alpha1
 kind: Trigger
 metadata: {{name: orders-kafka}}
@@ -116,6 +102,7 @@ spec:
         - pattern: '{{"value": {{"kind": ["order"]}}}}'
   delivery: {{onFailure: {{function: failures}}}}
 """
+)
 
 Entry = dict[str, Any]
 
