@@ -70,8 +70,11 @@ traffic (to zero after spec.scaling.scaleToZeroAfterSeconds without requests; th
 request starts one again).
 
 PATH is a manifest file or a folder of *.yaml files — the same files you would
-`kubectl apply`. Code comes from spec.code.inline, or locally from spec.code.path, a
-folder relative to the manifest's own. With --state-dir, bucket subscriptions stay in place at
+`kubectl apply` — or an AWS SAM template (converted as `kubelambda sam convert` would,
+warning of what does not map). Code comes from spec.code.inline, locally from
+spec.code.path (a folder relative to the manifest's own; a requirements.txt beside it is
+installed once per version), or from spec.code.s3 and spec.layers with this machine's AWS
+credentials. Queue Triggers need --nats (or their own nats.url); Kafka Triggers need none. With --state-dir, bucket subscriptions stay in place at
 stop, so the S3 server queues events while local mode is down.
 
 examples:
@@ -88,7 +91,9 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("path", type=Path, help="a manifest file or a folder of them")
+    parser.add_argument(
+        "path", type=Path, help="a manifest file, a folder of them, or a SAM template"
+    )
     add_gateway_flags(parser, host="127.0.0.1")
     parser.add_argument(
         "--schedule-speed",
