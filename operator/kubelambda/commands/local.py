@@ -74,8 +74,9 @@ PATH is a manifest file or a folder of *.yaml files — the same files you would
 warning of what does not map). Code comes from spec.code.inline, locally from
 spec.code.path (a folder relative to the manifest's own; a requirements.txt beside it is
 installed once per version), or from spec.code.s3 and spec.layers with this machine's AWS
-credentials. Queue Triggers need --nats (or their own nats.url); Kafka Triggers need none. With --state-dir, bucket subscriptions stay in place at
-stop, so the S3 server queues events while local mode is down.
+credentials. Queue Triggers need --nats (or their own nats.url); Kafka Triggers need none.
+With --state-dir, bucket subscriptions stay in place at stop, so the S3 server queues
+events while local mode is down.
 
 examples:
   kubelambda local examples/
