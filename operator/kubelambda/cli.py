@@ -41,6 +41,7 @@ COMMANDS: Final = {
     "dispatcher": Command("deliver the asynchronous events kept in NATS"),
     "sam": Command("convert an AWS SAM template into manifests"),
     "usage": Command("print invocations and GB-seconds per function", control_plane=False),
+    "console": Command("serve the read-only web console of a cluster's functions"),
     "fetch-code": Command("fetch a Function's package and layers from S3 (its init container)"),
 }
 

@@ -44,6 +44,8 @@ from kubelambda.commands.serving import (
     create_gateway,
     gateway_settings,
 )
+from kubelambda.console.app import bind_console
+from kubelambda.console.local import start_local_console
 from kubelambda.gateway.http import is_loopback
 from kubelambda.gateway.routing import routing_table
 from kubelambda.gateway.server import ServingAddresses
@@ -59,7 +61,7 @@ from kubelambda.platforms.local.platform import LocalPlatform
 from kubelambda.platforms.packages import S3Packages
 from kubelambda.platforms.s3 import S3Notifications
 from kubelambda.scheduler.ticks import Scheduler
-from kubelambda.tools.logfiles import LogFiles, default_folder
+from kubelambda.tools.logfiles import LogFiles, NoLogs, default_folder, read_lines
 
 __all__ = ["build_parser", "describe", "run", "serve"]
 
@@ -86,6 +88,8 @@ examples:
 # What the runtime reports as the account in ARNs (there is no account locally).
 ACCOUNT_ID = "000000000000"
 TICK_SECONDS = 1.0  # between the autoscaler's decisions
+CONSOLE_PORT = 8090  # the console's default port; when taken, another free one
+CONSOLE_HOST = "127.0.0.1"  # whatever --host says: the console shows every function's logs
 
 
 def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
@@ -132,6 +136,14 @@ def build_parser(prog: str = "kubelambda local") -> argparse.ArgumentParser:
         " of this port's under the temporary folder, removed at stop); `kubelambda logs NAME`"
         " reads it",
     )
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        metavar="PORT",
+        help=f"serve the read-only web console on 127.0.0.1:PORT (default {CONSOLE_PORT}, or a"
+        " free port when that one is taken; 0: a free port)",
+    )
+    parser.add_argument("--no-console", action="store_true", help="serve no web console")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the gateway does")
     return parser
 
@@ -142,6 +154,7 @@ def describe(
     triggers: Sequence[Trigger],
     *,
     refused: Sequence[tuple[str, str]] = (),
+    console_url: str | None = None,
 ) -> list[str]:
     """What local mode prints once it serves: each function, its routes and how to call it,
     and the Triggers refused their path (`refused`: namespace/name, why)."""
@@ -150,6 +163,8 @@ def describe(
     lines = [
         f"kubelambda local: gateway {base}  (metrics {addresses.admin_url}/metrics)",
     ]
+    if console_url is not None:
+        lines.append(f"kubelambda local: console {console_url}")
     width = max((len(f.name) for f in functions), default=0)
     for function in functions:
         name = (
@@ -285,9 +300,20 @@ async def _serve(
     )
     autoscaler = Autoscaler(source=source, target=platform, specs=lambda: specs)
     platform.on_wake = autoscaler.wake
+    console_sock = (
+        None
+        if args.no_console
+        else bind_console(CONSOLE_HOST, args.console_port, default=CONSOLE_PORT)
+    )
+    console_url = (
+        None if console_sock is None else f"http://{CONSOLE_HOST}:{console_sock.getsockname()[1]}/"
+    )
 
     def ready(addresses: ServingAddresses) -> None:
-        for line in describe(addresses, functions, triggers, refused=routes.refused):
+        lines = describe(
+            addresses, functions, triggers, refused=routes.refused, console_url=console_url
+        )
+        for line in lines:
             output(line)
         if on_ready is not None:
             on_ready(addresses)
@@ -297,6 +323,17 @@ async def _serve(
     subscribed: list[BucketSubscriptions] = []
     scaling = asyncio.create_task(autoscaler.run(interval=TICK_SECONDS))
     descriptors = asyncio.create_task(watch_descriptors(output))
+    background = [scaling, descriptors]
+    if console_sock is not None:
+        background += start_local_console(
+            console_sock,
+            gateway=gateway,
+            status=platform.status,
+            ready_instances=platform.ready_instances,
+            functions=functions,
+            triggers=triggers,
+            read_logs=_log_reader(args),
+        )
     try:
         for group in buckets:
             await subscribe(
@@ -311,7 +348,7 @@ async def _serve(
             host=args.host, port=args.port, admin_port=args.admin_port, on_ready=ready
         )
     finally:
-        for task in (scaling, descriptors):
+        for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -370,6 +407,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     except asyncio.CancelledError:
         pass
     return 0
+
+
+def _log_reader(args: argparse.Namespace) -> Callable[[FunctionKey], list[str]]:
+    folder = args.log_dir or default_folder(args.port)
+
+    def read(key: FunctionKey) -> list[str]:
+        try:
+            return read_lines(folder, key.name, tail=None, where=f"--port {args.port}")
+        except NoLogs as exc:
+            raise LookupError(str(exc)) from exc
+
+    return read
 
 
 def _log_files(args: argparse.Namespace) -> LogFiles | None:
