@@ -122,7 +122,10 @@ def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
         },
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "runtime": {
-            "images": {"python3.12": running.images.runtime.name},
+            "images": {
+                runtime: running.images.runtime.name
+                for runtime in ("python3.12", "provided.al2023", "provided.al2")
+            },
             "pullPolicy": "Never",
         },
         "prometheus": {"url": prometheus_url},

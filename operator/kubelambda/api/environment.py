@@ -98,6 +98,8 @@ def runtime_environment(
         "KUBELAMBDA_CONCURRENCY": str(function.concurrency),
         "KUBELAMBDA_PORT": None if port is None else str(port),
         "KUBELAMBDA_METRICS_PORT": None if metrics_port is None else str(metrics_port),
+        # The runtime runs the code's bootstrap for these (kubelambda_runtime/custom/).
+        "KUBELAMBDA_RUNTIME": function.runtime if function.custom_runtime else None,
     }
     rendered = [
         EnvVar(name=name, value=value)

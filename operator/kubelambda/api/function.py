@@ -20,7 +20,14 @@ from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
 from kubelambda.api.network import EgressRule, read_egress
 from kubelambda.api.reader import Node, Reader, matches
-from kubelambda.api.schema import DNS_LABEL, FILE_NAME, FILE_NAME_MAX_LENGTH, FUNCTION_FIELDS
+from kubelambda.api.schema import (
+    CUSTOM_RUNTIME_PREFIX,
+    DNS_LABEL,
+    FILE_NAME,
+    FILE_NAME_MAX_LENGTH,
+    FUNCTION_FIELDS,
+    HANDLER,
+)
 
 KIND: Final = "Function"
 # The AWS Lambda function name a Function also answers to on the Invoke API: Lambda names may
@@ -88,7 +95,8 @@ class Scaling:
 @dataclass(frozen=True, kw_only=True)
 class Function:
     """A valid, fully defaulted Function. Exactly one of ``runtime`` and ``image`` is set;
-    ``code`` is None only with an image, and ``handler`` may be None only with an image."""
+    ``code`` is None only with an image, and ``handler`` may be None only with an image or a
+    custom runtime."""
 
     name: str
     namespace: str
@@ -110,6 +118,15 @@ class Function:
     lambda_name: str | None = None
     # Lambda layers, unpacked under /opt in this order (spec.layers).
     layers: tuple[S3Object, ...] = ()
+
+    @property
+    def custom_runtime(self) -> bool:
+        """An OS-only runtime (provided.al2023, provided.al2): the code's bootstrap runs it."""
+        return is_custom_runtime(self.runtime)
+
+
+def is_custom_runtime(runtime: str | None) -> bool:
+    return runtime is not None and runtime.startswith(CUSTOM_RUNTIME_PREFIX)
 
 
 def parse_function(obj: object, *, manifest_dir: Path | None = None) -> Function:
@@ -149,10 +166,27 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         reader.report(
             "spec.code", "is required with spec.runtime (only an image can carry its own code)"
         )
-    if not has_image and not spec.child("handler").present:
-        reader.report("spec.handler", "is required with spec.runtime")
+    custom = is_custom_runtime(runtime)
+    if not has_image and not custom and not spec.child("handler").present:
+        reader.report(
+            "spec.handler",
+            "is required with spec.runtime, unless it is provided.al2023 or provided.al2",
+        )
+    if handler is not None and not custom and not matches(HANDLER, handler):
+        reader.report(
+            "spec.handler",
+            "must be module.function, a Python module path and a function name (app.handler),"
+            f" not {handler!r}",
+        )
+        handler = None
     code = _read_code(reader, spec, manifest_dir)
-    if handler is not None and code is not None:
+    if custom and code is not None and isinstance(code, InlineCode | ConfigMapCode):
+        reader.report(
+            "spec.code",
+            f"must be a package for spec.runtime {runtime} (s3, or path with kubelambda local):"
+            " inline files and ConfigMaps cannot hold the executable bootstrap it runs",
+        )
+    if handler is not None and code is not None and not custom:
         _check_handler_module(reader, handler, code)
     concurrency = reader.integer(spec.child("concurrency"))
     delivery = read_delivery(reader, spec) or Delivery()

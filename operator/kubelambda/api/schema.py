@@ -15,6 +15,10 @@ from typing import Final
 EMPTY_OBJECT: Final[Mapping[str, object]] = MappingProxyType({})
 
 RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
+# Lambda's OS-only runtimes: the code holds an executable bootstrap that speaks the Lambda
+# Runtime API (the runtime's kubelambda_runtime/custom/); the handler is optional and free-form.
+CUSTOM_RUNTIMES: Final = ("provided.al2023", "provided.al2")
+CUSTOM_RUNTIME_PREFIX: Final = "provided"
 HTTP_METHODS: Final = ("ANY", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 AUTH_TYPES: Final = ("none", "apiKey", "jwt")
 
@@ -22,6 +26,8 @@ DNS_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 HANDLER: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+# Lambda's own pattern for a handler; a Python runtime's must also match HANDLER.
+ANY_HANDLER: Final = r"^[^\s]+$"
 IMAGE: Final = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
 ENV_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
 URL: Final = r"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$"
@@ -357,14 +363,12 @@ _ENV = "spec.env[].valueFrom"
 FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
     {
         **_ROOT,
-        "spec.runtime": _string(enum=RUNTIMES),
+        "spec.runtime": _string(enum=(*RUNTIMES, *CUSTOM_RUNTIMES)),
         "spec.image": _string(
             min_length=1, max_length=512, pattern=IMAGE, hint="an image reference"
         ),
         "spec.handler": _string(
-            max_length=128,
-            pattern=HANDLER,
-            hint="module.function, a Python module path and a function name (app.handler)",
+            max_length=128, pattern=ANY_HANDLER, hint="a handler name without spaces"
         ),
         "spec.code": _object(),
         "spec.code.inline": _object(),

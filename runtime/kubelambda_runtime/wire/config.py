@@ -23,6 +23,9 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Function.ResponseSizeTooLarge naming 6291556 bytes (the emulator's maxPayloadSize,
 # internal/lambda-managed-instances/aws-lambda-rie/internal/invoke/rie_invoke_request.go).
 MAX_RESPONSE_BYTES = MAX_PAYLOAD_BYTES + 100
+# Lambda's OS-only runtimes: the code brings an executable ``bootstrap`` that speaks the Lambda
+# Runtime API (kubelambda_runtime/custom/) instead of a Python handler.
+CUSTOM_RUNTIME_PREFIX = "provided"
 
 
 class ConfigError(ValueError):
@@ -31,7 +34,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    handler: str
+    handler: str  # empty: none given (a custom runtime's is optional)
     task_root: str
     function_name: str = "function"
     function_version: str = "$LATEST"
@@ -49,6 +52,13 @@ class Settings:
     # Enforce memory_mb with an address-space rlimit: for local mode, where no cgroup
     # enforces it. Off in pods, whose memory limit the kernel enforces.
     memory_rlimit: bool = False
+    # The Function's spec.runtime when the platform says (KUBELAMBDA_RUNTIME); a custom one
+    # (provided.al2023, provided.al2) runs the code's bootstrap.
+    runtime: str = ""
+
+    @property
+    def custom_runtime(self) -> bool:
+        return self.runtime.startswith(CUSTOM_RUNTIME_PREFIX)
 
     @property
     def function_arn(self) -> str:
@@ -75,7 +85,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
 def from_environment(env: Mapping[str, str]) -> Settings:
     """Settings from environment variables; ConfigError names the one that is wrong."""
     handler = env.get("_HANDLER", "")
-    if not handler:
+    runtime = env.get("KUBELAMBDA_RUNTIME", "")
+    if not handler and not runtime.startswith(CUSTOM_RUNTIME_PREFIX):
         raise ConfigError("_HANDLER is not set: give the handler as module.function (app.handler)")
     timeout = env.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "")
     try:
@@ -103,6 +114,7 @@ def from_environment(env: Mapping[str, str]) -> Settings:
         port=_int(env, "KUBELAMBDA_PORT", 8080, low=0, high=65535),
         metrics_port=_int(env, "KUBELAMBDA_METRICS_PORT", 0, low=0, high=65535),
         memory_rlimit=env.get("KUBELAMBDA_MEMORY_RLIMIT", "") in {"1", "true", "on"},
+        runtime=runtime,
     )
 
 
@@ -115,12 +127,13 @@ def new_log_stream_name(settings: Settings) -> str:
 def worker_environment(
     settings: Settings, *, base: Mapping[str, str], log_stream_name: str
 ) -> dict[str, str]:
-    """The environment a handler sees: the pod's own, plus the variables Lambda sets."""
+    """The environment a handler sees: the pod's own, plus the variables Lambda sets. A custom
+    runtime's bootstrap gets what Lambda gives one: _HANDLER only when there is a handler, and
+    neither AWS_EXECUTION_ENV (Lambda sets none for its OS-only runtimes) nor Python's own."""
     env = dict(base)
     python = f"python{sys.version_info.major}.{sys.version_info.minor}"
     env.update(
         {
-            "_HANDLER": settings.handler,
             "LAMBDA_TASK_ROOT": settings.task_root,
             "LAMBDA_RUNTIME_DIR": _RUNTIME_DIR,
             "AWS_LAMBDA_FUNCTION_NAME": settings.function_name,
@@ -132,11 +145,18 @@ def worker_environment(
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": settings.region,
             "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION") or settings.region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{python}",
             "TZ": env.get("TZ") or ":UTC",
-            "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.handler:
+        env["_HANDLER"] = settings.handler
+    else:
+        env.pop("_HANDLER", None)
+    if settings.custom_runtime:
+        env.pop("AWS_EXECUTION_ENV", None)
+    else:
+        env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{python}"
+        env["PYTHONUNBUFFERED"] = "1"
     if settings.memory_rlimit:
         env["KUBELAMBDA_MEMORY_RLIMIT"] = "1"
     return env
