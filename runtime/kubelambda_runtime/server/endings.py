@@ -1,5 +1,6 @@
 """Invocations the runtime ends itself: what it logs and answers, as Lambda does, for one
-stopped at its deadline or cut short by its worker's death.
+stopped at its deadline or cut short by its worker's death (its START line too, when the worker
+never began it), and for one that init failed for.
 
 The pool (pool.py) takes the error documents for invocations it sent in frames; for a worker
 that held connections (handover.py) and was stopped by the deadline watch (watch.py) or
@@ -9,7 +10,6 @@ died, ``answer_for`` answers on the connections themselves.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,7 +58,9 @@ class Endings:
                 duration = time.perf_counter() - posting.started
                 self._answer_on(item, posting.request_id, duration, ended=ended, reason=reason)
             elif item is lent[-1] and not began_last:
-                self._answer_on(item, item.request_id, 0.0, ended="crash", reason=reason)
+                self._answer_on(
+                    item, item.request_id, 0.0, ended="crash", reason=reason, opened=False
+                )
             else:
                 # Bytes the worker read and did not answer died with it; closing tells the
                 # client at once instead of leaving it waiting.
@@ -67,35 +69,77 @@ class Endings:
         slot.busy = False
 
     def _answer_on(
-        self, lent: Lent, request_id: str, duration: float, *, ended: str, reason: str | None
+        self,
+        lent: Lent,
+        request_id: str,
+        duration: float,
+        *,
+        ended: str,
+        reason: str | None,
+        opened: bool = True,
     ) -> None:
         if ended == "timeout":
-            document = self.timed_out(request_id, duration)
+            document = self.timed_out(request_id, duration, opened=opened)
         else:
-            document = self.crashed(request_id, duration, reason)
+            document = self.crashed(request_id, duration, reason, opened=opened)
         self._count(ended, duration)
         response = answer(request_id, json.dumps(document).encode(), function_error=True)
         lent.connection.reclaim(answer=encode_response(response, keep_alive=True))
 
     # --- what Lambda logs when the runtime ends an invocation ------------------------------
 
-    def timed_out(self, request_id: str, duration: float) -> dict[str, Any]:
-        """Log an invocation stopped at its deadline; its error document."""
+    def timed_out(self, request_id: str, duration: float, *, opened: bool = True) -> dict[str, Any]:
+        """Log an invocation stopped at its deadline; its error document. ``opened``: its
+        worker began it, and so wrote its START line."""
         timeout = self._settings.timeout_seconds
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        _log(f"{stamp}Z {request_id} Task timed out after {timeout:.2f} seconds")
-        self._log_end(request_id, duration, status="timeout")
+        loglines.emit(
+            *self._opening(request_id, opened),
+            loglines.timed_out_line(request_id, timeout, now=time.time()),
+            *self._closing(request_id, duration, status="timeout"),
+        )
         return faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
 
-    def crashed(self, request_id: str, duration: float, reason: str | None) -> dict[str, Any]:
+    def crashed(
+        self, request_id: str, duration: float, reason: str | None, *, opened: bool = True
+    ) -> dict[str, Any]:
         """Log an invocation whose worker died; its error document."""
-        _log(f"RequestId: {request_id} Error: {faults.exit_error(reason)}")
-        self._log_end(request_id, duration, status="error")
+        # Lambda reports a runtime that ran out of memory as such in REPORT; its answer is
+        # the exit error all the same.
+        error_type = "Runtime.OutOfMemory" if reason == "out of memory" else faults.EXIT_ERROR
+        loglines.emit(
+            *self._opening(request_id, opened),
+            f"RequestId: {request_id} Error: {faults.exit_error(reason)}",
+            faults.EXIT_ERROR,
+            *self._closing(request_id, duration, status="error", error_type=error_type),
+        )
         return faults.exit_document(request_id=request_id, reason=reason)
 
-    def _log_end(self, request_id: str, duration: float, *, status: str) -> None:
-        _log(loglines.end_line(request_id))
-        _log(
+    def init_failed(self, request_id: str, duration: float, document: dict[str, Any]) -> str:
+        """Log an invocation answered with an init error (``document``): START, END and a
+        REPORT with the error's type, as Lambda does after an INIT_REPORT. A runtime that
+        exited in init has its exit error logged in between, as the platform words it.
+        Returns the lines logged (the invocation's log tail)."""
+        error_type = str(document.get("errorType", ""))
+        middle: list[str] = []
+        if error_type == faults.EXIT_ERROR:
+            message = document.get("errorMessage", "")
+            middle = [f"RequestId: {request_id} Error: {message}", error_type]
+        if error_type == faults.TIMED_OUT:
+            closing = self._closing(request_id, duration, status="timeout")
+        else:
+            closing = self._closing(request_id, duration, status="error", error_type=error_type)
+        return loglines.emit(*self._opening(request_id, False), *middle, *closing)
+
+    def _opening(self, request_id: str, opened: bool) -> list[str]:
+        if opened:
+            return []
+        return [loglines.start_line(request_id, self._settings.function_version)]
+
+    def _closing(
+        self, request_id: str, duration: float, *, status: str, error_type: str | None = None
+    ) -> list[str]:
+        return [
+            loglines.end_line(request_id),
             loglines.report_line(
                 request_id=request_id,
                 duration_ms=duration * 1000,
@@ -103,9 +147,6 @@ class Endings:
                 max_memory_mb=None,
                 init_ms=None,
                 status=status,
-            )
-        )
-
-
-def _log(line: str) -> None:
-    os.write(1, (line + "\n").encode())
+                error_type=error_type,
+            ),
+        ]

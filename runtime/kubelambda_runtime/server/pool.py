@@ -15,6 +15,7 @@ and its result comes back in one.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -108,9 +109,9 @@ class Pool:
             self.start_slot(slot, spawned[index] if spawned else None)
 
     def start_slot(
-        self, slot: Slot, worker: WorkerProcess | None = None
+        self, slot: Slot, worker: WorkerProcess | None = None, *, phase: str = "init"
     ) -> asyncio.Task[bytes | None]:
-        boot = slot.start(worker)
+        boot = slot.start(worker, phase=phase)
         boot.add_done_callback(self._report_init(slot))
         return boot
 
@@ -201,20 +202,27 @@ class Pool:
     # --- invocations sent in frames --------------------------------------------------------
 
     async def _invoke_in(self, slot: Slot, invocation: Invocation) -> Result:
+        arrived = time.perf_counter()
         worker = slot.worker
         if worker is None or not slot.ready:
             boot = slot.boot
             if boot is None or (boot.done() and worker is None):
-                boot = self.start_slot(slot)  # init failed before: Lambda runs it again on invoke
+                # Init failed before: Lambda runs it again for the invocation.
+                boot = self.start_slot(slot, phase="invoke")
             init_error = await asyncio.shield(boot)
             worker = slot.worker
             if init_error is not None or worker is None:
-                return self._error_result(init_error or b"{}", invocation.request_id)
+                return self._error_result(
+                    init_error or b"{}", invocation, time.perf_counter() - arrived
+                )
         deadline_ms = invocation.deadline(
             timeout_seconds=self._settings.timeout_seconds, now=time.time()
         )
         header = framing.invocation_header(invocation, deadline_ms=deadline_ms)
         header["type"] = "invoke"
+        # Whether the worker began the invocation (and so wrote its START line) before it
+        # was stopped or died: the board's count of begun invocations moved.
+        begun = self.board.begun(slot.index)
         started = time.perf_counter()
         try:
             reply, body = await worker.call(
@@ -222,11 +230,13 @@ class Pool:
                 within=max(deadline_ms / 1000 - time.time(), 0.0),
             )
         except TimeoutError:
-            return await self._timed_out(slot, worker, invocation, started)
+            return await self._timed_out(slot, worker, invocation, started, begun=begun)
         except ConnectionError:
-            return await self._crashed(slot, worker, invocation, started, reason=None)
+            return await self._crashed(slot, worker, invocation, started, begun=begun, reason=None)
         if reply.get("type") == "exit":
-            return await self._crashed(slot, worker, invocation, started, reason=reply["reason"])
+            return await self._crashed(
+                slot, worker, invocation, started, begun=begun, reason=reply["reason"]
+            )
         outcome = reply.get("outcome")
         if outcome == "bad_request":
             error = faults.api_error("InvalidRequestContentException", reply.get("message", ""))
@@ -239,12 +249,19 @@ class Pool:
         )
 
     async def _timed_out(
-        self, slot: Slot, worker: WorkerProcess, invocation: Invocation, started: float
+        self,
+        slot: Slot,
+        worker: WorkerProcess,
+        invocation: Invocation,
+        started: float,
+        *,
+        begun: int,
     ) -> Result:
         worker.kill()
         await worker.reap()
         duration = time.perf_counter() - started
-        document = self._endings.timed_out(invocation.request_id, duration)
+        opened = self.board.begun(slot.index) != begun
+        document = self._endings.timed_out(invocation.request_id, duration, opened=opened)
         self.on_outcome("timeout", duration)
         self._handover.close_lent(slot)
         self.start_slot(slot)  # a fresh environment for the next invocation
@@ -257,25 +274,33 @@ class Pool:
         invocation: Invocation,
         started: float,
         *,
+        begun: int,
         reason: str | None,
     ) -> Result:
         code = await worker.reap()
         duration = time.perf_counter() - started
         document = self._endings.crashed(
-            invocation.request_id, duration, reason or faults.exit_reason(code)
+            invocation.request_id,
+            duration,
+            reason or faults.exit_reason(code),
+            opened=self.board.begun(slot.index) != begun,
         )
         self.on_outcome("crash", duration)
         self._handover.close_lent(slot)
         self.start_slot(slot)
         return Result(status=200, body=json.dumps(document).encode(), function_error=True)
 
-    def _error_result(self, document: bytes, request_id: str) -> Result:
+    def _error_result(self, document: bytes, invocation: Invocation, duration: float) -> Result:
         # An init fault answers every invocation, each with its own request id.
         fields = json.loads(document)
-        fields["requestId"] = request_id
+        fields["requestId"] = invocation.request_id
         fields.setdefault("stackTrace", [])
+        logged = self._endings.init_failed(invocation.request_id, duration, fields)
         self.on_outcome("error", 0.0)
-        return Result(status=200, body=json.dumps(fields).encode(), function_error=True)
+        tail = base64.b64encode(logged.encode()).decode() if invocation.tail else None
+        return Result(
+            status=200, body=json.dumps(fields).encode(), function_error=True, log_tail=tail
+        )
 
     async def close(self) -> None:
         """End every environment: ask the workers to exit (their keepers end what they

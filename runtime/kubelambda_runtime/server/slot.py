@@ -1,5 +1,5 @@
 """One execution slot of the pool: its worker process (or the fault that kept it from
-starting), and the connections lent to that worker.
+starting, logged as Lambda's INIT_REPORT), and the connections lent to that worker.
 
 The pool (pool.py) owns the slots; the hand-over (handover.py), the deadline watch
 (watch.py) and the endings (endings.py) read and change them.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubelambda_runtime.server.workerprocess import WorkerProcess
-from kubelambda_runtime.wire import faults
+from kubelambda_runtime.wire import faults, loglines
 
 if TYPE_CHECKING:  # the server's module; not imported before the workers are spawned
     from kubelambda_runtime.server.httpserver import Connection
@@ -56,19 +56,26 @@ class Slot:
     def ready(self) -> bool:
         return self.worker is not None and self.boot is not None and self.boot.done()
 
-    def start(self, worker: WorkerProcess | None = None) -> asyncio.Task[bytes | None]:
-        """Begin init in the background, with a worker already spawned or a new one."""
+    def start(
+        self, worker: WorkerProcess | None = None, *, phase: str = "init"
+    ) -> asyncio.Task[bytes | None]:
+        """Begin init in the background, with a worker already spawned or a new one.
+        ``phase`` names it in INIT_REPORT if it fails: ``init`` for an environment's own
+        start, ``invoke`` for init run again for an invocation, as Lambda names them."""
         self.worker = None
         self.booting = worker or self._spawn(self.index)
-        self.boot = asyncio.get_running_loop().create_task(self._boot(self.booting))
+        self.boot = asyncio.get_running_loop().create_task(self._boot(self.booting, phase))
         return self.boot
 
-    async def _boot(self, worker: WorkerProcess) -> bytes | None:
+    async def _boot(self, worker: WorkerProcess, phase: str) -> bytes | None:
         started = time.perf_counter()
         try:
-            return await self._await_init(worker, started)
+            error = await self._await_init(worker, started)
         finally:
             self.booting = None
+        if error is not None:
+            _report_failed_init(error, seconds=time.perf_counter() - started, phase=phase)
+        return error
 
     async def _await_init(self, worker: WorkerProcess, started: float) -> bytes | None:
         try:
@@ -99,3 +106,22 @@ class Slot:
         self.init_error = None
         self.worker = worker
         return None
+
+
+def _report_failed_init(error: bytes, *, seconds: float, phase: str) -> None:
+    """INIT_REPORT for an init that failed (its error document ``error``), after whatever the
+    worker logged of it."""
+    try:
+        error_type = str(json.loads(error).get("errorType") or "")
+    except (ValueError, AttributeError):
+        error_type = ""
+    if error_type == faults.TIMED_OUT:
+        line = loglines.init_report_line(init_ms=seconds * 1000, phase=phase, status="timeout")
+    else:
+        line = loglines.init_report_line(
+            init_ms=seconds * 1000,
+            phase=phase,
+            status="error",
+            error_type=error_type or loglines.UNKNOWN_ERROR,
+        )
+    loglines.emit(line)

@@ -248,11 +248,9 @@ class Worker:
         return "success", payload
 
     def _log_error(self, error_type: str, message: str, stack: list[str]) -> None:
-        # Lambda logs an unhandled error as "[ERROR] Type: message" followed by the trace.
-        print(f"[ERROR] {error_type}: {message}")  # noqa: T201
-        if stack:
-            print("Traceback (most recent call last):")  # noqa: T201
-            print("".join(stack).rstrip("\n"))  # noqa: T201
+        # Lambda logs an unhandled error as one record: "[ERROR] Type: message", the trace.
+        sys.stdout.flush()  # a partial line printed before it goes first
+        self._sink.write_line(logs.error_record(error_type, message, stack))
 
     def _send(self, header: dict[str, Any], body: bytes = b"") -> None:
         self._sock.sendall(framing.encode(header, body))

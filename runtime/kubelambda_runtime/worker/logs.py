@@ -1,8 +1,11 @@
-"""The function's log output (logging records, print output) as Lambda writes it.
+"""The function's log output (print output, logging records, errors) as Lambda writes it.
 
-The worker routes everything a handler prints or logs through one ``LogSink``, which tags
-each line with the current request id and keeps the invocation's tail for
-``X-Amz-Log-Type: Tail``. The START/END/REPORT lines are in wire/loglines.py.
+The worker routes everything a handler prints or logs through one ``LogSink``, which keeps
+the invocation's tail for ``X-Amz-Log-Type: Tail``. Printed lines go out as they are, one
+record each; a logging record or an error is one record however many lines it has: on the
+stream its line breaks are carriage returns, as AWS's runtime client writes a record to a
+plain standard output, and in the tail they stay line breaks, as Lambda's tail shows them.
+The START/END/REPORT lines are in wire/loglines.py.
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ import os
 import threading
 import time
 
+# awslambdaric's text format for an error: its lines joined by carriage returns on standard
+# output, and a stack trace's indentation in no-break spaces.
+RECORD_BREAK = "\r"
+TRACE_INDENT = "\u00a0"
+
 
 class LogSink:
-    """Writes whole lines to a file descriptor and remembers the current invocation's tail."""
+    """Writes whole records to a file descriptor and remembers the current invocation's tail."""
 
     TAIL_BYTES = 4096
 
@@ -24,14 +32,14 @@ class LogSink:
         self._lock = threading.Lock()
         self.request_id = ""
         self._tail: bytearray | None = None
-        self._opening: str | None = None
 
     def begin(self, request_id: str, *, keep_tail: bool, opening: str | None = None) -> None:
-        """Start an invocation's lines; `opening` (the START line) goes out with the first
-        line written, so a quiet invocation costs one write, not two."""
+        """Start an invocation's records, and write ``opening`` (its START line) now: an
+        invocation that times out or crashes before it prints has its START too."""
         self.request_id = request_id
         self._tail = bytearray() if keep_tail else None
-        self._opening = opening
+        if opening is not None:
+            self.write_lines(opening)
 
     def end(self) -> bytes | None:
         tail, self._tail = self._tail, None
@@ -41,23 +49,27 @@ class LogSink:
     def write_line(self, line: str) -> None:
         self.write_lines(line)
 
-    def write_lines(self, *lines: str) -> None:
-        if self._opening is not None:
-            lines, self._opening = (self._opening, *lines), None
-        data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode(
-            "utf-8", "replace"
-        )
+    def write_lines(self, *records: str) -> None:
+        """Write each record as one line; a record's own line breaks become RECORD_BREAK."""
+        text = "".join(record.rstrip("\n") + "\n" for record in records)
+        stream = text
+        if text.count("\n") > len(records):  # a record of several lines
+            stream = "".join(
+                record.rstrip("\n").replace("\n", RECORD_BREAK) + "\n" for record in records
+            )
+        data = stream.encode("utf-8", "replace")
         with self._lock:
             os.write(self._fd, data)
             if self._tail is not None:
-                self._tail += data
+                self._tail += data if stream is text else text.encode("utf-8", "replace")
                 # Keep memory bounded for chatty handlers: only the tail is ever returned.
                 if len(self._tail) > 4 * self.TAIL_BYTES:
                     del self._tail[: -self.TAIL_BYTES]
 
 
 class TaggedStream(io.TextIOBase):
-    """Stands in for sys.stdout/stderr: each line a handler prints carries the request id."""
+    """Stands in for sys.stdout/stderr: each line a handler prints is a record of its own,
+    unprefixed, as Lambda writes print output."""
 
     def __init__(self, sink: LogSink) -> None:
         self._sink = sink
@@ -69,18 +81,38 @@ class TaggedStream(io.TextIOBase):
     def write(self, text: str) -> int:
         pending = self._partial + text
         *lines, self._partial = pending.split("\n")
-        for line in lines:
-            self._emit(line)
+        if lines:
+            self._sink.write_lines(*lines)
         return len(text)
 
     def flush(self) -> None:
         if self._partial:
             line, self._partial = self._partial, ""
-            self._emit(line)
+            self._sink.write_line(line)
 
-    def _emit(self, line: str) -> None:
-        request_id = self._sink.request_id
-        self._sink.write_line(f"{request_id}\t{line}" if request_id else line)
+
+def error_record(error_type: str, message: str, stack: list[str]) -> str:
+    """An unhandled error as Lambda logs it, one record: ``[ERROR] Type: message``, then
+    ``Traceback (most recent call last):`` and the stack, its indentation in no-break spaces
+    (awslambdaric's log_error in its text format)."""
+    lines = [_description(error_type, message), "Traceback (most recent call last):"]
+    for frame in stack:
+        if not frame:
+            lines.append("")
+            continue
+        for line in frame.splitlines():
+            stripped = line.lstrip(" ")
+            lines.append(TRACE_INDENT * (len(line) - len(stripped)) + stripped)
+    return "\n".join(lines)
+
+
+def _description(error_type: str, message: str) -> str:
+    description = "[ERROR]"
+    if error_type:
+        description += f" {error_type}"
+    if message:
+        description += f": {message}" if error_type else f" {message}"
+    return description
 
 
 class LambdaFormatter(logging.Formatter):
@@ -101,6 +133,8 @@ class LambdaFormatter(logging.Formatter):
 
 
 class SinkHandler(logging.Handler):
+    """Writes each logging record as one record, its traceback included."""
+
     def __init__(self, sink: LogSink) -> None:
         super().__init__()
         self._sink = sink

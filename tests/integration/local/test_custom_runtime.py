@@ -62,4 +62,5 @@ def test_local_mode_serves_a_provided_al2023_function(local_mode, tmp_path):
     assert document["errorMessage"].endswith("Task timed out after 2.00 seconds")
 
     again = client.invoke(FunctionName="gofn", Payload=b"{}")
-    assert "FunctionError" not in again  # a fresh environment answers after the timeout
+    # a fresh environment answers after the timeout
+    assert "FunctionError" not in again, again["Payload"].read()

@@ -5,7 +5,9 @@ zygote (zygote.py) when there is one and it agrees, else started as a new Python
 either way with the same environment, working folder and session of its own. Each waits
 (with a deadline) for its runtime's readiness signal (``--ready-fd``: "ready" or
 "init_failed", as /healthz would answer) and relays the runtime's log lines, prefixed with the
-function's name, to local mode's output.
+function's name, to local mode's output. Each has a temporary folder of its own (its TMPDIR, as
+Lambda gives each environment its own /tmp), removed once its runtime has ended: stopped,
+crashed, or stopped with local mode.
 """
 
 from __future__ import annotations
@@ -132,7 +134,15 @@ async def _fork(
 class LocalInstance:
     """A runtime process serving one function on 127.0.0.1."""
 
-    def __init__(self, *, name: str, host: str, port: int, process: RuntimeProcess) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        process: RuntimeProcess,
+        scratch: str | None = None,
+    ) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -144,6 +154,7 @@ class LocalInstance:
         self._ready: asyncio.StreamReader | None = None
         self._closers: list[asyncio.BaseTransport] = []
         self._relay: asyncio.Task[None] | None = None
+        self._scratch = scratch  # its temporary folder, until removed
 
     @classmethod
     async def start(
@@ -187,13 +198,14 @@ class LocalInstance:
             raise
         finally:
             os.close(ready_in)
-        instance = cls(name=name, host=host, port=port, process=process)
+        instance = cls(name=name, host=host, port=port, process=process, scratch=scratch)
         instance.forked, instance.refusal = forked, refusal
         try:
             await instance._attach(ready_out, stdout, output)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+            instance._remove_scratch()
             raise
         return instance
 
@@ -236,8 +248,10 @@ class LocalInstance:
 
     async def wait_exit(self) -> int | None:
         """Its exit code; None when the zygote that forked it died before it, and its status
-        with it."""
-        return await self.process.wait()
+        with it. Its temporary folder is gone once this returns."""
+        code = await self.process.wait()
+        self._remove_scratch()
+        return code
 
     async def stop(self, *, grace: float) -> None:
         """SIGTERM (the runtime finishes what is in flight), SIGKILL after `grace` seconds."""
@@ -250,11 +264,18 @@ class LocalInstance:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
+        self._remove_scratch()
         if self._relay is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._relay, 1.0)
         for transport in self._closers:
             transport.close()
+
+    def _remove_scratch(self) -> None:
+        """Remove its temporary folder (once its runtime has ended, or never started)."""
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _code(code: int | None) -> str:

@@ -6,6 +6,11 @@ waiting lines, new ones are dropped, and how many is said once the writer catche
 writes to the file descriptor itself: a thread blocked there holds no lock that the
 interpreter's exit would wait for. Given a `copy`, the same thread also hands it each line
 (local mode's per-function log files), flushing it whenever no line waits.
+
+A function's log record of several lines (a traceback) reaches local mode as one line whose
+breaks are carriage returns, as Lambda's runtime writes it; on the terminal each break starts
+an indented line, where a bare carriage return would overwrite what came before. The copy keeps
+the record as it came, one line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Protocol
 __all__ = ["LineCopy", "Output"]
 
 _STOP = object()
+# What a record's own line break (a carriage return) becomes on the terminal.
+CONTINUATION = "\n    "
 
 
 class LineCopy(Protocol):
@@ -54,7 +61,7 @@ class Output:
             while (line := self._next()) is not _STOP:
                 with self._lock:
                     dropped, self._dropped = self._dropped, 0
-                text = f"{line}\n"
+                text = f"{line}\n".replace("\r", CONTINUATION)
                 if dropped:
                     text = f"kubelambda local: {dropped} lines dropped: nobody read them\n{text}"
                 data = text.encode("utf-8", "replace")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +109,29 @@ def test_without_a_copy_the_output_is_as_before(pipe: tuple[int, int]) -> None:
     output("plain")
     assert _read_lines(read, 1) == ["plain"]
     output.close()
+
+
+def test_a_record_of_several_lines_is_indented_on_the_terminal_and_one_line_in_the_copy(
+    pipe: tuple[int, int],
+) -> None:
+    read, write = pipe
+    copy = Copy()
+    output = Output(write, copy=copy)
+    output("[fn] [ERROR] ValueError: no luck\rTraceback (most recent call last):\r\xa0\xa0File")
+    output("[fn] next")
+    written = b""
+    deadline = time.monotonic() + 10
+    while not written.endswith(b"[fn] next\n") and time.monotonic() < deadline:
+        if select.select([read], [], [], 0.1)[0]:
+            written += os.read(read, 65536)
+    assert written.decode().split("\n")[:-1] == [
+        "[fn] [ERROR] ValueError: no luck",
+        "    Traceback (most recent call last):",
+        "    \xa0\xa0File",
+        "[fn] next",
+    ]
+    output.close()
+    assert [event for event in copy.events if event.startswith("write ")] == [
+        "write [fn] [ERROR] ValueError: no luck\rTraceback (most recent call last):\r\xa0\xa0File",
+        "write [fn] next",
+    ]
