@@ -1,21 +1,36 @@
-"""Benchmark: a burst from zero, open loop at a fixed rate (3,000 requests/s), in local mode.
+"""Benchmark: bursts relative to this machine's capacity, through the gateway, in local mode.
 
-Knative publishes a 0 -> 3,000 requests/s burst with zero errors; this is the same test
-on one machine: a function at zero instances, then requests on a fixed schedule (no
-coordinated omission: each latency counts from its scheduled time) through the gateway's
-HTTP trigger for --seconds. Printed: errors (target 0), when the first answer came, the
-latency percentiles over the whole burst and over its last half (the cold start drained),
-and how many requests were held for the cold start. The reference, measured in the same
-run: the same load again once the function is warm; the ratio of the two p99s says what
-the burst from zero costs.
+A fixed rate tests the machine's speed more than the gateway's behaviour, so this measures the
+warm capacity first and loads at fractions of it:
 
-    python benchmarks/burst.py [--rate 3000] [--seconds 10] [--concurrency 1]
+1. capacity: a function warmed up, then a closed loop (each client sends its next request when
+   the last is answered) through its HTTP trigger: the rate the gateway answers when kept busy.
+   Then short open loops from that rate down (x0.85 a step) until one has no errors and a p99
+   within the closed loop's: the highest rate this machine carries now with bounded latency.
+2. warm: an open loop (a fixed schedule; each latency counts from its scheduled time, so no
+   coordinated omission) at 80% of that rate against the warm function: the reference p99.
+3. from zero: the same rate against a second, identical function at zero instances. Targets:
+   0 errors; p99 over the burst's last half (the cold start drained) <= 2x the warm p99.
+4. overflow: 150% of the closed loop's rate (the most the gateway answers at all) against the
+   warm function. Targets: what cannot be served is answered 503 with Retry-After at once (the
+   503s' p99 latency within 2x the warm p99, not held), and the gateway's memory stays bounded
+   (peak RSS of local mode's process, which is the gateway: instances are processes of their
+   own).
+
+Each figure is printed with its target and with the step that dominates its slowest answers:
+the load generator running late (sending, or reading the answer), connecting (the gateway's
+accept queue), held by the gateway for an instance (its Server-Timing), or the rest (the
+gateway's own queues and work, and the instance); and with the gateway's own mean time from
+parsing a request to answering it (its duration histogram), so what waited outside it shows.
+
+    python benchmarks/burst.py [--seconds 10] [--fraction 0.8] [--overflow 1.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -25,16 +40,18 @@ from pathlib import Path
 
 import uvloop
 
-from loadgen import OpenLoopRun, free_port, open_loop, percentile, wait_http
+from burst_load import Answers, PeakRss, Saturation, closed_loop, open_loop
+from loadgen import free_port, wait_http
 
 FUNCTION = """
 apiVersion: kubelambda.dev/v1alpha1
 kind: Function
-metadata: {{name: burst}}
+metadata: {{name: {name}}}
 spec:
   runtime: python3.12
   handler: app.handler
   concurrency: {concurrency}
+  scaling: {{maxReplicas: {replicas}, scaleToZeroAfterSeconds: 600}}
   code:
     inline:
       files:
@@ -42,74 +59,224 @@ spec:
 ---
 apiVersion: kubelambda.dev/v1alpha1
 kind: Trigger
-metadata: {{name: burst}}
+metadata: {{name: {name}}}
 spec:
-  function: burst
-  http: {{path: /burst}}
+  function: {name}
+  http: {{path: /{name}}}
 """
 
 
-def held_for_cold_start(admin: int) -> int:
-    """Requests the gateway held until the function's first instance was ready."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as answer:
+def request(name: str, port: int) -> bytes:
+    return f"GET /{name} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
+def dominant(run: Answers, indexes: list[int]) -> str:
+    """Which step took most of the slowest 1% of these answers' time."""
+    if not indexes:
+        return "n/a"
+    slowest = sorted(indexes, key=lambda i: run.latency[i])[-max(1, len(indexes) // 100) :]
+    parts = {
+        "the load generator running late": sum(run.lag[i] for i in slowest),
+        "connecting (the gateway's accept queue)": sum(run.connect[i] for i in slowest),
+        "held for an instance": sum(run.held[i] for i in slowest),
+        "the gateway's queues and work, and the instance": sum(
+            run.latency[i] - run.lag[i] - run.connect[i] - run.held[i] for i in slowest
+        ),
+    }
+    total = sum(parts.values()) or 1.0
+    name, value = max(parts.items(), key=lambda item: item[1])
+    return f"{name} ({100 * value / total:.0f}% of the slowest 1%)"
+
+
+def inside(admin: int, name: str) -> tuple[float, int]:
+    """The gateway's own count of `name`'s answers and their summed time, parse to answer."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=30) as answer:
         text = answer.read().decode()
-    pattern = r'kubelambda_gateway_cold_starts_total\{[^}]*function="burst"[^}]*\} (\S+)'
-    found = re.search(pattern, text)
-    return int(float(found.group(1))) if found else 0
+    found = {}
+    for part in ("sum", "count"):
+        pattern = (
+            rf'kubelambda_gateway_request_duration_seconds_{part}\{{[^}}]*function="{name}"'
+            rf"[^}}]*\}} (\S+)"
+        )
+        match = re.search(pattern, text)
+        found[part] = float(match.group(1)) if match else 0.0
+    return found["sum"], int(found["count"])
 
 
-def describe(name: str, run: OpenLoopRun, seconds: float) -> str:
-    late = [lat for lat, at in zip(run.latencies, run.finished, strict=True) if at > seconds / 2]
-    first = min(run.finished) if run.finished else float("nan")
-    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(run.statuses.items()))
-    return (
-        f"  {name:<10} sent {run.sent}, errors {run.failed} ({statuses}; no answer: "
-        f"{run.unanswered}); first answer after {first * 1000:.0f} ms\n"
-        f"  {'':<10} latency p50 {percentile(run.latencies, 0.5):7.1f}  p95 "
-        f"{percentile(run.latencies, 0.95):7.1f}  p99 {percentile(run.latencies, 0.99):7.1f} ms;"
-        f" last half p99 {percentile(late or [float('nan')], 0.99):7.1f} ms"
-    )
+def split(run: Answers, before: tuple[float, int], after: tuple[float, int]) -> str:
+    """Mean answer time as the client saw it, and the part the gateway saw (parse to answer)."""
+    count = after[1] - before[1]
+    within = 1000 * (after[0] - before[0]) / count if count else float("nan")
+    seen = sum(run.latency) / len(run.latency) if run.latency else float("nan")
+    return f"mean {seen:.1f} ms, of which {within:.1f} ms between the gateway's parse and answer"
+
+
+def sustained(port: int, request: bytes, saturation: Saturation) -> tuple[float, str]:
+    """The highest rate, from the closed loop's down by 15% a step, that an open loop carries
+    for 3 s with no errors and a p99 within the closed loop's; and what each probe saw."""
+    rate = saturation.rate
+    seen = []
+    for _ in range(8):
+        probe = uvloop.run(open_loop(port, request, rate=rate, seconds=3))
+        p99 = probe.p(probe.latency, probe.where(), 0.99)
+        seen.append(
+            f"{rate:.0f}/s p99 {p99:.0f} ms" + (f" {probe.errors} errors" * bool(probe.errors))
+        )
+        if not probe.errors and p99 <= saturation.p99:
+            return rate, ", ".join(seen)
+        rate *= 0.85
+    return rate, ", ".join(seen) + " (NONE carried: the machine is too loaded to measure)"
+
+
+def statuses(run: Answers) -> str:
+    seen = ", ".join(f"{status}: {n}" for status, n in sorted(run.statuses.items()))
+    why = "; ".join(f"{n}x '{reason}…'" for reason, n in run.reasons.most_common(3))
+    return f"{seen}; no answer: {run.unanswered}" + (f"; errors: {why}" if why else "")
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rate", type=float, default=3000)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=10, help="each open-loop phase")
+    parser.add_argument("--fraction", type=float, default=0.8, help="of capacity, for bursts")
+    parser.add_argument(
+        "--overflow", type=float, default=1.5, help="of the closed loop's rate, for overflow"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="the function's concurrency")
+    parser.add_argument("--replicas", type=int, default=10, help="the function's maxReplicas")
+    parser.add_argument("--clients", type=int, default=0, help="closed loop (default 2x slots)")
     args = parser.parse_args()
+    slots = args.concurrency * args.replicas
+    clients = args.clients or max(16, 2 * slots)
     work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
     manifest = work / "burst.yaml"
-    manifest.write_text(FUNCTION.format(concurrency=args.concurrency))
+    manifest.write_text(
+        "---".join(
+            FUNCTION.format(name=name, concurrency=args.concurrency, replicas=args.replicas)
+            for name in ("warm", "burst")
+        )
+    )
     port, admin = free_port(), free_port()
-    log = work / "local.log"  # a file, not a pipe: 3,000 invocations/s of log lines
+    log = work / "local.log"  # a file, not a pipe: thousands of invocations/s of log lines
     with log.open("wb") as out:
         local = subprocess.Popen(
             [sys.executable, "-m", "kubelambda.cli", "local", str(manifest), "--port", str(port),
              "--admin-port", str(admin)],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    request = f"GET /burst HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+    warm_request, burst_request = request("warm", port), request("burst", port)
     try:
         wait_http(f"http://127.0.0.1:{admin}/healthz", process=local)
-        cold = uvloop.run(open_loop(port, request, rate=args.rate, seconds=args.seconds))
-        held = held_for_cold_start(admin)
-        warm = uvloop.run(open_loop(port, request, rate=args.rate, seconds=args.seconds))
+        # Warm up (the autoscaler panics to maxReplicas), then measure.
+        uvloop.run(closed_loop(port, warm_request, connections=clients, seconds=4))
+        saturation: Saturation = uvloop.run(
+            closed_loop(port, warm_request, connections=clients, seconds=5)
+        )
+        capacity, probes = sustained(port, warm_request, saturation)
+        rate = args.fraction * capacity
+        marks = [inside(admin, "warm")]
+        warm = uvloop.run(open_loop(port, warm_request, rate=rate, seconds=args.seconds))
+        marks.append(inside(admin, "warm"))
+        with PeakRss(local.pid) as cold_rss:
+            cold = uvloop.run(open_loop(port, burst_request, rate=rate, seconds=args.seconds))
+        cold_inside = split(cold, (0.0, 0), inside(admin, "burst"))
+        over_rate = args.overflow * saturation.rate
+        with PeakRss(local.pid) as over_rss:
+            over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
+        marks.append(inside(admin, "warm"))
     finally:
         local.terminate()
         local.wait(30)
     print(
-        f"burst: open loop at {args.rate:.0f} req/s for {args.seconds:.0f} s through an HTTP "
-        f"trigger, function concurrency {args.concurrency}, local mode"
+        f"burst: through an HTTP trigger in local mode, function concurrency {args.concurrency}, "
+        f"maxReplicas {args.replicas}; {args.seconds:.0f} s per open-loop phase"
     )
-    print(describe("from zero", cold, args.seconds))
-    print(describe("warm", warm, args.seconds))
-    print(f"  requests held for the cold start: {held}")
-    ratio = percentile(cold.latencies, 0.99) / percentile(warm.latencies, 0.99)
-    print(f"  p99 from zero / p99 warm: {ratio:.1f}")
-    print(json.dumps({"errors_from_zero": cold.failed, "errors_warm": warm.failed}))
-    print("  target: 0 errors from zero (Knative's published 0 -> 3,000 req/s burst)")
+    errors = sum(n for status, n in saturation.statuses.items() if status >= 400)
+    print(
+        f"  capacity   closed loop, {clients} clients: {saturation.rate:.0f} answers/s, p99 "
+        f"{saturation.p99:.1f} ms, errors {errors} (statuses {dict(saturation.statuses)})"
+    )
+    print(f"             open-loop probes: {probes}; capacity taken: {capacity:.0f} req/s")
+    everything = warm.where()
+    warm_p99 = warm.p(warm.latency, everything, 0.99)
+    print(
+        f"  warm       open loop at {args.fraction:.0%} = {rate:.0f} req/s: errors {warm.errors} "
+        f"({statuses(warm)}); p50 {warm.p(warm.latency, everything, 0.5):.1f} ms, p99 "
+        f"{warm_p99:.1f} ms; dominated by {dominant(warm, everything)}"
+    )
+    print(f"             {split(warm, marks[0], marks[1])}")
+
+    late = cold.where(after=args.seconds / 2)
+    cold_late_p99 = cold.p(cold.latency, late, 0.99)
+    first = min(cold.finished) if cold.finished else float("nan")
+    held = [h for h in cold.held if h > 0]
+    print(
+        f"  from zero  open loop at {rate:.0f} req/s: errors {cold.errors} ({statuses(cold)}); "
+        f"target 0: {verdict(cold.errors == 0)}"
+    )
+    whole = cold.where()
+    print(
+        f"             first answer after {first * 1000:.0f} ms; {len(held)} held, longest "
+        f"{max(held, default=0):.0f} ms; p99 whole burst {cold.p(cold.latency, whole, 0.99):.1f}"
+        f" ms, dominated by {dominant(cold, whole)}"
+    )
+    ratio = cold_late_p99 / warm_p99
+    print(
+        f"             p99 over the last half {cold_late_p99:.1f} ms = {ratio:.1f}x warm p99; "
+        f"target <= 2x: {verdict(ratio <= 2)}; dominated by {dominant(cold, late)}"
+    )
+    print(f"             {cold_inside}")
+    print(
+        f"             gateway peak RSS {cold_rss.peak_kib / 1024:.0f} MiB (from "
+        f"{cold_rss.first_kib / 1024:.0f} MiB)"
+    )
+
+    refused = over.where(status=503)
+    served = over.where(status=200)
+    with_retry = sum(1 for i in refused if over.retry_after[i])
+    refused_p99 = over.p(over.latency, refused, 0.99)
+    print(
+        f"  overflow   open loop at {args.overflow:.0%} of the closed loop = {over_rate:.0f} "
+        f"req/s: {statuses(over)};"
+        f" {over.connections} connections opened"
+    )
+    print(
+        f"             503s: {len(refused)}, {with_retry} with Retry-After (target all: "
+        f"{verdict(with_retry == len(refused))}); latency p50 "
+        f"{over.p(over.latency, refused, 0.5):.1f} ms, p99 {refused_p99:.1f} ms = "
+        f"{refused_p99 / warm_p99:.1f}x warm p99 (target at once, <= 2x: "
+        f"{verdict(not refused or refused_p99 <= 2 * warm_p99)}); dominated by "
+        f"{dominant(over, refused)}"
+    )
+    print(
+        f"             200s: {len(served)} ({len(served) / over.seconds:.0f}/s), p99 "
+        f"{over.p(over.latency, served, 0.99):.1f} ms, dominated by {dominant(over, served)}"
+    )
+    print(f"             {split(over, marks[1], marks[2])}")
+    growth = over_rss.peak_kib / max(over_rss.first_kib, 1)
+    print(
+        f"             gateway peak RSS {over_rss.peak_kib / 1024:.0f} MiB (from "
+        f"{over_rss.first_kib / 1024:.0f} MiB, x{growth:.2f}; target bounded, <= x1.5: "
+        f"{verdict(growth <= 1.5)})"
+    )
+    print(
+        json.dumps(
+            {
+                "capacity_rps": round(capacity),
+                "errors_from_zero": cold.errors,
+                "late_p99_over_warm_p99": round(ratio, 2) if math.isfinite(ratio) else None,
+                "overflow_503": len(refused),
+                "overflow_503_without_retry_after": len(refused) - with_retry,
+                "overflow_503_p99_ms": round(refused_p99, 1) if refused else None,
+                "overflow_peak_rss_mib": round(over_rss.peak_kib / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ The invoker calls `Activator.acquire` before every upstream call. With a free sl
 returns at once (least in-flight instance, never above its concurrency); otherwise the
 request waits in the function's bounded queue, the platform is woken when no instance is
 ready, and the wait ends when the platform reports an instance or a slot is released.
+Overflow is refused at once (503, Retry-After), never held to time out: a full queue, a
+warm function whose queue its instances would not drain in time, a gateway running late.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from kubelambda.clock import Clock
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
+    GatewayOverloaded,
     HoldQueueFull,
     Unavailable,
 )
+from kubelambda.gateway.overload import LoopLag
 from kubelambda.gateway.platform import Instance, Platform, PlatformError
 
 __all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
@@ -71,14 +75,17 @@ class _Waiter:
 
 class _FunctionState:
     __slots__ = (
+        "grew_at",
         "in_flight",
         "key",
         "last_request",
         "last_wake",
         "order",
+        "over_since",
         "requests",
         "rewake",
         "rotation",
+        "service",
         "slots",
         "waiters",
     )
@@ -94,6 +101,12 @@ class _FunctionState:
         self.last_wake = float("-inf")
         self.rewake: asyncio.TimerHandle | None = None
         self.rotation = 0
+        # Mean seconds a lease is held (moving average): how fast a busy slot frees up.
+        self.service = 0.0
+        # When the ready instances last grew: capacity may still be arriving after that.
+        self.grew_at = float("-inf")
+        # Since when held requests would wait over the bound for a busy instance.
+        self.over_since: float | None = None
 
 
 class Lease:
@@ -103,7 +116,7 @@ class Lease:
     whether it was held because no instance was ready (a cold start).
     """
 
-    __slots__ = ("_activator", "_released", "_slot", "_state", "cold", "waited")
+    __slots__ = ("_activator", "_released", "_slot", "_started", "_state", "cold", "waited")
 
     def __init__(
         self,
@@ -118,6 +131,7 @@ class Lease:
         self._state = state
         self._slot = slot
         self._released = False
+        self._started = activator._clock.monotonic()
         self.waited = waited
         self.cold = cold
 
@@ -129,11 +143,22 @@ class Lease:
         if self._released:
             return
         self._released = True
-        self._activator._release(self._state, self._slot, outcome)
+        activator = self._activator
+        if outcome is Outcome.OK:
+            activator._served(self._state, activator._clock.monotonic() - self._started)
+        activator._release(self._state, self._slot, outcome)
 
 
 class Activator:
-    """Per-function instance slots and held requests, kept current by platform notifications."""
+    """Per-function instance slots and held requests, kept current by platform notifications.
+
+    Overflow is answered at once, with Retry-After: HoldQueueFull when a function already
+    holds `max_queued` requests, or when it has ready instances, all busy, whose queue would
+    take them over `max_hold_wait_seconds` to reach and has for that long without the ready
+    instances growing (a cold start's backlog is exempt: capacity is still coming); and
+    GatewayOverloaded while the event loop runs over `max_loop_lag_seconds` late, lastingly
+    (the gateway itself is the bottleneck: holding more would only make every answer later).
+    """
 
     def __init__(
         self,
@@ -145,11 +170,20 @@ class Activator:
         wake_interval_seconds: float = 1.0,
         eject_seconds: float = 1.0,
         busy_eject_seconds: float = 0.05,
+        max_hold_wait_seconds: float = 2.0,
+        max_loop_lag_seconds: float = 1.0,
+        loop_lag: Callable[[], float] | None = None,
     ) -> None:
         self._platform = platform
         self._clock = clock
         self.max_queued = max_queued
         self._retry_after = retry_after_seconds
+        self._max_hold_wait = max_hold_wait_seconds
+        self._max_lag = max_loop_lag_seconds
+        self._lag_monitor: LoopLag | None = None
+        if loop_lag is None:
+            loop_lag = self._lag_monitor = LoopLag()
+        self._loop_lag = loop_lag
         self._wake_interval = wake_interval_seconds
         self._eject_seconds = eject_seconds
         self._busy_eject_seconds = busy_eject_seconds
@@ -172,7 +206,15 @@ class Activator:
         Raises HoldQueueFull when the function already holds `max_queued` requests,
         DeadlineExceeded when the deadline passes first, Unavailable when the platform
         says the function cannot start, ClientDisconnected when `gone` returns first.
+        GatewayOverloaded while the gateway's event loop runs late.
         """
+        lag = self._loop_lag()
+        if lag > self._max_lag:
+            raise GatewayOverloaded(
+                f"the gateway is overloaded: it runs {lag:.1f}s behind (bound "
+                f"{self._max_lag:g}s); try again later",
+                retry_after=self._retry_after,
+            )
         state = self._states.get(key)
         if state is None:
             state = self._new_state(key)
@@ -201,6 +243,8 @@ class Activator:
             raise DeadlineExceeded(f"no time left to wait for an instance of {state.key}")
         # Cold: the platform reports no ready instance (as opposed to all of them busy).
         cold = not state.order
+        if not cold:
+            self._refuse_long_wait(state, now)
         waiter = _Waiter(asyncio.get_running_loop().create_future(), now, cold)
         state.waiters.append(waiter)
         if cold or not self._usable(state, now):
@@ -237,6 +281,39 @@ class Activator:
         return Lease(
             self, state, slot, waited=self._clock.monotonic() - waiter.since, cold=waiter.cold
         )
+
+    def _refuse_long_wait(self, state: _FunctionState, now: float) -> None:
+        """Raise HoldQueueFull when the busy instances would take over `max_hold_wait` to reach
+        this request and have for that long: more than they serve keeps arriving, and holding
+        it would only lengthen every held request's wait until the hold deadline."""
+        waiters = state.waiters
+        if not waiters:
+            state.over_since = None  # the queue drained since it was last over
+        if not state.service or (waiters and waiters[0].cold):
+            return  # nothing measured yet, or a cold start's backlog is still ahead
+        if now - state.grew_at < self._max_hold_wait:
+            state.over_since = None  # instances are arriving: give them time
+            return
+        slots = sum(s.instance.concurrency for s in state.order if s.ejected_until <= now)
+        wait = (len(waiters) + 1) * state.service / slots if slots else float("inf")
+        if wait <= self._max_hold_wait:
+            state.over_since = None
+            return
+        if state.over_since is None:
+            state.over_since = now
+        if now - state.over_since >= self._max_hold_wait:
+            raise HoldQueueFull(
+                f"every instance of {state.key} is busy and the {len(waiters)} requests held "
+                f"would take them about {wait:.1f}s (bound {self._max_hold_wait:g}s); try "
+                "again later",
+                retry_after=self._retry_after,
+            )
+
+    @staticmethod
+    def _served(state: _FunctionState, seconds: float) -> None:
+        # A moving average of how long a slot stays taken: the rate held requests drain at.
+        service = state.service
+        state.service = seconds if not service else service + 0.1 * (seconds - service)
 
     @staticmethod
     def _abandon(waiter: _Waiter) -> None:
@@ -326,6 +403,8 @@ class Activator:
         state = self._states.get(key)
         if state is None:
             return  # read in full when a request first needs it
+        if len(instances) > len(state.order):
+            state.grew_at = self._clock.monotonic()
         self._set_instances(state, instances)
         self._dispatch(state)
         if state.waiters and not state.order:
@@ -410,6 +489,8 @@ class Activator:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._lag_monitor is not None:
+            self._lag_monitor.close()
         self.fail_held("the gateway is shutting down")
         for task in list(self._tasks):
             task.cancel()

@@ -23,7 +23,9 @@ again later without spending one of the event's retries). The hierarchy::
     ├── PayloadTooLarge                413    RequestTooLargeException
     ├── TooManyRequests                429    TooManyRequestsException   (retryable)
     ├── Unavailable                    503    ServiceException           (retryable)
-    │   └── HoldQueueFull              503      the function's held-request queue is full
+    │   ├── HoldQueueFull              503      the function's held requests are as many, or
+    │   │                                       would wait as long, as the gateway allows
+    │   └── GatewayOverloaded          503      the gateway runs too late to take more
     ├── DeadlineExceeded               504    ResourceNotReadyException  (retryable)
     │   └── UpstreamTimeout            504    ServiceException: the instance did not answer
     └── UpstreamFailed                 502    ServiceException: the instance broke the contract
@@ -44,6 +46,7 @@ __all__ = [
     "Forbidden",
     "FunctionNotFound",
     "GatewayError",
+    "GatewayOverloaded",
     "HoldQueueFull",
     "InstanceUnavailable",
     "InvalidParameter",
@@ -216,7 +219,13 @@ class Unavailable(GatewayError):
 
 
 class HoldQueueFull(Unavailable):
-    """Too many requests are already held for this function."""
+    """Too many requests are already held for this function, or its busy instances would not
+    reach one more in time: answered at once, with Retry-After, instead of held."""
+
+
+class GatewayOverloaded(Unavailable):
+    """The gateway's event loop runs later than its bound: every request would wait that long
+    before anything is done with it, so new ones are refused at once, with Retry-After."""
 
 
 class DeadlineExceeded(GatewayError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import pytest
 
@@ -12,9 +14,11 @@ from kubelambda.gateway.activation import Activator, Lease, Outcome
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
+    GatewayOverloaded,
     HoldQueueFull,
     Unavailable,
 )
+from kubelambda.gateway.overload import LoopLag
 from kubelambda.gateway.platform import FakePlatform, Instance, PlatformError
 from unit.gateway.serving import wait_for
 
@@ -24,7 +28,7 @@ FN = FunctionKey("default", "fn")
 CLOCK = SystemClock()
 
 
-def activator(platform: FakePlatform, *, max_queued: int = 10, **options: float) -> Activator:
+def activator(platform: FakePlatform, *, max_queued: int = 10, **options: Any) -> Activator:
     return Activator(platform=platform, clock=CLOCK, max_queued=max_queued, **options)
 
 
@@ -279,3 +283,164 @@ async def test_gone_is_not_watched_when_a_slot_is_free() -> None:
 
     (await act.acquire(FN, deadline=soon(), gone=gone)).release()
     assert called == []
+
+
+# Overflow is answered at once: a warm function whose queue would not drain in time, and a
+# gateway running late. Time is a FakeClock here; the loop lag an injected value.
+
+
+def warm_activator(
+    platform: FakePlatform, clock: FakeClock, *, lag: list[float] | None = None, **options: Any
+) -> Activator:
+    seen = lag if lag is not None else [0.0]
+    return Activator(
+        platform=platform,
+        clock=clock,
+        max_queued=100,
+        max_hold_wait_seconds=2.0,
+        loop_lag=lambda: seen[0],
+        **options,
+    )
+
+
+async def served_in(act: Activator, clock: FakeClock, seconds: float) -> None:
+    """One request served in `seconds`, so the activator knows how fast a slot frees up."""
+    lease = await act.acquire(FN, deadline=clock.monotonic() + 60)
+    clock.advance(seconds)
+    lease.release()
+
+
+async def test_a_warm_function_refuses_at_once_what_its_busy_instances_would_not_reach() -> None:
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=2)])
+    act = warm_activator(platform, clock, retry_after_seconds=3)
+    await served_in(act, clock, 0.5)  # 2 slots, 0.5 s each: 4 requests a second
+    busy = [await act.acquire(FN, deadline=clock.monotonic() + 60) for _ in range(2)]
+    held = [asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60))]
+    for n in range(2, 9):  # up to 8 held: 2 s of work, within the bound
+        held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+        await wait_for(lambda n=n: queued(act) == n)
+    # The 9th would wait 2.25 s: held while that is new (a blip, or capacity on its way)...
+    held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+    await wait_for(lambda: queued(act) == 9)
+    # ...and once it has lasted the bound, the next is answered at once, not held.
+    clock.advance(2.0)
+    with pytest.raises(HoldQueueFull) as caught:
+        await asyncio.wait_for(act.acquire(FN, deadline=clock.monotonic() + 60), 5)
+    assert caught.value.status == 503 and caught.value.retry_after == 3
+    assert "every instance of default/fn is busy and the 9 requests held" in caught.value.message
+    assert queued(act) == 9  # the held ones keep their places
+    for lease in busy:
+        lease.release()
+    for task in held:
+        task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_cold_start_backlog_is_held_not_refused() -> None:
+    clock = FakeClock()
+    platform = FakePlatform()
+    act = warm_activator(platform, clock)
+    # From zero: 20 held for the cold start, far more than 2 s of one instance's work.
+    held = [asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60))]
+    for n in range(1, 20):
+        held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+        await wait_for(lambda n=n: queued(act) == n + 1)
+    platform.set_instances(FN, [instance("a")])
+    first = await asyncio.wait_for(held[0], 5)
+    clock.advance(1.0)  # slow: 1 s a request, 19 s of work ahead
+    first.release()
+    clock.advance(5.0)
+    # Requests held for the cold start are still ahead: the function is still activating
+    # (the platform is adding instances), so new ones are held too, however long it lasts.
+    late = [asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60))]
+    await wait_for(lambda: queued(act) == 19)
+    clock.advance(3.0)
+    late.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+    await wait_for(lambda: queued(act) == 20)
+    assert not any(task.done() for task in late)
+    for task in [*held, *late]:
+        task.cancel()
+    results = await asyncio.gather(*held, *late, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Lease):
+            result.release()
+
+
+async def test_arriving_instances_get_time_to_drain_the_queue() -> None:
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = warm_activator(platform, clock)
+    await served_in(act, clock, 1.0)  # one slot, 1 s a request
+    busy = [await act.acquire(FN, deadline=clock.monotonic() + 60)]
+    held = []
+    for n in range(5):  # the 3rd on would wait over 2 s: over the bound from then
+        held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+        await wait_for(lambda n=n: queued(act) == n + 1)
+    clock.advance(2.5)
+    platform.set_instances(FN, [instance("a"), instance("b")])  # the autoscaler added one
+    busy.append(await asyncio.wait_for(held[0], 5))
+    clock.advance(0.5)
+    # Still over the bound (5 ahead, 2 slots), and for longer than it: but capacity just
+    # grew, so the queue gets time to drain before anything is refused.
+    held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+    await wait_for(lambda: queued(act) == 5)
+    # No more instances come and the queue stays over: refused once that has lasted.
+    clock.advance(2.0)
+    held.append(asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60)))
+    await wait_for(lambda: queued(act) == 6)
+    clock.advance(2.0)
+    with pytest.raises(HoldQueueFull, match="is busy"):
+        await asyncio.wait_for(act.acquire(FN, deadline=clock.monotonic() + 60), 5)
+    for lease in busy:
+        lease.release()
+    for task in held:
+        task.cancel()
+    results = await asyncio.gather(*held, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Lease):
+            result.release()
+
+
+async def test_a_running_late_gateway_refuses_at_once_and_takes_requests_again_after() -> None:
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=10)])
+    lag = [1.5]
+    act = warm_activator(platform, clock, lag=lag, max_loop_lag_seconds=1.0)
+    with pytest.raises(GatewayOverloaded) as caught:
+        await asyncio.wait_for(act.acquire(FN, deadline=clock.monotonic() + 60), 5)
+    assert caught.value.status == 503 and caught.value.retry_after == 1.0
+    assert "runs 1.5s behind" in caught.value.message
+    assert act.snapshot().get(FN) is None or act.snapshot()[FN].in_flight == 0
+    lag[0] = 0.2
+    (await act.acquire(FN, deadline=clock.monotonic() + 60)).release()
+
+
+async def test_loop_lag_reads_a_standing_backlog_not_a_single_stall() -> None:
+    lag = LoopLag(interval=0.1)
+    assert lag() == 0.0  # starts watching
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def block(seconds: float, times: int) -> None:
+        # Callbacks that hold the loop, as a flood of requests would; between two, the loop
+        # runs its timers once.
+        time.sleep(seconds)
+        if times > 1:
+            loop.call_soon(block, seconds, times - 1)
+        else:
+            done.set()
+
+    await asyncio.sleep(0.15)
+    loop.call_soon(block, 0.4, 1)  # one stall: the next timer is late, the one before was not
+    await done.wait()
+    await wait_for(lambda: max(lag._recent) >= 0.3)
+    assert lag() < 0.2
+    done.clear()
+    loop.call_soon(block, 0.4, 5)  # a standing backlog: timer after timer runs late
+    await done.wait()
+    assert lag() >= 0.2
+    lag.close()

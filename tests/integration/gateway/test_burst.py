@@ -1,0 +1,155 @@
+"""Overflow through the gateway in front of the real runtime: answered 503 with Retry-After at
+once, never held until it times out. Behaviour only; the rates are benchmarks/burst.py's."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from integration.gateway.conftest import GatewayThread
+from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.platform import Instance
+from kubelambda.gateway.routing import FunctionEntry, HttpRoute
+from kubelambda.gateway.settings import GatewaySettings
+from support.runtime import RuntimeProcess, start_runtime, write_code
+from support.waiting import wait_for
+
+SLOW = FunctionKey("default", "slow")
+
+APP = """
+import time
+
+
+def handler(event, context):
+    time.sleep(0.5)
+    return {"statusCode": 200, "body": "done"}
+"""
+
+# Refused requests must not have waited. Held, each would wait at least 1.5 s here (three
+# 0.5 s invocations ahead of it); at once is well under that, even on a loaded machine.
+AT_ONCE = 1.0
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[RuntimeProcess]:
+    process = start_runtime(
+        code_dir=write_code(tmp_path / "code", {"app.py": APP}),
+        env={"AWS_LAMBDA_FUNCTION_NAME": "slow", "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"},
+    )
+    yield process
+    process.stop()
+
+
+def serve(gateway: GatewayThread, runtime: RuntimeProcess, settings: GatewaySettings) -> str:
+    addresses = gateway.start(
+        functions=[FunctionEntry(SLOW, timeout_seconds=10)],
+        routes=[HttpRoute(SLOW, "/slow")],
+        settings=settings,
+    )
+    address = urlsplit(runtime.url)
+    gateway.set_instances(SLOW, [Instance("runtime", address.hostname or "", address.port or 0, 1)])
+    url: str = addresses.public_url
+    return url
+
+
+CLIENT = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
+
+
+def timed_get(url: str) -> tuple[httpx.Response, float]:
+    began = time.monotonic()
+    answer = CLIENT.get(url)
+    return answer, time.monotonic() - began
+
+
+def test_a_full_hold_queue_answers_the_next_request_503_with_retry_after_at_once(
+    gateway_thread: GatewayThread, runtime: RuntimeProcess
+) -> None:
+    url = serve(
+        gateway_thread,
+        runtime,
+        GatewaySettings(invoke_auth=False, max_queued_per_function=2, retry_after_seconds=3),
+    )
+    assert timed_get(f"{url}/slow")[0].status_code == 200  # warm
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        # One runs, two are held: the queue is full.
+        taken = [pool.submit(timed_get, f"{url}/slow") for _ in range(3)]
+        wait_for(lambda: queued(gateway_thread) == 2, timeout=10, what="two held requests")
+        answer, seconds = timed_get(f"{url}/slow")
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "3"
+        assert "already holds 2 requests" in answer.json()["message"]
+        assert seconds < AT_ONCE
+        assert [future.result()[0].status_code for future in taken] == [200, 200, 200]
+
+
+def test_a_warm_function_overflowing_for_long_is_refused_at_once_and_the_held_are_served(
+    gateway_thread: GatewayThread, runtime: RuntimeProcess
+) -> None:
+    # A deep queue: only the time its busy instance would take to reach a request bounds it.
+    url = serve(gateway_thread, runtime, GatewaySettings(invoke_auth=False))
+    assert timed_get(f"{url}/slow")[0].status_code == 200  # the gateway learns 0.5 s each
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        sent = []
+        refused: tuple[httpx.Response, float] | None = None
+        deadline = time.monotonic() + 15
+        # 5 requests a second against 2 a second served: more arrives than is served.
+        while refused is None and time.monotonic() < deadline:
+            sent.append(pool.submit(timed_get, f"{url}/slow"))
+            time.sleep(0.2)  # the arrival schedule, not a wait for a condition
+            refused = next(
+                (f.result() for f in sent if f.done() and f.result()[0].status_code == 503), None
+            )
+        assert refused is not None, "no request was refused while the queue kept growing"
+        answer, seconds = refused
+        assert answer.headers["retry-after"] == "1"
+        assert "is busy" in answer.json()["message"]
+        assert seconds < AT_ONCE
+        # Those held were not given up: each is served, or refused at once.
+        for answer, seconds in (future.result() for future in sent):
+            assert answer.status_code == 200 or (answer.status_code == 503 and seconds < AT_ONCE)
+
+
+def test_a_gateway_running_late_refuses_at_once_then_serves_again(
+    gateway_thread: GatewayThread, runtime: RuntimeProcess
+) -> None:
+    url = serve(gateway_thread, runtime, GatewaySettings(invoke_auth=False))
+    assert timed_get(f"{url}/slow")[0].status_code == 200
+    loop = gateway_thread.loop
+
+    def hold(times: int) -> None:
+        # Callbacks that hold the gateway's loop 1.3 s each, as a flood of requests would:
+        # a standing backlog over the 1 s bound, not a single stall.
+        time.sleep(1.3)
+        if times > 1:
+            loop.call_soon(hold, times - 1)
+
+    loop.call_soon_threadsafe(hold, 5)
+    refused = wait_for(
+        lambda: (answer := timed_get(f"{url}/slow")[0]).status_code == 503 and answer,
+        timeout=20,
+        what="a request refused while the gateway runs late",
+    )
+    assert refused.headers["retry-after"] == "1"
+    assert "the gateway is overloaded" in refused.json()["message"]
+    wait_for(
+        lambda: timed_get(f"{url}/slow")[0].status_code == 200,
+        timeout=20,
+        what="the gateway to take requests again",
+    )
+
+
+def queued(gateway: GatewayThread) -> int:
+    """Requests the gateway holds for SLOW now, read on the gateway's own loop."""
+
+    async def read() -> int:
+        assert gateway.gateway is not None
+        load = gateway.gateway.load().get(SLOW)
+        return load.queued if load is not None else 0
+
+    return gateway.run(read())
