@@ -29,14 +29,17 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # What the instance returns for every invocation: an HTTP response description, as a
 # typical API handler's.
 REPLY = {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "hello"}
-# Port -> process id of every server started here, for cpu_seconds().
-PIDS: dict[int, int] = {}
+# Port -> process ids of every server started here, for cpu_seconds().
+PIDS: dict[int, list[int]] = {}
 
 
 def cpu_seconds(port: int) -> float:
-    """CPU time (user + system) used so far by the server process listening on `port`."""
-    fields = Path(f"/proc/{PIDS[port]}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) used so far by the server processes listening on `port`."""
+    total = 0
+    for pid in PIDS[port]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def sample_event() -> bytes:
@@ -103,24 +106,30 @@ def runtime(work: Path, *, concurrency: int) -> Iterator[int]:
 
 
 @contextmanager
-def gateway(instance_port: int, *, concurrency: int) -> Iterator[int]:
-    """A gateway process routing /hello (and the Invoke API's `hello`) to the instance."""
-    port, admin = free_port(), free_port()
-    args = [
-        sys.executable,
-        str(HERE / "gateway_server.py"),
-        "--port",
-        str(port),
-        "--admin-port",
-        str(admin),
-        "--instance-port",
-        str(instance_port),
-        "--concurrency",
-        str(concurrency),
-    ]
-    with process(args) as proc:
-        wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc)
-        PIDS[port] = proc.pid
+def gateway(instance_port: int, *, concurrency: int, processes: int = 1) -> Iterator[int]:
+    """Gateway processes routing /hello (and the Invoke API's `hello`) to the instance; with
+    several, they share the public port (SO_REUSEPORT), each a replica of its own."""
+    port = free_port()
+    with ExitStack() as stack:
+        PIDS[port] = []
+        for _ in range(processes):
+            admin = free_port()
+            args = [
+                sys.executable,
+                str(HERE / "gateway_server.py"),
+                "--port",
+                str(port),
+                "--admin-port",
+                str(admin),
+                "--instance-port",
+                str(instance_port),
+                "--concurrency",
+                str(concurrency),
+                *(["--reuse-port"] if processes > 1 else []),
+            ]
+            proc = stack.enter_context(process(args))
+            wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc)
+            PIDS[port].append(proc.pid)
         yield port
 
 
@@ -161,7 +170,7 @@ http {{
 """)
     with process([binary, "-p", str(work), "-c", str(conf)]) as proc:
         wait_port(port, process=proc)
-        PIDS[port] = proc.pid
+        PIDS[port] = [proc.pid]
         yield port
     shutil.rmtree(work, ignore_errors=True)
 

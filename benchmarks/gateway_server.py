@@ -1,6 +1,9 @@
 """The gateway as the benchmarks run it: one process, uvloop, a fixed instance and a route.
 
-python benchmarks/gateway_server.py --port P --admin-port A --instance-port I
+python benchmarks/gateway_server.py --port P --admin-port A --instance-port I [--reuse-port]
+
+With --reuse-port several of these serve one public port (SO_REUSEPORT), each its own
+replica with its own admin port, as gateway pods behind one Service are.
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ def main() -> None:
     parser.add_argument("--admin-port", type=int, required=True)
     parser.add_argument("--instance-port", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=1024)
+    parser.add_argument("--reuse-port", action="store_true")
     args = parser.parse_args()
     key = FunctionKey("default", "hello")
     platform = FakePlatform()
     instance = Instance("bench", "127.0.0.1", args.instance_port, concurrency=args.concurrency)
     platform.set_instances(key, [instance])
-    routes = RoutingTable(
-        functions=[FunctionEntry(key, timeout_seconds=30)], routes=[HttpRoute(key, "/hello")]
-    )
+    # Anonymous, as spec.invoke.anonymous: nginx checks no signature either.
+    function = FunctionEntry(key, timeout_seconds=30, anonymous_invoke=True)
+    routes = RoutingTable(functions=[function], routes=[HttpRoute(key, "/hello")])
     gateway = create_gateway(platform=platform, routes=routes)
-    uvloop.run(gateway.serve(port=args.port, admin_port=args.admin_port))
+    uvloop.run(
+        gateway.serve(port=args.port, admin_port=args.admin_port, reuse_port=args.reuse_port)
+    )
 
 
 if __name__ == "__main__":

@@ -1,31 +1,72 @@
-"""Benchmark: throughput through the gateway, against the same instance direct and behind nginx.
+"""Benchmark: the gateway's cost per request, against the same instance direct and behind nginx.
 
-One instance process (the stand-in, or the real runtime with --runtime) serves all
-paths; wrk (1 thread, same connections) loads each in alternating rounds, and the
-ratios of medians are printed:
+One instance process (the stand-in, or the real runtime with --runtime) serves all paths,
+and everything is measured in one run, as ratios (the machine's speed moves between runs):
 
-- gateway HTTP trigger (GET /hello: event built, response mapped) / direct invoke
-- gateway Invoke API (POST /2015-03-31/functions/hello/invocations) / direct invoke
-- either / nginx proxying the same invoke request (keep-alive upstream). Target >= 0.5.
+1. Capacity: wrk (1 thread, same connections) loads each path in alternating rounds —
+   direct invoke; nginx proxying the invoke request (one worker, keep-alive upstream); the
+   gateway's HTTP trigger (GET /hello: event built, response mapped); the gateway's Invoke
+   API (POST /2015-03-31/functions/hello/invocations). Printed: requests/s, CPU per request
+   of each proxy process (user + system, from /proc), and the ratios of medians.
+   Targets: gateway CPU per request <= 2x nginx's; gateway throughput >= 0.9x nginx's.
+2. Latency at half the gateway's capacity: an open loop (loadgen.open_loop, no coordinated
+   omission) at half the gateway trigger's measured capacity, the same rate for every path;
+   printed: p50/p99, and what each proxy adds to direct.
+3. All cores: N gateway processes on one port (SO_REUSEPORT, each a replica of its own as
+   gateway pods are) against one, HTTP trigger. Target: >= 1.7x on 2 cores. The load
+   generator and the instance share the same cores, so on a 2-core machine this ratio is
+   bounded by what they leave free (printed beside it).
 
     python benchmarks/gateway_throughput.py [--seconds 5] [--rounds 3] [--connections 32]
-        [--runtime]
+        [--runtime] [--processes N] [--latency-seconds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from contextlib import ExitStack
 
-from gateway_common import (
-    INVOKE_PATH,
-    PIDS,
-    cpu_seconds,
-    proxies,
-    sample_event,
-    wrk,
-)
+import uvloop
+
+from gateway_common import INVOKE_PATH, PIDS, cpu_seconds, gateway, proxies, sample_event, wrk
+from loadgen import open_loop, percentile
+
+TRIGGER, INVOKE = "gateway trigger", "gateway invoke"
+GATEWAY_INVOKE_PATH = "/2015-03-31/functions/hello/invocations"
+
+
+def http_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def measure(
+    paths: dict[str, tuple[str, str, bytes]], *, rounds: int, seconds: int, connections: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Requests/s of each path per round, and the CPU per request (us) of its server."""
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (url, method, body) in paths.items():
+            port = int(url.split(":")[2].split("/")[0])
+            before = cpu_seconds(port) if port in PIDS else 0.0
+            rate = wrk(url, method=method, body=body, connections=connections, seconds=seconds)
+            rates[name].append(rate["rate"])
+            if port in PIDS:
+                used = cpu_seconds(port) - before
+                cpu[name].append(used / (rate["rate"] * seconds) * 1e6)
+    return rates, cpu
+
+
+def ratio_line(name: str, values: list[float], references: list[float], reference: str) -> str:
+    ratios = [v / r for v, r in zip(values, references, strict=True)]
+    rounds = ", ".join(f"{r:.2f}" for r in ratios)
+    return f"  {name} / {reference}: {statistics.median(ratios):.2f} (rounds: {rounds})"
 
 
 def main() -> None:
@@ -36,6 +77,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--runtime", action="store_true", help="the real runtime as the instance")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 2, help="gateway processes in step 3"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=5)
     args = parser.parse_args()
     event = sample_event()
     with ExitStack() as stack:
@@ -44,32 +89,48 @@ def main() -> None:
         paths = {
             "direct": (f"http://127.0.0.1:{instance}{INVOKE_PATH}", "POST", event),
             "nginx": (f"http://127.0.0.1:{nginx_port}/", "POST", event),
-            "gateway trigger": (f"http://127.0.0.1:{gateway_port}/hello", "GET", b""),
-            "gateway invoke": (
-                f"http://127.0.0.1:{gateway_port}/2015-03-31/functions/hello/invocations",
-                "POST",
-                event,
-            ),
+            TRIGGER: (f"http://127.0.0.1:{gateway_port}/hello", "GET", b""),
+            INVOKE: (f"http://127.0.0.1:{gateway_port}{GATEWAY_INVOKE_PATH}", "POST", event),
         }
         for url, method, body in paths.values():  # warm every path
             wrk(url, method=method, body=body, connections=args.connections, seconds=1)
-        rates: dict[str, list[float]] = {name: [] for name in paths}
-        cpu: dict[str, list[float]] = {name: [] for name in paths}
-        for _ in range(args.rounds):
-            for name, (url, method, body) in paths.items():
-                port = int(url.split(":")[2].split("/")[0])
-                before = cpu_seconds(port) if port in PIDS else 0.0
-                result = wrk(
-                    url,
-                    method=method,
-                    body=body,
-                    connections=args.connections,
-                    seconds=args.seconds,
-                )
-                rates[name].append(result["rate"])
-                if port in PIDS:
-                    used = cpu_seconds(port) - before
-                    cpu[name].append(used / (result["rate"] * args.seconds) * 1e6)
+        rates, cpu = measure(
+            paths, rounds=args.rounds, seconds=args.seconds, connections=args.connections
+        )
+
+        # 2. latency at half the gateway's capacity, the same rate for every path
+        rate = statistics.median(rates[TRIGGER]) / 2
+        targets = {
+            "direct": (instance, http_request("POST", INVOKE_PATH, instance, event)),
+            "nginx": (nginx_port, http_request("POST", "/", nginx_port, event)),
+            TRIGGER: (gateway_port, http_request("GET", "/hello", gateway_port)),
+            INVOKE: (gateway_port, http_request("POST", GATEWAY_INVOKE_PATH, gateway_port, event)),
+        }
+        latencies: dict[str, list[float]] = {name: [] for name in targets}
+
+        async def latency() -> None:
+            for name, (port, request) in targets.items():
+                await open_loop(port, request, rate=rate, seconds=1)  # warm
+                run = await open_loop(port, request, rate=rate, seconds=args.latency_seconds)
+                if run.failed:
+                    raise SystemExit(f"{name}: {run.failed} of {run.sent} requests failed")
+                latencies[name] = run.latencies
+
+        uvloop.run(latency())
+
+        # 3. all cores: N gateway processes sharing the port, against one
+        many = stack.enter_context(
+            gateway(instance, concurrency=args.connections, processes=args.processes)
+        )
+        scaling = {
+            "1 process": paths[TRIGGER],
+            f"{args.processes} processes": (f"http://127.0.0.1:{many}/hello", "GET", b""),
+        }
+        wrk(scaling[f"{args.processes} processes"][0], connections=args.connections, seconds=1)
+        scaled, scaled_cpu = measure(
+            scaling, rounds=args.rounds, seconds=args.seconds, connections=args.connections
+        )
+
     what = (
         "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
     )
@@ -80,14 +141,33 @@ def main() -> None:
         print(f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18}")
     # Each round measures all paths back to back, so a ratio within a round cancels most
     # of the machine's background noise; the median over rounds is the figure.
-    for name in ("gateway trigger", "gateway invoke"):
+    for name in (TRIGGER, INVOKE):
         for reference in ("direct", "nginx"):
-            ratios = [g / r for g, r in zip(rates[name], rates[reference], strict=True)]
-            print(
-                f"  {name} / {reference}: {statistics.median(ratios):.2f} "
-                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-            )
-    print("  target: gateway / nginx >= 0.5")
+            print(ratio_line(name, rates[name], rates[reference], reference))
+        print(ratio_line(f"{name} CPU/request", cpu[name], cpu["nginx"], "nginx's"))
+    print("  targets: gateway / nginx >= 0.9; gateway CPU/request / nginx's <= 2")
+
+    print(
+        f"latency at half the gateway trigger's capacity: open loop at {rate:,.0f} req/s, "
+        f"{args.latency_seconds:g}s per path, ms"
+    )
+    p99 = {}
+    for name, values in latencies.items():
+        p50, p99[name] = percentile(values, 0.5), percentile(values, 0.99)
+        print(f"  {name:<16} p50 {p50:6.2f}  p99 {p99[name]:6.2f}  n={len(values)}")
+    for name in ("nginx", TRIGGER, INVOKE):
+        print(f"  {name} adds at p99: {p99[name] - p99['direct']:+.2f} ms")
+
+    print(f"all cores: HTTP trigger, {args.processes} gateway processes on one port vs one")
+    for name, values in scaled.items():
+        per_request = statistics.median(scaled_cpu[name])
+        print(f"  {name:<16} {statistics.median(values):>13,.0f} req/s {per_request:>6.0f} us CPU")
+    one, many_name = scaling
+    print(ratio_line(many_name, scaled[many_name], scaled[one], one))
+    print(
+        f"  target: >= 1.7 on 2 cores; the instance alone (direct) took "
+        f"{statistics.median(rates['direct']):,.0f} req/s on the same cores"
+    )
 
 
 if __name__ == "__main__":

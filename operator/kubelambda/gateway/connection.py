@@ -1,31 +1,46 @@
-"""The gateway's HTTP connections, bounded: uvicorn's httptools protocol with limits on the
-number of connections, on a request's head (size, header count, time to arrive), on idle
-connections, and on answers clients stop reading. Past a limit the answer is 503, 431 or
-408 at once, then the connection closes; a client that does not read is cut off (reset),
-and its answer freed.
+"""The gateway's HTTP/1.1 connections, bounded: requests parsed with httptools and handed to a
+`Responder` (the edge's apps), each answer written in one piece; limits on the number of
+connections, on a request's head (size, header count, time to arrive), on idle connections,
+and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once, then
+the connection closes; a client that does not read is cut off (reset), and its answer freed.
 
-`Gateway.serve` (server.py) runs uvicorn with `bounded_protocol(settings)` as its protocol.
+`Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
+header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
+protocol and ASGI: its scope, events, two writes per answer and per-header checks were about
+a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
-import sys
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
 
+from kubelambda.gateway.exchange import Exchange
+from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.stalls import StalledWrites, Stalls
 
-__all__ = ["MAX_UNREAD_ANSWER_BYTES", "bounded_protocol"]
+__all__ = ["MAX_UNREAD_ANSWER_BYTES", "Responder", "bounded_protocol"]
+
+log = logging.getLogger(__name__)
 
 # Bytes of answers not yet taken by clients that stopped reading them, over all connections
 # of one server: beyond it, the answers stalled longest are dropped. Without it, 200 clients
 # that ask for 5 MB and never read held 1 GB (benchmarks/gateway_abuse.py).
 MAX_UNREAD_ANSWER_BYTES = 128 * 1024 * 1024
+
+Responder = Callable[[Scope, Receive], Awaitable[Response | None]]
+"""Answers one request (its scope: method, path, raw_path, query_string, headers, client; and
+`receive`, ASGI's body events); None when the client left before it could be answered."""
 
 
 def _answer(status: bytes, message: bytes, *extra: bytes) -> bytes:
@@ -48,63 +63,94 @@ _TOO_MANY = _answer(
     b"the gateway holds as many connections as it may",
     b"retry-after: 1",
 )
-# SO_LINGER on, 0 s: close resets the connection and discards what the kernel still holds.
-_RESET = struct.pack("ii", 1, 0)
-
-if sys.platform == "linux":
-    import fcntl
-    import termios
-
-    def _kernel_unsent(fd: int) -> int:
-        """Bytes the kernel holds for a socket, unsent or unacknowledged (SIOCOUTQ)."""
-        return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-
-else:
-
-    def _kernel_unsent(fd: int) -> int:
-        return 0  # not asked elsewhere: the transport's buffer alone is counted
-
-
-class _Stalls:
-    """Connections of one server whose answer stalled, the longest stalled first, with the
-    bytes each had not handed over when it stalled."""
-
-    def __init__(self) -> None:
-        self.held: dict[_Bounded, int] = {}
-        self.total = 0
-
-    def add(self, connection: _Bounded, size: int) -> None:
-        if connection not in self.held:
-            self.held[connection] = size
-            self.total += size
-
-    def remove(self, connection: _Bounded) -> None:
-        self.total -= self.held.pop(connection, 0)
+_INVALID = b"Invalid HTTP request received."
+_INTERNAL = Response(
+    status=500,
+    headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+    body=b"Internal Server Error",
+)
+# What may not appear in a header name (a token) or value: a function's header cannot split
+# the answer or smuggle another (as uvicorn checks them).
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# Answers up to this size go out in one write, head and body together.
+_JOIN_BELOW = 64 * 1024
+# Body bytes buffered for a handler that has not taken them: beyond, stop reading.
+_HIGH_WATER = 64 * 1024
 
 
-class _Bounded(HttpToolsProtocol):
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = HTTPStatus(code).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
+
+
+_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
+
+
+class _Bounded(StalledWrites, asyncio.Protocol):
     max_head_bytes = 32 * 1024
     max_headers = 100
     head_seconds = 10.0
     write_seconds = 30.0
     max_unread_bytes = MAX_UNREAD_ANSWER_BYTES
-    stalls = _Stalls()  # one per server: bounded_protocol makes a class for each
+    stalls = Stalls()  # one per server: bounded_protocol makes a class for each
+    responder: Responder
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # uvicorn.Server makes each connection's protocol with these arguments.
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.limit_concurrency: int | None = config.limit_concurrency
+        self.keep_alive_seconds: float = config.timeout_keep_alive
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # httptools < 0.6.3
+            # Answer the first of pipelined requests even when the client closes after them.
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.reading_paused = False
+        self._writable: asyncio.Future[None] | None = None  # while the client stopped reading
+        self._current: Exchange | None = None  # the request being answered
+        self._parsing: Exchange | None = None  # the request whose body is arriving
+        self._pipeline: deque[Exchange] = deque()
+        # Armed when the connection first waits for a next request and looked at when it
+        # fires, rather than armed and cancelled around every request.
+        self._keep_alive_timer: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # waiting for the next request since
+        # the request being parsed
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._expect_continue = False
+        # bounds
         self._in_head = True  # the head of a request is arriving (or awaited)
         self._head_bytes = 0  # bytes received while in the head
         self._head_count = 0
+        self._head_started: float | None = None  # when the head being parsed began
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._unsent = 0  # bytes not handed over at the last progress
         self._progressed_at = 0.0
         self._refused = False
 
-    # --- connections beyond the limit -----------------------------------------------------
+    # --- connections, and those beyond the limit ------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connections.add(self)
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
             # Refused now, not once it sends a request: an idle one would hold a slot (and
             # a descriptor) for the whole head timeout.
@@ -113,12 +159,50 @@ class _Bounded(HttpToolsProtocol):
         # A connection that sends nothing is held no longer than a slow head would be.
         self._arm_head_timer()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self.stalls.remove(self)
+        for timer in (self._head_timer, self._write_timer, self._keep_alive_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._write_timer = self._keep_alive_timer = None
+        for exchange in (self._current, self._parsing, *self._pipeline):
+            if exchange is not None:
+                exchange.lost()
+        self._pipeline.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def eof_received(self) -> None:
+        pass  # half-closed: the answer still goes out, then the connection closes
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close when idle, else after the current answer."""
+        if self._current is None:
+            self.transport.close()
+        else:
+            self._current.keep_alive = False
+            self._pipeline.clear()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
     # --- the head of each request: size, count, time --------------------------------------
 
-    def _arm_head_timer(self) -> None:
+    def _arm_head_timer(self, since: float | None = None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
-        self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
+        self._head_timer = self.loop.call_at(
+            (self.loop.time() if since is None else since) + self.head_seconds,
+            self._head_too_slow,
+        )
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -134,138 +218,217 @@ class _Bounded(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # what follows a refused head is not read
+        self._idle_since = None
         # Counted here, not per header: the parser holds a header's bytes until it ends.
         if self._in_head:
             self._head_bytes += len(data)
-        super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_head_bytes:
-            self._refuse(_TOO_LARGE)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrades: the request was answered as plain HTTP
+        except httptools.HttpParserError:
+            self._bad_request()
+            return
+        if self._in_head:
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(_TOO_LARGE)
+            elif self._head_started is not None and self._head_timer is None:
+                # Part of a head came and the rest did not: from now on it is timed.
+                self._arm_head_timer(self._head_started)
+
+    def _bad_request(self) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        head = [_STATUS_LINES[400]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_INVALID),
+            b"connection: close\r\n\r\n",
+            _INVALID,
+        )
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+    # httptools callbacks
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self._url = b""
+        self._headers = []
+        self._expect_continue = False
         self._head_count = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        # Timed from now, but the timer is armed only if the head does not end in this read.
+        if self._head_started is None:
+            self._head_started = self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_count += 1
         if self._head_count > self.max_headers:
             self._refuse(_TOO_LARGE)
             return
-        super().on_header(name, value)
+        name = name.lower()
+        # llhttp keeps trailing whitespace, which is not part of a value (RFC 9110, 5.5).
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._in_head = False
+        self._head_started = None
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        super().on_headers_complete()
+        parser = self.parser
+        url = httptools.parse_url(self._url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope: Scope = {
+            "type": "http",
+            "method": parser.get_method().decode("ascii"),
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": url.query or b"",
+            "headers": self._headers,
+            "client": self.client,
+        }
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        exchange = Exchange(self, scope, keep_alive=keep_alive, expect=self._expect_continue)
+        self._parsing = exchange
+        if self._current is None:
+            self._start(exchange)
+        else:
+            # Pipelined: answered in order, once the one before is; read no further meanwhile.
+            self.pause_reading()
+            self._pipeline.append(exchange)
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        exchange = self._parsing
+        if self._refused or exchange is None or exchange.done:
+            return
+        exchange.add(body)
+        if exchange.size > _HIGH_WATER:
+            self.pause_reading()
 
     def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
+        exchange = self._parsing
+        if self._refused or exchange is None or exchange.done:
+            return
+        exchange.end()
 
-    def on_response_complete(self) -> None:
+    # --- answering ---------------------------------------------------------------------------
+
+    def _start(self, exchange: Exchange) -> None:
+        self._current = exchange
+        task = self.loop.create_task(self._run(exchange))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, exchange: Exchange) -> None:
+        exchange.offer_body()
+        try:
+            response = await self.responder(exchange.scope, exchange.receive)
+        except asyncio.CancelledError:
+            self.transport.close()  # uvicorn gave up waiting at shutdown
+            raise
+        except Exception:
+            log.exception("unexpected error answering a request")
+            response = _INTERNAL
+        if response is None:  # the client left
+            exchange.done = True
+            return
+        if self._writable is not None:
+            # The client is not taking the answer before this one: do not pile up more.
+            await self._writable
+        self._write(exchange, response)
+
+    def _write(self, exchange: Exchange, response: Response) -> None:
+        exchange.done = True
+        transport = self.transport
+        if exchange.disconnected or transport.is_closing():
+            return
+        names: list[bytes] = []
+        values: list[bytes] = []
+        closes = False
+        head = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        keep_alive = exchange.keep_alive
+        for name, value in response.headers:
+            names.append(name)
+            values.append(value)
+            if name == b"connection" and b"close" in value.lower():
+                keep_alive = False
+                closes = True
+            head += (name, b": ", value, b"\r\n")
+        if _BAD_NAME.search(b"-".join(names)) or _BAD_VALUE.search(b"\t".join(values)):
+            log.error("refused to send an answer with a malformed header: %r", response.headers)
+            self._write(exchange, _INTERNAL)
+            return
+        body = response.body
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not keep_alive and not closes:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        if exchange.scope["method"] == "HEAD":
+            transport.write(b"".join(head))
+        elif len(body) < _JOIN_BELOW:
+            head.append(body)
+            transport.write(b"".join(head))
+        else:
+            transport.writelines((b"".join(head), body))
+        self.server_state.total_requests += 1
+        if not keep_alive:
+            transport.close()
+            return
+        self._answered()
+
+    def _answered(self) -> None:
+        """The current answer is out: start the next pipelined request, or wait for one."""
+        self._current = None
         self._in_head = True
         self._head_bytes = 0
-        super().on_response_complete()
         # The next request's head starts the clock again (the keep-alive timeout covers the
         # wait for its first byte).
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-
-    # --- clients that stop reading ---------------------------------------------------------
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._watch_writes()
-        if self not in self.stalls.held:
-            self.stalls.add(self, self._not_handed_over())
-            self._shed_stalled()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        # Most of the answer is taken; the write timer still watches what is left.
-        self.stalls.remove(self)
-
-    def _watch_writes(self) -> None:
-        if self._write_timer is None:
-            self._unsent = self._not_handed_over()
-            self._progressed_at = self.loop.time()
-            self._write_timer = self.loop.call_later(self._write_tick(), self._check_progress)
-
-    def _write_tick(self) -> float:
-        # Looked at ten times per write_seconds: the first look must not count the bytes
-        # that filled the client's receive window just after the answer stalled.
-        return self.write_seconds / 10
-
-    def _check_progress(self) -> None:
-        # Progress is the client taking any of the answer, not the buffer draining below its
-        # low-water mark: a slow reader of a large answer takes longer than write_seconds.
-        self._write_timer = None
-        if not self.transport.get_write_buffer_size():
-            return  # handed over to the kernel: its own timers take it from here
-        now, unsent = self.loop.time(), self._not_handed_over()
-        if unsent < self._unsent:
-            self._unsent, self._progressed_at = unsent, now
-        elif now - self._progressed_at >= self.write_seconds:
-            self._drop()
-            return
-        self._write_timer = self.loop.call_later(self._write_tick(), self._check_progress)
-
-    def _not_handed_over(self) -> int:
-        """Bytes of this connection's answers the client has not taken: the transport's
-        buffer and what the kernel holds unsent or unacknowledged."""
-        unsent = self.transport.get_write_buffer_size()
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError, ValueError):
-                unsent += _kernel_unsent(sock.fileno())
-        return unsent
-
-    def _shed_stalled(self) -> None:
-        # The answers stalled longest go first: a reader that is merely slow stalls later
-        # and for less long than one that never reads.
-        for oldest in list(self.stalls.held):
-            if self.stalls.total <= self.max_unread_bytes:
-                return
-            oldest._drop()
-
-    def _drop(self) -> None:
-        # abort, and with a reset: a close would keep the unread answer in the transport
-        # and in the kernel until the client reads it, and the client would not learn.
-        self.stalls.remove(self)
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        self.transport.abort()
+        self.resume_reading()
+        if self._pipeline:
+            self._start(self._pipeline.popleft())
+        else:
+            self._idle_since = self.loop.time()
+            if self._keep_alive_timer is None:
+                self._keep_alive_timer = self.loop.call_later(
+                    self.keep_alive_seconds, self.timeout_keep_alive_handler
+                )
 
     def timeout_keep_alive_handler(self) -> None:
+        self._keep_alive_timer = None
+        if self._idle_since is None:
+            return  # a request came; the next wait arms the timer again
+        left = self._idle_since + self.keep_alive_seconds - self.loop.time()
+        if left > 0:  # idle again, but not for long enough yet
+            self._keep_alive_timer = self.loop.call_later(left, self.timeout_keep_alive_handler)
+            return
         if self.transport.get_write_buffer_size():
             # Still handing over the last answer: closed once it is taken, dropped if the
             # client stops taking it.
             self._watch_writes()
-        super().timeout_keep_alive_handler()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stalls.remove(self)
-        for timer in (self._head_timer, self._write_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._write_timer = None
-        super().connection_lost(exc)
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
-def bounded_protocol(settings: GatewaySettings) -> type[HttpToolsProtocol]:
-    """The protocol class for uvicorn, with the limits of `settings`."""
+def bounded_protocol(settings: GatewaySettings, responder: Responder) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn's server: `responder` answers, within `settings`' limits."""
     return type(
         "BoundedHttpProtocol",
         (_Bounded,),
@@ -275,6 +438,7 @@ def bounded_protocol(settings: GatewaySettings) -> type[HttpToolsProtocol]:
             "head_seconds": settings.header_timeout_seconds,
             "write_seconds": settings.write_timeout_seconds,
             "max_unread_bytes": MAX_UNREAD_ANSWER_BYTES,
-            "stalls": _Stalls(),
+            "stalls": Stalls(),
+            "responder": staticmethod(responder),
         },
     )

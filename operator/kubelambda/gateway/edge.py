@@ -1,10 +1,11 @@
-"""The gateway's two ASGI apps: the public one (trigger routes, Invoke API, reserved paths)
-and the admin one (/metrics, /healthz). This is the edge: every GatewayError becomes an
-HTTP answer here, and nowhere else.
+"""The gateway's two apps: the public one (trigger routes, Invoke API, reserved paths) and the
+admin one (/metrics, /healthz). This is the edge: every GatewayError becomes an HTTP answer
+here, and nowhere else.
 
-Plain ASGI rather than a framework: the public app is the proxying hot path, where a
-framework's routing and request objects cost several times the gateway's own work
-(benchmarks/gateway_throughput.py); the admin app has two fixed endpoints.
+The gateway's connections (connection.py) call each app's `respond`, which returns the
+answer for them to write; each is also an ASGI app. No framework: the public app is the
+proxying hot path, where a framework's routing and request objects cost several times the
+gateway's own work (benchmarks/gateway_throughput.py); the admin app has two fixed endpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kubelambda.gateway.exceptions import (
     Unauthorized,
     Unavailable,
 )
+from kubelambda.gateway.exchange import BODY_KEY
 from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from kubelambda.gateway.sources.invoke_api import INVOKE_PREFIX
@@ -124,22 +126,35 @@ class PublicApp:
         self._buffered = 0  # body bytes held by all requests being read or served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI, for servers other than the gateway's own connections (connection.py)."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        response = await self.respond(scope, receive)
+        if response is not None:
+            await _send(send, response)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
+        """The answer to one request, counted in the metrics; None when the client left
+        before it could be answered."""
         request = Request(scope, receive, received=self._clock.monotonic())
         held = [0]  # this request's share of self._buffered
         read = False  # the whole body arrived
         try:
-            try:
-                async with asyncio.timeout(self._body_timeout):
-                    request.body = await self._read_body(request, receive, held)
-                    read = True
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"the request body did not arrive within {self._body_timeout:g} s"
-                ) from None
+            ready: bytes | None = scope.get(BODY_KEY)
+            if ready is not None:  # all in already: nothing to wait for
+                request.body = self._take_body(request, ready, held)
+                read = True
+            else:
+                try:
+                    async with asyncio.timeout(self._body_timeout):
+                        request.body = await self._read_body(request, receive, held)
+                        read = True
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"the request body did not arrive within {self._body_timeout:g} s"
+                    ) from None
             path = request.path
             if path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(_INVOCATIONS):
                 response = await self._invoke_api(request)
@@ -164,7 +179,7 @@ class PublicApp:
             self._metrics.request(
                 request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
             )
-            return
+            return None
         except Exception:
             # Never a stack trace to the client: log it, answer a plain 500.
             log.exception("unexpected error serving %s %s", request.method, request.path)
@@ -174,10 +189,10 @@ class PublicApp:
             )
         finally:
             self._buffered -= held[0]
-        await _send(send, response)
         self._metrics.request(
             request.function, response.status, self._clock.monotonic() - request.received
         )
+        return response
 
     def _hold(self, held: list[int], size: int) -> None:
         """Count `size` more body bytes against the gateway's bound, or refuse at once."""
@@ -189,7 +204,7 @@ class PublicApp:
         self._buffered += size
         held[0] += size
 
-    async def _read_body(self, request: Request, receive: Receive, held: list[int]) -> bytes:
+    def _check_length(self, request: Request, held: list[int]) -> None:
         limit = self._max_body
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(
@@ -197,6 +212,19 @@ class PublicApp:
             )
         if request.content_length:
             self._hold(held, request.content_length)  # refused before a byte is read
+
+    def _take_body(self, request: Request, body: bytes, held: list[int]) -> bytes:
+        """The checks of `_read_body` on a body that arrived whole before it was asked for."""
+        self._check_length(request, held)
+        if len(body) > self._max_body:
+            raise PayloadTooLarge(f"request body is over the {self._max_body} byte limit")
+        if len(body) > held[0]:  # chunked: no length was declared to hold up front
+            self._hold(held, len(body) - held[0])
+        return body
+
+    async def _read_body(self, request: Request, receive: Receive, held: list[int]) -> bytes:
+        limit = self._max_body
+        self._check_length(request, held)
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
@@ -231,6 +259,10 @@ class AdminApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        await _send(send, await self.respond(scope, receive))
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response:
+        """The answer to one request."""
         path = scope["path"]
         if scope["method"] not in ("GET", "HEAD"):
             response = error_response(
@@ -251,4 +283,4 @@ class AdminApp:
             response = error_response(
                 NotFound(f"{path}: the admin port serves /metrics and /healthz")
             )
-        await _send(send, response)
+        return response

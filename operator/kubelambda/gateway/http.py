@@ -8,14 +8,18 @@ metrics even when the answer is an error.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
+import orjson
+
 from kubelambda.api.identity import FunctionKey
 
-__all__ = ["ASGIApp", "Handler", "Request", "Response", "is_loopback"]
+__all__ = ["ASGIApp", "Handler", "Request", "Response", "is_loopback", "json_value"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -104,3 +108,20 @@ def is_loopback(address: str) -> bool:
         return ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def json_value(data: bytes) -> Any:
+    """`data` parsed as the json module parses it (raising what it raises), but several times
+    faster for the documents orjson takes; the rest (NaN, UTF-16, lone surrogates, deep
+    nesting) go to the json module, so the outcome never differs."""
+    if _LONG_NUMBER.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+# 19 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float (the json
+# module as an int); the json module reads those documents.
+_LONG_NUMBER = re.compile(rb"\d{19}")

@@ -23,7 +23,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator, FunctionLoad
-from kubelambda.gateway.connection import bounded_protocol
+from kubelambda.gateway.connection import Responder, bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
@@ -84,13 +84,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on connections whose
-    # socket says TCP, and uvicorn writes an answer's head and body separately; with
-    # Nagle on, the body waits for the client's delayed ACK (~40 ms per answer).
+    # socket says TCP; with Nagle on, a second write (a large answer's body, an answer after
+    # 100 Continue) waits for the client's delayed ACK (~40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Several gateway processes on one port: the kernel spreads connections among them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -172,7 +175,7 @@ class Gateway:
                 settings=settings,
             ),
         }
-        self.public_app: ASGIApp = PublicApp(
+        self.public_app = PublicApp(
             triggers=triggers,
             invoke_api=invoke_api,
             management_api=self._management_api,
@@ -184,7 +187,7 @@ class Gateway:
             max_buffered_body_bytes=settings.max_buffered_body_bytes,
             retry_after_seconds=settings.retry_after_seconds,
         )
-        self.admin_app: ASGIApp = AdminApp(metrics=self.metrics)
+        self.admin_app = AdminApp(metrics=self.metrics)
         self._servers: list[_Server] = []
         self._started = False
 
@@ -250,13 +253,16 @@ class Gateway:
         admin_port: int = 9090,
         on_ready: Callable[[ServingAddresses], None] | None = None,
         graceful_seconds: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
         """Serve the public app on host:port and the admin app on admin_host:admin_port
         until `shutdown()` is called or the task is cancelled; port 0 picks a free port,
-        and `on_ready` learns the real ones once both accept connections.
+        and `on_ready` learns the real ones once both accept connections. With `reuse_port`,
+        other processes may serve the same public port (SO_REUSEPORT): each is a replica of
+        its own, as two gateway pods are.
         """
         admin_host = admin_host or host
-        public_sock = _bind(host, port)
+        public_sock = _bind(host, port, reuse_port=reuse_port)
         try:
             admin_sock = _bind(admin_host, admin_port)
         except OSError:
@@ -269,8 +275,8 @@ class Gateway:
             admin_port=admin_sock.getsockname()[1],
         )
         servers = [
-            _Server(self._config(self.public_app, graceful_seconds, self.settings)),
-            _Server(self._config(self.admin_app, graceful_seconds, self.settings)),
+            _Server(self._config(self.public_app, self.public_app.respond, graceful_seconds)),
+            _Server(self._config(self.admin_app, self.admin_app.respond, graceful_seconds)),
         ]
         self._servers = servers
         await self.start()
@@ -303,12 +309,16 @@ class Gateway:
             if isinstance(outcome, Exception):
                 raise outcome
 
-    @staticmethod
-    def _config(app: ASGIApp, graceful_seconds: float, settings: GatewaySettings) -> uvicorn.Config:
+    def _config(
+        self, app: ASGIApp, responder: Responder, graceful_seconds: float
+    ) -> uvicorn.Config:
+        # uvicorn's server listens, dates answers and shuts down gracefully; the protocol is
+        # the gateway's own, which hands requests to `responder` (connection.py).
+        settings = self.settings
         return uvicorn.Config(
             app,
             loop="none",
-            http=bounded_protocol(settings),
+            http=bounded_protocol(settings, responder),
             limit_concurrency=settings.max_connections,
             timeout_keep_alive=int(max(settings.keep_alive_seconds, 1)),
             ws="none",

@@ -77,3 +77,35 @@ async def test_a_port_in_use_fails_serve_at_once() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_gateways_share_a_port_with_reuse_port() -> None:
+    # Each process a replica of its own, as two gateway pods are (SO_REUSEPORT).
+    first = create_gateway(platform=FakePlatform(), routes=TABLE)
+    ready: asyncio.Future[ServingAddresses] = asyncio.get_running_loop().create_future()
+    tasks = [
+        asyncio.create_task(
+            first.serve(port=0, admin_port=0, on_ready=ready.set_result, reuse_port=True)
+        )
+    ]
+    try:
+        addresses = await asyncio.wait_for(asyncio.shield(ready), 10)
+        second = create_gateway(platform=FakePlatform(), routes=TABLE)
+        also: asyncio.Future[ServingAddresses] = asyncio.get_running_loop().create_future()
+        tasks.append(
+            asyncio.create_task(
+                second.serve(
+                    port=addresses.public_port,
+                    admin_port=0,
+                    on_ready=also.set_result,
+                    reuse_port=True,
+                )
+            )
+        )
+        assert (await asyncio.wait_for(also, 10)).public_port == addresses.public_port
+        async with httpx.AsyncClient(base_url=addresses.public_url, timeout=10) as client:
+            assert (await client.get("/nowhere")).status_code == 404
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.clock import Clock
@@ -28,8 +31,18 @@ from kubelambda.gateway.sources.http_payload import (
 
 __all__ = ["TriggerHandler"]
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _event_json(event: dict[str, Any]) -> bytes:
+    """The event as JSON: by orjson, several times faster than the json module, with the same
+    value (non-ASCII as UTF-8 rather than escaped); a string orjson refuses (a lone surrogate,
+    which a JWT claim may hold) goes through the json module instead."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return _dumps(event).encode("utf-8")
 
 
 def _authenticate(request: Request, keys: frozenset[str]) -> None:
@@ -104,7 +117,7 @@ class TriggerHandler:
         )
         invocation = await self._invoker.invoke(
             function,
-            payload=_dumps(event).encode("utf-8"),
+            payload=_event_json(event),
             request_id=request_id,
             invoked_arn=self._arn(function.key),
             hold_deadline=request.received + self._settings.hold_timeout_seconds,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
-from kubelambda.gateway.http import Response
+from kubelambda.gateway.http import Response, json_value
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -305,7 +305,7 @@ def map_response(payload: bytes) -> Response:
     returned: 200, application/json. Invalid JSON or a malformed description is a 502.
     """
     try:
-        result = json.loads(payload)
+        result = json_value(payload)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep
         return function_error_response()
     if isinstance(result, dict) and "statusCode" in result:

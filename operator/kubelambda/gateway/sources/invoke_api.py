@@ -31,7 +31,7 @@ from kubelambda.gateway.exceptions import (
     UnknownOperation,
     UpstreamFailed,
 )
-from kubelambda.gateway.http import Request, Response
+from kubelambda.gateway.http import Request, Response, json_value
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.routing import FunctionEntry, RoutingTable
@@ -231,7 +231,7 @@ def _check_json(body: bytes) -> None:
     if not body:
         return  # no payload: the runtime passes {} as the event
     try:
-        json.loads(body)
+        json_value(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise BadRequest(f"Could not parse request body into json: {exc}") from None
 

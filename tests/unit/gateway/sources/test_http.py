@@ -15,6 +15,7 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import FakePlatform, Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, JwtAuthorizerConfig, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.sources.http import _event_json
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway, raw_server, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -337,3 +338,10 @@ async def test_routes_without_an_authorizer_have_none_in_the_event(
     answer = await served.client.get("/hello", headers={"authorization": "Bearer x.y.z"})
     assert answer.status_code == 200
     assert "authorizer" not in answer.json()["event"]["requestContext"]
+
+
+async def test_an_event_orjson_refuses_is_written_by_the_json_module() -> None:
+    # A lone surrogate (a JWT claim may carry one) is not UTF-8: the json module escapes it.
+    event = {"requestContext": {"authorizer": {"jwt": {"claims": {"sub": "a\ud800b"}}}}}
+    assert json.loads(_event_json(event)) == event
+    assert _event_json({"rawPath": "/caf\u00e9"}) == '{"rawPath":"/café"}'.encode()
