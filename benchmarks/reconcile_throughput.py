@@ -7,19 +7,33 @@ the operator's resident memory at the end, and — measured in the same run, wit
 kubectl and server — how fast 1,000 plain ConfigMaps are applied, so the figure reads as a
 ratio; and how fast the same 1,000 Functions are merely stored (applied where no operator
 watches), the floor set by the API server's validation of them. Targets: >= 20 Functions/s,
-<= 150 MiB.
+<= 150 MiB; at 15,000 Functions (issue 17): >= 0.15 of the ConfigMaps' rate, <= 200 MiB.
+
+It also prints the API requests per Function that the API server counted while the operator
+worked (its apiserver_request_total, every client: kubectl's apply of the Functions and this
+script's watch included) and the time the server spent on each kind of request. The script
+follows the Functions' status with one watch, not by listing them: a list of 15,000
+Functions every quarter second would cost the API server more than the operator does.
+``--profile FILE`` samples the operator with py-spy over the measured span (collapsed stacks,
+and a summary); ``--tracemalloc FILE`` runs it under tracemalloc (slow: for where memory
+goes, not for the figures) and writes its largest allocation sites at the end.
 
 No controller-manager runs (nothing here needs pods), so the API server and etcd share the
 machine only with the operator and kubectl.
 
     python benchmarks/reconcile_throughput.py [--functions 1000] [--workers 8]
+        [--profile FILE] [--tracemalloc FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,9 +46,30 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.apiserver import ApiServer, api_server  # noqa: E402
 from kubelambda.platforms.kubernetes.client import KubeClient  # noqa: E402
+from kubelambda.platforms.kubernetes.errors import ApiError  # noqa: E402
 from kubelambda.platforms.kubernetes.kinds import FUNCTION  # noqa: E402
 
 CODE = 'def handler(event, context):\n    return {"n": %d}\n'
+
+# Runs the operator under tracemalloc; SIGUSR1 writes its largest allocation sites to the file
+# named by the first argument, grouped by line, then by file.
+TRACED = """
+import os, signal, sys, tracemalloc
+tracemalloc.start(1)
+out = sys.argv.pop(1)
+def dump(*_):
+    snapshot = tracemalloc.take_snapshot()
+    with open(out + ".part", "w") as f:
+        for group in ("lineno", "filename"):
+            stats = snapshot.statistics(group)
+            f.write(f"total {sum(s.size for s in stats) / 2**20:.1f} MiB by {group}\\n")
+            for stat in stats[:40]:
+                f.write(f"{stat.size / 2**20:8.2f} MiB {stat.count:9d} {stat.traceback}\\n")
+    os.replace(out + ".part", out)
+signal.signal(signal.SIGUSR1, dump)
+from kubelambda.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def documents(kind: str, count: int, namespace: str) -> str:
@@ -67,18 +102,15 @@ def documents(kind: str, count: int, namespace: str) -> str:
 
 def timed_apply(api: ApiServer, body: str) -> float:
     started = time.perf_counter()
-    api.kubectl("apply", "--server-side", "-f", "-", input=body, timeout=600)
+    api.kubectl("apply", "--server-side", "-f", "-", input=body, timeout=7200)
     return time.perf_counter() - started
 
 
-def ready_count(client: KubeClient, namespace: str) -> int:
-    listed = client.list_objects(FUNCTION, namespace=namespace)
-    ready = 0
-    for item in listed.items:
-        for condition in (item.get("status") or {}).get("conditions") or ():
-            if condition.get("type") == "Ready" and condition.get("status") == "True":
-                ready += 1
-    return ready
+def _is_ready(obj: dict[str, Any]) -> bool:
+    for condition in (obj.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            return True
+    return False
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -95,12 +127,126 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_all_ready(client: KubeClient, namespace: str, count: int, *, timeout: float) -> float:
+    """When ``count`` Functions of ``namespace`` are Ready, followed with one list and a watch
+    (listing again only when the watch expires)."""
     deadline = time.perf_counter() + timeout
-    while (ready := ready_count(client, namespace)) < count:
-        if time.perf_counter() > deadline:
-            raise SystemExit(f"only {ready} of {count} Functions Ready after {timeout:.0f} s")
-        time.sleep(0.25)
-    return time.perf_counter()
+    ready: set[str] = set()
+    version: str | None = None
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise SystemExit(f"only {len(ready)} of {count} Functions Ready after {timeout:.0f} s")
+        if version is None:
+            listed = client.list_objects(FUNCTION, namespace=namespace)
+            ready = {item["metadata"]["name"] for item in listed.items if _is_ready(item)}
+            version = listed.resource_version
+        if len(ready) >= count:
+            return time.perf_counter()
+        try:
+            for event in client.watch(
+                FUNCTION,
+                namespace=namespace,
+                resource_version=version,
+                timeout_seconds=max(1, min(60, int(remaining))),
+            ):
+                version = str(event.object["metadata"].get("resourceVersion") or version)
+                if event.type == "BOOKMARK":
+                    continue
+                name = event.object["metadata"]["name"]
+                if event.type != "DELETED" and _is_ready(event.object):
+                    ready.add(name)
+                else:
+                    ready.discard(name)
+                if len(ready) >= count:
+                    return time.perf_counter()
+        except ApiError as exc:
+            if exc.status != 410:
+                raise
+            version = None  # expired: list again
+
+
+_SAMPLE = re.compile(
+    r"^(apiserver_request_total|apiserver_request_duration_seconds_sum)\{(.*)\} (\S+)$"
+)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+Totals = dict[str, collections.defaultdict[tuple[str, str], float]]
+
+
+def request_totals(api: ApiServer) -> Totals:
+    """The API server's request counts and seconds so far, by (verb, resource[/subresource])."""
+    text = api.kubectl("get", "--raw", "/metrics", timeout=120).stdout
+    totals: Totals = {
+        "apiserver_request_total": collections.defaultdict(float),
+        "apiserver_request_duration_seconds_sum": collections.defaultdict(float),
+    }
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match[2]))
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        totals[match[1]][(labels.get("verb", ""), resource)] += float(match[3])
+    return totals
+
+
+def print_requests(before: Totals, after: Totals, functions: int) -> None:
+    counts = {
+        key: n - before["apiserver_request_total"][key]
+        for key, n in after["apiserver_request_total"].items()
+    }
+    seconds = {
+        key: n - before["apiserver_request_duration_seconds_sum"][key]
+        for key, n in after["apiserver_request_duration_seconds_sum"].items()
+    }
+    rows = sorted(((n, key) for key, n in counts.items() if n >= functions / 20), reverse=True)
+    writes = sum(n for n, (verb, _) in rows if verb not in ("GET", "LIST", "WATCH"))
+    print(
+        f"  API requests per Function while it worked (all clients): {writes / functions:.2f}"
+        " writes; by verb and resource, with the server's time in them:"
+    )
+    for n, key in rows:
+        print(
+            f"    {key[0]:6} {key[1]:28} {n / functions:5.2f}  {seconds.get(key, 0):7.1f} s"
+            f" ({seconds.get(key, 0) / n * 1000:5.1f} ms each)"
+        )
+
+
+def summarise_profile(path: Path, top: int = 25) -> None:
+    """The functions most often on the operator's stacks (inclusive), from py-spy's raw output."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        total += int(samples)
+        for frame in set(stack.split(";")):
+            inclusive[re.sub(r":\d+\)$", ")", frame)] += int(samples)
+    print(f"  operator profile: {total} samples; on the stack in the most of them:")
+    for frame, count in inclusive.most_common(top):
+        print(f"    {100 * count / max(total, 1):5.1f}%  {frame[:110]}")
+
+
+def start_operator(api: ApiServer, args: argparse.Namespace, log: Any) -> subprocess.Popen[bytes]:
+    flags = [
+        "operator",
+        f"--kubeconfig={api.kubeconfig}",
+        "--runtime-image=python3.12=localhost/kubelambda-runtime:bench",
+        f"--workers={args.workers}",
+        "--log-level=WARNING",
+        # Not "stored", where the floor's Functions wait unreconciled.
+        "--namespace=bench",
+        "--namespace=warmup",
+    ]
+    if args.tracemalloc:
+        command = [sys.executable, "-c", TRACED, str(args.tracemalloc.resolve()), *flags]
+    else:
+        command = [sys.executable, "-m", "kubelambda.cli", *flags]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=api.env())
 
 
 def main() -> None:
@@ -109,8 +255,13 @@ def main() -> None:
     )
     parser.add_argument("--functions", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the operator")
+    parser.add_argument("--tracemalloc", type=Path, help="the operator's allocation sites")
     args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if args.profile and not Path(py_spy).exists():
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
     logs = Path(tempfile.mkdtemp(prefix="kubelambda-bench-reconcile-"))
     with api_server(log_dir=logs) as api:
         api.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -123,24 +274,8 @@ def main() -> None:
         stored = timed_apply(api, documents("Function", args.functions, "stored"))
 
         log = (logs / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kubelambda.cli",
-                "operator",
-                f"--kubeconfig={api.kubeconfig}",
-                "--runtime-image=python3.12=localhost/kubelambda-runtime:bench",
-                f"--workers={args.workers}",
-                "--log-level=WARNING",
-                # Not "stored", where the floor's Functions wait unreconciled.
-                "--namespace=bench",
-                "--namespace=warmup",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=api.env(),
-        )
+        operator = start_operator(api, args, log)
+        sampler: subprocess.Popen[bytes] | None = None
         try:
             # One Function first, so that start-up (imports, watches) is not in the figure.
             api.kubectl(
@@ -150,14 +285,48 @@ def main() -> None:
             idle_rss, _ = rss_mib(operator.pid)
             servers = {name: server.popen.pid for name, server in api.servers.items()}
             pids = {"operator": operator.pid, **servers}
+            requests_before = request_totals(api)
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            if args.profile:
+                sampler = subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(operator.pid),
+                        "--format",
+                        "raw",
+                        "--gil",
+                        "--rate",
+                        "50",
+                        "--nonblocking",
+                        "--output",
+                        str(args.profile),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
 
             started = time.perf_counter()
             submit = timed_apply(api, documents("Function", args.functions, "bench"))
             finished = wait_all_ready(client, "bench", args.functions, timeout=args.timeout)
             rss, peak = rss_mib(operator.pid)
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                sampler.wait(timeout=60)
+            requests_after = request_totals(api)
+            if args.tracemalloc:
+                args.tracemalloc.unlink(missing_ok=True)
+                operator.send_signal(signal.SIGUSR1)
+                deadline = time.monotonic() + 600
+                while not args.tracemalloc.exists():
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the operator wrote no tracemalloc snapshot in 600 s")
+                    time.sleep(1)  # a snapshot of a big heap takes a while
         finally:
+            if sampler is not None and sampler.poll() is None:
+                sampler.kill()
             operator.terminate()
             operator.wait(timeout=30)
             log.close()
@@ -167,6 +336,7 @@ def main() -> None:
     reference_rate = args.functions / reference
     floor_rate = args.functions / stored
     print(f"{args.functions} Functions applied at once ({args.workers} reconcile workers)")
+    print(f"  load average when done: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"  kubectl apply of them, operator running:  {submit:6.1f} s")
     print(f"  apply -> all Ready:  {elapsed:6.1f} s = {rate:6.1f} Functions/s  (target >= 20)")
     print("  measured in the same run, same kubectl and server:")
@@ -181,16 +351,25 @@ def main() -> None:
     print(
         f"  ratios: reconciled / merely stored Functions {rate / floor_rate:.2f};"
         f" reconciled Functions / applied ConfigMaps {rate / reference_rate:.2f}"
-        " (each Function becomes 4 objects and a status)"
+        " (each Function becomes 4 objects and a status; target at 15,000: >= 0.15)"
     )
     print(
         "  CPU seconds from apply to all Ready: "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+        + "; per Function: "
+        + ", ".join(
+            f"{name} {seconds / args.functions * 1000:.1f} ms" for name, seconds in cpu.items()
+        )
     )
     print(
         f"  operator RSS: {idle_rss:.0f} MiB idle, {rss:.0f} MiB at the end,"
-        f" {peak:.0f} MiB peak  (target <= 150)"
+        f" {peak:.0f} MiB peak  (target <= 150; at 15,000: <= 200)"
     )
+    print_requests(requests_before, requests_after, args.functions)
+    if args.profile:
+        summarise_profile(args.profile)
+    if args.tracemalloc:
+        print(f"  allocation sites: {args.tracemalloc}")
     print(f"  logs: {logs}")
 
 

@@ -14,8 +14,9 @@ from typing import Final
 __all__ = ["FIELD_MANAGER", "REPLICAS_MANAGER", "ControllerConfig"]
 
 # Server-side apply identities. The controller applies everything it owns as FIELD_MANAGER;
-# REPLICAS_MANAGER holds a new Deployment's first replica count until the autoscaler (or a
-# person with `kubectl scale`) takes it over, so the controller never owns replicas for long.
+# REPLICAS_MANAGER takes a Deployment's first replica count over before the controller applies
+# that Deployment again, and holds it until the autoscaler (or a person with `kubectl scale`)
+# takes it, so no apply of the controller ever drops replicas it alone owns.
 FIELD_MANAGER: Final = "kubelambda-controller"
 REPLICAS_MANAGER: Final = "kubelambda-initial-replicas"
 

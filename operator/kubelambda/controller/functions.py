@@ -278,17 +278,18 @@ class FunctionReconciler:
                 ),
                 recheck=True,
             )
-        if live is not None and kind == DEPLOYMENT and needs_handover(live):
-            live = await self._hand_over_replicas(live)
         if live is None:
             created = (
                 desired if create_replicas is None else with_replicas(desired, create_replicas)
             )
             live = await self.cluster.apply(created, field_manager=FIELD_MANAGER)
             changes.append(f"created {kind.kind} {name}")
-            if kind == DEPLOYMENT and needs_handover(live):
-                live = await self._hand_over_replicas(live)
         elif not contains(live, desired):
+            if kind == DEPLOYMENT and needs_handover(live):
+                # This apply leaves replicas out: were the controller still their only owner,
+                # the server would reset them. Handing over only now saves a write per new
+                # Function; the autoscaler's first scale takes them over anyway.
+                live = await self._hand_over_replicas(live)
             live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
             changes.append(f"updated {kind.kind} {name}")
         kept = self.store.put(kind, live)

@@ -1,8 +1,10 @@
 """Who owns a Deployment's ``spec.replicas``, read from its managedFields.
 
-The controller sets replicas only when it creates a Deployment, then hands the field to
-REPLICAS_MANAGER: if it kept it, a later apply without replicas would reset them to 1. The
-Function reconciler asks ``needs_handover`` on every pass, so an interrupted handover resumes.
+The controller sets replicas only when it creates a Deployment, and hands the field to
+REPLICAS_MANAGER before it applies that Deployment again: were it still the only owner, that
+apply, without replicas, would reset them to 1. The Function reconciler asks
+``needs_handover`` before each such apply, so an interrupted handover resumes; until then
+the autoscaler's first scale (or ``kubectl scale``) takes the field over by itself.
 """
 
 from __future__ import annotations

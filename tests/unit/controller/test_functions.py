@@ -22,6 +22,7 @@ from kubelambda.platforms.kubernetes.kinds import (
     NETWORK_POLICY,
     SERVICE,
     Kind,
+    kind_of,
 )
 from unit.controller.reconciling import DeletedInFlightCluster, make_operator, restart, settle
 
@@ -84,7 +85,7 @@ def test_reconciling_again_writes_nothing(
 class OvertakenCluster(FakeCluster):
     """FakeCluster where the Deployment controller reports on a new Deployment (its status
     observes the generation) and the operator's watch delivers that event before the answer
-    to the replicas handover comes back, as a busy operator can see them."""
+    to the Deployment's creation comes back, as a busy operator can see them."""
 
     operator: Operator | None = None
 
@@ -92,7 +93,7 @@ class OvertakenCluster(FakeCluster):
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True
     ) -> dict[str, Any]:
         answer = await super().apply(obj, field_manager=field_manager, force=force)
-        if field_manager == REPLICAS_MANAGER and self.operator is not None:
+        if kind_of(obj) == DEPLOYMENT and self.operator is not None:
             live = self.objects[self._key(DEPLOYMENT, NS, obj["metadata"]["name"])]
             live["status"] = {"observedGeneration": live["metadata"]["generation"]}
             live["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -147,6 +148,41 @@ def test_replicas_start_at_the_minimum_then_belong_to_the_autoscaler(
         == (stored(cluster, FUNCTION)["status"]["codeHash"])
     )
     assert stored(cluster, FUNCTION)["status"]["observedGeneration"] == 2
+
+
+def test_a_new_function_costs_one_write_per_object_and_its_status(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+    # The replicas handover waits for the Deployment's next apply (one fewer write per
+    # Function); the autoscaler's first scale usually makes it unneeded.
+    assert sorted(cluster.writes) == [
+        ("apply", "ConfigMap", "hello-code"),
+        ("apply", "Deployment", "hello"),
+        ("apply", "NetworkPolicy", "hello"),
+        ("apply", "Service", "hello"),
+        ("status", "Function", "hello"),
+    ]
+
+
+def test_replicas_are_handed_over_before_the_deployment_is_applied_again(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function(scaling={"minReplicas": 2}))
+    settle(operator)
+    changed = stored(cluster, FUNCTION)
+    changed["spec"]["memoryMB"] = 256
+    writes = len(cluster.writes)
+    operator.function_event("MODIFIED", cluster.put(changed))
+    settle(operator)
+    assert cluster.writes[writes:][:2] == [
+        ("apply", "Deployment", "hello"),  # REPLICAS_MANAGER's claim, then the new spec
+        ("apply", "Deployment", "hello"),
+    ]
+    owners = {e["manager"] for e in stored(cluster, DEPLOYMENT)["metadata"]["managedFields"]}
+    assert REPLICAS_MANAGER in owners
+    assert stored(cluster, DEPLOYMENT)["spec"]["replicas"] == 2
 
 
 def test_replicas_survive_a_spec_change_before_any_autoscaling(
@@ -303,7 +339,7 @@ def test_a_deleted_function_is_left_to_the_garbage_collector(
         (SERVICE, "hello", FIELD_MANAGER),
         (CONFIG_MAP, "hello-code", FIELD_MANAGER),
         (NETWORK_POLICY, "hello", FIELD_MANAGER),
-        (DEPLOYMENT, "hello", REPLICAS_MANAGER),  # the last write of a new Deployment
+        (DEPLOYMENT, "hello", FIELD_MANAGER),
     ],
 )
 def test_an_object_deleted_while_its_write_is_answered_is_created_again(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubelambda.controller.store import TOMBSTONE_SECONDS, Store, newer
-from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION
 
 
 def function(
@@ -218,3 +218,21 @@ def test_objects_come_back_as_they_went_in_and_are_kept_deflated() -> None:
     kept = sum(map(len, store._objects[FUNCTION].values()))
     raw = sum(len(json.dumps(o, separators=(",", ":"))) for o in put)
     assert kept < raw / 3, "objects of one kind share most of their bytes"
+
+
+def test_objects_larger_than_the_compression_window_come_back_whole() -> None:
+    store = Store()
+    # The first object of a kind is the dictionary: both it and later objects exceed 8 KiB.
+    big: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"cm-{n}", "namespace": "team-a", "resourceVersion": str(n)},
+            "data": {f"mod{i}.py": f"# {n} {i}\n" + "x = 1\n" * 200 for i in range(20)},
+        }
+        for n in range(1, 4)
+    ]
+    for obj in big:
+        store.put(CONFIG_MAP, obj)
+    for obj in big:
+        assert store.get(CONFIG_MAP, namespace="team-a", name=obj["metadata"]["name"]) == obj
