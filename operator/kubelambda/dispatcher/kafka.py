@@ -2,15 +2,15 @@
 consumer group, reach the Function in batches in the self-managed Kafka event shape.
 
 EventSources (sources.py) runs one `KafkaPoller` per kafka Trigger. A partition has at most one
-batch in flight (it is paused meanwhile) and its offset is committed only once that batch
-succeeded or was given up, so records of a partition go in order and a crash repeats some but
-loses none; what a batch comes to is decided by `next_step` (kafka_steps.py).
+batch in flight, its offset is committed only once that batch succeeded or was given up, and its
+next batch starts only after that commit was answered, so records of a partition go in order and
+a crash repeats some but loses none. Records fetched meanwhile wait in `Fetched`
+(kafka_buffer.py); what a batch comes to is decided by `next_step` (kafka_steps.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,10 +25,13 @@ from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
 from kubelambda.delivery.endpoints import described
 from kubelambda.dispatcher.batches import BatchInvoker, BatchOutcome, FailedRecords
+from kubelambda.dispatcher.kafka_buffer import Fetched
 from kubelambda.dispatcher.kafka_client import (
+    Commits,
     Rebalance,
     fetch,
     missing_topics,
+    pause_only,
     stop,
     why_unreachable,
 )
@@ -38,7 +41,6 @@ from kubelambda.dispatcher.kafka_steps import (
     kafka_record,
     next_step,
     offset_reset,
-    record_size,
     retry_limit,
 )
 from kubelambda.dispatcher.shapes import (
@@ -120,9 +122,14 @@ class KafkaPoller:
         self._where = ",".join(source.bootstrap_servers)
         self._name = f"{trigger.namespace}/{trigger.name}"
         self._consumer: Any = None
+        self._commits: Commits | None = None
+        self._fetched = Fetched(
+            batch_size=source.batching.batch_size, batch_bytes=_BATCH_BYTES, wanted=self._wanted
+        )
         self._busy: set[Any] = set()  # partitions with a batch in flight
         self._batches: set[asyncio.Task[None]] = set()
-        self._generation = 0  # rebalances so far: records fetched before one are stale
+        self._wake: asyncio.Future[None] | None = None  # set when records came or a batch ended
+        self._opened: float | None = None  # when the batching window of the next batch opened
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -166,10 +173,10 @@ class KafkaPoller:
             enable_auto_commit=False,
             auto_offset_reset=offset_reset(self.source.batching.starting_position),
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
-            # aiokafka keeps one fetch in flight per broker; while a partition is paused for
-            # its batch, the fetch covers only the others, and when they are empty the broker
-            # holds it up to this long before the resumed partition is asked again (500 ms by
-            # default: a partition with the backlog then drains one batch per half second).
+            # aiokafka keeps one fetch in flight per broker; while a partition is paused (it
+            # holds a batch ahead), the fetch covers only the others, and when they are empty
+            # the broker holds it up to this long before the resumed partition is asked again
+            # (500 ms by default: a partition with a backlog could wait that long for records).
             fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
             **options,
         )
@@ -210,82 +217,88 @@ class KafkaPoller:
     # --- the loop -------------------------------------------------------------------------
 
     async def _poll(self, consumer: Any) -> None:
+        """Fetch in the background while batches start as soon as a slot and records of a
+        partition with no batch in flight are there: a partition's next batch is usually
+        fetched while its batch runs, so it starts once that batch is committed."""
         self._consumer = consumer
         checked = self._clock.monotonic()
-        while True:
-            self._sync_pauses()
-            parts = await self._gather(consumer)
-            if parts:
-                self._dispatch(consumer, parts)
-            elif self._clock.monotonic() - checked >= _CHECK_SECONDS:
-                await self._check(consumer)
-                checked = self._clock.monotonic()
+        taking: asyncio.Future[bool] | None = None
+        try:
+            while True:
+                closes = self._start_batches()
+                if taking is None:
+                    taking = asyncio.ensure_future(self._take(consumer))
+                wake = self._wake = asyncio.get_running_loop().create_future()
+                wait = None if closes is None else max(closes - self._clock.monotonic(), 0.0)
+                either: list[asyncio.Future[Any]] = [taking, wake]
+                await asyncio.wait(either, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    continue
+                got, taking = taking.result(), None
+                if got:
+                    checked = self._clock.monotonic()
+                elif self._clock.monotonic() - checked >= _CHECK_SECONDS:
+                    await self._check(consumer)
+                    checked = self._clock.monotonic()
+        finally:
+            if taking is not None:
+                taking.cancel()
+                await asyncio.gather(taking, return_exceptions=True)
+
+    async def _take(self, consumer: Any) -> bool:
+        """Wait up to a second for records and keep what came; whether any did. The records are
+        held and the partitions that now hold a batch ahead paused in the same step, before
+        the client can fetch more for them."""
+        fetched = await fetch(consumer, seconds=_FETCH_WAIT_SECONDS, start_ms=self._start_ms)
+        for partition, records in fetched.items():
+            self._fetched.add(partition, map(kafka_record, records))
+        self._sync_pauses()
+        self._woken()
+        return bool(fetched)
 
     def _sync_pauses(self) -> None:
-        """Pause the partitions with a batch in flight, and every partition while no batch
-        may start: the client then fetches nothing more for them, so memory stays bounded
-        however slow the Function is, and the consumer still polls (it stays in its group)."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        assigned = set(consumer.assignment())
-        full = len(self._batches) >= self._concurrency
-        wanted = assigned if full else self._busy & assigned
-        paused = set(consumer.paused())
-        with contextlib.suppress(KafkaError):  # a partition revoked meanwhile
-            if stop := wanted - paused:
-                consumer.pause(*stop)
-            if go := (paused - wanted) & assigned:
-                consumer.resume(*go)
+        """Pause the partitions that hold a whole batch ahead, and only those: the client then
+        fetches nothing more for them, so memory stays bounded however slow the Function is
+        (per partition, a batch in flight, one ahead and the rest of one fetch), and the
+        consumer still polls (it stays in its group)."""
+        if self._consumer is not None:
+            pause_only(self._consumer, self._fetched.holds_a_batch)
 
-    async def _gather(self, consumer: Any) -> dict[Any, Share]:
-        """Up to batchSize records of the partitions not in flight, under 6 MB: what is there
-        at once, or, with a batching window, what arrives until it closes or the batch is full.
-        A partition's records beyond a full batch are fetched again for its next batch."""
-        batching = self.source.batching
-        parts: dict[Any, Share] = {}
-        count = size = 0
-        closes: float | None = None
-        while count < batching.batch_size:
-            wait = _FETCH_WAIT_SECONDS if closes is None else closes - self._clock.monotonic()
-            if wait <= 0:
-                break
-            generation = self._generation
-            fetched = await fetch(
-                consumer, seconds=wait, count=batching.batch_size - count, start_ms=self._start_ms
-            )
-            if generation != self._generation:
-                # A rebalance: what was gathered is read again from the committed offsets by
-                # whoever has the partitions now; what this fetch returned (drained after the
-                # new assignment) is already the new assignment's.
-                parts, count, size, closes = {}, 0, 0, None
-            full = False
-            for partition, records in fetched.items():
-                for raw in records:
-                    record = kafka_record(raw)
-                    wanted = self._wanted(record)
-                    grows = record_size(record) if wanted else 0
-                    if full or (count and size + grows > _BATCH_BYTES):
-                        full = True
-                        consumer.seek(partition, record.offset)  # its next batch starts here
-                        break
-                    part = parts.setdefault(partition, Share(partition))
-                    part.end = record.offset + 1
-                    if wanted:
-                        part.records.append(record)
-                        count, size = count + 1, size + grows
-            if full or (not parts and closes is None):
-                break
-            if closes is None:
-                if batching.window_seconds <= 0:
-                    break
-                closes = self._clock.monotonic() + batching.window_seconds
-        return parts
+    def _start_batches(self) -> float | None:
+        """Start the batches that may start: while a slot is free and partitions with no batch
+        in flight hold records, as many as they make (a batch that is not full waits for the
+        batching window, opened when its first record could go). The moment the window closes,
+        or None."""
+        window = self.source.batching.window_seconds
+        free = self._free
+        while len(self._batches) < self._concurrency:
+            found, full = self._fetched.ready(free)
+            if not found:
+                self._opened = None
+                return None
+            if window > 0 and not full:
+                now = self._clock.monotonic()
+                if self._opened is None:
+                    self._opened = now
+                if now - self._opened < window:
+                    return self._opened + window
+            self._opened = None
+            self._dispatch(self._fetched.take(free))
+            self._sync_pauses()  # a partition that held a batch ahead may now fetch again
+        return None
+
+    def _free(self, partition: Any) -> bool:
+        return partition not in self._busy
+
+    def _woken(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def _wanted(self, record: KafkaRecord) -> bool:
         return not self._filters or matches_any(self._filters, filter_document_kafka(record))
 
-    def _dispatch(self, consumer: Any, parts: dict[Any, Share]) -> None:
+    def _dispatch(self, parts: dict[Any, Share]) -> None:
+        consumer = self._consumer
         self._busy.update(parts)
         task = asyncio.create_task(self.process(consumer, list(parts.values())))
         self._batches.add(task)
@@ -295,19 +308,21 @@ class KafkaPoller:
             self._busy.difference_update(parts)
             if not task.cancelled() and (error := task.exception()) is not None:
                 log.error("kafka %s: a batch failed unexpectedly", self._name, exc_info=error)
-            self._sync_pauses()
+            self._woken()  # its partitions and its slot are free
 
         task.add_done_callback(finished)
-        self._sync_pauses()
 
     async def _drop_batches(self) -> None:
-        """Cancel the batches in flight (the partitions were revoked, or the consumer stops):
-        their offsets are not committed, so their records come again, to whoever reads next."""
-        self._generation += 1
+        """Cancel the batches in flight and forget the records fetched (the partitions were
+        revoked, or the consumer stops): their offsets are not committed, so their records come
+        again, to whoever reads next."""
+        self._fetched.drop()
         batches = list(self._batches)
         for task in batches:
             task.cancel()
         await asyncio.gather(*batches, return_exceptions=True)
+        if self._commits is not None:
+            await self._commits.settle()
         self._batches.clear()
         self._busy.clear()
 
@@ -365,8 +380,11 @@ class KafkaPoller:
         return kafka_event(event_source_arn=None, bootstrap_servers=servers, records=records)
 
     async def _commit(self, consumer: Any, offsets: dict[Any, int]) -> None:
+        commits = self._commits
+        if commits is None or commits.consumer is not consumer:
+            commits = self._commits = Commits(consumer)
         try:
-            await consumer.commit(offsets)
+            await commits.commit(offsets)
         except KafkaError as exc:
             # The group moved on (a rebalance) or the cluster is away: the next commit of these
             # partitions covers this one, or their new reader gets the records again.

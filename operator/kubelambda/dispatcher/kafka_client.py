@@ -1,7 +1,8 @@
 """What a kafka Trigger's poller needs of its cluster beyond delivery/endpoints.py (the Secret's
 rules, the client's options and the probe it shares with the operator): the probe's answer in the
 poller's words (`why_unreachable`), the topics it lacks, a fetch that places an AT_TIMESTAMP
-group, a rebalance listener, and a bounded stop. Used by kafka.py.
+group, pauses, commits of several batches in one request, a rebalance listener, and a bounded
+stop. Used by kafka.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
 )
@@ -20,9 +22,11 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from kubelambda.delivery.endpoints import KafkaEndpoint, kafka_unreachable
 
 __all__ = [
+    "Commits",
     "Rebalance",
     "fetch",
     "missing_topics",
+    "pause_only",
     "stop",
     "why_unreachable",
 ]
@@ -54,6 +58,71 @@ async def missing_topics(consumer: Any, topics: Collection[str]) -> list[str]:
     return [topic for topic in topics if topic not in present]
 
 
+def pause_only(consumer: Any, wanted: Callable[[Any], bool]) -> None:
+    """Pause the assigned partitions for which `wanted` is true and resume the others. Pausing
+    drops what the client fetched of a partition and the poller has not taken: it is fetched
+    again once the partition is resumed."""
+    assigned = set(consumer.assignment())
+    stop = {partition for partition in assigned if wanted(partition)}
+    paused = set(consumer.paused())
+    with contextlib.suppress(KafkaError):  # a partition revoked meanwhile
+        if pause := stop - paused:
+            consumer.pause(*pause)
+        if go := (paused - stop) & assigned:
+            consumer.resume(*go)
+
+
+class Commits:
+    """Commits the offsets of one consumer's batches, the batches that end while a request is
+    out together in the next one: the client sends one commit at a time, so each batch waiting
+    its turn would add a round trip to the broker before its partition's next batch starts."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self._pending: dict[Any, int] = {}
+        self._waiting: list[asyncio.Future[None]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    async def commit(self, offsets: Mapping[Any, int]) -> None:
+        """Return once a request carrying `offsets` (partition → the next offset to read) was
+        answered; raise what the client raised for it (a KafkaError: the group rebalanced, the
+        cluster is away)."""
+        answered = asyncio.get_running_loop().create_future()
+        self._pending.update(offsets)
+        self._waiting.append(answered)
+        if self._sending is None:
+            self._sending = asyncio.create_task(self._send())
+        await answered
+
+    async def settle(self) -> None:
+        """Forget the offsets not yet sent and wait for the request out, if any: called when the
+        partitions are revoked, so that no commit of theirs is sent after that."""
+        self._pending.clear()
+        waiting, self._waiting = self._waiting, []
+        for answered in waiting:
+            answered.cancel()
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                offsets, waiting = self._pending, self._waiting
+                self._pending, self._waiting = {}, []
+                try:
+                    await self.consumer.commit(offsets)
+                except Exception as exc:  # the callers decide what it means
+                    for answered in waiting:
+                        if not answered.done():
+                            answered.set_exception(exc)
+                else:
+                    for answered in waiting:
+                        if not answered.done():
+                            answered.set_result(None)
+        finally:
+            self._sending = None
+
+
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Calls `revoked` before the group takes this member's partitions away (and waits for
     it), and `assigned` once it has new ones."""
@@ -69,16 +138,16 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned()
 
 
-async def fetch(
-    consumer: Any, *, seconds: float, count: int, start_ms: int | None
-) -> dict[Any, list[Any]]:
-    """Up to `count` records, waiting at most `seconds` for the first. An AT_TIMESTAMP group's
-    consumer resets to "none", so a partition it has no offset for is reported here and placed at
-    the first record from `start_ms` on (at the end when there is none yet), and one whose
-    committed offset is gone at its beginning; then nothing is returned this time."""
+async def fetch(consumer: Any, *, seconds: float, start_ms: int | None) -> dict[Any, list[Any]]:
+    """The records the client fetched for the partitions not paused (all it holds of them: what
+    it keeps is dropped when a partition is paused), waiting at most `seconds` for the first.
+    An AT_TIMESTAMP group's consumer resets to "none", so a partition it has no offset for is
+    reported here and placed at the first record from `start_ms` on (at the end when there is
+    none yet), and one whose committed offset is gone at its beginning; then nothing is
+    returned this time."""
     try:
         fetched: dict[Any, list[Any]] = await consumer.getmany(
-            timeout_ms=max(1, int(seconds * 1000)), max_records=count
+            timeout_ms=max(1, int(seconds * 1000))
         )
         return fetched
     except NoOffsetForPartitionError as exc:

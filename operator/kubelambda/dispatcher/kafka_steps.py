@@ -6,7 +6,6 @@ does the I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -80,6 +79,8 @@ def next_step(
     """
     if throttled:
         return Step(commit=None, again=tuple(records), failures=failures)
+    if not failed:  # the common case, without an identifier made per record
+        return Step(commit=end)
     first = next(
         (n for n, record in enumerate(records) if kafka_item_identifier(record) in failed), None
     )
@@ -116,6 +117,7 @@ def offset_reset(position: Position) -> str:
 
 def kafka_record(record: Any) -> KafkaRecord:
     """An aiokafka ConsumerRecord (timestamp type 1 is LogAppendTime) as the event shows it."""
+    headers = record.headers
     return KafkaRecord(
         topic=record.topic,
         partition=record.partition,
@@ -124,18 +126,19 @@ def kafka_record(record: Any) -> KafkaRecord:
         timestamp_type="LOG_APPEND_TIME" if record.timestamp_type == 1 else "CREATE_TIME",
         key=record.key,
         value=record.value,
-        headers=tuple((name, value or b"") for name, value in record.headers or ()),
+        headers=tuple((name, value or b"") for name, value in headers) if headers else (),
     )
 
 
 def record_size(record: KafkaRecord) -> int:
     """An upper bound of the record's bytes in the event's JSON: key and value in base64,
     header values as lists of signed bytes (up to 5 characters each)."""
-
-    def encoded(data: bytes | None) -> int:
-        return 4 * math.ceil(len(data) / 3) if data else 0
-
-    headers = sum(len(name) + 5 * len(value) + 8 for name, value in record.headers)
-    return (
-        _RECORD_OVERHEAD + len(record.topic) + encoded(record.key) + encoded(record.value) + headers
-    )
+    key, value = record.key, record.value
+    size = _RECORD_OVERHEAD + len(record.topic)
+    if key:
+        size += 4 * ((len(key) + 2) // 3)  # base64
+    if value:
+        size += 4 * ((len(value) + 2) // 3)
+    if record.headers:
+        size += sum(len(name) + 5 * len(data) + 8 for name, data in record.headers)
+    return size

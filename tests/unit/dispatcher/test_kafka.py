@@ -1,6 +1,8 @@
-"""dispatcher/kafka.py with a fake consumer (a log per partition, positions, pauses, commits)
-and a fake function: at most maximumConcurrency batches in flight and nothing fetched beyond
-them, a partition never in two batches at once and in order, batches under 6 MB, filtered
+"""dispatcher/kafka.py with a fake consumer (a log per partition, fetches held as aiokafka holds
+them, pauses, commits) and a fake function: at most maximumConcurrency batches in flight and at
+most about a batch per partition fetched ahead, records fetched ahead kept (not fetched again),
+a partition never in two batches at once, in order and never before its last batch's commit was
+answered, commits of several batches in one request, batches under 6 MB, filtered
 records committed unseen, a rebalance dropping the batches in flight; and one batch's way
 through retries, backoffs, partial failures, throttling and a failure destination that is full.
 """
@@ -52,13 +54,20 @@ def raw(n: int, offset: int, value: bytes) -> Any:
 
 
 class FakeConsumer:
-    """What the poller uses of aiokafka's consumer, over an in-memory log."""
+    """What the poller uses of aiokafka's consumer, over an in-memory log, holding fetched records
+    as aiokafka does: a fetch takes up to `response` records of each partition not paused that
+    holds none (max_partition_fetch_bytes), `getmany` hands out what is held, and pausing a
+    partition drops what is held of it, to be fetched again once it is resumed."""
 
-    def __init__(self, log: dict[Any, list[Any]]) -> None:
+    def __init__(self, log: dict[Any, list[Any]], *, response: int = 7) -> None:
         self.log = log
-        self.positions = dict.fromkeys(log, 0)
+        self.response = response
+        self.positions = dict.fromkeys(log, 0)  # the next offset getmany hands out
+        self.held: dict[Any, list[Any]] = {tp: [] for tp in log}
+        self.fetched = {tp: [0] * len(records) for tp, records in log.items()}  # times, by offset
         self.committed = dict.fromkeys(log, 0)
         self.commits: list[dict[Any, int]] = []
+        self.commit_seconds = 0.0
         self._paused: set[Any] = set()
         self.listener: Any = None
         self.kwargs: dict[str, Any] = {}
@@ -89,37 +98,50 @@ class FakeConsumer:
 
     def pause(self, *partitions: Any) -> None:
         self._paused.update(partitions)
+        for tp in partitions:
+            self.held[tp] = []
 
     def resume(self, *partitions: Any) -> None:
         self._paused.difference_update(partitions)
 
     def seek(self, tp: Any, offset: int) -> None:
         self.positions[tp] = offset
+        self.held[tp] = []
 
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int | None = None
+    ) -> dict[Any, list[Any]]:
         self.fetches += 1
         if self.fetches == self.rebalance_at:
             await self.listener.on_partitions_revoked(set(self.log))
             self.positions = dict(self.committed)  # the new assignment starts there
+            self.held = {tp: [] for tp in self.log}
             await self.listener.on_partitions_assigned(set(self.log))
+        room = max_records if max_records is not None else len(self.fetched) * self.response
         fetched: dict[Any, list[Any]] = {}
         for tp in sorted(self.log):
-            if tp in self._paused or max_records <= 0:
+            if tp in self._paused or room <= 0:
                 continue
-            records = self.log[tp][self.positions[tp] : self.positions[tp] + max_records]
+            if not self.held[tp]:
+                start = self.positions[tp]
+                self.held[tp] = self.log[tp][start : start + self.response]
+                for record in self.held[tp]:
+                    self.fetched[tp][record.offset] += 1
+            records, self.held[tp] = self.held[tp][:room], self.held[tp][room:]
             if records:
                 fetched[tp] = records
                 self.positions[tp] += len(records)
-                max_records -= len(records)
+                room -= len(records)
         await asyncio.sleep(0 if fetched else 0.001)
         return fetched
 
     async def commit(self, offsets: dict[Any, int]) -> None:
         self.commits.append(dict(offsets))
+        await asyncio.sleep(self.commit_seconds)
         self.committed.update(offsets)
 
     def uncommitted(self) -> int:
-        """Records fetched and not yet committed: what the poller holds."""
+        """Records handed to the poller and not yet committed: what the poller holds."""
         return sum(self.positions[tp] - self.committed[tp] for tp in self.log)
 
 
@@ -134,6 +156,7 @@ class FakeFunction:
         self.in_flight: list[set[str]] = []
         self.most = 0
         self.watch: Callable[[], None] = lambda: None
+        self.check: Callable[[dict[str, Any]], None] = lambda event: None
         self.seconds = 0.0
 
     async def __call__(self, job: DeliveryJob) -> Outcome:
@@ -144,6 +167,7 @@ class FakeFunction:
         self.in_flight.append(mine)
         self.most = max(self.most, len(self.in_flight))
         self.watch()
+        self.check(event)
         self.events.append(event)
         self.sizes.append(len(job.payload))
         try:
@@ -250,23 +274,65 @@ def log_of(partitions: int, count: int, value: Callable[[int], bytes]) -> dict[A
     }
 
 
+def committed_before(consumer: FakeConsumer) -> Callable[[dict[str, Any]], None]:
+    """A check that each partition's records in an event start where its committed offset is:
+    the batch before was committed, and the broker answered, before this one was handed out."""
+
+    def check(event: dict[str, Any]) -> None:
+        for records in event["records"].values():
+            tp = partition(records[0]["partition"])
+            assert records[0]["offset"] == consumer.committed[tp], "a batch before its commit"
+
+    return check
+
+
 async def test_batches_in_flight_are_bounded_and_a_partitions_records_go_in_order() -> None:
-    consumer = FakeConsumer(log_of(3, 30, lambda offset: b'{"n": %d}' % offset))
+    consumer = FakeConsumer(log_of(3, 30, lambda offset: b'{"n": %d}' % offset), response=7)
     function = FakeFunction()
     function.seconds = 0.005
+    function.check = committed_before(consumer)
     held: list[int] = []
     function.watch = lambda: held.append(consumer.uncommitted())
     made = poller(trigger(batch_size=5, window_seconds=0), function, consumer, concurrency=2)
     await polling(made, lambda: consumer.committed == dict.fromkeys(consumer.log, 30), "commits")
     assert function.offsets() == {n: list(range(30)) for n in range(3)}, "once each, in order"
     assert function.most == 2, "maximumConcurrency batches in flight, no more"
-    assert max(held) <= 2 * 5, "nothing fetched beyond the batches in flight"
+    # In flight: 2 batches of 5. Held: per partition, short of a batch (4) and one fetch (7).
+    assert max(held) <= 2 * 5 + 3 * (4 + 7), "fetched beyond a batch ahead per partition"
     assert consumer.kwargs["enable_auto_commit"] is False
     assert consumer.kwargs["auto_offset_reset"] == "earliest"
     assert consumer.kwargs["group_id"] == "kubelambda.default.orders"
 
 
-async def test_a_batch_stays_under_6_mb_and_the_rest_is_fetched_again() -> None:
+async def test_records_fetched_while_their_partition_has_a_batch_in_flight_wait_for_the_next() -> (
+    None
+):
+    # Fetches of 20 records, batches of 5: what comes with a fetch beyond a batch is kept for
+    # the partition's next batches, not dropped and fetched again when the batch ends.
+    consumer = FakeConsumer(log_of(2, 40, lambda offset: b"{}"), response=20)
+    function = FakeFunction()
+    function.seconds = 0.002
+    function.check = committed_before(consumer)
+    made = poller(trigger(batch_size=5, window_seconds=0), function, consumer, concurrency=2)
+    await polling(made, lambda: consumer.committed == dict.fromkeys(consumer.log, 40), "commits")
+    assert function.offsets() == {n: list(range(40)) for n in range(2)}
+    assert {n for counts in consumer.fetched.values() for n in counts} == {1}, "fetched once"
+
+
+async def test_batches_that_end_while_a_commit_is_out_share_the_next_one() -> None:
+    consumer = FakeConsumer(log_of(4, 20, lambda offset: b"{}"), response=20)
+    consumer.commit_seconds = 0.02  # a broker's round trip, long against the function
+    function = FakeFunction()
+    function.check = committed_before(consumer)
+    made = poller(trigger(batch_size=5, window_seconds=0), function, consumer, concurrency=4)
+    await polling(made, lambda: consumer.committed == dict.fromkeys(consumer.log, 20), "commits")
+    assert function.offsets() == {n: list(range(20)) for n in range(4)}
+    assert len(function.events) == 16
+    assert len(consumer.commits) < 16, "one commit request per batch"
+    assert max(len(offsets) for offsets in consumer.commits) > 1
+
+
+async def test_a_batch_stays_under_6_mb_and_the_rest_goes_in_the_next() -> None:
     # 1.6 MB values are 2.1 MB in base64: two records make a batch, a third would not fit.
     consumer = FakeConsumer(log_of(2, 4, lambda offset: bytes([offset]) * 1_600_000))
     function = FakeFunction()
