@@ -6,6 +6,7 @@ which the Lambda management API's read calls answer from (sources/management.py)
 the Kubernetes platform from the objects it watches); tests build it from
 `FunctionEntry`/`HttpRoute` values. The gateway holds one table and swaps it whole when
 Functions or Triggers change (`Gateway.set_routes`), so a request sees one consistent table.
+Its HTTP routes are indexed by host and path (routetable.py): a lookup does not grow with them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
 from kubelambda.api.delivery import Destination
@@ -28,6 +28,7 @@ from kubelambda.gateway.exceptions import (
     MethodNotAllowed,
     RouteNotFound,
 )
+from kubelambda.gateway.routetable import RouteIndex, hostname, segments
 
 __all__ = [
     "BucketRoute",
@@ -122,34 +123,6 @@ class RouteMatch:
     route_key: str
 
 
-class _CompiledRoute:
-    """A route parsed once: its decoded path segments, upper-case methods and a rank."""
-
-    __slots__ = ("host", "methods", "rank", "route", "segments")
-
-    def __init__(self, route: HttpRoute) -> None:
-        if not route.path.startswith("/"):
-            owner = route.trigger or route.function
-            raise ValueError(f"route path {route.path!r} of {owner}: must start with '/'")
-        self.route = route
-        self.methods = frozenset(m.upper() for m in route.methods if m not in ("*", "ANY"))
-        self.segments = tuple(_segments(unquote(route.path)))
-        self.host = (route.host or "").lower()
-        # More specific first: a named host, then a longer path, then routes that name
-        # their methods before catch-all ones on the same path.
-        self.rank = (1 if self.host else 0, len(self.segments), 1 if self.methods else 0)
-
-    def matches_path(self, segments: list[str]) -> bool:
-        count = len(self.segments)
-        return len(segments) >= count and tuple(segments[:count]) == self.segments
-
-
-def _segments(path: str) -> list[str]:
-    # "/a/b/" and "/a/b" are the same route; "/" has no segments.
-    stripped = path.strip("/")
-    return stripped.split("/") if stripped else []
-
-
 class RoutingTable:
     """An immutable set of Functions and HTTP routes, with the lookups the gateway makes."""
 
@@ -171,9 +144,7 @@ class RoutingTable:
         self._functions = {entry.key: entry for entry in functions}
         self._lambda_names = _lambda_names(self._functions.values())
         self.buckets = tuple(buckets)
-        compiled = [_CompiledRoute(route) for route in routes]
-        compiled.sort(key=lambda c: c.rank, reverse=True)
-        self._routes = tuple(compiled)
+        self._index = RouteIndex(routes)
 
     @property
     def functions(self) -> Mapping[FunctionKey, FunctionEntry]:
@@ -181,7 +152,7 @@ class RoutingTable:
 
     @property
     def routes(self) -> tuple[HttpRoute, ...]:
-        return tuple(c.route for c in self._routes)
+        return tuple(c.route for c in self._index.ordered)
 
     def function(self, key: FunctionKey) -> FunctionEntry:
         entry = self._functions.get(key)
@@ -195,14 +166,9 @@ class RoutingTable:
         Raises RouteNotFound when no route has this path, MethodNotAllowed when some do
         but none takes the method, FunctionNotFound when the route's Function is missing.
         """
-        segments = _segments(path)
-        hostname = _hostname(host)
+        name = hostname(host)
         allowed: set[str] = set()
-        for compiled in self._routes:
-            if compiled.host and compiled.host != hostname:
-                continue
-            if not compiled.matches_path(segments):
-                continue
+        for compiled in self._index.candidates(segments(path), name):
             if compiled.methods and method not in compiled.methods:
                 allowed.update(compiled.methods)
                 continue
@@ -220,7 +186,7 @@ class RoutingTable:
                 f"{method} is not allowed on {path}; allowed: {', '.join(sorted(allowed))}",
                 allowed=frozenset(allowed),
             )
-        on_host = f" on host {hostname}" if hostname else ""
+        on_host = f" on host {name}" if name else ""
         raise RouteNotFound(f"no route for {method} {path}{on_host}")
 
     def resolve(self, function_name: str, *, qualifier: str | None = None) -> FunctionEntry:
@@ -247,14 +213,6 @@ class RoutingTable:
                 f"Function not found: {key} with qualifier {qualifier!r} (only $LATEST exists)"
             )
         return key
-
-
-def _hostname(host: str | None) -> str:
-    if not host:
-        return ""
-    if host.startswith("["):  # an IPv6 literal, with or without a port
-        return host.split("]", 1)[0].lower() + "]"
-    return host.split(":", 1)[0].lower()
 
 
 def _lambda_names(entries: Iterable[FunctionEntry]) -> dict[tuple[str, str], FunctionKey]:
