@@ -85,37 +85,66 @@ def platform(
 
 
 def test_instances_follow_the_slices_of_a_function() -> None:
-    recorder = Recorder()
-    running = platform(recorder)
-    running.function_event("ADDED", FUNCTION)
-    running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
-    running.slice_event("ADDED", endpoint_slice("hello-b", "hello", "10.1.0.6"))
-    assert running.ready_instances(HELLO) == (
-        Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
-        Instance(id="pod-10.1.0.6", host="10.1.0.6", port=8080, concurrency=4),
-    )
-    changes = len(recorder.changes)
-    running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
-    assert len(recorder.changes) == changes, "an unchanged slice must not notify"
+    async def scenario() -> None:
+        recorder = Recorder()
+        running = platform(recorder)
+        running.function_event("ADDED", FUNCTION)
+        running.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+        running.slice_event("ADDED", endpoint_slice("hello-b", "hello", "10.1.0.6"))
+        assert running.ready_instances(HELLO) == (
+            Instance(id="pod-10.1.0.5", host="10.1.0.5", port=8080, concurrency=4),
+            Instance(id="pod-10.1.0.6", host="10.1.0.6", port=8080, concurrency=4),
+        )
+        changes = len(recorder.changes)
+        running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5"))
+        assert len(recorder.changes) == changes, "an unchanged slice must not notify"
 
-    running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
-    running.slice_event("DELETED", endpoint_slice("hello-b", "hello"))
-    assert running.ready_instances(HELLO) == ()
-    assert recorder.changes[-1] == (HELLO, ())
-    assert all(key == HELLO and isinstance(key, FunctionKey) for key, _ in recorder.changes)
+        running.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.1.0.5", ready=False))
+        running.slice_event("DELETED", endpoint_slice("hello-b", "hello"))
+        assert running.ready_instances(HELLO) == ()
+        assert recorder.changes[-1] == (HELLO, ())
+        assert all(key == HELLO and isinstance(key, FunctionKey) for key, _ in recorder.changes)
+
+    asyncio.run(scenario())
 
 
 def test_specs_follow_functions_and_triggers_and_invalid_ones_are_left_out() -> None:
-    recorder = Recorder()
-    running = platform(recorder)
-    running.function_event("ADDED", FUNCTION)
-    running.trigger_event("ADDED", TRIGGER)
-    assert recorder.specs[-1] == (["hello"], ["hello-http"])
-    broken = {**TRIGGER, "spec": {"function": "hello", "http": {"path": "no-slash"}}}
-    running.trigger_event("MODIFIED", broken)
-    assert recorder.specs[-1] == (["hello"], [])
-    running.function_event("DELETED", FUNCTION)
-    assert recorder.specs[-1] == ([], [])
+    async def scenario() -> None:
+        recorder = Recorder()
+        running = platform(recorder)
+        running.function_event("ADDED", FUNCTION)
+        running.trigger_event("ADDED", TRIGGER)
+        await asyncio.sleep(0)
+        assert recorder.specs[-1] == (["hello"], ["hello-http"])
+        broken = {**TRIGGER, "spec": {"function": "hello", "http": {"path": "no-slash"}}}
+        running.trigger_event("MODIFIED", broken)
+        await asyncio.sleep(0)
+        assert recorder.specs[-1] == (["hello"], [])
+        running.function_event("DELETED", FUNCTION)
+        await asyncio.sleep(0)
+        assert recorder.specs[-1] == ([], [])
+
+    asyncio.run(scenario())
+
+
+def test_changes_that_arrive_together_rebuild_the_specs_once() -> None:
+    # The initial listing of 15,000 Functions must not rebuild the routes 15,000 times.
+    async def scenario() -> None:
+        recorder = Recorder()
+        running = platform(recorder)
+        loop = asyncio.get_running_loop()
+        names = [f"fn-{n}" for n in range(200)]
+        for name in names:  # as the informers post them: queued on the loop
+            function = {**FUNCTION, "metadata": {**FUNCTION["metadata"], "name": name}}
+            loop.call_soon(running.function_event, "ADDED", function)
+        loop.call_soon(running.trigger_event, "ADDED", TRIGGER)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(recorder.specs) == 1
+        assert sorted(recorder.specs[0][0]) == sorted(names)
+        assert recorder.specs[0][1] == ["hello-http"]
+
+    asyncio.run(scenario())
 
 
 def test_wake_goes_to_the_waker() -> None:
