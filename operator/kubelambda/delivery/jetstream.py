@@ -9,6 +9,10 @@ backlog cannot starve the others; consumers exist only for functions with a back
 being delivered is acknowledged when done; a retry is written back to the retries subject
 with its tries and due time, then acknowledged; a dispatcher that dies mid-delivery leaves
 its jobs unacknowledged, and JetStream hands them out again after `ack_wait`.
+
+Per event this is on the hot path of local mode's one process: a lane keeps a pull request
+waiting at the server (pulls.py) instead of asking after each acknowledgement, and publishes
+wait for their acknowledgement on one reply subscription (publisher.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.codec import decode_job, encode_job
 from kubelambda.delivery.jobs import DeliveryJob
+from kubelambda.delivery.publisher import Publisher
+from kubelambda.delivery.pulls import KeptPull
 
 __all__ = ["Backlog", "BrokerSettings", "JetStreamStore", "function_subject", "nats_servers"]
 
@@ -45,6 +51,9 @@ log = logging.getLogger(__name__)
 
 # JetStream's error code for a stream at its limits with the discard-new policy.
 _STREAM_FULL_CODES = frozenset({10077, 10047})
+# A lane whose pull requests brought nothing this many times in a row (each waits `fetch_wait`)
+# is closed; `_follow` opens it again when its subject has a backlog.
+_IDLE_REQUESTS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,27 +137,15 @@ class BrokerUnavailable(OSError):
     """JetStream did not take the write; the caller answers so that the client retries."""
 
 
-@dataclass(slots=True)
-class _Taken:
-    msg: Msg
-    lane: _Lane
-
-
 class _Lane:
-    """One subject's consumer and the jobs of it this dispatcher holds."""
+    """One subject's consumer; the consumer's `max_ack_pending` (`limit`) bounds the jobs of it
+    that the dispatchers hold."""
 
     def __init__(self, subject: str, consumer: str, limit: int) -> None:
         self.subject = subject
         self.consumer = consumer
         self.limit = limit
-        self.held = 0
-        self.room = asyncio.Event()
-        self.room.set()
         self.task: asyncio.Task[None] | None = None
-
-    def release(self) -> None:
-        self.held -= 1
-        self.room.set()
 
 
 class JetStreamStore:
@@ -166,8 +163,9 @@ class JetStreamStore:
         self._fetch_wait = fetch_wait
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._publisher: Publisher | None = None
         self._ready = asyncio.Event()
-        self._taken: dict[int, _Taken] = {}
+        self._taken: dict[int, Msg] = {}
         self._due: asyncio.Queue[DeliveryJob] = asyncio.Queue(maxsize=1)
         self._lanes: dict[str, _Lane] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -190,6 +188,8 @@ class JetStreamStore:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher.aclose()
         if self._nc is not None:
             # Flush what was sent (acks, write-backs), then close. Not drain: it waits for
             # messages fetched that no one will read now, up to its 30 s timeout, which is a
@@ -222,6 +222,7 @@ class JetStreamStore:
                 )
                 js = nc.jetstream(timeout=settings.publish_timeout_seconds)
                 await self._ensure_stream(js)
+                publisher = await Publisher.open(nc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -229,7 +230,7 @@ class JetStreamStore:
                 await asyncio.sleep(delay)  # a backoff between tries, not a wait for a state
                 delay = min(delay * 2, 10.0)
                 continue
-            self._nc, self._js = nc, js
+            self._nc, self._js, self._publisher = nc, js, publisher
             self._ready.set()
             log.info("asynchronous events are kept in JetStream stream %s", settings.stream)
             return
@@ -268,12 +269,13 @@ class JetStreamStore:
     # --- the gateway's side ----------------------------------------------------------------
 
     async def admit(self, jobs: Sequence[DeliveryJob]) -> bool:
-        js = self._js
-        if js is None or self._nc is None or not self._nc.is_connected:
+        publisher = self._publisher
+        if publisher is None or self._nc is None or not self._nc.is_connected:
             raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
         wall = self._clock.wall()
         for job in jobs:
-            if not await self._publish(js, self._subject(job), job, msg_id=job.id, due=wall):
+            subject = self._subject(job)
+            if not await self._publish(publisher, subject, job, msg_id=job.id, due=wall):
                 return False
         return True
 
@@ -283,14 +285,14 @@ class JetStreamStore:
         return self.settings.urls_subject
 
     async def _publish(
-        self, js: JetStreamContext, subject: str, job: DeliveryJob, *, msg_id: str, due: float
+        self, publisher: Publisher, subject: str, job: DeliveryJob, *, msg_id: str, due: float
     ) -> bool:
         try:
-            await js.publish(
+            await publisher.publish(
                 subject,
                 encode_job(job, due_wall=due),
-                headers={"Nats-Msg-Id": msg_id},
-                timeout=self.settings.publish_timeout_seconds,
+                msg_id=msg_id,
+                ack_seconds=self.settings.publish_timeout_seconds,
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code in _STREAM_FULL_CODES:
@@ -303,15 +305,12 @@ class JetStreamStore:
     async def publish_record(self, subject: str, data: bytes, msg_id: str) -> None:
         """Publish an invocation record to a destination subject, which a stream of the
         user's must capture (JetStream acknowledges it); BrokerUnavailable otherwise."""
-        js = self._js
-        if js is None:
+        publisher = self._publisher
+        if publisher is None:
             raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
         try:
-            await js.publish(
-                subject,
-                data,
-                headers={"Nats-Msg-Id": msg_id},
-                timeout=self.settings.publish_timeout_seconds,
+            await publisher.publish(
+                subject, data, msg_id=msg_id, ack_seconds=self.settings.publish_timeout_seconds
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise BrokerUnavailable(f"no stream took the record on {subject}: {exc!r}") from exc
@@ -328,34 +327,32 @@ class JetStreamStore:
         taken = self._taken.pop(id(job), None)
         if taken is None:
             return
-        taken.lane.release()
         with contextlib.suppress(nats.errors.Error):
-            await taken.msg.ack()
+            await taken.ack()
 
     async def retry(self, job: DeliveryJob, *, due: float) -> None:
         taken = self._taken.pop(id(job), None)
         if taken is None:
             return
-        taken.lane.release()
         due_wall = self._clock.wall() + max(0.0, due - self._clock.monotonic())
         try:
-            assert self._js is not None  # a taken job came through the connection
+            assert self._publisher is not None  # a taken job came through the connection
             stored = await self._publish(
-                self._js,
+                self._publisher,
                 self.settings.retries_subject,
                 job,
-                msg_id=_replacing(job, taken.msg),
+                msg_id=_replacing(job, taken),
                 due=due_wall,
             )
         except BrokerUnavailable:
             stored = False
         if stored:
             with contextlib.suppress(nats.errors.Error):
-                await taken.msg.ack()
+                await taken.ack()
             return
         # Not written back: the original comes again later, with the tries it had.
         with contextlib.suppress(nats.errors.Error):
-            await taken.msg.nak(delay=max(1.0, due_wall - self._clock.wall()))
+            await taken.nak(delay=max(1.0, due_wall - self._clock.wall()))
 
     async def waiting(self) -> dict[FunctionKey, Backlog]:
         """Each function's events on its subject, with the oldest one's acceptance time (one
@@ -417,7 +414,7 @@ class JetStreamStore:
 
     async def _pull(self, lane: _Lane) -> None:
         settings = self.settings
-        assert self._js is not None
+        assert self._js is not None and self._nc is not None
         config = ConsumerConfig(
             durable_name=lane.consumer,
             filter_subject=lane.subject,
@@ -431,38 +428,25 @@ class JetStreamStore:
             # Created, or brought to these settings if it exists: a durable consumer outlives
             # dispatchers, and a changed ack wait or concurrency must reach it.
             await self._js.add_consumer(settings.stream, config)
-            subscription = await self._js.pull_subscribe_bind(
-                durable=lane.consumer, stream=settings.stream
-            )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("cannot consume %s: %s", lane.subject, exc)
             return
-        idle = 0
+        # Asked for as many as the consumer lets out unacknowledged: the server holds the rest
+        # of the request until acknowledgements make room, and sends at once then.
+        pull = KeptPull(
+            self._nc,
+            stream=settings.stream,
+            consumer=lane.consumer,
+            batch=lane.limit,
+            expires=self._fetch_wait,
+            deliver=self._arrived,
+        )
         try:
-            while idle < 10:
-                while lane.held >= lane.limit:
-                    lane.room.clear()
-                    await lane.room.wait()
-                try:
-                    msgs = await subscription.fetch(
-                        lane.limit - lane.held, timeout=self._fetch_wait
-                    )
-                except (nats.errors.TimeoutError, TimeoutError):
-                    idle += 1
-                    continue
-                except nats.errors.Error as exc:
-                    log.warning("pulling %s: %s", lane.subject, exc)
-                    idle += 1
-                    await asyncio.sleep(1.0)  # the connection is coming back
-                    continue
-                idle = 0
-                for msg in msgs:
-                    await self._arrived(lane, msg)
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            await pull.run(idle_limit=_IDLE_REQUESTS)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("pulling %s: %s", lane.subject, exc)  # `_follow` opens it again
 
-    async def _arrived(self, lane: _Lane, msg: Msg) -> None:
+    async def _arrived(self, msg: Msg) -> None:
         try:
             job, due_wall = decode_job(msg.data)
         except (ValueError, KeyError, TypeError) as exc:
@@ -477,9 +461,14 @@ class JetStreamStore:
                 await msg.nak(delay=wait)
             return
         job.due = self._clock.monotonic()
-        lane.held += 1
-        self._taken[id(job)] = _Taken(msg=msg, lane=lane)
-        await self._due.put(job)
+        self._taken[id(job)] = msg
+        try:
+            await self._due.put(job)
+        except asyncio.CancelledError:
+            # Never handed to a delivery: left in `_taken`, the heartbeat would keep JetStream
+            # from ever handing it out again.
+            self._taken.pop(id(job), None)
+            raise
 
     async def _heartbeat(self) -> None:
         """Tell JetStream that jobs being delivered are still someone's (a function may run
@@ -488,4 +477,4 @@ class JetStreamStore:
             await asyncio.sleep(self.settings.ack_wait_seconds / 3)  # a period
             for taken in list(self._taken.values()):
                 with contextlib.suppress(nats.errors.Error):
-                    await taken.msg.in_progress()
+                    await taken.in_progress()

@@ -15,7 +15,6 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -40,20 +39,64 @@ _URL_TIMEOUT_SECONDS = 30.0
 _IDLE_SECONDS = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one try of a job came to."""
+_UNREAD = object()
 
-    status: int
-    # Set when the function failed (its error type), or the gateway did for it.
-    function_error: str | None = None
-    body: Any = None
-    # Not placed (no instance in time, a queue full): try later without spending a retry.
-    throttled: bool = False
-    # The function no longer exists: the job is dropped.
-    gone: bool = False
-    # The event can never succeed (not JSON, too large): no retry, straight to the dead letter.
-    final: bool = False
+
+class Outcome:
+    """What one try of a job came to.
+
+    An answer's body is read as JSON only when someone asks for it (a destination record, a
+    batch's item failures): a delivered event's answer is usually looked at by no one.
+    """
+
+    __slots__ = ("_body", "_raw", "final", "function_error", "gone", "status", "throttled")
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        function_error: str | None = None,
+        body: Any = None,
+        throttled: bool = False,
+        gone: bool = False,
+        final: bool = False,
+        raw: bytes | None = None,
+    ) -> None:
+        self.status = status
+        # Set when the function failed (its error type), or the gateway did for it.
+        self.function_error = function_error
+        # Not placed (no instance in time, a queue full): try later without spending a retry.
+        self.throttled = throttled
+        # The function no longer exists: the job is dropped.
+        self.gone = gone
+        # The event can never succeed (not JSON, too large): no retry, to the dead letter.
+        self.final = final
+        # `raw`: the answer as it came, read (JSON, else text) into `body` when asked for.
+        self._raw = raw
+        self._body = _UNREAD if raw is not None else body
+
+    @property
+    def body(self) -> Any:
+        if self._body is _UNREAD:
+            self._body = json_or_text(self._raw or b"")
+        return self._body
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.status, self.function_error, self.body, self.throttled, self.gone, self.final)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(status={self.status!r}, function_error={self.function_error!r}, "
+            f"body={self.body!r}, throttled={self.throttled!r}, gone={self.gone!r}, "
+            f"final={self.final!r})"
+        )
 
 
 class FunctionCall(Protocol):
@@ -100,11 +143,11 @@ class InProcessCall:
         response = invocation.response
         function_error = response.header(b"x-amz-function-error")
         if response.status == 200 and function_error is None:
-            return Outcome(status=200, body=json_or_text(response.body))
+            return Outcome(status=200, raw=response.body)
         return Outcome(
             status=response.status,
             function_error=function_error.decode("latin-1") if function_error else "Unhandled",
-            body=json_or_text(response.body),
+            raw=response.body,
         )
 
 

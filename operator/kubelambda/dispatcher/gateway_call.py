@@ -98,13 +98,15 @@ class GatewayCall:
         except (GatewayError, InstanceUnavailable) as exc:
             log.warning("the gateway did not take event %s: %s", job.id, exc)
             return Outcome(status=503, body=str(exc), throttled=True)
-        body: Any = json_or_text(response.body)
         status = response.status
-        function_error = response.header(b"x-amz-function-error")
         if status == 200:
+            # The answer is read only if a destination or a batch's failures need it.
+            function_error = response.header(b"x-amz-function-error")
             if function_error is None:
-                return Outcome(status=200, body=body)
-            return Outcome(status=200, function_error=function_error.decode("latin-1"), body=body)
+                return Outcome(status=200, raw=response.body)
+            failed = function_error.decode("latin-1")
+            return Outcome(status=200, function_error=failed, raw=response.body)
+        body: Any = json_or_text(response.body)
         error_type = _error_type(response.header(b"x-amzn-errortype"), body)
         if status == 404 and error_type in (None, "ResourceNotFoundException"):
             return Outcome(status=404, gone=True)

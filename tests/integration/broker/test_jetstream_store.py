@@ -1,7 +1,10 @@
 """`JetStreamStore` against a real nats-server: a job written back to the stream (a retry, or a
 delivery stopped by a dispatcher's shutdown) comes back however often it is written back with
 the same tries; the stream and the consumers take the settings the flags give them, also when
-they exist already; a dispatcher holding jobs stops at once."""
+they exist already; a dispatcher holding jobs stops at once; a dispatcher's pull request waits
+at the server while it holds all it may, and a consumer deleted under it is made again; a
+client's retry of an event is acknowledged and stored once; a subject no stream takes is an
+error the gateway answers 503 to."""
 
 from __future__ import annotations
 
@@ -16,7 +19,12 @@ import pytest
 from harness.nats import NatsServer
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
-from kubelambda.delivery.jetstream import Backlog, BrokerSettings, JetStreamStore
+from kubelambda.delivery.jetstream import (
+    Backlog,
+    BrokerSettings,
+    BrokerUnavailable,
+    JetStreamStore,
+)
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 
 pytestmark = pytest.mark.anyio
@@ -169,3 +177,92 @@ async def test_the_backlog_counts_each_functions_events_and_dates_the_oldest(
         }
     finally:
         await gateway.aclose()
+
+
+CONSUMER = f"c_events_{FUNCTION.namespace}_{FUNCTION.name}"
+
+
+async def test_a_dispatcher_holding_all_it_may_has_its_next_request_waiting(
+    nats_server: NatsServer,
+) -> None:
+    broker = settings(nats_server.url, function_concurrency=2)
+    gateway = await opened(broker, consume=False)
+    dispatcher = await opened(broker, consume=True)
+    client = await nats.connect(nats_server.url)
+    js = client.jetstream()
+    try:
+        assert await gateway.admit([job() for _ in range(3)])
+        held = [await take(dispatcher), await take(dispatcher)]
+
+        async def waiting() -> bool:
+            info = await js.consumer_info(broker.stream, CONSUMER)
+            return info.num_ack_pending == 2 and info.num_waiting == 1
+
+        # The function's whole concurrency is held; the third job cannot go out before an
+        # acknowledgement, but the request for it already waits at the server, so it goes
+        # out the moment one comes (not after the dispatcher notices and asks).
+        with anyio.fail_after(DEADLINE):
+            while True:
+                if await waiting():
+                    break
+                await anyio.sleep(0.05)  # the condition's next look, within the deadline
+        await dispatcher.done(held[0])
+        third = await take(dispatcher)
+        assert third.id not in {h.id for h in held}
+        for one in (held[1], third):
+            await dispatcher.done(one)
+    finally:
+        await dispatcher.aclose()
+        await gateway.aclose()
+        await js.delete_stream(broker.stream)
+        await client.close()
+
+
+async def test_a_consumer_deleted_under_a_dispatcher_is_made_again(
+    pair: tuple[JetStreamStore, JetStreamStore], nats_server: NatsServer
+) -> None:
+    gateway, dispatcher = pair
+    assert await gateway.admit([job()])
+    await dispatcher.done(await take(dispatcher))
+    client = await nats.connect(nats_server.url)
+    try:
+        await client.jetstream().delete_consumer(dispatcher.settings.stream, CONSUMER)
+    finally:
+        await client.close()
+    again = job()
+    assert await gateway.admit([again])
+    assert (await take(dispatcher)).id == again.id
+
+
+async def test_an_event_sent_twice_is_acknowledged_twice_and_kept_once(
+    nats_server: NatsServer,
+) -> None:
+    broker = settings(nats_server.url)
+    gateway = await opened(broker, consume=False)
+    try:
+        accepted = job()
+        assert await gateway.admit([accepted])
+        assert await gateway.admit([accepted])  # the client's retry: 202 again, not a 2nd event
+        assert await gateway.waiting() == {FUNCTION: Backlog(1, accepted.enqueued_at)}
+    finally:
+        await gateway.aclose()
+        client = await nats.connect(nats_server.url)
+        try:
+            await client.jetstream().delete_stream(broker.stream)
+        finally:
+            await client.close()
+
+
+async def test_a_subject_no_stream_takes_is_not_accepted(nats_server: NatsServer) -> None:
+    broker = settings(nats_server.url)
+    store = await opened(broker, consume=False)
+    try:
+        with pytest.raises(BrokerUnavailable, match="no stream took the record"):
+            await store.publish_record("nostream.records", b"{}", "record-1")
+    finally:
+        await store.aclose()
+        client = await nats.connect(nats_server.url)
+        try:
+            await client.jetstream().delete_stream(broker.stream)
+        finally:
+            await client.close()
