@@ -15,6 +15,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.release import (
+    FUNCTIONS_NAMESPACE,
     REPO,
     S3_REGION,
     S3_TARGET_ID,
@@ -22,10 +23,11 @@ from harness.release import (
     Release,
     component_log,
     crash_report,
+    refused_pods,
 )
 
-FUNCTIONS_NAMESPACE = "default"
-__all__ = ["REPO", "S3_REGION", "S3_TARGET_ID", "Installed", "component_log"]
+# FUNCTIONS_NAMESPACE enforces Pod Security `restricted` (harness.release labels it).
+__all__ = ["FUNCTIONS_NAMESPACE", "REPO", "S3_REGION", "S3_TARGET_ID", "Installed", "component_log"]
 
 
 def access_key(name: str, *, key: str, secret: str, functions: str) -> dict[str, Any]:
@@ -121,10 +123,12 @@ def wait_function_ready(running: Cluster, name: str, *, timeout: float = 120) ->
             return found
         fail_on_crash(running)
         if time.monotonic() > deadline:
+            refused = refused_pods(running, FUNCTIONS_NAMESPACE)
             pytest.fail(
                 f"Function {name} not Ready after {timeout:.0f} s; "
                 f"status: {json.dumps(found.get('status'), indent=1)}\n"
-                f"operator log:\n{component_log(running, 'operator')}"
+                + (f"pods refused:\n{refused}\n" if refused else "")
+                + f"operator log:\n{component_log(running, 'operator')}"
             )
         time.sleep(0.2)
 

@@ -2,8 +2,9 @@
 gateway, broker (NATS) and dispatcher pods Ready, and a Prometheus (Debian's, on loopback) scraping
 the gateway pods, reached by the operator's autoscaler through a relay on the node's address. The
 broker's store is a hostPath PersistentVolume made beforehand, as an admin pre-provisions one
-where no dynamic provisioner runs. The e2e fixtures and the cold-start benchmark use `release()`;
-parts still missing raise ReleaseFailed naming them.
+where no dynamic provisioner runs. The release's namespace and the functions' enforce Pod Security
+`restricted`, so every pod the chart and the operator make must pass it. The e2e fixtures and the
+cold-start benchmark use `release()`; parts still missing raise ReleaseFailed naming them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import argparse
 import base64
 import json
 import os
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.cluster import Cluster
 from harness.prometheus import prometheus
@@ -28,6 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kubelambda"
 RELEASE = "kubelambda"
 SYSTEM_NAMESPACE = "kubelambda-system"
+FUNCTIONS_NAMESPACE = "default"  # where the e2e scenarios' Functions run (tests/e2e/kit.py)
+# Pod Security admission's labels: pods breaking the `restricted` profile are refused.
+RESTRICTED_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 GATEWAY_PORT = 8080  # the chart's gateway.port: the pod's public port
 GATEWAY_ADMIN_PORT = 9090  # the chart's gateway.adminPort: /metrics, /healthz
@@ -169,12 +177,46 @@ def crash_report(running: Cluster) -> str | None:
     return None
 
 
+class Kubectl(Protocol):
+    """What runs kubectl against a cluster: the e2e Cluster, or a bare ApiServer in tests."""
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+def refused_pods(running: Kubectl, namespace: str) -> str:
+    """The events of controllers that could not create pods in `namespace` (Pod Security
+    admission's refusals among them), or "" when there are none."""
+    done = running.kubectl(
+        "get", "events", "-n", namespace, "--field-selector=reason=FailedCreate", check=False
+    )
+    return done.stdout if "FailedCreate" in done.stdout else ""
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             return bool(answer.status == 200)
     except OSError:
         return False
+
+
+def enforce_restricted(running: Kubectl, namespaces: tuple[str, ...]) -> None:
+    """Create `namespaces` where missing and label them to enforce Pod Security `restricted`
+    (helm's --create-namespace makes an unlabelled namespace, so this comes before it)."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            for namespace in namespaces
+        ],
+    }
+    # `create --save-config` would fail on existing ones (default); apply creates the rest.
+    running.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    labels = [f"{key}={value}" for key, value in RESTRICTED_LABELS.items()]
+    running.kubectl("label", "--overwrite", "namespace", *namespaces, *labels)
 
 
 def provision_broker_volume(running: Cluster) -> None:
@@ -245,10 +287,12 @@ def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
             state = running.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
             missing = [c for c in COMPONENTS if c not in by_component]
             claims = running.kubectl("get", "pvc,pv", "-A", check=False)
+            refused = refused_pods(running, SYSTEM_NAMESPACE)
             raise ReleaseFailed(
                 f"pods of the release not Ready ({', '.join(missing) or 'the operator /healthz'}) "
                 f"{timeout:.0f} s after helm install:\n{state.stdout}\n{claims.stdout}\n"
-                f"operator log:\n{component_log(running, 'operator')}"
+                + (f"pods refused:\n{refused}\n" if refused else "")
+                + f"operator log:\n{component_log(running, 'operator')}"
             )
         time.sleep(0.5)
 
@@ -269,6 +313,7 @@ def release(
         values = workdir / "values.json"
         values.write_text(json.dumps(chart_values(running, prometheus_url=to_prometheus.url)))
         provision_broker_volume(running)
+        enforce_restricted(running, (SYSTEM_NAMESPACE, FUNCTIONS_NAMESPACE))
         running.helm(
             "install",
             RELEASE,
