@@ -2,7 +2,8 @@
 
 Kubernetes, etcd, MinIO and nats-server are built from their Go modules (through `gomodules`
 wrappers); kubectl and helm come as static binaries inside a PyPI wheel. Everything lands in the
-cache's bin/ as <name>-<version>; set KUBELAMBDA_NO_BUILD=1 to fail instead of building.
+cache's bin/ as <name>-<version>; set KUBELAMBDA_NO_BUILD=1 to fail instead of building. A build
+says on stderr what it does, how far it is and how long it took (`progress`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import gomodules
-from harness.builds import BuildRecord, Measure, PartUnavailable, record, run_step
+from harness.builds import BuildRecord, Measure, PartUnavailable, last_seconds, record, run_step
 from harness.cache import binary_path, exclusive, subdir
 from harness.kafka import KAFKA_VERSION, ensure_kafka
+from harness.progress import REPORTER, Step, home_relative
 
 # The newest 1.34 patch the module proxy serves (v1.34.13+ are refused): 1.34 is the last
 # minor whose kubelet runs on this machine's cgroup v1 without `failCgroupV1: false`.
@@ -44,6 +46,22 @@ HOW_TO_GET = (
     "proxy; about 8 min on 2 cores the first time, cached under ${KUBELAMBDA_CACHE:-"
     "~/.cache/kubelambda}). Build logs are in the cache's logs/ folder."
 )
+
+# Seconds of a cold build on 2 shared cores (build-times.jsonl of 2026-12-04), for the estimate in
+# a build's first line when this machine has no figure of its own yet. A part built after
+# another of its family is quicker: the build cache already holds their shared packages.
+COLD_SECONDS = {
+    "kubectl+helm": 5.0,
+    "etcd": 90.0,
+    "kube-apiserver": 350.0,
+    "kube-controller-manager": 110.0,
+    "kube-scheduler": 10.0,
+    "kubelet": 35.0,
+    "kube-proxy": 12.0,
+    "minio": 240.0,
+    "nats-server": 20.0,
+}
+MODULE_SECONDS = {"etcd": 22.0, "kubernetes": 25.0, "minio": 40.0, "nats-server": 5.0}
 
 KUBE_COMMANDS = (
     "kube-apiserver",
@@ -126,8 +144,13 @@ def _refuse_to_build(name: str, path: Path) -> None:
         )
 
 
-def _note(entry: BuildRecord) -> None:
-    print(f"harness: built {entry.line()}", file=sys.stderr, flush=True)
+def _modules_part(wrapper: gomodules.Wrapper) -> str:
+    return f"{wrapper.family} modules (download + tidy)"
+
+
+def _note(step: Step, entry: BuildRecord) -> None:
+    """The build's figures on its done line; all of them are in build-times.jsonl."""
+    step.note(f"peak {entry.peak_group_mib:.0f} MiB")
 
 
 def _ensure_go(
@@ -142,22 +165,34 @@ def _ensure_go(
         if _usable(output):
             return output
         log = subdir("logs") / f"{wrapper.family}-{wrapper.version}.log"
-        if not (wrapper.directory / ".ready").exists():
-            resolve = Measure()
-            gomodules.prepare(wrapper, measure=resolve, log=log, how_to_get=HOW_TO_GET)
-            _note(record(f"{wrapper.family} modules (download + tidy)", wrapper.version, resolve))
-        measure = Measure()
-        gomodules.build(
-            wrapper,
-            package,
-            output=output,
-            tags=tags,
-            ldflags=ldflags,
-            measure=measure,
-            log=log,
-            how_to_get=HOW_TO_GET,
-        )
-        _note(record(name, wrapper.version, measure))
+        resolve = not (wrapper.directory / ".ready").exists()
+        expect = last_seconds(name) or COLD_SECONDS.get(name, 0.0)
+        if resolve:
+            expect += last_seconds(_modules_part(wrapper)) or MODULE_SECONDS.get(wrapper.family, 0)
+        with REPORTER.step(
+            f"{name} {wrapper.version}",
+            doing="building from its Go module",
+            why=f"first run only, cached in {home_relative(output.parent)}; log "
+            f"{home_relative(log)}",
+            expect=expect or None,
+            phases=3 if resolve else 1,
+        ) as step:
+            if resolve:
+                measure = Measure()
+                gomodules.prepare(wrapper, measure=measure, log=log, how_to_get=HOW_TO_GET)
+                record(_modules_part(wrapper), wrapper.version, measure)
+            measure = Measure()
+            gomodules.build(
+                wrapper,
+                package,
+                output=output,
+                tags=tags,
+                ldflags=ldflags,
+                measure=measure,
+                log=log,
+                how_to_get=HOW_TO_GET,
+            )
+            _note(step, record(name, wrapper.version, measure))
     return output
 
 
@@ -218,7 +253,16 @@ def _extract_kubectl_layer() -> None:
     )
     log = subdir("logs") / f"kubectl-layer-{version}.log"
     measure = Measure()
-    with tempfile.TemporaryDirectory(dir=subdir("build")) as scratch:
+    with (
+        REPORTER.step(
+            f"kubectl {KUBECTL_VERSION} and helm {HELM_VERSION}",
+            doing=f"fetching PyPI's {name}=={version} and unpacking them",
+            why=f"first run only, cached in {home_relative(binary_path('kubectl', '').parent)}",
+            expect=last_seconds(f"kubectl+helm ({name}=={version})")
+            or COLD_SECONDS["kubectl+helm"],
+        ) as step,
+        tempfile.TemporaryDirectory(dir=subdir("build")) as scratch,
+    ):
         work = Path(scratch)
         run_step(
             [
@@ -268,7 +312,7 @@ def _extract_kubectl_layer() -> None:
                     f"expected {tool_version}. {how}"
                 )
             shutil.move(extracted, binary_path(tool, tool_version))
-    _note(record(f"kubectl+helm ({name}=={version})", version, measure))
+        _note(step, record(f"kubectl+helm ({name}=={version})", version, measure))
 
 
 def _ensure_from_layer(name: str, version: str) -> Path:

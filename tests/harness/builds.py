@@ -1,7 +1,8 @@
 """Runs the harness's build steps at the lowest priority, logging to the cache and measuring each.
 
-Used by `binaries`: every step records wall time, the peak memory of its largest process
-(`ru_maxrss` from wait4) and of its whole process group (sampled from /proc).
+Used by `binaries`, `gomodules`, `images` and `kafka`: every step records wall time, the peak
+memory of its largest process (`ru_maxrss` from wait4) and of its whole process group (sampled
+from /proc), and reports itself through `progress` while it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from harness.cache import cache_dir
 from harness.procs import die_with_parent, tail
+from harness.progress import REPORTER, Meter, Reporter
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -75,6 +77,24 @@ def record(part: str, version: str, measure: Measure) -> BuildRecord:
     return entry
 
 
+def last_seconds(part: str) -> float | None:
+    """How long the last recorded cold build of `part` took (any version), for the estimate a
+    step's start line gives; None when build-times.jsonl has none."""
+    try:
+        lines = (cache_dir() / "build-times.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for text in reversed(lines):
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue  # a line cut short by a killed run
+        if isinstance(entry, dict) and entry.get("part") == part:
+            seconds = entry.get("seconds")
+            return float(seconds) if isinstance(seconds, int | float) else None
+    return None
+
+
 def _group_rss_bytes(pgid: int) -> int:
     total = 0
     for entry in os.scandir("/proc"):
@@ -116,52 +136,56 @@ def run_step(
     measure: Measure,
     how_to_get: str,
     timeout: float = 5400.0,
+    meter: Meter | None = None,
+    reporter: Reporter | None = None,
 ) -> None:
     """Run one build command under `nice -n 19` (interactive work keeps a core), appending its
-    output to `log`; raise PartUnavailable with the log's tail if it fails or overruns `timeout`."""
+    output to `log`; raise PartUnavailable with the log's tail if it fails or overruns `timeout`.
+    It is a phase of the step being reported (or a step of its own), `meter` its progress."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"\n$ (cd {cwd} && {' '.join(argv)})\n")
-        out.flush()
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            ["nice", "-n", "19", *argv],
-            cwd=cwd,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: sampled, and killed as one
-            preexec_fn=die_with_parent,  # a killed test run leaves no build hogging the cores
+    with (reporter or REPORTER).phase(what, meter=meter):
+        with log.open("a") as out:
+            out.write(f"\n$ (cd {cwd} && {' '.join(argv)})\n")
+            out.flush()
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                ["nice", "-n", "19", *argv],
+                cwd=cwd,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: sampled, and killed as one
+                preexec_fn=die_with_parent,  # a killed test run leaves no build hogging the cores
+            )
+            sampler = _GroupSampler(proc.pid)
+            sampler.start()
+            killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+            killer.start()
+            try:
+                # wait4 rather than Popen.wait: its rusage carries the peak RSS of the largest
+                # process of the build (the compiler or the linker).
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            except BaseException:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
+            finally:
+                killer.cancel()
+                sampler.done.set()
+                sampler.join()
+            seconds = time.monotonic() - started
+            out.write(f"# exit {proc.returncode} after {seconds:.1f} s\n")
+        measure.add(
+            what=what,
+            seconds=seconds,
+            process_mib=usage.ru_maxrss / 1024,
+            group_mib=sampler.peak / 2**20,
         )
-        sampler = _GroupSampler(proc.pid)
-        sampler.start()
-        killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-        killer.start()
-        try:
-            # wait4 rather than Popen.wait: its rusage carries the peak RSS of the largest
-            # process of the build (the compiler or the linker).
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            killer.cancel()
-            sampler.done.set()
-            sampler.join()
-        seconds = time.monotonic() - started
-        out.write(f"# exit {proc.returncode} after {seconds:.1f} s\n")
-    measure.add(
-        what=what,
-        seconds=seconds,
-        process_mib=usage.ru_maxrss / 1024,
-        group_mib=sampler.peak / 2**20,
-    )
-    if proc.returncode != 0:
-        reason = "timed out" if seconds >= timeout else f"exited {proc.returncode}"
-        raise PartUnavailable(
-            f"{what} {reason} after {seconds:.0f} s; log: {log}\n--- last lines ---\n"
-            f"{tail(log)}\n--- how to get it ---\n{how_to_get}"
-        )
+        if proc.returncode != 0:
+            reason = "timed out" if seconds >= timeout else f"exited {proc.returncode}"
+            raise PartUnavailable(
+                f"{what} {reason} after {seconds:.0f} s; log: {log}\n--- last lines ---\n"
+                f"{tail(log)}\n--- how to get it ---\n{how_to_get}"
+            )

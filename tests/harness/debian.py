@@ -1,5 +1,6 @@
 """The Debian packages a real node needs (containerd, runc, CNI plugins, buildah, debootstrap, …),
 installed once with apt-get by `ensure_node_packages()`; the e2e harness calls it before anything.
+The install reports on stderr how many of the packages are in place (`progress`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from harness.builds import PartUnavailable
 from harness.cache import exclusive
+from harness.progress import REPORTER, Meter
 
 # Debian package -> a file it installs, to tell whether it is there without asking dpkg.
 NODE_PACKAGES: dict[str, str] = {
@@ -33,6 +35,16 @@ def missing_packages() -> list[str]:
     return [name for name, path in NODE_PACKAGES.items() if not Path(path).exists()]
 
 
+def installed_meter(wanted: list[str]) -> Meter:
+    """Progress of an install of `wanted`: how many of them are in place by now."""
+
+    def reading() -> str:
+        still = set(missing_packages())
+        return f"{sum(name not in still for name in wanted)} of {len(wanted)} packages installed"
+
+    return reading
+
+
 def ensure_node_packages() -> None:
     """Install the missing packages (apt-get update once, then install); as root only, since a
     node's containerd, kubelet and network all need root anyway."""
@@ -52,16 +64,29 @@ def ensure_node_packages() -> None:
         missing = missing_packages()
         if not missing:
             return
-        for argv in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        with REPORTER.step(
+            f"Debian packages {' '.join(missing)}",
+            doing="installing with apt-get",
+            why="first run only",
+            expect=30.0 * len(missing),  # a rough figure: downloads and dpkg triggers vary
+            phases=2,
         ):
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise PartUnavailable(
-                    f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}\n"
-                    f"Install by hand: {how}"
-                )
+            for argv, meter in (
+                (["apt-get", "update", "-qq"], None),
+                (
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                    installed_meter(missing),
+                ),
+            ):
+                with REPORTER.phase(" ".join(argv[:2]), meter=meter):
+                    done = subprocess.run(
+                        argv, env=env, capture_output=True, text=True, check=False
+                    )
+                if done.returncode != 0:
+                    raise PartUnavailable(
+                        f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}\n"
+                        f"Install by hand: {how}"
+                    )
     still = missing_packages()
     if still:
         raise PartUnavailable(f"apt-get installed, yet these are still missing: {still}")

@@ -2,21 +2,29 @@
 
 A wrapper is a tiny main module in the cache that requires the release and, where the release's
 own go.mod points requirements at local folders (Kubernetes' staging modules), replaces them
-with their published twins. It is generated from that go.mod, never typed by hand.
+with their published twins. It is generated from that go.mod, never typed by hand. Downloads
+report the bytes they fetched, builds the packages they compiled (`progress`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.builds import Measure, PartUnavailable, run_step
 from harness.cache import subdir
+from harness.progress import REPORTER, Meter
+
+# A line `go build -v` prints for each package it compiles: an import path, nothing else.
+PACKAGE_LINE = re.compile(rb"[A-Za-z0-9_.~+/-]+")
 
 GO_HOW = (
     "Go comes with the machine (`go version`); these builds need the Go module proxy and "
@@ -84,6 +92,69 @@ def _go_json(argv: list[str], *, what: str) -> Any:
     return json.loads(done.stdout)
 
 
+def tree_bytes(root: Path) -> int:
+    """The summed size of the files under `root` (0 if it is missing)."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue  # replaced or removed by the go command meanwhile
+    return total
+
+
+def download_meter(downloads: Path | None = None, *, every: float = 10.0) -> Meter:
+    """Progress of a download into the module cache: the bytes its download folder gained. The
+    folder is walked at most once per `every` seconds, however often the line is redrawn."""
+    root = downloads or Path(go_env()["GOMODCACHE"]) / "cache" / "download"
+    before = tree_bytes(root)
+    last: list[tuple[float, str]] = []
+
+    def reading() -> str:
+        now = time.monotonic()
+        if not last or now - last[0][0] >= every:
+            last[:] = [(now, f"{(tree_bytes(root) - before) / 2**20:.0f} MiB downloaded")]
+        return last[0][1]
+
+    return reading
+
+
+def package_meter(log: Path, *, total: Callable[[], int | None]) -> Meter:
+    """Progress of a `go build -v` logging to `log`: the packages compiled since now, out of
+    at most `total()` (asked once, on the first reading; the build cache may hold the rest)."""
+    offset = log.stat().st_size if log.exists() else 0
+    known: list[int | None] = []
+
+    def reading() -> str:
+        if not known:
+            known.append(total())
+        with log.open("rb") as output:
+            output.seek(offset)
+            done = sum(1 for line in output.read().splitlines() if PACKAGE_LINE.fullmatch(line))
+        return f"{done} of up to {known[0]} packages compiled" if known[0] else f"{done} compiled"
+
+    return reading
+
+
+def count_packages(directory: Path, package: str, *, tags: str) -> int | None:
+    """How many packages `package` is built from (itself and every dependency, standard library
+    included); None if `go list` cannot say. Runs at the lowest priority, beside the build."""
+    try:
+        done = subprocess.run(
+            ["nice", "-n", "19", go_command(), "list", "-deps", f"-tags={tags}", package],
+            cwd=directory,
+            env=go_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired, PartUnavailable):
+        return None
+    return len(done.stdout.split()) if done.returncode == 0 else None
+
+
 def release_gomod(module: str, version: str) -> dict[str, Any]:
     """The release's own go.mod as `go mod edit -json` sees it (downloaded through the proxy)."""
     info = _go_json(["mod", "download", "-json", f"{module}@{version}"], what=f"{module}@{version}")
@@ -147,7 +218,9 @@ def prepare(wrapper: Wrapper, *, measure: Measure, log: Path, how_to_get: str) -
     if ready.exists():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
-    release = release_gomod(wrapper.module, wrapper.version)
+    downloaded = download_meter()  # one count across both phases: both fetch modules
+    with REPORTER.phase(f"go mod download {wrapper.module}@{wrapper.version}", meter=downloaded):
+        release = release_gomod(wrapper.module, wrapper.version)
     (directory / "go.mod").write_text(wrapper_gomod(wrapper, release))
     (directory / "go.sum").unlink(missing_ok=True)
     (directory / "tools.go").write_text(tools_go(wrapper))
@@ -159,6 +232,7 @@ def prepare(wrapper: Wrapper, *, measure: Measure, log: Path, how_to_get: str) -
         env=go_env(),
         measure=measure,
         how_to_get=how_to_get,
+        meter=downloaded,
     )
     ready.write_text("")
     return directory
@@ -177,10 +251,12 @@ def build(
 ) -> None:
     """`go build` one main package of a prepared wrapper into `output` (atomically)."""
     partial = output.with_name(output.name + ".partial")
+    directory = wrapper.directory
     run_step(
         [
             go_command(),
             "build",
+            "-v",  # names each package as it is compiled, for the progress line (and the log)
             "-trimpath",
             f"-tags={tags}",
             f"-ldflags={ldflags}",
@@ -190,9 +266,10 @@ def build(
         ],
         what=f"go build {package}@{wrapper.version}",
         log=log,
-        cwd=wrapper.directory,
+        cwd=directory,
         env=go_env(),
         measure=measure,
         how_to_get=how_to_get,
+        meter=package_meter(log, total=lambda: count_packages(directory, package, tags=tags)),
     )
     os.replace(partial, output)

@@ -5,6 +5,7 @@ the broker's image is the cached static nats-server alone on scratch.
 `ensure_images()` is what the e2e cluster calls; everything lands in the cache's images/ folder.
 The root is built once; the project layer is rebuilt only when the project's sources change, since
 the images' tag is a hash of those sources (never `latest`, so the kubelet never tries to pull).
+Each image built says on stderr what it does and how long it took (`progress`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import binaries, gomodules
-from harness.builds import Measure, PartUnavailable, record, run_step
+from harness.buildah import Buildah, base_image, commit_project, export
+from harness.builds import Measure, PartUnavailable, last_seconds, record, run_step
 from harness.cache import exclusive, subdir
 from harness.debian import ensure_node_packages
+from harness.progress import REPORTER, Meter, home_relative
 
 # The project the images carry: this checkout, or another copy of it (to try a change in the
 # e2e tier without touching the checkout).
@@ -44,6 +47,12 @@ CONTROL_ENTRYPOINT = '["kubelambda"]'
 NATS_ENTRYPOINT = '["/nats-server"]'
 # The chart's default nats.image tag is the server's version; the harness builds that name.
 NATS_IMAGE = f"localhost/kubelambda-nats:{binaries.NATS_SERVER_VERSION.removeprefix('v')}"
+
+# Seconds of each build on 2 shared cores (build-times.jsonl of 2026-12-04), for the estimate in
+# its first line when this machine has no figure of its own yet.
+COLD_SECONDS = {"root": 90.0, "pause": 5.0, "runtime": 30.0, "control-plane": 60.0, "nats": 5.0}
+# The phases of each kind's build after the root, for the "[2/3]" in its progress lines.
+PHASES = {"pause": 3, "runtime": 3, "control-plane": 3, "nats": 2}
 
 HOW_TO_GET = (
     "The e2e images are built by `scripts/build-images` (as root: debootstrap, buildah; about "
@@ -108,7 +117,15 @@ def _log(name: str) -> Path:
     return subdir("logs") / f"images-{name}.log"
 
 
-def _run(argv: Sequence[str], *, what: str, log: Path, measure: Measure, cwd: Path) -> None:
+def _run(
+    argv: Sequence[str],
+    *,
+    what: str,
+    log: Path,
+    measure: Measure,
+    cwd: Path,
+    meter: Meter | None = None,
+) -> None:
     run_step(
         list(argv),
         what=what,
@@ -118,6 +135,7 @@ def _run(argv: Sequence[str], *, what: str, log: Path, measure: Measure, cwd: Pa
         measure=measure,
         how_to_get=HOW_TO_GET,
         timeout=1800,
+        meter=meter,
     )
 
 
@@ -129,34 +147,53 @@ def ensure_base_root() -> Path:
     if (home / ".ready").exists():
         return rootfs
     ensure_node_packages()
+    part = f"image root (debootstrap {SUITE} minbase + python3)"
     with exclusive("images-root"):
         if (home / ".ready").exists():
             return rootfs
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
         measure = Measure()
-        _run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(BASE_PACKAGES)}",
-                SUITE,
-                str(rootfs),
-                MIRROR,
-            ],
-            what=f"debootstrap {SUITE}",
-            log=_log("root"),
-            measure=measure,
-            cwd=home,
-        )
-        # apt's lists and the downloaded .debs are no use in an image that never runs apt.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for entry in (rootfs / junk).glob("*"):
-                if entry.is_file():
-                    entry.unlink()
+        with REPORTER.step(
+            f"image root {SUITE} + {' '.join(BASE_PACKAGES)}",
+            doing=f"building with debootstrap from {MIRROR}",
+            why=f"first run only, cached in {home_relative(home)}",
+            expect=last_seconds(part) or COLD_SECONDS["root"],
+        ):
+            _debootstrap(rootfs, home=home, measure=measure)
         (home / ".ready").write_text(key)
-        record(f"image root (debootstrap {SUITE} minbase + python3)", key, measure)
+        record(part, key, measure)
     return rootfs
+
+
+def _debootstrap(rootfs: Path, *, home: Path, measure: Measure) -> None:
+    """The root from the Debian mirror, less apt's caches."""
+    _run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            SUITE,
+            str(rootfs),
+            MIRROR,
+        ],
+        what=f"debootstrap {SUITE}",
+        log=_log("root"),
+        measure=measure,
+        cwd=home,
+        meter=lambda: _fetched(rootfs / "var/cache/apt/archives"),
+    )
+    # apt's lists and the downloaded .debs are no use in an image that never runs apt.
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for entry in (rootfs / junk).glob("*"):
+            if entry.is_file():
+                entry.unlink()
+
+
+def _fetched(archives: Path) -> str:
+    """debootstrap's progress: the packages it has fetched into the root so far."""
+    debs = [p.stat().st_size for p in archives.glob("*.deb")] if archives.is_dir() else []
+    return f"{len(debs)} packages fetched ({sum(debs) / 2**20:.0f} MiB)" if debs else ""
 
 
 def _pause_source() -> Path:
@@ -170,59 +207,6 @@ def _pause_source() -> Path:
             f"`scripts/build-parts kube-apiserver` makes. {binaries.HOW_TO_GET}"
         )
     return source
-
-
-class Buildah:
-    """buildah with a private store under the cache, so nothing touches /var/lib/containers."""
-
-    def __init__(self, *, log: Path, measure: Measure) -> None:
-        store = images_dir() / "buildah"
-        # vfs: plain copies, which work everywhere; overlay needs a kernel and a backing
-        # filesystem that allow it, and the images are small enough for copies.
-        self.globals = [
-            "buildah",
-            f"--root={store / 'root'}",
-            f"--runroot={store / 'run'}",
-            "--storage-driver=vfs",
-        ]
-        self.log = log
-        self.measure = measure
-
-    def output(self, *args: str) -> str:
-        done = subprocess.run(
-            [*self.globals, *args], capture_output=True, text=True, check=False, timeout=600
-        )
-        with self.log.open("a") as out:
-            out.write(f"$ {' '.join([*self.globals, *args])}\n{done.stdout}{done.stderr}")
-        if done.returncode != 0:
-            raise PartUnavailable(
-                f"buildah {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}"
-                f"\n{HOW_TO_GET}"
-            )
-        return done.stdout.strip()
-
-    def has_image(self, name: str) -> bool:
-        done = subprocess.run(
-            [*self.globals, "images", "--quiet", name], capture_output=True, text=True, check=False
-        )
-        return done.returncode == 0 and bool(done.stdout.strip())
-
-
-def _base_image(buildah: Buildah, rootfs: Path) -> str:
-    """The root as an image in buildah's store, once: every project image starts from it."""
-    name = f"localhost/kubelambda-base:{(rootfs.parent / '.ready').read_text().strip()}"
-    if buildah.has_image(name):
-        return name
-    container = buildah.output("from", "--pull=never", "scratch")
-    try:
-        mount = Path(buildah.output("mount", container))
-        subprocess.run(["cp", "-a", f"{rootfs}/.", str(mount)], check=True)
-        buildah.output("umount", container)
-        buildah.output("commit", "--rm", container, name)
-    except BaseException:
-        subprocess.run([*buildah.globals, "rm", container], capture_output=True, check=False)
-        raise
-    return name
 
 
 def _install_project(staging: Path, *, extra: str, measure: Measure, log: Path) -> None:
@@ -272,42 +256,16 @@ def _project_image(
         _install_project(staging, extra=extra, measure=measure, log=buildah.log)
         # Scripts pip made point at the host's interpreter; the image uses `python -m` instead.
         shutil.rmtree(staging / "bin", ignore_errors=True)
-        container = buildah.output("from", "--pull=never", base)
-        try:
-            mount = Path(buildah.output("mount", container))
-            subprocess.run(
-                ["cp", "-a", f"{staging}/.", str(mount / SITE_PACKAGES.lstrip("/"))], check=True
+        with REPORTER.phase(f"buildah commit {name}"):
+            commit_project(
+                buildah,
+                staging,
+                base=base,
+                name=name,
+                entrypoint=entrypoint,
+                user=user,
+                site_packages=SITE_PACKAGES,
             )
-            (mount / "usr/local/bin/python").symlink_to("/usr/bin/python3")
-            (mount / "usr/local/bin/kubelambda").write_text(
-                "#!/usr/bin/python3\nimport sys\nfrom kubelambda.cli import main\n"
-                "sys.exit(main())\n"
-            )
-            (mount / "usr/local/bin/kubelambda").chmod(0o755)
-            task = mount / "var/task"
-            task.mkdir(parents=True, exist_ok=True)
-            with (mount / "etc/passwd").open("a") as passwd:
-                passwd.write(f"sbx_user1051:x:{user}:{user}::/tmp:/usr/sbin/nologin\n")
-            with (mount / "etc/group").open("a") as group:
-                group.write(f"sbx_user1051:x:{user}:\n")
-            buildah.output("umount", container)
-            buildah.output(
-                "config",
-                f"--user={user}",
-                "--workingdir=/var/task",
-                "--port=8080",
-                "--env=PYTHONDONTWRITEBYTECODE=1",
-                "--env=PYTHONUNBUFFERED=1",
-                "--env=LAMBDA_TASK_ROOT=/var/task",
-                "--env=KUBELAMBDA_PORT=8080",
-                f"--entrypoint={entrypoint}",
-                "--cmd=",
-                container,
-            )
-            buildah.output("commit", "--rm", container, name)
-        except BaseException:
-            subprocess.run([*buildah.globals, "rm", container], capture_output=True, check=False)
-            raise
 
 
 def _pause_image(buildah: Buildah, name: str, measure: Measure) -> None:
@@ -330,20 +288,28 @@ def _pause_image(buildah: Buildah, name: str, measure: Measure) -> None:
             cwd=Path(scratch),
         )
         subprocess.run(["strip", str(binary)], check=False)
-        container = buildah.output("from", "--pull=never", "scratch")
-        try:
-            buildah.output("copy", container, str(binary), "/pause")
-            buildah.output("config", "--user=65535:65535", '--entrypoint=["/pause"]', container)
-            buildah.output("commit", "--rm", container, name)
-        except BaseException:
-            subprocess.run([*buildah.globals, "rm", container], capture_output=True, check=False)
-            raise
+        with REPORTER.phase(f"buildah commit {name}"):
+            container = buildah.output("from", "--pull=never", "scratch")
+            try:
+                buildah.output("copy", container, str(binary), "/pause")
+                buildah.output("config", "--user=65535:65535", '--entrypoint=["/pause"]', container)
+                buildah.output("commit", "--rm", container, name)
+            except BaseException:
+                subprocess.run(
+                    [*buildah.globals, "rm", container], capture_output=True, check=False
+                )
+                raise
 
 
 def _nats_image(buildah: Buildah, name: str) -> None:
     """The cached nats-server (static, CGO off) alone on scratch, entrypoint nats-server as in
     the official nats:2.x image, so the chart's `--config FILE` works with either."""
     binary = binaries.ensure_nats_server()
+    with REPORTER.phase(f"buildah commit {name}"):
+        _commit_nats(buildah, binary, name)
+
+
+def _commit_nats(buildah: Buildah, binary: Path, name: str) -> None:
     container = buildah.output("from", "--pull=never", "scratch")
     try:
         buildah.output("copy", "--chmod=0755", container, str(binary), "/nats-server")
@@ -361,17 +327,6 @@ def _nats_image(buildah: Buildah, name: str) -> None:
     except BaseException:
         subprocess.run([*buildah.globals, "rm", container], capture_output=True, check=False)
         raise
-
-
-def _export(buildah: Buildah, name: str, archive: Path) -> None:
-    partial = archive.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
-    # docker-archive keeps the fully qualified name in the tarball; oci-archive would carry a
-    # bare tag that the CRI cannot match to the pod's image.
-    buildah.output("push", name, f"docker-archive:{partial}:{name}")
-    partial.rename(archive)
-    # The tarball is the cache from now on; the copy in the store only costs disk.
-    subprocess.run([*buildah.globals, "rmi", name], capture_output=True, check=False)
 
 
 def ensure_images() -> Images:
@@ -400,37 +355,55 @@ def ensure_images() -> Images:
         nats=wanted["nats"],
     )
     if all(image.archive.exists() for image in images.all()):
+        REPORTER.cached(f"e2e images for sources {tag}", where=archives)
         return images
     ensure_node_packages()
     with exclusive("images"):
         for kind, image in wanted.items():
             if image.archive.exists():
+                REPORTER.cached(f"image {image.name}", where=image.archive)
                 continue
-            measure = Measure()
-            began = time.monotonic()
-            buildah = Buildah(log=_log(kind), measure=measure)
-            if kind == "pause":
-                _pause_image(buildah, image.name, measure)
-            elif kind == "nats":
-                _nats_image(buildah, image.name)
-            else:
-                rootfs = ensure_base_root()
-                base = _base_image(buildah, rootfs)
-                _project_image(
-                    buildah,
-                    base=base,
-                    name=image.name,
-                    extra="" if kind == "runtime" else "[control-plane]",
-                    entrypoint=RUNTIME_ENTRYPOINT if kind == "runtime" else CONTROL_ENTRYPOINT,
-                    user=RUNTIME_UID,
-                    measure=measure,
+            with REPORTER.step(
+                f"image {image.name}",
+                doing="building with buildah",
+                why=(
+                    "first run only"
+                    if kind in ("pause", "nats")
+                    else "rebuilt when the project's sources change"
                 )
-            _export(buildah, image.name, image.archive)
-            # The whole build, not only the steps run_step measured (pip, gcc).
-            measure.seconds = time.monotonic() - began
-            record(f"image {kind}", image.name.rsplit(":", 1)[1], measure)
+                + f", cached in {home_relative(archives)}; log {home_relative(_log(kind))}",
+                expect=last_seconds(f"image {kind}") or COLD_SECONDS[kind],
+                phases=PHASES[kind],
+            ):
+                _build_image(kind, image)
         _prune(archives, keep={image.archive for image in images.all()})
     return images
+
+
+def _build_image(kind: str, image: Image) -> None:
+    measure = Measure()
+    began = time.monotonic()
+    buildah = Buildah(store=images_dir() / "buildah", log=_log(kind), how_to_get=HOW_TO_GET)
+    if kind == "pause":
+        _pause_image(buildah, image.name, measure)
+    elif kind == "nats":
+        _nats_image(buildah, image.name)
+    else:
+        rootfs = ensure_base_root()
+        base = base_image(buildah, rootfs)
+        _project_image(
+            buildah,
+            base=base,
+            name=image.name,
+            extra="" if kind == "runtime" else "[control-plane]",
+            entrypoint=RUNTIME_ENTRYPOINT if kind == "runtime" else CONTROL_ENTRYPOINT,
+            user=RUNTIME_UID,
+            measure=measure,
+        )
+    export(buildah, image.name, image.archive)
+    # The whole build, not only the steps run_step measured (pip, gcc).
+    measure.seconds = time.monotonic() - began
+    record(f"image {kind}", image.name.rsplit(":", 1)[1], measure)
 
 
 def _prune(archives: Path, *, keep: set[Path]) -> None:
