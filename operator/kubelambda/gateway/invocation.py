@@ -3,7 +3,8 @@
 The HTTP trigger handler, the Invoke API and asynchronous delivery all call
 `Invoker.invoke`; it retries on another instance (or waits for one) when an instance
 refuses the connection or answers 429, so those never reach a client. Each answer an
-instance gave is counted as Lambda bills it (`GatewayMetrics.billed`).
+instance gave is counted as Lambda bills it (`GatewayMetrics.billed`). The invocation's trace
+goes to the runtime in `X-Amzn-Trace-Id` and `traceparent`, with spans when tracing is on.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from kubelambda.clock import Clock
 from kubelambda.gateway.activation import Activator, Outcome
-from kubelambda.gateway.exceptions import InstanceUnavailable
+from kubelambda.gateway.exceptions import (
+    DeadlineExceeded,
+    GatewayError,
+    InstanceUnavailable,
+    UpstreamFailed,
+)
 from kubelambda.gateway.metrics import BILLED_DURATION_HEADER, GatewayMetrics, billed_ms
 from kubelambda.gateway.routing import FunctionEntry
+from kubelambda.gateway.spans import InvocationSpans, SpanTracer, tracer_from_environment
+from kubelambda.gateway.tracing import TraceContext, new_trace
 from kubelambda.gateway.upstream import UpstreamPool, UpstreamResponse
 
 __all__ = ["INVOKE_TARGET", "Invocation", "Invoker"]
@@ -30,6 +39,11 @@ _JSON = (b"content-type", b"application/json")
 _TAIL = (b"x-amz-log-type", b"Tail")
 # spec.memoryMB's default, for routing tables built without a Function.
 _DEFAULT_MEMORY_MB = 128
+# Failures logged with the invocation's trace id: timeouts and broken answers. Refusals under
+# load (429, 503) are counted in metrics, not logged one by one.
+_LOGGED = (DeadlineExceeded, UpstreamFailed)
+# Invoker's `tracer` when none is given: the OTEL_* environment decides.
+_FROM_ENVIRONMENT: SpanTracer | None = cast(SpanTracer, object())
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +74,9 @@ class Invoker:
         clock: Clock,
         metrics: GatewayMetrics,
         grace_seconds: float,
+        tracer: SpanTracer | None = _FROM_ENVIRONMENT,
     ) -> None:
+        self.tracer = tracer_from_environment() if tracer is _FROM_ENVIRONMENT else tracer
         self._activator = activator
         self._pool = pool
         self._clock = clock
@@ -78,6 +94,7 @@ class Invoker:
         client_context: bytes | None = None,
         log_tail: bool = False,
         gone: Callable[[], Awaitable[object]] | None = None,
+        trace: TraceContext | None = None,
     ) -> Invocation:
         """Invoke `function` with `payload` (the event as JSON) and return the raw answer.
 
@@ -85,16 +102,84 @@ class Invoker:
         has its whole timeout. `gone` returns when the client disconnects (see
         Activator.acquire). Raises the GatewayError subclasses of activation and
         upstream (HoldQueueFull, DeadlineExceeded, Unavailable, UpstreamTimeout,
-        UpstreamFailed).
+        UpstreamFailed). `trace` is the caller's (tracing.incoming); None starts a new one.
         """
+        if trace is None:
+            trace = new_trace(self._clock.wall())
+        if self.tracer is None:
+            try:
+                return await self._invoke(
+                    function,
+                    payload=payload,
+                    request_id=request_id,
+                    invoked_arn=invoked_arn,
+                    hold_deadline=hold_deadline,
+                    client_context=client_context,
+                    log_tail=log_tail,
+                    gone=gone,
+                    trace=trace,
+                    spans=None,
+                )
+            except _LOGGED as exc:
+                _log_failure(function, request_id, trace, exc)
+                raise
+        spans = self.tracer.invocation(
+            trace, function=function.key.name, request_id=request_id, invoked_arn=invoked_arn
+        )
+        try:
+            invocation = await self._invoke(
+                function,
+                payload=payload,
+                request_id=request_id,
+                invoked_arn=invoked_arn,
+                hold_deadline=hold_deadline,
+                client_context=client_context,
+                log_tail=log_tail,
+                gone=gone,
+                trace=trace,
+                spans=spans,
+            )
+        except BaseException as exc:
+            if isinstance(exc, _LOGGED):
+                _log_failure(function, request_id, trace, exc)
+            spans.finish(cold=False, error=exc)
+            raise
+        spans.finish(cold=invocation.cold)
+        return invocation
+
+    async def _invoke(
+        self,
+        function: FunctionEntry,
+        *,
+        payload: bytes,
+        request_id: str,
+        invoked_arn: bytes,
+        hold_deadline: float,
+        client_context: bytes | None,
+        log_tail: bool,
+        gone: Callable[[], Awaitable[object]] | None,
+        trace: TraceContext,
+        spans: InvocationSpans | None,
+    ) -> Invocation:
         key = function.key
         timeout = function.timeout_seconds
         waited = 0.0
         cold = False
         request_id_header = (b"lambda-runtime-aws-request-id", request_id.encode("ascii"))
         arn_header = (b"lambda-runtime-invoked-function-arn", invoked_arn)
+        # Without spans the runtime's trace headers are the same on every try.
+        trace_headers = trace.headers() if spans is None else ()
         while True:
-            lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
+            if spans is None:
+                lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
+            else:
+                hold = spans.child("hold")
+                try:
+                    lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
+                except BaseException as exc:
+                    spans.end(hold, exc)
+                    raise
+                spans.end(hold)
             waited += lease.waited
             cold = cold or lease.cold
             instance = lease.instance
@@ -106,11 +191,16 @@ class Invoker:
                 request_id_header,
                 (b"lambda-runtime-deadline-ms", str(deadline_ms).encode("ascii")),
                 arn_header,
+                *trace_headers,
             ]
             if client_context:
                 headers.append((b"lambda-runtime-client-context", client_context))
             if log_tail:
                 headers.append(_TAIL)
+            upstream = None
+            if spans is not None:
+                upstream = spans.child("upstream", client=True)
+                headers += spans.headers(trace, upstream)
             sent = self._clock.monotonic()
             try:
                 response = await self._pool.request(
@@ -123,12 +213,18 @@ class Invoker:
                     deadline=asyncio.get_running_loop().time() + timeout + self._grace,
                 )
             except InstanceUnavailable as exc:
+                if upstream is not None:
+                    InvocationSpans.end(upstream, exc)
                 log.info("instance %s of %s unavailable, trying again: %s", instance.id, key, exc)
                 lease.release(Outcome.REFUSED)
                 continue
-            except BaseException:
+            except BaseException as exc:
+                if upstream is not None:
+                    InvocationSpans.end(upstream, exc)
                 lease.release()
                 raise
+            if upstream is not None:
+                InvocationSpans.end(upstream, status=response.status)
             if response.status == 429:
                 # Every slot of that instance is busy (its concurrency is lower than we
                 # were told, or another gateway uses it): wait for a slot elsewhere.
@@ -150,3 +246,16 @@ class Invoker:
             duration_ms = int(header)
         memory_mb = function.spec.memory_mb if function.spec is not None else _DEFAULT_MEMORY_MB
         self._metrics.billed(function.key, duration_ms=duration_ms, memory_mb=memory_mb)
+
+
+def _log_failure(
+    function: FunctionEntry, request_id: str, trace: TraceContext, exc: GatewayError
+) -> None:
+    """The gateway's line about an invocation it could not complete, naming the trace."""
+    log.warning(
+        "invocation %s of %s failed: %s (trace %s)",
+        request_id,
+        function.key,
+        exc,
+        trace.root,
+    )

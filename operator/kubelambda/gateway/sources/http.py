@@ -28,6 +28,7 @@ from kubelambda.gateway.sources.http_payload import (
     function_error_response,
     map_response,
 )
+from kubelambda.gateway.tracing import TRACEPARENT_HEADER, XRAY_HEADER, incoming
 
 __all__ = ["TriggerHandler"]
 
@@ -122,6 +123,11 @@ class TriggerHandler:
             invoked_arn=self._arn(function.key),
             hold_deadline=request.received + self._settings.hold_timeout_seconds,
             gone=request.disconnected,
+            trace=incoming(
+                request.header(XRAY_HEADER),
+                request.header(TRACEPARENT_HEADER),
+                now=self._clock.wall(),
+            ),
         )
         upstream = invocation.response
         if upstream.status != 200:

@@ -36,6 +36,7 @@ from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.routing import FunctionEntry, RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.tracing import TRACEPARENT_HEADER, XRAY_HEADER, incoming
 
 __all__ = ["INVOKE_PREFIX", "InvokeApi"]
 
@@ -159,6 +160,11 @@ class InvokeApi:
             client_context=client_context,
             log_tail=log_type == "Tail",
             gone=request.disconnected,
+            trace=incoming(
+                request.header(XRAY_HEADER),
+                request.header(TRACEPARENT_HEADER),
+                now=self._clock.wall(),
+            ),
         )
         upstream = invocation.response
         if upstream.status != 200:
