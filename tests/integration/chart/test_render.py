@@ -266,3 +266,24 @@ def test_only_the_gateway_may_ask_for_wake_ups() -> None:
     assert "from" not in health and [p["port"] for p in health["ports"]] == ["health"]
     ports = {p["name"] for p in operator["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {"wake", "health"} <= ports
+
+
+def test_the_gateway_exports_spans_only_when_an_otlp_endpoint_is_set() -> None:
+    def otel_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+        deployment = find(docs, "Deployment", "kubelambda-gateway")
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e["value"] for e in env if e["name"].startswith("OTEL_")}
+
+    assert otel_env(render()) == {}
+    assert otel_env(
+        render(
+            "tracing.otlpEndpoint=http://collector.observability:4318",
+            "tracing.sampler=parentbased_traceidratio",
+            "tracing.samplerArg=0.1",
+        )
+    ) == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.observability:4318",
+        "OTEL_SERVICE_NAME": "kubelambda-gateway",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
