@@ -84,12 +84,23 @@ Code: TypeAlias = InlineCode | ConfigMapCode | FolderCode | S3Object
 
 @dataclass(frozen=True, kw_only=True)
 class Scaling:
-    """The autoscaler's bounds; ``target_concurrency`` is resolved (it defaults to concurrency)."""
+    """The autoscaler's bounds; ``target_concurrency`` is resolved (it defaults to concurrency)
+    and ``max_replicas`` is the effective cap: spec.scaling.maxReplicas, lowered to the pods
+    spec.reservedConcurrency can keep busy (so 0 with a reservation of 0)."""
 
     min_replicas: int
     max_replicas: int
     target_concurrency: int
     scale_to_zero_after_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throttling:
+    """A function's rate limit (spec.throttling), in API Gateway's words: a token bucket that
+    refills ``rate_limit`` requests per second and holds at most ``burst_limit``."""
+
+    rate_limit: int
+    burst_limit: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +129,11 @@ class Function:
     lambda_name: str | None = None
     # Lambda layers, unpacked under /opt in this order (spec.layers).
     layers: tuple[S3Object, ...] = ()
+    # Invocations in flight at once, over all pods (spec.reservedConcurrency); None: no cap
+    # but the pods'. 0 throttles every invocation, as Lambda's "set to 0 to stop a function".
+    reserved_concurrency: int | None = None
+    # Invocations started per second (spec.throttling); None: no rate limit.
+    throttling: Throttling | None = None
 
     @property
     def custom_runtime(self) -> bool:
@@ -189,6 +205,7 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
     if handler is not None and code is not None and not custom:
         _check_handler_module(reader, handler, code)
     concurrency = reader.integer(spec.child("concurrency"))
+    reserved = reader.optional_integer(spec.child("reservedConcurrency"))
     delivery = read_delivery(reader, spec) or Delivery()
     letter = delivery.dead_letter
     if letter is not None and letter.function is not None and letter.function == name:
@@ -206,13 +223,25 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         memory_mb=reader.integer(spec.child("memoryMB")),
         timeout_seconds=reader.integer(spec.child("timeoutSeconds")),
         concurrency=concurrency,
-        scaling=_read_scaling(reader, spec, concurrency),
+        scaling=_read_scaling(reader, spec, concurrency, reserved),
         delivery=delivery,
         anonymous_invoke=_read_anonymous(reader, spec),
         egress=read_egress(reader, spec),
         lambda_name=_read_lambda_name(reader, root),
         layers=_read_layers(reader, spec, has_runtime=spec.child("runtime").present),
+        reserved_concurrency=reserved,
+        throttling=_read_throttling(reader, spec),
     )
+
+
+def _read_throttling(reader: Reader, spec: Node) -> Throttling | None:
+    node = reader.obj(spec.child("throttling"))
+    if node is None:
+        return None
+    rate = reader.integer(node.child("rateLimit"))
+    burst = reader.optional_integer(node.child("burstLimit"))
+    # API Gateway's bucket holds `burstLimit` tokens; unset, one second's worth.
+    return Throttling(rate_limit=rate, burst_limit=burst if burst is not None else rate)
 
 
 def _read_lambda_name(reader: Reader, root: Node) -> str | None:
@@ -354,7 +383,12 @@ def _check_handler_module(reader: Reader, handler: str, code: Code) -> None:
         )
 
 
-def _read_scaling(reader: Reader, spec: Node, concurrency: int) -> Scaling:
+def pods_for(reserved: int, concurrency: int) -> int:
+    """The most pods a reservation can keep busy: ceil(reserved / concurrency)."""
+    return -(-reserved // concurrency) if concurrency > 0 else 0
+
+
+def _read_scaling(reader: Reader, spec: Node, concurrency: int, reserved: int | None) -> Scaling:
     node = reader.obj(spec.child("scaling"))
     fields = node if node is not None else spec.child("scaling")
     min_replicas = reader.integer(fields.child("minReplicas"))
@@ -370,6 +404,17 @@ def _read_scaling(reader: Reader, spec: Node, concurrency: int) -> Scaling:
             f"{fields.path}.targetConcurrency",
             f"must not exceed spec.concurrency ({concurrency}), not {target}",
         )
+    if reserved is not None:
+        # As on Lambda, reserved concurrency also caps scaling: no pod beyond those the
+        # reservation can keep busy, and no warm pod (provisioned concurrency) beyond them.
+        most = pods_for(reserved, concurrency)
+        if min_replicas > most:
+            reader.report(
+                f"{fields.path}.minReplicas",
+                f"must not exceed the {most} pods spec.reservedConcurrency ({reserved}) can keep"
+                f" busy at spec.concurrency {concurrency}, not {min_replicas}",
+            )
+        max_replicas = min(max_replicas, most)
     return Scaling(
         min_replicas=min_replicas,
         max_replicas=max_replicas,

@@ -407,6 +407,12 @@ FUNCTION_FIELDS: Final[Mapping[str, Field]] = MappingProxyType(
         "spec.memoryMB": _integer(128, 10240, 128),
         "spec.timeoutSeconds": _integer(1, 900, 3),
         "spec.concurrency": _integer(1, 1000, 1),
+        "spec.reservedConcurrency": _integer(0, 1_000_000),
+        "spec.throttling": _object(),
+        "spec.throttling.rateLimit": Field(
+            type="integer", required=True, minimum=1, maximum=1_000_000
+        ),
+        "spec.throttling.burstLimit": _integer(1, 1_000_000),
         "spec.invoke": _object(default=EMPTY_OBJECT),
         "spec.invoke.anonymous": Field(type="boolean", default=False),
         "spec.network": _object(),

@@ -26,7 +26,7 @@ in memory.)
 
 Mapped: AWS::Serverless::Function's Handler, Runtime (python3.11-3.13), CodeUri (a folder: its
 files inlined, at most 100 files and 1 MiB), InlineCode, ImageUri, Timeout, MemorySize,
-Environment, ReservedConcurrentExecutions (spec.scaling.maxReplicas: one invocation per pod, as
+Environment, ReservedConcurrentExecutions (spec.reservedConcurrency, as
 on Lambda), ProvisionedConcurrencyConfig (minReplicas), EventInvokeConfig (spec.delivery),
 FunctionName (the Lambda name, kept in the annotation kubelambda.dev/function-name, which the
 Invoke API accepts: FunctionName="OrderHandler" reaches Function order-handler), Globals; events

@@ -27,6 +27,7 @@ from kubelambda.gateway.exceptions import (
     HoldQueueFull,
     Unavailable,
 )
+from kubelambda.gateway.limits import FunctionLimits, Permit
 from kubelambda.gateway.overload import LoopLag
 from kubelambda.gateway.platform import Instance, Platform, PlatformError
 
@@ -116,7 +117,16 @@ class Lease:
     whether it was held because no instance was ready (a cold start).
     """
 
-    __slots__ = ("_activator", "_released", "_slot", "_started", "_state", "cold", "waited")
+    __slots__ = (
+        "_activator",
+        "_released",
+        "_slot",
+        "_started",
+        "_state",
+        "cold",
+        "permit",
+        "waited",
+    )
 
     def __init__(
         self,
@@ -134,6 +144,7 @@ class Lease:
         self._started = activator._clock.monotonic()
         self.waited = waited
         self.cold = cold
+        self.permit: Permit | None = None  # counted against the function's limits
 
     @property
     def instance(self) -> Instance:
@@ -146,6 +157,9 @@ class Lease:
         activator = self._activator
         if outcome is Outcome.OK:
             activator._served(self._state, activator._clock.monotonic() - self._started)
+        if self.permit is not None:
+            # An instance that refused did not run it: the invoker's retry takes a new permit.
+            self.permit.release(refund=outcome is not Outcome.OK)
         activator._release(self._state, self._slot, outcome)
 
 
@@ -173,8 +187,10 @@ class Activator:
         max_hold_wait_seconds: float = 2.0,
         max_loop_lag_seconds: float = 1.0,
         loop_lag: Callable[[], float] | None = None,
+        limits: FunctionLimits | None = None,
     ) -> None:
         self._platform = platform
+        self._limits = limits
         self._clock = clock
         self.max_queued = max_queued
         self._retry_after = retry_after_seconds
@@ -206,7 +222,8 @@ class Activator:
         Raises HoldQueueFull when the function already holds `max_queued` requests,
         DeadlineExceeded when the deadline passes first, Unavailable when the platform
         says the function cannot start, ClientDisconnected when `gone` returns first.
-        GatewayOverloaded while the gateway's event loop runs late.
+        GatewayOverloaded while the gateway's event loop runs late; Throttled (429) at once
+        when the function's reserved concurrency or rate limit is reached (limits.py).
         """
         lag = self._loop_lag()
         if lag > self._max_lag:
@@ -215,6 +232,23 @@ class Activator:
                 f"{self._max_lag:g}s); try again later",
                 retry_after=self._retry_after,
             )
+        if self._limits is None:
+            return await self._lease(key, deadline, gone)
+        permit = self._limits.admit(key)
+        try:
+            lease = await self._lease(key, deadline, gone)
+        except BaseException:
+            permit.release()
+            raise
+        lease.permit = permit
+        return lease
+
+    async def _lease(
+        self,
+        key: FunctionKey,
+        deadline: float,
+        gone: Callable[[], Awaitable[object]] | None,
+    ) -> Lease:
         state = self._states.get(key)
         if state is None:
             state = self._new_state(key)

@@ -25,6 +25,7 @@ from kubelambda.gateway.exceptions import (
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    Throttled,
     Unauthorized,
     Unavailable,
 )
@@ -47,12 +48,18 @@ _JSON = (b"content-type", b"application/json")
 _CLIENT_GONE = 499
 
 
-def error_response(exc: GatewayError, *, request_id: str | None = None) -> Response:
+def error_response(
+    exc: GatewayError, *, request_id: str | None = None, http_api: bool = False
+) -> Response:
     """The one mapping of gateway errors to HTTP: status, AWS error type, a JSON body.
 
     A JWT authorizer's refusal is answered as API Gateway's HTTP APIs answer it: only
-    `{"message":"Unauthorized"}` (or "Forbidden") and a `www-authenticate` challenge.
+    `{"message":"Unauthorized"}` (or "Forbidden") and a `www-authenticate` challenge. A
+    function's own limit (Throttled) is answered in its caller's dialect: API Gateway's
+    throttled route on an HTTP Trigger (`http_api`), Lambda's Invoke answer otherwise.
     """
+    if isinstance(exc, Throttled):
+        return _throttled(exc, request_id=request_id, http_api=http_api)
     if isinstance(exc, JwtRefused):
         return Response(
             status=exc.status,
@@ -72,6 +79,23 @@ def error_response(exc: GatewayError, *, request_id: str | None = None) -> Respo
     if request_id is not None:
         headers.append((b"x-amzn-requestid", request_id.encode("ascii")))
     return Response(status=exc.status, headers=headers, body=body)
+
+
+def _throttled(exc: Throttled, *, request_id: str | None, http_api: bool) -> Response:
+    """429 as API Gateway answers a throttled route ({"message":"Too Many Requests"}), or as
+    Lambda's Invoke answers TooManyRequestsException (with its Reason), which boto3 raises."""
+    headers = [_JSON]
+    if exc.retry_after is not None:  # none when waiting cannot help (reservedConcurrency 0)
+        headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode("ascii")))
+    if http_api:
+        if request_id is not None:
+            headers.append((b"apigw-requestid", request_id.encode("ascii")))
+        return Response(status=429, headers=headers, body=b'{"message":"Too Many Requests"}')
+    headers.append((b"x-amzn-errortype", exc.error_type.encode("ascii")))
+    if request_id is not None:
+        headers.append((b"x-amzn-requestid", request_id.encode("ascii")))
+    body = {"Reason": exc.reason, "Type": exc.fault, "message": exc.message}
+    return Response(status=429, headers=headers, body=json.dumps(body).encode("utf-8"))
 
 
 async def _send(send: Send, response: Response) -> None:
@@ -141,6 +165,7 @@ class PublicApp:
         request = Request(scope, receive, received=self._clock.monotonic())
         held = [0]  # this request's share of self._buffered
         read = False  # the whole body arrived
+        http_api = False  # an HTTP Trigger's route: its errors answered as API Gateway's
         try:
             ready: bytes | None = scope.get(BODY_KEY)
             if ready is not None:  # all in already: nothing to wait for
@@ -168,9 +193,10 @@ class PublicApp:
                     )
                 response = await handler(request)
             else:
+                http_api = True
                 response = await self._triggers(request)
         except GatewayError as exc:
-            response = error_response(exc, request_id=request.request_id)
+            response = error_response(exc, request_id=request.request_id, http_api=http_api)
             if not read:
                 # What is left of the body is never read: the connection cannot carry
                 # another request.

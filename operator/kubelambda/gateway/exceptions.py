@@ -22,6 +22,9 @@ again later without spending one of the event's retries). The hierarchy::
     │   └── InvalidParameter           400    InvalidParameterValueException / ValidationException
     ├── PayloadTooLarge                413    RequestTooLargeException
     ├── TooManyRequests                429    TooManyRequestsException   (retryable)
+    │   └── Throttled                  429      a function's reservedConcurrency or throttling
+    │                                           refused it; answered as Lambda (Invoke API) or
+    │                                           API Gateway (HTTP triggers) do (limits.py)
     ├── Unavailable                    503    ServiceException           (retryable)
     │   ├── HoldQueueFull              503      the function's held requests are as many, or
     │   │                                       would wait as long, as the gateway allows
@@ -58,6 +61,7 @@ __all__ = [
     "PayloadTooLarge",
     "RequestTimeout",
     "RouteNotFound",
+    "Throttled",
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
@@ -211,6 +215,21 @@ class TooManyRequests(GatewayError):
     error_type = "TooManyRequestsException"
     fault = "User"
     retryable = True
+
+
+class Throttled(TooManyRequests):
+    """A function's own limit refused the invocation before it ran (gateway/limits.py).
+
+    `reason` is Lambda's ThrottleReason (ReservedFunctionConcurrentInvocationLimitExceeded,
+    FunctionInvocationRateLimitExceeded); `message` is Lambda's own "Rate Exceeded." and
+    `detail` says which limit, for the gateway's log. No Retry-After when waiting cannot help
+    (reservedConcurrency 0).
+    """
+
+    def __init__(self, detail: str, *, reason: str, retry_after: float | None) -> None:
+        super().__init__("Rate Exceeded.", retry_after=retry_after)
+        self.reason = reason
+        self.detail = detail
 
 
 class Unavailable(GatewayError):

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.activation import FunctionLoad
+from kubelambda.gateway.limits import REASON_LABELS
 
 __all__ = ["BILLED_DURATION_HEADER", "CONTENT_TYPE", "GatewayMetrics", "billed_ms", "gb_seconds"]
 
@@ -40,6 +41,8 @@ BILLED_DURATION_HEADER = b"x-kubelambda-billed-duration-ms"
 _MB_MS_PER_GB_SECOND = 1024 * 1000
 
 LoadSource = Callable[[], Mapping[FunctionKey, FunctionLoad]]
+# Invocations a function's own limits refused, by Lambda's ThrottleReason (limits.py).
+ThrottleSource = Callable[[], Mapping[FunctionKey, Mapping[str, int]]]
 
 
 def billed_ms(duration_ms: float) -> int:
@@ -99,9 +102,12 @@ class _FunctionStats:
 
 
 class _Collector(Collector):
-    def __init__(self, metrics: GatewayMetrics, load: LoadSource) -> None:
+    def __init__(
+        self, metrics: GatewayMetrics, load: LoadSource, throttles: ThrottleSource | None
+    ) -> None:
         self._metrics = metrics
         self._load = load
+        self._throttles = throttles
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -181,15 +187,32 @@ class _Collector(Collector):
                 billed_gb_seconds.add_metric(labels, 0.0)
         yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued)
         yield from (s3_received, s3_accepted, billed, billed_gb_seconds)
+        if self._throttles is not None:
+            yield self._throttle_family(self._throttles())
+
+    @staticmethod
+    def _throttle_family(counts: Mapping[FunctionKey, Mapping[str, int]]) -> Metric:
+        # Lambda's Throttles metric; its 429s are also in kubelambda_gateway_requests_total.
+        throttles = CounterMetricFamily(
+            "kubelambda_gateway_throttles",
+            "Invocations refused with 429 at once by the function's spec.reservedConcurrency "
+            "(reason reserved_concurrency) or spec.throttling (reason rate).",
+            labels=(*_LABELS, "reason"),
+        )
+        for key, reasons in counts.items():
+            for reason, count in sorted(reasons.items()):
+                label = REASON_LABELS.get(reason, reason)
+                throttles.add_metric([key.namespace, key.name, label], count)
+        return throttles
 
 
 class GatewayMetrics:
     """The counters of one gateway and their text exposition; call only on the event loop."""
 
-    def __init__(self, *, load: LoadSource) -> None:
+    def __init__(self, *, load: LoadSource, throttles: ThrottleSource | None = None) -> None:
         self.stats: dict[FunctionKey, _FunctionStats] = {}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self, load))
+        self.registry.register(_Collector(self, load, throttles))
 
     def _stats(self, function: FunctionKey | None) -> _FunctionStats:
         key = function or _NO_FUNCTION

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import uvicorn
 
+from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
@@ -29,6 +30,7 @@ from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.jwks import JwksCache
 from kubelambda.gateway.jwt import JwtAuthorizer
+from kubelambda.gateway.limits import FunctionLimits
 from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.platform import Platform
 from kubelambda.gateway.routing import RoutingTable
@@ -121,6 +123,13 @@ class Gateway:
         # The signing keys of the issuers JWT routes trust, fetched when first needed.
         self.jwks = jwks or JwksCache(clock=clock)
         self._routes = routes
+        # Each function's reservedConcurrency and throttling, this replica's share of them.
+        self.limits = FunctionLimits(
+            spec_of=self._spec_of,
+            clock=clock,
+            replicas=settings.gateway_replicas,
+            retry_after_seconds=settings.retry_after_seconds,
+        )
         self._activator = Activator(
             platform=platform,
             clock=clock,
@@ -129,8 +138,11 @@ class Gateway:
             wake_interval_seconds=settings.wake_interval_seconds,
             eject_seconds=settings.eject_seconds,
             busy_eject_seconds=settings.busy_eject_seconds,
+            limits=self.limits,
         )
-        self.metrics = GatewayMetrics(load=self._activator.snapshot)
+        self.metrics = GatewayMetrics(
+            load=self._activator.snapshot, throttles=self.limits.throttles
+        )
         self.pool = UpstreamPool(
             idle_seconds=settings.upstream_idle_seconds,
             max_idle_per_instance=settings.upstream_max_idle_per_instance,
@@ -196,6 +208,10 @@ class Gateway:
     def current_routes(self) -> RoutingTable:
         """The routing table now (a callable for parts that outlive a swap)."""
         return self._routes
+
+    def _spec_of(self, key: FunctionKey) -> Function | None:
+        entry = self._routes.functions.get(key)
+        return entry.spec if entry is not None else None
 
     @property
     def routes(self) -> RoutingTable:

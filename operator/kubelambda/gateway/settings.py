@@ -38,6 +38,9 @@ class GatewaySettings:
     hold_timeout_seconds: float = 30.0
     # Retry-After on 503 (held queue full) and 429 (delivery queue full).
     retry_after_seconds: int = 1
+    # Gateway replicas sharing the functions' limits (spec.reservedConcurrency,
+    # spec.throttling): each enforces ceil(limit / replicas), as the chart tells it.
+    gateway_replicas: int = 1
     # How often held requests re-ask the platform to wake a function.
     wake_interval_seconds: float = 1.0
     # How long an instance that refused a connection is left out of the rotation.

@@ -76,6 +76,7 @@ MAPPED: Final = frozenset(
 )
 _PYTHON: Final = re.compile(r"^python3\.(\d+)$")
 _MAX_REPLICAS: Final = 1000
+_MAX_RESERVED: Final = 1_000_000  # the CRD's bound on spec.reservedConcurrency
 _DEFAULT_MAX_REPLICAS: Final = 10  # the CRD's default spec.scaling.maxReplicas
 
 
@@ -106,9 +107,7 @@ def convert_function(
     env = _env(scope, logical_id, props.get("Environment"))
     if env:
         spec["env"] = env
-    scaling = _scaling(scope, logical_id, props)
-    if scaling:
-        spec["scaling"] = scaling
+    spec.update(_scaling(scope, logical_id, props))
     delivery = _delivery(scope, logical_id, mapping(props.get("EventInvokeConfig")))
     if delivery:
         spec["delivery"] = delivery
@@ -231,31 +230,28 @@ def _env(scope: Scope, logical_id: str, environment: object) -> list[dict[str, o
     return env
 
 
-def _scaling(scope: Scope, logical_id: str, props: Mapping[str, object]) -> dict[str, int]:
+def _scaling(scope: Scope, logical_id: str, props: Mapping[str, object]) -> dict[str, object]:
+    """spec.reservedConcurrency from ReservedConcurrentExecutions, and spec.scaling from
+    ProvisionedConcurrencyConfig (warm pods, one invocation each, as on Lambda)."""
     report = scope.report
+    limits: dict[str, object] = {}
     scaling: dict[str, int] = {}
-    reserved = props.get("ReservedConcurrentExecutions")
-    if (
-        reserved is not None
-        and scope.text(logical_id, "ReservedConcurrentExecutions", reserved) == "0"
-    ):
-        report.not_mapped(
+    reserved = scope.integer(
+        logical_id,
+        "ReservedConcurrentExecutions",
+        props.get("ReservedConcurrentExecutions"),
+        low=0,
+        high=_MAX_RESERVED,
+    )
+    if reserved is not None:
+        limits["reservedConcurrency"] = reserved
+        report.note(
             logical_id,
             "ReservedConcurrentExecutions",
-            "0 turns the function off on Lambda; a Function has no such switch (delete it instead)",
+            f"spec.reservedConcurrency {reserved}: beyond {reserved} invocations at once the"
+            " gateway answers 429 TooManyRequestsException, and no more pods run"
+            + (" (0: every invocation is throttled, as on Lambda)" if reserved == 0 else ""),
         )
-    else:
-        most = scope.integer(
-            logical_id, "ReservedConcurrentExecutions", reserved, low=1, high=_MAX_REPLICAS
-        )
-        if most is not None:
-            scaling["maxReplicas"] = most
-            report.note(
-                logical_id,
-                "ReservedConcurrentExecutions",
-                f"spec.scaling.maxReplicas {most}: a pod runs one invocation at a time (concurrency"
-                f" 1, as on Lambda), so at most {most} run at once",
-            )
     provisioned = mapping(props.get("ProvisionedConcurrencyConfig")).get(
         "ProvisionedConcurrentExecutions"
     )
@@ -266,16 +262,25 @@ def _scaling(scope: Scope, logical_id: str, props: Mapping[str, object]) -> dict
         low=0,
         high=_MAX_REPLICAS,
     )
-    if warm is not None:
+    if warm is not None and reserved is not None and warm > reserved:
+        report.not_mapped(
+            logical_id,
+            "ProvisionedConcurrencyConfig",
+            f"{warm} warm executions exceed ReservedConcurrentExecutions {reserved}; Lambda"
+            " refuses that too",
+        )
+    elif warm is not None:
         scaling["minReplicas"] = warm
         # The warm pods must fit under maxReplicas.
-        scaling["maxReplicas"] = max(warm, scaling.get("maxReplicas", _DEFAULT_MAX_REPLICAS))
+        scaling["maxReplicas"] = max(warm, _DEFAULT_MAX_REPLICAS)
         report.note(
             logical_id,
             "ProvisionedConcurrencyConfig",
             f"spec.scaling.minReplicas {warm}: that many pods are kept running",
         )
-    return scaling
+    if scaling:
+        limits["scaling"] = scaling
+    return limits
 
 
 def _delivery(scope: Scope, logical_id: str, config: Mapping[str, object]) -> dict[str, object]:

@@ -157,8 +157,8 @@ def get_function(
     entry: FunctionEntry, *, identity: Identity, modified: float, code: CodeFacts
 ) -> JSON:
     """GetFunction's answer: the configuration, where the code is, the Kubernetes object as
-    tags, and the most executions at once (maxReplicas times concurrency) as the reserved
-    concurrency."""
+    tags, and spec.reservedConcurrency as Concurrency.ReservedConcurrentExecutions (left out,
+    as Lambda leaves it out, when the function reserves none)."""
     answer: JSON = {
         "Configuration": function_configuration(
             entry, identity=identity, modified=modified, code=code
@@ -170,9 +170,9 @@ def get_function(
         },
     }
     spec = entry.spec
-    if spec is not None:
-        most = spec.scaling.max_replicas * spec.concurrency
-        answer["Concurrency"] = {"ReservedConcurrentExecutions": most}
+    if spec is not None and spec.reserved_concurrency is not None:
+        # As Lambda: Concurrency only when the function has a reservation.
+        answer["Concurrency"] = {"ReservedConcurrentExecutions": spec.reserved_concurrency}
     return answer
 
 

@@ -215,28 +215,38 @@ def test_runtimes(runtime: str, converted: str | None, listed_as: str | None) ->
 @pytest.mark.parametrize(
     ("properties", "expected", "listed_as"),
     [
-        ("ReservedConcurrentExecutions: 8", {"maxReplicas": 8}, None),
+        ("ReservedConcurrentExecutions: 8", {"reservedConcurrency": 8}, None),
+        # Lambda's "set to 0 to stop a function": every invocation throttled.
+        ("ReservedConcurrentExecutions: 0", {"reservedConcurrency": 0}, None),
         (
             "ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 2}",
-            {"minReplicas": 2, "maxReplicas": 10},
+            {"scaling": {"minReplicas": 2, "maxReplicas": 10}},
+            None,
+        ),
+        (
+            "ReservedConcurrentExecutions: 5\n"
+            "ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 3}",
+            {"reservedConcurrency": 5, "scaling": {"minReplicas": 3, "maxReplicas": 10}},
             None,
         ),
         (
             "ReservedConcurrentExecutions: 3\n"
             "ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 5}",
-            {"minReplicas": 5, "maxReplicas": 5},
-            None,
+            {"reservedConcurrency": 3},
+            "exceed ReservedConcurrentExecutions 3",
         ),
-        ("ReservedConcurrentExecutions: 0", None, "0 turns the function off on Lambda"),
     ],
 )
-def test_concurrency_becomes_scaling(
-    properties: str, expected: dict[str, int] | None, listed_as: str | None
+def test_concurrency_becomes_reserved_concurrency_and_scaling(
+    properties: str, expected: dict[str, object], listed_as: str | None
 ) -> None:
     conversion = convert(function(properties))
-    assert spec(conversion, "fn").get("scaling") == expected
+    converted = spec(conversion, "fn")
+    assert {k: converted[k] for k in ("reservedConcurrency", "scaling") if k in converted} == (
+        expected
+    )
     if listed_as:
-        assert listed_as in message(conversion, "Fn", "ReservedConcurrentExecutions")
+        assert listed_as in message(conversion, "Fn", "ProvisionedConcurrencyConfig")
 
 
 def test_event_invoke_config_becomes_delivery() -> None:

@@ -51,6 +51,7 @@ spec:
   memoryMB: 256
   timeoutSeconds: 20
   concurrency: 4
+  reservedConcurrency: 10
   scaling: {maxReplicas: 3}
   env:
     - {name: GREETING, value: hello}
@@ -322,8 +323,10 @@ async def test_get_function_says_where_the_code_is_and_names_the_object() -> Non
     hello = await call(api, "/2015-03-31/functions/hello")
     assert hello["Code"] == {"RepositoryType": "Inline"}
     assert hello["Tags"] == {"kubelambda.dev/namespace": "default", "kubelambda.dev/name": "hello"}
-    assert hello["Concurrency"] == {"ReservedConcurrentExecutions": 3 * 4}
+    # spec.reservedConcurrency, not what the pods could run (3 pods of 4).
+    assert hello["Concurrency"] == {"ReservedConcurrentExecutions": 10}
     worker = await call(api, "/2015-03-31/functions/team-a.worker")
+    assert "Concurrency" not in worker  # as Lambda, for a function that reserves none
     assert worker["Code"] == {
         "RepositoryType": "Image",
         "ImageUri": "registry.example.com/worker:1",
