@@ -166,8 +166,9 @@ async def open_loop(
     async def one(scheduled: float, sent: float) -> None:
         try:
             conn = await connection()
-        except OSError:
+        except OSError as exc:  # refused, reset, or this process out of descriptors
             run.unanswered += 1
+            run.reasons[f"no answer: connecting failed, {exc.strerror or exc}"] += 1
             return
         connected = time.perf_counter()
         conn.waiter = loop.create_future()
@@ -175,8 +176,10 @@ async def open_loop(
         conn.transport.write(request)
         try:
             status, retry_after, held = await asyncio.wait_for(conn.waiter, _ANSWER_TIMEOUT)
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError) as exc:
             run.unanswered += 1
+            why = "closed without an answer" if isinstance(exc, ConnectionError) else "timed out"
+            run.reasons[f"no answer: {why}"] += 1
             conn.transport.close()
             return
         now = time.perf_counter()
@@ -268,7 +271,9 @@ class PeakRss:
     """Samples a process's resident memory every `interval` s between start() and stop()."""
 
     def __init__(self, pid: int, *, interval: float = 0.05) -> None:
-        self._status = Path(f"/proc/{pid}/status")
+        # Opened once and read again from the start: a load generator out of descriptors
+        # (thousands of connections) must not stop the sampling.
+        self._status = Path(f"/proc/{pid}/status").open()  # noqa: SIM115 - closed in __exit__
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -276,7 +281,8 @@ class PeakRss:
         self.first_kib = 0
 
     def _read(self) -> int:
-        for line in self._status.read_text().splitlines():
+        self._status.seek(0)
+        for line in self._status.read().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
@@ -295,3 +301,4 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak_kib = max(self.peak_kib, self._read())
+        self._status.close()

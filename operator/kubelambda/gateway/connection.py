@@ -3,11 +3,18 @@
 connections, on a request's head (size, header count, time to arrive), on idle connections,
 and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once, then
 the connection closes; a client that does not read is cut off (reset), and its answer freed.
+While the server is overloaded (overload.py: its loop runs over 1 s late lastingly, or over 512
+connections wait in its accept queue; or it has as many requests parsed and not yet answered as
+its connection limit), each request is answered 503 from prebuilt bytes as soon as its head is
+parsed, before routing, authorization or its body, and the connection closes.
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
 header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
 protocol and ASGI: its scope, events, two writes per answer and per-header checks were about
-a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py).
+a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py). Before any of
+this, connections wait in the kernel's accept queue, bounded by uvicorn's `backlog` (2048,
+capped by net.core.somaxconn); beyond it the kernel drops a client's SYN, and the client sends
+it again after 1 s, 2 s, 4 s...: a wait the gateway cannot answer, hence the cheap refusals.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -26,10 +34,11 @@ import httptools
 
 from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.http import Receive, Response, Scope
+from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.stalls import StalledWrites, Stalls
 
-__all__ = ["MAX_UNREAD_ANSWER_BYTES", "Responder", "bounded_protocol"]
+__all__ = ["MAX_UNREAD_ANSWER_BYTES", "OVERLOADED_MESSAGE", "Responder", "bounded_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,7 @@ _TOO_MANY = _answer(
     b"the gateway holds as many connections as it may",
     b"retry-after: 1",
 )
+OVERLOADED_MESSAGE = b"the gateway is overloaded: it takes no new requests now"
 _INVALID = b"Invalid HTTP request received."
 _INTERNAL = Response(
     status=500,
@@ -98,6 +108,9 @@ class _Bounded(StalledWrites, asyncio.Protocol):
     max_unread_bytes = MAX_UNREAD_ANSWER_BYTES
     stalls = Stalls()  # one per server: bounded_protocol makes a class for each
     responder: Responder
+    overloaded: Callable[[], bool] = staticmethod(lambda: False)
+    # Built once per server: a refusal under overload costs a write and a close, nothing more.
+    overloaded_answer = _answer(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
 
     # uvicorn.Server makes each connection's protocol with these arguments.
     def __init__(
@@ -285,6 +298,10 @@ class _Bounded(StalledWrites, asyncio.Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        # Before the URL is parsed: under overload a request costs as little as it can. A
+        # pipelined one is asked when its turn comes (_answered), not to cut the one before.
+        if self._current is None and self._shed():
+            return
         parser = self.parser
         url = httptools.parse_url(self._url)
         raw_path: bytes = url.path
@@ -325,6 +342,17 @@ class _Bounded(StalledWrites, asyncio.Protocol):
         exchange.end()
 
     # --- answering ---------------------------------------------------------------------------
+
+    def _shed(self) -> bool:
+        """Refuse the next request at once if the server takes no new ones now: its loop runs
+        late (`overloaded`), or it holds as many requests parsed and not yet answered as it may
+        hold connections (uvicorn's `limit_concurrency` counts both: the tasks of clients that
+        left while held outlive their connections)."""
+        limit = self.limit_concurrency
+        if self.overloaded() or (limit is not None and len(self.tasks) >= limit):
+            self._refuse(self.overloaded_answer)
+            return True
+        return False
 
     def _start(self, exchange: Exchange) -> None:
         self._current = exchange
@@ -403,7 +431,9 @@ class _Bounded(StalledWrites, asyncio.Protocol):
             self._head_timer = None
         self.resume_reading()
         if self._pipeline:
-            self._start(self._pipeline.popleft())
+            exchange = self._pipeline.popleft()
+            if not self._shed():
+                self._start(exchange)
         else:
             self._idle_since = self.loop.time()
             if self._keep_alive_timer is None:
@@ -427,8 +457,23 @@ class _Bounded(StalledWrites, asyncio.Protocol):
             self.transport.close()
 
 
-def bounded_protocol(settings: GatewaySettings, responder: Responder) -> type[asyncio.Protocol]:
-    """The protocol class for uvicorn's server: `responder` answers, within `settings`' limits."""
+def bounded_protocol(
+    settings: GatewaySettings,
+    responder: Responder,
+    *,
+    overloaded: Callable[[], bool] | None = None,
+    listener: socket.socket | None = None,
+) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn's server: `responder` answers, within `settings`' limits.
+
+    `overloaded` says when each new request is refused 503 at its head; by default an
+    `Overload()` of this server's own: its loop over 1 s late lastingly, or, given the server's
+    `listener`, over 512 connections in its accept queue. The admin server should pass
+    `lambda: False`, so that /healthz and /metrics answer however late, never 503.
+    """
+    if overloaded is None:
+        overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
+    retry_after = b"retry-after: %d" % settings.retry_after_seconds
     return type(
         "BoundedHttpProtocol",
         (_Bounded,),
@@ -440,5 +485,9 @@ def bounded_protocol(settings: GatewaySettings, responder: Responder) -> type[as
             "max_unread_bytes": MAX_UNREAD_ANSWER_BYTES,
             "stalls": Stalls(),
             "responder": staticmethod(responder),
+            "overloaded": staticmethod(overloaded),
+            "overloaded_answer": _answer(
+                b"503 Service Unavailable", OVERLOADED_MESSAGE, retry_after
+            ),
         },
     )

@@ -1,13 +1,26 @@
-"""How late the gateway's event loop runs: the activator refuses new requests at once
-(GatewayOverloaded, 503 with Retry-After) while it runs late lastingly, since holding more would
-only make every answer later (activation.py)."""
+"""How late the gateway's event loop runs, and when the gateway takes no new requests: each
+connection (connection.py) asks `Overload` at every request's head and answers 503 at once while
+it says so; the activator (activation.py) asks its own LoopLag before holding a request.
+
+The rules, in the order a request meets them: a connection beyond the server's connection limit
+is refused when it opens; a request whose head arrives while the loop runs over
+`max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in the
+listening socket's accept queue (when the server was given its listener), or while the server
+has as many requests parsed and not yet answered as its limit, is refused before it is routed
+(connection.py); a request for a function whose busy instances would take too long to reach it
+is refused by the activator.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+import time
 from collections import deque
+from collections.abc import Callable
 
-__all__ = ["LoopLag"]
+__all__ = ["AcceptQueue", "LoopLag", "Overload"]
 
 
 class LoopLag:
@@ -45,3 +58,86 @@ class LoopLag:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class AcceptQueue:
+    """How many connections wait in a listening socket's accept queue: taken by the kernel, not
+    yet by the gateway, their clients silent. Linux reports it in a listener's TCP_INFO
+    (`tcpi_unacked`); elsewhere it reads 0. Read again at most every `interval` seconds, so a
+    request's head costs a clock read, not a system call.
+    """
+
+    _UNACKED = 24  # offset of tcpi_unacked in struct tcp_info: 8 one-byte fields, 4 u32s
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        *,
+        interval: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._listener = listener
+        self._interval = interval
+        self._clock = clock
+        self._read_at = -interval
+        self._waiting = 0
+
+    def __call__(self) -> int:
+        now = self._clock()
+        if now - self._read_at >= self._interval:
+            self._read_at = now
+            self._waiting = self._read()
+        return self._waiting
+
+    def _read(self) -> int:
+        option = getattr(socket, "TCP_INFO", None)
+        if option is None:
+            return 0
+        try:
+            info = self._listener.getsockopt(socket.IPPROTO_TCP, option, self._UNACKED + 4)
+        except OSError:  # closed, or not TCP
+            return 0
+        return int(struct.unpack_from("I", info, self._UNACKED)[0])
+
+
+class Overload:
+    """Whether one server takes new requests now: not while its event loop runs over
+    `max_loop_lag_seconds` late lastingly (`loop_lag`, a LoopLag unless injected), nor while
+    over `max_accept_queue` connections wait to be accepted (`accept_queue`, if given). Called
+    at every request's head, so it only reads what LoopLag and AcceptQueue measured.
+
+    A loop that late has a backlog of requests it has not even read yet (in the kernel's accept
+    queue and in connections' buffers); answering the ones it reads 503 from bytes built once,
+    without routing them, lets it reach the rest sooner, which it then answers the same way.
+
+    The accept queue is the wait a loop on time does not show: a gateway at its capacity keeps
+    its timers but takes connections no faster than it answers them, and uvicorn's backlog
+    (2048) holds seconds of them; once full, the kernel drops clients' SYNs (retried after 1 s,
+    2 s, 4 s...). Refusing while it is a quarter full keeps that wait short and the cliff away.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_loop_lag_seconds: float = 1.0,
+        loop_lag: Callable[[], float] | None = None,
+        max_accept_queue: int = 512,
+        accept_queue: Callable[[], int] | None = None,
+    ) -> None:
+        self.max_loop_lag_seconds = max_loop_lag_seconds
+        self.max_accept_queue = max_accept_queue
+        self._monitor: LoopLag | None = None
+        if loop_lag is None:
+            loop_lag = self._monitor = LoopLag()
+        self._loop_lag = loop_lag
+        self._accept_queue = accept_queue
+
+    def __call__(self) -> bool:
+        if self._loop_lag() > self.max_loop_lag_seconds:
+            return True
+        queue = self._accept_queue
+        return queue is not None and queue() > self.max_accept_queue
+
+    def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()

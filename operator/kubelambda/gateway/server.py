@@ -46,6 +46,11 @@ __all__ = ["Background", "Gateway", "ServingAddresses"]
 log = logging.getLogger(__name__)
 
 
+def _never() -> bool:
+    """The admin server is never overloaded: /healthz and /metrics answer however late."""
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class ServingAddresses:
     """Where `serve` listens, with the real ports when 0 was asked for."""
@@ -291,8 +296,18 @@ class Gateway:
             admin_port=admin_sock.getsockname()[1],
         )
         servers = [
-            _Server(self._config(self.public_app, self.public_app.respond, graceful_seconds)),
-            _Server(self._config(self.admin_app, self.admin_app.respond, graceful_seconds)),
+            # The public port refuses overflow at the request head, also while connections
+            # pile up in its accept queue; the admin port always answers /healthz and /metrics.
+            _Server(
+                self._config(
+                    self.public_app, self.public_app.respond, graceful_seconds, listener=public_sock
+                )
+            ),
+            _Server(
+                self._config(
+                    self.admin_app, self.admin_app.respond, graceful_seconds, overloaded=_never
+                )
+            ),
         ]
         self._servers = servers
         await self.start()
@@ -326,7 +341,13 @@ class Gateway:
                 raise outcome
 
     def _config(
-        self, app: ASGIApp, responder: Responder, graceful_seconds: float
+        self,
+        app: ASGIApp,
+        responder: Responder,
+        graceful_seconds: float,
+        *,
+        listener: socket.socket | None = None,
+        overloaded: Callable[[], bool] | None = None,
     ) -> uvicorn.Config:
         # uvicorn's server listens, dates answers and shuts down gracefully; the protocol is
         # the gateway's own, which hands requests to `responder` (connection.py).
@@ -334,7 +355,7 @@ class Gateway:
         return uvicorn.Config(
             app,
             loop="none",
-            http=bounded_protocol(settings, responder),
+            http=bounded_protocol(settings, responder, overloaded=overloaded, listener=listener),
             limit_concurrency=settings.max_connections,
             timeout_keep_alive=int(max(settings.keep_alive_seconds, 1)),
             ws="none",

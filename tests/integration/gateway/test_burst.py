@@ -144,6 +144,38 @@ def test_a_gateway_running_late_refuses_at_once_then_serves_again(
     )
 
 
+def test_a_gateway_running_late_refuses_new_requests_before_routing_them(
+    gateway_thread: GatewayThread,
+) -> None:
+    # No function at all: a request the gateway routed would be 404, so a 503 shows it was
+    # refused at its head (connection.py), before routing, authorization or activation.
+    url = gateway_thread.start(functions=[]).public_url
+    assert timed_get(f"{url}/nowhere")[0].status_code == 404
+    loop = gateway_thread.loop
+
+    def hold(times: int) -> None:
+        time.sleep(1.3)  # a standing backlog over the 1 s bound, as in the test above
+        if times > 1:
+            loop.call_soon(hold, times - 1)
+
+    def refused_now() -> httpx.Response | None:
+        answer = timed_get(f"{url}/nowhere")[0]
+        return answer if answer.status_code == 503 else None
+
+    loop.call_soon_threadsafe(hold, 5)
+    refused = wait_for(
+        refused_now, timeout=20, what="a request refused at its head while the gateway runs late"
+    )
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["connection"] == "close"
+    assert "it takes no new requests now" in refused.json()["message"]
+    wait_for(
+        lambda: timed_get(f"{url}/nowhere")[0].status_code == 404,
+        timeout=20,
+        what="the gateway to route requests again",
+    )
+
+
 def queued(gateway: GatewayThread) -> int:
     """Requests the gateway holds for SLOW now, read on the gateway's own loop."""
 
