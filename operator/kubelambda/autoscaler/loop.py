@@ -41,6 +41,22 @@ class ReplicaTarget(Protocol):
     async def scale(self, function: FunctionKey, replicas: int, *, reason: str) -> None: ...
 
 
+class ScalingObserver(Protocol):
+    """Told of each tick's duration and each replica change (the operator's metrics)."""
+
+    def ticked(self, seconds: float) -> None: ...
+
+    def scaled(self, function: FunctionKey, *, current: int, desired: int) -> None: ...
+
+
+class _Unobserved:
+    def ticked(self, seconds: float) -> None:
+        pass
+
+    def scaled(self, function: FunctionKey, *, current: int, desired: int) -> None:
+        pass
+
+
 class Autoscaler:
     def __init__(
         self,
@@ -50,8 +66,10 @@ class Autoscaler:
         specs: Callable[[], Mapping[FunctionKey, ScalingSpec]],
         tuning: Tuning = DEFAULT_TUNING,
         clock: Callable[[], float] = time.monotonic,
+        observer: ScalingObserver | None = None,
     ) -> None:
         self._source = source
+        self._observer: ScalingObserver = observer if observer is not None else _Unobserved()
         self._target = target
         self._specs = specs
         self._tuning = tuning
@@ -62,7 +80,14 @@ class Autoscaler:
 
     async def tick(self, *, now: float | None = None) -> None:
         """One round: every function with a spec gets a decision, and a scale call if it changed."""
-        now = self._clock() if now is None else now
+        started = self._clock()
+        now = started if now is None else now
+        try:
+            await self._tick(now)
+        finally:
+            self._observer.ticked(max(self._clock() - started, 0.0))
+
+    async def _tick(self, now: float) -> None:
         observations = await self._source.observe(now=now)
         async with self._lock:
             for function, spec in self._specs().items():
@@ -92,6 +117,7 @@ class Autoscaler:
                         "%s/%s: %d -> %d: %s", *function, current, decision.desired, decision.reason
                     )
                     await self._target.scale(function, decision.desired, reason=decision.reason)
+                    self._observer.scaled(function, current=current, desired=decision.desired)
 
     async def wake(self, function: FunctionKey) -> None:
         """A request found no instance: scale 0 -> 1 now, without waiting for the next tick."""
@@ -107,6 +133,7 @@ class Autoscaler:
             )
             if self._target.replicas(function) == 0:
                 await self._target.scale(function, 1, reason="woken by a request")
+                self._observer.scaled(function, current=0, desired=1)
 
     async def run(self, *, interval: float = 1.0) -> None:
         """Tick every `interval` seconds until cancelled; a failing tick is logged, not fatal."""

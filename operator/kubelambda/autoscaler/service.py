@@ -23,7 +23,7 @@ import uvicorn
 from kubelambda.api import SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.decider import ScalingSpec
-from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget
+from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
 from kubelambda.autoscaler.sources import MetricSource
 
 __all__ = ["AutoscalerService", "ClusterReplicas", "WakeEndpoint", "scaling_spec"]
@@ -78,13 +78,16 @@ class AutoscalerService:
         hold_lease: Callable[[], Awaitable[bool]],
         wake: WakeEndpoint,
         tick_seconds: float = 1.0,
+        observer: ScalingObserver | None = None,
     ) -> None:
         self.replicas = replicas
         self._hold_lease = hold_lease
         self._wake = wake
         self._tick_seconds = tick_seconds
         self.specs: dict[FunctionKey, ScalingSpec] = {}
-        self.autoscaler = Autoscaler(source=source, target=replicas, specs=lambda: self.specs)
+        self.autoscaler = Autoscaler(
+            source=source, target=replicas, specs=lambda: self.specs, observer=observer
+        )
         self.leading = False
         self._reported: dict[FunctionKey, int] = {}
 

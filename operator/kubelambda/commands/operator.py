@@ -28,6 +28,7 @@ from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
 from kubelambda.clock import ScaledClock, SystemClock
 from kubelambda.commands.serving import add_broker_flags, broker_settings
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
+from kubelambda.controller.metrics import OperatorMetrics
 from kubelambda.controller.operator import Operator
 from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.delivery.observe import SourceProbe
@@ -176,6 +177,13 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the operator's own metrics (reconciles, Functions and Triggers by state,"
+        " the autoscaler's ticks and scalings) at http://0.0.0.0:PORT/metrics (0: off)",
+    )
+    parser.add_argument(
         "--prometheus-url",
         default=os.environ.get("KUBELAMBDA_PROMETHEUS_URL", ""),
         help="the autoscaler reads the gateway's metrics here ($KUBELAMBDA_PROMETHEUS_URL);"
@@ -215,6 +223,8 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ControllerConfig:
+    if not 0 <= args.metrics_port <= 65535:
+        raise SystemExit("--metrics-port must be a port number (0: off)")
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
     if args.observe_seconds <= 0:
@@ -294,7 +304,10 @@ async def _schedules(
 
 
 def _autoscaler(
-    args: argparse.Namespace, client: KubeClient, listeners: dict[Kind, list[Listener]]
+    args: argparse.Namespace,
+    client: KubeClient,
+    listeners: dict[Kind, list[Listener]],
+    metrics: OperatorMetrics,
 ) -> AutoscalerService:
     """The autoscaler over the cluster's Deployments, Lease and Prometheus, listening to the
     Function and Deployment events of the operator's watch."""
@@ -324,6 +337,7 @@ def _autoscaler(
             port=args.autoscaler_port, token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None
         ),
         tick_seconds=args.autoscaler_tick,
+        observer=metrics,
     )
     listeners[FUNCTION].append(autoscaler.function_event)
     listeners[DEPLOYMENT].append(replicas.deployment_event)
@@ -338,8 +352,13 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     # Queue Triggers without nats.url are on the platform's broker, seen with the operator's
     # credentials; the others' NATS and Kafka with their Secrets' (read through `cluster`).
     probe = SourceProbe(broker=broker_settings(args))
+    metrics = OperatorMetrics()
     operator = Operator(
-        cluster=cluster, config=config, notifications=S3Notifications(), probe=probe
+        cluster=cluster,
+        config=config,
+        notifications=S3Notifications(),
+        probe=probe,
+        metrics=metrics,
     )
     stop = asyncio.Event()
     # One watch layer: every event goes to the controller, and those the autoscaler needs
@@ -353,7 +372,7 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     if args.nats:
         background.append(functools.partial(_schedules, args, client, cluster, operator, stop))
     if args.prometheus_url:
-        autoscaler = _autoscaler(args, client, listeners)
+        autoscaler = _autoscaler(args, client, listeners, metrics)
         background.append(functools.partial(autoscaler.run, stop))
     registry = watches.build_registry(
         connection=client.connection, listeners=listeners, background=background
@@ -361,6 +380,9 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if args.metrics_port:
+        # Its own port, as the gateway's admin port: kopf's liveness server serves only /healthz.
+        metrics.serve(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     try:
         await watches.run(

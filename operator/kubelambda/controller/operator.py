@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +30,7 @@ from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import FunctionReconciler, Result
+from kubelambda.controller.metrics import OperatorMetrics, Outcome
 from kubelambda.controller.observer import Probe, SourceObserver
 from kubelambda.controller.queue import WorkQueue
 from kubelambda.controller.store import Store
@@ -52,6 +55,13 @@ def _where(body: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def _ready_reason(body: Mapping[str, Any] | None) -> str | None:
+    for condition in ((body or {}).get("status") or {}).get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return str(condition.get("reason"))
+    return None
+
+
 class Operator:
     def __init__(
         self,
@@ -61,8 +71,12 @@ class Operator:
         notifications: BucketNotifications,
         clock: Callable[[], datetime] = _now,
         probe: Probe | None = None,
+        metrics: OperatorMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
+        self._monotonic = monotonic
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.claims = RouteClaims()
@@ -190,8 +204,32 @@ class Operator:
     # --- the workers -------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Result:
+        """Reconcile the object of ``key`` once, recording the outcome, the time it took and
+        the Ready condition it left in the operator's metrics."""
         kind, namespace, name = key
         self.reconciles += 1
+        started = self._monotonic()
+        try:
+            result = await self._reconcile(key)
+        except asyncio.CancelledError:
+            raise  # the process stops: no outcome to count
+        except Exception:
+            self._record(key, "error", started)
+            raise
+        stored = self.store.get(
+            FUNCTION if kind == "Function" else TRIGGER, namespace=namespace, name=name
+        )
+        self._record(key, "invalid" if _ready_reason(stored) == "InvalidSpec" else "ok", started)
+        self.metrics.state(kind=kind, namespace=namespace, name=name, body=stored)
+        return result
+
+    def _record(self, key: Key, outcome: Outcome, started: float) -> None:
+        kind, namespace, _ = key
+        seconds = max(self._monotonic() - started, 0.0)
+        self.metrics.reconciled(kind=kind, namespace=namespace, outcome=outcome, seconds=seconds)
+
+    async def _reconcile(self, key: Key) -> Result:
+        kind, namespace, name = key
         if kind == "Function":
             return await self.functions.reconcile(namespace, name)
         # A claim that came or went may have decided other Triggers' routes too.
@@ -218,6 +256,7 @@ class Operator:
                     self.queue.add_after(key, result.requeue_after)
             finally:
                 self.queue.done(key)
+                self.metrics.backing_off(Counter(kind for kind, _, _ in self.queue.failing()))
                 if not self.queue.busy():
                     # Tests and people debugging read this to know the operator caught up.
                     logger.debug("queue idle after %d reconciles", self.reconciles)

@@ -88,6 +88,10 @@ class WorkQueue(Generic[K]):
         self.add_after(key, delay)
         return delay
 
+    def failing(self) -> list[K]:
+        """The keys whose last handling failed (they wait for a retry, or are being retried)."""
+        return list(self._failures)
+
     def forget(self, key: K) -> None:
         """Reset ``key``'s backoff after a success."""
         self._failures.pop(key, None)

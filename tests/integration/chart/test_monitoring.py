@@ -1,6 +1,7 @@
 """The chart's dashboard, monitors and alerts without a cluster: all off by default; on, a
-dashboard ConfigMap for Grafana's sidecar, monitors that find the gateways, the dispatchers and
-the function pods and keep their metrics' own labels, and alerts that promtool accepts.
+dashboard ConfigMap for Grafana's sidecar, monitors that find the gateways, the operator, the
+dispatchers and the function pods and keep their metrics' own labels, and alerts that promtool
+accepts.
 tests/integration/monitoring/ runs every expression against a real Prometheus."""
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ from prometheus_client import REGISTRY, generate_latest
 from integration.chart.test_render import CHART, find, helm, render
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import function_labels
+from kubelambda.controller.metrics import OperatorMetrics
 from kubelambda.gateway.activation import FunctionLoad
 from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda_runtime.server import metrics as runtime_metrics
 
 DASHBOARD = CHART / "dashboards" / "kubelambda.json"
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
-ALERTS = {
+FUNCTION_ALERTS = {
     "KubelambdaGatewayErrors": "gatewayErrors",
     "KubelambdaFunctionErrors": "functionErrors",
     "KubelambdaThrottles": "throttles",
     "KubelambdaSlowColdStarts": "coldStartP95",
     "KubelambdaAsyncEventsWaiting": "asyncEventAge",
 }
+# On the operator's own metrics: per namespace and kind (function, trigger).
+OPERATOR_ALERTS = {"KubelambdaReconcileFailures": "reconcileFailures"}
+ALERTS = {**FUNCTION_ALERTS, **OPERATOR_ALERTS}
 ALL_ON = (
     "monitoring.dashboard.enabled=true",
     "monitoring.serviceMonitor.enabled=true",
@@ -127,8 +132,9 @@ def test_every_dashboard_panel_queries_the_chosen_functions() -> None:
 
 
 def exported_metric_names() -> set[str]:
-    """The series names the components expose, from their own code: the gateway's and the
-    runtime's collectors with one of everything counted, and the dispatcher's gauges."""
+    """The series names the components expose, from their own code: the gateway's, the
+    runtime's and the operator's collectors with one of everything counted, and the
+    dispatcher's gauges."""
     key = FunctionKey("default", "api")
     load = FunctionLoad(
         in_flight=1,
@@ -147,8 +153,18 @@ def exported_metric_names() -> set[str]:
 
     BACKLOG.labels("default", "api").set(1)
     OLDEST_AGE.labels("default", "api").set(1)
+    operator = OperatorMetrics()
+    operator.reconciled(kind="Function", namespace="default", outcome="error", seconds=0.1)
+    operator.state(kind="Function", namespace="default", name="api", body={})
+    operator.ticked(0.01)
+    operator.scaled(key, current=0, desired=1)
     text = b"".join(
-        (gateway.render(), runtime_metrics.render(stats)[0], generate_latest(REGISTRY))
+        (
+            gateway.render(),
+            runtime_metrics.render(stats)[0],
+            generate_latest(REGISTRY),
+            operator.exposition(),
+        )
     ).decode()
     return set(re.findall(r"^(kubelambda_\w+)", text, flags=re.MULTILINE))
 
@@ -181,6 +197,39 @@ def test_the_service_monitor_scrapes_the_gateways_admin_service_keeping_function
     # The metrics' namespace is the function's: without honorLabels Prometheus would rename it
     # exported_namespace and put the gateway pod's there.
     assert endpoint["honorLabels"] is True
+
+
+def test_the_operator_is_annotated_and_its_service_monitored_keeping_object_labels() -> None:
+    docs = render("monitoring.serviceMonitor.enabled=true", "monitoring.labels.release=kps")
+    monitor = find(docs, "ServiceMonitor", "kubelambda-operator")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    service = find(docs, "Service", "kubelambda-operator")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    [endpoint] = monitor["spec"]["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    pod = find(docs, "Deployment", "kubelambda-operator")["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    [served] = [p for p in container["ports"] if p["name"] == port["targetPort"]]
+    assert f"--metrics-port={served['containerPort']}" in container["args"]
+    assert pod["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(served["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
+    # The reconciles' namespace is the Function's or Trigger's, not the operator pod's.
+    assert (endpoint["path"], endpoint["interval"], endpoint["honorLabels"]) == (
+        "/metrics",
+        "30s",
+        True,
+    )
+    docs = render(
+        "monitoring.serviceMonitor.enabled=true", "monitoring.serviceMonitor.operator.enabled=false"
+    )
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceMonitor"} == {
+        "kubelambda-gateway"
+    }
 
 
 def test_pod_monitors_scrape_the_dispatchers_and_the_function_pods() -> None:
@@ -237,12 +286,19 @@ def test_each_alert_is_per_function_with_its_threshold_for_and_severity_from_val
     rules = {rule["alert"]: rule for rule in group["rules"]}
     assert set(rules) == set(ALERTS)
     for name, rule in rules.items():
+        per_function = name in FUNCTION_ALERTS
         assert rule["expr"].rstrip().endswith("> 0.25"), (name, rule["expr"])
-        assert "by (namespace, function" in rule["expr"], name
+        by = "by (namespace, function" if per_function else "by (namespace, kind)"
+        assert by in rule["expr"], name
         assert rule["for"] == "7m", name
         assert rule["labels"] == {"severity": "page"}, name
+        where = (
+            "{{ $labels.namespace }}/{{ $labels.function }}"
+            if per_function
+            else "{{ $labels.kind }}s in namespace {{ $labels.namespace }}"
+        )
         for text in (rule["annotations"]["summary"], rule["annotations"]["description"]):
-            assert "{{ $labels.namespace }}/{{ $labels.function }}" in text, (name, text)
+            assert where in text, (name, text)
         assert "0.25" in rule["annotations"]["description"], name
 
 
@@ -255,8 +311,13 @@ def test_the_default_thresholds() -> None:
         "KubelambdaThrottles": 0.01,
         "KubelambdaSlowColdStarts": 5.0,
         "KubelambdaAsyncEventsWaiting": 300.0,
+        "KubelambdaReconcileFailures": 0.0,
     }
-    assert {rule["for"] for rule in rules.values()} == {"5m"}
+    # A failing object is retried at least every 5 minutes: 15 minutes is three failures.
+    assert {name: rule["for"] for name, rule in rules.items()} == {
+        **dict.fromkeys(FUNCTION_ALERTS, "5m"),
+        "KubelambdaReconcileFailures": "15m",
+    }
 
 
 @pytest.mark.parametrize("values", [(), ("monitoring.rules.throttles.threshold=0",)])

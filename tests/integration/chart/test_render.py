@@ -232,10 +232,14 @@ def test_no_two_objects_share_a_kind_namespace_and_name(values: tuple[str, ...])
     assert sorted({key for key in keys if keys.count(key) > 1}) == []
 
 
-def test_the_operator_service_serves_wake_ups_and_health() -> None:
+def test_the_operator_service_serves_wake_ups_health_and_metrics() -> None:
     service = find(render(), "Service", "kubelambda-operator")
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
-    assert ports == {"wake": (8082, "wake"), "health": (8081, "health")}
+    assert ports == {
+        "wake": (8082, "wake"),
+        "health": (8081, "health"),
+        "metrics": (9090, "metrics"),
+    }
 
 
 def test_wake_ups_carry_a_token_the_gateway_and_the_autoscaler_share() -> None:
@@ -263,9 +267,11 @@ def test_only_the_gateway_may_ask_for_wake_ups() -> None:
     assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
     assert not source["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert [p["port"] for p in wake["ports"]] == ["wake"]
-    assert "from" not in health and [p["port"] for p in health["ports"]] == ["health"]
+    # Probes and scrapers reach the health and metrics ports; only the gateway wakes.
+    assert "from" not in health
+    assert [p["port"] for p in health["ports"]] == ["health", "metrics"]
     ports = {p["name"] for p in operator["spec"]["template"]["spec"]["containers"][0]["ports"]}
-    assert {"wake", "health"} <= ports
+    assert {"wake", "health", "metrics"} <= ports
 
 
 def test_the_gateway_exports_spans_only_when_an_otlp_endpoint_is_set() -> None:

@@ -77,6 +77,9 @@ spec:
 SUBSTITUTIONS = {"$namespace": NAMESPACE, "$function": FUNCTION, "$__rate_interval": "5m"}
 # Thresholds the traffic crosses, so each alert's whole expression (comparison included) holds.
 CROSSED = ("gatewayErrors", "functionErrors", "throttles", "coldStartP95", "asyncEventAge")
+# Alerts on the operator's own metrics, which local mode does not serve: test_operator_metrics.py
+# runs them against a real operator.
+OPERATOR_ALERTS = frozenset({"KubelambdaReconcileFailures"})
 
 
 @dataclass
@@ -279,7 +282,12 @@ def test_every_alert_expression_holds_on_traffic_that_crosses_its_threshold(
     # comparison too) must hold, for this function, on this traffic.
     values = [f"monitoring.rules.{alert}.threshold=0" for alert in CROSSED]
     rule = find(render("monitoring.rules.enabled=true", *values), "PrometheusRule", "kubelambda")
-    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    rules = [
+        r
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if r["alert"] not in OPERATOR_ALERTS
+    ]
     assert len(rules) == len(CROSSED)
     for alert in rules:
         series = scraped.wait_for_series(alert["expr"])
