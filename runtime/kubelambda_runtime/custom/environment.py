@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from kubelambda_runtime.custom import bootstrap, exchange, invocations
 from kubelambda_runtime.custom.exchange import Exchange, Outcome
 from kubelambda_runtime.custom.runtimeapi import RuntimeApi
-from kubelambda_runtime.wire import config, faults
+from kubelambda_runtime.wire import config, faults, processes
 from kubelambda_runtime.wire.board import Board
 from kubelambda_runtime.wire.invocation import Invocation
 from kubelambda_runtime.worker import logs
@@ -103,6 +103,15 @@ class CustomWorker(Worker):
         return None
 
     # --- an invocation -------------------------------------------------------------------
+
+    def _max_memory_kb(self) -> int:
+        """The bootstrap's high-water mark, or this process's if larger: the bootstrap is the
+        function, as Lambda's Max Memory Used counts it."""
+        own = super()._max_memory_kb()
+        running = self._bootstrap
+        if running is None:
+            return own
+        return max(own, processes.high_water_kb([running.pid]) or 0)
 
     def _execute(self, handler: Handler, invocation: Invocation) -> tuple[str, bytes, str | None]:
         self._invocation = invocation  # _run hands its bytes to the bootstrap as they came

@@ -56,10 +56,23 @@ class Endings:
         for item in lent:
             if item is running_on and posting.state == board_states.RUNNING:
                 duration = time.perf_counter() - posting.started
-                self._answer_on(item, posting.request_id, duration, ended=ended, reason=reason)
+                self._answer_on(
+                    item,
+                    posting.request_id,
+                    duration,
+                    ended=ended,
+                    reason=reason,
+                    memory_mb=worker.max_memory_mb,
+                )
             elif item is lent[-1] and not began_last:
                 self._answer_on(
-                    item, item.request_id, 0.0, ended="crash", reason=reason, opened=False
+                    item,
+                    item.request_id,
+                    0.0,
+                    ended="crash",
+                    reason=reason,
+                    opened=False,
+                    memory_mb=worker.max_memory_mb,
                 )
             else:
                 # Bytes the worker read and did not answer died with it; closing tells the
@@ -77,30 +90,52 @@ class Endings:
         ended: str,
         reason: str | None,
         opened: bool = True,
+        memory_mb: int | None,
     ) -> None:
         if ended == "timeout":
-            document = self.timed_out(request_id, duration, opened=opened)
+            document = self.timed_out(request_id, duration, opened=opened, memory_mb=memory_mb)
         else:
-            document = self.crashed(request_id, duration, reason, opened=opened)
+            document = self.crashed(
+                request_id, duration, reason, opened=opened, memory_mb=memory_mb
+            )
         self._count(ended, duration)
-        response = answer(request_id, json.dumps(document).encode(), function_error=True)
+        response = answer(
+            request_id,
+            json.dumps(document).encode(),
+            function_error=True,
+            billed_ms=loglines.billed_ms(duration * 1000),
+        )
         lent.connection.reclaim(answer=encode_response(response, keep_alive=True))
 
     # --- what Lambda logs when the runtime ends an invocation ------------------------------
 
-    def timed_out(self, request_id: str, duration: float, *, opened: bool = True) -> dict[str, Any]:
+    def timed_out(
+        self,
+        request_id: str,
+        duration: float,
+        *,
+        opened: bool = True,
+        memory_mb: int | None = None,
+    ) -> dict[str, Any]:
         """Log an invocation stopped at its deadline; its error document. ``opened``: its
-        worker began it, and so wrote its START line."""
+        worker began it, and so wrote its START line. ``memory_mb``: the environment's
+        memory high-water mark, REPORT's Max Memory Used (omitted when unknown)."""
         timeout = self._settings.timeout_seconds
         loglines.emit(
             *self._opening(request_id, opened),
             loglines.timed_out_line(request_id, timeout, now=time.time()),
-            *self._closing(request_id, duration, status="timeout"),
+            *self._closing(request_id, duration, memory_mb, status="timeout"),
         )
         return faults.timeout_document(request_id=request_id, timeout_seconds=timeout)
 
     def crashed(
-        self, request_id: str, duration: float, reason: str | None, *, opened: bool = True
+        self,
+        request_id: str,
+        duration: float,
+        reason: str | None,
+        *,
+        opened: bool = True,
+        memory_mb: int | None = None,
     ) -> dict[str, Any]:
         """Log an invocation whose worker died; its error document."""
         # Lambda reports a runtime that ran out of memory as such in REPORT; its answer is
@@ -110,11 +145,18 @@ class Endings:
             *self._opening(request_id, opened),
             f"RequestId: {request_id} Error: {faults.exit_error(reason)}",
             faults.EXIT_ERROR,
-            *self._closing(request_id, duration, status="error", error_type=error_type),
+            *self._closing(request_id, duration, memory_mb, status="error", error_type=error_type),
         )
         return faults.exit_document(request_id=request_id, reason=reason)
 
-    def init_failed(self, request_id: str, duration: float, document: dict[str, Any]) -> str:
+    def init_failed(
+        self,
+        request_id: str,
+        duration: float,
+        document: dict[str, Any],
+        *,
+        memory_mb: int | None = None,
+    ) -> str:
         """Log an invocation answered with an init error (``document``): START, END and a
         REPORT with the error's type, as Lambda does after an INIT_REPORT. A runtime that
         exited in init has its exit error logged in between, as the platform words it.
@@ -125,9 +167,11 @@ class Endings:
             message = document.get("errorMessage", "")
             middle = [f"RequestId: {request_id} Error: {message}", error_type]
         if error_type == faults.TIMED_OUT:
-            closing = self._closing(request_id, duration, status="timeout")
+            closing = self._closing(request_id, duration, memory_mb, status="timeout")
         else:
-            closing = self._closing(request_id, duration, status="error", error_type=error_type)
+            closing = self._closing(
+                request_id, duration, memory_mb, status="error", error_type=error_type
+            )
         return loglines.emit(*self._opening(request_id, False), *middle, *closing)
 
     def _opening(self, request_id: str, opened: bool) -> list[str]:
@@ -136,7 +180,13 @@ class Endings:
         return [loglines.start_line(request_id, self._settings.function_version)]
 
     def _closing(
-        self, request_id: str, duration: float, *, status: str, error_type: str | None = None
+        self,
+        request_id: str,
+        duration: float,
+        memory_mb: int | None,
+        *,
+        status: str,
+        error_type: str | None = None,
     ) -> list[str]:
         return [
             loglines.end_line(request_id),
@@ -144,7 +194,7 @@ class Endings:
                 request_id=request_id,
                 duration_ms=duration * 1000,
                 memory_mb=self._settings.memory_mb,
-                max_memory_mb=None,
+                max_memory_mb=memory_mb,
                 init_ms=None,
                 status=status,
                 error_type=error_type,

@@ -43,7 +43,9 @@ class RuntimeApp:
             return self._health()
         if path == "/metrics":
             outcomes, durations = self._pool.board.counts()
-            body, content_type = metrics.render(self.stats.plus(outcomes, durations))
+            stats = self.stats.plus(outcomes, durations)
+            stats.init_failed = int(self._pool.health()[0] == "init_failed")
+            body, content_type = metrics.render(stats)
             return Response(200, body, [(b"content-type", content_type.encode())])
         message = f"no such path {path!r}: invoke with POST {INVOKE_PATH}"
         return json_answer(404, faults.api_error("ResourceNotFoundException", message))
@@ -53,7 +55,9 @@ class RuntimeApp:
         document: dict[str, Any] = {"status": state}
         if error is not None:
             document["error"] = json.loads(error)
-        return json_answer(200 if state == "ready" else 503, document)
+        # An init that failed still serves (invocations answer its error, as on Lambda): a
+        # readiness probe must let the pod take them, so only a first init under way is 503.
+        return json_answer(503 if state == "initializing" else 200, document)
 
     async def _invoke(self, request: Request) -> Response | None:
         invocation = Invocation.of(request.headers, request.body)
@@ -73,4 +77,5 @@ class RuntimeApp:
             status=result.status,
             function_error=result.function_error,
             log_tail=result.log_tail,
+            billed_ms=result.billed_ms,
         )

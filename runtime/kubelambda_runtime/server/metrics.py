@@ -23,6 +23,9 @@ class RuntimeStats:
         self.invocations: dict[str, int] = {}
         self.duration = Histogram(DURATION_BUCKETS)
         self.init = Histogram(INIT_BUCKETS)
+        # 1 while the runtime's last init failed (its invocations answer the init error): the
+        # pod stays Ready, as Lambda keeps invoking such a function, so this is how it shows.
+        self.init_failed = 0
 
     def count(self, outcome: str, duration_s: float) -> None:
         self.invocations[outcome] = self.invocations.get(outcome, 0) + 1
@@ -38,6 +41,7 @@ class RuntimeStats:
             )
         total.duration = self.duration.plus(duration.counts, duration.total)
         total.init = self.init
+        total.init_failed = self.init_failed
         return total
 
 
@@ -46,7 +50,11 @@ class _Collector:
         self._stats = stats
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
         stats = self._stats
         names, values = list(stats.labels), list(stats.labels.values())
@@ -58,6 +66,13 @@ class _Collector:
         for outcome, count in sorted(stats.invocations.items()):
             invocations.add_metric([*values, outcome], count)
         yield invocations
+        init_failed = GaugeMetricFamily(
+            "kubelambda_runtime_init_failed",
+            "1 while the function's init fails (invocations answer its error), else 0.",
+            labels=names,
+        )
+        init_failed.add_metric(values, stats.init_failed)
+        yield init_failed
         for name, doc, histogram in (
             ("kubelambda_runtime_duration_seconds", "Handler run time.", stats.duration),
             ("kubelambda_runtime_init_seconds", "Init (handler import) time.", stats.init),

@@ -29,7 +29,7 @@ from kubelambda_runtime.server.slot import Slot
 from kubelambda_runtime.server.watch import DeadlineWatch
 from kubelambda_runtime.server.workerprocess import Start, WorkerProcess, exec_worker
 from kubelambda_runtime.wire import board as board_states
-from kubelambda_runtime.wire import config, faults, framing
+from kubelambda_runtime.wire import config, faults, framing, loglines
 from kubelambda_runtime.wire.board import Board
 from kubelambda_runtime.wire.invocation import Invocation
 
@@ -48,6 +48,17 @@ class Result:
     body: bytes
     function_error: bool = False
     log_tail: str | None = None
+    billed_ms: int | None = None  # the invocation's billed duration, when it ran
+
+
+def _ended(document: dict[str, Any], duration: float) -> Result:
+    """The answer for an invocation the runtime ended (timeout, crash), billed as its REPORT."""
+    return Result(
+        status=200,
+        body=json.dumps(document).encode(),
+        function_error=True,
+        billed_ms=loglines.billed_ms(duration * 1000),
+    )
 
 
 class Pool:
@@ -123,13 +134,19 @@ class Pool:
         return report
 
     def health(self) -> tuple[str, bytes | None]:
-        """``ready`` once every slot has a worker; else ``init_failed`` or ``initializing``."""
-        if all(slot.worker is not None and (slot.busy or slot.ready) for slot in self.slots):
-            return "ready", None
+        """``initializing`` until every slot has ended its first init; then ``init_failed``
+        (with the error) while a slot's last init failed, else ``ready``.
+
+        A failed init does not stop the runtime serving: as on Lambda, each invocation is
+        answered with the init error after init is tried again for it (``_invoke_in``). So
+        only a first init under way means the runtime cannot answer yet; a slot starting a
+        fresh worker after a timeout or a crash keeps its place (invocations wait for it)."""
+        if not all(slot.inited for slot in self.slots):
+            return "initializing", None
         for slot in self.slots:
-            if slot.worker is None and slot.init_error is not None and not slot.busy:
+            if slot.worker is None and slot.init_error is not None:
                 return "init_failed", slot.init_error
-        return "initializing", None
+        return "ready", None
 
     def _acquire(self) -> Slot | None:
         best: Slot | None = None
@@ -213,7 +230,10 @@ class Pool:
             worker = slot.worker
             if init_error is not None or worker is None:
                 return self._error_result(
-                    init_error or b"{}", invocation, time.perf_counter() - arrived
+                    init_error or b"{}",
+                    invocation,
+                    time.perf_counter() - arrived,
+                    memory_mb=slot.init_memory_mb,
                 )
         deadline_ms = invocation.deadline(
             timeout_seconds=self._settings.timeout_seconds, now=time.time()
@@ -241,11 +261,13 @@ class Pool:
         if outcome == "bad_request":
             error = faults.api_error("InvalidRequestContentException", reply.get("message", ""))
             return Result(status=400, body=json.dumps(error).encode())
+        billed = reply.get("billed_ms")
         return Result(
             status=200,
             body=body,
             function_error=outcome != "success",
             log_tail=reply.get("tail"),
+            billed_ms=billed if isinstance(billed, int) else None,
         )
 
     async def _timed_out(
@@ -261,11 +283,13 @@ class Pool:
         await worker.reap()
         duration = time.perf_counter() - started
         opened = self.board.begun(slot.index) != begun
-        document = self._endings.timed_out(invocation.request_id, duration, opened=opened)
+        document = self._endings.timed_out(
+            invocation.request_id, duration, opened=opened, memory_mb=worker.max_memory_mb
+        )
         self.on_outcome("timeout", duration)
         self._handover.close_lent(slot)
         self.start_slot(slot)  # a fresh environment for the next invocation
-        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
+        return _ended(document, duration)
 
     async def _crashed(
         self,
@@ -284,22 +308,31 @@ class Pool:
             duration,
             reason or faults.exit_reason(code),
             opened=self.board.begun(slot.index) != begun,
+            memory_mb=worker.max_memory_mb,
         )
         self.on_outcome("crash", duration)
         self._handover.close_lent(slot)
         self.start_slot(slot)
-        return Result(status=200, body=json.dumps(document).encode(), function_error=True)
+        return _ended(document, duration)
 
-    def _error_result(self, document: bytes, invocation: Invocation, duration: float) -> Result:
+    def _error_result(
+        self, document: bytes, invocation: Invocation, duration: float, *, memory_mb: int | None
+    ) -> Result:
         # An init fault answers every invocation, each with its own request id.
         fields = json.loads(document)
         fields["requestId"] = invocation.request_id
         fields.setdefault("stackTrace", [])
-        logged = self._endings.init_failed(invocation.request_id, duration, fields)
+        logged = self._endings.init_failed(
+            invocation.request_id, duration, fields, memory_mb=memory_mb
+        )
         self.on_outcome("error", 0.0)
         tail = base64.b64encode(logged.encode()).decode() if invocation.tail else None
         return Result(
-            status=200, body=json.dumps(fields).encode(), function_error=True, log_tail=tail
+            status=200,
+            body=json.dumps(fields).encode(),
+            function_error=True,
+            log_tail=tail,
+            billed_ms=loglines.billed_ms(duration * 1000),
         )
 
     async def close(self) -> None:

@@ -51,6 +51,14 @@ class Slot:
         self.booting: WorkerProcess | None = None
         self.init_error: bytes | None = None
         self.init_seconds: float | None = None
+        # The memory high-water mark (MB) of the worker whose init failed last, for the
+        # REPORT of each invocation answered with its error.
+        self.init_memory_mb: int | None = None
+
+    @property
+    def inited(self) -> bool:
+        """Whether an init of this slot has ended, successful or not."""
+        return self.init_seconds is not None or self.init_error is not None
 
     @property
     def ready(self) -> bool:
@@ -91,6 +99,7 @@ class Slot:
                 message = f"Init timed out after {self._init_timeout:.2f} seconds"
             else:
                 error_type, message = faults.EXIT_ERROR, faults.exit_error(reason)
+            self.init_memory_mb = worker.max_memory_mb
             body = json.dumps(
                 faults.error_document(
                     message=message, error_type=error_type, request_id=None, stack=[]
@@ -100,6 +109,7 @@ class Slot:
             return body
         if header.get("type") != "ready":
             await worker.reap()
+            self.init_memory_mb = worker.max_memory_mb
             self.init_error = body
             return body
         self.init_seconds = time.perf_counter() - started

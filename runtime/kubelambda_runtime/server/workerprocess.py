@@ -14,12 +14,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from kubelambda_runtime.server.descendants import Descendants, kill_environment
 from kubelambda_runtime.server.frameprotocol import FrameProtocol
-from kubelambda_runtime.wire import framing
+from kubelambda_runtime.wire import framing, processes
 from kubelambda_runtime.wire.board import Board
 
 
@@ -30,8 +31,8 @@ class Started(Protocol):
     @property
     def pid(self) -> int: ...
 
-    @property
-    def returncode(self) -> int | None: ...
+    # Set by whoever reaps it (the server reaps with os.wait4, to learn its memory use).
+    returncode: int | None
 
     def wait(self) -> int: ...
 
@@ -90,6 +91,10 @@ class WorkerProcess:
         # Frames of type "returned", and the end of the socket, outside of any call.
         self.on_returned: Callable[[dict[str, Any], bytes], None] = lambda header, body: None
         self.on_lost: Callable[[], None] = lambda: None
+        # The most resident memory the environment's processes held, in kB: read from /proc
+        # before a kill, and from the worker's (or its keeper's) rusage when it is reaped.
+        self.high_water_kb: int | None = None
+        self._reaping = threading.Lock()
 
     @classmethod
     def spawn(
@@ -176,7 +181,36 @@ class WorkerProcess:
     def kill(self) -> None:
         """End the environment: the worker and every process it started."""
         if self.popen.returncode is None:  # once reaped, its pid may be another process's
+            self.measure()  # a killed process's rusage never reaches the server
             kill_environment(self.popen.pid)
+
+    def measure(self) -> None:
+        """Take in the memory high-water mark of the worker's living processes."""
+        pid = self.popen.pid
+        tree = [pid, *processes.descendants(processes.snapshot(), pid)]
+        self._took(processes.high_water_kb(tree))
+
+    @property
+    def max_memory_mb(self) -> int | None:
+        """The environment's Max Memory Used as Lambda reports it (MB), once known."""
+        return None if self.high_water_kb is None else self.high_water_kb // 1024
+
+    def _took(self, kb: int | None) -> None:
+        if kb is not None and kb > (self.high_water_kb or 0):
+            self.high_water_kb = kb
+
+    def _wait(self) -> int:
+        """Reap the process with its rusage: its ru_maxrss covers the worker, which its
+        keeper has reaped (a process's rusage includes its waited-for children's peak)."""
+        with self._reaping:
+            if self.popen.returncode is None:
+                try:
+                    _, status, usage = os.wait4(self.popen.pid, 0)
+                except ChildProcessError:  # reaped elsewhere: as Popen says then
+                    return self.popen.wait()
+                self._took(usage.ru_maxrss)
+                self.popen.returncode = os.waitstatus_to_exitcode(status)
+            return self.popen.returncode
 
     async def reap(self) -> int | None:
         """Wait (briefly) for the process to end and return its exit code; then end and reap
@@ -184,10 +218,10 @@ class WorkerProcess:
         self._close()
         loop = asyncio.get_running_loop()
         try:
-            code = await asyncio.wait_for(loop.run_in_executor(None, self.popen.wait), 5.0)
+            code = await asyncio.wait_for(loop.run_in_executor(None, self._wait), 5.0)
         except TimeoutError:
             self.kill()
-            code = await loop.run_in_executor(None, self.popen.wait)
+            code = await loop.run_in_executor(None, self._wait)
         self._descendants.reaped(self.popen.pid)
         await self._descendants.sweep()
         return code

@@ -20,6 +20,9 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
 JSON = (b"content-type", b"application/json")
 REQUEST_ID = b"lambda-runtime-aws-request-id"
+# The invocation's billed duration (whole ms, as in its REPORT line), for the gateway's usage
+# metrics (docs/contracts.md); the gateway does not pass it on to callers.
+BILLED_DURATION = b"x-kubelambda-billed-duration-ms"
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,17 @@ def answer(
     status: int = 200,
     function_error: bool = False,
     log_tail: str | None = None,
+    billed_ms: int | None = None,
 ) -> Response:
-    """The invoke endpoint's answer: the result (or error document) with Lambda's headers."""
+    """The invoke endpoint's answer: the result (or error document) with Lambda's headers,
+    and the billed duration of an invocation that ran."""
     headers = [JSON, (REQUEST_ID, request_id.encode())]
     if function_error:
         headers.append((b"x-amz-function-error", b"Unhandled"))
     if log_tail is not None:
         headers.append((b"x-amz-log-result", log_tail.encode()))
+    if billed_ms is not None:
+        headers.append((BILLED_DURATION, str(billed_ms).encode()))
     return Response(status, body, headers)
 
 

@@ -43,7 +43,7 @@ def report_line(
     parts = [
         f"REPORT RequestId: {request_id}",
         f"Duration: {duration_ms:.2f} ms",
-        f"Billed Duration: {max(math.ceil(duration_ms), 1)} ms",
+        f"Billed Duration: {billed_ms(duration_ms)} ms",
         f"Memory Size: {memory_mb} MB",
     ]
     if max_memory_mb is not None:
@@ -55,6 +55,11 @@ def report_line(
     if error_type is not None:
         parts.append(f"Error Type: {reported_type(error_type)}")
     return "\t".join(parts)
+
+
+def billed_ms(duration_ms: float) -> int:
+    """Lambda's billed duration: rounded up to the next millisecond, at least 1 ms."""
+    return max(math.ceil(duration_ms), 1)
 
 
 def init_report_line(

@@ -96,3 +96,24 @@ def kill_all(pids: Iterable[int]) -> None:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def high_water_kb(pids: Iterable[int], proc: str = "/proc") -> int | None:
+    """The largest resident-set high-water mark (VmHWM, in kB) among ``pids``, what
+    ``getrusage``'s ru_maxrss says of each: how much memory an execution environment used at
+    most, read while its processes live. None when none of them can be read (gone, a zombie,
+    or no /proc)."""
+    found: int | None = None
+    for pid in pids:
+        try:
+            with open(f"{proc}/{pid}/status", "rb") as status:
+                text = status.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(b"VmHWM:"):
+                fields = line.split()
+                if len(fields) >= 2 and fields[1].isdigit():
+                    found = max(found or 0, int(fields[1]))
+                break
+    return found

@@ -52,6 +52,7 @@ class Worker:
         self._sink = sink
         self._log_stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self._init_ms: float | None = None
+        self._billed_ms: int | None = None  # of the last invocation run
 
     def init(self) -> Handler | None:
         """Load the handler and tell the server whether init succeeded."""
@@ -119,6 +120,8 @@ class Worker:
         reply: dict[str, Any] = {"type": "result", "outcome": outcome}
         if outcome == "bad_request":
             reply["message"], payload = payload.decode(), b""
+        else:
+            reply["billed_ms"] = self._billed_ms
         if tail is not None:
             reply["tail"] = tail
         self._send(reply, payload)
@@ -134,7 +137,11 @@ class Worker:
             response = bad_body(request_id, payload.decode())
         else:
             response = answer(
-                request_id, payload, function_error=outcome != "success", log_tail=tail
+                request_id,
+                payload,
+                function_error=outcome != "success",
+                log_tail=tail,
+                billed_ms=self._billed_ms,
             )
         sent = held.send(encode_response(response, keep_alive=keep_alive))
         self._board.idle(self._slot)
@@ -195,13 +202,14 @@ class Worker:
         )
         outcome, payload = self._run(handler, event, context)
         duration = time.perf_counter() - started
+        self._billed_ms = loglines.billed_ms(duration * 1000)  # what its REPORT line says
         self._sink.write_lines(
             loglines.end_line(request_id),
             loglines.report_line(
                 request_id=request_id,
                 duration_ms=duration * 1000,
                 memory_mb=settings.memory_mb,
-                max_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                max_memory_mb=self._max_memory_kb() // 1024,
                 init_ms=self._init_ms,
             ),
         )
@@ -209,6 +217,10 @@ class Worker:
         tail = self._sink.end()
         self._board.finish(self._slot, outcome=outcome, duration=duration)
         return outcome, payload, base64.b64encode(tail).decode() if tail is not None else None
+
+    def _max_memory_kb(self) -> int:
+        """The environment's memory high-water mark so far: this process's."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def _run(self, handler: Handler, event: Any, context: LambdaContext) -> tuple[str, bytes]:
         request_id = context.aws_request_id

@@ -69,9 +69,12 @@ def connect(url: str) -> socket.socket:
 
 
 def comparable(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], object]:
-    """The answer without what differs between runs (durations in the log tail)."""
+    """The answer without what differs between runs (durations in the log tail and the
+    billed duration header)."""
     status, headers, body = answer
     kept = {k: v for k, v in headers.items() if k not in ("content-length", "connection")}
+    # The billed duration is the run's own; whether it is there is what must agree.
+    kept["billed"] = str(kept.pop("x-kubelambda-billed-duration-ms", "").isdigit())
     if "x-amz-log-result" in kept:
         tail = base64.b64decode(kept.pop("x-amz-log-result")).decode()
         kept["log lines"] = " ".join(line.split(":")[0] for line in tail.splitlines())

@@ -1,8 +1,9 @@
 """Builds the custom runtimes the tests run, once, into the harness cache (outside the checkout):
 the Go function of go/ against aws-lambda-go (from the Go module proxy, CGO off: a static
-binary, as Lambda's provided.al2023 wants), and AWS's Python runtime interface client
-awslambdaric from PyPI into a target folder. A build that fails raises PartUnavailable saying
-what failed; tests fail with it rather than skip.
+binary, as Lambda's provided.al2023 wants), AWS's Python runtime interface client
+awslambdaric from PyPI into a target folder, and AWS's Node.js runtime interface client
+aws-lambda-ric from the npm registry (it compiles aws-lambda-cpp and curl: minutes). A build
+that fails raises PartUnavailable saying what failed; tests fail with it rather than skip.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 GO_SOURCES = HERE / "go"
 AWSLAMBDARIC_FOLDER = HERE / "awslambdaric"
 AWSLAMBDARIC = "awslambdaric==4.2.2"
+NODE_RIC_FOLDER = HERE / "node_ric"
+NODE_RIC = "aws-lambda-ric@4.0.2"
 
 
 def go_bootstrap() -> Path:
@@ -123,3 +126,39 @@ def awslambdaric_environment() -> dict[str, str]:
         "KUBELAMBDA_TEST_PYTHON": sys.executable,
         "KUBELAMBDA_TEST_RIC": str(awslambdaric_dir()),
     }
+
+
+def node_ric_dir() -> Path:
+    """A folder whose node_modules holds aws-lambda-ric, installed once with npm."""
+    target = subdir("build") / NODE_RIC.replace("@", "-")
+    if (target / ".complete").exists():
+        return target
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise PartUnavailable(f"{NODE_RIC} needs node and npm on PATH")
+    with exclusive("aws-lambda-ric"):
+        if (target / ".complete").exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        (target / "package.json").write_text('{"name": "kubelambda-node-ric", "private": true}\n')
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", NODE_RIC],
+            cwd=target,
+            capture_output=True,
+            text=True,
+            timeout=1800,  # its install script compiles aws-lambda-cpp and curl
+            check=False,
+        )
+        if done.returncode != 0:
+            raise PartUnavailable(
+                f"npm install {NODE_RIC} failed in {target} (needs the npm registry and a C++"
+                f" toolchain):\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
+            )
+        (target / ".complete").touch()
+    return target
+
+
+def node_ric_environment() -> dict[str, str]:
+    """What the aws-lambda-ric bootstrap script reads: where the client is installed."""
+    return {"KUBELAMBDA_TEST_NODE_RIC": str(node_ric_dir())}

@@ -31,3 +31,14 @@ def test_plus_adds_what_the_workers_counted():
     assert total.invocations == {"busy": 2, "timeout": 1, "success": 4}
     assert sum(total.duration.counts) == 2 and total.duration.total == 3.01
     assert stats.invocations == {"busy": 1, "timeout": 1}  # the server's own stay its own
+
+
+def test_a_failing_init_shows_as_a_gauge():
+    stats = RuntimeStats(namespace="ns", function="fn")
+    gauge = 'kubelambda_runtime_init_failed{function="fn",namespace="ns"}'
+    assert f"{gauge} 0.0" in render(stats)[0].decode().splitlines()
+    stats.init_failed = 1
+    assert (
+        f"{gauge} 1.0"
+        in render(stats.plus({}, Histogram(DURATION_BUCKETS)))[0].decode().splitlines()
+    )
