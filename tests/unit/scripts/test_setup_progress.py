@@ -78,6 +78,7 @@ def machine(tmp_path: Path) -> Path:
     on this machine (setup checks files there, which a test cannot hide)."""
     present = ["hyperfine", "nginx", "prometheus", "containerd", "runc", "buildah"]
     present += ["debootstrap", "iptables", "ip", "conntrack", "gcc", "java", "mvn", "chromium"]
+    present += ["node", "npm", "cmake", "make", "g++"]
     return fake_path(tmp_path, present=present)
 
 
@@ -124,6 +125,7 @@ def test_a_first_run_says_what_it_does_how_far_it_is_and_how_long_it_took(
 def test_a_second_run_says_cached_in_one_line_per_step(tmp_path: Path) -> None:
     present = ["wrk", "hyperfine", "nginx", "prometheus", "containerd", "runc", "buildah"]
     present += ["debootstrap", "iptables", "ip", "conntrack", "gcc", "java", "mvn", "chromium"]
+    present += ["node", "npm", "cmake", "make", "g++"]
     bin_dir = fake_path(tmp_path, present=present)
     if not (Path("/usr/lib/cni/bridge").exists() and Path("/usr/include/stdio.h").exists()):
         pytest.fail("this machine lacks the CNI plugins or libc6-dev, which scripts/setup installs")
