@@ -1,12 +1,14 @@
 """An ``AWS::Serverless::Function`` (Globals merged in, intrinsics resolved) as a Function
 manifest: runtime, handler, code, timeout, memory, environment, scaling and delivery; every
 other property is reported as ignored or not mapped. Its events are events.py's and http.py's.
+A Python runtime or a custom one (provided.al2023, provided.al2: the code's ``bootstrap``).
 
 convert.py calls ``convert_function`` once per function resource.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -17,7 +19,7 @@ from kubelambda.api.sam.code import S3_NOTE, folder_code, inline_code, s3_locati
 from kubelambda.api.sam.destinations import destination
 from kubelambda.api.sam.layers import function_layers
 from kubelambda.api.sam.scope import Scope, mapping
-from kubelambda.api.schema import HANDLER, IMAGE, RUNTIMES
+from kubelambda.api.schema import ANY_HANDLER, CUSTOM_RUNTIMES, HANDLER, IMAGE, RUNTIMES
 
 # Properties with no meaning on kubelambda, and why leaving them out changes nothing.
 IGNORED: Final = {
@@ -86,7 +88,15 @@ def convert_function(
     """The Function for one function resource, or None (reported) when it cannot be made."""
     report = scope.report
     for key in props:
-        if key in IGNORED:
+        if key == "Architectures" and props.get("Runtime") in CUSTOM_RUNTIMES:
+            # A bootstrap is native code: unlike Python, it runs on one architecture only.
+            report.note(
+                logical_id,
+                key,
+                "pods run on the cluster's nodes' architecture: build the bootstrap for it"
+                " (GOARCH=amd64 or arm64)",
+            )
+        elif key in IGNORED:
             report.ignored(logical_id, key, IGNORED[key])
         elif key in NOT_MAPPED:
             report.not_mapped(logical_id, key, NOT_MAPPED[key])
@@ -137,6 +147,8 @@ def _package(
             return None
         return {"image": image}
     runtime = _runtime(scope, logical_id, props.get("Runtime"))
+    if runtime in CUSTOM_RUNTIMES:
+        return _custom_package(scope, logical_id, props, runtime)
     handler = scope.text(logical_id, "Handler", props.get("Handler"))
     if handler is not None:
         # Lambda's Python bootstrap reads dir/module.handler as dir.module.handler.
@@ -154,20 +166,85 @@ def _package(
     return {"runtime": runtime, "handler": handler, "code": code}
 
 
+def _custom_package(
+    scope: Scope, logical_id: str, props: Mapping[str, object], runtime: str
+) -> dict[str, object] | None:
+    """runtime, optional handler (passed to the bootstrap as _HANDLER) and code: a package
+    holding the executable ``bootstrap``, as Lambda's OS-only runtimes take it."""
+    report = scope.report
+    package: dict[str, object] = {"runtime": runtime}
+    if props.get("Handler") is not None:
+        handler = scope.text(logical_id, "Handler", props["Handler"])
+        if handler is not None and re.fullmatch(ANY_HANDLER, handler) is None:
+            report.not_mapped(logical_id, "Handler", f"{handler!r} holds spaces")
+            handler = None
+        if handler is not None:
+            package["handler"] = handler
+    if props.get("InlineCode") is not None:
+        report.not_mapped(
+            logical_id,
+            "InlineCode",
+            f"{runtime} runs the code's executable bootstrap, which inline code cannot hold:"
+            " set CodeUri to the built folder (kubelambda local) or a zip on S3",
+        )
+        return None
+    value = props.get("CodeUri")
+    if isinstance(value, Mapping) or (isinstance(value, str) and value.startswith("s3://")):
+        location = s3_location(value) if scope.plain(logical_id, "CodeUri", value) else None
+        if location is None:
+            report.not_mapped(
+                logical_id, "CodeUri", f"{value!r} is not an S3 location (s3://bucket/key)"
+            )
+            return None
+        report.note(logical_id, "CodeUri", f"spec.code.s3 is {S3_NOTE}")
+        package["code"] = {"s3": location}
+        return package
+    uri = "." if value is None else scope.text(logical_id, "CodeUri", value)
+    if uri is None:
+        return None
+    folder = (scope.template_dir / uri).resolve()
+    if not folder.is_dir():
+        report.not_mapped(
+            logical_id, "CodeUri", f"{folder} is not a folder (zip files are not read)"
+        )
+        return None
+    if scope.code_mode != "path":
+        report.not_mapped(
+            logical_id,
+            "CodeUri",
+            f"{runtime} runs the code's executable bootstrap, which a cluster takes only in a"
+            f" package: zip {folder} (with bootstrap at its top) onto S3 and set CodeUri to it,"
+            " or serve the template with kubelambda local",
+        )
+        return None
+    bootstrap = folder / "bootstrap"
+    if not (bootstrap.is_file() and os.access(bootstrap, os.X_OK)):
+        # sam build makes it (Metadata BuildMethod: go1.x, makefile); local mode does not build.
+        report.note(
+            logical_id,
+            "CodeUri",
+            f"{folder} holds no executable bootstrap yet: build it there (as sam build would);"
+            " until then init fails with Runtime.InvalidEntrypoint",
+        )
+    package["code"] = {"path": os.path.relpath(folder, scope.template_dir)}
+    return package
+
+
 def _runtime(scope: Scope, logical_id: str, value: object) -> str | None:
     runtime = scope.text(logical_id, "Runtime", value)
     if runtime is None:
         if value is None:
             scope.report.not_mapped(logical_id, "Runtime", "is required for a Python function")
         return None
-    if runtime in RUNTIMES:
+    if runtime in RUNTIMES or runtime in CUSTOM_RUNTIMES:
         return runtime
     match = _PYTHON.match(runtime)
     if match is None:
         scope.report.not_mapped(
             logical_id,
             "Runtime",
-            f"{runtime}: kubelambda runs Python ({', '.join(RUNTIMES)}); the function is not"
+            f"{runtime}: kubelambda runs Python ({', '.join(RUNTIMES)}) and custom runtimes"
+            f" ({', '.join(CUSTOM_RUNTIMES)}: a bootstrap the code holds); the function is not"
             " converted",
         )
         return None
