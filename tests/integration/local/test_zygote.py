@@ -163,7 +163,13 @@ def test_a_forked_instance_gets_the_environment_a_new_process_gets(local_mode):
         "KUBELAMBDA_PORT",
         "TMPDIR",
     }
-    assert differing == per_function | {"ONLY_WHO", "ONLY_SPAWNED", "LD_LIBRARY_PATH"}
+    # Each invocation's own trace (the gateway starts one when the caller sends none).
+    per_invocation = {"_X_AMZN_TRACE_ID"}
+    assert differing == per_function | per_invocation | {
+        "ONLY_WHO",
+        "ONLY_SPAWNED",
+        "LD_LIBRARY_PATH",
+    }
 
 
 def test_scale_down_ends_a_forked_instance_with_everything_it_started(local_mode):
