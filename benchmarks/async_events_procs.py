@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +129,17 @@ class Local:
 
 @contextmanager
 def local_mode(
-    work: Path, name: str, *options: str, replicas: int, concurrency: int
+    work: Path,
+    name: str,
+    *options: str,
+    replicas: int,
+    concurrency: int,
+    env: Mapping[str, str] | None = None,
+    python: Sequence[str] = ("-m", "kubelambda.cli"),
 ) -> Iterator[Local]:
-    """`kubelambda local` serving the function with `replicas` instances, all ready."""
+    """`kubelambda local` serving the function with `replicas` instances, all ready; `env` is
+    added to its environment, `python` is what the interpreter runs (the CLI, or a wrapper that
+    watches it, as async_events_gc.py's)."""
     folder = work / name
     handled = folder / "handled"
     handled.mkdir(parents=True)
@@ -143,9 +151,9 @@ def local_mode(
     log = folder / "local.log"  # a file, not a pipe: three log lines per invocation
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelambda.cli", "local", str(manifest), "--port", str(port),
+            [sys.executable, *python, "local", str(manifest), "--port", str(port),
              "--admin-port", str(admin), *options],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc, timeout=30)

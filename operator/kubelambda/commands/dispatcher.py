@@ -23,6 +23,7 @@ from prometheus_client import Gauge, start_http_server
 from kubelambda.api import Function, Trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock, SystemClock
+from kubelambda.commands.heap import freeze_startup_heap
 from kubelambda.commands.serving import (
     MAX_FUNCTION_TIMEOUT_SECONDS,
     add_broker_flags,
@@ -188,6 +189,9 @@ async def serve(args: argparse.Namespace) -> None:
         else None
     )
     metrics = BacklogMetrics(clock)
+    # Started (the broker connects in the background, a few objects more): start-up's objects
+    # leave the collector's full collections, each a pause of every delivery (heap.py).
+    freeze_startup_heap()
     try:
         while not stop.is_set():
             try:

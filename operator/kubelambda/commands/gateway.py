@@ -13,10 +13,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kubelambda.api import Function, Trigger
+from kubelambda.commands.heap import freeze_startup_heap
 from kubelambda.commands.serving import (
     add_gateway_flags,
     broker_settings,
@@ -24,7 +25,7 @@ from kubelambda.commands.serving import (
     gateway_settings,
 )
 from kubelambda.gateway.routing import RoutingTable, routing_table
-from kubelambda.gateway.server import Gateway
+from kubelambda.gateway.server import Gateway, ServingAddresses
 from kubelambda.gateway.upstream import healthy
 from kubelambda.platforms.kubernetes.access_keys import ACCESS_KEY_LABEL, SecretAccessKeys
 from kubelambda.platforms.kubernetes.aio import AsyncKube
@@ -35,11 +36,14 @@ from kubelambda.platforms.kubernetes.kinds import SECRET
 from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
 from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
 
-__all__ = ["build_parser", "run"]
+__all__ = ["REPLICAS_ENV", "build_parser", "gateway_replicas", "run"]
 
 logger = logging.getLogger(__name__)
 
 API_KEY_REFRESH_SECONDS = 30.0
+# How many gateway replicas run (the chart's gateway.replicas): each enforces its share of a
+# function's limits.
+REPLICAS_ENV = "KUBELAMBDA_GATEWAY_REPLICAS"
 
 
 def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
@@ -87,6 +91,16 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
     return parser
 
 
+def gateway_replicas(environ: Mapping[str, str]) -> int:
+    """How many gateway replicas share each function's reservedConcurrency and throttling
+    (each enforces its share, gateway/limits.py): KUBELAMBDA_GATEWAY_REPLICAS, which the chart
+    sets from gateway.replicas; 1 when unset."""
+    text = environ.get(REPLICAS_ENV, "").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise SystemExit(f"{REPLICAS_ENV} must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 async def serve(args: argparse.Namespace) -> None:
     settings = gateway_settings(
         args,
@@ -94,6 +108,7 @@ async def serve(args: argparse.Namespace) -> None:
         delivery_state_dir=args.state_dir,
         account_id=os.environ.get("KUBELAMBDA_ACCOUNT_ID") or "000000000000",
         invoke_auth=args.invoke_auth == "sigv4",
+        gateway_replicas=gateway_replicas(os.environ),
     )
     client = KubeClient.from_config(args.kubeconfig)
     gateway: Gateway | None = None  # the platform starts first; specs reach the gateway once made
@@ -179,11 +194,21 @@ async def serve(args: argparse.Namespace) -> None:
         broker=broker_settings(args),
     )
     gateway = serving
+
+    def serving_now(_: ServingAddresses) -> None:
+        # Start-up's objects leave the garbage collector's full collections (heap.py).
+        freeze_startup_heap()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, serving.shutdown)
     try:
-        await serving.serve(host=args.host, port=args.port, admin_port=args.admin_port)
+        await serving.serve(
+            host=args.host,
+            port=args.port,
+            admin_port=args.admin_port,
+            on_ready=serving_now,
+        )
     finally:
         for task in [*reading, *([rereading] if rereading else [])]:
             task.cancel()

@@ -37,6 +37,7 @@ from kubelambda.autoscaler.loop import Autoscaler
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.sources import DirectSource, Load, MetricSource
 from kubelambda.clock import ScaledClock, SystemClock
+from kubelambda.commands.heap import freeze_startup_heap
 from kubelambda.commands.serving import (
     add_gateway_flags,
     attach_sources,
@@ -315,6 +316,9 @@ async def _serve(
         )
         for line in lines:
             output(line)
+        # Started: what start-up made stays out of the garbage collector's full collections,
+        # each a pause of the event loop longer than a 202 may take (heap.py).
+        freeze_startup_heap()
         if on_ready is not None:
             on_ready(addresses)
 

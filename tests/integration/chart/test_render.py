@@ -163,6 +163,8 @@ def test_gateway_replicas_resources_and_ports_follow_the_values() -> None:
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     assert gateway["spec"]["replicas"] == 3
     container = gateway["spec"]["template"]["spec"]["containers"][0]
+    # Each replica enforces a third of a function's limits.
+    assert {"name": "KUBELAMBDA_GATEWAY_REPLICAS", "value": "3"} in container["env"]
     assert container["args"][0] == "gateway"
     assert container["resources"]["limits"]["memory"] == "1Gi"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
