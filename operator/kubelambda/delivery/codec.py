@@ -5,7 +5,8 @@ Written as three parts: one line of JSON with the job's own fields, one line of 
 delivery policy, then the payload as it came (not base64, not parsed). Every event of a
 function carries the same policy, so both directions keep the policies they saw and each event
 costs one small JSON line and a copy of its payload. Jobs written as one JSON document (version
-1, before) are still read.
+1, before) are still read, and so are jobs written before a job's trace (`"trace"`, written only
+when set) was kept.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def encode_job(job: DeliveryJob, *, due_wall: float) -> bytes:
         parts.append(f',"attempts":{int(job.attempts)}')
     if job.throttles:
         parts.append(f',"throttles":{int(job.throttles)}')
+    if job.trace is not None:
+        parts.append(f',"trace":{_quoted(job.trace)}')
     if job.last_error is not None:
         parts.append(f',"lastError":{json.dumps(job.last_error, separators=(",", ":"))}')
     parts.append("}\n")
@@ -152,8 +155,18 @@ def decode_job(data: bytes) -> tuple[DeliveryJob, float]:
         attempts=int(document.get("attempts", 0)),
         throttles=int(document.get("throttles", 0)),
         last_error=document.get("lastError"),
+        trace=_trace(document.get("trace")),
     )
     return _named(job), float(document["due"])
+
+
+def _trace(value: Any) -> str | None:
+    """A job's trace header; absent from jobs written before traces were kept."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"a job's trace must be a string, not {value!r}")
+    return value
 
 
 def _named(job: DeliveryJob) -> DeliveryJob:
@@ -182,5 +195,6 @@ def _decode_legacy(data: bytes) -> tuple[DeliveryJob, float]:
         attempts=int(document.get("attempts", 0)),
         throttles=int(document.get("throttles", 0)),
         last_error=document.get("lastError"),
+        trace=_trace(document.get("trace")),
     )
     return _named(job), float(document["due"])

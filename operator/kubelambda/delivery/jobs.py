@@ -11,7 +11,7 @@ from typing import Any
 
 from kubelambda.api.identity import FunctionKey
 
-__all__ = ["DeliveryJob", "DeliveryPolicy", "Target"]
+__all__ = ["DeliveryJob", "DeliveryPolicy", "Target", "trace_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,8 @@ class DeliveryJob:
     """One accepted event on its way to a function, or a dead letter on its way out.
 
     Exactly one of `function`, `url` and `subject` is set. `enqueued_at` is wall time (an event's
-    age survives a restart of a durable store); `due` is on the store's clock.
+    age survives a restart of a durable store); `due` is on the store's clock. `trace` is None
+    for jobs written before traces were kept, and for batches (their invocation starts one).
     """
 
     id: str
@@ -60,3 +61,19 @@ class DeliveryJob:
     throttles: int = 0  # tries the gateway could not place (no instance, queue full)
     due: float = 0.0
     last_error: dict[str, Any] | None = field(default=None)
+    # The X-Amzn-Trace-Id value (Root=...;Parent=...;Sampled=...) the event was accepted with:
+    # every try, and the records sent on to destinations and dead letters, join this trace.
+    trace: str | None = None
+
+
+def trace_value(root: str, parent: str | None, sampled: bool | None, extra: str = "") -> str:
+    """`DeliveryJob.trace` for a trace: its X-Ray `root` (1-<8>-<24>), the caller's span and
+    sampling decision only when the caller sent them (a made-up parent, or Sampled=0 for "no
+    decision", would make each try's span the child of a span no one recorded, or unsampled),
+    then the header's other keys (`extra`, ``;Key=value`` text) as they came."""
+    value = f"Root={root}"
+    if parent is not None:
+        value += f";Parent={parent}"
+    if sampled is not None:
+        value += ";Sampled=1" if sampled else ";Sampled=0"
+    return value + extra

@@ -5,7 +5,8 @@ The gateway's sources put accepted events (Event invocations, bucket notificatio
 the store; `AsyncDelivery`'s workers take them and invoke each through a `FunctionCall`:
 in the gateway's own process (`InProcessCall`, with the memory or file store; the gateway
 starts and stops them, `Gateway.attach`), or through a gateway's Invoke API
-(`dispatcher.gateway_call`, in ``kubelambda dispatcher`` over the broker).
+(`dispatcher.gateway_call`, in ``kubelambda dispatcher`` over the broker). Every try, and
+every record sent on, carries the trace the event was accepted in (`DeliveryJob.trace`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.tracing import XRAY_HEADER, from_xray
 from kubelambda.gateway.upstream import UpstreamPool
 
 __all__ = ["AsyncDelivery", "FunctionCall", "InProcessCall", "Outcome", "json_or_text"]
@@ -134,6 +136,8 @@ class InProcessCall:
                 invoked_arn=job.invoked_arn.encode("ascii"),
                 hold_deadline=self._clock.monotonic() + self._settings.hold_timeout_seconds,
                 client_context=job.client_context,
+                # A job written before traces were kept, or a broken trace: a new trace.
+                trace=from_xray(job.trace) if job.trace else None,
             )
         except GatewayError as exc:
             error = {"errorType": exc.error_type, "errorMessage": exc.message}
@@ -268,13 +272,17 @@ class AsyncDelivery:
                 self._tls = ssl.create_default_context()
             tls = self._tls
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [_JSON]
+        if job.trace:
+            # The URL's side can join the event's trace (X-Ray reads this header).
+            headers.append((XRAY_HEADER, job.trace.encode("ascii")))
         try:
             response = await self._pool.request(
                 host=parts.hostname or "localhost",
                 port=parts.port or (443 if tls else 80),
                 method=b"POST",
                 target=target.encode("ascii"),
-                headers=[_JSON],
+                headers=headers,
                 body=job.payload,
                 deadline=asyncio.get_running_loop().time() + _URL_TIMEOUT_SECONDS,
                 tls=tls,

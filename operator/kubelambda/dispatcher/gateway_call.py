@@ -4,7 +4,8 @@ instance starts, per-pod concurrency, authorisation and metrics.
 
 ``kubelambda dispatcher`` (and local mode with a broker) give a `GatewayCall` to
 `AsyncDelivery`. The job's request id travels in ``X-Kubelambda-Request-Id``, so the function
-sees the id the Event invocation was answered with, as on Lambda.
+sees the id the Event invocation was answered with, as on Lambda; its trace in
+``X-Amzn-Trace-Id``, so the function joins the trace the event was accepted in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = ["REQUEST_ID_HEADER", "GatewayCall"]
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Kubelambda-Request-Id"
+TRACE_HEADER = "X-Amzn-Trace-Id"
 # The gateway could not place the event now (no instance in time, full, starting): later.
 _THROTTLED = frozenset({429, 502, 503, 504})
 # The event itself is wrong (not JSON, too large): no retry makes it right.
@@ -63,6 +65,10 @@ class GatewayCall:
             "X-Amz-Invocation-Type": "RequestResponse",
             REQUEST_ID_HEADER: job.id,
         }
+        if job.trace is not None:
+            # botocore's SigV4 leaves X-Amzn-Trace-Id unsigned, as AWS's services do: a tracer
+            # on the way may rewrite it.
+            headers[TRACE_HEADER] = job.trace
         if job.client_context is not None:
             headers["X-Amz-Client-Context"] = base64.b64encode(job.client_context).decode()
         if self._signer is not None:

@@ -103,6 +103,8 @@ def record_jobs(
             url=target.url,
             subject=target.subject,
             function=target.function,
+            # The destination's invocation (or URL, or message) joins the event's trace.
+            trace=job.trace,
         )
         if target.function is not None:
             letter.invoked_arn = _arn(job.invoked_arn, target.function, default_namespace)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote
 
 from kubelambda.api.identity import function_arn
 from kubelambda.clock import Clock
-from kubelambda.delivery.jobs import DeliveryJob
+from kubelambda.delivery.jobs import DeliveryJob, trace_value
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKey, AccessKeys, authenticate, authorise
 from kubelambda.gateway.exceptions import (
@@ -126,6 +126,12 @@ class InvokeApi:
         if invocation_type == "DryRun":
             return Response(status=204, headers=[request_header], body=b"")
         if invocation_type == "Event":
+            # The trace the event is accepted in: every try and its destinations join it.
+            trace = incoming(
+                request.header(XRAY_HEADER),
+                request.header(TRACEPARENT_HEADER),
+                now=self._clock.wall(),
+            )
             job = DeliveryJob(
                 id=request_id,
                 payload=body,
@@ -134,6 +140,7 @@ class InvokeApi:
                 enqueued_at=self._clock.wall(),
                 function=function.key,
                 client_context=client_context,
+                trace=trace_value(trace.root, trace.parent_id, trace.sampled, trace.extra),
             )
             try:
                 # 202 only once the store (a broker, a synced file) holds the event.

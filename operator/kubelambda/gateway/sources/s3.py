@@ -16,7 +16,7 @@ from typing import Any
 
 from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.clock import Clock
-from kubelambda.delivery.jobs import DeliveryJob
+from kubelambda.delivery.jobs import DeliveryJob, trace_value
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.exceptions import (
     BadRequest,
@@ -30,6 +30,14 @@ from kubelambda.gateway.metrics import GatewayMetrics
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.sources.s3_records import NotificationError, matches, normalise
+from kubelambda.gateway.tracing import (
+    TRACEPARENT_HEADER,
+    XRAY_HEADER,
+    TraceContext,
+    from_traceparent,
+    from_xray,
+    new_trace,
+)
 
 __all__ = ["S3_EVENTS_PATH", "BucketEvents", "Unauthorized", "record_id"]
 
@@ -107,7 +115,7 @@ class BucketEvents:
             records = normalise(body, region=self._settings.region)
         except NotificationError as exc:
             raise BadRequest(str(exc)) from None
-        jobs, received = self._jobs(records)
+        jobs, received = self._jobs(records, _sent_trace(request))
         limit = self._settings.delivery_queue_size
         if len(jobs) > limit:
             # It could never fit, so "full, try later" would have the server resend it forever.
@@ -149,10 +157,11 @@ class BucketEvents:
         return None
 
     def _jobs(
-        self, records: Sequence[dict[str, object]]
+        self, records: Sequence[dict[str, object]], sent: str | None
     ) -> tuple[list[DeliveryJob], dict[FunctionKey, int]]:
         """One job per record and matching bucket route: Lambda invokes a function with
-        one S3 record at a time."""
+        one S3 record at a time. Each record starts a trace, unless the server sent one
+        (`sent`), which all the records join."""
         table = self._routes()
         settings = self._settings
         jobs: list[DeliveryJob] = []
@@ -160,6 +169,7 @@ class BucketEvents:
         wall = self._clock.wall()
         for record in records:
             payload: bytes | None = None
+            trace: str | None = None
             for route in table.buckets:
                 if not matches(
                     record,
@@ -181,6 +191,7 @@ class BucketEvents:
                     continue
                 if payload is None:
                     payload = json.dumps({"Records": [record]}, separators=(",", ":")).encode()
+                    trace = sent or _header(new_trace(wall))
                 jobs.append(
                     DeliveryJob(
                         id=record_id(record, entry.key),
@@ -194,6 +205,7 @@ class BucketEvents:
                         ),
                         enqueued_at=wall,
                         function=entry.key,
+                        trace=trace,
                     )
                 )
         return jobs, received
@@ -214,3 +226,19 @@ class BucketEvents:
                 "the asynchronous delivery queue is full; try again later",
                 retry_after=retry_after,
             )
+
+
+def _header(context: TraceContext) -> str:
+    """The X-Amzn-Trace-Id value a delivery of the event sends."""
+    return trace_value(context.root, context.parent_id, context.sampled, context.extra)
+
+
+def _sent_trace(request: Request) -> str | None:
+    """The trace the S3 server sent the notification in (MinIO usually sends none), as the
+    X-Amzn-Trace-Id value deliveries send; None when it sent no valid one."""
+    xray = request.header(XRAY_HEADER)
+    context = from_xray(xray) if xray else None
+    if context is None:
+        traceparent = request.header(TRACEPARENT_HEADER)
+        context = from_traceparent(traceparent) if traceparent else None
+    return None if context is None else _header(context)
