@@ -106,25 +106,12 @@ class Invoker:
         """
         if trace is None:
             trace = new_trace(self._clock.wall())
-        if self.tracer is None:
-            try:
-                return await self._invoke(
-                    function,
-                    payload=payload,
-                    request_id=request_id,
-                    invoked_arn=invoked_arn,
-                    hold_deadline=hold_deadline,
-                    client_context=client_context,
-                    log_tail=log_tail,
-                    gone=gone,
-                    trace=trace,
-                    spans=None,
-                )
-            except _LOGGED as exc:
-                _log_failure(function, request_id, trace, exc)
-                raise
-        spans = self.tracer.invocation(
-            trace, function=function.key.name, request_id=request_id, invoked_arn=invoked_arn
+        spans = (
+            None
+            if self.tracer is None
+            else self.tracer.invocation(
+                trace, function=function.key.name, request_id=request_id, invoked_arn=invoked_arn
+            )
         )
         try:
             invocation = await self._invoke(
@@ -142,9 +129,11 @@ class Invoker:
         except BaseException as exc:
             if isinstance(exc, _LOGGED):
                 _log_failure(function, request_id, trace, exc)
-            spans.finish(cold=False, error=exc)
+            if spans is not None:
+                spans.finish(cold=False, error=exc)
             raise
-        spans.finish(cold=invocation.cold)
+        if spans is not None:
+            spans.finish(cold=invocation.cold)
         return invocation
 
     async def _invoke(

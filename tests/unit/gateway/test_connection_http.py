@@ -12,56 +12,13 @@ import pytest
 from kubelambda.gateway.connection import bounded_protocol
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.settings import GatewaySettings
+from unit.gateway.connection_fakes import Config, ServerState, Transport
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway
 
 pytestmark = pytest.mark.anyio
 
 GET = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-class _Transport:
-    """Records what the protocol writes; nothing is sent anywhere."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def writelines(self, parts: Any) -> None:
-        self.writes.append(b"".join(parts))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-class _Config:
-    limit_concurrency = 10
-    timeout_keep_alive = 5
-
-
-class _ServerState:
-    def __init__(self) -> None:
-        self.connections: set[Any] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.total_requests = 0
-        self.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
+DATE = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
 
 
 async def test_an_answer_is_written_in_one_piece() -> None:
@@ -70,8 +27,8 @@ async def test_an_answer_is_written_in_one_piece() -> None:
     async def respond(scope: Scope, receive: Receive) -> Response:
         return Response(status=200, headers=[(b"content-type", b"text/plain")], body=b"hello")
 
-    transport = _Transport()
-    protocol: Any = bounded_protocol(GatewaySettings(), respond)(_Config(), _ServerState(), {})
+    transport = Transport()
+    protocol: Any = bounded_protocol(GatewaySettings(), respond)(Config(), ServerState(DATE), {})
     protocol.connection_made(transport)
     protocol.data_received(GET)
     async with asyncio.timeout(5):
@@ -90,8 +47,8 @@ async def test_a_header_that_could_split_the_answer_is_never_sent() -> None:
     async def respond(scope: Scope, receive: Receive) -> Response:
         return Response(status=200, headers=[(b"x-bad", b"a\x01b")], body=b"")
 
-    transport = _Transport()
-    protocol: Any = bounded_protocol(GatewaySettings(), respond)(_Config(), _ServerState(), {})
+    transport = Transport()
+    protocol: Any = bounded_protocol(GatewaySettings(), respond)(Config(), ServerState(DATE), {})
     protocol.connection_made(transport)
     protocol.data_received(GET)
     async with asyncio.timeout(5):

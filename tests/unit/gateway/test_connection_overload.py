@@ -20,56 +20,12 @@ from kubelambda.gateway.connection import OVERLOADED_MESSAGE, bounded_protocol
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
+from unit.gateway.connection_fakes import Config, ServerState, Transport
 
 pytestmark = pytest.mark.anyio
 
 GET = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
 OK = Response(status=200, headers=[(b"content-type", b"text/plain")], body=b"ok")
-
-
-class _Transport:
-    """Records what the protocol writes; nothing is sent anywhere."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def writelines(self, parts: Any) -> None:
-        self.writes.append(b"".join(parts))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-class _Config:
-    limit_concurrency = 10
-    timeout_keep_alive = 5
-
-
-class _ServerState:
-    def __init__(self) -> None:
-        self.connections: set[Any] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.total_requests = 0
-        self.default_headers: list[tuple[bytes, bytes]] = []
 
 
 class _Responder:
@@ -98,26 +54,26 @@ class _Lag:
 
 def _server(
     responder: _Responder, lag: _Lag, *, limit: int = 10, retry_after: int = 1
-) -> tuple[type[Any], _Config, _ServerState]:
+) -> tuple[type[Any], Config, ServerState]:
     protocol = bounded_protocol(
         GatewaySettings(retry_after_seconds=retry_after),
         responder,
         overloaded=Overload(max_loop_lag_seconds=1.0, loop_lag=lag),
     )
-    config = _Config()
+    config = Config()
     config.limit_concurrency = limit
-    return protocol, config, _ServerState()
+    return protocol, config, ServerState()
 
 
-def _connect(server: tuple[type[Any], _Config, _ServerState]) -> tuple[Any, _Transport]:
+def _connect(server: tuple[type[Any], Config, ServerState]) -> tuple[Any, Transport]:
     protocol_class, config, state = server
     protocol = protocol_class(config, state, {})
-    transport = _Transport()
+    transport = Transport()
     protocol.connection_made(transport)
     return protocol, transport
 
 
-async def _answered(transport: _Transport, count: int) -> None:
+async def _answered(transport: Transport, count: int) -> None:
     async with asyncio.timeout(5):
         while len(transport.writes) < count:  # noqa: ASYNC110 - the fake transport signals nothing
             await asyncio.sleep(0)
@@ -272,7 +228,7 @@ async def test_a_request_is_refused_while_too_many_connections_wait_to_be_accept
         responder,
         overloaded=Overload(loop_lag=_Lag(), accept_queue=lambda: waiting, max_accept_queue=512),
     )
-    protocol, transport = _connect((protocol_class, _Config(), _ServerState()))
+    protocol, transport = _connect((protocol_class, Config(), ServerState()))
     protocol.data_received(GET)
     if refused:
         assert len(transport.writes) == 1
@@ -289,7 +245,7 @@ async def test_a_server_given_its_listener_refuses_while_513_connections_wait_on
     responder = _Responder()
     with _waiting(513, backlog=1024) as listener:
         protocol_class = bounded_protocol(GatewaySettings(), responder, listener=listener)
-        protocol, transport = _connect((protocol_class, _Config(), _ServerState()))
+        protocol, transport = _connect((protocol_class, Config(), ServerState()))
         protocol.data_received(GET)
     assert len(transport.writes) == 1
     assert _refused(transport.writes[0])
