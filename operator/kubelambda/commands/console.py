@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kubelambda.console.app import bind, create_app, serve_console
 from kubelambda.console.cluster import ClusterSource
+from kubelambda.console.pod_logs import KubeLogReader, LogLimits
 from kubelambda.console.prometheus import PrometheusReader
 from kubelambda.platforms.kubernetes.client import KubeClient
 
@@ -22,14 +23,22 @@ __all__ = ["build_parser", "run"]
 
 PROMETHEUS_URL_VARIABLE = "KUBELAMBDA_PROMETHEUS_URL"
 DEFAULT_PORT = 8090
+LOG_LIMITS = LogLimits()
 
 DESCRIPTION = f"""\
 Serve the read-only web console of a cluster: every Function with its replicas, its way to
 zero and its next schedule ticks (from the API server: get and list of Functions, Triggers
-and Deployments, nothing else), and the last hour's invocations, 5xx answers, p50/p99
-duration, cold starts, requests in flight and held, and queued asynchronous events, with
-charts (from the Prometheus at --prometheus, else ${PROMETHEUS_URL_VARIABLE}, that scrapes
-the gateways and dispatchers).
+and Deployments, nothing else without --read-logs), and the last hour's invocations, 5xx
+answers, p50/p99 duration, cold starts, requests in flight and held, and queued asynchronous
+events with the oldest one's age, with charts (from the Prometheus at --prometheus, else
+${PROMETHEUS_URL_VARIABLE}, that scrapes the gateways and dispatchers).
+
+With --read-logs a Function's page also shows its latest invocations from the logs of its
+newest {LOG_LIMITS.pods} pods (list pods, get pods/log; each read bounded to the last \
+{LOG_LIMITS.lines} lines
+of the last hour, {LOG_LIMITS.bytes // 1024} KiB and {LOG_LIMITS.timeout:g}s). Off by default: \
+logs hold whatever a handler prints,
+secrets included (the chart: console.readLogs=true grants and sets it).
 
 The chart runs it as its own Deployment (console.enabled=true); open it with
   kubectl -n kubelambda port-forward svc/kubelambda-console 8090:80
@@ -64,6 +73,11 @@ def build_parser(prog: str = "kubelambda console") -> argparse.ArgumentParser:
         help=f"Prometheus's URL (default ${PROMETHEUS_URL_VARIABLE}; none: no figures)",
     )
     parser.add_argument(
+        "--read-logs",
+        action="store_true",
+        help="show each Function's latest invocations from its pods' logs (default: not read)",
+    )
+    parser.add_argument(
         "--kubeconfig",
         type=Path,
         help="kubeconfig file (default $KUBECONFIG, the pod's service account, ~/.kube/config)",
@@ -91,6 +105,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         prometheus=PrometheusReader(url) if url else None,
         namespaces=args.namespace,
         wall=time.time,
+        logs=KubeLogReader(kube) if args.read_logs else None,
+        log_limits=LOG_LIMITS,
     )
     try:
         sock = bind(args.host, args.port)

@@ -3,7 +3,8 @@ API server (get/list only), figures and charts from Prometheus (`prometheus.py`)
 
 `kubelambda console` builds it over a `KubeClient`. The API server is the one thing a page
 cannot do without (SourceError); Prometheus missing or failing leaves the state shown and says
-why. Pod logs are not read: the console has no right to them.
+why. Pod logs are read (`pod_logs.py`) only when given a reader: they may hold whatever a
+handler printed, so the chart grants them only with console.readLogs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.api.labels import FUNCTION_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from kubelambda.console.app import SourceError
 from kubelambda.console.figures import Chart, Figures, FunctionState, Logs, Overview
+from kubelambda.console.pod_logs import LogLimits, LogReader, read_function_logs
 from kubelambda.console.prometheus import PrometheusError, PrometheusReader
 from kubelambda.platforms.kubernetes.client import ObjectList
 from kubelambda.platforms.kubernetes.errors import ApiError
@@ -114,10 +116,14 @@ class ClusterSource:
         prometheus: PrometheusReader | None,
         namespaces: Sequence[str] = (),
         wall: Callable[[], float],
+        logs: LogReader | None = None,
+        log_limits: LogLimits | None = None,
     ) -> None:
         """`namespaces`: where to read (a release for named namespaces is granted only those);
-        none: every namespace."""
+        none: every namespace. `logs`: how to read pod logs; None: they are not read."""
         self._kube = kube
+        self._logs = logs
+        self._log_limits = log_limits or LogLimits()
         self._prometheus = prometheus
         self._namespaces = tuple(namespaces)
         self._wall = wall
@@ -165,11 +171,14 @@ class ClusterSource:
         )
 
     async def logs(self, key: FunctionKey, *, last: int) -> Logs:
-        return Logs(
-            [],
-            note="The console reads no pod logs on a cluster (it may not): run"
-            f" `kubelambda logs {key.name} --cluster -n {key.namespace}`.",
-        )
+        if self._logs is None:
+            return Logs(
+                [],
+                note="This console reads no pod logs (they may hold what handlers print): start"
+                " it with --read-logs (the chart: console.readLogs=true), or run"
+                f" `kubelambda logs {key.name} --cluster -n {key.namespace}`.",
+            )
+        return await read_function_logs(self._logs, key, last=last, limits=self._log_limits)
 
 
 def _only(

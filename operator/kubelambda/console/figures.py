@@ -49,6 +49,7 @@ class Figures:
     in_flight: float = 0.0
     held: float = 0.0  # synchronous requests waiting for an instance now
     backlog: float | None = None  # asynchronous events waiting in the broker
+    oldest_event_age_seconds: float | None = None  # how long the first of them has waited
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Invocation:
     request_id: str
     lines: list[str] = field(default_factory=list)
     report: str = ""  # the REPORT line, if written yet
+    where: str = ""  # the pod that wrote it, on a cluster
 
 
 def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:

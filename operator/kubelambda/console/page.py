@@ -68,6 +68,13 @@ def _when(moment: datetime, now: float) -> str:
     return f"{clock} (in {delta:.0f}s)" if delta >= 0 else clock
 
 
+def _queued(figures: Figures) -> str:
+    queued = _count(figures.backlog)
+    if figures.backlog and figures.oldest_event_age_seconds is not None:
+        queued += f" (oldest {figures.oldest_event_age_seconds:.0f}s)"
+    return queued
+
+
 def _row(state: FunctionState, figures: Figures, now: float) -> str:
     ticks = "<br>".join(
         f"{escape(trigger)}: {escape(_when(tick, now))}" for trigger, tick in state.next_ticks
@@ -89,7 +96,7 @@ def _row(state: FunctionState, figures: Figures, now: float) -> str:
         f'<td class="n">{_ms(figures.p99_seconds)}</td>',
         f'<td class="n">{cold}</td>',
         f'<td class="n">{_count(figures.in_flight)} / {_count(figures.held)}</td>',
-        f'<td class="n">{_count(figures.backlog)}</td>',
+        f'<td class="n">{_queued(figures)}</td>',
         f"<td>{ticks or NONE}</td>",
     ]
     return f'<tr data-function="{escape(_name(state.key))}">{"".join(cells)}</tr>'
@@ -99,7 +106,7 @@ _HEADER = (
     "<tr><th>function</th><th>ready/desired</th><th>path to zero</th><th>invocations</th>"
     "<th>5xx answers</th><th>function errors</th><th>p50</th><th>p99</th>"
     "<th>cold starts (mean wait)</th>"
-    "<th>in flight / held</th><th>async queued</th><th>next schedule ticks</th></tr>"
+    "<th>in flight / held</th><th>async queued (oldest)</th><th>next schedule ticks</th></tr>"
 )
 
 
@@ -159,8 +166,11 @@ def function_page(overview: Overview, key: FunctionKey, logs: Logs) -> str | Non
         body.append(f'<p class="muted">{escape(logs.note)}</p>')
     for invocation in logs.invocations:
         status = "" if invocation.report else " (running)"
+        where = (
+            f' <span class="muted">{escape(invocation.where)}</span>' if invocation.where else ""
+        )
         body.append(
-            f'<h3 class="invocation">{escape(invocation.request_id)}{status}</h3>'
+            f'<h3 class="invocation">{escape(invocation.request_id)}{status}{where}</h3>'
             f"<pre>{escape(chr(10).join(invocation.lines))}</pre>"
         )
     return _document(f"kubelambda console: {_name(key)}", body)

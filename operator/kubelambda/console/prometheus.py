@@ -56,6 +56,7 @@ def figures_query(window: str = "1h") -> str:
         "held": f"{BY} ({_GATEWAY}queued_requests)",
         # Every dispatcher reports the whole backlog: max, not sum (docs/contracts.md).
         "backlog": "max by (namespace, function) (kubelambda_async_backlog)",
+        "oldest_age": "max by (namespace, function) (kubelambda_async_oldest_event_age_seconds)",
     }
     return " or ".join(_tagged(expression, name) for name, expression in parts.items())
 
@@ -186,4 +187,5 @@ def _figures(values: dict[str, float | None]) -> Figures:
         in_flight=values.get("in_flight") or 0.0,
         held=values.get("held") or 0.0,
         backlog=values.get("backlog"),
+        oldest_event_age_seconds=values.get("oldest_age"),
     )

@@ -1,6 +1,7 @@
 """The chart's console: off unless asked; when on, its own hardened Deployment behind a ClusterIP
 Service, told where Prometheus is, with a ServiceAccount that may read Functions, Triggers and
-Deployments and nothing else (`kubectl auth can-i` against a real API server)."""
+Deployments and nothing else, and pods and their logs only with console.readLogs (`kubectl auth
+can-i` against a real API server)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,19 @@ def test_the_console_may_only_read_functions_triggers_and_deployments() -> None:
     ]
 
 
+def test_with_read_logs_the_console_may_list_pods_and_get_their_logs_and_is_told_so() -> None:
+    docs = render(ON, "console.readLogs=true")
+    rules = find(docs, "ClusterRole", CONSOLE)["rules"]
+    assert rules[2:] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    args = find(docs, "Deployment", CONSOLE)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--read-logs" in args
+    default = find(render(ON), "Deployment", CONSOLE)["spec"]["template"]["spec"]
+    assert "--read-logs" not in default["containers"][0]["args"]
+
+
 def test_with_named_namespaces_the_console_reads_those_only() -> None:
     docs = render(ON, "functionNamespaces={team-a,team-b}", "console.port=9000")
     args = find(docs, "Deployment", CONSOLE)["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -114,9 +128,27 @@ RBAC = [
     (WHO, "list", "configmaps", "team-a", False),
     (WHO, "list", "pods", "team-a", False),
     (WHO, "get", "pods/log", "team-a", False),
+    (WHO, "get", "pods", "team-a", False),
     (WHO, "list", "services", "team-a", False),
     (WHO, "list", "endpointslices.discovery.k8s.io", "team-a", False),
     (WHO, "update", "leases.coordination.k8s.io", RELEASE, False),
+]
+
+# Another release with console.readLogs=true: pods listed and their logs read, nothing more.
+LOGS_RELEASE = "kubelambda-logs"
+READER = f"system:serviceaccount:{LOGS_RELEASE}:{LOGS_RELEASE}-console"
+LOGS_RBAC = [
+    (READER, "list", "pods", "team-a", True),
+    (READER, "list", "pods", "", True),
+    (READER, "get", "pods/log", "team-a", True),
+    (READER, "get", "pods", "team-a", False),
+    (READER, "watch", "pods", "team-a", False),
+    (READER, "create", "pods/exec", "team-a", False),
+    (READER, "create", "pods/portforward", "team-a", False),
+    (READER, "delete", "pods", "team-a", False),
+    (READER, "get", "secrets", "team-a", False),
+    (READER, "list", "functions.kubelambda.dev", "team-a", True),
+    (READER, "patch", "deployments.apps", "team-a", False),
 ]
 
 
@@ -163,3 +195,37 @@ def test_rbac_of_the_console(
     with_console: ApiServer, who: str, verb: str, resource: str, namespace: str, allowed: bool
 ) -> None:
     assert_can_i(with_console, who, verb, resource, namespace, allowed)
+
+
+@pytest.fixture(scope="module")
+def with_log_reading_console(with_console: ApiServer) -> ApiServer:
+    with_console.helm(
+        "install",
+        LOGS_RELEASE,
+        str(CHART),
+        "--namespace",
+        LOGS_RELEASE,
+        "--create-namespace",
+        "--wait=false",
+        "--set",
+        ON,
+        "--set",
+        "console.readLogs=true",
+    )
+    return with_console
+
+
+@pytest.mark.parametrize(
+    ("who", "verb", "resource", "namespace", "allowed"),
+    LOGS_RBAC,
+    ids=[f"log-reading console {v} {r} in {n or 'all'}" for _, v, r, n, _ in LOGS_RBAC],
+)
+def test_rbac_of_a_console_that_reads_logs(
+    with_log_reading_console: ApiServer,
+    who: str,
+    verb: str,
+    resource: str,
+    namespace: str,
+    allowed: bool,
+) -> None:
+    assert_can_i(with_log_reading_console, who, verb, resource, namespace, allowed)

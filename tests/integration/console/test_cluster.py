@@ -1,10 +1,13 @@
 """`kubelambda console` against a real API server (the repository's CRDs) and Debian's real
 Prometheus scraping a real gateway (local mode's, serving a function of the same name) after
 traffic: the page lists the Function with its Deployment's replicas and Prometheus's figures,
-and its chart has points, so every PromQL expression the console asks is one Prometheus runs."""
+and its chart has points, so every PromQL expression the console asks is one Prometheus runs.
+With --read-logs the console lists the Function's pods by its label and asks the API server for
+their logs, bounded (this server has no kubelet to answer them: the page says why)."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -98,8 +101,9 @@ def _query(prom: Prometheus, expression: str) -> float:
 
 
 @contextmanager
-def _console(api: ApiServer, prom: Prometheus) -> Iterator[str]:
+def _console(api: ApiServer, prom: Prometheus | None, *flags: str) -> Iterator[str]:
     port = free_port()
+    asked = ["--prometheus", prom.url] if prom is not None else []
     process = subprocess.Popen(
         [
             sys.executable,
@@ -108,10 +112,10 @@ def _console(api: ApiServer, prom: Prometheus) -> Iterator[str]:
             "console",
             "--kubeconfig",
             str(api.kubeconfig),
-            "--prometheus",
-            prom.url,
+            *asked,
             "--port",
             str(port),
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -144,10 +148,7 @@ def _console(api: ApiServer, prom: Prometheus) -> Iterator[str]:
             process.wait()
 
 
-def test_the_cluster_console_shows_functions_with_prometheus_figures(
-    api: ApiServer, served: tuple[LocalMode, Prometheus]
-) -> None:
-    local, prom = served
+def _apply_hello(api: ApiServer) -> None:
     api.kubectl("apply", "-f", str(CRDS))
     api.kubectl(
         "wait",
@@ -158,6 +159,13 @@ def test_the_cluster_console_shows_functions_with_prometheus_figures(
     )
     api.kubectl("apply", "-f", "-", input=FUNCTION + TRIGGER)
     api.kubectl("apply", "-f", "-", input=json.dumps(DEPLOYMENT))
+
+
+def test_the_cluster_console_shows_functions_with_prometheus_figures(
+    api: ApiServer, served: tuple[LocalMode, Prometheus]
+) -> None:
+    local, prom = served
+    _apply_hello(api)
     # increase() counts from a series' first scrape: one request makes the series, the rest
     # come once Prometheus has it.
     selector = '{namespace="default", function="hello"}'
@@ -196,3 +204,56 @@ def test_the_cluster_console_shows_functions_with_prometheus_figures(
         assert points is not None and int(points[1]) >= 1, text
         function_page = httpx.get(f"{url}functions/default/hello", timeout=30).text
         assert "kubelambda logs hello --cluster -n default" in function_page
+        assert "--read-logs" in function_page  # logs are read only when asked
+
+
+def _pod(name: str, function: str, node: str = "") -> dict[str, object]:
+    spec: dict[str, object] = {"containers": [{"name": "function", "image": "example/runtime"}]}
+    if node:
+        spec["nodeName"] = node
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {"kubelambda.dev/function": function},
+        },
+        "spec": spec,
+    }
+
+
+def test_with_read_logs_the_console_asks_the_api_server_for_the_function_pods_logs(
+    api: ApiServer,
+) -> None:
+    _apply_hello(api)
+    pods = [
+        ("hello-1", "hello", "", "2026-01-01T00:00:00Z"),
+        ("hello-2", "hello", "", ""),  # stays Pending: not read
+        ("hello-3", "hello", "ghost", "2026-01-01T00:01:00Z"),  # on a node that does not exist
+        ("other-1", "other", "", "2026-01-01T00:00:00Z"),  # another function's
+    ]
+    for name, function, node, started in pods:
+        api.kubectl("apply", "-f", "-", input=json.dumps(_pod(name, function, node)))
+        if started:
+            # No scheduler or kubelet runs here: the pod is made to look started.
+            status = {"status": {"phase": "Running", "startTime": started}}
+            api.kubectl(
+                "patch", "pod", name, "--subresource=status", "--type=merge",
+                "-p", json.dumps(status),
+            )  # fmt: skip
+    with _console(api, None, "--read-logs") as url:
+        page = httpx.get(f"{url}functions/default/hello", timeout=30)
+        assert page.status_code == 200, page.text
+        text = page.text.split("<h2>Latest invocations</h2>", 1)[1]
+        note = re.search(r'<p class="muted">([^<]*)</p>', text)
+        assert note is not None, text
+        # The API server took each request (path, container, bounds: it refuses bad ones with
+        # 400): hello-1's log is empty (no node serves it), hello-3's node is not found.
+        parts = html.unescape(note[1]).split("; ")
+        assert parts[0].startswith("cannot read the log of pod hello-3: "), parts
+        assert "ghost" in parts[0], parts
+        assert parts[1:] == [
+            "no invocation in the last 500 lines of the last 60 minutes of 1 pod(s)"
+        ], parts
+        assert "hello-2" not in text and "other-1" not in text, text

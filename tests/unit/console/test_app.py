@@ -63,6 +63,7 @@ class Source:
                 cold_starts=2,
                 cold_start_seconds=0.4,
                 backlog=5,
+                oldest_event_age_seconds=42.4,
             )
         }
         chart = Chart(
@@ -79,7 +80,7 @@ class Source:
 
     async def logs(self, key: FunctionKey, *, last: int) -> Logs:
         lines = ["START RequestId: r1 Version: $LATEST", "<b>printed</b>"]
-        return Logs([Invocation("r1", lines, report="")], note="")
+        return Logs([Invocation("r1", lines, report="", where="pod <hello-1>")], note="")
 
 
 def _get(source: Source, path: str) -> httpx.Response:
@@ -96,7 +97,15 @@ def test_the_overview_lists_each_function_with_its_figures_and_charts() -> None:
     assert answer.status_code == 200
     text = answer.text
     assert '<tr data-function="hello">' in text and '<tr data-function="team-a/evil">' in text
-    for shown in ("42", "12 ms", "250 ms", "2 (400 ms)", "idle 4s: to zero in 26s", "nightly"):
+    for shown in (
+        "42",
+        "12 ms",
+        "250 ms",
+        "2 (400 ms)",
+        "idle 4s: to zero in 26s",
+        "nightly",
+        "5 (oldest 42s)",
+    ):
         assert shown in text, shown
     assert "<svg" in text and 'data-points="2"' in text
     assert "Prometheus &lt;down&gt;" in text
@@ -115,6 +124,7 @@ def test_a_function_page_shows_its_latest_invocations_lines_escaped() -> None:
     answer = _get(Source(), "/functions/default/hello")
     assert answer.status_code == 200
     assert "r1 (running)" in answer.text
+    assert "pod &lt;hello-1&gt;" in answer.text  # the pod that wrote it, on a cluster
     assert "&lt;b&gt;printed&lt;/b&gt;" in answer.text
     assert _get(Source(), "/functions/default/nobody").status_code == 404
 

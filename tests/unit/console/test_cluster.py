@@ -12,6 +12,7 @@ import pytest
 from kubelambda.api.identity import FunctionKey
 from kubelambda.console.app import SourceError
 from kubelambda.console.cluster import ClusterSource, states_of
+from kubelambda.console.pod_logs import LogLimits
 from kubelambda.console.prometheus import PrometheusError
 from kubelambda.platforms.kubernetes.client import ObjectList
 from kubelambda.platforms.kubernetes.errors import api_error
@@ -134,6 +135,39 @@ def test_without_prometheus_the_page_says_so_and_logs_point_to_the_cli() -> None
     logs = asyncio.run(source.logs(FunctionKey("team-a", "a"), last=5))
     assert logs.invocations == []
     assert "kubelambda logs a --cluster -n team-a" in logs.note
+    assert "--read-logs" in logs.note and "console.readLogs=true" in logs.note
+
+
+class PodLogs:
+    """Pods and their logs as the API server answers them (pod_logs.LogReader)."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, str]] = []
+
+    def list_objects(
+        self, kind: Kind, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> ObjectList:
+        assert (kind.plural, label_selector) == ("pods", "kubelambda.dev/function=a")
+        pod = {"metadata": {"name": "a-1"}, "status": {"phase": "Running", "startTime": "x"}}
+        return ObjectList(items=[pod], resource_version="1")
+
+    def read_log(self, *, namespace: str, pod: str, container: str, limits: LogLimits) -> bytes:
+        self.read.append((namespace, pod))
+        return (
+            b"2026-01-01T00:00:00Z START RequestId: r1 Version: $LATEST\n"
+            b"2026-01-01T00:00:00Z hello\n"
+            b"2026-01-01T00:00:01Z END RequestId: r1\n"
+        )
+
+
+def test_with_a_log_reader_a_function_page_shows_its_pods_invocations() -> None:
+    pod_logs = PodLogs()
+    source = ClusterSource(kube=Kube(), prometheus=None, wall=lambda: 1.0, logs=pod_logs)
+    logs = asyncio.run(source.logs(FunctionKey("team-a", "a"), last=5))
+    assert pod_logs.read == [("team-a", "a-1")]
+    assert [(i.request_id, i.where) for i in logs.invocations] == [("r1", "pod a-1")]
+    assert logs.invocations[0].lines[1] == "hello"
+    assert logs.note == ""
 
 
 def test_an_api_server_refusal_is_a_source_error_naming_what() -> None:

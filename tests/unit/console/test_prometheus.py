@@ -53,6 +53,7 @@ def test_figures_are_read_from_one_instant_query() -> None:
             ("in_flight", "3"),
             ("held", "0"),
             ("backlog", "7"),
+            ("oldest_age", "42.5"),
         )
     )
     figures = PrometheusReader("http://prom:9090/", fetch=fetch).figures()
@@ -62,6 +63,7 @@ def test_figures_are_read_from_one_instant_query() -> None:
     assert hello.function_errors == 4
     assert (hello.p50_seconds, hello.p99_seconds, hello.cold_start_seconds) == (0.02, None, 0.8)
     assert (hello.in_flight, hello.held, hello.backlog) == (3, 0, 7)
+    assert hello.oldest_event_age_seconds == 42.5
     url = urllib.parse.urlsplit(fetch.urls[0])
     assert url.path == "/api/v1/query"
     assert urllib.parse.parse_qs(url.query)["query"] == [figures_query()]
@@ -78,6 +80,8 @@ def test_the_queries_name_the_contracts_metrics() -> None:
         "kubelambda_gateway_in_flight_requests",
         "kubelambda_gateway_queued_requests",
         "max by (namespace, function) (kubelambda_async_backlog)",
+        # Every dispatcher reports every function's oldest event: max, not sum.
+        "max by (namespace, function) (kubelambda_async_oldest_event_age_seconds)",
         'kubelambda_runtime_invocations_total{outcome=~"error|timeout|crash"}',
     ):
         assert name in query

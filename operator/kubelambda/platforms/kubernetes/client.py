@@ -222,6 +222,17 @@ class KubeClient:
             return False
         return True
 
+    def read_text(
+        self, path: str, *, query: list[tuple[str, str]] | None = None, timeout: float
+    ) -> bytes:
+        """GET `path` (a subresource answering plain text, such as pods/log) as bytes."""
+        response = self._open("GET", path, query=query, timeout=timeout)
+        try:
+            data: bytes = response.data
+        finally:
+            response.release_conn()
+        return data
+
     # --- plumbing --------------------------------------------------------------------------
 
     def _call(
