@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import gomodules
+from harness import gomodules, netpol
 from harness.builds import BuildRecord, Measure, PartUnavailable, last_seconds, record, run_step
 from harness.cache import binary_path, exclusive, subdir
 from harness.kafka import KAFKA_VERSION, ensure_kafka
@@ -348,4 +348,6 @@ ALL_PARTS: dict[str, tuple[str, Callable[[], Path]]] = {
     "minio": (MINIO_VERSION, ensure_minio),
     "nats-server": (NATS_SERVER_VERSION, ensure_nats_server),
     "kafka": (KAFKA_VERSION, ensure_kafka),
+    # The e2e node's NetworkPolicy engine (tests/harness/netpol.py).
+    "kube-network-policies": (netpol.VERSION, netpol.ensure_kube_network_policies),
 }

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import binaries, network, node
+from harness import binaries, netpol, network, node
 from harness.apiserver import ApiServer, _default_log_dir, api_server
 from harness.builds import PartUnavailable
 from harness.cache import subdir
@@ -252,6 +252,7 @@ def _host_leftovers(workdir: Path, netns_before: set[str]) -> None:
     network.remove_links()
     node.remove_kube_proxy_rules()
     node.remove_kubelet_rules()
+    netpol.remove_engine_rules()
 
 
 def _sweep_stale_runs() -> None:
@@ -274,6 +275,7 @@ def _sweep_stale_runs() -> None:
     network.remove_links()
     node.remove_kube_proxy_rules()
     node.remove_kubelet_rules()
+    netpol.remove_engine_rules()
 
 
 def _delete_workloads(cluster: Cluster) -> None:
@@ -363,13 +365,16 @@ def prepare() -> Images:
         binaries.ensure_helm,
     ):
         ensure()
+    if not netpol.disabled():
+        netpol.ensure_kube_network_policies()
     return ensure_images()
 
 
 @contextmanager
 def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator[Cluster]:
     """Start a single-node cluster; yield it once the node is Ready. kube-proxy runs by default,
-    since pods reach the API server through the `kubernetes` Service."""
+    since pods reach the API server through the `kubernetes` Service, and with it the
+    NetworkPolicy engine (`netpol`) unless KUBELAMBDA_E2E_NO_NETPOL is set."""
     if os.geteuid() != 0:
         raise PartUnavailable(
             "the e2e cluster needs root: containerd, the kubelet, bridges and mounts"
@@ -466,7 +471,14 @@ def cluster(*, log_dir: Path | None = None, kube_proxy: bool = True) -> Iterator
                     pod_cidr=net.pod_cidr,
                 )
                 stack.callback(servers["kube-proxy"].stop)
+            if not netpol.disabled():
+                # NetworkPolicies enforced, as a network plugin would (KUBELAMBDA_E2E_NO_NETPOL=1:
+                # not); its rules match only new connections between pods on the CNI bridge.
+                servers[netpol.NAME] = netpol.start_engine(
+                    api=api, workdir=workdir, log_dir=logs, node_name=made.node_name
+                )
+                stack.callback(netpol.stop_engine, servers[netpol.NAME])
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}\n{made.log_tails()}") from None
-        _phase(logs, "node Ready, default ServiceAccount there, kube-proxy up", began)
+        _phase(logs, "node Ready, default ServiceAccount there, kube-proxy and policies up", began)
         yield made
