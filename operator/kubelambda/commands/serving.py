@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from kubelambda.clock import Clock, SystemClock
 from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
-from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall
+from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall, PublishRecord
 from kubelambda.dispatcher.sources import EventSources
 from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.jwks import JwksCache
@@ -249,7 +249,7 @@ def _attach_delivery(
     *,
     clock: Clock,
     settings: GatewaySettings,
-    publish: Callable[[str, bytes, str], Awaitable[None]] | None = None,
+    publish: PublishRecord | None = None,
 ) -> None:
     """Workers that deliver `store`'s jobs through this gateway's own invoker (scale from zero,
     holding and per-instance concurrency apply, as on the Invoke API)."""

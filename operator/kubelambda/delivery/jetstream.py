@@ -45,6 +45,9 @@ from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.delivery.publisher import Publisher
 from kubelambda.delivery.pulls import KeptPull
 
+# The event's trace on a record published to a destination subject (X-Ray's header name).
+TRACE_HEADER = "X-Amzn-Trace-Id"
+
 __all__ = ["Backlog", "BrokerSettings", "JetStreamStore", "function_subject", "nats_servers"]
 
 log = logging.getLogger(__name__)
@@ -302,15 +305,22 @@ class JetStreamStore:
             raise BrokerUnavailable(f"JetStream did not take event {job.id}: {exc!r}") from exc
         return True
 
-    async def publish_record(self, subject: str, data: bytes, msg_id: str) -> None:
+    async def publish_record(
+        self, subject: str, data: bytes, msg_id: str, *, trace: str | None = None
+    ) -> None:
         """Publish an invocation record to a destination subject, which a stream of the
-        user's must capture (JetStream acknowledges it); BrokerUnavailable otherwise."""
+        user's must capture (JetStream acknowledges it); BrokerUnavailable otherwise. `trace`
+        (the event's X-Amzn-Trace-Id) goes along as a message header of that name."""
         publisher = self._publisher
         if publisher is None:
             raise BrokerUnavailable(f"the broker at {self.settings.url} is not connected")
         try:
             await publisher.publish(
-                subject, data, msg_id=msg_id, ack_seconds=self.settings.publish_timeout_seconds
+                subject,
+                data,
+                msg_id=msg_id,
+                ack_seconds=self.settings.publish_timeout_seconds,
+                headers={TRACE_HEADER: trace} if trace else None,
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise BrokerUnavailable(f"no stream took the record on {subject}: {exc!r}") from exc

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections.abc import Mapping
 
 import nats.errors
 import nats.js.errors
@@ -53,12 +54,20 @@ class Publisher:
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
 
-    async def publish(self, subject: str, data: bytes, *, msg_id: str, ack_seconds: float) -> None:
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        msg_id: str,
+        ack_seconds: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Store `data` on `subject` with the message id `msg_id` (the stream's duplicate window
-        keeps a second one out); return once the stream acknowledged it (a duplicate too), which
-        it must within `ack_seconds`. Raises nats.js.errors.APIError as the stream refused it
-        (err_code says why), nats.errors.Error when no stream answers or the connection fails,
-        TimeoutError."""
+        keeps a second one out) and any other `headers`; return once the stream acknowledged it
+        (a duplicate too), which it must within `ack_seconds`. Raises nats.js.errors.APIError as
+        the stream refused it (err_code says why), nats.errors.Error when no stream answers or
+        the connection fails, TimeoutError."""
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()
@@ -67,7 +76,10 @@ class Publisher:
         timer = loop.call_later(ack_seconds, _time_out, answer, subject)
         try:
             await self._nc.publish(
-                subject, data, reply=self._prefix + token, headers={"Nats-Msg-Id": msg_id}
+                subject,
+                data,
+                reply=self._prefix + token,
+                headers={**headers, "Nats-Msg-Id": msg_id} if headers else {"Nats-Msg-Id": msg_id},
             )
             msg = await answer
         finally:

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -101,6 +101,14 @@ class Outcome:
         )
 
 
+class PublishRecord(Protocol):
+    """Publishes a record to a destination subject (JetStreamStore.publish_record)."""
+
+    async def __call__(
+        self, subject: str, data: bytes, msg_id: str, *, trace: str | None = None
+    ) -> None: ...
+
+
 class FunctionCall(Protocol):
     """One try of a job's invocation."""
 
@@ -166,11 +174,11 @@ class AsyncDelivery:
         pool: UpstreamPool,
         clock: Clock,
         settings: GatewaySettings,
-        publish: Callable[[str, bytes, str], Awaitable[None]] | None = None,
+        publish: PublishRecord | None = None,
     ) -> None:
         self._store = store
         self._call = call
-        # (subject, data, message id) → published to the broker; None: no broker.
+        # (subject, data, message id, trace) → published to the broker; None: no broker.
         self._publish = publish
         self._pool = pool
         self._clock = clock
@@ -258,7 +266,7 @@ class AsyncDelivery:
             await self._store.done(job)
             return
         try:
-            await self._publish(subject, job.payload, job.id)
+            await self._publish(subject, job.payload, job.id, trace=job.trace)
         except OSError as exc:
             await self._failed(job, status=503, function_error="DeliveryFailed", body=str(exc))
             return

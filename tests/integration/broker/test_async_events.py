@@ -264,7 +264,7 @@ def test_a_success_record_is_published_to_a_subject_destination(
         finally:
             await client.close()
 
-    async def records() -> list[dict[str, Any]]:
+    async def records() -> list[tuple[dict[str, Any], dict[str, str]]]:
         client = await nats.connect(broker.url)
         try:
             js = client.jetstream()
@@ -273,21 +273,34 @@ def test_a_success_record_is_published_to_a_subject_destination(
             for sequence in range(info.state.first_seq, info.state.last_seq + 1):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     message = await js.get_msg("RESULTS", sequence)
-                    found.append(json.loads(message.data or b"null"))
+                    found.append((json.loads(message.data or b"null"), message.headers or {}))
             return found
         finally:
             await client.close()
 
     asyncio.run(results_stream())
     local = setup.local()
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
     try:
-        request_id = event(lambda_client(local.url), {"n": 1})
-        [record] = wait_for(lambda: asyncio.run(records()), timeout=60, what="the success record")
+        # The Invoke API as boto3 calls it, with the caller's X-Ray trace header.
+        answer = httpx.post(
+            f"{local.url}/2015-03-31/functions/worker/invocations",
+            headers={"X-Amz-Invocation-Type": "Event", "X-Amzn-Trace-Id": trace},
+            content=json.dumps({"n": 1}),
+            timeout=30,
+        )
+        assert answer.status_code == 202, answer.text
+        request_id = answer.headers["x-amzn-requestid"]
+        [(record, headers)] = wait_for(
+            lambda: asyncio.run(records()), timeout=60, what="the success record"
+        )
     finally:
         local.stop()
     assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["condition"] == "Success"
     assert record["responsePayload"] == {"handled": request_id}
+    # The record carries the event's trace on to whoever reads the subject.
+    assert headers.get("X-Amzn-Trace-Id") == trace
 
 
 FUNCTION = """
