@@ -38,6 +38,7 @@ class Figures:
     """One function's numbers over the window (counts) and now (gauges); None: not known."""
 
     invocations: float = 0.0  # answers an instance gave (Lambda's Invocations)
+    gb_seconds: float = 0.0  # billed duration x memory, as Lambda bills (usage)
     errors: float = 0.0  # answers with a 5xx status
     # Handler errors, timeouts and crashes as the runtime counts them (Lambda's Errors, which
     # Invoke API and asynchronous calls answer with 200); None where the runtimes are not read.

@@ -62,6 +62,12 @@ def _count(value: float | None) -> str:
     return NONE if value is None else f"{value:.0f}"
 
 
+def _gb_seconds(value: float) -> str:
+    # Lambda bills 1 ms x 128 MB = 0.000125 GB-s at the least: three digits after the point
+    # would show a few small invocations as 0.
+    return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+
+
 def _when(moment: datetime, now: float) -> str:
     delta = moment.timestamp() - now
     clock = moment.astimezone(UTC).strftime("%H:%M:%S UTC")
@@ -90,6 +96,7 @@ def _row(state: FunctionState, figures: Figures, now: float) -> str:
         f"<td>{ready}</td>",
         f"<td>{escape(path_to_zero(state, figures))}</td>",
         f'<td class="n">{_count(figures.invocations)}</td>',
+        f'<td class="n">{_gb_seconds(figures.gb_seconds)}</td>',
         f'<td class="n">{_count(figures.errors)}</td>',
         f'<td class="n">{_count(figures.function_errors)}</td>',
         f'<td class="n">{_ms(figures.p50_seconds)}</td>',
@@ -104,6 +111,7 @@ def _row(state: FunctionState, figures: Figures, now: float) -> str:
 
 _HEADER = (
     "<tr><th>function</th><th>ready/desired</th><th>path to zero</th><th>invocations</th>"
+    "<th>billed GB-s</th>"
     "<th>5xx answers</th><th>function errors</th><th>p50</th><th>p99</th>"
     "<th>cold starts (mean wait)</th>"
     "<th>in flight / held</th><th>async queued (oldest)</th><th>next schedule ticks</th></tr>"

@@ -42,6 +42,7 @@ def figures_query(window: str = "1h") -> str:
     cold = f"{_GATEWAY}cold_start_seconds"
     parts = {
         "invocations": f"{BY} (increase({_GATEWAY}billed_invocations_total[{window}]))",
+        "gb_seconds": f"{BY} (increase({_GATEWAY}billed_gb_seconds_total[{window}]))",
         "errors": f'{BY} (increase({_GATEWAY}requests_total{{code=~"5.."}}[{window}]))',
         # Needs the function pods scraped (the chart's podMonitor.functions).
         # 0 where the runtimes are scraped and none failed; absent where they are not scraped.
@@ -178,6 +179,7 @@ class PrometheusReader:
 def _figures(values: dict[str, float | None]) -> Figures:
     return Figures(
         invocations=values.get("invocations") or 0.0,
+        gb_seconds=values.get("gb_seconds") or 0.0,
         errors=values.get("errors") or 0.0,
         function_errors=values.get("function_errors"),
         p50_seconds=values.get("p50"),

@@ -30,6 +30,7 @@ class Counters:
     """One function's gateway metrics at one moment."""
 
     invocations: float = 0.0
+    gb_seconds: float = 0.0
     requests: float = 0.0
     errors: float = 0.0
     duration: dict[float, float] = field(default_factory=dict)  # le → cumulative count
@@ -61,6 +62,8 @@ def snapshot_of(metrics: Iterable[Metric]) -> dict[FunctionKey, Counters]:
                     counters.errors += value
             elif metric_name == "billed_invocations_total":
                 counters.invocations = value
+            elif metric_name == "billed_gb_seconds_total":
+                counters.gb_seconds = value
             elif metric_name == "request_duration_seconds_bucket":
                 counters.duration[float(sample.labels["le"])] = value
             elif metric_name == "cold_starts_total":
@@ -92,6 +95,7 @@ def _figures(now: Counters, before: Counters | None) -> Figures:
     cold_sum = _increase(now.cold_start_sum, before.cold_start_sum)
     return Figures(
         invocations=_increase(now.invocations, before.invocations),
+        gb_seconds=_increase(now.gb_seconds, before.gb_seconds),
         errors=_increase(now.errors, before.errors),
         function_errors=function_errors,
         p50_seconds=quantile(0.5, buckets),

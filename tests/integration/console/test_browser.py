@@ -251,10 +251,11 @@ def test_the_console_shows_functions_figures_charts_and_logs_in_a_browser(
     )
     hello, failing = cells["hello"], cells["failing"]
     assert int(hello[3]) >= 4 and failing[3] == "2"  # invocations
-    assert hello[4] == "0" and failing[4] == "1"  # 5xx answers
-    assert hello[5] == "0" and failing[5] == "2"  # function errors, as the runtimes count
-    assert hello[6].endswith(" ms") and hello[8].startswith("1 (")  # p50; one cold start
-    assert "nightly" in failing[11]  # its next schedule tick
+    assert float(hello[4]) > 0 and float(failing[4]) > 0  # billed GB-seconds
+    assert hello[5] == "0" and failing[5] == "1"  # 5xx answers
+    assert hello[6] == "0" and failing[6] == "2"  # function errors, as the runtimes count
+    assert hello[7].endswith(" ms") and hello[9].startswith("1 (")  # p50; one cold start
+    assert "nightly" in failing[12]  # its next schedule tick
     # The chart's line: a path the browser laid out, with at least two points.
     drawn = browser.evaluate(
         "(() => { const p = document.querySelector('svg.chart path[data-series=requests]');"

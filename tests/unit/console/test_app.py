@@ -57,6 +57,7 @@ class Source:
         figures = {
             HELLO: Figures(
                 invocations=42,
+                gb_seconds=0.0525,
                 errors=3,
                 p50_seconds=0.012,
                 p99_seconds=0.25,
@@ -105,6 +106,7 @@ def test_the_overview_lists_each_function_with_its_figures_and_charts() -> None:
         "idle 4s: to zero in 26s",
         "nightly",
         "5 (oldest 42s)",
+        "0.0525",  # billed GB-seconds
     ):
         assert shown in text, shown
     assert "<svg" in text and 'data-points="2"' in text

@@ -44,6 +44,7 @@ def test_figures_are_read_from_one_instant_query() -> None:
     fetch = Fetch(
         _vector(
             ("invocations", "12"),
+            ("gb_seconds", "1.5"),
             ("errors", "2"),
             ("function_errors", "4"),
             ("p50", "0.02"),
@@ -64,6 +65,7 @@ def test_figures_are_read_from_one_instant_query() -> None:
     assert (hello.p50_seconds, hello.p99_seconds, hello.cold_start_seconds) == (0.02, None, 0.8)
     assert (hello.in_flight, hello.held, hello.backlog) == (3, 0, 7)
     assert hello.oldest_event_age_seconds == 42.5
+    assert hello.gb_seconds == 1.5
     url = urllib.parse.urlsplit(fetch.urls[0])
     assert url.path == "/api/v1/query"
     assert urllib.parse.parse_qs(url.query)["query"] == [figures_query()]
@@ -73,6 +75,7 @@ def test_the_queries_name_the_contracts_metrics() -> None:
     query = figures_query()
     for name in (
         "kubelambda_gateway_billed_invocations_total",
+        "kubelambda_gateway_billed_gb_seconds_total",
         'kubelambda_gateway_requests_total{code=~"5.."}',
         "kubelambda_gateway_request_duration_seconds_bucket",
         "kubelambda_gateway_cold_starts_total",

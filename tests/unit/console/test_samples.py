@@ -44,6 +44,7 @@ def test_a_snapshot_reads_the_gateways_families_per_function() -> None:
     assert set(found) == {HELLO}
     hello = found[HELLO]
     assert (hello.requests, hello.errors, hello.invocations) == (4, 2, 1)
+    assert hello.gb_seconds == pytest.approx(0.01 * 128 / 1024)  # billed as Lambda bills
     assert (hello.cold_starts, hello.cold_start_sum) == (1, 1.5)
     assert (hello.in_flight, hello.held) == (2, 1)
     assert hello.duration[0.25] == 4 and hello.duration[float("inf")] == 4
@@ -67,6 +68,8 @@ def test_figures_count_from_the_oldest_sample_of_the_last_hour() -> None:
     hello = figures[HELLO]
     # Within the hour: everything since the start sample.
     assert (hello.invocations, hello.errors, hello.cold_starts) == (6, 1, 2)
+    # Usage: 5 x 20 ms and 2,000 ms at 128 MB, in GB-seconds.
+    assert hello.gb_seconds == pytest.approx((5 * 0.02 + 2.0) * 128 / 1024)
     assert hello.cold_start_seconds == pytest.approx(0.5)
     assert hello.p50_seconds is not None and hello.p50_seconds <= 0.025
     assert hello.p99_seconds is not None and hello.p99_seconds > 1
