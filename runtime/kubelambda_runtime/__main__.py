@@ -1,22 +1,27 @@
 """``python -m kubelambda_runtime``: start the worker processes, then serve the invoke endpoint.
 
-Workers are spawned before the web server is even imported, so the handler's init runs
-while the server starts: a function is ready about as soon as either is. Local mode's zygote
+Workers are spawned before the server is even imported (asyncio, the pool, the HTTP server:
+server/prespawn.py starts them), so their imports and the handler's init run while the server
+starts: a function is ready about as soon as either is. Local mode's zygote
 (zygote.py) calls ``main`` in a forked child instead, with every module already imported.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from kubelambda_runtime.server.descendants import adopt_orphans
-from kubelambda_runtime.server.pool import Pool
-from kubelambda_runtime.server.workerprocess import Start, WorkerProcess, exec_worker
-from kubelambda_runtime.wire import config
+from kubelambda_runtime.server import prespawn
+from kubelambda_runtime.wire import config, processes
+from kubelambda_runtime.wire.board import Board
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kubelambda_runtime.server.pool import Pool
+    from kubelambda_runtime.server.workerprocess import WorkerProcess
 
 HELP = """\
 Serve a Lambda-style Python handler on the AWS Lambda Runtime Interface Emulator's
@@ -37,6 +42,37 @@ example:
 
 def parse(argv: list[str], env: dict[str, str]) -> tuple[config.Settings, int | None]:
     """The settings, and the descriptor to signal readiness on (``--ready-fd``), if any."""
+    if not argv:
+        # A pod's runtime has no options, only its environment: it never imports argparse
+        # (a few ms of every cold start), unless to word a bad setting.
+        try:
+            return config.from_environment(env), None
+        except config.ConfigError as exc:
+            _parser().error(str(exc))
+    parser = _parser()
+    args = parser.parse_args(argv)
+    overrides = {
+        "_HANDLER": args.handler,
+        "LAMBDA_TASK_ROOT": os.path.abspath(args.code) if args.code else None,
+        "AWS_LAMBDA_FUNCTION_NAME": args.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": args.memory,
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": args.timeout,
+        "KUBELAMBDA_CONCURRENCY": args.concurrency,
+        "KUBELAMBDA_HOST": args.host,
+        "KUBELAMBDA_PORT": args.port,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            env[name] = str(value)
+    try:
+        return config.from_environment(env), args.ready_fd
+    except config.ConfigError as exc:
+        parser.error(str(exc))
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m kubelambda_runtime",
         description=HELP,
@@ -63,36 +99,27 @@ def parse(argv: list[str], env: dict[str, str]) -> tuple[config.Settings, int | 
         help="once listening, write the health (ready or init_failed) and a newline on this "
         "inherited descriptor, then close it: a supervisor's readiness signal",
     )
-    args = parser.parse_args(argv)
-    overrides = {
-        "_HANDLER": args.handler,
-        "LAMBDA_TASK_ROOT": os.path.abspath(args.code) if args.code else None,
-        "AWS_LAMBDA_FUNCTION_NAME": args.function_name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": args.memory,
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": args.timeout,
-        "KUBELAMBDA_CONCURRENCY": args.concurrency,
-        "KUBELAMBDA_HOST": args.host,
-        "KUBELAMBDA_PORT": args.port,
-    }
-    for name, value in overrides.items():
-        if value is not None:
-            env[name] = str(value)
-    try:
-        return config.from_environment(env), args.ready_fd
-    except config.ConfigError as exc:
-        parser.error(str(exc))
+    return parser
 
 
-def main(argv: list[str] | None = None, *, start_workers: Start = exec_worker) -> int:
+def main(
+    argv: list[str] | None = None, *, start_workers: prespawn.Start = prespawn.exec_worker
+) -> int:
     """Run the runtime until it is stopped. ``start_workers`` starts the first workers (the
     zygote's runtimes fork them); replacements are always new processes."""
     env = dict(os.environ)
     settings, ready_fd = parse(sys.argv[1:] if argv is None else argv, env)
     # Before any worker starts: what an environment the server kills leaves comes back to
     # the server to be ended, instead of living on under PID 1.
-    adopt_orphans()
-    pool = Pool(settings, environment=env)
-    spawned = pool.spawn_all(start_workers)
+    processes.become_child_subreaper()
+    board = Board.create(settings.concurrency)
+    started = prespawn.start_first(settings, environment=env, board=board, start=start_workers)
+    # Imported only now, while the workers import theirs and run the handler's init: the pool
+    # brings asyncio and most of the server's modules.
+    from kubelambda_runtime.server.pool import Pool
+
+    pool = Pool(settings, environment=env, board=board)
+    spawned = pool.adopt(started)
 
     import uvloop
 
@@ -108,6 +135,8 @@ async def serve(
     ready_fd: int | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then let invocations in progress finish."""
+    import asyncio
+
     from kubelambda_runtime.server.endpoints import RuntimeApp
     from kubelambda_runtime.server.httpserver import HttpServer
     from kubelambda_runtime.server.ready import announce

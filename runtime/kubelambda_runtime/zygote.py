@@ -44,11 +44,13 @@ from kubelambda_runtime.wire import processes
 # help formatter), encodings.idna (a listening socket's host name). /metrics' prometheus_client
 # is left out: local mode does not scrape instances.
 PRELOAD = (
+    "argparse",  # a pod's runtime, started without options, never imports it
     "uvloop",
     "httptools",
     "ctypes",
     "shutil",
     "encodings.idna",
+    "kubelambda_runtime.server.pool",
     "kubelambda_runtime.server.endpoints",
     "kubelambda_runtime.server.httpserver",
     "kubelambda_runtime.server.ready",

@@ -11,6 +11,7 @@ Each image built says on stderr what it does and how long it took (`progress`).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -40,6 +41,12 @@ MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3",)
 SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"  # on Debian python3's sys.path
 RUNTIME_UID = 10001
+# The images ship a current .pyc beside every module: their root is read-only to the runtime's
+# user (and PYTHONDONTWRITEBYTECODE is set), so a module without one is compiled again on every
+# start of every container, in the cold start. pip compiles what it installs (--compile); Debian's
+# python3 compiles the standard library when debootstrap configures it. Both are checked.
+BYTECODE = "pip --compile, checked"
+PYTHON_LIB = "usr/lib/python3.11"
 PAUSE_SOURCE = "build/pause/linux/pause.c"
 # As runtime/Dockerfile's: isolated (-I), so a function's files never replace the runtime's.
 RUNTIME_ENTRYPOINT = '["python", "-I", "-u", "-m", "kubelambda_runtime"]'
@@ -102,7 +109,7 @@ def _project_files() -> list[Path]:
 
 def source_tag() -> str:
     """The images' tag: a hash of the project's sources and of the base root's recipe."""
-    recipe = f"{SUITE} {' '.join(BASE_PACKAGES)} {SITE_PACKAGES} {RUNTIME_UID}"
+    recipe = f"{SUITE} {' '.join(BASE_PACKAGES)} {SITE_PACKAGES} {RUNTIME_UID} {BYTECODE}"
     parts = [f"{recipe} {RUNTIME_ENTRYPOINT} {CONTROL_ENTRYPOINT}".encode()]
     for path in _project_files():
         parts += [str(path.relative_to(REPO)).encode(), path.read_bytes()]
@@ -164,6 +171,44 @@ def ensure_base_root() -> Path:
         (home / ".ready").write_text(key)
         record(part, key, measure)
     return rootfs
+
+
+def stale_bytecode(root: Path) -> list[Path]:
+    """The modules under `root` that have no current .pyc for this interpreter's version (the
+    images' Python minor): none, or one whose recorded source mtime or size differs. Symbolic
+    links are left out (their target is checked where it lies)."""
+    stale = []
+    for source in sorted(root.rglob("*.py")):
+        if source.is_symlink() or not source.is_file():
+            continue
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        try:
+            with cached.open("rb") as pyc:
+                header = pyc.read(16)
+        except OSError:
+            stale.append(source)
+            continue
+        if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+            stale.append(source)
+            continue
+        if int.from_bytes(header[4:8], "little") & 1:
+            continue  # hash-based: valid whatever the file times
+        stat = source.stat()
+        recorded = (int.from_bytes(header[8:12], "little"), int.from_bytes(header[12:16], "little"))
+        if recorded != (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF):
+            stale.append(source)
+    return stale
+
+
+def _require_bytecode(root: Path, *, what: str) -> None:
+    stale = stale_bytecode(root)
+    if stale:
+        listed = ", ".join(str(path.relative_to(root)) for path in stale[:10])
+        raise PartUnavailable(
+            f"{len(stale)} modules of {what} ({root}) have no current .pyc, so every container "
+            f"would compile them at each start: {listed}{' ...' if len(stale) > 10 else ''}. "
+            f"{HOW_TO_GET}"
+        )
 
 
 def _debootstrap(rootfs: Path, *, home: Path, measure: Measure) -> None:
@@ -230,6 +275,7 @@ def _install_project(staging: Path, *, extra: str, measure: Measure, log: Path) 
             "--disable-pip-version-check",
             "--no-warn-script-location",
             "--quiet",
+            "--compile",
             f"--target={staging}",
             requirement,
             "boto3>=1.34",
@@ -254,6 +300,7 @@ def _project_image(
     with tempfile.TemporaryDirectory(dir=subdir("build")) as scratch:
         staging = Path(scratch) / "site-packages"
         _install_project(staging, extra=extra, measure=measure, log=buildah.log)
+        _require_bytecode(staging, what=f"{name}'s pip-installed packages")
         # Scripts pip made point at the host's interpreter; the image uses `python -m` instead.
         shutil.rmtree(staging / "bin", ignore_errors=True)
         with REPORTER.phase(f"buildah commit {name}"):
@@ -390,6 +437,7 @@ def _build_image(kind: str, image: Image) -> None:
         _nats_image(buildah, image.name)
     else:
         rootfs = ensure_base_root()
+        _require_bytecode(rootfs / PYTHON_LIB, what=f"{SUITE}'s python3 standard library")
         base = base_image(buildah, rootfs)
         _project_image(
             buildah,

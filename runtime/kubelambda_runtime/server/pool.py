@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from kubelambda_runtime.server.endings import Endings
 from kubelambda_runtime.server.handover import HandOver
 from kubelambda_runtime.server.slot import Slot
 from kubelambda_runtime.server.watch import DeadlineWatch
-from kubelambda_runtime.server.workerprocess import Start, WorkerProcess, exec_worker
+from kubelambda_runtime.server.workerprocess import Start, Started, WorkerProcess, exec_worker
 from kubelambda_runtime.wire import board as board_states
 from kubelambda_runtime.wire import config, faults, framing, loglines
 from kubelambda_runtime.wire.board import Board
@@ -62,10 +63,17 @@ def _ended(document: dict[str, Any], duration: float) -> Result:
 
 
 class Pool:
-    def __init__(self, settings: config.Settings, *, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: config.Settings,
+        *,
+        environment: Mapping[str, str],
+        board: Board | None = None,
+    ) -> None:
         self._settings = settings
         self._environment = dict(environment)
-        self.board = Board.create(settings.concurrency)
+        # Given when the first workers were started before the pool (prespawn.start_first).
+        self.board = board if board is not None else Board.create(settings.concurrency)
         self.descendants = Descendants()
         # Lambda stops an init at 10 s, but lets a function with a longer timeout go on
         # initialising within its first invocation: allow whichever is longer.
@@ -104,9 +112,22 @@ class Pool:
             descendants=self.descendants,
             start=start,
         )
+        return self._wire(index, worker)
+
+    def _wire(self, index: int, worker: WorkerProcess) -> WorkerProcess:
         worker.on_returned = self._handover.returned
         worker.on_lost = lambda: self._lost(self.slots[index], worker)
         return worker
+
+    def adopt(self, started: Sequence[tuple[Started, socket.socket]]) -> list[WorkerProcess]:
+        """The first workers, one per slot, started by ``prespawn.start_first`` on this pool's
+        board before the pool was even imported: ``start`` for ``spawn_all``'s."""
+        workers = []
+        for index, (popen, sock) in enumerate(started):
+            self.descendants.spawned(popen.pid)
+            worker = WorkerProcess(popen, sock, descendants=self.descendants)
+            workers.append(self._wire(index, worker))
+        return workers
 
     def spawn_all(self, start: Start = exec_worker) -> list[WorkerProcess]:
         """Start every worker now (before the event loop runs, so init overlaps server start-up).

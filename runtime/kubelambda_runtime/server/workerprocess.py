@@ -3,8 +3,8 @@
 The pool (pool.py) spawns one per execution slot with the board (wire/board.py), sends it
 invocations in frames, hands connections over through it (handover.py), and kills and
 reaps it when it must be replaced: with everything its environment started (descendants.py).
-A worker is a new Python process (``exec_worker``) unless the caller gives another way to
-start one: a runtime forked by the zygote forks its first workers (kubelambda_runtime/forking.py).
+A worker is a new Python process (``exec_worker``, prespawn.py) unless the caller gives another
+way to start one: a runtime forked by the zygote forks its first workers (forking.py).
 """
 
 from __future__ import annotations
@@ -12,72 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from kubelambda_runtime.server.descendants import Descendants, kill_environment
 from kubelambda_runtime.server.frameprotocol import FrameProtocol
+from kubelambda_runtime.server.prespawn import Start, Started, exec_worker, start_process
 from kubelambda_runtime.wire import framing, processes
 from kubelambda_runtime.wire.board import Board
 
-
-class Started(Protocol):
-    """A started worker process, as the server waits for it: a ``subprocess.Popen``, or a
-    forked child that behaves like one."""
-
-    @property
-    def pid(self) -> int: ...
-
-    # Set by whoever reaps it (the server reaps with os.wait4, to learn its memory use).
-    returncode: int | None
-
-    def wait(self) -> int: ...
-
-
-class Start(Protocol):
-    """Starts ``python -m kubelambda_runtime.worker ARGS`` (or its equivalent) with exactly
-    ``environment``, in ``cwd``, holding ``pass_fds`` besides 0-2, in a session of its own."""
-
-    def __call__(
-        self,
-        args: list[str],
-        *,
-        environment: Mapping[str, str],
-        cwd: str | None,
-        pass_fds: tuple[int, ...],
-    ) -> Started: ...
-
-
-def exec_worker(
-    args: list[str],
-    *,
-    environment: Mapping[str, str],
-    cwd: str | None,
-    pass_fds: tuple[int, ...],
-) -> subprocess.Popen[bytes]:
-    """A worker in a new Python process."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            # Isolated, as the server: the runtime's modules come from where it is
-            # installed, never from the task root (its cwd) or the function's
-            # PYTHONPATH; the loader puts those on the path for the handler.
-            "-I",
-            "-u",
-            "-m",
-            "kubelambda_runtime.worker",
-            *args,
-        ],
-        pass_fds=pass_fds,
-        env=dict(environment),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        # Its own process group, which a kill ends at once with the rest of its tree.
-        start_new_session=True,
-    )
+__all__ = ["Start", "Started", "WorkerProcess", "exec_worker"]
 
 
 class WorkerProcess:
@@ -107,14 +52,7 @@ class WorkerProcess:
         descendants: Descendants,
         start: Start = exec_worker,
     ) -> WorkerProcess:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            popen = start(
-                [str(theirs.fileno()), str(board.fd), str(slot)],
-                environment=environment,
-                cwd=cwd if os.path.isdir(cwd) else None,
-                pass_fds=(theirs.fileno(), board.fd),
-            )
+        popen, ours = start_process(environment, cwd=cwd, board=board, slot=slot, start=start)
         descendants.spawned(popen.pid)
         return cls(popen, ours, descendants=descendants)
 

@@ -19,8 +19,7 @@ import bisect
 import mmap
 import os
 import struct
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from kubelambda_runtime.wire.histogram import DURATION_BUCKETS, Histogram
 
@@ -41,8 +40,7 @@ _BEGUN_AT = _RUN.size
 _COUNTS_AT = _BEGUN_AT + 8
 
 
-@dataclass(frozen=True)
-class Posting:
+class Posting(NamedTuple):
     """What a slot's worker last posted about its current invocation."""
 
     state: int

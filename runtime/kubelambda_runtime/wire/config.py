@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from kubelambda_runtime.wire import ids
 
 # The package's folder (kubelambda_runtime/, above wire/), as LAMBDA_RUNTIME_DIR names it.
 _RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +33,7 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     handler: str  # empty: none given (a custom runtime's is optional)
     task_root: str
     function_name: str = "function"
@@ -121,7 +121,7 @@ def from_environment(env: Mapping[str, str]) -> Settings:
 def new_log_stream_name(settings: Settings) -> str:
     """A log stream name per execution environment, in Lambda's form."""
     day = time.strftime("%Y/%m/%d", time.gmtime())
-    return f"{day}/[{settings.function_version}]{uuid.uuid4().hex}"
+    return f"{day}/[{settings.function_version}]{ids.uuid4_hex()}"
 
 
 def worker_environment(

@@ -8,12 +8,10 @@ header of docs/contracts.md.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from kubelambda_runtime.wire import faults
+from kubelambda_runtime.wire import faults, ids
 from kubelambda_runtime.wire.http1 import Response
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -25,8 +23,7 @@ REQUEST_ID = b"lambda-runtime-aws-request-id"
 BILLED_DURATION = b"x-kubelambda-billed-duration-ms"
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     request_id: str
     body: bytes
     deadline_ms: int | None = None
@@ -46,7 +43,7 @@ class Invocation:
         base64 as boto3 sends it, X-Amzn-Trace-Id, X-Amz-Tenant-Id)."""
         deadline = headers.get(b"lambda-runtime-deadline-ms", b"")
         return cls(
-            request_id=_first(headers, REQUEST_ID, b"x-amzn-requestid") or str(uuid.uuid4()),
+            request_id=_first(headers, REQUEST_ID, b"x-amzn-requestid") or ids.uuid4(),
             body=body,
             deadline_ms=int(deadline) if deadline.isdigit() else None,
             arn=_text(headers.get(b"lambda-runtime-invoked-function-arn")),

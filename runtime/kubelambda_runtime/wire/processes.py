@@ -12,15 +12,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # prctl(2): orphaned descendants are reparented to the nearest ancestor with this flag set,
 # instead of to PID 1. Not inherited by fork(2) children.
 PR_SET_CHILD_SUBREAPER = 36
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(NamedTuple):
     """One line of the process table: what /proc/PID/stat says of a process."""
 
     pid: int
@@ -29,10 +28,15 @@ class Process:
     state: str  # "Z" for a zombie: dead, waiting for its parent to reap it
 
 
-def become_child_subreaper() -> bool:
-    """Have this process adopt its orphaned descendants; False where that cannot be."""
+def become_child_subreaper(*, pid: int | None = None) -> bool:
+    """Have this process (``pid`` is its own, given by tests) adopt its orphaned descendants;
+    False where that cannot be."""
     if not sys.platform.startswith("linux"):
         return False
+    if (os.getpid() if pid is None else pid) == 1:
+        # The init of its PID namespace (the runtime as a container's entrypoint) adopts every
+        # orphan in it already: no prctl, so no ctypes to import on each cold start.
+        return True
     try:
         import ctypes  # here, not at the top: only a process that becomes one pays for it
 

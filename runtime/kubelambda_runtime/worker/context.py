@@ -6,7 +6,6 @@ deadline, ARN, client context, identity) and the function's settings.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any
@@ -76,6 +75,8 @@ def parse_client_context(encoded: str | None) -> ClientContext | None:
     """Decode the base64 JSON client context; None when absent or not a JSON object."""
     if not encoded:
         return None
+    import base64  # here: only an invocation that carries a client context needs it
+
     try:
         fields = json.loads(base64.b64decode(encoded, validate=False))
     except ValueError:

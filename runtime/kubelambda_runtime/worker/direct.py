@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import select
 import socket
-from dataclasses import dataclass
-
-import httptools
+from typing import NamedTuple
 
 from kubelambda_runtime.wire.invocation import INVOKE_PATH
 
@@ -26,8 +24,7 @@ _PATH = INVOKE_PATH.encode()
 STALL_SECONDS = 30
 
 
-@dataclass(frozen=True)
-class InvokeRequest:
+class InvokeRequest(NamedTuple):
     headers: dict[bytes, bytes]
     body: bytes
     keep_alive: bool
@@ -43,7 +40,12 @@ class Held:
         self.give_back = False
         self.hang_up = False  # the server should close it when it is back
         self._max_body = max_body
+        # Imported here, not at the top: only a warm worker is handed a connection, so a
+        # worker's start-up (before its handler's init) does not pay for the parser.
+        import httptools
+
         self._parser = httptools.HttpRequestParser(self)
+        self._malformed = (httptools.HttpParserError, httptools.HttpParserUpgrade)
         self._reset()
 
     def _reset(self) -> None:
@@ -71,7 +73,7 @@ class Held:
         self.raw += data
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        except self._malformed:
             self.give_back = True  # the server answers malformed requests
             return None
         if self._refused or self._begun > 1:

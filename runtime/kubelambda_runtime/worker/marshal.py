@@ -9,9 +9,9 @@ port of simplejson's rules here, so the runtime needs no simplejson.
 
 from __future__ import annotations
 
-import decimal
 import json
 import os
+import sys
 from collections.abc import Callable
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
@@ -84,10 +84,21 @@ def _encode(value: object, chunks: list[str], seen: set[int], string: Callable[[
             _encode_list(value, chunks, seen, string)
         elif isinstance(value, dict):
             _encode_dict(value, chunks, seen, string)
-        elif isinstance(value, decimal.Decimal):
-            chunks.append("NaN" if value.is_nan() else str(value))
         else:
-            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+            text = _decimal_text(value)
+            if text is None:
+                raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+            chunks.append(text)
+
+
+def _decimal_text(value: object) -> str | None:
+    """A Decimal's JSON text (its own digits, NaN for a NaN); None for anything else. Looked up
+    in sys.modules, not imported: a Decimal exists only once ``decimal`` is imported, and a
+    worker whose handler never makes one need not load the module before its init."""
+    decimal = sys.modules.get("decimal")
+    if decimal is None or not isinstance(value, decimal.Decimal):
+        return None
+    return "NaN" if value.is_nan() else str(value)
 
 
 def _call(value: object, name: str) -> tuple[Any] | None:
