@@ -10,6 +10,7 @@ that brings one back on the start-up path fails here instead of slowing every co
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -64,25 +65,48 @@ WORKER_NEVER_AT_START = (
 )
 
 
-def imported_by(modules: tuple[str, ...], *, then: str = "") -> set[str]:
-    """sys.modules of a fresh `python -I` after importing `modules` (and running `then`)."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(RUNTIME_ROOT)!r})\n"
-        + "".join(f"import {module}\n" for module in modules)
-        + then
-        + "\nimport json; print(json.dumps(sorted(sys.modules)))"
-    )
+def _modules_after(code: str, *options: str) -> set[str]:
     done = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60
+        [
+            sys.executable,
+            "-I",
+            *options,
+            "-c",
+            code + "\nimport json; print(json.dumps(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
+@functools.cache
+def _site() -> frozenset[str]:
+    """What this interpreter loads before any code runs: its site's, not the runtime's (an
+    editable install's finder in the development venv imports pathlib, and with it urllib;
+    the image has none)."""
+    return frozenset(_modules_after("import sys"))
+
+
+def imported_by(modules: tuple[str, ...], *, then: str = "") -> set[str]:
+    """What a fresh `python -I` adds to sys.modules, beyond its site's, by importing `modules`
+    (and running `then`)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(RUNTIME_ROOT)!r})\n"
+        + "".join(f"import {module}\n" for module in modules)
+        + then
+    )
+    return _modules_after(code) - _site()
+
+
 def test_the_interpreter_alone_imports_none_of_the_named_modules() -> None:
-    # Else the checks below could not tell the runtime's imports from the interpreter's.
-    bare = imported_by(())
+    # Else the checks below could not see them: without site (-S) the interpreter itself loads
+    # none of them, and with it the runtime's additions are measured against it (_site).
+    bare = _modules_after("import sys", "-S")
     assert not bare & {*NEVER_AT_START, *WORKER_NEVER_AT_START}
+    assert "kubelambda_runtime" in imported_by(("kubelambda_runtime",))
 
 
 def test_the_checks_import_this_checkouts_runtime() -> None:
