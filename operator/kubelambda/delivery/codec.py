@@ -140,11 +140,23 @@ def decode_job(data: bytes) -> tuple[DeliveryJob, float]:
     if not isinstance(document, dict) or document.get("version") != _VERSION:
         version = document.get("version") if isinstance(document, dict) else None
         raise ValueError(f"unknown job file version {version!r}")
+    return _job(
+        document,
+        payload=data[second + 1 :],
+        policy=_policy_from_line(data[end + 1 : second]),
+    )
+
+
+def _job(
+    document: dict[str, Any], *, payload: bytes, policy: DeliveryPolicy
+) -> tuple[DeliveryJob, float]:
+    """The job a decoded document describes (both versions name its fields alike), and when
+    it is due."""
     context = document.get("clientContext")
     job = DeliveryJob(
         id=str(document["id"]),
-        payload=data[second + 1 :],
-        policy=_policy_from_line(data[end + 1 : second]),
+        payload=payload,
+        policy=policy,
         invoked_arn=str(document["invokedArn"]),
         enqueued_at=float(document["enqueuedAt"]),
         function=_function_key(document.get("function")),
@@ -180,21 +192,8 @@ def _decode_legacy(data: bytes) -> tuple[DeliveryJob, float]:
     document = json.loads(data)
     if document.get("version") != _LEGACY_VERSION:
         raise ValueError(f"unknown job file version {document.get('version')!r}")
-    context = document.get("clientContext")
-    job = DeliveryJob(
-        id=str(document["id"]),
+    return _job(
+        document,
         payload=base64.b64decode(document["payload"]),
         policy=_read_policy(document["policy"]),
-        invoked_arn=str(document["invokedArn"]),
-        enqueued_at=float(document["enqueuedAt"]),
-        function=_function_key(document.get("function")),
-        url=document.get("url"),
-        subject=document.get("subject"),
-        client_context=None if context is None else base64.b64decode(context),
-        dead_letter=bool(document.get("deadLetter", False)),
-        attempts=int(document.get("attempts", 0)),
-        throttles=int(document.get("throttles", 0)),
-        last_error=document.get("lastError"),
-        trace=_trace(document.get("trace")),
     )
-    return _named(job), float(document["due"])
