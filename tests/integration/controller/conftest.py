@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.apiserver import ApiServer, api_server_for_pytest
-from integration.controller.operating import OperatorProcess
+from integration.controller.operating import OWN, OperatorProcess
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -37,7 +37,7 @@ def crds(kube_api: ApiServer) -> None:
 def operator(
     kube_api: ApiServer, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    running = OperatorProcess(kube_api, tmp_path_factory.mktemp("operator"))
+    running = OperatorProcess(kube_api, tmp_path_factory.mktemp("operator"), f"--namespace=!{OWN}*")
     running.start()
     try:
         yield running
@@ -46,8 +46,9 @@ def operator(
 
 
 @pytest.fixture
-def namespace(kube_api: ApiServer) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+def namespace(kube_api: ApiServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    own = request.node.get_closest_marker("own_operator") is not None
+    name = f"{OWN if own else 't-'}{uuid.uuid4().hex[:8]}"
     kube_api.kubectl("create", "namespace", name)
     yield name
     kube_api.kubectl("delete", "namespace", name, "--wait=false")

@@ -17,9 +17,11 @@ import yaml
 
 from harness.apiserver import ApiServer
 from harness.minio import Minio, minio_for_pytest
-from integration.controller.operating import OperatorProcess, get, wait_condition
+from integration.controller.operating import OWN, OperatorProcess, get, wait_condition
 from kubelambda.api.fetchplan import FetchPlan
 from support.zips import make_zip, module_files
+
+pytestmark = pytest.mark.own_operator
 
 API_TESTS = Path(__file__).resolve().parents[2] / "unit" / "api"
 CASES: list[dict[str, Any]] = yaml.safe_load((API_TESTS / "refused_packages.yaml").read_text())
@@ -66,9 +68,12 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
 def fetching_operator(
     kube_api: ApiServer, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """An operator of this module's own, told which image fetches packages."""
+    """An operator of this module's namespaces, told which image fetches packages."""
     running = OperatorProcess(
-        kube_api, tmp_path_factory.mktemp("operator-packages"), f"--fetch-image={FETCH_IMAGE}"
+        kube_api,
+        tmp_path_factory.mktemp("operator-packages"),
+        f"--fetch-image={FETCH_IMAGE}",
+        f"--namespace={OWN}*",
     )
     running.start()
     try:

@@ -23,6 +23,8 @@ from kubelambda.delivery.codec import decode_job
 from support.manifests import inline_function
 from support.waiting import wait_for
 
+pytestmark = pytest.mark.own_operator
+
 STREAM = "KUBELAMBDA_EVENTS"
 
 

@@ -25,6 +25,8 @@ from kubelambda.api.streams import queue_consumer_name
 from support.manifests import inline_function
 from support.waiting import wait_for
 
+pytestmark = pytest.mark.own_operator
+
 
 @pytest.fixture
 def observing(
