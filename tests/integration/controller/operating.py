@@ -21,10 +21,6 @@ RUNTIME_IMAGE = "localhost/kubelambda-runtime:test"
 # The queue ARN of the harness MinIO's webhook target "kubelambda" (test_buckets.py starts it).
 WEBHOOK_TARGET = "kubelambda"
 WEBHOOK_ARN = f"arn:minio:sqs:us-east-1:{WEBHOOK_TARGET}:webhook"
-# The prefix of the namespaces of tests marked own_operator, which the shared operator leaves
-# alone: two operators on one Trigger overwrite each other's status (one without --nats says its
-# stream is not observed while the test's own says it is consumed).
-OWN = "own-"
 IDLE = re.compile(r"queue idle after (\d+) reconciles")
 
 

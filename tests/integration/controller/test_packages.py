@@ -17,7 +17,7 @@ import yaml
 
 from harness.apiserver import ApiServer
 from harness.minio import Minio, minio_for_pytest
-from integration.controller.operating import OWN, OperatorProcess, get, wait_condition
+from integration.controller.operating import OperatorProcess, get, wait_condition
 from kubelambda.api.fetchplan import FetchPlan
 from support.zips import make_zip, module_files
 
@@ -68,12 +68,9 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minio]:
 def fetching_operator(
     kube_api: ApiServer, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """An operator of this module's namespaces, told which image fetches packages."""
+    """An operator of this module's own, told which image fetches packages."""
     running = OperatorProcess(
-        kube_api,
-        tmp_path_factory.mktemp("operator-packages"),
-        f"--fetch-image={FETCH_IMAGE}",
-        f"--namespace={OWN}*",
+        kube_api, tmp_path_factory.mktemp("operator-packages"), f"--fetch-image={FETCH_IMAGE}"
     )
     running.start()
     try:
