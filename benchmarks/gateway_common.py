@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +106,17 @@ def runtime(work: Path, *, concurrency: int) -> Iterator[int]:
 
 
 @contextmanager
-def gateway(instance_port: int, *, concurrency: int, processes: int = 1) -> Iterator[int]:
+def gateway(
+    instance_port: int,
+    *,
+    concurrency: int,
+    processes: int = 1,
+    wrap: Sequence[str] = (),
+    timeout: float = 20.0,
+) -> Iterator[int]:
     """Gateway processes routing /hello (and the Invoke API's `hello`) to the instance; with
-    several, they share the public port (SO_REUSEPORT), each a replica of its own."""
+    several, they share the public port (SO_REUSEPORT), each a replica of its own. `wrap` is
+    a command each process runs under (valgrind), `timeout` how long each may take to start."""
     port = free_port()
     with ExitStack() as stack:
         PIDS[port] = []
@@ -127,15 +135,16 @@ def gateway(instance_port: int, *, concurrency: int, processes: int = 1) -> Iter
                 str(concurrency),
                 *(["--reuse-port"] if processes > 1 else []),
             ]
-            proc = stack.enter_context(process(args))
-            wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc)
+            proc = stack.enter_context(process([*wrap, *args]))
+            wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc, timeout=timeout)
             PIDS[port].append(proc.pid)
         yield port
 
 
 @contextmanager
-def nginx(instance_port: int) -> Iterator[int]:
-    """nginx (Debian's nginx-light) as a keep-alive reverse proxy to the instance's invoke path."""
+def nginx(instance_port: int, *, wrap: Sequence[str] = (), timeout: float = 20.0) -> Iterator[int]:
+    """nginx (Debian's nginx-light) as a keep-alive reverse proxy to the instance's invoke path;
+    `wrap` is a command it runs under (valgrind), `timeout` how long it may take to start."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
         need("nginx", "nginx-light")
@@ -168,8 +177,8 @@ http {{
   }}
 }}
 """)
-    with process([binary, "-p", str(work), "-c", str(conf)]) as proc:
-        wait_port(port, process=proc)
+    with process([*wrap, binary, "-p", str(work), "-c", str(conf)]) as proc:
+        wait_port(port, process=proc, timeout=timeout)
         PIDS[port] = [proc.pid]
         yield port
     shutil.rmtree(work, ignore_errors=True)

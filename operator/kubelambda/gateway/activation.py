@@ -134,6 +134,7 @@ class Lease:
         state: _FunctionState,
         slot: _Slot,
         *,
+        started: float,
         waited: float,
         cold: bool,
     ) -> None:
@@ -141,7 +142,7 @@ class Lease:
         self._state = state
         self._slot = slot
         self._released = False
-        self._started = activator._clock.monotonic()
+        self._started = started  # when the slot was granted, on the activator's clock
         self.waited = waited
         self.cold = cold
         self.permit: Permit | None = None  # counted against the function's limits
@@ -258,7 +259,7 @@ class Activator:
             slot = self._pick(state)
             if slot is not None:
                 self._assign(state, slot)
-                return Lease(self, state, slot, waited=0.0, cold=False)
+                return Lease(self, state, slot, started=now, waited=0.0, cold=False)
         return await self._hold(state, now, deadline, gone)
 
     async def _hold(
@@ -312,8 +313,14 @@ class Activator:
         finally:
             if watcher is not None:
                 watcher.cancel()
+        granted_at = self._clock.monotonic()
         return Lease(
-            self, state, slot, waited=self._clock.monotonic() - waiter.since, cold=waiter.cold
+            self,
+            state,
+            slot,
+            started=granted_at,
+            waited=granted_at - waiter.since,
+            cold=waiter.cold,
         )
 
     def _refuse_long_wait(self, state: _FunctionState, now: float) -> None:

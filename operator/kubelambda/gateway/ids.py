@@ -14,9 +14,12 @@ __all__ = ["new_request_id"]
 _bits = random.SystemRandom().getrandbits(64)
 _random = random.Random(_bits)
 _getrandbits = _random.getrandbits
+# The version (4) and variant (10xx) bits of a UUID, set on 128 random bits by arithmetic.
+_VERSION_VARIANT = (0x4 << 76) | (0x8 << 60)
+_RANDOM_BITS = ((1 << 128) - 1) & ~((0xF << 76) | (0xC << 60))
 
 
 def new_request_id() -> str:
     """A new id such as `3f0c2a9e-8d1b-4c6f-9a2e-5b7d1c0e4f8a`."""
-    h = f"{_getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    h = ((_getrandbits(128) & _RANDOM_BITS) | _VERSION_VARIANT).to_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
 from kubelambda.api.delivery import Destination
@@ -48,6 +49,12 @@ SecretResolver = Callable[[str, str, str], str | None]
 """(namespace, secret name, key) → the value, or None when it cannot be read."""
 
 LATEST = "$LATEST"
+# Recent HTTP route lookups and Invoke API FunctionNames resolved, kept per table: most requests
+# go to a few routes and functions, and a lookup costs as much as building the event (issue 17).
+# Bounded in entries and in the length of the path and host (or name) they are kept for; emptied
+# when full. A table never changes, so what it found stays true while it serves.
+_RECENT_MATCHES = 1024
+_RECENT_KEY_CHARS = 512
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Full ARN, or the partial form ACCOUNT:function:NAME that Lambda also accepts.
 _ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(\d{12}):function:(.+)$")
@@ -114,9 +121,8 @@ class BucketRoute:
     trigger: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """The outcome of routing one request."""
+class RouteMatch(NamedTuple):
+    """The outcome of routing one request. (A NamedTuple: the cheapest immutable record.)"""
 
     route: HttpRoute
     function: FunctionEntry
@@ -145,6 +151,8 @@ class RoutingTable:
         self._lambda_names = _lambda_names(self._functions.values())
         self.buckets = tuple(buckets)
         self._index = RouteIndex(routes)
+        self._recent: dict[tuple[str, str, str | None], RouteMatch] = {}
+        self._resolved: dict[tuple[str, str | None], FunctionEntry] = {}
 
     @property
     def functions(self) -> Mapping[FunctionKey, FunctionEntry]:
@@ -166,6 +174,17 @@ class RoutingTable:
         Raises RouteNotFound when no route has this path, MethodNotAllowed when some do
         but none takes the method, FunctionNotFound when the route's Function is missing.
         """
+        recent = self._recent.get((method, path, host))
+        if recent is not None:
+            return recent
+        found = self._match(method, path, host)
+        if len(path) + len(host or "") <= _RECENT_KEY_CHARS:
+            if len(self._recent) >= _RECENT_MATCHES:
+                self._recent.clear()
+            self._recent[method, path, host] = found
+        return found
+
+    def _match(self, method: str, path: str, host: str | None) -> RouteMatch:
         name = hostname(host)
         allowed: set[str] = set()
         for compiled in self._index.candidates(segments(path), name):
@@ -192,6 +211,17 @@ class RoutingTable:
     def resolve(self, function_name: str, *, qualifier: str | None = None) -> FunctionEntry:
         """The Function an Invoke API FunctionName (and optional Qualifier) names: by its own
         name, else by the Lambda name it carries (OrderHandler for Function order-handler)."""
+        resolved = self._resolved.get((function_name, qualifier))
+        if resolved is not None:
+            return resolved
+        entry = self._resolve(function_name, qualifier)
+        if len(function_name) + len(qualifier or "") <= _RECENT_KEY_CHARS:
+            if len(self._resolved) >= _RECENT_MATCHES:
+                self._resolved.clear()
+            self._resolved[function_name, qualifier] = entry
+        return entry
+
+    def _resolve(self, function_name: str, qualifier: str | None) -> FunctionEntry:
         try:
             key = parse_function_name(
                 function_name, qualifier=qualifier, default_namespace=self.default_namespace

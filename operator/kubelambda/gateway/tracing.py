@@ -78,17 +78,16 @@ class TraceContext(NamedTuple):
         if sampled is None:
             sampled = bool(self.sampled)
         flag = "1" if sampled else "0"
-        xray = f"Root={self.root};Parent={parent};Sampled={flag}{self.extra}"
-        w3c = f"00-{self.trace_id}-{parent}-0{flag}"
+        trace_id = self.trace_id  # `root` written out: this runs for every invocation
+        xray = f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={parent};Sampled={flag}{self.extra}"
+        w3c = f"00-{trace_id}-{parent}-0{flag}"
         return (XRAY_HEADER, xray.encode("ascii")), (TRACEPARENT_HEADER, w3c.encode("ascii"))
 
 
 def new_trace(now: float) -> TraceContext:
     """A new trace: its id starts with `now` (epoch seconds) in 8 hex digits, as X-Ray's roots
     do, then 24 random hex digits."""
-    return TraceContext(
-        trace_id=f"{int(now) & 0xFFFFFFFF:08x}{random.getrandbits(96):024x}",
-    )
+    return TraceContext(f"{int(now) & 0xFFFFFFFF:08x}{random.getrandbits(96):024x}")
 
 
 def from_traceparent(value: str) -> TraceContext | None:

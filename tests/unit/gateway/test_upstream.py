@@ -89,6 +89,40 @@ async def test_no_answer_by_the_deadline_is_upstream_timeout() -> None:
         assert pool._idle == {}
 
 
+async def test_a_reused_connection_times_out_at_its_own_shorter_deadline() -> None:
+    # The connection's timer was armed for the first exchange's far deadline; the second,
+    # on the same connection, must not wait that long.
+    async def first_only(n: int) -> tuple[bytes, bool]:
+        if n > 1:
+            await asyncio.Event().wait()
+        return OK, True
+
+    pool = UpstreamPool()
+    async with raw_server(first_only) as server:
+        await call(pool, server.port, seconds=600)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(UpstreamTimeout):
+            await call(pool, server.port, seconds=0.1)
+        assert loop.time() - started < 5
+    assert server.connections == 1
+
+
+async def test_a_reused_connection_waits_for_a_later_deadline_than_the_first() -> None:
+    # The timer armed for the first exchange's short deadline fires while the second is in
+    # flight: it watches the second's own deadline instead of cutting it off.
+    async def second_is_slow(n: int) -> tuple[bytes, bool]:
+        if n == 2:
+            await asyncio.sleep(0.5)
+        return OK, True
+
+    pool = UpstreamPool()
+    async with raw_server(second_is_slow) as server:
+        await call(pool, server.port, seconds=0.2)
+        assert await call(pool, server.port, seconds=10) == b"{}"
+    assert server.connections == 1
+
+
 async def test_a_connection_the_server_closed_is_replaced_transparently() -> None:
     async def then_close(_: int) -> tuple[bytes, bool]:
         return OK, False  # answers keep-alive, then closes anyway (an idle timeout)

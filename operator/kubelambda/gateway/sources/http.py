@@ -101,6 +101,7 @@ class TriggerHandler:
             authorizer = await self._jwt.authorize(request, route.jwt)
         request_id = request.request_id = new_request_id()
         domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
+        now = self._clock.wall()
         event = build_event(
             method=request.method,
             raw_path=request.raw_path,
@@ -112,7 +113,7 @@ class TriggerHandler:
             request_id=request_id,
             domain_name=domain,
             path_parameters=None,
-            now=self._clock.wall(),
+            now=now,
             account_id=self._settings.account_id,
             authorizer=authorizer,
         )
@@ -124,9 +125,7 @@ class TriggerHandler:
             hold_deadline=request.received + self._settings.hold_timeout_seconds,
             gone=request.disconnected,
             trace=incoming(
-                request.header(XRAY_HEADER),
-                request.header(TRACEPARENT_HEADER),
-                now=self._clock.wall(),
+                request.header(XRAY_HEADER), request.header(TRACEPARENT_HEADER), now=now
             ),
         )
         upstream = invocation.response
@@ -140,10 +139,15 @@ class TriggerHandler:
             response = function_error_response()
         else:
             response = map_response(upstream.body)
-        # Framing is the gateway's business, not the function's.
-        headers = [h for h in response.headers if h[0] not in _FRAMING]
+        # The mapped answer's header list is its own (a new one each time): completed in place.
+        headers = response.headers
+        for name, _ in headers:
+            if name in _FRAMING:
+                # Framing is the gateway's business, not the function's.
+                headers[:] = [h for h in headers if h[0] not in _FRAMING]
+                break
         headers.append((b"apigw-requestid", request_id.encode("ascii")))
         timing = invocation.server_timing()
         if timing is not None:
             headers.append(timing)
-        return Response(status=response.status, headers=headers, body=response.body)
+        return response

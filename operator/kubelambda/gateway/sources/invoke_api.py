@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote
 
-from kubelambda.api.identity import function_arn
+from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.clock import Clock
 from kubelambda.delivery.jobs import DeliveryJob, trace_value
 from kubelambda.delivery.store import DeliveryStore
@@ -48,9 +48,36 @@ REQUEST_ID_HEADER = b"x-kubelambda-request-id"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def _request_id(request: Request) -> str:
-    given = request.header(REQUEST_ID_HEADER)
-    invocation_type = request.header(b"x-amz-invocation-type")
+_INVOCATION_TYPE = b"x-amz-invocation-type"
+_LOG_TYPE = b"x-amz-log-type"
+_CLIENT_CONTEXT = b"x-amz-client-context"
+# The headers the Invoke API reads, found in one pass over the request's.
+_READ = frozenset(
+    {
+        REQUEST_ID_HEADER,
+        _INVOCATION_TYPE,
+        _LOG_TYPE,
+        _CLIENT_CONTEXT,
+        XRAY_HEADER,
+        TRACEPARENT_HEADER,
+    }
+)
+# ARNs made, by Function: bounded, emptied when full.
+_MAX_ARNS = 4096
+
+
+def _read_headers(request: Request) -> dict[bytes, str]:
+    """The first value of each header in _READ the request has (as `Request.header` finds it)."""
+    found: dict[bytes, str] = {}
+    for name, value in request.headers:
+        if name in _READ and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def _request_id(headers: dict[bytes, str]) -> str:
+    given = headers.get(REQUEST_ID_HEADER)
+    invocation_type = headers.get(_INVOCATION_TYPE)
     if given and _UUID.match(given) and invocation_type in (None, "RequestResponse"):
         return given
     return new_request_id()
@@ -83,25 +110,43 @@ class InvokeApi:
         self._store = store
         self._clock = clock
         self._settings = settings
+        self._arns: dict[FunctionKey, str] = {}
+
+    def _arn(self, key: FunctionKey) -> str:
+        arn = self._arns.get(key)
+        if arn is None:
+            if len(self._arns) >= _MAX_ARNS:
+                self._arns.clear()
+            settings = self._settings
+            arn = self._arns[key] = function_arn(
+                key,
+                region=settings.region,
+                account_id=settings.account_id,
+                default_namespace=settings.default_namespace,
+            )
+        return arn
 
     async def __call__(self, request: Request) -> Response:
-        request_id = request.request_id = _request_id(request)
+        headers = _read_headers(request)
+        request_id = request.request_id = _request_id(headers)
         function_name = _function_name(request.raw_path)
         if request.method != "POST":
             raise MethodNotAllowed(
                 f"the Invoke API takes POST, not {request.method}", allowed=frozenset({"POST"})
             )
-        query = parse_qs(request.query.decode("latin-1"))
-        qualifier = query.get("Qualifier", [None])[-1]
-        invocation_type = request.header(b"x-amz-invocation-type") or "RequestResponse"
-        log_type = request.header(b"x-amz-log-type") or "None"
+        qualifier = None
+        if request.query:
+            query = parse_qs(request.query.decode("latin-1"))
+            qualifier = query.get("Qualifier", [None])[-1]
+        invocation_type = headers.get(_INVOCATION_TYPE) or "RequestResponse"
+        log_type = headers.get(_LOG_TYPE) or "None"
         if invocation_type not in ("RequestResponse", "Event", "DryRun"):
             raise InvalidParameter(
                 f"X-Amz-Invocation-Type {invocation_type!r}: use RequestResponse, Event or DryRun"
             )
         if log_type not in ("None", "Tail"):
             raise InvalidParameter(f"X-Amz-Log-Type {log_type!r}: use None or Tail")
-        client_context = _client_context(request.header(b"x-amz-client-context"))
+        client_context = _client_context(headers.get(_CLIENT_CONTEXT))
 
         function, key = self._resolve(request, function_name, qualifier)
         request.function = function.key
@@ -113,12 +158,7 @@ class InvokeApi:
             )
         _check_json(body)
         settings = self._settings
-        arn = function_arn(
-            function.key,
-            region=settings.region,
-            account_id=settings.account_id,
-            default_namespace=settings.default_namespace,
-        )
+        arn = self._arn(function.key)
         request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
         if key is not None:
             authorise(key, function.key, arn=arn)
@@ -128,9 +168,7 @@ class InvokeApi:
         if invocation_type == "Event":
             # The trace the event is accepted in: every try and its destinations join it.
             trace = incoming(
-                request.header(XRAY_HEADER),
-                request.header(TRACEPARENT_HEADER),
-                now=self._clock.wall(),
+                headers.get(XRAY_HEADER), headers.get(TRACEPARENT_HEADER), now=self._clock.wall()
             )
             job = DeliveryJob(
                 id=request_id,
@@ -168,9 +206,7 @@ class InvokeApi:
             log_tail=log_type == "Tail",
             gone=request.disconnected,
             trace=incoming(
-                request.header(XRAY_HEADER),
-                request.header(TRACEPARENT_HEADER),
-                now=self._clock.wall(),
+                headers.get(XRAY_HEADER), headers.get(TRACEPARENT_HEADER), now=self._clock.wall()
             ),
         )
         upstream = invocation.response
@@ -181,15 +217,15 @@ class InvokeApi:
             if upstream.status == 400:
                 raise BadRequest(message or "the function's runtime refused the payload")
             raise UpstreamFailed(f"the instance answered HTTP {upstream.status}: {message}")
-        headers = [_JSON, request_header, _EXECUTED]
+        answer = [_JSON, request_header, _EXECUTED]
         for name in (b"x-amz-function-error", b"x-amz-log-result"):
             value = upstream.header(name)
             if value is not None:
-                headers.append((name, value))
+                answer.append((name, value))
         timing = invocation.server_timing()
         if timing is not None:
-            headers.append(timing)
-        return Response(status=200, headers=headers, body=upstream.body)
+            answer.append(timing)
+        return Response(status=200, headers=answer, body=upstream.body)
 
     def _resolve(
         self, request: Request, name: str, qualifier: str | None

@@ -58,7 +58,7 @@ async def test_function_response_is_mapped_back(serve: StartGateway, standin: Ma
     served.platform.set_instances(HELLO, [instance.instance()])
     reply = {
         "statusCode": 201,
-        "headers": {"x-made": "yes", "content-length": "999"},
+        "headers": {"x-made": "yes", "content-length": "999", "keep-alive": "timeout=1"},
         "cookies": ["a=1", "b=2; Path=/"],
         "body": "made it",
     }
@@ -69,6 +69,7 @@ async def test_function_response_is_mapped_back(serve: StartGateway, standin: Ma
     assert answer.text == "made it"
     # framing is the gateway's own: a function's content-length does not leak through
     assert answer.headers["content-length"] == str(len("made it"))
+    assert "keep-alive" not in answer.headers
 
 
 async def test_function_error_is_502(serve: StartGateway, standin: MakeStandIn) -> None:

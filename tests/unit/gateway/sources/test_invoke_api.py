@@ -8,8 +8,10 @@ import json
 import pytest
 
 from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.http import Request
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
+from kubelambda.gateway.sources.invoke_api import _read_headers
 from unit.gateway.serving import HELLO, MakeStandIn, Served, StartGateway, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -214,3 +216,31 @@ async def test_full_event_queue_is_429(serve: StartGateway, standin: MakeStandIn
     assert second.status_code == 429
     assert second.headers["x-amzn-errortype"] == "TooManyRequestsException"
     assert second.headers["retry-after"] == "2"
+
+
+def test_headers_are_read_in_one_pass_first_value_first() -> None:
+    # As Request.header finds them: the first of repeated headers, names lower-case bytes.
+    request = Request(
+        {
+            "method": "POST",
+            "path": INVOKE.format("hello"),
+            "headers": [
+                (b"x-amz-invocation-type", b"DryRun"),
+                (b"x-other", b"x"),
+                (b"x-amz-invocation-type", b"Event"),
+                (b"x-amz-log-type", b""),
+                (b"x-amzn-trace-id", b"Root=1-5759e988-bd862e3fe1be46a994272793"),
+            ],
+        },
+        _no_body,
+        received=0.0,
+    )
+    assert _read_headers(request) == {
+        b"x-amz-invocation-type": "DryRun",
+        b"x-amz-log-type": "",
+        b"x-amzn-trace-id": "Root=1-5759e988-bd862e3fe1be46a994272793",
+    }
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.disconnect"}
