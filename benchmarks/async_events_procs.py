@@ -1,4 +1,4 @@
-"""Processes for benchmarks/async_events.py: `kubelambda local` serving the benchmark's function
+"""Processes for benchmarks/async_events.py (and soak.py): `kubelambda local` serving a function
 (`local_mode`), and the CPU time of it, its runtimes and the nats-server read from /proc."""
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def descendants(pid: int) -> list[int]:
-    """The processes under `pid`: a runtime's invocation workers are its own children."""
+def process_parents() -> dict[int, int]:
+    """pid -> parent pid of every process on this machine (one pass over /proc)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -63,6 +63,14 @@ def descendants(pid: int) -> list[int]:
             except OSError:
                 continue
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(pid: int, parents: Mapping[int, int] | None = None) -> list[int]:
+    """The processes under `pid`: a runtime's invocation workers are its own children.
+    `parents`: a process_parents() already read, to see every process at the same moment."""
+    if parents is None:
+        parents = process_parents()
     found, frontier = [], [pid]
     while frontier:
         frontier = [child for child, parent in parents.items() if parent in frontier]
@@ -113,6 +121,8 @@ class Local:
     port: int
     handled: Path
     nats: NatsServer | None = None
+    admin: int = 0  # its admin port (/metrics, /healthz)
+    log: Path | None = None  # its output
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of local mode's process, of its runtimes (with their workers),
@@ -136,16 +146,19 @@ def local_mode(
     concurrency: int,
     env: Mapping[str, str] | None = None,
     python: Sequence[str] = ("-m", "kubelambda.cli"),
+    manifests: str = FUNCTION,
 ) -> Iterator[Local]:
     """`kubelambda local` serving the function with `replicas` instances, all ready; `env` is
     added to its environment, `python` is what the interpreter runs (the CLI, or a wrapper that
-    watches it, as async_events_gc.py's)."""
+    watches it, as async_events_gc.py's). `manifests`: other manifests to serve, a template
+    formatted as FUNCTION is ({concurrency}, {replicas}, {handled}: the folder the functions'
+    handlers may write to), for which `replicas` instances are started at once."""
     folder = work / name
     handled = folder / "handled"
     handled.mkdir(parents=True)
     manifest = folder / "function.yaml"
     manifest.write_text(
-        FUNCTION.format(concurrency=concurrency, replicas=replicas, handled=handled)
+        manifests.format(concurrency=concurrency, replicas=replicas, handled=handled)
     )
     port, admin = free_port(), free_port()
     log = folder / "local.log"  # a file, not a pipe: three log lines per invocation
@@ -164,7 +177,7 @@ def local_mode(
             time.sleep(0.05)
         for runtime_port in found.values():
             wait_http(f"http://127.0.0.1:{runtime_port}/healthz", process=proc, timeout=30)
-        yield Local(name=name, process=proc, port=port, handled=handled)
+        yield Local(name=name, process=proc, port=port, handled=handled, admin=admin, log=log)
     finally:
         proc.terminate()
         try:
