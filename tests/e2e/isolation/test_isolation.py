@@ -8,8 +8,6 @@ from inside a pod; with KUBELAMBDA_E2E_NO_NETPOL=1 (no engine) every refusal ass
 from __future__ import annotations
 
 import json
-import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -17,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from e2e.isolation.probes import CLIENT_LABELS, answered_eventually, client_pod, probe
 from e2e.kit import (
     FUNCTIONS_NAMESPACE,
     REPO,
@@ -33,35 +32,11 @@ OTHER_NAMESPACE = "kl-iso-other"  # a second functions' namespace, and plain pod
 SCRAPERS_NAMESPACE = "kl-iso-scrapers"  # the operator's --metrics-from for this module
 INVOKE_PORT = 8080  # the runtime's invoke port (kubelambda.api.environment.INVOKE_PORT)
 METRICS_PORT = 9102  # the runtime's /metrics port (METRICS_PORT)
-UID = 10001
 NEAR = "iso-near"  # a Function in FUNCTIONS_NAMESPACE, with an HTTP Trigger
 FAR = "iso-far"  # a Function in OTHER_NAMESPACE
 CODE = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'isolated'}\n"
-CONNECT_SECONDS = 4.0
 ROLLOUT_TIMEOUT = 180.0
-
-# Run inside a pod: for each HOST:PORT/PATH argument, one JSON line saying whether an HTTP
-# request there was answered, timed out (the engine drops a refused connection's first
-# packet) or failed otherwise.
-PROBE = textwrap.dedent(
-    f"""
-    import json, socket, sys
-    for target in sys.argv[1:]:
-        address, _, path = target.partition("/")
-        host, _, port = address.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout={CONNECT_SECONDS}) as conn:
-                conn.settimeout({CONNECT_SECONDS})
-                conn.sendall(f"GET /{{path}} HTTP/1.0\\r\\nHost: {{host}}\\r\\n\\r\\n".encode())
-                line = conn.recv(64).split(b"\\r\\n")[0].decode(errors="replace")
-            found = {{"outcome": "answered", "status": line}}
-        except socket.timeout:
-            found = {{"outcome": "timeout"}}
-        except OSError as exc:
-            found = {{"outcome": "error", "error": repr(exc)}}
-        print(json.dumps({{"target": target, **found}}), flush=True)
-    """
-)
+CLIENTS = ",".join(f"{key}={value}" for key, value in CLIENT_LABELS.items())
 
 
 @dataclass(frozen=True)
@@ -70,57 +45,6 @@ class Scene:
     far_ip: str  # a pod of FAR
     near_pod: str
     far_pod: str
-
-
-def _restricted_context() -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pod and container securityContext passing Pod Security `restricted`."""
-    pod = {
-        "runAsNonRoot": True,
-        "runAsUser": UID,
-        "runAsGroup": UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    return pod, container
-
-
-def client_pod(name: str, namespace: str, image: str) -> dict[str, Any]:
-    """A plain pod of the runtime image (imported, never pulled) that idles until deleted;
-    probes run in it with `kubectl exec`, once the API (so the engine) knows its address."""
-    pod_context, container_context = _restricted_context()
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "isolation-client"}},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": pod_context,
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-I", "-c", "import signal; signal.pause()"],
-                    "securityContext": container_context,
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                }
-            ],
-        },
-    }
-
-
-def probe(running: Cluster, namespace: str, pod: str, *targets: str) -> dict[str, dict[str, Any]]:
-    """Run PROBE in `pod` against each HOST:PORT/PATH target; its outcome by target."""
-    done = running.kubectl(
-        "exec", "-n", namespace, pod, "--", "python", "-I", "-c", PROBE, *targets, timeout=60
-    )
-    found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return {item["target"]: item for item in found}
 
 
 def _operator_deployment(running: Cluster, namespace: str) -> str:
@@ -213,7 +137,7 @@ def scene(e2e_cluster: Cluster, installed: Installed) -> Iterator[Scene]:
             _running_pod(e2e_cluster, OTHER_NAMESPACE, FAR),
         )
         for namespace in (FUNCTIONS_NAMESPACE, OTHER_NAMESPACE, SCRAPERS_NAMESPACE):
-            e2e_cluster.wait_ready_pods(namespace, "app=isolation-client", timeout=120)
+            e2e_cluster.wait_ready_pods(namespace, CLIENTS, timeout=120)
         yield Scene(
             near_ip=near["status"]["podIP"],
             far_ip=far["status"]["podIP"],
@@ -229,17 +153,6 @@ def scene(e2e_cluster: Cluster, installed: Installed) -> Iterator[Scene]:
             "delete", "namespace", OTHER_NAMESPACE, SCRAPERS_NAMESPACE, "--wait=false", check=False
         )
         _set_metrics_from(e2e_cluster, installed, rollback=True)
-
-
-def _answered_eventually(
-    running: Cluster, namespace: str, target: str, *, timeout: float = 60
-) -> dict[str, Any]:
-    """Probe until answered: an allowed connection may race the engine learning of a new pod."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe(running, namespace, "client", target)[target]
-        if found["outcome"] == "answered" or time.monotonic() > deadline:
-            return found
 
 
 def test_invoke_port_answers_the_gateway_and_no_other_pod(
@@ -262,7 +175,7 @@ def test_metrics_port_answers_the_scrapers_namespace_only(
 ) -> None:
     target = f"{scene.near_ip}:{METRICS_PORT}/metrics"
 
-    scraper = _answered_eventually(e2e_cluster, SCRAPERS_NAMESPACE, target)
+    scraper = answered_eventually(e2e_cluster, SCRAPERS_NAMESPACE, "client", target)
     elsewhere = probe(e2e_cluster, OTHER_NAMESPACE, "client", target)[target]
 
     assert scraper["outcome"] == "answered", f"a pod in {SCRAPERS_NAMESPACE}: {scraper}"
