@@ -83,6 +83,7 @@ class _FunctionState:
         "last_wake",
         "order",
         "over_since",
+        "redispatch",
         "requests",
         "rewake",
         "rotation",
@@ -101,6 +102,8 @@ class _FunctionState:
         self.last_request: float | None = None
         self.last_wake = float("-inf")
         self.rewake: asyncio.TimerHandle | None = None
+        # Dispatches again when the first left-out slot with room is back (_dispatch_when_back).
+        self.redispatch: asyncio.TimerHandle | None = None
         self.rotation = 0
         # Mean seconds a lease is held (moving average): how fast a busy slot frees up.
         self.service = 0.0
@@ -421,10 +424,9 @@ class Activator:
             pause = self._eject_seconds if outcome is Outcome.REFUSED else self._busy_eject_seconds
             now = self._clock.monotonic()
             slot.ejected_until = now + pause
-            # Hand the slot's waiters on once it is back (or to other instances now).
-            asyncio.get_running_loop().call_later(pause, self._dispatch, state)
             if state.waiters and not self._usable(state, now):
                 self._wake(state, now)
+        # Hand the slot's waiters on: to other instances now, or to this one once it is back.
         self._dispatch(state)
 
     def _dispatch(self, state: _FunctionState) -> None:
@@ -433,12 +435,35 @@ class Activator:
         while waiters:
             slot = self._pick(state)
             if slot is None:
+                self._dispatch_when_back(state)
                 return
             waiter = waiters.popleft()
             if waiter.future.done():
                 continue
             self._assign(state, slot)
             waiter.future.set_result(slot)
+
+    def _dispatch_when_back(self, state: _FunctionState) -> None:
+        """Dispatch again when the first left-out slot with room is back. Nothing else would:
+        held requests are handed slots only by a release, an instance update or this, and new
+        requests queue behind them. The timer runs on the loop's clock, which may fire before
+        this activator's clock says the pause is over (uvloop rounds to milliseconds and reads
+        its time once per iteration); then it is armed again for what is left. (Without it, one
+        429 left every later request of the function held to its 30 s deadline.)"""
+        if state.redispatch is not None:
+            return
+        back = [
+            slot.ejected_until
+            for slot in state.order
+            if slot.ejected_until and slot.in_flight < slot.instance.concurrency
+        ]
+        if back:
+            delay = max(min(back) - self._clock.monotonic(), 0.001)
+            state.redispatch = asyncio.get_running_loop().call_later(delay, self._redispatch, state)
+
+    def _redispatch(self, state: _FunctionState) -> None:
+        state.redispatch = None
+        self._dispatch(state)
 
     def _on_instances(self, key: FunctionKey, instances: Sequence[Instance]) -> None:
         state = self._states.get(key)
@@ -523,6 +548,9 @@ class Activator:
             if state.rewake is not None:
                 state.rewake.cancel()
                 state.rewake = None
+            if state.redispatch is not None:
+                state.redispatch.cancel()
+                state.redispatch = None
             self._fail_waiters(state, message)
 
     async def aclose(self) -> None:

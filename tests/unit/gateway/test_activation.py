@@ -179,6 +179,27 @@ async def test_refused_instance_is_left_out_then_comes_back() -> None:
     assert bad in seen
 
 
+async def test_held_requests_get_a_busy_instance_once_it_is_back_after_an_early_timer() -> None:
+    """A 429 leaves the instance out briefly; its timer runs on the loop's clock, which may
+    fire before the activator's clock says the pause is over (uvloop: milliseconds, read once
+    per iteration). The held request must still get the slot when it is back, not wait to its
+    deadline (on the cluster, with two gateway replicas, every later request waited 30 s)."""
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = Activator(platform=platform, clock=clock, max_queued=10, busy_eject_seconds=0.05)
+    first = await act.acquire(FN, deadline=clock.monotonic() + 60)
+    held = asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60))
+    await wait_for(lambda: queued(act) == 1)
+    first.release(Outcome.BUSY)  # left out until the activator's clock + 0.05 s
+    await asyncio.sleep(0.2)  # the loop's timers have fired; the activator's clock stood still
+    assert not held.done()
+    clock.advance(0.06)
+    lease = await asyncio.wait_for(held, 2)
+    assert lease.instance.id == "a"
+    lease.release()
+
+
 async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
     platform = FakePlatform()
     platform.set_instances(FN, [instance("a")])
