@@ -2,15 +2,18 @@
 
 `api_server()` is a context manager; `api_server_for_pytest()` wraps it for a yield-fixture.
 kube-controller-manager (garbage collection, service accounts) and kube-scheduler join on request.
+`ApiServer.restart()` kills etcd or kube-apiserver and starts it again (the chaos scenario).
 Data and certificates live in a temp dir removed at the end; logs stay in `log_dir`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -108,6 +111,60 @@ class ApiServer:
     def log_tails(self, lines: int = 40) -> str:
         return "\n".join(server.log_tail(lines) for server in self.servers.values())
 
+    def restart(self, name: str) -> None:
+        """Kill `name` ("etcd" or "kube-apiserver") with SIGKILL, as a crash would, start it
+        again with the same arguments, data dir and log, and return once it is healthy and the
+        API server answers /readyz again (it reconnects to a restarted etcd by itself).
+
+        Call it from the thread that started the cluster: a server dies with the thread that
+        started it (procs.die_with_parent)."""
+        if name not in RESTARTABLE:
+            raise ValueError(f"restart() knows {', '.join(RESTARTABLE)}, not {name}")
+        old = self.servers[name]
+        argv = [str(arg) for arg in old.popen.args]  # type: ignore[union-attr]
+        with contextlib.suppress(ProcessLookupError):  # it had died already
+            os.killpg(old.popen.pid, signal.SIGKILL)
+        old.popen.wait(timeout=30)
+        self.servers[name] = start(name, argv, log=old.log)
+        if name == "etcd":
+            client_url = _flag(argv, "--advertise-client-urls")
+            wait_until(
+                lambda: _etcd_healthy(client_url),
+                what=f"etcd healthy again at {client_url}",
+                timeout=READY_TIMEOUT,
+                watch=[self.servers[name]],
+            )
+        _wait_ready(
+            self.url, _admin_context(self.authority, self.admin), watch=list(self.servers.values())
+        )
+
+
+RESTARTABLE = ("etcd", "kube-apiserver")
+
+
+def _admin_context(authority: CertificateAuthority, admin: KeyPair) -> ssl.SSLContext:
+    """TLS that trusts the API server and presents the admin's certificate."""
+    context = ssl.create_default_context(cafile=str(authority.pair.cert))
+    context.load_cert_chain(str(admin.cert), str(admin.key))
+    return context
+
+
+def _flag(argv: Sequence[str], name: str) -> str:
+    """The value of `--name=value` in a command line."""
+    for arg in argv:
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    raise ValueError(f"no {name}= in {argv}")
+
+
+def _wait_ready(url: str, trusted: ssl.SSLContext, *, watch: Sequence[Server]) -> None:
+    wait_until(
+        lambda: _https_ok(f"{url}/readyz", trusted),
+        what=f"kube-apiserver /readyz at {url}",
+        timeout=READY_TIMEOUT,
+        watch=watch,
+    )
+
 
 class TempPathFactory(Protocol):
     def mktemp(self, basename: str, numbered: bool = True) -> Path: ...
@@ -180,12 +237,18 @@ def start_etcd(workdir: Path, log_dir: Path) -> tuple[Server, str]:
         log=log_dir / "etcd.log",
     )
 
-    def healthy() -> bool:
-        with urllib.request.urlopen(f"{client_url}/health", timeout=5) as response:
-            return bool(json.load(response).get("health") == "true")
-
-    wait_until(healthy, what=f"etcd healthy at {client_url}", timeout=60, watch=[server])
+    wait_until(
+        lambda: _etcd_healthy(client_url),
+        what=f"etcd healthy at {client_url}",
+        timeout=60,
+        watch=[server],
+    )
     return server, client_url
+
+
+def _etcd_healthy(client_url: str) -> bool:
+    with urllib.request.urlopen(f"{client_url}/health", timeout=5) as response:
+        return bool(json.load(response).get("health") == "true")
 
 
 def _stop_all(servers: dict[str, Server]) -> None:
@@ -305,14 +368,7 @@ def api_server(
         args += extra_apiserver_args
         servers["kube-apiserver"] = start("kube-apiserver", args, log=logs / "kube-apiserver.log")
 
-        trusted = ssl.create_default_context(cafile=str(authority.pair.cert))
-        trusted.load_cert_chain(str(admin.cert), str(admin.key))
-        wait_until(
-            lambda: _https_ok(f"{url}/readyz", trusted),
-            what=f"kube-apiserver /readyz at {url}",
-            timeout=READY_TIMEOUT,
-            watch=list(servers.values()),
-        )
+        _wait_ready(url, _admin_context(authority, admin), watch=list(servers.values()))
         kubeconfig = write_kubeconfig(
             workdir / "admin.kubeconfig",
             server=url,

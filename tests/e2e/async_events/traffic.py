@@ -2,6 +2,7 @@
 function's handler reports each invocation's request id (pods reach it through a relay on the
 node's address), and `Sender`, a caller in a thread sending Event invocations at a steady
 pace with boto3's standard retries, as a client of Lambda would, counting what was accepted.
+The chaos scenario (tests/e2e/chaos) uses both too, with the times of each report and 202.
 """
 
 from __future__ import annotations
@@ -27,15 +28,22 @@ class Recorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids: list[str] = []
+        self._times: list[float] = []  # time.monotonic() of each report, as _ids
         self.port = 0
 
     def add(self, request_id: str) -> None:
         with self._lock:
             self._ids.append(request_id)
+            self._times.append(time.monotonic())
 
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._ids)
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        """(request id, time.monotonic() it was reported), in arrival order."""
+        with self._lock:
+            return list(zip(self._ids, self._times, strict=True))
 
 
 @contextmanager
@@ -69,9 +77,12 @@ def recorder() -> Iterator[Recorder]:
         thread.join(timeout=10)
 
 
-def lambda_client(url: str, *, key: str, secret: str) -> Any:
+def lambda_client(
+    url: str, *, key: str, secret: str, retries: int = 8, read_timeout: float = 30.0
+) -> Any:
     """boto3's Lambda client as a caller configures it: standard retries (503, throttles,
-    connection errors), several attempts, short connection timeouts."""
+    connection errors), several attempts, short connection timeouts. `retries=0`: every
+    answer and connection error reaches the caller as it came."""
     return boto3.client(
         "lambda",
         endpoint_url=url,
@@ -79,9 +90,9 @@ def lambda_client(url: str, *, key: str, secret: str) -> Any:
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         config=Config(
-            retries={"max_attempts": 8, "mode": "standard"},
+            retries={"max_attempts": retries, "mode": "standard"},
             connect_timeout=3,
-            read_timeout=30,
+            read_timeout=read_timeout,
         ),
     )
 
@@ -89,8 +100,9 @@ def lambda_client(url: str, *, key: str, secret: str) -> Any:
 @dataclass
 class Sender:
     """Sends `total` Event invocations ({"n": N}) in a thread, `interval` seconds apart, never
-    past `allowed` (raised by the test to keep events flowing through each disruption). An
-    event boto3 gives up on is sent again, as a caller would, until `patience` runs out."""
+    past `allowed` (raised by the test to keep events flowing through each disruption), until
+    `stop()`. An event boto3 gives up on is sent again, as a caller would, until `patience`
+    runs out."""
 
     client: Any
     function: str
@@ -99,12 +111,14 @@ class Sender:
     patience: float = 180.0
     allowed: int = 0
     accepted: dict[str, int] = field(default_factory=dict)  # request id -> N
+    accepted_at: dict[str, float] = field(default_factory=dict)  # request id -> monotonic time
     given_up: Counter[str] = field(default_factory=Counter)  # why boto3 stopped retrying
     refused: list[int] = field(default_factory=list)  # N not accepted within patience
     retried: int = 0  # tries boto3 repeated on its own (RetryAttempts) before an answer
     error: BaseException | None = None
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
+    _stopped: bool = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
@@ -114,6 +128,17 @@ class Sender:
         with self._changed:
             self.allowed = max(self.allowed, count)
             self._changed.notify_all()
+
+    def stop(self) -> None:
+        """Send no more events once the one being sent has its answer."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def acceptances(self) -> dict[str, float]:
+        """Request id -> time.monotonic() of its 202, for the events accepted so far."""
+        with self._changed:
+            return dict(self.accepted_at)
 
     def wait_accepted(self, count: int, *, timeout: float) -> bool:
         """Wait until `count` events were accepted (or the sender ended)."""
@@ -133,13 +158,18 @@ class Sender:
         try:
             for n in range(self.total):
                 with self._changed:
-                    self._changed.wait_for(lambda n=n: n < self.allowed)  # type: ignore[misc]
+                    self._changed.wait_for(
+                        lambda n=n: n < self.allowed or self._stopped  # type: ignore[misc]
+                    )
+                    if self._stopped:
+                        return
                 request_id = self._send(n)
                 with self._changed:
                     if request_id is None:
                         self.refused.append(n)
                     else:
                         self.accepted[request_id] = n
+                        self.accepted_at[request_id] = time.monotonic()
                     self._changed.notify_all()
                 time.sleep(self.interval)  # a pace, not a wait for a state
         except BaseException as exc:  # reported by the test, not lost in a thread
