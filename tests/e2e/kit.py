@@ -165,3 +165,14 @@ def function_pods(running: Cluster, name: str) -> list[dict[str, Any]]:
         "pods", "-n", FUNCTIONS_NAMESPACE, "-l", f"{FUNCTION_LABEL}={name}"
     )["items"]
     return pods
+
+
+def notify_uploads(s3: Any, bucket: str, queue_arn: str) -> None:
+    """Send `bucket`'s object-created events to the S3 server's webhook target `queue_arn` (the
+    release's gateway), as `aws s3api put-bucket-notification-configuration` does."""
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )

@@ -29,6 +29,7 @@ from e2e.kit import (
     S3_TARGET_ID,
     Installed,
     fail_on_crash,
+    notify_uploads,
     wait_for,
     wait_function_ready,
 )
@@ -142,14 +143,7 @@ def test_no_bucket_event_is_lost_across_a_gateway_kill(
     s3.create_bucket(Bucket=BUCKET)
     e2e_cluster.apply(manifests(to_recorder.url, e2e_cluster.node_ip))
     wait_function_ready(e2e_cluster, NAME)
-    s3.put_bucket_notification_configuration(
-        Bucket=BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": installed.s3_webhook_arn, "Events": ["s3:ObjectCreated:*"]}
-            ]
-        },
-    )
+    notify_uploads(s3, BUCKET, installed.s3_webhook_arn)
     # One upload first, through the whole path: MinIO's webhook, the broker, the dispatcher.
     s3.put_object(Bucket=BUCKET, Key="warmup.txt", Body=b"warm")
     wait_for(lambda: "warmup.txt" in made.ids(), what="the first upload handled", timeout=120)

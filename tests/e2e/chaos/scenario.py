@@ -36,6 +36,7 @@ from e2e.kit import (
     S3_TARGET_ID,
     access_key,
     function_manifests,
+    notify_uploads,
     wait_for,
     wait_function_ready,
 )
@@ -142,14 +143,7 @@ def chaos_load(
         s3.create_bucket(Bucket=BUCKET)
         running.apply(manifests(to_recorder.url, running.node_ip))
         wait_function_ready(running, NAME)
-        s3.put_bucket_notification_configuration(
-            Bucket=BUCKET,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"QueueArn": installed.s3_webhook_arn, "Events": ["s3:ObjectCreated:*"]}
-                ]
-            },
-        )
+        notify_uploads(s3, BUCKET, installed.s3_webhook_arn)
         url = installed.gateway_service_url
         load = Load(
             http_url=f"{url}{ROUTE}",
