@@ -287,6 +287,9 @@ class Activator:
         state.waiters.append(waiter)
         if cold or not self._usable(state, now):
             self._wake(state, now)
+        # Held for a left-out instance (it answered 429 or refused just before): dispatch when
+        # it is back, since no release may come to do it.
+        self._dispatch_when_back(state)
         watcher = None
         if gone is not None:
             watcher = asyncio.ensure_future(gone())
@@ -446,10 +449,11 @@ class Activator:
     def _dispatch_when_back(self, state: _FunctionState) -> None:
         """Dispatch again when the first left-out slot with room is back. Nothing else would:
         held requests are handed slots only by a release, an instance update or this, and new
-        requests queue behind them. The timer runs on the loop's clock, which may fire before
-        this activator's clock says the pause is over (uvloop rounds to milliseconds and reads
-        its time once per iteration); then it is armed again for what is left. (Without it, one
-        429 left every later request of the function held to its 30 s deadline.)"""
+        requests queue behind them (a request that got 429 is held again after its release).
+        The timer runs on the loop's clock, which may fire before this activator's clock says
+        the pause is over (uvloop rounds to milliseconds and reads its time once per
+        iteration); then it is armed again for what is left. (Without it, one 429 could leave
+        every later request of the function held to its 30 s deadline.)"""
         if state.redispatch is not None:
             return
         back = [

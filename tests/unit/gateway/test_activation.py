@@ -200,6 +200,22 @@ async def test_held_requests_get_a_busy_instance_once_it_is_back_after_an_early_
     lease.release()
 
 
+async def test_a_request_held_after_a_busy_answer_gets_the_instance_when_it_is_back() -> None:
+    """The invoker releases a 429's slot, then asks again and is held: no release follows to
+    hand it the slot, so the hold itself must watch for the instance's return."""
+    clock = FakeClock()
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = Activator(platform=platform, clock=clock, max_queued=10, busy_eject_seconds=0.05)
+    (await act.acquire(FN, deadline=clock.monotonic() + 60)).release(Outcome.BUSY)
+    held = asyncio.create_task(act.acquire(FN, deadline=clock.monotonic() + 60))
+    await wait_for(lambda: queued(act) == 1)
+    clock.advance(0.06)
+    lease = await asyncio.wait_for(held, 2)
+    assert lease.instance.id == "a"
+    lease.release()
+
+
 async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
     platform = FakePlatform()
     platform.set_instances(FN, [instance("a")])
