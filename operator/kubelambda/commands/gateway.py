@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -44,6 +45,8 @@ API_KEY_REFRESH_SECONDS = 30.0
 # How many gateway replicas run (the chart's gateway.replicas): each enforces its share of a
 # function's limits.
 REPLICAS_ENV = "KUBELAMBDA_GATEWAY_REPLICAS"
+# --drain-seconds' bound: longer would outlast any sensible termination grace period.
+MAX_DRAIN_SECONDS = 300.0
 
 
 def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
@@ -87,8 +90,29 @@ def build_parser(prog: str = "kubelambda gateway") -> argparse.ArgumentParser:
         help="read the Secrets that apiKey HTTP Triggers name (by name, get only; every 30 s"
         " again, so a rotated key takes effect); without it such routes refuse every request",
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=_drain_seconds,
+        default=0.0,
+        help="on SIGTERM, go on accepting and answering this long, each answer closing its "
+        "connection, before shutting down: a pod being deleted still gets new connections "
+        "for a moment (the chart sets 5; keep it under the pod's termination grace period). "
+        "A second SIGTERM, or SIGINT, stops at once (default 0)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     return parser
+
+
+def _drain_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds <= MAX_DRAIN_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text}: the drain lasts from 0 to {MAX_DRAIN_SECONDS:.0f} seconds"
+        )
+    return seconds
 
 
 def gateway_replicas(environ: Mapping[str, str]) -> int:
@@ -200,8 +224,10 @@ async def serve(args: argparse.Namespace) -> None:
         freeze_startup_heap()
 
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, serving.shutdown)
+    loop.add_signal_handler(
+        signal.SIGTERM, functools.partial(serving.stop, drain_seconds=args.drain_seconds)
+    )
+    loop.add_signal_handler(signal.SIGINT, serving.shutdown)
     try:
         await serving.serve(
             host=args.host,

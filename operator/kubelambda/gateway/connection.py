@@ -38,7 +38,13 @@ from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.stalls import StalledWrites, Stalls
 
-__all__ = ["MAX_UNREAD_ANSWER_BYTES", "OVERLOADED_MESSAGE", "Responder", "bounded_protocol"]
+__all__ = [
+    "MAX_UNREAD_ANSWER_BYTES",
+    "OVERLOADED_MESSAGE",
+    "BoundedProtocol",
+    "Responder",
+    "bounded_protocol",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +106,10 @@ def _status_line(code: int) -> bytes:
 _STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
 
 
-class _Bounded(StalledWrites, asyncio.Protocol):
+class BoundedProtocol(StalledWrites, asyncio.Protocol):
+    """One HTTP/1.1 connection of a server, within its bounds; `bounded_protocol` makes a
+    subclass per server, whose class attributes are that server's settings and state."""
+
     max_head_bytes = 32 * 1024
     max_headers = 100
     head_seconds = 10.0
@@ -109,6 +118,10 @@ class _Bounded(StalledWrites, asyncio.Protocol):
     stalls = Stalls()  # one per server: bounded_protocol makes a class for each
     responder: Responder
     overloaded: Callable[[], bool] = staticmethod(lambda: False)
+    # Set on the server's class while the gateway drains (Gateway.stop): every answer then
+    # closes its connection, so a client's next request opens a new one, which the Service
+    # sends to a replica that is staying.
+    draining = False
     # Built once per server: a refusal under overload costs a write and a close, nothing more.
     overloaded_answer = _answer(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
 
@@ -389,7 +402,7 @@ class _Bounded(StalledWrites, asyncio.Protocol):
         head = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
-        keep_alive = exchange.keep_alive
+        keep_alive = exchange.keep_alive and not self.draining
         for name, value in response.headers:
             names.append(name)
             values.append(value)
@@ -463,7 +476,7 @@ def bounded_protocol(
     *,
     overloaded: Callable[[], bool] | None = None,
     listener: socket.socket | None = None,
-) -> type[asyncio.Protocol]:
+) -> type[BoundedProtocol]:
     """The protocol class for uvicorn's server: `responder` answers, within `settings`' limits.
 
     `overloaded` says when each new request is refused 503 at its head; by default an
@@ -476,7 +489,7 @@ def bounded_protocol(
     retry_after = b"retry-after: %d" % settings.retry_after_seconds
     return type(
         "BoundedHttpProtocol",
-        (_Bounded,),
+        (BoundedProtocol,),
         {
             "max_head_bytes": settings.max_header_bytes,
             "max_headers": settings.max_headers,

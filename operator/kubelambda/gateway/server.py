@@ -24,7 +24,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator, FunctionLoad
-from kubelambda.gateway.connection import Responder, bounded_protocol
+from kubelambda.gateway.connection import BoundedProtocol, Responder, bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
@@ -206,6 +206,8 @@ class Gateway:
         )
         self.admin_app = AdminApp(metrics=self.metrics)
         self._servers: list[_Server] = []
+        self._protocols: list[type[BoundedProtocol]] = []
+        self._drain: asyncio.TimerHandle | None = None
         self._started = False
 
     # routing
@@ -258,8 +260,27 @@ class Gateway:
         await self.jwks.aclose()
         self._started = False
 
+    def stop(self, *, drain_seconds: float) -> None:
+        """SIGTERM's answer: go on accepting and answering for `drain_seconds`, each answer
+        closing its connection, then `shutdown()`; asked again, shut down at once.
+
+        A pod being deleted gets SIGTERM while kube-proxy may still send it new connections
+        for a moment: a gateway that stopped listening at once would refuse them. Readiness
+        stays true meanwhile: Kubernetes already counts a terminating pod out, and keeps
+        sending to it only when no other replica serves (then refusing helps nobody).
+        """
+        if self._drain is not None or drain_seconds <= 0 or not self._servers:
+            self.shutdown()
+            return
+        log.info("draining for %.1f s before shutting down", drain_seconds)
+        for protocol in self._protocols:
+            protocol.draining = True
+        self._drain = asyncio.get_running_loop().call_later(drain_seconds, self.shutdown)
+
     def shutdown(self) -> None:
         """Ask a running `serve` to return: held requests are answered 503, others finish."""
+        if self._drain is not None:
+            self._drain.cancel()
         # Held requests first: uvicorn waits for every open request before it returns.
         self._activator.fail_held("the gateway is shutting down")
         for server in self._servers:
@@ -333,6 +354,8 @@ class Gateway:
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             await self.aclose()
             self._servers = []
+            self._protocols = []
+            self._drain = None
             public_sock.close()
             admin_sock.close()
         # A server that died (rather than stopped when asked) fails serve with its error.
@@ -352,10 +375,12 @@ class Gateway:
         # uvicorn's server listens, dates answers and shuts down gracefully; the protocol is
         # the gateway's own, which hands requests to `responder` (connection.py).
         settings = self.settings
+        protocol = bounded_protocol(settings, responder, overloaded=overloaded, listener=listener)
+        self._protocols.append(protocol)
         return uvicorn.Config(
             app,
             loop="none",
-            http=bounded_protocol(settings, responder, overloaded=overloaded, listener=listener),
+            http=protocol,
             limit_concurrency=settings.max_connections,
             timeout_keep_alive=int(max(settings.keep_alive_seconds, 1)),
             ws="none",

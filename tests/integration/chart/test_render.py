@@ -181,6 +181,17 @@ def test_gateway_replicas_resources_and_ports_follow_the_values() -> None:
     assert "--gateway-url=http://kubelambda-gateway.kubelambda.svc:8000" in operator_args
 
 
+@pytest.mark.parametrize(
+    ("values", "drain", "grace"), [((), "5", 30), (("gateway.drainSeconds=12",), "12", 37)]
+)
+def test_a_gateway_pod_drains_within_its_termination_grace_period(
+    values: tuple[str, ...], drain: str, grace: int
+) -> None:
+    pod = find(render(*values), "Deployment", "kubelambda-gateway")["spec"]["template"]["spec"]
+    assert f"--drain-seconds={drain}" in pod["containers"][0]["args"]
+    assert pod["terminationGracePeriodSeconds"] == grace
+
+
 def test_the_gateway_reads_secrets_only_when_asked() -> None:
     def secret_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         role = find(docs, "ClusterRole", "kubelambda-gateway")
