@@ -5,6 +5,8 @@ traffic never reaches another's function; within a namespace, two Triggers on th
 host, path and methods are refused alike.
 
 The gateway's routing table leaves refused Triggers out and says why; local mode prints it.
+When one Trigger changes, the gateway decides again only the claims `ClaimedPaths.around` its
+path (gateway/tableupdates.py), with the same rules.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from urllib.parse import unquote
 
 from kubelambda.api.trigger import HttpSource, Trigger
 
-__all__ = ["RouteConflict", "route_conflicts"]
+__all__ = ["ClaimedPaths", "RouteConflict", "claim_age", "claim_segments", "route_conflicts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,8 @@ class RouteConflict:
     message: str
 
 
-def _segments(path: str) -> tuple[str, ...]:
+def claim_segments(path: str) -> tuple[str, ...]:
+    """A claimed path's decoded segments: "/a/b/" and "/a/b" claim the same path."""
     stripped = unquote(path).strip("/")
     return tuple(stripped.split("/")) if stripped else ()
 
@@ -55,7 +58,7 @@ def _conflict(
 ) -> str | None:
     if not _hosts_meet(mine, theirs):
         return None
-    own, other = _segments(mine.path), _segments(theirs.path)
+    own, other = claim_segments(mine.path), claim_segments(theirs.path)
     if held.namespace != candidate.namespace:
         if not _nested(own, other):
             return None
@@ -106,7 +109,7 @@ class _Claims:
         return found
 
 
-def _age(trigger: Trigger, position: int) -> tuple[str, str, str, int]:
+def claim_age(trigger: Trigger, position: int) -> tuple[str, str, str, int]:
     """Oldest first; a tie in creation time (whole seconds) goes to the alphabetically
     first namespace/name, as in the Gateway API, so every process decides alike whatever
     order it saw the Triggers in. Manifest files have no creation time: their order does."""
@@ -116,13 +119,13 @@ def _age(trigger: Trigger, position: int) -> tuple[str, str, str, int]:
 
 
 def route_conflicts(triggers: Iterable[Trigger]) -> list[RouteConflict]:
-    """The HTTP Triggers refused, oldest claims first (`_age`); the others are routed."""
+    """The HTTP Triggers refused, oldest claims first (`claim_age`); the others are routed."""
     http = [(t, t.source) for t in triggers if isinstance(t.source, HttpSource)]
-    ordered = sorted(enumerate(http), key=lambda item: _age(item[1][0], item[0]))
+    ordered = sorted(enumerate(http), key=lambda item: claim_age(item[1][0], item[0]))
     held = _Claims()
     refused: list[RouteConflict] = []
     for _, (candidate, source) in ordered:
-        segments = _segments(source.path)
+        segments = claim_segments(source.path)
         for owner, owned in held.meeting(segments):
             message = _conflict(candidate, source, owner, owned)
             if message is not None:
@@ -131,3 +134,63 @@ def route_conflicts(triggers: Iterable[Trigger]) -> list[RouteConflict]:
         else:
             held.add(segments, (candidate, source))
     return refused
+
+
+class ClaimedPaths:
+    """Every HTTP Trigger's path (routed or refused, on any host), in a tree of segments, for
+    the gateway's incremental routing table. A claim meets only claims on its own path, above
+    it or below it, so whether a claim on `segments` is refused, and which claims its change
+    can refuse or free, is settled among the Triggers `around` it."""
+
+    __slots__ = ("_below", "_here")
+
+    def __init__(self) -> None:
+        # (namespace, name) of the Triggers claiming this path: a list, a third of an empty
+        # set's size, and a path has one or two.
+        self._here: list[tuple[str, str]] = []
+        self._below: dict[str, ClaimedPaths] = {}
+
+    def add(self, segments: tuple[str, ...], trigger: tuple[str, str]) -> None:
+        node = self
+        for segment in segments:
+            node = node._below.setdefault(segment, ClaimedPaths())
+        if trigger not in node._here:
+            node._here.append(trigger)
+
+    def remove(self, segments: tuple[str, ...], trigger: tuple[str, str]) -> None:
+        trail: list[tuple[ClaimedPaths, str]] = []
+        node = self
+        for segment in segments:
+            child = node._below.get(segment)
+            if child is None:
+                return
+            trail.append((node, segment))
+            node = child
+        if trigger in node._here:
+            node._here.remove(trigger)
+        # Paths nobody claims any more go, so the tree holds what is claimed, no more.
+        for parent, segment in reversed(trail):
+            child = parent._below[segment]
+            if child._here or child._below:
+                break
+            del parent._below[segment]
+
+    def around(self, segments: tuple[str, ...]) -> set[tuple[str, str]]:
+        """The Triggers under the shortest claimed path at or above `segments` (under
+        `segments` when none is claimed): no claim outside them meets one inside, so their
+        decisions can be taken again among themselves."""
+        node = self
+        for segment in segments:
+            if node._here:
+                break
+            child = node._below.get(segment)
+            if child is None:
+                return set()
+            node = child
+        found: set[tuple[str, str]] = set()
+        stack = [node]
+        while stack:
+            node = stack.pop()
+            found.update(node._here)
+            stack.extend(node._below.values())
+        return found

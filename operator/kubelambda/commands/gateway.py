@@ -25,8 +25,9 @@ from kubelambda.commands.serving import (
     create_gateway,
     gateway_settings,
 )
-from kubelambda.gateway.routing import RoutingTable, routing_table
+from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.server import Gateway, ServingAddresses
+from kubelambda.gateway.tableupdates import TableUpdates
 from kubelambda.gateway.upstream import healthy
 from kubelambda.platforms.kubernetes.access_keys import ACCESS_KEY_LABEL, SecretAccessKeys
 from kubelambda.platforms.kubernetes.aio import AsyncKube
@@ -145,13 +146,14 @@ async def serve(args: argparse.Namespace) -> None:
 
     api_keys = ApiKeySecrets(get_secret)
 
+    # Each routing table is made from the one before by what changed (issue 17).
+    tables = TableUpdates(
+        default_namespace=args.default_namespace,
+        secrets=api_keys.resolve if args.api_key_secrets else None,
+    )
+
     def routes(functions: Sequence[Function], triggers: Sequence[Trigger]) -> RoutingTable:
-        table = routing_table(
-            functions,
-            triggers,
-            default_namespace=args.default_namespace,
-            secrets=api_keys.resolve if args.api_key_secrets else None,
-        )
+        table = tables.update(functions, triggers)
         for name, why in set(table.refused) - refused:
             logger.warning("Trigger %s is not routed: %s", name, why)
         refused.clear()
@@ -172,6 +174,7 @@ async def serve(args: argparse.Namespace) -> None:
         """Read the Secrets apiKey routes name; a changed key rebuilds the routes."""
         changed = await api_keys.refresh(platform.triggers(), all_of_them=all_of_them)
         if changed and gateway is not None:
+            tables.reset()  # every apiKey route reads its key again
             gateway.set_routes(routes(platform.functions(), platform.triggers()))
 
     async def reread_api_keys() -> None:

@@ -5,13 +5,14 @@ which the Lambda management API's read calls answer from (sources/management.py)
 `routing_table` builds it from the spec models (local mode from the manifests it loaded,
 the Kubernetes platform from the objects it watches); tests build it from
 `FunctionEntry`/`HttpRoute` values. The gateway holds one table and swaps it whole when
-Functions or Triggers change (`Gateway.set_routes`), so a request sees one consistent table.
-Its HTTP routes are indexed by host and path (routetable.py): a lookup does not grow with them.
+Functions or Triggers change (`Gateway.set_routes`), so a request sees one consistent table;
+on Kubernetes each new table is made from the previous one (tableupdates.py), equal to what
+`routing_table` would build. Its HTTP routes are indexed by host and path (routetable.py): a
+lookup does not grow with them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -29,7 +30,8 @@ from kubelambda.gateway.exceptions import (
     MethodNotAllowed,
     RouteNotFound,
 )
-from kubelambda.gateway.routetable import RouteIndex, hostname, segments
+from kubelambda.gateway.functionnames import LATEST, parse_function_name, split_function_name
+from kubelambda.gateway.routetable import RouteIndex, hostname, segments, shared_methods
 
 __all__ = [
     "BucketRoute",
@@ -39,8 +41,10 @@ __all__ = [
     "RouteMatch",
     "RoutingTable",
     "SecretResolver",
+    "bucket_route",
     "delivery_policy",
     "function_entry",
+    "http_route",
     "parse_function_name",
     "routing_table",
 ]
@@ -48,16 +52,12 @@ __all__ = [
 SecretResolver = Callable[[str, str, str], str | None]
 """(namespace, secret name, key) → the value, or None when it cannot be read."""
 
-LATEST = "$LATEST"
 # Recent HTTP route lookups and Invoke API FunctionNames resolved, kept per table: most requests
 # go to a few routes and functions, and a lookup costs as much as building the event (issue 17).
 # Bounded in entries and in the length of the path and host (or name) they are kept for; emptied
 # when full. A table never changes, so what it found stays true while it serves.
 _RECENT_MATCHES = 1024
 _RECENT_KEY_CHARS = 512
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# Full ARN, or the partial form ACCOUNT:function:NAME that Lambda also accepts.
-_ARN = re.compile(r"^(?:arn:aws[a-z-]*:lambda:[a-z0-9-]*:)?(\d{12}):function:(.+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +150,36 @@ class RoutingTable:
         self._functions = {entry.key: entry for entry in functions}
         self._lambda_names = _lambda_names(self._functions.values())
         self.buckets = tuple(buckets)
-        self._index = RouteIndex(routes)
+        self._index: RouteIndex[HttpRoute] = RouteIndex(routes)
         self._recent: dict[tuple[str, str, str | None], RouteMatch] = {}
         self._resolved: dict[tuple[str, str | None], FunctionEntry] = {}
+
+    @classmethod
+    def assembled(
+        cls,
+        *,
+        functions: dict[FunctionKey, FunctionEntry],
+        lambda_names: dict[tuple[str, str], FunctionKey],
+        index: RouteIndex[HttpRoute],
+        buckets: tuple[BucketRoute, ...],
+        default_namespace: str,
+        refused: tuple[tuple[str, str], ...],
+        event_sources: tuple[Trigger, ...],
+    ) -> RoutingTable:
+        """A table from parts made elsewhere (tableupdates.py), which the caller never changes
+        afterwards: `lambda_names` holds each (namespace, Lambda name) exactly one of
+        `functions` carries."""
+        table = cls.__new__(cls)
+        table.default_namespace = default_namespace
+        table.event_sources = event_sources
+        table.refused = refused
+        table._functions = functions
+        table._lambda_names = lambda_names
+        table.buckets = buckets
+        table._index = index
+        table._recent = {}
+        table._resolved = {}
+        return table
 
     @property
     def functions(self) -> Mapping[FunctionKey, FunctionEntry]:
@@ -236,7 +263,7 @@ class RoutingTable:
         return self.function(key)
 
     def _by_lambda_name(self, function_name: str, qualifier: str | None) -> FunctionKey | None:
-        namespace, name, qualifier = _split_function_name(function_name, qualifier)
+        namespace, name, qualifier = split_function_name(function_name, qualifier)
         key = self._lambda_names.get((namespace or self.default_namespace, name))
         if key is not None and qualifier is not None and qualifier != LATEST:
             raise FunctionNotFound(
@@ -260,60 +287,6 @@ def _lambda_names(entries: Iterable[FunctionEntry]) -> dict[tuple[str, str], Fun
         taken.add(name)
         names[name] = entry.key
     return names
-
-
-def _split_function_name(
-    function_name: str, qualifier: str | None
-) -> tuple[str | None, str, str | None]:
-    """(namespace or None, name, qualifier) of a FunctionName, its ARN and `:QUALIFIER` taken
-    off; raises InvalidParameter when they are malformed or disagree with `qualifier`."""
-    name = function_name
-    arn = _ARN.match(name)
-    if arn is not None:
-        name = arn.group(2)
-    base, colon, suffix = name.partition(":")
-    if colon:
-        if ":" in suffix or not suffix:
-            raise InvalidParameter(
-                f"FunctionName {function_name!r} is not a valid function name or ARN",
-                error_type="ValidationException",
-            )
-        if qualifier is not None and qualifier != suffix:
-            raise InvalidParameter(
-                f"The derived qualifier from the function name ({suffix}) does not match "
-                f"the specified qualifier ({qualifier})",
-                error_type="ValidationException",
-            )
-        qualifier = suffix
-    namespace, dot, short = base.partition(".")
-    return (namespace, short, qualifier) if dot else (None, base, qualifier)
-
-
-def parse_function_name(
-    function_name: str, *, qualifier: str | None, default_namespace: str
-) -> FunctionKey:
-    """Resolve an Invoke API FunctionName to a Function key, as docs/contracts.md defines.
-
-    Accepts NAME, NAMESPACE.NAME, either with a `:$LATEST` suffix, and the same inside a
-    full or partial ARN. Raises InvalidParameter for names that cannot be Functions and
-    FunctionNotFound for any qualifier but $LATEST (there are no versions or aliases).
-    """
-    found, short, qualifier = _split_function_name(function_name, qualifier)
-    namespace = found if found is not None else default_namespace
-    for label, what in ((short, "name"), (namespace, "namespace")):
-        if not _DNS_LABEL.match(label):
-            raise InvalidParameter(
-                f"FunctionName {function_name!r}: {what} {label!r} is not a DNS label "
-                "(lower-case letters, digits and '-', at most 63 characters); "
-                "use NAME, NAMESPACE.NAME or an ARN of either",
-                error_type="ValidationException",
-            )
-    key = FunctionKey(namespace, short)
-    if qualifier is not None and qualifier != LATEST:
-        raise FunctionNotFound(
-            f"Function not found: {key} with qualifier {qualifier!r} (only $LATEST exists)"
-        )
-    return key
 
 
 def delivery_policy(delivery: Delivery, *, namespace: str) -> DeliveryPolicy:
@@ -382,6 +355,36 @@ def _jwt(source: HttpSource) -> JwtAuthorizerConfig | None:
     )
 
 
+def http_route(trigger: Trigger, source: HttpSource, secrets: SecretResolver | None) -> HttpRoute:
+    """The route of an HTTP Trigger (`source` is its `source`)."""
+    return HttpRoute(
+        function=FunctionKey(trigger.namespace, trigger.function),
+        path=source.path,
+        methods=shared_methods(frozenset(m for m in source.methods if m != "ANY")),
+        host=source.host,
+        trigger=f"{trigger.namespace}/{trigger.name}",
+        api_keys=_api_keys(trigger, source, secrets),
+        jwt=_jwt(source),
+    )
+
+
+def bucket_route(trigger: Trigger, source: BucketSource) -> BucketRoute:
+    """The route of a bucket Trigger (`source` is its `source`)."""
+    return BucketRoute(
+        function=FunctionKey(trigger.namespace, trigger.function),
+        bucket=source.bucket,
+        events=source.events,
+        prefix=source.prefix,
+        suffix=source.suffix,
+        delivery=(
+            delivery_policy(trigger.delivery, namespace=trigger.namespace)
+            if trigger.delivery is not None
+            else None
+        ),
+        trigger=f"{trigger.namespace}/{trigger.name}",
+    )
+
+
 def routing_table(
     functions: Iterable[Function],
     triggers: Iterable[Trigger],
@@ -407,37 +410,11 @@ def routing_table(
     for trigger in triggers:
         if (trigger.namespace, trigger.name) in losers:
             continue
-        key = FunctionKey(trigger.namespace, trigger.function)
-        name = f"{trigger.namespace}/{trigger.name}"
         source = trigger.source
         if isinstance(source, HttpSource):
-            http.append(
-                HttpRoute(
-                    function=key,
-                    path=source.path,
-                    methods=frozenset(m for m in source.methods if m != "ANY"),
-                    host=source.host,
-                    trigger=name,
-                    api_keys=_api_keys(trigger, source, secrets),
-                    jwt=_jwt(source),
-                )
-            )
+            http.append(http_route(trigger, source, secrets))
         elif isinstance(source, BucketSource):
-            buckets.append(
-                BucketRoute(
-                    function=key,
-                    bucket=source.bucket,
-                    events=source.events,
-                    prefix=source.prefix,
-                    suffix=source.suffix,
-                    delivery=(
-                        delivery_policy(trigger.delivery, namespace=trigger.namespace)
-                        if trigger.delivery is not None
-                        else None
-                    ),
-                    trigger=name,
-                )
-            )
+            buckets.append(bucket_route(trigger, source))
     return RoutingTable(
         functions=entries,
         routes=http,

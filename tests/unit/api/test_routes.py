@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kubelambda.api import HttpSource, Trigger
-from kubelambda.api.routes import route_conflicts
+from kubelambda.api.routes import ClaimedPaths, claim_segments, route_conflicts
 from kubelambda.gateway.routing import routing_table
 
 
@@ -94,3 +94,40 @@ def test_the_routing_table_never_sends_one_namespaces_path_to_another() -> None:
     table = routing_table([], [http("other/b", "/payments/charge"), http("pay/a", "/payments")])
     assert [route.trigger for route in table.routes] == ["other/b"]
     assert [name for name, _ in table.refused] == ["pay/a"]
+
+
+def _claimed(*claims: tuple[str, str]) -> ClaimedPaths:
+    tree = ClaimedPaths()
+    for path, name in claims:
+        tree.add(claim_segments(path), ("ns", name))
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("claims", "path", "around"),
+    [
+        # the shortest claimed path at or above decides what is around: all below it
+        ([("/a", "a"), ("/a/b", "ab"), ("/a/c/d", "acd"), ("/e", "e")], "/a/b", {"a", "ab", "acd"}),
+        # nothing claimed above: the claims on and below the path
+        ([("/a/b", "ab"), ("/a/b/c", "abc"), ("/a/c", "ac")], "/a/b", {"ab", "abc"}),
+        ([("/a/b", "ab"), ("/a/c", "ac")], "/a", {"ab", "ac"}),
+        # the root's claim meets every path
+        ([("/", "root"), ("/a", "a"), ("/e/f", "ef")], "/a", {"root", "a", "ef"}),
+        ([("/a", "a")], "/b/c", set()),
+        ([("/a%2Fb/", "ab")], "/a%2fb/c", {"ab"}),
+    ],
+)
+def test_the_claims_around_a_path(
+    claims: list[tuple[str, str]], path: str, around: set[str]
+) -> None:
+    found = _claimed(*claims).around(claim_segments(path))
+    assert found == {("ns", name) for name in around}
+
+
+def test_a_removed_claim_leaves_no_empty_path_behind() -> None:
+    tree = _claimed(("/a/b/c", "abc"), ("/a", "a"))
+    tree.remove(claim_segments("/a/b/c"), ("ns", "abc"))
+    tree.remove(claim_segments("/a"), ("ns", "a"))
+    tree.remove(claim_segments("/never/claimed"), ("ns", "x"))
+    assert tree.around(()) == set()
+    assert tree._below == {}

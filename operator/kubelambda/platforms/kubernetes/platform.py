@@ -43,7 +43,7 @@ class KubernetesPlatform:
     """Ready instances per Function, and the specs, kept current by three informers.
 
     ``on_specs`` is called on the loop with all valid Functions and Triggers whenever one
-    changes (the wiring rebuilds the gateway's routing table from them).
+    changes (the wiring updates the gateway's routing table from them: SpecWatch).
     """
 
     def __init__(

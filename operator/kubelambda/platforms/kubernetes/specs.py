@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 class SpecWatch:
     """``on_specs`` is called on the loop with all valid Functions and Triggers after they
     change, once for the changes that arrived together (the informers' initial listing, a
-    `kubectl apply` of many objects): each call rebuilds the gateway's whole routing table,
-    0.7 s at 15,000 routes (benchmarks/scale_gateway_routes.py). ``on_function`` is called at
+    `kubectl apply` of many objects). Each list is a dict's values: an object that changed
+    is a new object in its old place, a new one comes last, so the gateway finds what changed
+    by identity and updates its routing table by that alone (gateway/tableupdates.py; a
+    change at 15,000 routes: benchmarks/scale_gateway_routes.py). ``on_function`` is called at
     once with the key of a Function that changed (or went). Events come on the running loop.
     """
 
