@@ -34,6 +34,9 @@ AWS_REGION) and KUBELAMBDA_CONCURRENCY / KUBELAMBDA_PORT / KUBELAMBDA_HOST /
 KUBELAMBDA_METRICS_PORT (a second port with only /metrics and /healthz); the options below
 override them.
 
+With KUBELAMBDA_POOL_PORT set (and no options) it is a warm pool's pod instead: it waits on
+that port to be specialised into one function's runtime (docs/contracts.md, "Warm pool").
+
 example:
   python -m kubelambda_runtime --handler app.handler --code examples/hello --port 9000
   curl -d '{"name": "you"}' localhost:9000/2015-03-31/functions/function/invocations
@@ -108,7 +111,13 @@ def main(
     """Run the runtime until it is stopped. ``start_workers`` starts the first workers (the
     zygote's runtimes fork them); replacements are always new processes."""
     env = dict(os.environ)
-    settings, ready_fd = parse(sys.argv[1:] if argv is None else argv, env)
+    args = sys.argv[1:] if argv is None else argv
+    if not args and env.get("KUBELAMBDA_POOL_PORT"):
+        # A warm pool's pod: import everything, then wait to be specialised (warmpool/).
+        from kubelambda_runtime.warmpool.handoff import become_pool
+
+        become_pool(env)
+    settings, ready_fd = parse(args, env)
     # Before any worker starts: what an environment the server kills leaves comes back to
     # the server to be ended, instead of living on under PID 1.
     processes.become_child_subreaper()

@@ -32,11 +32,12 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from kubelambda_runtime import __main__ as runtime
 from kubelambda_runtime import forking
 from kubelambda_runtime.wire import processes
+from kubelambda_runtime.wire.startup import startup_differences
 
 # Imported before the first fork, beyond what this module imports: what the runtime's server
 # imports late (to overlap its imports with the workers' init when it starts alone), and what
@@ -57,21 +58,46 @@ PRELOAD = (
 )
 MAX_MESSAGE_BYTES = 1024 * 1024
 STOP_GRACE_SECONDS = 5.0
-# Variables read once, when a process starts, by the dynamic loader, the C library or the
-# interpreter (even with -I): a runtime whose environment changes one must be a new process.
-STARTUP_PREFIXES = ("LD_", "MALLOC_", "GLIBC_", "LC_")
-STARTUP_VARIABLES = frozenset({"LANG", "LANGUAGE"})
 
 
-def startup_differences(own: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
-    """The variables read at start whose value in ``wanted`` is not the zygote's (``own``)."""
-    names = {*own, *wanted}
-    return sorted(
-        name
-        for name in names
-        if (name in STARTUP_VARIABLES or name.startswith(STARTUP_PREFIXES))
-        and own.get(name) != wanted.get(name)
-    )
+def fork_runtime(
+    *, env: Mapping[str, str], cwd: str, args: list[str], ready: int, stdout: int | None = None
+) -> int:
+    """Fork a runtime (``python -m kubelambda_runtime ARGS --ready-fd READY``) that starts as a
+    new process would, with exactly ``env``, in ``cwd``, keeping only ``ready`` (and ``stdout``
+    on 1 and 2; None: this process's own); its pid. Also the warm pool's (warmpool/)."""
+    pid = os.fork()
+    if pid == 0:
+
+        def body() -> int:
+            forking.become(
+                environment=env,
+                cwd=cwd,
+                keep=(ready,),
+                stdout=stdout,
+                argv=[runtime.__file__, *args],
+            )
+            return runtime.main(
+                [*args, "--ready-fd", str(ready)], start_workers=forking.fork_worker
+            )
+
+        forking.run_child(body)
+    return pid
+
+
+def reap_ended() -> list[tuple[int, int]]:
+    """Reap, without waiting, every child that has ended: its pid and exit code (negative: the
+    signal that ended it). Also the warm pool's."""
+    ended: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
+    return ended
 
 
 def _message(**fields: Any) -> bytes:
@@ -157,12 +183,10 @@ class Zygote:
             self._send(_message(op="refused", id=ident, reason=reason))
             return
         try:
-            pid = os.fork()
+            pid = fork_runtime(env=env, cwd=cwd, args=args, stdout=stdout, ready=ready)
         except OSError as exc:
             self._send(_message(op="failed", id=ident, error=f"fork: {exc}"))
             return
-        if pid == 0:
-            self._child(env=env, cwd=cwd, args=args, stdout=stdout, ready=ready)
         self._runtimes.add(pid)
         try:
             pidfd = os.pidfd_open(pid)
@@ -175,25 +199,6 @@ class Zygote:
         finally:
             os.close(pidfd)
 
-    def _child(
-        self, *, env: dict[str, str], cwd: str, args: list[str], stdout: int, ready: int
-    ) -> NoReturn:
-        """In the forked child: become the runtime, run it, exit; never returns."""
-
-        def body() -> int:
-            forking.become(
-                environment=env,
-                cwd=cwd,
-                keep=(ready,),
-                stdout=stdout,
-                argv=[runtime.__file__, *args],
-            )
-            return runtime.main(
-                [*args, "--ready-fd", str(ready)], start_workers=forking.fork_worker
-            )
-
-        forking.run_child(body)
-
     def _send(self, data: bytes, fds: list[int] | None = None) -> None:
         with contextlib.suppress(OSError):  # local mode is gone: the loop sees its end next
             socket.send_fds(self._control, [data], fds or [])
@@ -202,17 +207,8 @@ class Zygote:
 
     def _reap(self) -> None:
         """Reap every child that ended; for a runtime, end what it left and tell local mode."""
-        ended: list[tuple[int, int]] = []
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in self._runtimes:
-                self._runtimes.discard(pid)
-                ended.append((pid, os.waitstatus_to_exitcode(status)))
+        ended = [(pid, code) for pid, code in reap_ended() if pid in self._runtimes]
+        self._runtimes.difference_update(pid for pid, _ in ended)
         if ended:
             self._sweep()
         for pid, code in ended:

@@ -79,8 +79,12 @@ class AutoscalerService:
         wake: WakeEndpoint,
         tick_seconds: float = 1.0,
         observer: ScalingObserver | None = None,
+        warm_start: Callable[[FunctionKey], object] | None = None,
     ) -> None:
         self.replicas = replicas
+        # Called (and not awaited) on a wake-up of a function at zero: the warm pool starts
+        # specialising a pod for it while the Deployment scales up (controller/warmstart.py).
+        self._warm_start = warm_start
         self._hold_lease = hold_lease
         self._wake = wake
         self._tick_seconds = tick_seconds
@@ -191,6 +195,11 @@ class AutoscalerService:
                 await _answer(send, 404, {"message": f"no Function {function}"})
             else:
                 await self.replicas.refresh(function)
+                if self._warm_start is not None and self.replicas.replicas(function) == 0:
+                    try:
+                        self._warm_start(function)
+                    except Exception:  # the Deployment path still serves the function
+                        logger.exception("warm start of %s failed", function)
                 await self.autoscaler.wake(function)
                 await _answer(send, 202, {"replicas": self.replicas.replicas(function)})
         else:

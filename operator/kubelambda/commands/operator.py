@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +23,12 @@ from types import MappingProxyType
 from typing import Any
 
 from kubelambda.api import Trigger
+from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.prometheus import PrometheusSource
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
 from kubelambda.clock import ScaledClock, SystemClock
 from kubelambda.commands.serving import add_broker_flags, broker_settings
+from kubelambda.commands.warmpool import WarmPoolWiring, add_pool_flags, warm_pool_config
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
 from kubelambda.controller.metrics import OperatorMetrics
 from kubelambda.controller.operator import Operator
@@ -170,6 +172,15 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         help="look at the source of each queue and kafka Trigger this often (its consumer's"
         " position and lag in status.consumer; default: %(default)s)",
     )
+    add_pool_flags(parser)
+    parser.add_argument(
+        "--operator-selector",
+        type=_labels,
+        default=dict(defaults.operator_pod_labels),
+        metavar="K=V,K=V",
+        help="labels of the operator's own pods, the only ones let in to pool pods (default:"
+        " app.kubernetes.io/name=kubelambda,app.kubernetes.io/component=operator)",
+    )
     parser.add_argument(
         "--health-port",
         type=int,
@@ -245,6 +256,10 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         workers=args.workers,
         resync_seconds=args.resync_seconds,
         observe_seconds=args.observe_seconds,
+        warm_pool=warm_pool_config(args),
+        # The chart runs the operator in the gateway's namespace (its release's).
+        operator_namespace=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or args.gateway_namespace,
+        operator_pod_labels=MappingProxyType(dict(args.operator_selector)),
     )
 
 
@@ -308,6 +323,7 @@ def _autoscaler(
     client: KubeClient,
     listeners: dict[Kind, list[Listener]],
     metrics: OperatorMetrics,
+    warm_start: Callable[[FunctionKey], object] | None,
 ) -> AutoscalerService:
     """The autoscaler over the cluster's Deployments, Lease and Prometheus, listening to the
     Function and Deployment events of the operator's watch."""
@@ -338,6 +354,7 @@ def _autoscaler(
         ),
         tick_seconds=args.autoscaler_tick,
         observer=metrics,
+        warm_start=warm_start,
     )
     listeners[FUNCTION].append(autoscaler.function_event)
     listeners[DEPLOYMENT].append(replicas.deployment_event)
@@ -353,12 +370,15 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     # credentials; the others' NATS and Kafka with their Secrets' (read through `cluster`).
     probe = SourceProbe(broker=broker_settings(args))
     metrics = OperatorMetrics()
+    pool = WarmPoolWiring(client, config)
     operator = Operator(
         cluster=cluster,
         config=config,
         notifications=S3Notifications(),
         probe=probe,
         metrics=metrics,
+        pool_pods=pool.pods,
+        namespaces=tuple(args.namespace),
     )
     stop = asyncio.Event()
     # One watch layer: every event goes to the controller, and those the autoscaler needs
@@ -369,10 +389,14 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
         **{kind: [functools.partial(operator.owned_event, kind)] for kind in OWNED},
     }
     background = [operator.run]
+    watch_pool = pool.start(operator, list(config.warm_pool.namespaces) or args.namespace)
+    if watch_pool is not None:
+        background.append(watch_pool)
     if args.nats:
         background.append(functools.partial(_schedules, args, client, cluster, operator, stop))
     if args.prometheus_url:
-        autoscaler = _autoscaler(args, client, listeners, metrics)
+        warm_start = pool.starter.wake if pool.starter is not None else None
+        autoscaler = _autoscaler(args, client, listeners, metrics, warm_start)
         background.append(functools.partial(autoscaler.run, stop))
     registry = watches.build_registry(
         connection=client.connection, listeners=listeners, background=background
@@ -391,6 +415,7 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
     finally:
         stop.set()
         await probe.aclose()
+        await pool.aclose()
         cluster.close()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-__all__ = ["FIELD_MANAGER", "REPLICAS_MANAGER", "ControllerConfig"]
+__all__ = ["FIELD_MANAGER", "REPLICAS_MANAGER", "ControllerConfig", "WarmPool"]
 
 # Server-side apply identities. The controller applies everything it owns as FIELD_MANAGER;
 # REPLICAS_MANAGER takes a Deployment's first replica count over before the controller applies
@@ -19,6 +19,29 @@ __all__ = ["FIELD_MANAGER", "REPLICAS_MANAGER", "ControllerConfig"]
 # takes it, so no apply of the controller ever drops replicas it alone owns.
 FIELD_MANAGER: Final = "kubelambda-controller"
 REPLICAS_MANAGER: Final = "kubelambda-initial-replicas"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarmPool:
+    """The warm pool (Helm value warmPool): ``size`` generic runtime pods per watched namespace
+    and runtime of ``runtimes``, each with ``memory_mb``; size 0 means no pool at all."""
+
+    size: int = 0
+    runtimes: tuple[str, ...] = ("python3.12",)
+    memory_mb: int = 128
+    # Only these namespaces get pools (a namespace's opt-in); empty: every namespace served.
+    namespaces: tuple[str, ...] = ()
+    # Specialisations at once (each holds one HTTP call to a pool pod), and how many may wait.
+    concurrency: int = 4
+    backlog: int = 64
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    def serves(self, namespace: str) -> bool:
+        """Whether ``namespace`` has pools."""
+        return self.enabled and (not self.namespaces or namespace in self.namespaces)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +80,14 @@ class ControllerConfig:
     resync_seconds: float = 300.0
     # How often the source of each queue and kafka Trigger is looked at (status.consumer).
     observe_seconds: float = 30.0
+    # The warm pool, and who may reach its pods' pool port (the operator's own pods).
+    warm_pool: WarmPool = field(default_factory=WarmPool)
+    operator_namespace: str = "kubelambda"
+    operator_pod_labels: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType(
+            {"app.kubernetes.io/name": "kubelambda", "app.kubernetes.io/component": "operator"}
+        )
+    )
 
     def function_url(self, *, namespace: str, name: str) -> str:
         """The Lambda Invoke API URL of a Function (FunctionName NAMESPACE.NAME)."""

@@ -17,12 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
+from kubelambda.api.environment import stop_grace_seconds
 from kubelambda.api.function import S3Object
+from kubelambda.api.identity import FunctionKey
 from kubelambda.api.packages import PackageStore, function_zips
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
 from kubelambda.controller.drift import contains, fingerprinted
 from kubelambda.controller.packages import PackagesBlocked, package_fetch
+from kubelambda.controller.pool import PoolManager
 from kubelambda.controller.replicas import needs_handover, replicas_claim
 from kubelambda.controller.resources.code import (
     CodeMount,
@@ -95,6 +98,7 @@ class FunctionReconciler:
         clock: Callable[[], datetime],
         packages: PackageStore | None = None,
         fetch_image: str | None = None,
+        pool: PoolManager | None = None,
     ) -> None:
         self.cluster = cluster
         self.store = store
@@ -104,22 +108,30 @@ class FunctionReconciler:
         # init container that fetches them into the pods.
         self.packages: PackageStore = packages if packages is not None else S3Packages()
         self.fetch_image = fetch_image
+        # The warm pool, when the operator runs one: its pools, and the hand-over of its pods.
+        self.pool = pool
 
     async def reconcile(self, namespace: str, name: str) -> Result:
         body = self.store.get(FUNCTION, namespace=namespace, name=name)
         meta = (body or {}).get("metadata") or {}
         if body is None or meta.get("deletionTimestamp"):
+            if self.pool is not None:
+                self.pool.forget(FunctionKey(namespace, name))
             return Result()  # the garbage collector removes what it owned
         owner = Owner(name=name, namespace=namespace, uid=str(meta.get("uid")))
         blocked: Blocked | None = None
         recheck = False
         deployment: dict[str, Any] | None = None
         code: _Code | None = None
+        function: Function | None = None
+        pool_recheck: float | None = None
         changes: list[str] = []
         try:
             function = self._parse(body)
             code = await self._code(function, owner, generation=meta.get("generation"))
             deployment = await self._apply_all(function, owner, code, changes)
+            if self.pool is not None and deployment is not None:
+                pool_recheck = await self._settle_pool(self.pool, function, deployment, code.hash)
         except BlockedError as exc:
             blocked, recheck = exc.blocked, exc.recheck
         except ApiError as exc:
@@ -127,14 +139,45 @@ class FunctionReconciler:
                 raise  # the worker retries with backoff; status cannot be written now anyway
             blocked = Blocked("ApplyFailed", exc.message)
             recheck = True
+        cold_start = None
+        if self.pool is not None and function is not None:
+            found = self.pool.cold_start(function)
+            cold_start = (found.path, found.reason)
         await self._write_status(
-            body, blocked=blocked, deployment=deployment, code_hash=code.hash if code else None
+            body,
+            blocked=blocked,
+            deployment=deployment,
+            code_hash=code.hash if code else None,
+            cold_start=cold_start,
         )
         if changes:
             await self.cluster.record_event(
                 body, type="Normal", reason="Applied", message="applied " + ", ".join(changes)
             )
-        return Result(requeue_after=RECHECK_SECONDS if recheck else None)
+        if recheck:
+            pool_recheck = min(pool_recheck or RECHECK_SECONDS, RECHECK_SECONDS)
+        return Result(requeue_after=pool_recheck)
+
+    @staticmethod
+    async def _settle_pool(
+        pool: PoolManager, function: Function, deployment: dict[str, Any], code_hash: str | None
+    ) -> float | None:
+        """The namespace's pools, and the Function's specialised pods settled: a failure here
+        never blocks the Function, whose Deployment serves it without a pool. Answers when to
+        look again (``PoolManager.settle``)."""
+        try:
+            await pool.ensure(function.namespace)
+            return await pool.settle(
+                FunctionKey(function.namespace, function.name),
+                deployment=DeploymentState.of(deployment),
+                code_hash=code_hash,
+                grace_seconds=stop_grace_seconds(function),
+            )
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            logger.warning("warm pool of %s/%s: %s", function.namespace, function.name, exc)
+            return None
 
     # --- gathering -------------------------------------------------------------------------
 
@@ -316,6 +359,7 @@ class FunctionReconciler:
         blocked: Blocked | None,
         deployment: dict[str, Any] | None,
         code_hash: str | None,
+        cold_start: tuple[str, str | None] | None,
     ) -> None:
         meta = body["metadata"]
         old = body.get("status") or {}
@@ -328,6 +372,7 @@ class FunctionReconciler:
             url=self.config.function_url(namespace=meta["namespace"], name=meta["name"]),
             code_hash=code_hash,
             now=self.clock(),
+            cold_start=cold_start,
         )
         patch = status_patch(old, status, owned=FUNCTION_STATUS_KEYS)
         if not patch:

@@ -32,6 +32,7 @@ from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import FunctionReconciler, Result
 from kubelambda.controller.metrics import OperatorMetrics, Outcome
 from kubelambda.controller.observer import Probe, SourceObserver
+from kubelambda.controller.pool import PoolManager, PoolPods
 from kubelambda.controller.queue import WorkQueue
 from kubelambda.controller.store import Store
 from kubelambda.controller.triggers import TriggerReconciler
@@ -73,6 +74,8 @@ class Operator:
         probe: Probe | None = None,
         metrics: OperatorMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        pool_pods: PoolPods | None = None,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else OperatorMetrics()
@@ -94,12 +97,26 @@ class Operator:
         )
         # Valid schedule Triggers, for the scheduler (scheduler/ticks.py).
         self.schedules: dict[tuple[str, str], Trigger] = {}
+        # The warm pool, when configured (--warm-pool-size) and given the pod calls it needs.
+        self.pool = (
+            PoolManager(
+                cluster=cluster,
+                pods=pool_pods,
+                store=self.store,
+                config=config,
+                clock=clock,
+                namespaces=namespaces,
+            )
+            if config.warm_pool.enabled and pool_pods is not None
+            else None
+        )
         self.functions = FunctionReconciler(
             cluster=cluster,
             store=self.store,
             config=config,
             clock=clock,
             fetch_image=config.fetch_image,
+            pool=self.pool,
         )
         self.triggers = TriggerReconciler(
             cluster=cluster,
@@ -272,6 +289,8 @@ class Operator:
         tasks.append(asyncio.create_task(self._resync_loop()))
         if self.observer is not None:
             tasks.append(asyncio.create_task(self.observer.run()))
+        if self.pool is not None:
+            tasks.append(asyncio.create_task(self.pool.run()))
         try:
             await asyncio.gather(*tasks)
         finally:

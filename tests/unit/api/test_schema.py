@@ -151,7 +151,7 @@ def test_trigger_source_rules_match_the_models() -> None:
             "functions",
             "Function",
             "fn",
-            ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler", "Scaling"],
+            ["Ready", "Replicas", "URL", "Age", "Runtime", "Handler", "Scaling", "Cold start"],
         ),
         (
             "triggers",

@@ -35,6 +35,8 @@ FUNCTION_STATUS_KEYS: Final = (
     "readyReplicas",
     "url",
     "codeHash",
+    "coldStartPath",
+    "coldStartReason",
 )
 # lastTick is the scheduler's.
 TRIGGER_STATUS_KEYS: Final = (
@@ -151,11 +153,14 @@ def function_status(
     url: str | None,
     code_hash: str | None,
     now: datetime,
+    cold_start: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The whole status of a Function; equal to ``old`` when nothing changed.
 
     ``replicas`` is what the autoscaler asked for (the Deployment's spec), ``readyReplicas``
     how many pods answer now. Fields the reconciler could not learn keep their old value.
+    ``cold_start``: (path, reason) when the operator runs a warm pool (coldStartPath "pool" or
+    "deployment", and why not the pool); None without a pool, which leaves both fields out.
     """
     previous = dict(old or {})
     conditions = function_conditions(
@@ -170,6 +175,8 @@ def function_status(
         "readyReplicas": deployment.ready if deployment else previous.get("readyReplicas", 0),
         "url": url if url is not None else previous.get("url"),
         "codeHash": code_hash if code_hash is not None else previous.get("codeHash"),
+        "coldStartPath": cold_start[0] if cold_start else None,
+        "coldStartReason": cold_start[1] if cold_start else None,
     }
     return {key: value for key, value in status.items() if value is not None}
 

@@ -214,10 +214,14 @@ class KubeClient:
         where = namespace if namespace is not None else obj["metadata"].get("namespace")
         return self._call("POST", kind.path(namespace=where), body=obj)
 
-    def delete(self, kind: Kind, *, namespace: str | None, name: str) -> bool:
-        """Delete the object; False when it was already gone."""
+    def delete(
+        self, kind: Kind, *, namespace: str | None, name: str, grace_seconds: int | None = None
+    ) -> bool:
+        """Delete the object (a pod within ``grace_seconds`` rather than its own grace period);
+        False when it was already gone."""
+        query = [("gracePeriodSeconds", str(grace_seconds))] if grace_seconds is not None else []
         try:
-            self._call("DELETE", kind.path(namespace=namespace, name=name))
+            self._call("DELETE", kind.path(namespace=namespace, name=name), query=query)
         except NotFound:
             return False
         return True

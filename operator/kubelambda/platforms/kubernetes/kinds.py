@@ -17,6 +17,7 @@ __all__ = [
     "FUNCTION",
     "LEASE",
     "NETWORK_POLICY",
+    "POD",
     "SECRET",
     "SERVICE",
     "TRIGGER",
@@ -67,6 +68,7 @@ TRIGGER: Final = Kind("kubelambda.dev", "v1alpha1", "triggers", "Trigger")
 CONFIG_MAP: Final = Kind("", "v1", "configmaps", "ConfigMap")
 SECRET: Final = Kind("", "v1", "secrets", "Secret")
 SERVICE: Final = Kind("", "v1", "services", "Service")
+POD: Final = Kind("", "v1", "pods", "Pod")
 EVENT: Final = Kind("", "v1", "events", "Event")
 DEPLOYMENT: Final = Kind("apps", "v1", "deployments", "Deployment")
 NETWORK_POLICY: Final = Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
@@ -81,6 +83,7 @@ _BY_API_VERSION_AND_KIND: Final = {
         CONFIG_MAP,
         SECRET,
         SERVICE,
+        POD,
         EVENT,
         DEPLOYMENT,
         NETWORK_POLICY,

@@ -1,0 +1,118 @@
+"""autoscaler/service.py's wake endpoint and the warm pool: a wake-up of a function at zero also
+asks for a warm start (not awaited), one that has replicas does not, and either way the
+Deployment is scaled as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import pytest
+
+from kubelambda.api.identity import FunctionKey
+from kubelambda.autoscaler.decider import Observation
+from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
+
+FUNCTION = {
+    "apiVersion": "kubelambda.dev/v1alpha1",
+    "kind": "Function",
+    "metadata": {"name": "fn", "namespace": "ns"},
+    "spec": {
+        "runtime": "python3.12",
+        "handler": "app.handler",
+        "code": {"inline": {"files": {"app.py": "def handler(e, c):\n    return 1\n"}}},
+    },
+}
+KEY = FunctionKey("ns", "fn")
+
+
+class NoMetrics:
+    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
+        return {}
+
+
+class Replicas:
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.scaled: list[int] = []
+
+    def known(self, function: FunctionKey) -> bool:
+        return True
+
+    async def refresh(self, function: FunctionKey) -> None:
+        pass
+
+    async def report(self, function: FunctionKey, *, desired: int, reason: str) -> None:
+        pass
+
+    async def fetch_function(self, function: FunctionKey) -> Mapping[str, Any] | None:
+        return FUNCTION
+
+    def replicas(self, function: FunctionKey) -> int:
+        return self.count
+
+    async def scale(self, function: FunctionKey, replicas: int, *, reason: str) -> None:
+        self.count = replicas
+        self.scaled.append(replicas)
+
+
+async def wake(service: AutoscalerService) -> tuple[int, dict[str, Any]]:
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/wake/ns/fn", "headers": []}
+    await service.wake_app(scope, receive, send)
+    return int(sent[0]["status"]), json.loads(sent[1]["body"])
+
+
+@pytest.mark.parametrize(("replicas", "warm_starts", "scaled"), [(0, [KEY], [1]), (2, [], [])])
+def test_a_wake_up_at_zero_asks_for_a_warm_start_and_still_scales(
+    replicas: int, warm_starts: list[FunctionKey], scaled: list[int]
+) -> None:
+    asked: list[FunctionKey] = []
+    target = Replicas(replicas)
+
+    async def body() -> None:
+        service = AutoscalerService(
+            source=NoMetrics(),
+            replicas=target,
+            hold_lease=lambda: asyncio.sleep(0, True),
+            wake=WakeEndpoint(),
+            warm_start=asked.append,
+        )
+        service.leading = True
+        service.function_event("ADDED", FUNCTION)
+        assert await wake(service) == (202, {"replicas": max(replicas, 1)})
+
+    asyncio.run(body())
+    assert asked == warm_starts
+    assert target.scaled == scaled
+
+
+def test_a_failing_warm_start_leaves_the_deployment_path() -> None:
+    target = Replicas(0)
+
+    def broken(function: FunctionKey) -> None:
+        raise RuntimeError("the pool is away")
+
+    async def body() -> tuple[int, dict[str, Any]]:
+        service = AutoscalerService(
+            source=NoMetrics(),
+            replicas=target,
+            hold_lease=lambda: asyncio.sleep(0, True),
+            wake=WakeEndpoint(),
+            warm_start=broken,
+        )
+        service.leading = True
+        service.function_event("ADDED", FUNCTION)
+        return await wake(service)
+
+    assert asyncio.run(body()) == (202, {"replicas": 1})
+    assert target.scaled == [1]
