@@ -1,11 +1,16 @@
 """Benchmark: the autoscaler's tick with 15,000 functions (issue 17).
 
-Prints the one PromQL query a tick sends, how long a real Prometheus takes to answer it and
-how big the answer is, and where the tick's time goes in the operator's process: fetching,
-parsing, deciding, and the status reports (``status.autoscaler``) that a tick writes for
-every function whose decision it has not recorded yet — all of them on a new leader's first
-tick. Reports go to an in-memory stand-in that waits ``--write-ms`` per write, as a status
-patch to the API server would; scale calls are counted.
+Prints the one PromQL query a tick sends, by part, how big the answer is, and where each
+tick's time goes: Prometheus evaluating (its own figure, ``stats=all``), encoding and
+transferring the answer, parsing it, and deciding in the operator's process; then the tick's
+p50 and max against its 1 s interval. The answer lists only the functions with some load, so
+run it with ``--busy 0.05`` and ``--busy 0.5`` to see the cost follow the busy share. The
+first tick also writes the status reports (``status.autoscaler``) of every function whose
+decision is not recorded yet — all of them on a new leader's first tick — and is shown
+apart. Reports go to an in-memory stand-in that waits ``--write-ms`` per write, as a status
+patch to the API server would; scale calls are counted. Last, the same Prometheus answers
+the query of before issue 17 (every part for every function) and today's with every part,
+in turn, for a ratio under the same load.
 
 A stdlib HTTP server exports gateway-shaped metrics for every function (a fraction of them
 busy, their counters growing), Debian's Prometheus scrapes it every second, and the ticks run
@@ -18,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.server
+import json
 import statistics
 import sys
-import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,11 +36,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness.prometheus import prometheus  # noqa: E402
+from harness.prometheus import prometheus, serve_metrics, stop_serving  # noqa: E402
 from kubelambda.api.identity import FunctionKey  # noqa: E402
 from kubelambda.autoscaler import prometheus as promql  # noqa: E402
 from kubelambda.autoscaler.decider import ScalingSpec  # noqa: E402
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint  # noqa: E402
+from kubelambda.autoscaler.sources import Observations  # noqa: E402
 
 NAMESPACE = "bench"
 
@@ -58,24 +65,6 @@ class Exporter:
             total = self.scrapes * 20 if active else 1
             lines.append(f'{promql.REQUESTS}{{{labels},code="200"}} {total}')
         return ("\n".join(lines) + "\n").encode()
-
-
-def serve(exporter: Exporter) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = exporter.text()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 class Replicas:
@@ -112,30 +101,74 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+class Recorded:
+    """The source, keeping what its last `observe` answered."""
+
+    def __init__(self, source: promql.PrometheusSource) -> None:
+        self.source = source
+        self.last = Observations(functions={})
+
+    async def observe(self, *, now: float) -> Observations:
+        self.last = await self.source.observe(now=now)
+        return self.last
+
+
 class TimedFetch:
-    """The PrometheusSource's fetch, timed, with the answer's size kept."""
+    """The PrometheusSource's fetch, timed, asking Prometheus for its own evaluation time too."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
-        self.size = 0
+        self.evaluation: list[float] = []
+        self.body = b""
 
     def __call__(self, url: str) -> bytes:
         started = time.perf_counter()
-        body = promql._get(url)
+        body = promql._get(url + "&stats=all")
         self.seconds.append(time.perf_counter() - started)
-        self.size = len(body)
+        timings = json.loads(body).get("data", {}).get("stats", {}).get("timings", {})
+        self.evaluation.append(float(timings.get("evalTotalTime", 0.0)))
+        self.body = body
         return body
+
+
+def query_before() -> str:
+    """The tick's query before issue 17: every part for every function, idle or not."""
+    by = "sum by (namespace, function)"
+    parts = []
+    for window, span in (("stable", "60000ms"), ("panic", "6000ms")):
+        parts.append((f"{window}_in_flight", f"{by} (avg_over_time({promql.IN_FLIGHT}[{span}]))"))
+        parts.append((f"{window}_queued", f"{by} (avg_over_time({promql.QUEUED}[{span}]))"))
+        parts.append((f"{window}_rps", f"{by} (rate({promql.REQUESTS}[{span}]))"))
+    parts.append(("queued_now", f"{by} ({promql.QUEUED})"))
+    parts.append(("backlog", f"max by (namespace, function) ({promql.BACKLOG})"))
+    return " or ".join(f'label_replace({e}, "q", "{n}", "", "")' for n, e in parts)
+
+
+def ask(url: str, expression: str) -> tuple[float, float, bytes]:
+    """Wall time, Prometheus's evaluation time and the answer of one instant query."""
+    endpoint = url + "/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    started = time.perf_counter()
+    with urllib.request.urlopen(endpoint + "&stats=all", timeout=60) as answer:
+        body: bytes = answer.read()
+    wall = time.perf_counter() - started
+    timings = json.loads(body)["data"]["stats"]["timings"]
+    return wall, float(timings["evalTotalTime"]), body
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
 
 
 async def ticks(url: str, args: argparse.Namespace) -> None:
     fetch = TimedFetch()
+    source = Recorded(promql.PrometheusSource(url, fetch=fetch))
     replicas = Replicas(args.write_ms / 1000)
 
     async def lead() -> bool:
         return True
 
     service = AutoscalerService(
-        source=promql.PrometheusSource(url, fetch=fetch),
+        source=source,
         replicas=replicas,
         hold_lease=lead,
         wake=WakeEndpoint(port=0),
@@ -145,57 +178,104 @@ async def ticks(url: str, args: argparse.Namespace) -> None:
     )
     service.specs = {FunctionKey(NAMESPACE, f"fn-{n}"): spec for n in range(args.functions)}
 
-    body = fetch(promql.PrometheusSource(url)._endpoint)
-    started = time.perf_counter()
-    observed = promql.parse(body)
-    parse_seconds = time.perf_counter() - started
-    series = body.count(b'"metric"')
+    # The first tick records a decision for every function (status.autoscaler): its cost is
+    # the status writes', shown apart; the ticks measured after it are the steady state.
+    first_wall = time.perf_counter()
+    for _ in range(5):  # a first tick that asks every part may outlast the fetch's deadline
+        await service._tick()
+        if service.autoscaler.decisions:
+            break
+    first_wall = time.perf_counter() - first_wall
+    # The status writes outlasted the kept answers of the slow parts: one tick to ask them
+    # again, as after a leader's first tick (the "now, all parts" line below shows its cost).
+    await service._tick()
+    first_reports, first_scales = replicas.reports, replicas.scales
     fetch.seconds.clear()
+    fetch.evaluation.clear()
 
-    rows = []
+    rows: list[dict[str, float]] = []
     for _ in range(args.ticks):
         reports, scales = replicas.reports, replicas.scales
         wall, cpu = time.perf_counter(), time.process_time()
         await service._tick()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        started = time.perf_counter()
+        promql.parse(fetch.body)
+        parse = time.perf_counter() - started
         rows.append(
-            (
-                time.perf_counter() - wall,
-                time.process_time() - cpu,
-                replicas.reports - reports,
-                replicas.scales - scales,
-            )
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "fetch": fetch.seconds[-1],
+                "evaluation": fetch.evaluation[-1],
+                "parse": parse,
+                "series": fetch.body.count(b'"metric"'),
+                "bytes": len(fetch.body),
+                "reports": replicas.reports - reports,
+                "scales": replicas.scales - scales,
+            }
         )
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(max(1.0 - wall, 0.0))
 
-    query = promql.query()
-    print(f"{args.functions} functions, {args.busy:.0%} busy; Prometheus scraping every second")
+    rotating = {name: n for n, group in enumerate(promql.ROTATING) for name in group}
+    print(
+        f"{args.functions} functions, {args.busy:.0%} busy;"
+        f" Prometheus scraping every {args.scrape_seconds:g} s"
+    )
     print(f"  load average: {load_average()}")
-    print(f"  the tick's PromQL ({len(query)} characters, one query per tick):")
-    for part in query.split(" or "):
-        print(f"    {part}")
     print(
-        f"  answer: {series} series, {fetch.size / 2**20:.1f} MiB of JSON;"
-        f" {len(observed)} functions observed; parse {parse_seconds * 1000:.0f} ms"
+        "  the tick's PromQL: one query, the union of these parts (each under its own q label);"
+        f" the {len(promql.ROTATING)} groups marked (k) are asked one a tick in turn, kept"
+        " between:"
     )
+    for name, expression in promql.parts():
+        turn = f"({rotating[name]})" if name in rotating else ""
+        print(f"    {turn:3} {name:16} {expression}")
     print(
-        "  Prometheus's answer time per tick: "
-        + ", ".join(f"{s * 1000:.0f}" for s in fetch.seconds)
-        + " ms"
+        "  answers: "
+        + ", ".join(f"{row['series']} series {row['bytes'] / 1024:.0f} KiB" for row in rows)
+        + f"; {len(source.last.functions)} functions listed, the rest idle: {source.last.complete}"
     )
-    for n, (wall, cpu, reports, scales) in enumerate(rows, 1):
+    for n, row in enumerate(rows, 1):
+        transfer = row["fetch"] - row["evaluation"]
+        rest = row["wall"] - row["fetch"] - row["parse"]
         print(
-            f"  tick {n}: {wall * 1000:7.0f} ms, {cpu * 1000:6.0f} ms CPU in this process;"
-            f" {reports} status reports, {scales} scale calls"
+            f"  tick {n}: {ms(row['wall']):>7} = Prometheus evaluating {ms(row['evaluation'])}"
+            f" + encoding and transfer {ms(transfer)} + parsing {ms(row['parse'])}"
+            f" + deciding {ms(rest)}; {ms(row['cpu'])} CPU here;"
+            f" {row['reports']} reports, {row['scales']} scale calls"
         )
-    later = [wall for wall, _, reports, _ in rows[1:] if reports == 0]
-    if later:
-        print(
-            f"  ticks without reports: median {statistics.median(later) * 1000:.0f} ms"
-            f" (the tick runs every 1 s)"
-        )
+    walls = [row["wall"] for row in rows]
+    steps = {
+        "Prometheus evaluating": statistics.median(row["evaluation"] for row in rows),
+        "encoding and transfer": statistics.median(
+            row["fetch"] - row["evaluation"] for row in rows
+        ),
+        "parsing": statistics.median(row["parse"] for row in rows),
+        "deciding": statistics.median(row["wall"] - row["fetch"] - row["parse"] for row in rows),
+    }
+    dominant = max(steps, key=lambda step: steps[step])
     print(
-        f"  status reports are written one after another: at {args.write_ms:g} ms each,"
-        f" the first tick's {rows[0][2]} take {rows[0][2] * args.write_ms / 1000:.0f} s"
+        f"  tick p50 {ms(statistics.median(walls))}, max {ms(max(walls))} against the 1 s interval;"
+        f" {dominant} dominates (p50 {ms(steps[dominant])})"
+    )
+    # The same Prometheus, at the same time, asked the way the tick asked before (issue 17).
+    before, now = [], []
+    for _ in range(args.before):  # in turn, so both meet the same load on the machine
+        before.append(ask(url, query_before()))
+        now.append(ask(url, promql.query()))
+    if before:
+        for label, runs in (("before, all parts", before), ("now, all parts", now)):
+            body = runs[-1][2]
+            series = body.count(b'"metric"')
+            print(
+                f"  {label}: {series} series, {len(body) / 2**20:.2f} MiB; answered in p50"
+                f" {ms(statistics.median(run[0] for run in runs))}, of which evaluating"
+                f" {ms(statistics.median(run[1] for run in runs))}"
+            )
+    print(
+        f"  first tick: {ms(first_wall)}, {first_reports} status reports at {args.write_ms:g} ms"
+        f" each (written one after another), {first_scales} scale calls"
     )
 
 
@@ -207,18 +287,26 @@ def main() -> None:
     parser.add_argument("--busy", type=float, default=0.05, help="fraction with traffic")
     parser.add_argument("--ticks", type=int, default=5)
     parser.add_argument("--write-ms", type=float, default=5.0, help="one status report's time")
-    parser.add_argument("--warmup", type=float, default=12.0, help="seconds of scrapes first")
+    parser.add_argument(
+        "--warmup", type=float, default=65.0, help="seconds of scrapes first (a stable window)"
+    )
+    parser.add_argument(
+        "--before", type=int, default=3, help="times to ask the query of before issue 17 (0: not)"
+    )
+    parser.add_argument(
+        "--scrape-seconds", type=float, default=1.0, help="scrape interval (the chart's: 5)"
+    )
     args = parser.parse_args()
     exporter = Exporter(args.functions, int(args.functions * args.busy))
-    server = serve(exporter)
+    server = serve_metrics(exporter.text)
     target = f"127.0.0.1:{server.server_address[1]}"
     try:
-        with prometheus([target], scrape_seconds=1.0) as server_url:
+        with prometheus([target], scrape_seconds=args.scrape_seconds) as server_url:
             server_url.wait_until_scraped(timeout=120)
-            time.sleep(args.warmup)  # a fixed span of scrapes, so the windows have points
+            time.sleep(args.warmup)  # a full stable window of points: what a tick reads
             asyncio.run(ticks(server_url.url, args))
     finally:
-        server.shutdown()
+        stop_serving(server)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.procs import free_port
 
@@ -93,3 +96,31 @@ def prometheus(targets: Sequence[str], *, scrape_seconds: float = 1.0) -> Iterat
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def serve_metrics(text: Callable[[], bytes]) -> http.server.ThreadingHTTPServer:
+    """An exporter on loopback for Prometheus to scrape: every GET answers `text()` in the text
+    format. Stop it with `stop_serving` (its next scrape is then refused)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop_serving(server: http.server.ThreadingHTTPServer) -> None:
+    """Stop answering; a no-op when stopped already."""
+    if server.socket.fileno() != -1:
+        server.shutdown()
+        server.server_close()

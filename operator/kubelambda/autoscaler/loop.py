@@ -22,7 +22,7 @@ from kubelambda.autoscaler.decider import (
     Tuning,
     decide,
 )
-from kubelambda.autoscaler.sources import MetricSource
+from kubelambda.autoscaler.sources import MetricSource, Observations
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class Autoscaler:
         self._tuning = tuning
         self._clock = clock
         self._states: dict[FunctionKey, ScalerState] = {}
+        # Functions last decided idle at zero, out of panic, under this spec: deciding them
+        # again on idle gives the same decision, so a tick's work follows the loaded ones.
+        self._settled: dict[FunctionKey, ScalingSpec] = {}
         self.decisions: dict[FunctionKey, Decision] = {}
         self._lock = asyncio.Lock()
 
@@ -88,29 +91,48 @@ class Autoscaler:
             self._observer.ticked(max(self._clock() - started, 0.0))
 
     async def _tick(self, now: float) -> None:
-        observations = await self._source.observe(now=now)
+        observed = await self._source.observe(now=now)
+        if not isinstance(observed, Observations):
+            observed = Observations(functions=observed)
+        observations = observed.functions
         async with self._lock:
             for function, spec in self._specs().items():
                 current = self._target.replicas(function)
                 observation = observations.get(function)
+                idle = observation is None and observed.complete
+                if idle:
+                    # The source lists only loaded functions, from fresh scrapes: idle. The
+                    # decider's last-request time keeps it until scaleToZeroAfterSeconds.
+                    if current == 0 and self._settled.get(function) == spec:
+                        continue
+                    observation = _IDLE
                 if observation is None and current > 0:
-                    # No data yet (Prometheus scrapes late) is not "no traffic": never
-                    # scale down on it. At zero, deciding on idle keeps minReplicas true.
+                    # No data (Prometheus scrapes late, a gateway is down) is not "no
+                    # traffic": never scale down on it. At zero, deciding on idle keeps
+                    # minReplicas true.
                     self.decisions[function] = Decision(
                         desired=current,
-                        reason=f"no metrics for this function yet; keeping {current}",
+                        reason=(
+                            "no metrics for this function (none yet, or a gateway not scraped"
+                            f" lately); keeping {current}"
+                        ),
                         state=self._states.get(function, ScalerState()),
                     )
                     continue
+                state = self._states.get(function, ScalerState())
                 decision = decide(
                     observation=observation or _IDLE,
                     spec=spec,
                     current=current,
-                    state=self._states.get(function, ScalerState()),
+                    state=state,
                     now=now,
                     tuning=self._tuning,
                 )
                 self._states[function] = decision.state
+                if idle and current == 0 and decision.desired == 0 and not state.panicking:
+                    self._settled[function] = spec
+                else:
+                    self._settled.pop(function, None)
                 self.decisions[function] = decision
                 if decision.desired != current:
                     log.info(
@@ -123,6 +145,7 @@ class Autoscaler:
         """A request found no instance: scale 0 -> 1 now, without waiting for the next tick."""
         now = self._clock()
         async with self._lock:
+            self._settled.pop(function, None)
             state = self._states.get(function, ScalerState())
             # The request counts as traffic: the idle clock restarts from it.
             self._states[function] = ScalerState(

@@ -25,9 +25,19 @@ class Load:
     requests_total: int
 
 
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """One tick's observations. When `complete`, a function missing from `functions` had no
+    load (a source may list only the busy ones); otherwise missing means not known."""
+
+    functions: Mapping[FunctionKey, Observation]
+    complete: bool = False
+
+
 class MetricSource(Protocol):
-    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
-        """The latest observation of every function that has one."""
+    async def observe(self, *, now: float) -> Observations | Mapping[FunctionKey, Observation]:
+        """The latest observation of every function that has one; a plain mapping says
+        nothing of the functions it leaves out (as `Observations` with complete False)."""
         ...
 
 

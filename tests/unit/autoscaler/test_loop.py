@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+
+import pytest
 
 from kubelambda.api.identity import FunctionKey
+from kubelambda.autoscaler import loop
 from kubelambda.autoscaler.decider import Observation, ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler
-from kubelambda.autoscaler.sources import DirectSource, Load
+from kubelambda.autoscaler.sources import DirectSource, Load, Observations
 
 FN = ("ns", "fn")
 SPEC = ScalingSpec(
@@ -17,11 +19,14 @@ SPEC = ScalingSpec(
 
 
 class FakeSource:
-    def __init__(self) -> None:
-        self.observations: dict[FunctionKey, Observation] = {}
+    """Hands out `observations`; `complete` says a function missing from them is idle."""
 
-    async def observe(self, *, now: float) -> Mapping[FunctionKey, Observation]:
-        return self.observations
+    def __init__(self, *, complete: bool = False) -> None:
+        self.observations: dict[FunctionKey, Observation] = {}
+        self.complete = complete
+
+    async def observe(self, *, now: float) -> Observations:
+        return Observations(functions=dict(self.observations), complete=self.complete)
 
 
 class FakeTarget:
@@ -99,3 +104,70 @@ def test_direct_source_averages_over_the_windows():
     assert latest.panic_concurrency == 6  # only the newest sample is inside 6 s
     assert latest.stable_concurrency == 3  # (0 + 6) / 2 over 60 s
     assert latest.stable_rps == 3  # 30 requests in 10 s
+
+
+@pytest.mark.parametrize(
+    ("complete", "counts"),
+    [
+        # Fresh scrapes list only loaded functions: absent is idle, and the idle clock that
+        # the wake-up started keeps the instance for scaleToZeroAfterSeconds (5 s), no less.
+        pytest.param(True, [1, 1, 1, 1, 0, 0], id="absent from a complete answer: idle"),
+        # A gateway down or late: absent is not known to be idle; never scale down on it.
+        pytest.param(False, [1, 1, 1, 1, 1, 1], id="absent from an incomplete answer: kept"),
+    ],
+)
+def test_a_woken_function_absent_from_the_answer(complete, counts):
+    target = FakeTarget()
+    clock = [100.0]
+    autoscaler = Autoscaler(
+        source=FakeSource(complete=complete),
+        target=target,
+        specs=lambda: {FN: SPEC},
+        clock=lambda: clock[0],
+    )
+    asyncio.run(autoscaler.wake(FN))
+    seen = []
+    for now in (101.0, 103.0, 104.0, 104.9, 105.0, 120.0):
+        asyncio.run(autoscaler.tick(now=now))
+        seen.append(target.counts[FN])
+    assert seen == counts
+
+
+def test_idle_functions_at_zero_are_decided_once_then_when_something_changes(monkeypatch):
+    decided: list[ScalingSpec] = []
+    real = loop.decide
+
+    def counting(**kwargs):  # type: ignore[no-untyped-def]
+        decided.append(kwargs["spec"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(loop, "decide", counting)
+    specs = {FunctionKey("ns", f"fn-{n}"): SPEC for n in range(1000)}
+    source, target = FakeSource(complete=True), FakeTarget()
+    autoscaler = Autoscaler(source=source, target=target, specs=lambda: specs, clock=lambda: 0.0)
+    for now in (1.0, 2.0, 3.0):
+        asyncio.run(autoscaler.tick(now=now))
+    assert len(decided) == 1000  # the first tick; then nothing changed for them
+    first = FunctionKey("ns", "fn-0")
+    reason = autoscaler.decisions[first].reason
+
+    busy_one, changed = FunctionKey("ns", "fn-1"), FunctionKey("ns", "fn-2")
+    source.observations[busy_one] = busy(2)
+    specs[changed] = ScalingSpec(
+        target_concurrency=1, min_replicas=1, max_replicas=10, scale_to_zero_after_seconds=5
+    )
+    decided.clear()
+    asyncio.run(autoscaler.tick(now=4.0))
+    assert len(decided) == 2
+    assert (target.counts[busy_one], target.counts[changed]) == (2, 1)
+    assert autoscaler.decisions[first].reason == reason
+
+    # Idle again: decided until it is at zero and settled (5: kept by panic mode; 20: out of
+    # it, 2 -> 1, the scale-down rate; 21: 1 -> 0; 22: decided at zero), then no more.
+    del source.observations[busy_one]
+    del specs[changed]
+    decided.clear()
+    for now in (5.0, 20.0, 21.0, 22.0, 23.0):
+        asyncio.run(autoscaler.tick(now=now))
+    assert target.counts[busy_one] == 0
+    assert len(decided) == 4
