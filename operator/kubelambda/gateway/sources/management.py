@@ -106,7 +106,8 @@ class ManagementApi:
 
     def _seen(self, entry: FunctionEntry, now: float) -> _Seen:
         old = self._history.get(entry.key)
-        if old is not None and old.spec == entry.spec:
+        # Identity first: an incremental table (tableupdates.py) keeps unchanged specs.
+        if old is not None and (old.spec is entry.spec or old.spec == entry.spec):
             return old
         return _Seen(spec=entry.spec, since=now, code=code_facts(entry.spec))
 
