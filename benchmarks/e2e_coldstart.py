@@ -30,10 +30,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from coldstart_pool import run_pool
+from e2e.kit import apply_ready, function_manifests
 from harness.cluster import Cluster, cluster
 from harness.kubeapi import KubeApi
 from harness.network import NETWORK_NAME
-from harness.release import ReleaseFailed, release
+from harness.release import Release, ReleaseFailed, release
 from harness.workloads import RUNTIME_PORT, code_configmap, invoke, runtime_deployment
 from loadgen import percentile
 
@@ -255,75 +257,67 @@ def product_trial(api: KubeApi, running: Cluster, *, gateway: str, name: str) ->
     return trial
 
 
-def _function(name: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "kubelambda.dev/v1alpha1",
-            "kind": "Function",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {
-                "runtime": "python3.12",
-                "handler": "app.handler",
-                "code": {"inline": {"files": {"app.py": FUNCTION_CODE}}},
-            },
-        },
-        {
-            "apiVersion": "kubelambda.dev/v1alpha1",
-            "kind": "Trigger",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"function": name, "http": {"path": f"/{name}", "methods": ["GET"]}},
-        },
-    ]
+def wait_no_function_pods(api: KubeApi, namespace: str, timeout: float = TRIAL_TIMEOUT) -> None:
+    """Until no Function's pod is left in `namespace` (the previous trial's terminated)."""
+    deadline = time.monotonic() + timeout
+    path = f"/api/v1/namespaces/{namespace}/pods?labelSelector=kubelambda.dev/function"
+    while api.request("GET", path)["items"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Function pods still in {namespace} after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
-def run_product(running: Cluster, trials: int, workdir: Path) -> None:
+def run_product(running: Cluster, installed: Release, trials: int) -> list[Trial]:
     """Cold starts through the product: one Function per trial (each at zero, as the
     controller creates them), one request each through the gateway."""
-    with ExitStack() as stack:
-        try:
-            gateway = stack.enter_context(release(running, workdir=workdir))
-        except ReleaseFailed as exc:
-            print(f"\nproduct path unavailable, not measured: {exc}")
-            return
-        names = [f"cold{index}" for index in range(trials + 1)]
-        running.apply([item for name in names for item in _function(name)])
-        for kind in ("fn", "trig"):
-            running.kubectl(
-                "wait",
-                kind,
-                "--all",
-                "-n",
-                NAMESPACE,
-                "--for=condition=Ready",
-                "--timeout=180s",
-                timeout=200,
-            )
-        api = KubeApi(running.api)
-        # The first one unmeasured: it warms the page cache with the image's files.
-        product_trial(api, running, gateway=gateway.gateway_url, name=names[0])
-        measured = []
-        for index, name in enumerate(names[1:]):
-            trial = product_trial(api, running, gateway=gateway.gateway_url, name=name)
-            measured.append(trial)
-            shares = " ".join(f"{k}={v * 1000:.0f}" for k, v in trial.durations().items())
-            held = f", gateway held {trial.gateway_held * 1000:.0f}" if trial.gateway_held else ""
-            print(
-                f"trial {index + 1:2}: {trial.total * 1000:5.0f} ms  ({shares}{held})", flush=True
-            )
-        report(
-            measured,
-            title="request at zero replicas -> first response through the gateway",
-            since="the request",
+    names = [f"cold{index}" for index in range(trials + 1)]
+    objects = [
+        item
+        for name in names
+        for item in function_manifests(
+            name, code=FUNCTION_CODE, path=f"/{name}", namespace=NAMESPACE
         )
-        held = [t.gateway_held for t in measured if t.gateway_held is not None]
-        if held:
-            print(
-                f"  Server-Timing coldstart (the gateway's hold): p50 "
-                f"{statistics.median(held) * 1000:.0f} ms"
+    ]
+    apply_ready(running, objects, namespace=NAMESPACE)
+    api = KubeApi(running.api)
+    measured, failed = [], 0
+    for index, name in enumerate(names):
+        # Each trial alone: a Function stays up for scaleToZeroAfterSeconds, and twenty of them
+        # would hold the node's CPU requests (the next pods Pending, answered 504).
+        wait_no_function_pods(api, NAMESPACE)
+        try:
+            trial = product_trial(api, running, gateway=installed.gateway_url, name=name)
+        except (OSError, RuntimeError) as exc:
+            print(f"trial {index:2}: FAILED {exc!r}", flush=True)
+            failed += 1
+            continue
+        finally:
+            running.kubectl(
+                "delete", f"fn/{name}", f"trig/{name}-http", "-n", NAMESPACE, "--wait=false"
             )
+        if index == 0:
+            continue  # unmeasured: it warms the page cache with the image's files
+        measured.append(trial)
+        shares = " ".join(f"{k}={v * 1000:.0f}" for k, v in trial.durations().items())
+        hold = f", gateway held {trial.gateway_held * 1000:.0f}" if trial.gateway_held else ""
+        print(f"trial {index:2}: {trial.total * 1000:5.0f} ms  ({shares}{hold})", flush=True)
+    if failed:
+        print(f"{failed} trial(s) failed")
+    report(
+        measured,
+        title="request at zero replicas -> first response through the gateway",
+        since="the request",
+    )
+    held = [t.gateway_held for t in measured if t.gateway_held is not None]
+    if held:
+        print(
+            f"  Server-Timing coldstart (the gateway's hold): p50 "
+            f"{statistics.median(held) * 1000:.0f} ms"
+        )
+    return measured
 
 
-def run_raw(running: Cluster, trials: int) -> None:
+def run_raw(running: Cluster, trials: int) -> list[Trial]:
     running.apply(
         [
             code_configmap(f"{NAME}-code", NAMESPACE, {"app.py": CODE}),
@@ -353,6 +347,32 @@ def run_raw(running: Cluster, trials: int) -> None:
         title="raw: Deployment 0 -> 1, first response over the pod IP",
         since="the scale call",
     )
+    return measured
+
+
+def _line(label: str, totals: list[float], target: str) -> str:
+    if not totals:
+        return f"  {label:44} not measured"
+    return (
+        f"  {label:44} p50 {statistics.median(totals) * 1000:6.0f} ms"
+        f"   p95 {percentile(totals, 0.95) * 1000:6.0f} ms   {target}"
+    )
+
+
+def side_by_side(raw: list[Trial], product: list[Trial], pool: list[float]) -> None:
+    """The paths measured in this run, one line each."""
+    started = [
+        t.marks["container started"] - t.began for t in raw if "container started" in t.marks
+    ]
+    print("\nside by side (this run):")
+    print(_line("raw: scale call -> container started", started, "(reference)"))
+    print(_line("raw: scale call -> first response (pod IP)", [t.total for t in raw], ""))
+    print(
+        _line(
+            "Deployment path (request -> response)", [t.total for t in product], "target p50 <= 600"
+        )
+    )
+    print(_line("warm pool (request -> response)", pool, "targets p50 <= 100, p95 <= 150"))
 
 
 def main() -> int:
@@ -362,9 +382,10 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument(
         "--path",
-        choices=("product", "raw", "both"),
-        default="both",
-        help="through the installed chart's gateway, the raw Deployment path, or both (default)",
+        choices=("product", "raw", "pool", "all", "both"),
+        default="all",
+        help="through the installed chart's gateway (Deployment path), the raw Deployment path,"
+        " the warm pool's path, or all three (default; `both` is the same)",
     )
     args = parser.parse_args()
     started = time.monotonic()
@@ -373,10 +394,22 @@ def main() -> int:
         usage = running.resident_mib()
         listed = ", ".join(f"{name} {mib:.0f}" for name, mib in usage.items())
         print(f"cluster idle resident memory: {sum(usage.values()):.0f} MiB ({listed})")
-        if args.path in ("raw", "both"):
-            run_raw(running, args.trials)
-        if args.path in ("product", "both"):
-            run_product(running, args.trials, Path(scratch))
+        paths = ("raw", "product", "pool") if args.path in ("all", "both") else (args.path,)
+        raw = run_raw(running, args.trials) if "raw" in paths else []
+        product: list[Trial] = []
+        pool: list[float] = []
+        if "product" in paths or "pool" in paths:
+            with ExitStack() as stack:
+                try:
+                    installed = stack.enter_context(release(running, workdir=Path(scratch)))
+                except ReleaseFailed as exc:
+                    print(f"\nproduct and pool paths unavailable, not measured: {exc}")
+                    installed = None
+                if installed is not None and "pool" in paths:
+                    pool = [t.total for t in run_pool(running, installed, args.trials)]
+                if installed is not None and "product" in paths:
+                    product = run_product(running, installed, args.trials)
+        side_by_side(raw, product, pool)
     return 0
 
 

@@ -36,6 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from e2e.kit import apply_ready
 from harness.minio import Minio, minio_server
 from loadgen import free_port
 from support.zips import module_files
@@ -238,18 +239,8 @@ def run_cluster(minio: Minio, trials: int, work: Path) -> None:
                 "AWS_SECRET_ACCESS_KEY": minio.secret_key,
             },
         }
-        running.apply([secret, *manifests(names, s3), *manifests(references, inline)])
-        for kind in ("fn", "trig"):
-            running.kubectl(
-                "wait",
-                kind,
-                "--all",
-                "-n",
-                "default",
-                "--for=condition=Ready",
-                "--timeout=300s",
-                timeout=320,
-            )
+        objects = [secret, *manifests(names, s3), *manifests(references, inline)]
+        apply_ready(running, objects, namespace="default", timeout=300)
         base = installed.gateway_url
         cold_start(base, names[0]), cold_start(base, references[0])  # images into the page cache
         package_ms, inline_ms = alternating(base, names[1:], references[1:], show=True)

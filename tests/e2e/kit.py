@@ -82,7 +82,12 @@ def fail_on_crash(running: Cluster) -> None:
 
 
 def function_manifests(
-    name: str, *, code: str, path: str | None = None, scaling: dict[str, Any] | None = None
+    name: str,
+    *,
+    code: str,
+    path: str | None = None,
+    scaling: dict[str, Any] | None = None,
+    namespace: str = FUNCTIONS_NAMESPACE,
 ) -> list[dict[str, Any]]:
     """A Function with inline code (app.handler) and, if `path` is given, an HTTP Trigger."""
     spec: dict[str, Any] = {
@@ -96,7 +101,7 @@ def function_manifests(
         {
             "apiVersion": "kubelambda.dev/v1alpha1",
             "kind": "Function",
-            "metadata": {"name": name, "namespace": FUNCTIONS_NAMESPACE},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": spec,
         }
     ]
@@ -105,11 +110,29 @@ def function_manifests(
             {
                 "apiVersion": "kubelambda.dev/v1alpha1",
                 "kind": "Trigger",
-                "metadata": {"name": f"{name}-http", "namespace": FUNCTIONS_NAMESPACE},
+                "metadata": {"name": f"{name}-http", "namespace": namespace},
                 "spec": {"function": name, "http": {"path": path, "methods": ["GET", "POST"]}},
             }
         )
     return objects
+
+
+def apply_ready(
+    running: Cluster, objects: list[dict[str, Any]], *, namespace: str, timeout: int = 180
+) -> None:
+    """Apply Functions and Triggers, then wait until every one in `namespace` is Ready."""
+    running.apply(objects)
+    for kind in ("fn", "trig"):
+        running.kubectl(
+            "wait",
+            kind,
+            "--all",
+            "-n",
+            namespace,
+            "--for=condition=Ready",
+            f"--timeout={timeout}s",
+            timeout=timeout + 20,
+        )
 
 
 def wait_function_ready(running: Cluster, name: str, *, timeout: float = 120) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The kubelambda Helm chart installed on the e2e cluster with this run's images, its operator,
 gateway, broker (NATS) and dispatcher pods Ready, and a Prometheus (Debian's, on loopback) scraping
-the gateway pods, reached by the operator's autoscaler through a relay on the node's address. The
-broker's store is a hostPath PersistentVolume made beforehand, as an admin pre-provisions one
-where no dynamic provisioner runs. The release's namespace and the functions' enforce Pod Security
-`restricted`, so every pod the chart and the operator make must pass it. The e2e fixtures and the
-cold-start benchmark use `release()`; parts still missing raise ReleaseFailed naming them.
+the gateway pods, reached by the operator's autoscaler through a relay on the node's address, and
+a warm pool of POOL_SIZE pods in POOL_NAMESPACE only. The broker's store is a hostPath
+PersistentVolume made beforehand, as an admin pre-provisions one where no dynamic provisioner
+runs. The release's namespace and the functions' (the pool's too) enforce Pod Security
+`restricted`, so every pod the chart and the operator make must pass it. The e2e fixtures and
+the cold-start benchmark use `release()`; parts still missing raise ReleaseFailed naming them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ CHART = REPO / "charts" / "kubelambda"
 RELEASE = "kubelambda"
 SYSTEM_NAMESPACE = "kubelambda-system"
 FUNCTIONS_NAMESPACE = "default"  # where the e2e scenarios' Functions run (tests/e2e/kit.py)
+# The one namespace with a warm pool (tests/e2e/warm_pool, the cold-start benchmark's pool path):
+# Functions elsewhere take the Deployment path, as without a pool.
+POOL_NAMESPACE = "warm"
+POOL_SIZE = 2
 # Pod Security admission's labels: pods breaking the `restricted` profile are refused.
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -142,6 +147,8 @@ def chart_values(running: Cluster, *, prometheus_url: str) -> dict[str, Any]:
         # apiKey routes read their Secret (tests/e2e/invoke_auth).
         "gateway": {"replicas": 1, "readApiKeySecrets": True},
         "s3": {"webhookArn": f"arn:minio:sqs:{S3_REGION}:{S3_TARGET_ID}:webhook"},
+        # The chart binds the pool's rights on pods in POOL_NAMESPACE alone (it must exist).
+        "warmPool": {"size": POOL_SIZE, "namespaces": [POOL_NAMESPACE]},
     }
 
 
@@ -313,7 +320,7 @@ def release(
         values = workdir / "values.json"
         values.write_text(json.dumps(chart_values(running, prometheus_url=to_prometheus.url)))
         provision_broker_volume(running)
-        enforce_restricted(running, (SYSTEM_NAMESPACE, FUNCTIONS_NAMESPACE))
+        enforce_restricted(running, (SYSTEM_NAMESPACE, FUNCTIONS_NAMESPACE, POOL_NAMESPACE))
         running.helm(
             "install",
             RELEASE,

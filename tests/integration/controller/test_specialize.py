@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -89,5 +90,31 @@ def test_no_answer_in_time_or_no_pod_is_status_zero() -> None:
         )
         assert gone.status == 0 and "could not be reached" in gone.message
         assert not gone.reached
+
+    asyncio.run(body())
+
+
+def test_a_connection_attempt_that_gets_no_answer_is_made_again_at_once() -> None:
+    """A lost SYN would otherwise cost the kernel's one-second retransmission (seen on the e2e
+    cluster when the policy engine's verdict was lost)."""
+    attempts: list[float] = []
+
+    async def lose_the_first(
+        host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            await asyncio.Event().wait()  # stands for a SYN nobody answers
+        return await asyncio.open_connection(host, port)
+
+    async def body() -> None:
+        async with pod(200, {"function": "ns/fn", "initMs": 1}) as (port, received):
+            began = time.monotonic()
+            got = await HttpSpecializer(open_connection=lose_the_first)(
+                pod_ip="127.0.0.1", port=port, token="t", body=BODY, deadline=5
+            )
+            assert got.status == 200, got
+            assert len(attempts) == 2 and len(received) == 1
+            assert time.monotonic() - began < 0.9, "waited as long as a SYN retransmission"
 
     asyncio.run(body())
