@@ -23,7 +23,7 @@ accept queue), held by the gateway for an instance (its Server-Timing), or the r
 gateway's own queues and work, and the instance); and with the gateway's own mean time from
 parsing a request to answering it (its duration histogram), so what waited outside it shows.
 
-    python benchmarks/burst.py [--seconds 10] [--fraction 0.8] [--overflow 1.5]
+    python benchmarks/burst.py [--seconds 10] [--fraction 0.8] [--overflow 1.5 | --overflow-rate R]
 """
 
 from __future__ import annotations
@@ -139,15 +139,31 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-def listen_overflows() -> int:
-    """Connections the kernel dropped because a listener's accept queue was full, machine-wide
-    (TcpExt ListenOverflows): their clients wait for a SYN retransmit (1 s, then 3 s, 7 s)."""
-    lines = Path("/proc/net/netstat").read_text().splitlines()
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
+# Kernel counters that say where a connection or a request went when no answer came (machine-
+# wide, /proc/net/netstat and /proc/net/snmp): a full accept queue drops the handshake's last ACK
+# or the SYN (ListenOverflows, ListenDrops: the client retransmits after 1 s, 3 s, 7 s); a socket
+# closed with unread data resets its peer (TCPAbortOnData); resets sent and received.
+_COUNTERS = {
+    "TcpExt": ("ListenOverflows", "ListenDrops", "TCPAbortOnData", "TCPReqQFullDrop",
+               "TCPSynRetrans"),
+    "Tcp": ("OutRsts", "EstabResets", "AttemptFails"),
+}  # fmt: skip
+
+
+def kernel_counters() -> dict[str, int]:
+    """The counters of _COUNTERS now."""
+    found: dict[str, int] = {}
+    for table in ("/proc/net/netstat", "/proc/net/snmp"):
+        lines = Path(table).read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            prefix = names.split(":", 1)[0]
             fields = dict(zip(names.split()[1:], values.split()[1:], strict=True))
-            return int(fields.get("ListenOverflows", 0))
-    return 0
+            found.update({name: int(fields.get(name, 0)) for name in _COUNTERS.get(prefix, ())})
+    return found
+
+
+def counted(before: dict[str, int], after: dict[str, int]) -> str:
+    return ", ".join(f"{name} {after[name] - before[name]}" for name in before)
 
 
 def load() -> str:
@@ -163,6 +179,12 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.8, help="of capacity, for bursts")
     parser.add_argument(
         "--overflow", type=float, default=1.5, help="of the closed loop's rate, for overflow"
+    )
+    parser.add_argument(
+        "--overflow-rate",
+        type=float,
+        default=0,
+        help="overflow at this rate (req/s) instead: to compare two gateways at the same load",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="the function's concurrency")
     parser.add_argument("--replicas", type=int, default=10, help="the function's maxReplicas")
@@ -203,11 +225,12 @@ def main() -> None:
         with PeakRss(local.pid) as cold_rss:
             cold = uvloop.run(open_loop(port, burst_request, rate=rate, seconds=args.seconds))
         cold_inside = split(cold, (0.0, 0), inside(admin, "burst"))
-        over_rate = args.overflow * saturation.rate
-        dropped = listen_overflows()
+        over_rate = args.overflow_rate or args.overflow * saturation.rate
+        counters = kernel_counters()
         with PeakRss(local.pid) as over_rss:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
-        dropped = listen_overflows() - dropped
+        counters_after = kernel_counters()
+        dropped = counters_after["ListenOverflows"] - counters["ListenOverflows"]
         marks.append(inside(admin, "warm"))
     finally:
         local.terminate()
@@ -264,15 +287,17 @@ def main() -> None:
     with_retry = sum(1 for i in refused if over.retry_after[i])
     refused_p99 = over.p(over.latency, refused, 0.99)
     print(
-        f"  overflow   open loop at {args.overflow:.0%} of the closed loop = {over_rate:.0f} "
-        f"req/s: {statuses(over)};"
-        f" {over.connections} connections opened"
+        f"  overflow   open loop at {over_rate / saturation.rate:.0%} of the closed loop = "
+        f"{over_rate:.0f} req/s: {statuses(over)};"
+        f" {over.connections} connections opened, {over.early} answered as they opened, "
+        f"{over.retried} requests sent again (the gateway had closed the idle connection)"
     )
     print(
         f"             every request answered, 200 or 503: no answer {over.unanswered} (target "
         f"0: {verdict(over.unanswered == 0)}); accept queues overflowed {dropped} times "
         f"(machine-wide: other listeners count too)"
     )
+    print(f"             kernel, machine-wide: {counted(counters, counters_after)}")
     print(
         f"             503s: {len(refused)} of {over.sent} sent ({excess:.0f} over the closed "
         f"loop's rate), {with_retry} with Retry-After (target all: "
@@ -303,6 +328,8 @@ def main() -> None:
                 "overflow_503": len(refused),
                 "overflow_sent": over.sent,
                 "overflow_unanswered": over.unanswered,
+                "overflow_answered_at_accept": over.early,
+                "overflow_sent_again": over.retried,
                 "overflow_listen_overflows": dropped,
                 "overflow_503_p50_ms": (
                     round(over.p(over.latency, refused, 0.5), 1) if refused else None

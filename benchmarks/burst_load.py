@@ -37,6 +37,12 @@ class _Connection(asyncio.Protocol):
         self.retry_after = False
         self.held = 0.0
         self.body = b""  # of error answers only: the message says which bound refused it
+        # An answer that came before its request was written: the gateway refuses a connection
+        # as it accepts it, and the answer can be read while create_connection is returning.
+        self.early: tuple[int, bool, float] | None = None
+        self.lost: Exception | None = None
+        self.answering = False  # some of an answer came since the last request was sent
+        self.closing = False  # the last answer said `connection: close`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -51,6 +57,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.retry_after, self.held, self.body = False, 0.0, b""
+        self.answering = True
+        self.closing = False
 
     def on_body(self, body: bytes) -> None:
         if self.status >= 400:
@@ -60,6 +68,8 @@ class _Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"retry-after":
             self.retry_after = True
+        elif lowered == b"connection" and b"close" in value.lower():
+            self.closing = True  # the gateway closes it after this answer: not to be reused
         elif lowered == b"server-timing":
             found = _HELD.search(value)
             if found:
@@ -71,14 +81,31 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((self.status, self.retry_after, self.held))
+        elif self.waiter is None:
+            self.early = (self.status, self.retry_after, self.held)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = ConnectionError("closed")
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("closed"))
+            self.waiter.set_exception(self.lost)
+
+    def ask(self, request: bytes) -> asyncio.Future[tuple[int, bool, float]]:
+        """Send `request`; the future gets its answer (at once if it already came)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.answering = self.early is not None
+        if self.early is not None:
+            self.waiter.set_result(self.early)
+            self.early = None
+        elif self.lost is not None:
+            self.waiter.set_exception(self.lost)
+        else:
+            assert self.transport is not None
+            self.transport.write(request)
+        return self.waiter
 
     @property
     def usable(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
+        return self.transport is not None and not self.transport.is_closing() and not self.closing
 
 
 class _Late:
@@ -120,6 +147,8 @@ class Answers:
     finished: list[float] = field(default_factory=list)
     retry_after: list[bool] = field(default_factory=list)
     connections: int = 0  # opened during the run
+    early: int = 0  # answered as the connection opened, before the request was written
+    retried: int = 0  # sent again: the gateway had closed the idle connection it was sent on
     reasons: Counter[str] = field(default_factory=Counter)  # error answers' messages
     seconds: float = 0.0
 
@@ -154,33 +183,50 @@ async def open_loop(
     run = Answers()
     late = _Late()
 
-    async def connection() -> _Connection:
-        while idle:
+    async def connection(*, fresh: bool = False) -> tuple[_Connection, bool]:
+        """An idle connection (and False), else (or if `fresh`) a new one (and True)."""
+        while idle and not fresh:
             conn = idle.pop()
             if conn.usable:  # the gateway closes idle ones after its keep-alive
-                return conn
+                return conn, False
         run.connections += 1
         _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
-        return protocol
+        return protocol, True
 
-    async def one(scheduled: float, sent: float) -> None:
+    def unanswered(conn: _Connection, why: str) -> None:
+        run.unanswered += 1
+        run.reasons[f"no answer: {why}"] += 1
+        if conn.transport is not None:
+            conn.transport.close()
+
+    async def one(scheduled: float, sent: float, *, again: bool = False) -> None:
         try:
-            conn = await connection()
+            conn, new = await connection(fresh=again)
         except OSError as exc:  # refused, reset, or this process out of descriptors
             run.unanswered += 1
             run.reasons[f"no answer: connecting failed, {exc.strerror or exc}"] += 1
             return
         connected = time.perf_counter()
-        conn.waiter = loop.create_future()
-        assert conn.transport is not None
-        conn.transport.write(request)
+        run.early += conn.early is not None
         try:
-            status, retry_after, held = await asyncio.wait_for(conn.waiter, _ANSWER_TIMEOUT)
-        except (ConnectionError, TimeoutError) as exc:
-            run.unanswered += 1
-            why = "closed without an answer" if isinstance(exc, ConnectionError) else "timed out"
-            run.reasons[f"no answer: {why}"] += 1
-            conn.transport.close()
+            status, retry_after, held = await asyncio.wait_for(conn.ask(request), _ANSWER_TIMEOUT)
+        except ConnectionError:
+            if new or conn.answering:
+                unanswered(
+                    conn,
+                    "closed without an answer on a new connection"
+                    if new
+                    else "closed during its answer",
+                )
+                return
+            # The gateway closed this kept-alive connection idle (its keep-alive ran out) as it
+            # was reused, before any answer: sent again on a new connection, as HTTP clients do
+            # (RFC 9112, 9.3.1), its latency still counted from the first schedule.
+            run.retried += 1
+            await one(scheduled, sent, again=True)
+            return
+        except TimeoutError:
+            unanswered(conn, "timed out")
             return
         now = time.perf_counter()
         run.status.append(status)
@@ -192,10 +238,13 @@ async def open_loop(
         run.held.append(held)
         run.finished.append(now - start)
         run.retry_after.append(retry_after)
-        idle.append(conn)
+        if conn.usable:
+            idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
 
     for _ in range(warm_connections):  # as a steady client would have
-        idle.append(await connection())
+        idle.append((await connection())[0])
     run.connections = 0
     tasks = []
     start = time.perf_counter() + 0.05

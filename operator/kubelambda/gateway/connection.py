@@ -6,13 +6,15 @@ the connection closes; a client that does not read is cut off (reset), and its a
 While the server is overloaded (overload.py: its loop runs over 1 s late lastingly, or over 512
 connections wait in its accept queue; or it has as many requests parsed and not yet answered as
 its connection limit), each request is answered 503 from prebuilt bytes as soon as its head is
-parsed, before routing, authorization or its body, and the connection closes.
+parsed, before routing, authorization or its body, and the connection closes; a connection
+accepted while it is (those with over 512 still behind them, as uvloop takes a flood in one go)
+is answered so as it is accepted, before its request is even read.
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
 header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
 protocol and ASGI: its scope, events, two writes per answer and per-header checks were about
 a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py). Before any of
-this, connections wait in the kernel's accept queue, bounded by uvicorn's `backlog` (2048,
+this, connections wait in the kernel's accept queue, as deep as the connection limit (server.py;
 capped by net.core.somaxconn); beyond it the kernel drops a client's SYN, and the client sends
 it again after 1 s, 2 s, 4 s...: a wait the gateway cannot answer, hence the cheap refusals.
 """
@@ -168,6 +170,10 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         self._unsent = 0  # bytes not handed over at the last progress
         self._progressed_at = 0.0
         self._refused = False
+        # Asked now, not in connection_made: uvloop makes a connection's protocol as it accepts
+        # it, one by one until the accept queue is empty, so the queue read here still counts
+        # the connections behind this one (by connection_made, all were taken).
+        self._arrived_overloaded = self.overloaded()
 
     # --- connections, and those beyond the limit ------------------------------------------
 
@@ -177,6 +183,14 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
+        if self._arrived_overloaded:
+            # Refused as it is accepted, before its request is read or parsed: a flood that
+            # outruns the loop is answered at the cost of a write and a close each, so the
+            # accept queue drains instead of overflowing (the kernel then drops clients'
+            # handshakes: waits of 1 s, 3 s, 7 s the gateway cannot answer). The request left
+            # unread makes the close a reset, which Linux delivers after the answer.
+            self._refuse(self.overloaded_answer)
+            return
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
             # Refused now, not once it sends a request: an idle one would hold a slot (and
             # a descriptor) for the whole head timeout.

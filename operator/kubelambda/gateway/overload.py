@@ -1,14 +1,15 @@
 """How late the gateway's event loop runs, and when the gateway takes no new requests: each
-connection (connection.py) asks `Overload` at every request's head and answers 503 at once while
-it says so; the activator (activation.py) asks its own LoopLag before holding a request.
+connection (connection.py) asks `Overload` as it is accepted and at every request's head, and
+answers 503 at once while it says so; the activator (activation.py) asks its own LoopLag before
+holding a request.
 
 The rules, in the order a request meets them: a connection beyond the server's connection limit
-is refused when it opens; a request whose head arrives while the loop runs over
-`max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in the
-listening socket's accept queue (when the server was given its listener), or while the server
-has as many requests parsed and not yet answered as its limit, is refused before it is routed
-(connection.py); a request for a function whose busy instances would take too long to reach it
-is refused by the activator.
+is refused when it opens; a connection accepted, or a request whose head arrives, while the loop
+runs over `max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in
+the listening socket's accept queue (when the server was given its listener), or (a request)
+while the server has as many requests parsed and not yet answered as its limit, is refused
+before it is read or routed (connection.py); a request for a function whose busy instances
+would take too long to reach it is refused by the activator.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ class AcceptQueue:
     """How many connections wait in a listening socket's accept queue: taken by the kernel, not
     yet by the gateway, their clients silent. Linux reports it in a listener's TCP_INFO
     (`tcpi_unacked`); elsewhere it reads 0. Read again at most every `interval` seconds, so a
-    request's head costs a clock read, not a system call.
+    request's head costs a clock read, not a system call; a millisecond, because uvloop accepts
+    a flood in one go and asks as it accepts each (connection.py): a reading 10 ms old would
+    still see the hundreds already taken.
     """
 
     _UNACKED = 24  # offset of tcpi_unacked in struct tcp_info: 8 one-byte fields, 4 u32s
@@ -73,7 +76,7 @@ class AcceptQueue:
         self,
         listener: socket.socket,
         *,
-        interval: float = 0.01,
+        interval: float = 0.001,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._listener = listener
@@ -111,9 +114,11 @@ class Overload:
     without routing them, lets it reach the rest sooner, which it then answers the same way.
 
     The accept queue is the wait a loop on time does not show: a gateway at its capacity keeps
-    its timers but takes connections no faster than it answers them, and uvicorn's backlog
-    (2048) holds seconds of them; once full, the kernel drops clients' SYNs (retried after 1 s,
-    2 s, 4 s...). Refusing while it is a quarter full keeps that wait short and the cliff away.
+    its timers but takes connections no faster than it answers them, and a backlog of thousands
+    holds seconds of them; once full, the kernel drops clients' SYNs (retried after 1 s, 3 s,
+    7 s...). Refusing beyond 512, as they are accepted (connection.py), keeps that wait short
+    and the cliff away: benchmarks/burst.py's overflow had 7,350 handshakes dropped and 8,598
+    requests unanswered when they were refused only once their heads were read.
     """
 
     def __init__(

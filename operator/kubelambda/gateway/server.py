@@ -382,6 +382,10 @@ class Gateway:
             loop="none",
             http=protocol,
             limit_concurrency=settings.max_connections,
+            # The accept queue as deep as the connections the gateway may hold (the kernel caps
+            # it at net.core.somaxconn), not uvicorn's 2048: a flood is queued, and answered
+            # 503 as it is accepted (connection.py), rather than its handshakes dropped.
+            backlog=settings.max_connections,
             timeout_keep_alive=int(max(settings.keep_alive_seconds, 1)),
             ws="none",
             lifespan="off",

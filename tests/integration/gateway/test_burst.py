@@ -1,9 +1,17 @@
 """Overflow through the gateway in front of the real runtime: answered 503 with Retry-After at
-once, never held until it times out. Behaviour only; the rates are benchmarks/burst.py's."""
+once, never held until it times out; and a flood of connections the gateway cannot reach in time,
+answered 503 as each is accepted rather than left in (or dropped from) its accept queue. Behaviour
+only; the rates are benchmarks/burst.py's."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import re
+import resource
+import select
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +19,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvloop
 
 from integration.gateway.conftest import GatewayThread
 from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.connection import OVERLOADED_MESSAGE
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute
 from kubelambda.gateway.settings import GatewaySettings
@@ -185,3 +195,141 @@ def queued(gateway: GatewayThread) -> int:
         return load.queued if load is not None else 0
 
     return gateway.run(read())
+
+
+class UvloopGatewayThread(GatewayThread):
+    """The gateway on uvloop, as `kubelambda gateway` and `kubelambda local` run it: how a flood
+    is accepted (every waiting connection in one go, each protocol made as it is taken) is the
+    loop's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop.call_soon_threadsafe(self.loop.stop)  # nothing ran on it yet
+        self._thread.join(10)
+        self.loop.close()
+        self.loop = uvloop.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self._thread.start()
+
+
+@pytest.fixture
+def uvloop_gateway() -> Iterator[GatewayThread]:
+    running = UvloopGatewayThread()
+    yield running
+    running.stop()
+
+
+FLOOD_REQUEST = b"GET /nowhere HTTP/1.1\r\nhost: gateway\r\n\r\n"
+# Connections the gateway may leave waiting to be accepted (overload.py's max_accept_queue).
+QUEUE_BOUND = 512
+
+
+def _read_answer(client: socket.socket, deadline: float) -> bytes:
+    """What the gateway answered on `client` by `deadline`: b"" if nothing."""
+    data = b""
+    try:
+        while time.monotonic() < deadline:
+            client.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = client.recv(65536)
+            data += chunk
+            head, done, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+            if not chunk or (done and length and len(body) >= int(length.group(1))):
+                break
+    except ConnectionResetError:
+        pass  # refused unread: the reset comes after the answer, which was read first
+    except TimeoutError:
+        pass
+    finally:
+        client.close()
+    return data
+
+
+def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
+    """`connections` clients connect while the gateway's loop is stalled, as a flood outrunning
+    it would make it. Once it runs again, those it refuses as it accepts them are answered
+    before they send anything; then each client not answered yet sends its request. Every
+    client's answer, b"" for none."""
+    addresses = gateway.addresses
+    assert addresses is not None
+    held, release = threading.Event(), threading.Event()
+
+    def stall() -> None:
+        held.set()
+        release.wait(30)
+
+    gateway.loop.call_soon_threadsafe(stall)
+    assert held.wait(10), "the gateway's loop never ran the stall"
+    clients: list[socket.socket] = []
+    try:
+        for count in range(connections):
+            try:
+                # Queued by the kernel at once; a handshake it dropped (a full accept queue)
+                # would be sent again only after 1 s.
+                clients.append(
+                    socket.create_connection(
+                        (addresses.public_host, addresses.public_port), timeout=0.9
+                    )
+                )
+            except TimeoutError:
+                pytest.fail(f"connection {count + 1} was not queued: the accept queue is full")
+    finally:
+        release.set()
+    beyond = connections - QUEUE_BOUND - 1
+    answered: set[int] = set()
+    poll = select.poll()  # select() takes no descriptor over 1023
+    for client in clients:
+        poll.register(client, select.POLLIN)
+    deadline = time.monotonic() + 10
+    while len(answered) < beyond:
+        left = deadline - time.monotonic()
+        assert left > 0, (
+            f"{len(answered)} of the {beyond} connections beyond the bound were answered before "
+            "sending a request: they waited to be read"
+        )
+        for descriptor, _ in poll.poll(min(left, 0.1) * 1000):
+            answered.add(descriptor)
+            poll.unregister(descriptor)
+    for client in clients:
+        if client.fileno() not in answered:
+            with contextlib.suppress(OSError):  # refused meanwhile: its answer is there
+                client.sendall(FLOOD_REQUEST)
+    deadline = time.monotonic() + 20
+    return [_read_answer(client, deadline) for client in clients]
+
+
+@pytest.mark.parametrize(
+    "connections",
+    [QUEUE_BOUND + 200, 2500],
+    ids=["over-the-accept-queue-bound", "over-uvicorns-2048-backlog"],
+)
+def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_accepted(
+    uvloop_gateway: GatewayThread, connections: int
+) -> None:
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())  # noqa: SIM115 - read once
+    assert somaxconn >= connections, (
+        f"net.core.somaxconn is {somaxconn}: no accept queue holds {connections} connections; "
+        f"raise it (sysctl -w net.core.somaxconn=4096)"
+    )
+    descriptors = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert descriptors > 2 * connections + 100, (
+        f"this process may open {descriptors} files: the clients and the gateway in it need "
+        f"{2 * connections + 100} (ulimit -n)"
+    )
+    # No function at all: a request the gateway read and routed is 404, so a 503 shows it was
+    # refused before it was read.
+    uvloop_gateway.start(functions=[])
+    answers = _flood(uvloop_gateway, connections)
+    unanswered = sum(1 for answer in answers if not answer.startswith(b"HTTP/1.1 "))
+    refused = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503 ")]
+    routed = sum(1 for answer in answers if answer.startswith(b"HTTP/1.1 404 "))
+    assert unanswered == 0, f"{unanswered} of {connections} connections got no answer"
+    assert len(refused) + routed == connections
+    for answer in refused:
+        assert b"\r\nretry-after: 1\r\n" in answer
+        assert b"\r\nconnection: close\r\n" in answer
+        assert OVERLOADED_MESSAGE in answer
+    # Those that waited behind over QUEUE_BOUND others were refused as they were accepted (the
+    # flood waited for that); those the gateway reaches in time are served (a reading of the
+    # queue lasts 1 ms, so a few more may be refused, not hundreds).
+    assert routed >= QUEUE_BOUND // 2, (len(refused), routed)

@@ -2,7 +2,8 @@
 holds as many unanswered requests as its limit, each new request is answered 503 with
 Retry-After and `connection: close` as soon as its head is parsed, never reaching the responder;
 on new connections and on kept-alive ones alike, and pipelined ones when their turn comes; and
-while too many connections wait in the listener's accept queue, which a loop on time hides."""
+while too many connections wait in the listener's accept queue, which a loop on time hides. A
+connection accepted while the server is overloaded is answered so before its request is read."""
 
 from __future__ import annotations
 
@@ -174,6 +175,40 @@ async def test_requests_beyond_the_unanswered_bound_are_refused_at_their_head() 
     protocol.data_received(GET)
     await _answered(transport, 1)
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    protocol.connection_lost(None)
+
+
+@pytest.mark.parametrize(
+    ("when_accepted", "refused"), [(False, False), (True, True)], ids=["in-time", "overloaded"]
+)
+async def test_a_connection_accepted_while_overloaded_is_refused_before_its_request_is_read(
+    when_accepted: bool, refused: bool
+) -> None:
+    responder = _Responder()
+    overloaded = [when_accepted]
+    protocol_class = bounded_protocol(
+        GatewaySettings(retry_after_seconds=2), responder, overloaded=lambda: overloaded[0]
+    )
+    # uvloop makes the protocol as it accepts the connection, while the connections behind it
+    # still wait; by connection_made it has taken them all, and the queue reads short again.
+    protocol = protocol_class(Config(), ServerState(), {})
+    overloaded[0] = False
+    transport = Transport()
+    protocol.connection_made(transport)
+    if refused:
+        # At once, before any byte of its request came: a write and a close.
+        assert len(transport.writes) == 1
+        assert _refused(transport.writes[0], retry_after=2)
+        assert transport.closed
+        protocol.data_received(GET)  # what the client sent meanwhile is not read
+        assert len(transport.writes) == 1
+        assert responder.reached == []
+    else:
+        assert transport.writes == []
+        protocol.data_received(GET)
+        await _answered(transport, 1)
+        assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert responder.reached == ["/hello"]
     protocol.connection_lost(None)
 
 
