@@ -26,9 +26,11 @@ process of its tree and nothing in its temporary folder (its TMPDIR, a folder of
 
     python benchmarks/soak.py [--minutes 60] [--fraction 0.3] [--load-seconds 15]
         [--zero-after 5] [--hold-seconds 4] [--interval 2]
+        [--heap [--heap-frames 6] [--spike CYCLE[:N],... [--spike-kind closed|open]]]
 
 --minutes 3 is a short check (about 5 cycles); a cycle takes about 30 s. RSS ratios of the
-instances' keys are per process (their counts follow the load).
+instances' keys are per process (their counts follow the load). --heap: where local mode's
+memory goes, cycle by cycle, and what a burst of load (--spike) does to it (soak_heap.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ import uvloop
 from async_events_load import closed_loop, refused, wait_handled
 from async_events_procs import Local, cpu_seconds, local_mode
 from harness.nats import nats_server
+from soak_heap import HeapProbe, add_arguments, heap_probe, with_spike
+from soak_heap import report as heap_report
 from soak_load import FUNCTIONS, LOADED, ScaleLog, manifests, mixed_load, requests
 from soak_procs import Sampler, entries, folder_bytes, median_totals
 from soak_report import Cycle, Ending, cycle_line, report
@@ -94,7 +98,7 @@ def wait_zero(sampler: Sampler, log: ScaleLog, *, within: float) -> tuple[float 
 
 def one_cycle(
     index: int, local: Local, sampler: Sampler, log: ScaleLog, args: argparse.Namespace, *,
-    rate: float, tmp: Path, store: Path,
+    rate: float, tmp: Path, store: Path, heap: HeapProbe | None,
 ) -> Cycle:  # fmt: skip
     if local.process.poll() is not None:
         raise SystemExit(f"local mode exited with {local.process.returncode}; see {local.log}")
@@ -104,7 +108,14 @@ def one_cycle(
     folder.mkdir()
     cpu_before = cpu(local, sampler)
     sampler.enter(index, "load")
-    load = uvloop.run(mixed_load(local.port, tag=tag, rate=rate, seconds=args.load_seconds))
+    mixed = mixed_load(local.port, tag=tag, rate=rate, seconds=args.load_seconds)
+    if heap is None:
+        load = uvloop.run(mixed)
+    else:  # --heap: with a burst of connections in the cycles --spike names
+        burst = heap.spike(local.port, index, requests(local.port, f"spike{index}")["http"])
+        load, spiked = uvloop.run(with_spike(mixed, burst))
+        if spiked:
+            print(f"  {spiked}", flush=True)
     sampler.enter(index, "drain")
     handled, _ = wait_handled(folder, load.accepted())
     shutil.rmtree(folder, ignore_errors=True)
@@ -117,6 +128,12 @@ def one_cycle(
     left = {pid: f"{role} {fn}" for pid, role, fn in sampler.left(LOADED)}
     left.update({p.pid: p.key for p in at_zero.procs if p.function in LOADED})
     cpu_after = cpu(local, sampler)
+    if heap is not None:
+        sampled = median_totals(sampler.window(index, "zero")).get("local mode", {})
+        heap.at_zero(
+            index, p99=load.p99("http"), failed=sum(load.failures().values()),
+            sampled_rss=sampled.get("rss", 0.0),
+        )  # fmt: skip
     # A tick may fire during the hold: its instance's connection and pipes are not a leak.
     hold = sampler.window(index, "zero")
     quiet = [s for s in hold if not any(p.function == "tick" for p in s.procs)] or hold
@@ -142,14 +159,19 @@ def run(args: argparse.Namespace, work: Path) -> None:
     tmp = work / "tmp"  # local mode's TMPDIR: what it leaves there is its own
     tmp.mkdir()
     cycles: list[Cycle] = []
+    heap = heap_probe(args, work)
     with nats_server(store_dir=work / "jetstream", log_dir=work, name="soak") as broker:
         if broker.process is None:
             raise SystemExit(f"nats-server did not start; see {work}")
         with local_mode(
             work, "local", "--nats", broker.url, replicas=0, concurrency=4,
-            manifests=manifests(args.zero_after), env={"TMPDIR": str(tmp)},
+            manifests=manifests(args.zero_after),
+            env={"TMPDIR": str(tmp), **(heap.env() if heap else {})},
+            **({"python": heap.python()} if heap else {}),
         ) as local:  # fmt: skip
             local.nats = broker
+            if heap is not None:
+                heap.start()
             (local.handled / "ticks").mkdir()
             log = ScaleLog(local.log or work / "local" / "local.log")
             sampler = Sampler(
@@ -172,10 +194,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 while len(cycles) < 3 or time.monotonic() + cycles[-1].seconds < deadline:
                     cycle = one_cycle(
                         len(cycles), local, sampler, log, args, rate=rate, tmp=tmp,
-                        store=work / "jetstream",
+                        store=work / "jetstream", heap=heap,
                     )  # fmt: skip
                     cycles.append(cycle)
                     print(cycle_line(cycle), flush=True)
+                if heap is not None:
+                    heap.end()
             finally:
                 sampler.stop()
             log.read()
@@ -204,6 +228,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         elapsed=time.monotonic() - started,
         load_average=(load_average, os.getloadavg()[0]),
     )
+    if heap is not None:
+        heap_report(heap, [c.seconds for c in cycles])
 
 
 def main() -> None:
@@ -219,6 +245,7 @@ def main() -> None:
     parser.add_argument("--hold-seconds", type=float, default=4.0, help="at zero, per cycle")
     parser.add_argument("--interval", type=float, default=2.0, help="between samples, s")
     parser.add_argument("--probe-seconds", type=float, default=3.0, help="capacity probe")
+    add_arguments(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelambda-soak-"))
     try:
