@@ -70,8 +70,9 @@ spec:
           import json, os
           def handler(event, context):
               path = os.path.join(os.environ["LETTERS"], event["requestContext"]["requestId"])
-              with open(path, "w") as out:
+              with open(path + ".tmp", "w") as out:  # the test waits for `path`, then reads it
                   json.dump(event, out)
+              os.replace(path + ".tmp", path)
 """
 
 
