@@ -2,13 +2,15 @@
 tests/e2e/chaos (same load, same disruptions, same table line per window).
 
 A steady mixed load on one Function (HTTP Trigger requests, Invoke API RequestResponse calls,
-Event invocations, bucket uploads to MinIO that notify it) while, one at a time and `--rounds`
-times over, a gateway pod (one of two), the dispatcher, the operator, the function's pod, the
-broker (NATS), kube-apiserver and etcd are killed or restarted. For each window: synchronous
-requests failed (5xx with Retry-After, deadline, refused, other, hung), asynchronous events
-accepted, handled, lost and duplicated, and the time until the load is served normally again.
-Targets: hung 0, lost 0, every failure a 5xx with Retry-After or a deadline answer. Run as root;
-the first run builds the cluster's parts and images.
+Event invocations, bucket uploads to MinIO that notify it, messages to a JetStream stream on the
+release's NATS and to a Kafka topic that its queue and kafka Triggers poll) while, one at a time
+and `--rounds` times over, a gateway pod (one of two), the dispatcher, the operator, the
+function's pod, the broker (NATS), kube-apiserver and etcd are killed or restarted. For each
+window: synchronous requests failed (5xx with Retry-After, deadline, refused, other, hung),
+asynchronous events accepted, handled, lost and duplicated, queue and kafka messages produced,
+handled, lost and duplicated, and the time until the load is served normally again. Targets:
+hung 0, lost 0, every failure a 5xx with Retry-After or a deadline answer. Run as root; the
+first run builds the cluster's parts and images.
 
     python benchmarks/chaos.py [--rounds 3] [--rate 4]
 """
@@ -49,12 +51,18 @@ def summary(reports: list[Report]) -> str:
             f"median {statistics.median(times):.1f} s, max {max(times):.1f} s" if times else "-"
         )
         never = len(mine) - len(times)
+        messages = "".join(
+            f"  {source} lost {sum(len(r.messages[source].lost) for r in mine)} of "
+            f"{sum(r.messages[source].accepted for r in mine)} duplicates "
+            f"{sum(r.messages[source].duplicates for r in mine)}"
+            for source in mine[0].messages
+        )
         lines.append(
             f"{fault.what:15} rounds {len(mine)}  sync failed {sum(r.failed for r in mine):4d} "
             f"of {sum(sum(r.outcomes.values()) for r in mine):5d}  hung "
             f"{sum(r.outcomes['hung'] for r in mine)}  lost {sum(len(r.lost) for r in mine)} of "
-            f"{sum(r.accepted for r in mine)}  duplicates {sum(r.duplicates for r in mine)}  "
-            f"recovered {recovered}" + (f", {never} never" if never else "")
+            f"{sum(r.accepted for r in mine)}  duplicates {sum(r.duplicates for r in mine)}"
+            f"{messages}  recovered {recovered}" + (f", {never} never" if never else "")
         )
     return "\n".join(lines)
 
@@ -68,10 +76,21 @@ def main() -> int:
         "--rate",
         type=float,
         default=4.0,
-        help="requests a second of each kind (HTTP, Invoke, Event); uploads half as many",
+        help="requests (messages) a second of each kind (HTTP, Invoke, Event, queue, kafka); "
+        "uploads half as many",
+    )
+    parser.add_argument(
+        "--no-kafka", action="store_true", help="no Kafka broker, no kafka Trigger in the load"
     )
     args = parser.parse_args()
-    pace = Pace(http=args.rate, invoke=args.rate, events=args.rate, uploads=args.rate / 2)
+    pace = Pace(
+        http=args.rate,
+        invoke=args.rate,
+        events=args.rate,
+        uploads=args.rate / 2,
+        queue=args.rate,
+        kafka=0.0 if args.no_kafka else args.rate,
+    )
     started = time.monotonic()
     reports: list[Report] = []
     with ExitStack() as stack:
@@ -99,14 +118,16 @@ def main() -> int:
                 print(f"round {round_ + 1} {report.line()}", flush=True)
                 for example in report.examples:
                     print(f"  {example}", flush=True)
-                if report.lost:
-                    print(f"  lost: {report.lost[:10]}", flush=True)
+                lost = report.lost + [i for t in report.messages.values() for i in t.lost]
+                if lost:
+                    print(f"  lost: {lost[:10]}", flush=True)
     print(f"\nover {args.rounds} round(s), {time.monotonic() - started:.0f} s in all:")
     print(summary(reports))
     clean = all(
         r.outcomes["hung"] == 0
         and r.outcomes["refused"] + r.outcomes["other"] == 0
         and not r.lost
+        and not any(t.lost for t in r.messages.values())
         and r.recovered_in is not None
         for r in reports
     )

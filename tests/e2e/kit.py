@@ -16,6 +16,7 @@ import pytest
 from harness.cluster import Cluster
 from harness.release import (
     FUNCTIONS_NAMESPACE,
+    RELEASE,
     REPO,
     S3_REGION,
     S3_TARGET_ID,
@@ -188,6 +189,16 @@ def function_pods(running: Cluster, name: str) -> list[dict[str, Any]]:
         "pods", "-n", FUNCTIONS_NAMESPACE, "-l", f"{FUNCTION_LABEL}={name}"
     )["items"]
     return pods
+
+
+def nats_url(running: Cluster) -> str:
+    """The release's NATS, as a client on the node reaches it (its Service), with the chart's
+    credentials: for scenarios that publish to a queue Trigger's stream."""
+    service = running.get("service", f"{RELEASE}-nats", "-n", SYSTEM_NAMESPACE)
+    secret = running.get("secret", f"{RELEASE}-nats", "-n", SYSTEM_NAMESPACE)["data"]
+    user, password = (base64.b64decode(secret[k]).decode() for k in ("user", "password"))
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "client")
+    return f"nats://{user}:{password}@{service['spec']['clusterIP']}:{port}"
 
 
 def notify_uploads(s3: Any, bucket: str, queue_arn: str) -> None:

@@ -1,8 +1,9 @@
 """The chaos scenario's steady mixed load on one Function: HTTP Trigger requests and Invoke API
 RequestResponse calls (each answer kept as a `Call` with its outcome), Event invocations (the
-async_events `Sender`, with boto3's retries, as a caller of Lambda sends them) and bucket
-uploads to MinIO, whose notifications reach the function. The function reports each Event's
-request id and each object key to the `Recorder`; `window.py` reads all of it.
+async_events `Sender`, with boto3's retries, as a caller of Lambda sends them), bucket
+uploads to MinIO, whose notifications reach the function, and messages its queue and kafka
+Triggers poll (sources.py's `Producer`s). The function reports each Event's request id, each
+object key and each message id to the `Recorder`; `window.py` reads all of it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from e2e.async_events.traffic import Recorder, Sender
+from e2e.chaos.sources import Producer
 
 FUNCTION_TIMEOUT = 5.0  # the Function's timeoutSeconds
 # The gateway holds a request at most its hold timeout (the chart's 30 s) while no instance is
@@ -156,12 +158,15 @@ def invoke_call(client: Any, function: str, call: Call) -> Call:
 
 @dataclass
 class Pace:
-    """Requests per second of each kind; a few are enough: the point is behaviour."""
+    """Requests (messages) per second of each kind; a few are enough: the point is behaviour.
+    A source at 0 is left out (no Kafka broker started)."""
 
     http: float = 2.0
     invoke: float = 2.0
     events: float = 2.0
     uploads: float = 1.0
+    queue: float = 2.0  # JetStream messages for the queue Trigger
+    kafka: float = 2.0  # Kafka records for the kafka Trigger
 
 
 @dataclass
@@ -176,6 +181,7 @@ class Load:
     bucket: str
     recorder: Recorder
     pace: Pace
+    producers: list[Producer] = field(default_factory=list)
     _calls: list[Call] = field(default_factory=list)
     _uploads: dict[str, float] = field(default_factory=dict)  # key -> time MinIO stored it
     upload_errors: list[str] = field(default_factory=list)
@@ -189,6 +195,8 @@ class Load:
 
     def start(self) -> None:
         self.sender.start()
+        for producer in self.producers:
+            producer.start()
         for name, rate, action in (
             ("http", self.pace.http, self._http),
             ("invoke", self.pace.invoke, self._invoke),
@@ -208,16 +216,26 @@ class Load:
             thread.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.sender.join(timeout=CLIENT_TIMEOUT)
+        for producer in self.producers:
+            producer.stop()
 
     def calls(self) -> list[Call]:
         with self._lock:
             return list(self._calls)
 
     def async_items(self) -> dict[str, float]:
-        """Event request ids and object keys accepted so far -> when (202, or MinIO's answer)."""
+        """Event request ids, object keys and message ids ("queue:…", "kafka:…") accepted so
+        far -> when (202, MinIO's answer, the broker's acknowledgement)."""
         with self._lock:
-            uploads = dict(self._uploads)
-        return {**self.sender.acceptances(), **uploads}
+            items = dict(self._uploads)
+        items.update(self.sender.acceptances())
+        for producer in self.producers:
+            items.update(producer.stored())
+        return items
+
+    def not_published(self) -> dict[str, int]:
+        """Messages each source's producer gave up on (never stored: not lost, refused)."""
+        return {producer.source: producer.refused() for producer in self.producers}
 
     def _paced(self, interval: float, action: Callable[[], None]) -> None:
         due = time.monotonic()

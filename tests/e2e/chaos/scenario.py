@@ -2,14 +2,17 @@
 scenario (test_chaos.py) and benchmarks/chaos.py both use `chaos_load`.
 
 One Function (one pod, as at minReplicas 1) serves it all: an HTTP Trigger route, Invoke API
-calls (signed with its own access key), Event invocations and the notifications of uploads
-to a bucket on a MinIO on loopback (with a queue directory, as the README sets MinIO up). It
-reports each Event's request id and each object key to a recorder on loopback, reached through
-a relay on the node's address. The gateway runs two replicas, the chart's default.
+calls (signed with its own access key), Event invocations, the notifications of uploads
+to a bucket on a MinIO on loopback (with a queue directory, as the README sets MinIO up), the
+batches of a queue Trigger on a JetStream stream of the release's NATS and of a kafka Trigger
+on a topic of a Kafka broker on the node's address (tests/harness/kafka.py). It reports each
+Event's request id, each object key and each message id to a recorder on loopback, reached
+through a relay on the node's address. The gateway runs two replicas, the chart's default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +22,7 @@ from typing import Any
 
 from e2e.async_events.disruptions import component
 from e2e.async_events.traffic import Sender, lambda_client, recorder
+from e2e.chaos import sources
 from e2e.chaos.faults import GATEWAYS
 from e2e.chaos.load import (
     CLIENT_TIMEOUT,
@@ -30,17 +34,20 @@ from e2e.chaos.load import (
     http_call,
     invoke_call,
 )
+from e2e.chaos.sources import Connect, Producer, publish_once
 from e2e.kit import (
     FUNCTIONS_NAMESPACE,
     S3_REGION,
     S3_TARGET_ID,
     access_key,
     function_manifests,
+    nats_url,
     notify_uploads,
     wait_for,
     wait_function_ready,
 )
 from harness.cluster import Cluster
+from harness.kafka import kafka_broker
 from harness.minio import Webhook, minio_server
 from harness.relay import relay
 from harness.release import RELEASE, SYSTEM_NAMESPACE, Release
@@ -50,7 +57,11 @@ BUCKET = "chaos"
 ROUTE = "/chaos"
 KEY, SECRET = "AKIAE2ECHAOSCALLER01", "e2e-chaos/secret+chars"
 WARMUP_TIMEOUT = 120.0
+# Batches of up to 10 messages gathered for at most 1 s; at most 2 in flight per source, so
+# the synchronous calls keep most of the Function's concurrency.
+BATCHING = {"batchSize": 10, "maximumBatchingWindowSeconds": 1, "maximumConcurrency": 2}
 CODE = """
+import base64
 import json
 import os
 import time
@@ -71,10 +82,18 @@ def report(ident):
 def handler(event, context):
     # Asynchronous work takes half a second, so the dispatcher always has deliveries in flight
     # when it is killed; each is reported before answering (handled once it ran).
-    if "Records" in event:  # bucket notifications
+    if event.get("eventSource") == "SelfManagedKafka":  # kafka Trigger batches
+        time.sleep(0.5)
+        for records in event["records"].values():
+            for record in records:
+                report(json.loads(base64.b64decode(record["value"]))["id"])
+    elif "Records" in event:  # bucket notifications, queue Trigger batches (SQS shape)
         time.sleep(0.5)
         for record in event["Records"]:
-            report(urllib.parse.unquote_plus(record["s3"]["object"]["key"]))
+            if "s3" in record:
+                report(urllib.parse.unquote_plus(record["s3"]["object"]["key"]))
+            else:
+                report(json.loads(record["body"])["id"])
     elif "n" in event:  # Event invocations (async_events.traffic.Sender)
         time.sleep(0.5)
         report(context.aws_request_id)
@@ -83,7 +102,9 @@ def handler(event, context):
 """
 
 
-def manifests(recorder_url: str, node_ip: str) -> list[dict[str, Any]]:
+def manifests(
+    recorder_url: str, node_ip: str, *, kafka_bootstrap: str | None
+) -> list[dict[str, Any]]:
     function, route = function_manifests(
         NAME, code=CODE, path=ROUTE, scaling={"minReplicas": 1, "maxReplicas": 1}
     )
@@ -110,7 +131,29 @@ def manifests(recorder_url: str, node_ip: str) -> list[dict[str, Any]]:
     caller = access_key(
         "e2e-chaos-caller", key=KEY, secret=SECRET, functions=f"{FUNCTIONS_NAMESPACE}/{NAME}"
     )
-    return [function, route, bucket, caller]
+
+    def trigger(source: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "kubelambda.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": f"{NAME}-{source}", "namespace": FUNCTIONS_NAMESPACE},
+            "spec": {"function": NAME, source: {**spec, **BATCHING}},
+        }
+
+    made = [function, route, bucket, caller]
+    made.append(trigger("queue", {"stream": sources.STREAM, "subject": sources.SUBJECT}))
+    if kafka_bootstrap is not None:
+        made.append(
+            trigger(
+                "kafka",
+                {
+                    "bootstrapServers": [kafka_bootstrap],
+                    "topics": [sources.TOPIC],
+                    "startingPosition": "TRIM_HORIZON",
+                },
+            )
+        )
+    return made
 
 
 def scale_gateway(running: Cluster, replicas: int) -> None:
@@ -141,10 +184,21 @@ def chaos_load(
         scale_gateway(running, GATEWAYS)
         s3 = storage.client()
         s3.create_bucket(Bucket=BUCKET)
-        running.apply(manifests(to_recorder.url, running.node_ip))
+        # The stream and the topic exist before their Triggers; the Triggers read from the start.
+        to_nats = nats_url(running)
+        asyncio.run(sources.make_stream(to_nats))
+        connects: dict[str, Connect] = {"queue": partial(sources.jetstream, to_nats)}
+        bootstrap = None
+        if pace.kafka > 0:
+            broker = stack.enter_context(kafka_broker(log_dir=workdir, host=running.node_ip))
+            asyncio.run(broker.create_topic(sources.TOPIC, partitions=3))
+            bootstrap = broker.bootstrap
+            connects["kafka"] = partial(sources.kafka, bootstrap)
+        running.apply(manifests(to_recorder.url, running.node_ip, kafka_bootstrap=bootstrap))
         wait_function_ready(running, NAME)
         notify_uploads(s3, BUCKET, installed.s3_webhook_arn)
         url = installed.gateway_service_url
+        rates = {"queue": pace.queue, "kafka": pace.kafka}
         load = Load(
             http_url=f"{url}{ROUTE}",
             invoke_client=lambda_client(
@@ -162,16 +216,22 @@ def chaos_load(
             bucket=BUCKET,
             recorder=made,
             pace=pace,
+            producers=[
+                Producer(source=source, connect=connect, rate=rates[source])
+                for source, connect in connects.items()
+                if rates[source] > 0
+            ],
         )
-        _warm_up(load)
+        _warm_up(load, connects)
         load.start()
         stack.callback(load.stop)
         yield load
 
 
-def _warm_up(load: Load) -> None:
+def _warm_up(load: Load, connects: dict[str, Connect]) -> None:
     """Each way in once, end to end, before the load: the route and the caller's key known to
-    the gateway, the broker, the dispatcher, MinIO's webhook and the way to the recorder."""
+    the gateway, the broker, the dispatcher, MinIO's webhook, the Triggers' pollers and the way
+    to the recorder."""
 
     def answered_ok(kind: str) -> bool:
         call = Call(kind=kind, began=time.monotonic())
@@ -190,9 +250,12 @@ def _warm_up(load: Load) -> None:
 
     request_id = wait_for(event_accepted, what="an Event accepted", timeout=WARMUP_TIMEOUT)
     load.s3.put_object(Bucket=load.bucket, Key="warmup.txt", Body=b"warm")
+    messages = [f"warmup-{producer.source}" for producer in load.producers]
+    for producer in load.producers:
+        asyncio.run(publish_once(connects[producer.source], f"warmup-{producer.source}"))
 
     def handled(ident: str) -> bool:
         return ident in load.recorder.ids()
 
-    for ident in (request_id, "warmup.txt"):
+    for ident in (request_id, "warmup.txt", *messages):
         wait_for(partial(handled, ident), what=f"{ident} handled", timeout=WARMUP_TIMEOUT)

@@ -1,13 +1,15 @@
 """Scenario: a steady mixed load is served through each disruption, one at a time, and recovers.
 
 The load (scenario.py): HTTP Trigger requests and Invoke API RequestResponse calls, 2 a second
-each, Event invocations (2 a second, boto3 with its retries) and bucket uploads to MinIO (1 a
-second), all to one Function. The disruptions (faults.py): a gateway pod (one of two),
-the dispatcher, the operator, the function's pod, the broker (NATS), kube-apiserver and etcd.
-Each test is one disruption's window (window.py) and prints one line of the table. In each:
-every synchronous failure is a 5xx with Retry-After or an answer at the function's deadline,
-none hangs; no accepted event or upload is lost (duplicates are allowed: delivery is at least
-once, and counted); the load is served normally again within RECOVERY_BOUND.
+each, Event invocations (2 a second, boto3 with its retries), bucket uploads to MinIO (1 a
+second) and messages to a JetStream stream on the release's NATS and to a Kafka topic (2 a
+second each, polled by a queue and a kafka Trigger), all to one Function. The disruptions
+(faults.py): a gateway pod (one of two), the dispatcher, the operator, the function's pod, the
+broker (NATS), kube-apiserver and etcd. Each test is one disruption's window (window.py) and
+prints one line of the table. In each: every synchronous failure is a 5xx with Retry-After or
+an answer at the function's deadline, none hangs; no accepted event or upload and no stored
+message is lost once the window's items have drained (duplicates are allowed: delivery is at
+least once, and counted); the load is served normally again within RECOVERY_BOUND.
 
 It replaces the release's pods, so it runs with the other disrupting scenarios, last
 (tests/e2e/conftest.py); the gateway is back at one replica when it ends.
@@ -66,5 +68,12 @@ def test_the_load_is_served_through_the_fault(
     answered_badly = outcomes["refused"] + outcomes["other"]
     assert answered_badly == 0, f"not a 5xx with Retry-After nor a deadline: {report.examples}"
     assert not report.lost, f"{len(report.lost)} accepted, never handled: {report.lost[:5]}"
+    assert sorted(report.messages) == ["kafka", "queue"], "the load drives both pull sources"
+    for source, tally in report.messages.items():
+        assert tally.accepted > 0, f"no {source} message was stored in the window"
+        assert not tally.lost, (
+            f"{len(tally.lost)} {source} messages never handled: {tally.lost[:5]}"
+        )
+        assert report.not_published[source] == 0, f"the {source} producer gave up on messages"
     assert report.recovered_in is not None, f"not served normally {RECOVERY_BOUND:.0f} s after"
     assert report.not_accepted == 0, "the caller gave up on events (never accepted)"

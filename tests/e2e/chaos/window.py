@@ -1,9 +1,11 @@
 """One disruption's window of the chaos load: wait until the load is served normally, apply the
 fault, wait until it is served normally again (and the broker's redeliveries are in), then
-count what the window's requests came to, which accepted events and uploads the function
-handled (and how often), and how long recovery took.
+count what the window's requests came to, which accepted events and uploads and which stored
+queue and kafka messages the function handled (and how often), and how long recovery took.
 
-Windows follow each other without gaps, so every request and event of the load belongs to one.
+Windows follow each other without gaps, so every request and event of the load belongs to one:
+the window in which it was sent (a call), accepted (an event, an upload) or stored (a message),
+though it may be handled in the next; loss is judged once the window's items have drained.
 "Served normally" is judged by `assess` (a pure function of the load's records and `now`).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -33,6 +35,8 @@ SETTLE = ACK_WAIT + LAG
 # After the window: a killed dispatcher's events come back after its ack_wait, MinIO sends
 # its queued events again; both are well within this (test_async_events.py's HANDLED_TIMEOUT).
 HANDLED_TIMEOUT = 300.0
+SOURCES = ("queue", "kafka")  # the prefixes of the producers' message ids
+ASYNC = "async"  # Event invocations and uploads, whose ids have none of those prefixes
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,49 @@ def normal(health: Health, *, streak_from: float, now: float) -> bool:
     return now - start >= STREAK and all(health.good.get(kind, 0) >= MIN_GOOD for kind in KINDS)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What became of a window's accepted items of one kind (events and uploads, or one
+    source's messages): handled at least once, never (lost), and reports beyond the first."""
+
+    accepted: int
+    handled: int
+    lost: list[str]
+    duplicates: int
+
+
+def source_of(ident: str) -> str:
+    prefix = ident.split(":", 1)[0]
+    return prefix if prefix in SOURCES else ASYNC
+
+
+def tallies(accepted: Iterable[str], reports: Mapping[str, int]) -> dict[str, Tally]:
+    """The window's accepted ids against the function's reports (id -> how many), by kind."""
+    groups: dict[str, list[str]] = {}
+    for ident in accepted:
+        groups.setdefault(source_of(ident), []).append(ident)
+    return {
+        kind: Tally(
+            accepted=len(ids),
+            handled=sum(1 for ident in ids if reports.get(ident, 0) > 0),
+            lost=sorted(ident for ident in ids if reports.get(ident, 0) == 0),
+            duplicates=sum(max(0, reports.get(ident, 0) - 1) for ident in ids),
+        )
+        for kind, ids in groups.items()
+    }
+
+
+def slowest(accepted: Mapping[str, float], handled: Mapping[str, float]) -> dict[str, float]:
+    """By kind, the longest time from accepting (storing) an item to its first handling: which
+    source held up the recovery."""
+    lags: dict[str, float] = {}
+    for ident, at in accepted.items():
+        if ident in handled:
+            kind = source_of(ident)
+            lags[kind] = max(lags.get(kind, 0.0), handled[ident] - at)
+    return lags
+
+
 def first_handled(load: Load) -> dict[str, float]:
     seen: dict[str, float] = {}
     for ident, at in load.recorder.arrivals():
@@ -119,6 +166,9 @@ class Report:
     back_in: float  # until the fault's component was back (the fault's own wait)
     not_accepted: int  # events the caller gave up on (never a 202: not lost, refused)
     upload_errors: int
+    messages: dict[str, Tally] = field(default_factory=dict)  # by source, those the load has
+    not_published: dict[str, int] = field(default_factory=dict)  # by source: producer gave up
+    slowest: dict[str, float] = field(default_factory=dict)  # by kind: longest until handled
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -128,14 +178,24 @@ class Report:
     def line(self) -> str:
         o = self.outcomes
         recovered = "never" if self.recovered_in is None else f"{self.recovered_in:.1f} s"
+        messages = "".join(
+            f"{source} produced {t.accepted} handled {t.handled} lost {len(t.lost)} "
+            f"duplicates {t.duplicates} "
+            for source, t in self.messages.items()
+        )
+        not_published = "".join(
+            f", {source} not published {count}" for source, count in self.not_published.items()
+        )
+        lags = ", ".join(f"{kind} {lag:.1f} s" for kind, lag in sorted(self.slowest.items()))
         return (
             f"chaos {self.what}: sync ok {o[OK]} failed {self.failed} "
             f"(5xx+Retry-After {o['5xx+Retry-After']}, deadline {o['deadline']}, "
             f"refused {o['refused']}, other {o['other']}, hung {o['hung']}) "
             f"async accepted {self.accepted} handled {self.handled} lost {len(self.lost)} "
-            f"duplicates {self.duplicates} recovered in {recovered} "
+            f"duplicates {self.duplicates} {messages}recovered in {recovered} "
             f"[{self.how}; back in {self.back_in:.1f} s; events not accepted "
-            f"{self.not_accepted}, upload errors {self.upload_errors}]"
+            f"{self.not_accepted}, upload errors {self.upload_errors}{not_published}"
+            f"{'; slowest handled ' + lags if lags else ''}]"
         )
 
 
@@ -148,6 +208,7 @@ class Windows:
     streak_from: float = field(default_factory=time.monotonic)
     refused_before: int = 0
     upload_errors_before: int = 0
+    not_published_before: dict[str, int] = field(default_factory=dict)
 
     def health(self, *, streak_from: float) -> Health:
         return assess(
@@ -205,18 +266,34 @@ class Windows:
             if done and items.keys() <= first_handled(self.load).keys():
                 break
             time.sleep(0.5)
+        for producer in self.load.producers:
+            if producer.error is not None:
+                pytest.fail(f"the {producer.source} producer stopped: {producer.error!r}")
         reports = Counter(ident for ident, _ in self.load.recorder.arrivals())
-        handled = [ident for ident in items if ident in reports]
+        counted = tallies(items, reports)
+        events = counted.pop(ASYNC, Tally(accepted=0, handled=0, lost=[], duplicates=0))
         refused = len(self.load.sender.refused)
         upload_errors = len(self.load.upload_errors)
+        # A message still being retried when the window ends is given up on in a later one
+        # (sources.PATIENCE): counted there, as events the caller gave up on are.
+        not_published = self.load.not_published()
         report = Report(
             what=fault.what,
             how=fault.how,
             outcomes=Counter(call.outcome or "hung" for call in in_window),
-            accepted=len(items),
-            handled=len(handled),
-            lost=sorted(items.keys() - set(handled)),
-            duplicates=sum(reports[ident] - 1 for ident in handled),
+            accepted=events.accepted,
+            handled=events.handled,
+            lost=events.lost,
+            duplicates=events.duplicates,
+            messages={
+                p.source: counted.get(p.source, Tally(accepted=0, handled=0, lost=[], duplicates=0))
+                for p in self.load.producers
+            },
+            not_published={
+                source: count - self.not_published_before.get(source, 0)
+                for source, count in not_published.items()
+            },
+            slowest=slowest(items, first_handled(self.load)),
             recovered_in=recovered_in,
             back_in=back_in,
             not_accepted=refused - self.refused_before,
@@ -228,4 +305,5 @@ class Windows:
             ][:8],
         )
         self.refused_before, self.upload_errors_before = refused, upload_errors
+        self.not_published_before = not_published
         return report

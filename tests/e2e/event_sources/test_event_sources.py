@@ -9,7 +9,6 @@ replicas: the first batch wakes them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections import Counter
@@ -23,11 +22,10 @@ from aiokafka import AIOKafkaProducer
 
 from e2e.async_events.disruptions import logs
 from e2e.async_events.traffic import Recorder
-from e2e.kit import FUNCTIONS_NAMESPACE, Installed, fail_on_crash, wait_function_ready
+from e2e.kit import FUNCTIONS_NAMESPACE, Installed, fail_on_crash, nats_url, wait_function_ready
 from harness.cluster import Cluster
 from harness.kafka import KafkaBroker, kafka_broker
 from harness.relay import Relay
-from harness.release import SYSTEM_NAMESPACE
 
 MESSAGES = 300
 STREAM = "E2E_ORDERS"
@@ -118,16 +116,6 @@ def manifests(recorder_url: str, node_ip: str, bootstrap: str) -> list[dict[str,
             },
         ),
     ]
-
-
-def nats_url(running: Cluster) -> str:
-    """The release's NATS, as a client on the node reaches it (its Service), with the chart's
-    credentials."""
-    service = running.get("service", "kubelambda-nats", "-n", SYSTEM_NAMESPACE)
-    secret = running.get("secret", "kubelambda-nats", "-n", SYSTEM_NAMESPACE)["data"]
-    user, password = (base64.b64decode(secret[k]).decode() for k in ("user", "password"))
-    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "client")
-    return f"nats://{user}:{password}@{service['spec']['clusterIP']}:{port}"
 
 
 async def produce_to_nats(url: str, ids: list[str]) -> None:
