@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -293,7 +294,8 @@ class Activator:
         watcher = None
         if gone is not None:
             watcher = asyncio.ensure_future(gone())
-            watcher.add_done_callback(lambda _: self._abandon(waiter))
+            # Not a closure over `waiter`: it is let go of below, the callback keeps its own.
+            watcher.add_done_callback(functools.partial(self._abandon, waiter))
         try:
             async with asyncio.timeout(deadline - now):
                 slot = await waiter.future
@@ -315,6 +317,10 @@ class Activator:
                 self._release(state, granted, Outcome.OK)
             else:
                 self._drop(state, waiter)
+            # Failed (ClientDisconnected, Unavailable), the waiter's future holds the exception,
+            # whose traceback holds this frame: let go of the waiter, or the request's frames
+            # and objects wait for a full collection.
+            del waiter
             raise
         finally:
             if watcher is not None:
@@ -363,7 +369,7 @@ class Activator:
         state.service = seconds if not service else service + 0.1 * (seconds - service)
 
     @staticmethod
-    def _abandon(waiter: _Waiter) -> None:
+    def _abandon(waiter: _Waiter, _watcher: object = None) -> None:
         if not waiter.future.done():
             waiter.future.set_exception(ClientDisconnected("the client left while held"))
 

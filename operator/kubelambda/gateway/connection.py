@@ -106,6 +106,9 @@ def _status_line(code: int) -> bytes:
 
 
 _STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
+# Takes a lost connection's place as its parser: a connection's own holds its methods, and so
+# it, a cycle that only a full collection would free (a flood leaves thousands).
+_NO_PARSER = httptools.HttpRequestParser(object())
 
 
 class BoundedProtocol(StalledWrites, asyncio.Protocol):
@@ -210,6 +213,10 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             if exchange is not None:
                 exchange.lost()
         self._pipeline.clear()
+        # The exchanges and the parser (its callbacks) refer back to this connection: let go
+        # of them, so that it is freed by reference counting once its last task ends.
+        self._current = self._parsing = None
+        self.parser = _NO_PARSER
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 

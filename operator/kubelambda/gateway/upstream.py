@@ -36,6 +36,8 @@ _Key = tuple[str, int, bool]
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # At most one log line this often while connections cannot be opened for that reason.
 _EXHAUSTED_LOG_SECONDS = 60.0
+# Takes a lost connection's place as its parser (whose own holds its methods: a cycle).
+_NO_PARSER = httptools.HttpResponseParser(object())
 # Blocks from this size up are mapped and unmapped on their own by glibc's malloc.
 _MMAP_THRESHOLD = 1024 * 1024
 
@@ -88,7 +90,9 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self._loop = loop
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        # Made once connected: uvloop makes a protocol for a connection that then fails, and
+        # calls neither connection_made nor connection_lost on it.
+        self._parser = _NO_PARSER
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
@@ -110,6 +114,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
@@ -137,6 +142,8 @@ class _Connection(asyncio.Protocol):
                 self._waiter.set_exception(
                     UpstreamFailed("instance closed the connection before answering completely")
                 )
+        # The parser holds this connection's methods: a cycle a full collection would free.
+        self._parser = _NO_PARSER
 
     # httptools callbacks
 
@@ -219,6 +226,9 @@ class _Connection(asyncio.Protocol):
             return await waiter
         finally:
             self._waiter = None
+            # A failed waiter holds its exception, whose traceback holds this frame, which
+            # holds the waiter: a cycle, unless the frame lets go of it.
+            del waiter
 
 
 class UpstreamPool:
