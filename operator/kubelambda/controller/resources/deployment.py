@@ -51,6 +51,24 @@ TMP_SIZE: Final = "512Mi"  # Lambda's default ephemeral storage
 MB_PER_VCPU: Final = 1769
 
 
+def runtime_ports() -> list[dict[str, Any]]:
+    """The ports of a runtime container: invocations and /metrics (a pool pod's too)."""
+    return [
+        {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+    ]
+
+
+def readiness_probe(port: str) -> dict[str, Any]:
+    """GET /healthz on `port`, as often as the kubelet allows: readiness ends a cold start."""
+    return {
+        "httpGet": {"path": "/healthz", "port": port},
+        "periodSeconds": 1,
+        "timeoutSeconds": 1,
+        "failureThreshold": 3,
+    }
+
+
 def cpu_request(memory_mb: int) -> str:
     """The CPU request for ``memory_mb`` (Lambda's ratio, rounded up to a millicore), written
     as the API server writes it back ("1", not "1000m"). Only a request: a limit would
@@ -131,17 +149,8 @@ def function_deployment(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "env": runtime_env(function, config),
-        "ports": [
-            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
-        ],
-        "readinessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            # As often as the kubelet allows: readiness ends a cold start.
-            "periodSeconds": 1,
-            "timeoutSeconds": 1,
-            "failureThreshold": 3,
-        },
+        "ports": runtime_ports(),
+        "readinessProbe": readiness_probe("http"),
         "resources": {
             "requests": dict(requests),
             "limits": {"memory": memory},

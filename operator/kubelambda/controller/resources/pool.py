@@ -33,6 +33,8 @@ from kubelambda.controller.resources.deployment import (
     TMP_SIZE,
     cpu_request,
     memory_quantity,
+    readiness_probe,
+    runtime_ports,
 )
 from kubelambda.controller.resources.meta import Owner, owner_reference
 
@@ -111,18 +113,12 @@ def pool_deployment(
             {"name": "KUBELAMBDA_METRICS_PORT", "value": str(METRICS_PORT)},
         ],
         "ports": [
-            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            *runtime_ports(),
             {"name": "pool", "containerPort": POOL_PORT, "protocol": "TCP"},
         ],
         # 200 while waiting and once specialised: a claimed pod becomes an endpoint of the
         # Function's Service as soon as its labels say so.
-        "readinessProbe": {
-            "httpGet": {"path": "/healthz", "port": "pool"},
-            "periodSeconds": 1,
-            "timeoutSeconds": 1,
-            "failureThreshold": 3,
-        },
+        "readinessProbe": readiness_probe("pool"),
         "resources": {
             "requests": {"memory": memory, "cpu": cpu_request(pool.memory_mb)},
             "limits": {"memory": memory},
