@@ -68,21 +68,21 @@ def fork_runtime(
     on 1 and 2; None: this process's own); its pid. Also the warm pool's (warmpool/)."""
     pid = os.fork()
     if pid == 0:
-
-        def body() -> int:
-            forking.become(
-                environment=env,
-                cwd=cwd,
-                keep=(ready,),
-                stdout=stdout,
-                argv=[runtime.__file__, *args],
-            )
-            return runtime.main(
-                [*args, "--ready-fd", str(ready)], start_workers=forking.fork_worker
-            )
-
-        forking.run_child(body)
+        forking.run_child(
+            lambda: run_runtime(env=env, cwd=cwd, args=args, ready=ready, stdout=stdout)
+        )
     return pid
+
+
+def run_runtime(
+    *, env: Mapping[str, str], cwd: str, args: list[str], ready: int, stdout: int | None = None
+) -> int:
+    """In a child just forked: become the runtime ``fork_runtime`` describes and run it; its
+    exit status. Also the warm pool's, in a child it forked before it knew ``env``."""
+    forking.become(
+        environment=env, cwd=cwd, keep=(ready,), stdout=stdout, argv=[runtime.__file__, *args]
+    )
+    return runtime.main([*args, "--ready-fd", str(ready)], start_workers=forking.fork_worker)
 
 
 def reap_ended() -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import uvicorn
 
@@ -26,9 +26,33 @@ from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
 from kubelambda.autoscaler.sources import MetricSource
 
-__all__ = ["AutoscalerService", "ClusterReplicas", "WakeEndpoint", "scaling_spec"]
+__all__ = [
+    "AutoscalerService",
+    "ClusterReplicas",
+    "WakeEndpoint",
+    "WarmInstance",
+    "WarmStart",
+    "scaling_spec",
+]
 
 logger = logging.getLogger(__name__)
+
+# How long a wake-up's answer waits for a warm start to name its pod: well under the gateway's
+# 2 s bound on the call. A slower warm start's pod reaches the gateway through its watch.
+WARM_ANSWER_SECONDS: Final = 1.0
+
+
+class WarmInstance(NamedTuple):
+    """A pod a warm start made the Function's, ready for invocations (the wake-up's answer)."""
+
+    pod: str
+    ip: str
+    port: int
+
+
+# Starts a warm start of a Function at zero: what to await for its pod, or None when the pool
+# does not serve it (controller/warmstart.py).
+WarmStart = Callable[[FunctionKey], Awaitable[WarmInstance | None] | None]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -79,11 +103,11 @@ class AutoscalerService:
         wake: WakeEndpoint,
         tick_seconds: float = 1.0,
         observer: ScalingObserver | None = None,
-        warm_start: Callable[[FunctionKey], object] | None = None,
+        warm_start: WarmStart | None = None,
     ) -> None:
         self.replicas = replicas
-        # Called (and not awaited) on a wake-up of a function at zero: the warm pool starts
-        # specialising a pod for it while the Deployment scales up (controller/warmstart.py).
+        # Called on a wake-up of a function at zero: the warm pool specialises a pod for it
+        # while the Deployment scales up, and the answer names the pod once it serves.
         self._warm_start = warm_start
         self._hold_lease = hold_lease
         self._wake = wake
@@ -194,16 +218,44 @@ class AutoscalerService:
             elif not await self._known(function):
                 await _answer(send, 404, {"message": f"no Function {function}"})
             else:
+                # At zero by the watch: the warm start goes first, the fresh read after it.
+                at_zero = self.replicas.replicas(function) == 0
+                warm = self._start_warm(function) if at_zero else None
                 await self.replicas.refresh(function)
-                if self._warm_start is not None and self.replicas.replicas(function) == 0:
-                    try:
-                        self._warm_start(function)
-                    except Exception:  # the Deployment path still serves the function
-                        logger.exception("warm start of %s failed", function)
+                if not at_zero and self.replicas.replicas(function) == 0:
+                    warm = self._start_warm(function)
                 await self.autoscaler.wake(function)
-                await _answer(send, 202, {"replicas": self.replicas.replicas(function)})
+                answer: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
+                pod = await _within(warm, WARM_ANSWER_SECONDS)
+                if pod is not None:
+                    answer["instance"] = pod._asdict()
+                await _answer(send, 202, answer)
         else:
             await _answer(send, 404, {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"})
+
+    def _start_warm(self, function: FunctionKey) -> Awaitable[WarmInstance | None] | None:
+        if self._warm_start is None:
+            return None
+        try:
+            return self._warm_start(function)
+        except Exception:  # the Deployment path still serves the function
+            logger.exception("warm start of %s failed", function)
+            return None
+
+
+async def _within(
+    warm: Awaitable[WarmInstance | None] | None, seconds: float
+) -> WarmInstance | None:
+    """The warm start's pod if it serves within ``seconds``; the warm start goes on after."""
+    if warm is None:
+        return None
+    try:
+        return await asyncio.wait_for(asyncio.shield(warm), seconds)
+    except TimeoutError:
+        return None
+    except Exception:
+        logger.exception("warm start failed")
+        return None
 
 
 class _QuietServer(uvicorn.Server):

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -23,9 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 from kubelambda.api import Trigger
-from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.prometheus import PrometheusSource
-from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
+from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint, WarmStart
 from kubelambda.clock import ScaledClock, SystemClock
 from kubelambda.commands.serving import add_broker_flags, broker_settings
 from kubelambda.commands.warmpool import WarmPoolWiring, add_pool_flags, warm_pool_config
@@ -323,7 +322,7 @@ def _autoscaler(
     client: KubeClient,
     listeners: dict[Kind, list[Listener]],
     metrics: OperatorMetrics,
-    warm_start: Callable[[FunctionKey], object] | None,
+    warm_start: WarmStart | None,
 ) -> AutoscalerService:
     """The autoscaler over the cluster's Deployments, Lease and Prometheus, listening to the
     Function and Deployment events of the operator's watch."""

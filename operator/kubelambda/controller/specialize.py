@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from kubelambda.connect import first_connection
+
 __all__ = [
     "SPECIALIZE_PATH",
     "FakeSpecializer",
@@ -50,11 +52,6 @@ class Specializer(Protocol):
         ...
 
 
-# A pod on the cluster network accepts in well under a millisecond: a connection not made
-# within this was most likely a lost SYN (a policy engine's dropped verdict, a neighbour entry
-# being resolved), and a new one now beats the kernel's retransmission a second later.
-CONNECT_ATTEMPT_SECONDS: Final = 0.2
-
 Connect = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
@@ -62,26 +59,17 @@ class HttpSpecializer:
     """HTTP/1.1 over one connection per call: the body is small and the call rare.
     ``open_connection`` is asyncio's (tests pass one that loses a first attempt)."""
 
-    def __init__(
-        self,
-        *,
-        connect_attempt: float = CONNECT_ATTEMPT_SECONDS,
-        open_connection: Connect = asyncio.open_connection,
-    ) -> None:
-        self._connect_attempt = connect_attempt
+    def __init__(self, *, open_connection: Connect = asyncio.open_connection) -> None:
         self._open_connection = open_connection
 
     async def _connect(
         self, pod_ip: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection, trying again while attempts time out (the caller's deadline bounds
-        it); a refusal or another error is raised at once."""
-        while True:
-            try:
-                async with asyncio.timeout(self._connect_attempt):
-                    return await self._open_connection(pod_ip, port)
-            except TimeoutError:
-                continue
+        """A connection, made again when the first attempt's SYN seems lost; a refusal or
+        another error is raised at once."""
+        return await first_connection(
+            lambda: self._open_connection(pod_ip, port), discard=lambda made: made[1].close()
+        )
 
     async def __call__(
         self, *, pod_ip: str, port: int, token: str, body: Mapping[str, Any], deadline: float

@@ -3,9 +3,10 @@ send it the Function's code and environment, and make it one of the Function's p
 labels, annotations and owner), while the autoscaler scales the Deployment behind it.
 
 The autoscaler's wake endpoint calls ``WarmStarter.wake``, which answers at once: the work runs
-in a task, a bounded number at a time. A pod whose specialisation failed (the handler's init
-failed, or it was not ready in time) is deleted, an Event says why, and the Function's
-Deployment serves it as it would without a pool.
+in a task, a bounded number at a time, and the task's result (the pod, once relabelled) is what
+the endpoint's answer names, so the gateway sends to it before the EndpointSlice lists it. A
+pod whose specialisation failed (the handler's init failed, or it was not ready in time) is
+deleted, an Event says why, and the Function's Deployment serves it as it would without a pool.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any, Final
 
 from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
+from kubelambda.autoscaler.service import WarmInstance
 from kubelambda.controller.pool import PoolManager, SpecializedPod
 from kubelambda.controller.resources.code import code_hash, config_map_hash
-from kubelambda.controller.resources.deployment import runtime_env
+from kubelambda.controller.resources.deployment import PORT, runtime_env
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.pool import (
     POOL_LABEL,
@@ -112,13 +114,14 @@ class WarmStarter:
         self.cache = cache
         self._monotonic = monotonic
         self._slots = asyncio.Semaphore(manager.pool.concurrency)
-        self._tasks: dict[FunctionKey, asyncio.Task[str | None]] = {}
+        self._tasks: dict[FunctionKey, asyncio.Task[WarmInstance | None]] = {}
+        self._events: set[asyncio.Task[None]] = set()  # WarmStarted, written after the answer
         self._claimed: dict[str, float] = {}  # "namespace/pod" → when
 
-    def wake(self, key: FunctionKey) -> asyncio.Task[str | None] | None:
+    def wake(self, key: FunctionKey) -> asyncio.Task[WarmInstance | None] | None:
         """A request found ``key`` at zero: start specialising a pool pod for it, unless one is
         under way or serves it, the pool cannot serve it, or too many wait. The task answers
-        the name of the pod that now serves the Function, or None."""
+        the pod that now serves the Function, or None."""
         if key in self._tasks or self.manager.serving(key):
             return self._tasks.get(key)
         body = self._function_object(key)
@@ -141,12 +144,12 @@ class WarmStarter:
         return task
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks: list[asyncio.Task[Any]] = [*self._tasks.values(), *self._events]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _warm_start(self, function: Function, body: Mapping[str, Any]) -> str | None:
+    async def _warm_start(self, function: Function, body: Mapping[str, Any]) -> WarmInstance | None:
         key = FunctionKey(function.namespace, function.name)
         try:
             async with self._slots:
@@ -161,7 +164,7 @@ class WarmStarter:
             logger.exception("%s: warm start failed", key)
         return None
 
-    async def _specialise(self, function: Function, body: Mapping[str, Any]) -> str | None:
+    async def _specialise(self, function: Function, body: Mapping[str, Any]) -> WarmInstance | None:
         key = FunctionKey(function.namespace, function.name)
         started = self._monotonic()
         await self.manager.ensure(function.namespace)  # its token; a no-op almost always
@@ -225,17 +228,22 @@ class WarmStarter:
             raise
         self.manager.remember(key, SpecializedPod(name=name, code_hash=hash_, at=now))
         done = self._monotonic()
-        await self._event(
-            body,
-            "Normal",
-            "WarmStarted",
-            f"pool pod {name} serves the first requests after {(done - started) * 1000:.0f} ms:"
-            f" claimed and code read in {(claimed_at - started) * 1000:.0f} ms, specialised in"
-            f" {(specialised_at - claimed_at) * 1000:.0f} ms (the handler's init"
-            f" {answer.body.get('initMs', '?')} ms), relabelled in"
-            f" {(done - specialised_at) * 1000:.0f} ms",
+        # The pod serves now: the Event is written while the gateway already sends to it.
+        recording = asyncio.create_task(
+            self._event(
+                body,
+                "Normal",
+                "WarmStarted",
+                f"pool pod {name} serves the first requests after {(done - started) * 1000:.0f} ms:"
+                f" claimed and code read in {(claimed_at - started) * 1000:.0f} ms, specialised in"
+                f" {(specialised_at - claimed_at) * 1000:.0f} ms (the handler's init"
+                f" {answer.body.get('initMs', '?')} ms), relabelled in"
+                f" {(done - specialised_at) * 1000:.0f} ms",
+            )
         )
-        return name
+        self._events.add(recording)
+        recording.add_done_callback(self._events.discard)
+        return WarmInstance(pod=name, ip=ip, port=PORT)
 
     async def _claim(self, function: Function) -> tuple[str, str]:
         """A ready pool pod no other warm start has claimed: its name and IP."""

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import httptools
 
+from kubelambda.connect import first_connection
 from kubelambda.gateway.exceptions import (
     InstanceUnavailable,
     Unavailable,
@@ -359,8 +360,11 @@ class UpstreamPool:
         extra: dict[str, Any] = {"ssl": tls, "server_hostname": host} if tls is not None else {}
         try:
             async with asyncio.timeout(budget):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self, key, loop), host, port, **extra
+                _, protocol = await first_connection(
+                    lambda: loop.create_connection(
+                        lambda: _Connection(self, key, loop), host, port, **extra
+                    ),
+                    discard=lambda made: made[0].close(),
                 )
         except TimeoutError as exc:
             raise InstanceUnavailable(

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubelambda_runtime import zygote
+from kubelambda_runtime.warmpool.prefork import Prefork
 from kubelambda_runtime.wire import config, processes
 from kubelambda_runtime.wire.startup import startup_differences
 
@@ -29,8 +30,9 @@ RUNTIME_COMMAND = (sys.executable, "-I", "-u", "-m", "kubelambda_runtime")
 
 
 class Runtime:
-    """One function's runtime: a fork of the pool (``how`` = "fork") or, when its environment
-    sets what only a new process applies, a new process ("exec")."""
+    """One function's runtime: a fork of the pool (``how`` = "fork": forked ahead while the pool
+    waited, or at the request) or, when its environment sets what only a new process applies, a
+    new process ("exec")."""
 
     def __init__(self, pid: int, *, ready_fd: int, how: str, settings: config.Settings) -> None:
         self.pid = pid
@@ -42,10 +44,22 @@ class Runtime:
         self._line = bytearray()
 
     @classmethod
-    def start(cls, *, env: Mapping[str, str], cwd: str, settings: config.Settings) -> Runtime:
+    def start(
+        cls,
+        *,
+        env: Mapping[str, str],
+        cwd: str,
+        settings: config.Settings,
+        prefork: Prefork | None = None,
+    ) -> Runtime:
+        """Start it: ``prefork``'s child given its order when there is one that can take it,
+        else a fork of the pool, else (the environment needs it) a new process. ``prefork`` is
+        used up either way."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             if startup_differences(os.environ, env):
+                if prefork is not None:
+                    prefork.discard()
                 process = subprocess.Popen(
                     [*RUNTIME_COMMAND, "--ready-fd", str(write_end)],
                     env=dict(env),
@@ -56,7 +70,11 @@ class Runtime:
                 )
                 process.returncode = 0  # reaped by the pool's loop, never by Popen
                 pid, how = process.pid, "exec"
+            elif prefork is not None and prefork.order(env=env, cwd=cwd, ready=write_end):
+                pid, how = prefork.pid, "fork"
             else:
+                if prefork is not None:
+                    prefork.discard()
                 pid = zygote.fork_runtime(env=env, cwd=cwd, args=[], ready=write_end)
                 how = "fork"
         except BaseException:

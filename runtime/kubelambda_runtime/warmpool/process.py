@@ -3,11 +3,13 @@ which the first (handoff.py) starts in its place.
 
 It imports what a runtime and its workers import (the zygote's PRELOAD, and /metrics'), listens
 on the pool port and answers /healthz and one specialise request: it writes the function's
-files and forks its runtime as local mode's zygote does (``zygote.fork_runtime``, via
-lifecycle.py), or starts a new process when the function's environment changes what only a new
-process applies. Then it reports the runtime's health, passes SIGTERM on, and ends after it.
-Single-threaded, no event loop (so forking is safe): one select over the listening socket, its
-connections, the runtime's readiness pipe and the signal wake-up pipe.
+files and sends their folder and environment to the child it forked while it waited (prefork.py),
+which becomes the runtime as local mode's zygote makes one (``zygote.run_runtime``); it forks one
+at the request when that child is gone, or starts a new process when the environment changes what
+only a new process applies (lifecycle.py). Then it reports the runtime's health, passes
+SIGTERM on, and ends after it. Single-threaded, no event loop (so forking is safe): one select
+over the listening socket, its connections, the runtime's readiness pipe and the signal wake-up
+pipe.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from typing import Any, NamedTuple, TextIO
 
 from kubelambda_runtime import zygote
-from kubelambda_runtime.warmpool import exchange, settings, specialization
+from kubelambda_runtime.warmpool import exchange, prefork, settings, specialization
 from kubelambda_runtime.warmpool.handoff import Handoff
 from kubelambda_runtime.warmpool.lifecycle import Runtime, init_error
 from kubelambda_runtime.wire import processes
@@ -64,6 +66,7 @@ def serve(handoff: Handoff) -> int:
     listener.setblocking(False)
     for name in PRELOAD:
         importlib.import_module(name)
+    prefork.warm()  # for a runtime forked at the request too, if the one forked ahead is gone
     return Pool(own, env=handoff.env, token_sha256=handoff.token_sha256, listener=listener).run()
 
 
@@ -91,6 +94,7 @@ class Pool:
         self._connections: dict[int, Connection] = {}
         self._pending: socket.socket | None = None  # the specialise request being served
         self._runtime: Runtime | None = None
+        self._prefork: prefork.Prefork | None = None  # the runtime forked ahead, while waiting
         self._function = ""
         self._error: dict[str, Any] | None = None  # why it failed
         self._init_deadline: float | None = None
@@ -102,6 +106,11 @@ class Pool:
         self.exit_status = 0
 
     def run(self) -> int:
+        # Forked first, before any request is read and before this process's own handlers.
+        try:
+            self._prefork = prefork.Prefork.start()
+        except OSError as exc:
+            _say(f"cannot fork ahead ({exc}): a specialisation forks at its request")
         processes.become_child_subreaper()
         self._wake, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_write)
@@ -114,6 +123,8 @@ class Pool:
             self._turn()
         if self._pending is not None:
             self._answer(self._pending, 503, {"error": "the pool pod is stopping"})
+        if self._prefork is not None:
+            self._prefork.discard()
         return self.exit_status
 
     def _on_stop(self, signum: int, frame: object) -> None:
@@ -252,9 +263,14 @@ class Pool:
             self._answer(sock, 500, {"error": f"cannot write the function's files: {exc}"})
             return
         env = {**wanted.env, specialization.TASK_ROOT_VARIABLE: task_root}
+        ahead, self._prefork = self._prefork, None
         try:
-            self._runtime = Runtime.start(env=env, cwd=task_root, settings=wanted.settings)
+            self._runtime = Runtime.start(
+                env=env, cwd=task_root, settings=wanted.settings, prefork=ahead
+            )
         except OSError as exc:
+            if ahead is not None:
+                ahead.discard()
             self._answer(sock, 500, {"error": f"cannot start the runtime: {exc}"})
             return
         self.state, self._function, self._pending = SPECIALIZING, wanted.function, sock
@@ -269,8 +285,8 @@ class Pool:
         if line == "ready":
             init_ms = round((time.monotonic() - self._started) * 1000, 3)
             self.state, self._init_deadline = SPECIALIZED, None
-            _say(f"{self._function} ready in {init_ms} ms ({runtime.how})")
             self._reply(200, {"function": self._function, "initMs": init_ms, "start": runtime.how})
+            _say(f"{self._function} ready in {init_ms} ms ({runtime.how})")  # after: not waited on
         else:
             self._fail(422, init_error(runtime.settings))
             runtime.stop()
@@ -296,10 +312,16 @@ class Pool:
                 runtime.ended(code)
                 self._runtime = None
                 self._on_exit(code)
+            elif self._prefork is not None and pid == self._prefork.pid:
+                _say(f"the runtime forked ahead ended ({code}): a specialisation forks one")
+                self._prefork.discard()
+                self._prefork = None
         if self._runtime is None:
-            # What a dead runtime left (its workers' keepers, what they started) goes with it.
+            # What a dead runtime left (its workers' keepers, what they started) goes with it;
+            # the child forked ahead stays.
             table = processes.snapshot()
-            processes.kill_all(processes.descendants(table, os.getpid()))
+            ahead = self._prefork.pid if self._prefork is not None else None
+            processes.kill_all([p for p in processes.descendants(table, os.getpid()) if p != ahead])
 
     def _on_exit(self, code: int) -> None:
         self.exit_status = code if code >= 0 else 128 - code

@@ -24,6 +24,7 @@ from harness.apiserver import ApiServer
 from integration.controller.operating import RUNTIME_IMAGE, get
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.subscriptions import BucketNotifications
+from kubelambda.autoscaler.service import WarmInstance
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig, WarmPool
 from kubelambda.controller.operator import Operator
 from kubelambda.controller.resources.pool import POOL_LABEL
@@ -202,8 +203,9 @@ def test_the_pool_is_made_and_a_wake_up_claims_a_ready_pod(
             )
             task = s.starter.wake(FunctionKey(namespace, "fn"))
             assert task is not None
-            claimed = await asyncio.wait_for(task, 30)
-            assert claimed == second["metadata"]["name"]
+            serving = await asyncio.wait_for(task, 30)
+            assert serving == WarmInstance(pod=second["metadata"]["name"], ip="10.9.8.7", port=8080)
+            claimed = serving.pod
 
             [(ip, token, sent)] = specializer.calls
             assert ip == "10.9.8.7"
@@ -225,6 +227,12 @@ def test_the_pool_is_made_and_a_wake_up_claims_a_ready_pod(
             assert meta["annotations"]["kubelambda.dev/code-hash"] == function["status"]["codeHash"]
             [owner] = meta["ownerReferences"]
             assert (owner["kind"], owner["name"], owner["controller"]) == ("Function", "fn", True)
+            # Written after the task's answer (the pod serves first).
+            await wait_for_async(
+                lambda: any(e["reason"] == "WarmStarted" for e in s.events("fn")),
+                seconds=10,
+                what="the WarmStarted Event",
+            )
             [started] = [e for e in s.events("fn") if e["reason"] == "WarmStarted"]
             assert f"pool pod {claimed} serves the first requests" in started["message"]
             print(started["message"])  # the operator's share of a warm start, for the report

@@ -1,6 +1,6 @@
 """autoscaler/service.py's wake endpoint and the warm pool: a wake-up of a function at zero also
-asks for a warm start (not awaited), one that has replicas does not, and either way the
-Deployment is scaled as before."""
+asks for a warm start, one that has replicas does not, and either way the Deployment is scaled
+as before; the answer names the warm start's pod when it serves within a bound."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ from typing import Any
 import pytest
 
 from kubelambda.api.identity import FunctionKey
+from kubelambda.autoscaler import service as service_module
 from kubelambda.autoscaler.decider import Observation
-from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
+from kubelambda.autoscaler.service import (
+    AutoscalerService,
+    WakeEndpoint,
+    WarmInstance,
+    WarmStart,
+)
 
 FUNCTION = {
     "apiVersion": "kubelambda.dev/v1alpha1",
@@ -58,6 +64,20 @@ class Replicas:
         self.scaled.append(replicas)
 
 
+def leading(*, replicas: Replicas, warm_start: WarmStart) -> AutoscalerService:
+    """The service as the Lease holder, knowing FUNCTION."""
+    service = AutoscalerService(
+        source=NoMetrics(),
+        replicas=replicas,
+        hold_lease=lambda: asyncio.sleep(0, True),
+        wake=WakeEndpoint(),
+        warm_start=warm_start,
+    )
+    service.leading = True
+    service.function_event("ADDED", FUNCTION)
+    return service
+
+
 async def wake(service: AutoscalerService) -> tuple[int, dict[str, Any]]:
     sent: list[MutableMapping[str, Any]] = []
 
@@ -80,15 +100,7 @@ def test_a_wake_up_at_zero_asks_for_a_warm_start_and_still_scales(
     target = Replicas(replicas)
 
     async def body() -> None:
-        service = AutoscalerService(
-            source=NoMetrics(),
-            replicas=target,
-            hold_lease=lambda: asyncio.sleep(0, True),
-            wake=WakeEndpoint(),
-            warm_start=asked.append,
-        )
-        service.leading = True
-        service.function_event("ADDED", FUNCTION)
+        service = leading(replicas=target, warm_start=asked.append)
         assert await wake(service) == (202, {"replicas": max(replicas, 1)})
 
     asyncio.run(body())
@@ -103,16 +115,54 @@ def test_a_failing_warm_start_leaves_the_deployment_path() -> None:
         raise RuntimeError("the pool is away")
 
     async def body() -> tuple[int, dict[str, Any]]:
-        service = AutoscalerService(
-            source=NoMetrics(),
-            replicas=target,
-            hold_lease=lambda: asyncio.sleep(0, True),
-            wake=WakeEndpoint(),
-            warm_start=broken,
-        )
-        service.leading = True
-        service.function_event("ADDED", FUNCTION)
+        service = leading(replicas=target, warm_start=broken)
         return await wake(service)
 
     assert asyncio.run(body()) == (202, {"replicas": 1})
     assert target.scaled == [1]
+
+
+def test_the_answer_names_the_pod_a_warm_start_made_and_starts_it_before_the_fresh_read() -> None:
+    """The gateway sends to the named pod at once; the /scale read is not on the warm start's
+    way (a trip to the API server)."""
+    order: list[str] = []
+
+    class SlowRead(Replicas):
+        async def refresh(self, function: FunctionKey) -> None:
+            order.append("refresh")
+
+    async def warm() -> WarmInstance | None:
+        return WarmInstance(pod="pool-abc", ip="10.0.0.7", port=8080)
+
+    def start(function: FunctionKey) -> asyncio.Future[WarmInstance | None]:
+        order.append("warm start")
+        return asyncio.ensure_future(warm())
+
+    async def body() -> tuple[int, dict[str, Any]]:
+        service = leading(replicas=SlowRead(0), warm_start=start)
+        return await wake(service)
+
+    assert asyncio.run(body()) == (
+        202,
+        {"replicas": 1, "instance": {"pod": "pool-abc", "ip": "10.0.0.7", "port": 8080}},
+    )
+    assert order == ["warm start", "refresh"]
+
+
+def test_a_slow_warm_start_is_not_waited_for_nor_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "WARM_ANSWER_SECONDS", 0.01)
+    release = asyncio.Event()
+
+    async def warm() -> WarmInstance | None:
+        await release.wait()
+        return WarmInstance(pod="pool-abc", ip="10.0.0.7", port=8080)
+
+    async def body() -> None:
+        task = asyncio.ensure_future(warm())
+        service = leading(replicas=Replicas(0), warm_start=lambda function: task)
+        assert await wake(service) == (202, {"replicas": 1})
+        release.set()
+        # It went on after the answer.
+        assert await task == WarmInstance("pool-abc", "10.0.0.7", 8080)
+
+    asyncio.run(body())

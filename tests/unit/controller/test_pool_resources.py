@@ -116,7 +116,21 @@ def test_the_token_secret_and_the_policy_that_admits_only_the_operator(
     assert spec["podSelector"] == {"matchExpressions": [{"key": POOL_LABEL, "operator": "Exists"}]}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec["egress"] == []
-    [rule] = spec["ingress"]
+    [rule, gateway] = spec["ingress"]
+    assert gateway == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubelambda"}},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "kubelambda",
+                        "app.kubernetes.io/component": "gateway",
+                    }
+                },
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": 8080}],
+    }
     assert rule["ports"] == [{"protocol": "TCP", "port": POOL_PORT}]
     assert rule["from"] == [
         {

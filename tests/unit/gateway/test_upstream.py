@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,29 @@ async def test_refused_connection_is_instance_unavailable() -> None:
     pool = UpstreamPool()
     with pytest.raises(InstanceUnavailable, match="cannot connect"):
         await call(pool, port)
+
+
+async def test_a_connection_whose_first_syn_is_lost_is_made_again_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not after the kernel's one-second retransmission: a cold start would take it (seen on
+    the e2e cluster, whose policy engine sometimes drops a new connection's first packet)."""
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+    attempts: list[int] = []
+
+    async def lose_the_first(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            await asyncio.Event().wait()  # a SYN nobody answers
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", lose_the_first)
+    pool = UpstreamPool(connect_timeout=0.9)  # shorter than a retransmission
+    async with raw_server(ok) as server:
+        assert await call(pool, server.port) == b"{}"
+    assert attempts == [0, 1]
+    await pool.aclose()
 
 
 async def test_no_answer_by_the_deadline_is_upstream_timeout() -> None:

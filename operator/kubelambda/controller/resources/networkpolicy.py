@@ -18,7 +18,7 @@ from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
 from kubelambda.controller.resources.meta import Owner, object_meta
 
-__all__ = ["function_network_policy"]
+__all__ = ["function_network_policy", "gateway_peer"]
 
 
 def function_network_policy(
@@ -33,7 +33,7 @@ def function_network_policy(
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_gateway_peer(config)],
+                    "from": [gateway_peer(config)],
                     "ports": [{"protocol": "TCP", "port": PORT}],
                 },
                 *_metrics_rule(config.metrics_from),
@@ -46,7 +46,7 @@ def function_network_policy(
             # Names resolve wherever the cluster's DNS runs (a Service, a node-local cache).
             {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
             {
-                "to": [_gateway_peer(config)],
+                "to": [gateway_peer(config)],
                 "ports": [{"protocol": "TCP", "port": config.gateway_port}],
             },
             *(_egress_rule(rule) for rule in function.egress),
@@ -54,7 +54,8 @@ def function_network_policy(
     return policy
 
 
-def _gateway_peer(config: ControllerConfig) -> dict[str, Any]:
+def gateway_peer(config: ControllerConfig) -> dict[str, Any]:
+    """The gateway's pods as a policy peer (a pool pod's policy lets them in too)."""
     # Both selectors in one peer: gateway pods in the gateway's namespace, not pods with
     # those labels anywhere.
     return {

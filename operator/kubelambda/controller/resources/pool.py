@@ -37,6 +37,7 @@ from kubelambda.controller.resources.deployment import (
     runtime_ports,
 )
 from kubelambda.controller.resources.meta import Owner, owner_reference
+from kubelambda.controller.resources.networkpolicy import gateway_peer
 
 __all__ = [
     "FROM_POOL_LABEL",
@@ -184,8 +185,9 @@ def pool_secret(*, namespace: str, token: str) -> dict[str, Any]:
 
 
 def pool_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str, Any]:
-    """Unclaimed pool pods take connections only from the operator's pods, on the pool port,
-    and open none. A claimed pod loses the pool label and is the Function's policy's."""
+    """Unclaimed pool pods take connections only from the operator's pods on the pool port and
+    from the gateway's on the invoke port, and open none. A claimed pod loses the pool label
+    and is the Function's policy's."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -210,7 +212,12 @@ def pool_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str
                         }
                     ],
                     "ports": [{"protocol": "TCP", "port": POOL_PORT}],
-                }
+                },
+                # As the Function's policy has it: nothing listens there until the pod is
+                # specialised, and the gateway connects to a specialised pod at once, while
+                # the policy engine may not yet have seen the relabel that moves it from this
+                # policy to the Function's.
+                {"from": [gateway_peer(config)], "ports": [{"protocol": "TCP", "port": PORT}]},
             ],
             "egress": [],
         },

@@ -30,6 +30,7 @@ from kubelambda.platforms.kubernetes.endpoints import (
 from kubelambda.platforms.kubernetes.informer import Informer
 from kubelambda.platforms.kubernetes.kinds import ENDPOINT_SLICE
 from kubelambda.platforms.kubernetes.specs import SpecWatch
+from kubelambda.platforms.kubernetes.waker import WarmPod
 
 __all__ = ["KubernetesPlatform"]
 
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 0.05
 PROBE_FOR_SECONDS = 300.0  # a pod not answering by then is left to the kubelet's reports
+# A pod a wake-up's answer named serves until the Function's EndpointSlice lists it (then the
+# slice says), or this long if no slice ever does (the pod went before the slice saw it).
+NAMED_POD_SECONDS = 10.0
 
 
 class KubernetesPlatform:
@@ -50,7 +54,7 @@ class KubernetesPlatform:
         self,
         *,
         client: KubeClient,
-        waker: Callable[[FunctionKey], Awaitable[None]],
+        waker: Callable[[FunctionKey], Awaitable[WarmPod | None]],
         on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
         namespaces: Sequence[str] = (),
         probe: Callable[[str, int], Awaitable[bool]] | None = None,
@@ -69,6 +73,8 @@ class KubernetesPlatform:
         self._probing: dict[Endpoint, asyncio.Task[None]] = {}
         self._answered: set[Endpoint] = set()  # starting, but their runtime already answers
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
+        # Pods wake-ups named, not yet in a slice: Function → (endpoint, until when).
+        self._named: dict[FunctionKey, tuple[Endpoint, float]] = {}
         self._specs = SpecWatch(on_specs=on_specs, on_function=self._refresh)
         # Events of the specs' informers, here too (tests send them by hand).
         self.function_event = self._specs.function_event
@@ -85,7 +91,16 @@ class KubernetesPlatform:
         return self._listeners.subscribe(listener)
 
     async def wake(self, function: FunctionKey) -> None:
-        await self.waker(function)
+        pod = await self.waker(function)
+        if pod is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._named[function] = (
+            Endpoint(pod.name, pod.ip, pod.port),
+            loop.time() + NAMED_POD_SECONDS,
+        )
+        loop.call_later(NAMED_POD_SECONDS, self._refresh, function)
+        self._refresh(function)
 
     # --- specs -----------------------------------------------------------------------------
 
@@ -178,14 +193,27 @@ class KubernetesPlatform:
     def _refresh(self, function: FunctionKey) -> None:
         function_spec = self._specs.function(function)
         concurrency = function_spec.concurrency if function_spec is not None else 1
-        endpoints = sorted(
-            {
-                endpoint
-                for owner, ready, starting in self._slices.values()
-                if owner == function
-                for endpoint in (*ready, *(e for e in starting if e in self._answered))
-            }
-        )
+        listed = [
+            (ready, starting)
+            for owner, ready, starting in self._slices.values()
+            if owner == function
+        ]
+        found = {
+            endpoint
+            for ready, starting in listed
+            for endpoint in (*ready, *(e for e in starting if e in self._answered))
+        }
+        named = self._named.get(function)
+        if named is not None:
+            endpoint, until = named
+            in_a_slice = any(
+                e.id == endpoint.id for ready, starting in listed for e in (*ready, *starting)
+            )
+            if in_a_slice or asyncio.get_running_loop().time() >= until:
+                del self._named[function]  # the slice says from now on
+            else:
+                found.add(endpoint)
+        endpoints = sorted(found)
         instances = tuple(
             Instance(id=e.id, host=e.host, port=e.port, concurrency=concurrency) for e in endpoints
         )

@@ -92,6 +92,16 @@ class Pool:
         (pid,) = processes.children(table, self.process.pid)
         return pid
 
+    def forked_ahead(self) -> int:
+        """The runtime the waiting pool forked ahead: its only child."""
+        children = wait_for(
+            lambda: processes.children(processes.snapshot(), self.process.pid),
+            timeout=15,
+            what="the waiting pool to have forked its runtime ahead",
+        )
+        (pid,) = children
+        return pid
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -137,6 +147,43 @@ def test_a_specialised_pool_pod_serves_the_function_on_the_usual_ports(start_poo
     metrics = httpx.get(f"http://127.0.0.1:{pool.metrics_port}/metrics", timeout=10)
     assert "kubelambda_runtime_invocations_total{" in metrics.text
     assert httpx.get(f"http://127.0.0.1:{pool.metrics_port}/healthz").json() == {"status": "ready"}
+
+
+def _gone(pid: int) -> bool:
+    process = processes.snapshot().get(pid)
+    return process is None or process.state == "Z"
+
+
+# Up to the request's limit of 256 KiB (its names and values, and a byte each for = and NUL).
+BIG_ENV = {f"V{index:03}": "x" * 2040 for index in range(128)}
+
+
+@pytest.mark.parametrize("env", [{}, BIG_ENV], ids=["small environment", "256 KiB environment"])
+def test_the_runtime_is_forked_while_the_pool_waits_and_only_ordered_at_the_request(
+    start_pool, env
+):
+    # The fork, and the child's shedding of the pool's descriptors and handlers, are done before
+    # the request: a specialisation only sends the child its order.
+    pool = start_pool()
+    ahead = pool.forked_ahead()
+    answer = pool.specialize(env=env)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["start"] == "fork"
+    assert pool.runtime_pid() == ahead
+    assert pool.invoke({"name": "ahead"}).json() == {"hello": "ahead"}
+
+
+def test_a_runtime_forked_ahead_that_died_is_replaced_by_a_fork_at_the_request(start_pool):
+    pool = start_pool()
+    ahead = pool.forked_ahead()
+    os.kill(ahead, signal.SIGKILL)
+    wait_for(lambda: _gone(ahead), timeout=15, what="the pool to reap its child")
+    assert pool.health() == (200, {"state": "waiting"})
+    answer = pool.specialize()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["start"] == "fork"
+    assert pool.runtime_pid() != ahead
+    assert pool.invoke({"name": "later"}).json() == {"hello": "later"}
 
 
 # Reads its environment, its folders, and scans its own memory for the pool's token (given in
@@ -343,9 +390,11 @@ def test_an_init_over_the_bound_answers_504(start_pool):
 
 def test_an_environment_only_a_new_process_applies_starts_one(start_pool):
     pool = start_pool()
+    ahead = pool.forked_ahead()
     answer = pool.specialize({"app.py": SPY}, env={"LANG": "C"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["start"] == "exec"
+    wait_for(lambda: _gone(ahead), timeout=15, what="the runtime forked ahead to be killed")
     seen = pool.invoke({"first": "x", "second": "y"}).json()
     assert seen["env"]["LANG"] == "C"
     assert not [entry for entry in seen["initial"] if "KUBELAMBDA_POOL" in entry]
@@ -381,8 +430,10 @@ def test_sigterm_lets_an_invocation_in_progress_finish(start_pool, tmp_path):
 
 def test_sigterm_ends_a_waiting_pool_at_once(start_pool):
     pool = start_pool()
+    ahead = pool.forked_ahead()
     pool.process.send_signal(signal.SIGTERM)
     assert pool.process.wait(5) == 0
+    wait_for(lambda: _gone(ahead), timeout=15, what="the runtime forked ahead to end with it")
 
 
 def test_a_pool_without_its_token_does_not_start():

@@ -12,7 +12,9 @@ from typing import Any
 from kubelambda.api import Function, Trigger
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import Instance
+from kubelambda.platforms.kubernetes import platform as platform_module
 from kubelambda.platforms.kubernetes.platform import KubernetesPlatform
+from kubelambda.platforms.kubernetes.waker import WarmPod
 from support.waiting import wait_for_async
 
 
@@ -60,6 +62,7 @@ class Recorder:
         self.changes: list[tuple[FunctionKey, tuple[Instance, ...]]] = []
         self.specs: list[tuple[list[str], list[str]]] = []
         self.woken: list[FunctionKey] = []
+        self.named: WarmPod | None = None  # what the autoscaler's answer names
 
     def instances(self, key: FunctionKey, instances: Sequence[Instance]) -> None:
         self.changes.append((key, tuple(instances)))
@@ -67,8 +70,9 @@ class Recorder:
     def on_specs(self, functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
         self.specs.append(([f.name for f in functions], [t.name for t in triggers]))
 
-    async def wake(self, key: FunctionKey) -> None:
+    async def wake(self, key: FunctionKey) -> WarmPod | None:
         self.woken.append(key)
+        return self.named
 
 
 def platform(
@@ -151,6 +155,46 @@ def test_wake_goes_to_the_waker() -> None:
     recorder = Recorder()
     asyncio.run(platform(recorder).wake(HELLO))
     assert recorder.woken == [HELLO]
+
+
+def test_a_pod_the_wake_up_names_serves_at_once_until_a_slice_lists_it() -> None:
+    """A warm start's pod is sent to before the Function's EndpointSlice lists it (a watch's
+    delivery later); once a slice lists it, the slice says (here: not ready, so no instance)."""
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        recorder.named = WarmPod("pod-10.0.0.9", "10.0.0.9", 8080)
+        made = platform(recorder)
+        made.function_event("ADDED", FUNCTION)
+        await made.wake(HELLO)
+        assert made.ready_instances(HELLO) == (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
+        assert recorder.changes[-1] == (HELLO, made.ready_instances(HELLO))
+        made.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.0.0.9", ready=False))
+        assert made.ready_instances(HELLO) == ()
+        made.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.0.0.9"))
+        assert made.ready_instances(HELLO) == (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
+        made.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_named_pod_no_slice_lists_is_forgotten(monkeypatch: Any) -> None:
+    monkeypatch.setattr(platform_module, "NAMED_POD_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        recorder.named = WarmPod("pod-10.0.0.9", "10.0.0.9", 8080)
+        made = platform(recorder)
+        await made.wake(HELLO)
+        assert len(made.ready_instances(HELLO)) == 1
+        await wait_for_async(
+            lambda: made.ready_instances(HELLO) == (),
+            seconds=2,
+            what="the named pod to be forgotten",
+        )
+        assert recorder.changes[-1] == (HELLO, ())
+
+    asyncio.run(scenario())
 
 
 def test_a_starting_pod_is_an_instance_once_its_runtime_answers() -> None:

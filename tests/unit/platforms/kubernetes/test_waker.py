@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from typing import Any
 
 import pytest
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.platforms.kubernetes.waker import AutoscalerWaker
+from kubelambda.platforms.kubernetes.waker import AutoscalerWaker, WarmPod
 
 
 async def asked(token: str | None, status: bytes) -> bytes:
@@ -41,3 +43,56 @@ def test_a_refused_token_is_named_in_the_warning(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING):
         asyncio.run(asked("old", b"401 Unauthorized"))
     assert "refused the wake-up token" in caplog.text
+
+
+async def answered(body: bytes, *, wakes: int = 1) -> list[WarmPod | None]:
+    """What the waker returns from a loopback autoscaler answering 202 with ``body``."""
+
+    async def autoscaler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(autoscaler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        waker = AutoscalerWaker(f"http://localhost:{port}")
+        return [await waker(FunctionKey("team-a", "hello")) for _ in range(wakes)]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (
+            b'{"replicas": 1, "instance": {"pod": "p-1", "ip": "10.1.2.3", "port": 8080}}',
+            WarmPod("p-1", "10.1.2.3", 8080),
+        ),
+        (b'{"replicas": 1}', None),
+        (b'{"replicas": 1, "instance": {"pod": "p-1", "ip": "not an ip", "port": 8080}}', None),
+        (b'{"replicas": 1, "instance": {"pod": "p-1", "ip": "10.1.2.3", "port": 0}}', None),
+        (b'{"replicas": 1, "instance": {"pod": "p-1", "ip": "10.1.2.3"}}', None),
+        (b"[1, 2]", None),
+        (b"not json", None),
+    ],
+)
+def test_the_pod_a_warm_start_made_is_taken_from_the_answer(
+    body: bytes, named: WarmPod | None
+) -> None:
+    assert asyncio.run(answered(body)) == [named]
+
+
+def test_the_autoscalers_name_is_looked_up_once_not_on_every_wake_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each lookup is a trip to the cluster's DNS inside a cold start."""
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def counting(host: str, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counting)
+    assert asyncio.run(answered(b"{}", wakes=3)) == [None, None, None]
+    assert looked_up == ["localhost"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubelambda_runtime.warmpool import specialization
 from kubelambda_runtime.warmpool.specialization import (
     Refused,
     check_path,
@@ -122,14 +122,14 @@ def test_a_symlink_is_never_followed(
     outside.mkdir()
     parent = tmp_path / "tasks"
     parent.mkdir()
-    real_mkdtemp = tempfile.mkdtemp
+    real_new_task_folder = specialization.new_task_folder
 
-    def planting(**options: Any) -> str:
-        root = real_mkdtemp(**options)
+    def planting(parent: str) -> str:
+        root = real_new_task_folder(parent)
         os.symlink(outside / target, os.path.join(root, planted))
         return root
 
-    monkeypatch.setattr(tempfile, "mkdtemp", planting)
+    monkeypatch.setattr(specialization, "new_task_folder", planting)
     with pytest.raises(OSError, match=r"Not a directory|File exists"):
         write_task_root({path: "X = 1\n"}, parent=str(parent))
     assert list(outside.iterdir()) == []
