@@ -109,6 +109,7 @@ class AutoscalerService:
         # Called on a wake-up of a function at zero: the warm pool specialises a pod for it
         # while the Deployment scales up, and the answer names the pod once it serves.
         self._warm_start = warm_start
+        self._scaling: set[asyncio.Task[None]] = set()  # scale-ups after a warm start's answer
         self._hold_lease = hold_lease
         self._wake = wake
         self._tick_seconds = tick_seconds
@@ -221,17 +222,32 @@ class AutoscalerService:
                 # At zero by the watch: the warm start goes first, the fresh read after it.
                 at_zero = self.replicas.replicas(function) == 0
                 warm = self._start_warm(function) if at_zero else None
-                await self.replicas.refresh(function)
-                if not at_zero and self.replicas.replicas(function) == 0:
-                    warm = self._start_warm(function)
-                await self.autoscaler.wake(function)
-                answer: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
                 pod = await _within(warm, WARM_ANSWER_SECONDS)
-                if pod is not None:
-                    answer["instance"] = pod._asdict()
-                await _answer(send, 202, answer)
+                if pod is None:
+                    await self._scale_up(function, warm_started=at_zero)
+                    await _answer(send, 202, {"replicas": self.replicas.replicas(function)})
+                    return
+                replicas = self.replicas.replicas(function)
+                await _answer(send, 202, {"replicas": replicas, "instance": pod._asdict()})
+                # The pod serves; the Deployment scales up behind it, after the answer: its
+                # pod's start (scheduler, kubelet, sandbox) would otherwise share the cores
+                # with the specialisation.
+                scaling = asyncio.create_task(self._scale_up(function, warm_started=True))
+                self._scaling.add(scaling)
+                scaling.add_done_callback(self._scaled)
         else:
             await _answer(send, 404, {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"})
+
+    async def _scale_up(self, function: FunctionKey, *, warm_started: bool) -> None:
+        await self.replicas.refresh(function)
+        if not warm_started and self.replicas.replicas(function) == 0:
+            self._start_warm(function)  # at zero after all: the pod reaches the gateway's watch
+        await self.autoscaler.wake(function)
+
+    def _scaled(self, task: asyncio.Task[None]) -> None:
+        self._scaling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("scaling up after a warm start failed", exc_info=task.exception())
 
     def _start_warm(self, function: FunctionKey) -> Awaitable[WarmInstance | None] | None:
         if self._warm_start is None:

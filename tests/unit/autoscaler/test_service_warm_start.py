@@ -20,6 +20,7 @@ from kubelambda.autoscaler.service import (
     WarmInstance,
     WarmStart,
 )
+from support.waiting import wait_for_async
 
 FUNCTION = {
     "apiVersion": "kubelambda.dev/v1alpha1",
@@ -122,12 +123,13 @@ def test_a_failing_warm_start_leaves_the_deployment_path() -> None:
     assert target.scaled == [1]
 
 
-def test_the_answer_names_the_pod_a_warm_start_made_and_starts_it_before_the_fresh_read() -> None:
-    """The gateway sends to the named pod at once; the /scale read is not on the warm start's
-    way (a trip to the API server)."""
+def test_the_answer_names_the_pod_a_warm_start_made_and_the_deployment_scales_after_it() -> None:
+    """The gateway sends to the named pod at once; the /scale read and the scale-up come after
+    the answer (a trip to the API server, and a pod's start sharing the cores with the
+    specialisation), and still come."""
     order: list[str] = []
 
-    class SlowRead(Replicas):
+    class Recorded(Replicas):
         async def refresh(self, function: FunctionKey) -> None:
             order.append("refresh")
 
@@ -138,15 +140,19 @@ def test_the_answer_names_the_pod_a_warm_start_made_and_starts_it_before_the_fre
         order.append("warm start")
         return asyncio.ensure_future(warm())
 
-    async def body() -> tuple[int, dict[str, Any]]:
-        service = leading(replicas=SlowRead(0), warm_start=start)
-        return await wake(service)
+    target = Recorded(0)
 
-    assert asyncio.run(body()) == (
-        202,
-        {"replicas": 1, "instance": {"pod": "pool-abc", "ip": "10.0.0.7", "port": 8080}},
-    )
-    assert order == ["warm start", "refresh"]
+    async def body() -> None:
+        service = leading(replicas=target, warm_start=start)
+        assert await wake(service) == (
+            202,
+            {"replicas": 0, "instance": {"pod": "pool-abc", "ip": "10.0.0.7", "port": 8080}},
+        )
+        assert order == ["warm start"]
+        await wait_for_async(lambda: target.scaled == [1], seconds=2, what="the scale-up")
+        assert order == ["warm start", "refresh"]
+
+    asyncio.run(body())
 
 
 def test_a_slow_warm_start_is_not_waited_for_nor_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
