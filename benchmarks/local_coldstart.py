@@ -168,7 +168,7 @@ def main() -> None:
     (code / "app.py").write_text("def handler(event, context):\n    return {}\n")
     alone = min(args.trials, 10)
     forks, spawns = asyncio.run(instance_starts(code, alone))
-    reference = [time_ready(code) * 1000 for _ in range(alone)]
+    reference = [time_ready(sys.executable, code)[0] * 1000 for _ in range(alone)]
     n = args.trials
     print(
         f"cold start, client-observed: p50 {statistics.median(totals):6.1f} ms  "
