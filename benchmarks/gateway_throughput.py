@@ -160,8 +160,8 @@ def main() -> None:
 
     print(f"all cores: HTTP trigger, {args.processes} gateway processes on one port vs one")
     for name, values in scaled.items():
-        per_request = statistics.median(scaled_cpu[name])
-        print(f"  {name:<16} {statistics.median(values):>13,.0f} req/s {per_request:>6.0f} us CPU")
+        cpu_each = statistics.median(scaled_cpu[name])
+        print(f"  {name:<16} {statistics.median(values):>13,.0f} req/s {cpu_each:>6.0f} us CPU")
     one, many_name = scaling
     print(ratio_line(many_name, scaled[many_name], scaled[one], one))
     print(
