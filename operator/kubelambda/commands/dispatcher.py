@@ -249,7 +249,6 @@ async def _event_sources(
         region=args.region,
         account_id=os.environ.get("KUBELAMBDA_ACCOUNT_ID") or "000000000000",
         default_namespace=args.default_namespace,
-        hold_timeout_seconds=settings.hold_timeout_seconds,
         secrets=secret,
     )
 

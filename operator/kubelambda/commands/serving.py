@@ -290,7 +290,6 @@ def attach_sources(
         region=settings.region,
         account_id=settings.account_id,
         default_namespace=settings.default_namespace,
-        hold_timeout_seconds=settings.hold_timeout_seconds,
     )
     sources.update({FunctionKey(f.namespace, f.name): f for f in functions}, triggers)
     gateway.attach(sources)

@@ -7,6 +7,10 @@ after a backoff, and after `maxReceiveCount` receives goes to the Trigger's fail
 destinations and is acknowledged. Messages no filter matches are acknowledged unseen, as
 Lambda deletes them. At most `maximumConcurrency` batches are in flight, so a busy Function
 slows the poller instead of filling its memory: a fetched message is always in a batch.
+
+Every fetched message is reported in progress every third of the ack wait until it is
+acknowledged or refused, however long its batch gathers or its Function runs; so the ack wait is
+short, and the messages of a poller that died come back to another one in seconds.
 """
 
 from __future__ import annotations
@@ -98,9 +102,31 @@ class QueuePoller:
         self._function = FunctionKey(trigger.namespace, trigger.function)
         self._on_state = on_state
         self._carried: list[Msg] = []  # fetched beyond a full batch: the next batch's first
+        self._held: dict[str, Msg] = {}  # fetched, not yet settled: reported in progress
         self.consumer = consumer_name(trigger)
 
     # --- the consumer ---------------------------------------------------------------------
+
+    def _hold(self, msgs: list[Msg]) -> list[Msg]:
+        for msg in msgs:
+            self._held[msg.reply] = msg
+        return msgs
+
+    async def _settle(self, msg: Msg, acknowledgement: Any) -> None:
+        """An ack or a nak; one lost with the connection is harmless (the message comes again
+        after ack_wait)."""
+        self._held.pop(msg.reply, None)
+        with contextlib.suppress(nats.errors.Error):
+            await acknowledgement
+
+    async def _report_progress(self) -> None:
+        """Tell the broker every held message is still being worked on, every third of the ack
+        wait, until cancelled."""
+        while True:
+            await asyncio.sleep(self._ack_wait / 3)  # a period, not a wait for a state
+            for msg in list(self._held.values()):
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.in_progress()
 
     def _config(self, existing: ConsumerConfig | None) -> ConsumerConfig:
         batching = self.source.batching
@@ -178,6 +204,7 @@ class QueuePoller:
                     exc_info=task.exception(),
                 )
 
+        progress = asyncio.create_task(self._report_progress())
         try:
             while True:
                 await slots.acquire()
@@ -193,15 +220,19 @@ class QueuePoller:
                 running.add(task)
                 task.add_done_callback(finished)
         finally:
+            progress.cancel()
             for task in list(running):
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(progress, *running, return_exceptions=True)
+            # Unsettled: the broker hands them out again after the ack wait.
+            self._held.clear()
+            self._carried.clear()
 
     async def _fetch(
         self, subscription: JetStreamContext.PullSubscription, count: int, wait: float
     ) -> list[Msg]:
         try:
-            return await subscription.fetch(count, timeout=wait)
+            return self._hold(await subscription.fetch(count, timeout=wait))
         except (nats.errors.TimeoutError, TimeoutError):
             return []
 
@@ -250,7 +281,7 @@ class QueuePoller:
         for n, msg in enumerate(msgs):
             item = self._item(msg, now_ms)
             if self._filters and not matches_any(self._filters, filter_document_sqs(item.record)):
-                await _settle(msg.ack())  # Lambda deletes what no filter matches
+                await self._settle(msg, msg.ack())  # Lambda deletes what no filter matches
                 continue
             if items and size + item.size > _BATCH_BYTES:
                 self._carried.extend(msgs[n:])  # the rest starts the next batch
@@ -273,12 +304,12 @@ class QueuePoller:
         exhausted: list[_Item] = []
         for item in items:
             if item.record["messageId"] not in outcome.failed:
-                await _settle(item.msg.ack())
+                await self._settle(item.msg, item.msg.ack())
             elif item.receive_count >= self.source.max_receive_count and not outcome.throttled:
                 exhausted.append(item)
             else:
                 backoff = _BACKOFF_SECONDS * 2 ** (item.receive_count - 1)
-                await _settle(item.msg.nak(delay=min(backoff, _BACKOFF_MAX_SECONDS)))
+                await self._settle(item.msg, item.msg.nak(delay=min(backoff, _BACKOFF_MAX_SECONDS)))
         if not exhausted:
             return
         sent = await self._failures.send(
@@ -301,16 +332,9 @@ class QueuePoller:
                         item.record["messageId"],
                         item.receive_count,
                     )
-                await _settle(item.msg.ack())
+                await self._settle(item.msg, item.msg.ack())
             else:
-                await _settle(item.msg.nak(delay=_BACKOFF_MAX_SECONDS))
-
-
-async def _settle(acknowledgement: Any) -> None:
-    """An ack or a nak; one lost with the connection is harmless (the message comes again
-    after ack_wait)."""
-    with contextlib.suppress(nats.errors.Error):
-        await acknowledgement
+                await self._settle(item.msg, item.msg.nak(delay=_BACKOFF_MAX_SECONDS))
 
 
 def _problem(source: QueueSource, exc: BaseException) -> str:

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 # (namespace, name) → the Secret's data, decoded; None when it does not exist.
 SecretReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 
-# JetStream hands a message out again this long after its function's timeout, plus the time
-# the gateway may hold a batch for an instance.
-_ACK_MARGIN_SECONDS = 10.0
+# A queue poller reports its messages in progress every third of this (dispatcher/queue.py):
+# only a dead poller's messages wait it out before JetStream hands them out again.
+_QUEUE_ACK_WAIT_SECONDS = 15.0
 _POLLED = (QueueSource, KafkaSource)
 
 
@@ -67,7 +67,6 @@ class EventSources:
         region: str,
         account_id: str,
         default_namespace: str = "default",
-        hold_timeout_seconds: float = 60.0,
         secrets: SecretReader | None = None,
     ) -> None:
         self._invoke = BatchInvoker(call, clock)
@@ -79,7 +78,6 @@ class EventSources:
         self._region = region
         self._account_id = account_id
         self._default_namespace = default_namespace
-        self._hold = hold_timeout_seconds
         self._secrets = secrets
         self._running: dict[tuple[str, str], _Running] = {}
         self._connections: dict[tuple[str, str | None, str | None], Client] = {}
@@ -163,7 +161,7 @@ class EventSources:
                 failures=self._failures,
                 invoked_arn=self._invoked_arn(trigger),
                 concurrency=_concurrency(source.batching, function),
-                ack_wait_seconds=function.timeout_seconds + self._hold + _ACK_MARGIN_SECONDS,
+                ack_wait_seconds=_QUEUE_ACK_WAIT_SECONDS,
                 clock=self._clock,
                 region=self._region,
                 account_id=self._account_id,

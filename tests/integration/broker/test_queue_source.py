@@ -250,8 +250,8 @@ def test_a_stream_created_after_the_trigger_is_consumed_once_it_exists(setup: Se
 
 
 def test_a_poller_killed_mid_batch_loses_nothing(tmp_path: Path, nats_server: NatsServer) -> None:
-    # A batch of 10 takes 2 s, well within the timeout; its messages come back 20 s after the
-    # kill (the timeout, the 5 s hold, a 10 s margin).
+    # A batch of 10 takes 2 s, well within the timeout; its messages come back 15 s after the
+    # kill (the queue poller's ack wait: nothing reports them in progress any more).
     setup = Setup(tmp_path, nats_server, timeout=5)
     setup.create_stream()
     first = setup.local()
