@@ -34,29 +34,32 @@ async def first_connection(
     it comes, goes to ``discard``. An attempt that fails before the second starts raises at
     once (a refusal is an answer); once both run, the error is raised only when both failed.
     The caller bounds the whole (``asyncio.timeout``); cancelling cancels both attempts."""
-    first = asyncio.ensure_future(connect())
-    attempts: set[asyncio.Future[T]] = {first}
+    attempts: set[asyncio.Future[T]] = {asyncio.ensure_future(connect())}
+    error: BaseException | None = None
     try:
-        done, _ = await asyncio.wait(attempts, timeout=again_after)
-        if done:
-            attempts.clear()
-            return first.result()
-        attempts.add(asyncio.ensure_future(connect()))
-        error: BaseException | None = None
-        while attempts:
-            done, attempts = await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
+        done, attempts = await asyncio.wait(attempts, timeout=again_after)
+        if not done:
+            attempts.add(asyncio.ensure_future(connect()))
+        while True:
             won = [attempt for attempt in done if attempt.exception() is None]
             if won:
                 for extra in won[1:]:
                     discard(extra.result())
                 return won[0].result()
-            error = error or next(iter(done)).exception()
-        assert error is not None
-        raise error
+            error = error or next(iter(done)).exception() if done else error
+            if not attempts:
+                assert error is not None
+                raise error
+            done, attempts = await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for attempt in attempts:
             attempt.cancel()
             attempt.add_done_callback(lambda late: _discard_late(late, discard))
+        # A raised error's traceback holds this frame: what the frame holds must not hold the
+        # error in turn (the failed attempts, the error itself), or each refused connection
+        # would leave a reference cycle for the collector.
+        attempts = done = set()
+        error = None
 
 
 def _discard_late(attempt: asyncio.Future[T], discard: Callable[[T], None]) -> None:
