@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kubelambda_runtime.server import prespawn
 from kubelambda_runtime.wire import config, processes
@@ -19,6 +19,7 @@ from kubelambda_runtime.wire.board import Board
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
 
     from kubelambda_runtime.server.pool import Pool
     from kubelambda_runtime.server.workerprocess import WorkerProcess
@@ -36,6 +37,10 @@ override them.
 
 With KUBELAMBDA_POOL_PORT set (and no options) it is a warm pool's pod instead: it waits on
 that port to be specialised into one function's runtime (docs/contracts.md, "Warm pool").
+
+With KUBELAMBDA_ANNOUNCE_URL, KUBELAMBDA_ANNOUNCE_TOKEN_FILE, KUBELAMBDA_POD_NAME and
+KUBELAMBDA_POD_IP all set (the operator sets them in a Function's Deployment pods), it tells
+the operator once it is ready that this pod serves: one POST to that URL, with the token.
 
 example:
   python -m kubelambda_runtime --handler app.handler --code examples/hello --port 9000
@@ -132,7 +137,7 @@ def main(
 
     import uvloop
 
-    uvloop.run(serve(settings, pool, spawned, ready_fd=ready_fd))
+    uvloop.run(serve(settings, pool, spawned, ready_fd=ready_fd, environment=env))
     return 0
 
 
@@ -142,8 +147,11 @@ async def serve(
     spawned: list[WorkerProcess],
     *,
     ready_fd: int | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then let invocations in progress finish."""
+    """Serve until SIGTERM or SIGINT, then let invocations in progress finish. Once the health
+    is known it is written on ``ready_fd``, and the pod announced if ``environment`` says to
+    (server/presence.py)."""
     import asyncio
 
     from kubelambda_runtime.server.endpoints import RuntimeApp
@@ -167,18 +175,29 @@ async def serve(
             print(f"kubelambda_runtime: cannot listen on {settings.host}:{port}: {exc}")
             await pool.close()
             raise SystemExit(1) from exc
-    announcing: asyncio.Future[str] | None = None
+
+    def health() -> str:
+        return pool.health()[0]
+
+    def boots() -> list[asyncio.Future[Any]]:
+        return [slot.boot for slot in pool.slots if slot.boot is not None]
+
+    announcing: list[asyncio.Future[Any]] = []
     if ready_fd is not None:
-        announcing = asyncio.ensure_future(
-            announce(
-                ready_fd,
-                health=lambda: pool.health()[0],
-                boots=lambda: [slot.boot for slot in pool.slots if slot.boot is not None],
+        announcing.append(asyncio.ensure_future(announce(ready_fd, health=health, boots=boots)))
+    # Imported only for a pod that announces: local mode's forked runtimes never do.
+    if environment and environment.get("KUBELAMBDA_ANNOUNCE_URL"):
+        from kubelambda_runtime.server import presence
+
+        announcing.append(
+            asyncio.ensure_future(
+                presence.announce(environment, port=settings.port, health=health, boots=boots)
             )
         )
     await stop.wait()
-    if announcing is not None:
-        announcing.cancel()
+    for task in announcing:
+        task.cancel()
+    await asyncio.gather(*announcing, return_exceptions=True)
     grace = settings.timeout_seconds + 1.0
     stopping = [asyncio.ensure_future(listening.stop(grace=grace)) for listening, _ in servers]
     # Connections the workers hold come back after the invocation they run, then close.

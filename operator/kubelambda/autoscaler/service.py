@@ -1,5 +1,6 @@
 """The autoscaler as a service: one leader at a time ticks over every function, and a small HTTP
-endpoint takes the gateway's wake-ups (``POST /wake/NAMESPACE/NAME``), which act at once.
+endpoint takes the gateway's wake-ups (``POST /wake/NAMESPACE/NAME``), which act at once, and the
+announcements of pods that start serving (``POST /announce/NAMESPACE/NAME``, arrivals.py).
 
 ``kubelambda operator`` runs it beside the controller, feeding it the Function events of
 the process's one watch layer (``function_event``), with the cluster's replicas, lease and
@@ -12,16 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Protocol
 
 import uvicorn
 
 from kubelambda.api import SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
+from kubelambda.autoscaler.arrivals import (
+    AnnouncementRefused,
+    Arrivals,
+    Instance,
+    VerifyAnnouncement,
+)
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
 from kubelambda.autoscaler.sources import MetricSource
@@ -30,7 +39,6 @@ __all__ = [
     "AutoscalerService",
     "ClusterReplicas",
     "WakeEndpoint",
-    "WarmInstance",
     "WarmStart",
     "scaling_spec",
 ]
@@ -40,19 +48,15 @@ logger = logging.getLogger(__name__)
 # How long a wake-up's answer waits for a warm start to name its pod: well under the gateway's
 # 2 s bound on the call. A slower warm start's pod reaches the gateway through its watch.
 WARM_ANSWER_SECONDS: Final = 1.0
-
-
-class WarmInstance(NamedTuple):
-    """A pod a warm start made the Function's, ready for invocations (the wake-up's answer)."""
-
-    pod: str
-    ip: str
-    port: int
+# How long a wake-up of a Function scaled from zero waits for its first pod to announce itself
+# (the gateway bounds the call at 5 s); a slower pod reaches the gateway through its watch.
+ANNOUNCED_ANSWER_SECONDS: Final = 3.0
+MAX_ANNOUNCEMENT: Final = 4096  # {"pod", "ip", "port"}
 
 
 # Starts a warm start of a Function at zero: what to await for its pod, or None when the pool
 # does not serve it (controller/warmstart.py).
-WarmStart = Callable[[FunctionKey], Awaitable[WarmInstance | None] | None]
+WarmStart = Callable[[FunctionKey], Awaitable[Instance | None] | None]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -104,8 +108,13 @@ class AutoscalerService:
         tick_seconds: float = 1.0,
         observer: ScalingObserver | None = None,
         warm_start: WarmStart | None = None,
+        verify: VerifyAnnouncement | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.replicas = replicas
+        # Announcements of starting pods (None: not taken; wake-ups answer at once).
+        self._verify = verify
+        self._arrivals = Arrivals(clock)
         # Called on a wake-up of a function at zero: the warm pool specialises a pod for it
         # while the Deployment scales up, and the answer names the pod once it serves.
         self._warm_start = warm_start
@@ -210,6 +219,8 @@ class AutoscalerService:
         parts = scope["path"].strip("/").split("/")
         if scope["path"] == "/healthz":
             await _answer(send, 200, {"leading": self.leading})
+        elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "announce":
+            await self._announcement(FunctionKey(parts[1], parts[2]), scope, receive, send)
         elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "wake":
             function = FunctionKey(parts[1], parts[2])
             if not self._authorised(scope):
@@ -224,8 +235,14 @@ class AutoscalerService:
                 warm = self._start_warm(function) if at_zero else None
                 pod = await _within(warm, WARM_ANSWER_SECONDS)
                 if pod is None:
+                    if at_zero and self._verify is not None:
+                        self._arrivals.expect(function)
                     await self._scale_up(function, warm_started=at_zero)
-                    await _answer(send, 202, {"replicas": self.replicas.replicas(function)})
+                    pod = await self._announced(function)
+                    answer: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
+                    if pod is not None:
+                        answer["instance"] = pod._asdict()
+                    await _answer(send, 202, answer)
                     return
                 replicas = self.replicas.replicas(function)
                 await _answer(send, 202, {"replicas": replicas, "instance": pod._asdict()})
@@ -236,7 +253,47 @@ class AutoscalerService:
                 self._scaling.add(scaling)
                 scaling.add_done_callback(self._scaled)
         else:
-            await _answer(send, 404, {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"})
+            await _answer(
+                send,
+                404,
+                {"message": "POST /wake/ or /announce/NAMESPACE/NAME, or GET /healthz"},
+            )
+
+    async def _announced(self, function: FunctionKey) -> Instance | None:
+        """A pod of ``function`` that announced itself, waiting for the first one a while when
+        the Function scales from zero."""
+        if self._verify is None:
+            return None
+        return await self._arrivals.wait(function, ANNOUNCED_ANSWER_SECONDS)
+
+    async def _announcement(
+        self, function: FunctionKey, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A starting pod says it serves: verified, it goes to the wake-ups waiting for it."""
+        if self._verify is None:
+            await _answer(send, 404, {"message": "this operator takes no announcements"})
+            return
+        if not self.leading:
+            await _answer(send, 503, {"message": "this autoscaler is standing by"})
+            return
+        try:
+            token = _bearer(scope)
+            instance = _instance(await _body(receive, MAX_ANNOUNCEMENT))
+            client = scope.get("client") or ("", 0)
+            await self._verify(
+                token=token,
+                function=function,
+                pod=instance.pod,
+                ip=instance.ip,
+                source_ip=str(client[0]),
+            )
+        except AnnouncementRefused as refused:
+            logger.warning("announcement for %s refused: %s", function, refused.message)
+            await _answer(send, refused.status, {"message": refused.message})
+            return
+        logger.info("%s: pod %s announced it serves", function, instance.pod)
+        self._arrivals.arrived(function, instance)
+        await _answer(send, 202, {"pod": instance.pod})
 
     async def _scale_up(self, function: FunctionKey, *, warm_started: bool) -> None:
         await self.replicas.refresh(function)
@@ -249,7 +306,7 @@ class AutoscalerService:
         if not task.cancelled() and task.exception() is not None:
             logger.error("scaling up after a warm start failed", exc_info=task.exception())
 
-    def _start_warm(self, function: FunctionKey) -> Awaitable[WarmInstance | None] | None:
+    def _start_warm(self, function: FunctionKey) -> Awaitable[Instance | None] | None:
         if self._warm_start is None:
             return None
         try:
@@ -259,9 +316,7 @@ class AutoscalerService:
             return None
 
 
-async def _within(
-    warm: Awaitable[WarmInstance | None] | None, seconds: float
-) -> WarmInstance | None:
+async def _within(warm: Awaitable[Instance | None] | None, seconds: float) -> Instance | None:
     """The warm start's pod if it serves within ``seconds``; the warm start goes on after."""
     if warm is None:
         return None
@@ -279,6 +334,41 @@ class _QuietServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # The operator owns SIGTERM and sets the stop event; uvicorn must not take it.
         yield
+
+
+def _bearer(scope: Scope) -> str:
+    sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    scheme, _, token = sent.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AnnouncementRefused(401, "an announcement needs the pod's token (Bearer)")
+    return token.strip()
+
+
+async def _body(receive: Receive, limit: int) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if len(body) > limit:
+            raise AnnouncementRefused(400, f"the announcement is over {limit} bytes")
+        if not message.get("more_body"):
+            return body
+
+
+def _instance(body: bytes) -> Instance:
+    """The announced pod: ``{"pod": NAME, "ip": ADDRESS, "port": PORT}``."""
+    try:
+        found = json.loads(body)
+        pod, ip, port = found["pod"], found["ip"], found["port"]
+        if not isinstance(pod, str) or not pod or not isinstance(port, int):
+            raise TypeError("pod must be a name and port a number")
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range")
+        return Instance(pod, str(ipaddress.ip_address(ip)), port)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnnouncementRefused(
+            400, f'an announcement is {{"pod": NAME, "ip": ADDRESS, "port": PORT}}: {exc}'
+        ) from None
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:

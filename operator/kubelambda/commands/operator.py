@@ -35,6 +35,7 @@ from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.delivery.observe import SourceProbe
 from kubelambda.platforms.kubernetes import watches
 from kubelambda.platforms.kubernetes.aio import AsyncKube
+from kubelambda.platforms.kubernetes.announcements import PodAnnouncements
 from kubelambda.platforms.kubernetes.client import KubeClient
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION, TRIGGER, Kind
 from kubelambda.platforms.kubernetes.lease import LeaseElector
@@ -207,6 +208,15 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         " $KUBELAMBDA_WAKE_TOKEN as a bearer token when that is set (default: %(default)s)",
     )
     parser.add_argument(
+        "--announce-url",
+        default=os.environ.get("KUBELAMBDA_ANNOUNCE_URL", ""),
+        metavar="URL",
+        help="where Functions' starting pods reach the wake-up endpoint to announce that they"
+        " serve, e.g. http://kubelambda-operator.kubelambda.svc:8082 ($KUBELAMBDA_ANNOUNCE_URL;"
+        " the chart sets it): the gateway then sends to a new pod before the kubelet reports it."
+        " Empty, or no autoscaler here: pods do not announce",
+    )
+    parser.add_argument(
         "--autoscaler-tick",
         type=float,
         default=1.0,
@@ -259,6 +269,9 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         # The chart runs the operator in the gateway's namespace (its release's).
         operator_namespace=os.environ.get("KUBELAMBDA_POD_NAMESPACE") or args.gateway_namespace,
         operator_pod_labels=MappingProxyType(dict(args.operator_selector)),
+        # Announcements go to the autoscaler's endpoint: only where this process runs one.
+        announce_url=(args.announce_url or None) if args.prometheus_url else None,
+        announce_port=args.autoscaler_port,
     )
 
 
@@ -323,6 +336,8 @@ def _autoscaler(
     listeners: dict[Kind, list[Listener]],
     metrics: OperatorMetrics,
     warm_start: WarmStart | None,
+    *,
+    announcing: bool,
 ) -> AutoscalerService:
     """The autoscaler over the cluster's Deployments, Lease and Prometheus, listening to the
     Function and Deployment events of the operator's watch."""
@@ -354,6 +369,7 @@ def _autoscaler(
         tick_seconds=args.autoscaler_tick,
         observer=metrics,
         warm_start=warm_start,
+        verify=PodAnnouncements(client).verify if announcing else None,
     )
     listeners[FUNCTION].append(autoscaler.function_event)
     listeners[DEPLOYMENT].append(replicas.deployment_event)
@@ -395,7 +411,9 @@ async def _serve(args: argparse.Namespace, config: ControllerConfig) -> None:
         background.append(functools.partial(_schedules, args, client, cluster, operator, stop))
     if args.prometheus_url:
         warm_start = pool.starter.wake if pool.starter is not None else None
-        autoscaler = _autoscaler(args, client, listeners, metrics, warm_start)
+        autoscaler = _autoscaler(
+            args, client, listeners, metrics, warm_start, announcing=bool(config.announce_url)
+        )
         background.append(functools.partial(autoscaler.run, stop))
     registry = watches.build_registry(
         connection=client.connection, listeners=listeners, background=background

@@ -80,6 +80,11 @@ class ControllerConfig:
     resync_seconds: float = 300.0
     # How often the source of each queue and kafka Trigger is looked at (status.consumer).
     observe_seconds: float = 30.0
+    # Where a Function's starting pods announce that they serve (the autoscaler's endpoint,
+    # docs/contracts.md "Announcements"), and its port on the operator's pods (their egress
+    # policy). None: pods do not announce; the gateway waits for the EndpointSlice.
+    announce_url: str | None = None
+    announce_port: int = 8082
     # The warm pool, and who may reach its pods' pool port (the operator's own pods).
     warm_pool: WarmPool = field(default_factory=WarmPool)
     operator_namespace: str = "kubelambda"

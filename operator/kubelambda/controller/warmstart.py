@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from kubelambda.api import ConfigMapCode, Function, InlineCode, SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
-from kubelambda.autoscaler.service import WarmInstance
+from kubelambda.autoscaler.arrivals import Instance
 from kubelambda.controller.pool import PoolManager, SpecializedPod
 from kubelambda.controller.resources.code import code_hash, config_map_hash
 from kubelambda.controller.resources.deployment import PORT, runtime_env
@@ -114,11 +114,11 @@ class WarmStarter:
         self.cache = cache
         self._monotonic = monotonic
         self._slots = asyncio.Semaphore(manager.pool.concurrency)
-        self._tasks: dict[FunctionKey, asyncio.Task[WarmInstance | None]] = {}
+        self._tasks: dict[FunctionKey, asyncio.Task[Instance | None]] = {}
         self._events: set[asyncio.Task[None]] = set()  # WarmStarted, written after the answer
         self._claimed: dict[str, float] = {}  # "namespace/pod" → when
 
-    def wake(self, key: FunctionKey) -> asyncio.Task[WarmInstance | None] | None:
+    def wake(self, key: FunctionKey) -> asyncio.Task[Instance | None] | None:
         """A request found ``key`` at zero: start specialising a pool pod for it, unless one is
         under way or serves it, the pool cannot serve it, or too many wait. The task answers
         the pod that now serves the Function, or None."""
@@ -149,7 +149,7 @@ class WarmStarter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _warm_start(self, function: Function, body: Mapping[str, Any]) -> WarmInstance | None:
+    async def _warm_start(self, function: Function, body: Mapping[str, Any]) -> Instance | None:
         key = FunctionKey(function.namespace, function.name)
         try:
             async with self._slots:
@@ -164,7 +164,7 @@ class WarmStarter:
             logger.exception("%s: warm start failed", key)
         return None
 
-    async def _specialise(self, function: Function, body: Mapping[str, Any]) -> WarmInstance | None:
+    async def _specialise(self, function: Function, body: Mapping[str, Any]) -> Instance | None:
         key = FunctionKey(function.namespace, function.name)
         started = self._monotonic()
         await self.manager.ensure(function.namespace)  # its token; a no-op almost always
@@ -243,7 +243,7 @@ class WarmStarter:
         )
         self._events.add(recording)
         recording.add_done_callback(self._events.discard)
-        return WarmInstance(pod=name, ip=ip, port=PORT)
+        return Instance(pod=name, ip=ip, port=PORT)
 
     async def _claim(self, function: Function) -> tuple[str, str]:
         """A ready pool pod no other warm start has claimed: its name and IP."""

@@ -1,7 +1,10 @@
 """Scenario 2: `kubectl apply` of the example Function and HTTP Trigger -> the function is at zero,
 a request through the gateway wakes it and gets the handler's answer, with Server-Timing:
 coldstart. The wake-up must reach the autoscaler: were it lost, the autoscaler's next tick
-would start the pod anyway, a second later, and only the logs would tell."""
+would start the pod anyway, a second later, and only the logs would tell. The pod announces
+itself to the autoscaler as soon as it serves (docs/contracts.md "Announcements"): its token,
+the operator's TokenReview and pod read, and the NetworkPolicies must all let that through, or
+the gateway waits for the kubelet's report, up to a second, and again only the logs tell."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from e2e.kit import (
     deployment_replicas,
     function_pods,
     http_get,
+    wait_for,
     wait_function_ready,
 )
 from harness.cluster import Cluster
@@ -41,3 +45,11 @@ def test_first_request_wakes_the_function_from_zero(
     assert f"{FUNCTIONS_NAMESPACE}/hello scaled to 1: woken by a request" in operator, operator
     gateway = component_log(e2e_cluster, "gateway", lines=400)
     assert "the autoscaler did not answer" not in gateway, gateway
+    [pod] = [p["metadata"]["name"] for p in function_pods(e2e_cluster, "hello")]
+    announced = f"{FUNCTIONS_NAMESPACE}/hello: pod {pod} announced it serves"
+    wait_for(
+        lambda: announced in component_log(e2e_cluster, "operator", lines=400),
+        what=f"the operator to accept {pod}'s announcement (its log: '{announced}')",
+        timeout=10,
+    )
+    assert "announcement for" not in component_log(e2e_cluster, "operator", lines=400)

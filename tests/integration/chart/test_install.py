@@ -112,7 +112,11 @@ RBAC = [
     (OPERATOR, "update", "leases.coordination.k8s.io", NAMESPACE, True),
     (OPERATOR, "update", "leases.coordination.k8s.io", "team-a", False),
     (OPERATOR, "create", "pods", "team-a", False),
-    (OPERATOR, "get", "pods", "team-a", False),
+    # Reading a pod by name and reviewing its token: verifying its announcement.
+    (OPERATOR, "get", "pods", "team-a", True),
+    (OPERATOR, "list", "pods", "team-a", False),
+    (OPERATOR, "patch", "pods", "team-a", False),
+    (OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", True),
     (OPERATOR, "create", "clusterroles.rbac.authorization.k8s.io", "", False),
     (OPERATOR, "create", "customresourcedefinitions.apiextensions.k8s.io", "", False),
     (GATEWAY, "watch", "functions.kubelambda.dev", "team-a", True),
@@ -179,6 +183,10 @@ NARROW_RBAC = [
     (NARROW_OPERATOR, "get", "secrets", "team-n", True),
     (NARROW_OPERATOR, "get", "secrets", "team-a", False),
     (NARROW_OPERATOR, "list", "functions.kubelambda.dev", "", False),
+    (NARROW_OPERATOR, "get", "pods", "team-n", True),
+    (NARROW_OPERATOR, "get", "pods", "team-a", False),
+    # Not namespaced: granted cluster-wide, or announcements could not be verified at all.
+    (NARROW_OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", True),
     (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-n", True),
     (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-a", False),
     (NARROW_GATEWAY, "watch", "endpointslices.discovery.k8s.io", "", False),

@@ -1,6 +1,6 @@
-"""The chart's warm pool values: off (the default) renders no pool flag and no right on pods; on,
-the operator gets its flags and, where it is bound, rights to read, relabel and delete pods and
-to create the pool's token Secret."""
+"""The chart's warm pool values: off (the default) renders no pool flag and no right to change
+pods; on, the operator gets its flags and, where it is bound, rights to read, relabel and delete
+pods and to create the pool's token Secret."""
 
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ def operator_args(docs: list[dict[str, Any]]) -> list[str]:
     return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
 
 
-def rules_on(docs: list[dict[str, Any]], resource: str) -> list[dict[str, Any]]:
+def rules_on(
+    docs: list[dict[str, Any]],
+    resource: str,
+    names: tuple[str, ...] = ("kubelambda-operator", "kubelambda-operator-pool"),
+) -> list[dict[str, Any]]:
     roles = [
-        doc
-        for doc in docs
-        if doc["kind"] == "ClusterRole"
-        and doc["metadata"]["name"] in ("kubelambda-operator", "kubelambda-operator-pool")
+        doc for doc in docs if doc["kind"] == "ClusterRole" and doc["metadata"]["name"] in names
     ]
     return [rule for role in roles for rule in role["rules"] if resource in rule["resources"]]
 
@@ -43,10 +44,12 @@ def pool_bindings(docs: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     ]
 
 
-def test_without_a_pool_the_operator_gets_no_flag_and_no_right_on_pods() -> None:
+def test_without_a_pool_the_operator_gets_no_flag_and_no_right_to_change_pods() -> None:
     docs = render()
     assert not [arg for arg in operator_args(docs) if arg.startswith(POOL_FLAGS)]
-    assert rules_on(docs, "pods") == []
+    # Reading one by name only, to verify announcements (operator.announce, test_render.py).
+    assert [rule["verbs"] for rule in rules_on(docs, "pods")] == [["get"]]
+    assert rules_on(render("operator.announce=false"), "pods") == []
     assert [rule["verbs"] for rule in rules_on(docs, "secrets")] == [["get"]]
 
 
@@ -65,7 +68,7 @@ def test_a_pool_gives_the_operator_its_flags_and_rights_on_pods() -> None:
         "--operator-selector=app.kubernetes.io/name=kubelambda,app.kubernetes.io/instance=kubelambda,"
         "app.kubernetes.io/component=operator"
     ) in args
-    [pods] = rules_on(docs, "pods")
+    [pods] = rules_on(docs, "pods", ("kubelambda-operator-pool",))
     assert pods["apiGroups"] == [""]
     assert sorted(pods["verbs"]) == ["delete", "get", "list", "patch", "watch"]
     assert sorted(verb for rule in rules_on(docs, "secrets") for verb in rule["verbs"]) == [

@@ -267,24 +267,128 @@ def test_wake_ups_carry_a_token_the_gateway_and_the_autoscaler_share() -> None:
         }, component
 
 
-def test_only_the_gateway_may_ask_for_wake_ups() -> None:
-    docs = render()
+# The peer a Function's pod matches, wherever it runs: it may announce itself on the wake port.
+FUNCTION_PODS = {
+    "namespaceSelector": {},
+    "podSelector": {"matchExpressions": [{"key": "kubelambda.dev/function", "operator": "Exists"}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "announce"), [((), True), (("operator.announce=false",), False)]
+)
+def test_only_the_gateway_may_ask_for_wake_ups_and_function_pods_announce(
+    values: tuple[str, ...], announce: bool
+) -> None:
+    docs = render(*values)
     policy = find(docs, "NetworkPolicy", "kubelambda-operator")
     operator = find(docs, "Deployment", "kubelambda-operator")
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     pod_labels = operator["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     wake, health = policy["spec"]["ingress"]
-    [source] = wake["from"]
+    source, *others = wake["from"]
     gateway_labels = gateway["spec"]["template"]["metadata"]["labels"]
     assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
     assert not source["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # Function pods (of every namespace) announce themselves; a wake-up needs the gateway's
+    # token, which they do not hold.
+    assert others == ([FUNCTION_PODS] if announce else [])
     assert [p["port"] for p in wake["ports"]] == ["wake"]
     # Probes and scrapers reach the health and metrics ports; only the gateway wakes.
     assert "from" not in health
     assert [p["port"] for p in health["ports"]] == ["health", "metrics"]
     ports = {p["name"] for p in operator["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {"wake", "health", "metrics"} <= ports
+
+
+def announce_rights(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's rules on pods and TokenReviews, by role, and how the TokenReview role is
+    bound."""
+    roles = {
+        doc["metadata"]["name"]: [
+            rule for rule in doc["rules"] if {"pods", "tokenreviews"} & set(rule["resources"])
+        ]
+        for doc in docs
+        if doc["kind"] == "ClusterRole"
+        and doc["metadata"]["name"].startswith("kubelambda-operator")
+    }
+    bindings = [
+        (doc["kind"], doc["metadata"].get("namespace"), doc["subjects"])
+        for doc in docs
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and doc["roleRef"]["name"] == "kubelambda-operator-announce"
+    ]
+    return {"rules": {name: rules for name, rules in roles.items() if rules}, "bound": bindings}
+
+
+OPERATOR_SA = [{"kind": "ServiceAccount", "name": "kubelambda-operator", "namespace": "kubelambda"}]
+READ_A_POD = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+REVIEW_A_TOKEN = {
+    "apiGroups": ["authentication.k8s.io"],
+    "resources": ["tokenreviews"],
+    "verbs": ["create"],
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            (),
+            {
+                "rules": {
+                    "kubelambda-operator": [READ_A_POD],
+                    "kubelambda-operator-announce": [REVIEW_A_TOKEN],
+                },
+                "bound": [("ClusterRoleBinding", None, OPERATOR_SA)],
+            },
+        ),
+        # Serving named namespaces, it reads pods there only (with the rest of its role), but
+        # TokenReviews are cluster-scoped: a RoleBinding could not grant them.
+        (
+            ("functionNamespaces={team-a}",),
+            {
+                "rules": {
+                    "kubelambda-operator": [READ_A_POD],
+                    "kubelambda-operator-announce": [REVIEW_A_TOKEN],
+                },
+                "bound": [("ClusterRoleBinding", None, OPERATOR_SA)],
+            },
+        ),
+        (("operator.announce=false",), {"rules": {}, "bound": []}),
+    ],
+    ids=["defaults", "named-namespaces", "off"],
+)
+def test_the_operator_may_verify_announcements_only_when_asked(
+    values: tuple[str, ...], expected: dict[str, Any]
+) -> None:
+    assert announce_rights(render(*values)) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "url"),
+    [
+        ((), "http://kubelambda-operator.kubelambda.svc:8082"),
+        (("operator.autoscalerPort=9999",), "http://kubelambda-operator.kubelambda.svc:9999"),
+        (("operator.announce=false",), None),
+    ],
+)
+def test_the_operator_tells_function_pods_where_to_announce_themselves(
+    values: tuple[str, ...], url: str | None
+) -> None:
+    docs = render(*values)
+    operator = find(docs, "Deployment", "kubelambda-operator")
+    env = {
+        e["name"]: e.get("value")
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env.get("KUBELAMBDA_ANNOUNCE_URL") == url
+    if url is not None:
+        # The operator's Service serves that port, by the name the NetworkPolicy admits.
+        service = find(docs, "Service", "kubelambda-operator")
+        ports = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
+        assert url.endswith(f".svc:{ports['wake']}")
 
 
 def test_the_gateway_exports_spans_only_when_an_otlp_endpoint_is_set() -> None:

@@ -24,7 +24,7 @@ from harness.apiserver import ApiServer
 from integration.controller.operating import RUNTIME_IMAGE, get
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.subscriptions import BucketNotifications
-from kubelambda.autoscaler.service import WarmInstance
+from kubelambda.autoscaler.arrivals import Instance
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig, WarmPool
 from kubelambda.controller.operator import Operator
 from kubelambda.controller.resources.pool import POOL_LABEL
@@ -204,7 +204,7 @@ def test_the_pool_is_made_and_a_wake_up_claims_a_ready_pod(
             task = s.starter.wake(FunctionKey(namespace, "fn"))
             assert task is not None
             serving = await asyncio.wait_for(task, 30)
-            assert serving == WarmInstance(pod=second["metadata"]["name"], ip="10.9.8.7", port=8080)
+            assert serving == Instance(pod=second["metadata"]["name"], ip="10.9.8.7", port=8080)
             claimed = serving.pod
 
             [(ip, token, sent)] = specializer.calls

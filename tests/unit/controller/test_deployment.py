@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -237,3 +238,38 @@ def test_runtime_env_of_a_function_without_handler_omits_it(
 ) -> None:
     function = parse_function(make_function(runtime=None, handler=None, code=None, image="x:1"))
     assert all(var["name"] != "_HANDLER" for var in runtime_env(function, config))
+
+
+def test_an_announcing_pod_gets_its_url_identity_and_a_token_for_the_operator_only(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """docs/contracts.md "Announcements": a starting pod tells the operator it serves, before
+    the kubelet reports it. The token's audience is the operator's, not the API server's."""
+    assert "KUBELAMBDA_ANNOUNCE_URL" not in env_of(build(make_function(), config))
+    announcing = replace(config, announce_url="http://op.kubelambda.svc:8082/")
+    deployment = build(make_function(), announcing)
+    env = env_of(deployment)
+    function = parse_function(make_function())
+    assert env["KUBELAMBDA_ANNOUNCE_URL"] == (
+        f"http://op.kubelambda.svc:8082/announce/{function.namespace}/{function.name}"
+    )
+    assert env["KUBELAMBDA_ANNOUNCE_TOKEN_FILE"] == "/var/run/kubelambda/announce/token"
+    assert env["KUBELAMBDA_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["KUBELAMBDA_POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    [volume] = [v for v in pod["volumes"] if v["name"] == "announce"]
+    assert volume["projected"]["sources"] == [
+        {
+            "serviceAccountToken": {
+                "audience": "kubelambda.dev/announce",
+                "expirationSeconds": 600,
+                "path": "token",
+            }
+        }
+    ]
+    assert {
+        "name": "announce",
+        "mountPath": "/var/run/kubelambda/announce",
+        "readOnly": True,
+    } in container(deployment)["volumeMounts"]

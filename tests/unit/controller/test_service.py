@@ -142,3 +142,25 @@ def test_declared_destinations_are_added_and_open_egress_restricts_nothing(
     )["spec"]
     assert open_policy["policyTypes"] == ["Ingress"]
     assert "egress" not in open_policy
+
+
+def test_announcing_pods_may_reach_the_operators_endpoint_and_nothing_more(
+    owner: Owner, config: ControllerConfig, hello: Function
+) -> None:
+    announcing = replace(config, announce_url="http://op.kubelambda.svc:8082", announce_port=9182)
+    egress = function_network_policy(hello, owner=owner, config=announcing)["spec"]["egress"]
+    assert egress == [
+        DNS,
+        {"to": [GATEWAY_PEER], "ports": [{"protocol": "TCP", "port": 8080}]},
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
+                    },
+                    "podSelector": {"matchLabels": dict(config.operator_pod_labels)},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 9182}],
+        },
+    ]

@@ -29,6 +29,7 @@ SERVER_PATH = (
     "kubelambda_runtime.server.endpoints",
     "kubelambda_runtime.server.httpserver",
     "kubelambda_runtime.server.ready",
+    "kubelambda_runtime.server.presence",
 )
 WORKER_PATH = ("kubelambda_runtime.worker.__main__",)
 

@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 CONTAINER: Final = "function"
+# A token only the operator accepts (its audience), proving "I am this pod" in an announcement.
+ANNOUNCE_AUDIENCE: Final = "kubelambda.dev/announce"
+ANNOUNCE_TOKEN_DIR: Final = "/var/run/kubelambda/announce"
+ANNOUNCE_TOKEN_SECONDS: Final = 600  # the shortest the API server issues; the kubelet renews it
 PORT: Final = INVOKE_PORT
 RUNTIME_UID: Final = 10001  # the user of runtime/Dockerfile
 TMP_SIZE: Final = "512Mi"  # Lambda's default ephemeral storage
@@ -91,6 +95,38 @@ def runtime_env(function: Function, config: ControllerConfig) -> list[dict[str, 
         var.to_manifest()
         for var in runtime_environment(function, region=config.region, account_id=config.account_id)
     ]
+
+
+def announce_parts(
+    function: Function, config: ControllerConfig
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """What lets a starting pod announce itself (docs/contracts.md "Announcements"): its
+    env, and the token's volume and mount. The kubelet reports a pod's address only at its
+    next relist, up to a second after the runtime answers."""
+    base = (config.announce_url or "").rstrip("/")
+    url = f"{base}/announce/{function.namespace}/{function.name}"
+    env: list[dict[str, Any]] = [
+        {"name": "KUBELAMBDA_ANNOUNCE_URL", "value": url},
+        {"name": "KUBELAMBDA_ANNOUNCE_TOKEN_FILE", "value": f"{ANNOUNCE_TOKEN_DIR}/token"},
+        {"name": "KUBELAMBDA_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "KUBELAMBDA_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    volume: dict[str, Any] = {
+        "name": "announce",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": ANNOUNCE_AUDIENCE,
+                        "expirationSeconds": ANNOUNCE_TOKEN_SECONDS,
+                        "path": "token",
+                    }
+                }
+            ]
+        },
+    }
+    mount: dict[str, Any] = {"name": "announce", "mountPath": ANNOUNCE_TOKEN_DIR, "readOnly": True}
+    return env, volume, mount
 
 
 def _volumes(code: CodeMount | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -144,11 +180,16 @@ def function_deployment(
             volumes + parts.volumes,
             mounts + parts.mounts,
         )
+    env = runtime_env(function, config)
+    if config.announce_url:
+        announce_env, announce_volume, announce_mount = announce_parts(function, config)
+        env = env + announce_env
+        volumes, mounts = [*volumes, announce_volume], [*mounts, announce_mount]
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
-        "env": runtime_env(function, config),
+        "env": env,
         "ports": runtime_ports(),
         "readinessProbe": readiness_probe("http"),
         "resources": {

@@ -1,7 +1,8 @@
 """The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods'
 invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port. Its pods
-may connect out only to DNS, the gateway and what the Function declares (``spec.network``),
-unless the operator runs with ``--function-egress=open``.
+may connect out only to DNS, the gateway, the operator's announcement endpoint (when pods
+announce themselves) and what the Function declares (``spec.network``), unless the operator runs
+with ``--function-egress=open``.
 
 Invocations must pass through the gateway (auth, limits, metrics); the Function reconciler
 applies this next to the Deployment. It takes effect where the network plugin enforces policies.
@@ -18,7 +19,7 @@ from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
 from kubelambda.controller.resources.meta import Owner, object_meta
 
-__all__ = ["function_network_policy", "gateway_peer"]
+__all__ = ["function_network_policy", "gateway_peer", "operator_peer"]
 
 
 def function_network_policy(
@@ -49,6 +50,7 @@ def function_network_policy(
                 "to": [gateway_peer(config)],
                 "ports": [{"protocol": "TCP", "port": config.gateway_port}],
             },
+            *_announce_rule(config),
             *(_egress_rule(rule) for rule in function.egress),
         ]
     return policy
@@ -64,6 +66,28 @@ def gateway_peer(config: ControllerConfig) -> dict[str, Any]:
         },
         "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
     }
+
+
+def operator_peer(config: ControllerConfig) -> dict[str, Any]:
+    """The operator's pods as a policy peer (in its namespace only, as ``gateway_peer``)."""
+    return {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": config.operator_namespace}
+        },
+        "podSelector": {"matchLabels": dict(config.operator_pod_labels)},
+    }
+
+
+def _announce_rule(config: ControllerConfig) -> list[dict[str, Any]]:
+    """A starting pod announces itself to the operator (docs/contracts.md "Announcements")."""
+    if not config.announce_url:
+        return []
+    return [
+        {
+            "to": [operator_peer(config)],
+            "ports": [{"protocol": "TCP", "port": config.announce_port}],
+        }
+    ]
 
 
 def _egress_rule(rule: EgressRule) -> dict[str, Any]:

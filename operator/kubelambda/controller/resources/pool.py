@@ -37,7 +37,7 @@ from kubelambda.controller.resources.deployment import (
     runtime_ports,
 )
 from kubelambda.controller.resources.meta import Owner, owner_reference
-from kubelambda.controller.resources.networkpolicy import gateway_peer
+from kubelambda.controller.resources.networkpolicy import gateway_peer, operator_peer
 
 __all__ = [
     "FROM_POOL_LABEL",
@@ -201,16 +201,7 @@ def pool_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
-                    "from": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {
-                                    "kubernetes.io/metadata.name": config.operator_namespace
-                                }
-                            },
-                            "podSelector": {"matchLabels": dict(config.operator_pod_labels)},
-                        }
-                    ],
+                    "from": [operator_peer(config)],
                     "ports": [{"protocol": "TCP", "port": POOL_PORT}],
                 },
                 # As the Function's policy has it: nothing listens there until the pod is

@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 0.05
 PROBE_FOR_SECONDS = 300.0  # a pod not answering by then is left to the kubelet's reports
-# A pod a wake-up's answer named serves until the Function's EndpointSlice lists it (then the
-# slice says), or this long if no slice ever does (the pod went before the slice saw it).
+# A pod a wake-up's answer named serves until the Function's EndpointSlice lists it ready or its
+# runtime answers the platform's probe (then the slice says), or this long if neither comes (the
+# pod went before the slice saw it).
 NAMED_POD_SECONDS = 10.0
 
 
@@ -75,6 +76,7 @@ class KubernetesPlatform:
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
         # Pods wake-ups named, not yet in a slice: Function → (endpoint, until when).
         self._named: dict[FunctionKey, tuple[Endpoint, float]] = {}
+        self._named_timers: dict[FunctionKey, asyncio.TimerHandle] = {}
         self._specs = SpecWatch(on_specs=on_specs, on_function=self._refresh)
         # Events of the specs' informers, here too (tests send them by hand).
         self.function_event = self._specs.function_event
@@ -99,7 +101,16 @@ class KubernetesPlatform:
             Endpoint(pod.name, pod.ip, pod.port),
             loop.time() + NAMED_POD_SECONDS,
         )
-        loop.call_later(NAMED_POD_SECONDS, self._refresh, function)
+        before = self._named_timers.pop(function, None)
+        if before is not None:
+            before.cancel()
+        self._named_timers[function] = loop.call_later(
+            NAMED_POD_SECONDS, self._named_expired, function
+        )
+        self._refresh(function)
+
+    def _named_expired(self, function: FunctionKey) -> None:
+        self._named_timers.pop(function, None)
         self._refresh(function)
 
     # --- specs -----------------------------------------------------------------------------
@@ -137,6 +148,8 @@ class KubernetesPlatform:
             informer.stop()
         for task in self._probing.values():
             task.cancel()
+        for timer in self._named_timers.values():
+            timer.cancel()
 
     # --- events (on the loop) --------------------------------------------------------------
 
@@ -206,9 +219,9 @@ class KubernetesPlatform:
         named = self._named.get(function)
         if named is not None:
             endpoint, until = named
-            in_a_slice = any(
-                e.id == endpoint.id for ready, starting in listed for e in (*ready, *starting)
-            )
+            # Listed but not yet answering the probe (an announced pod the kubelet reports as
+            # starting) is not enough: it serves on as named until the probe or the slice says.
+            in_a_slice = any(e.id == endpoint.id for e in found)
             if in_a_slice or asyncio.get_running_loop().time() >= until:
                 del self._named[function]  # the slice says from now on
             else:

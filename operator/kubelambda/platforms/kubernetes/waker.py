@@ -1,7 +1,8 @@
 """The gateway's wake-ups on a cluster: a request that finds no pod asks the autoscaler's
 endpoint (``POST URL/wake/NAMESPACE/NAME``, docs/contracts.md) for an instance. When a warm
-start made a pool pod the Function's, the answer names it, and the gateway sends to it at once
-rather than after the Function's EndpointSlice lists it (a watch's delivery later).
+start made a pool pod the Function's, or the Deployment's first pod announced itself, the answer
+names it, and the gateway sends to it at once rather than after the Function's EndpointSlice
+lists it (a watch's delivery, or the kubelet's next report, later).
 
 ``kubelambda gateway`` gives an ``AutoscalerWaker`` to the ``KubernetesPlatform``.
 """
@@ -24,7 +25,9 @@ __all__ = ["WAKE_TIMEOUT_SECONDS", "AutoscalerWaker", "WarmPod"]
 
 logger = logging.getLogger(__name__)
 
-WAKE_TIMEOUT_SECONDS: Final = 2.0
+# The autoscaler answers a wake-up of a Function at zero once its first pod serves: a warm
+# start's within 1 s, an announced Deployment pod's within 3 s (autoscaler/service.py).
+WAKE_TIMEOUT_SECONDS: Final = 5.0
 # The autoscaler's Service keeps its address; a name looked up on every wake-up cost 7-14 ms
 # of the cluster's DNS (search domains first) in each cold start. Looked up again after a
 # failed ask, and at least this often.

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, kind_of
+from kubelambda.platforms.kubernetes.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    FUNCTION,
+    TOKEN_REVIEW,
+    kind_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +27,8 @@ from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTI
             FUNCTION.path(namespace="ns", name="f", subresource="status"),
             "/apis/kubelambda.dev/v1alpha1/namespaces/ns/functions/f/status",
         ),
+        # Cluster-scoped: a namespace given (as KubeClient.create passes one) is left out.
+        (TOKEN_REVIEW.path(namespace="ns"), "/apis/authentication.k8s.io/v1/tokenreviews"),
     ],
 )
 def test_paths(path: str, expected: str) -> None:
@@ -35,5 +43,8 @@ def test_a_subresource_needs_a_name() -> None:
 def test_kind_of_a_manifest() -> None:
     assert kind_of({"apiVersion": "apps/v1", "kind": "Deployment"}) is DEPLOYMENT
     assert kind_of({"apiVersion": "kubelambda.dev/v1alpha1", "kind": "Function"}) is FUNCTION
+    assert (
+        kind_of({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview"}) is TOKEN_REVIEW
+    )
     with pytest.raises(ValueError, match="unknown kind batch/v1/Job"):
         kind_of({"apiVersion": "batch/v1", "kind": "Job"})

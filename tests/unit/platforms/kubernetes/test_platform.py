@@ -158,8 +158,10 @@ def test_wake_goes_to_the_waker() -> None:
 
 
 def test_a_pod_the_wake_up_names_serves_at_once_until_a_slice_lists_it() -> None:
-    """A warm start's pod is sent to before the Function's EndpointSlice lists it (a watch's
-    delivery later); once a slice lists it, the slice says (here: not ready, so no instance)."""
+    """A warm start's or an announced pod is sent to before the Function's EndpointSlice lists
+    it ready (a watch's delivery, or the kubelet's next report, later). Listed as starting it
+    still serves as named (it answered moments ago; without this the instance would vanish
+    until the probe answers); once listed ready, the slice says (here: then not ready)."""
 
     async def scenario() -> None:
         recorder = Recorder()
@@ -167,12 +169,15 @@ def test_a_pod_the_wake_up_names_serves_at_once_until_a_slice_lists_it() -> None
         made = platform(recorder)
         made.function_event("ADDED", FUNCTION)
         await made.wake(HELLO)
-        assert made.ready_instances(HELLO) == (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
-        assert recorder.changes[-1] == (HELLO, made.ready_instances(HELLO))
+        named = (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
+        assert made.ready_instances(HELLO) == named
+        assert recorder.changes[-1] == (HELLO, named)
         made.slice_event("ADDED", endpoint_slice("hello-a", "hello", "10.0.0.9", ready=False))
-        assert made.ready_instances(HELLO) == ()
+        assert made.ready_instances(HELLO) == named
         made.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.0.0.9"))
-        assert made.ready_instances(HELLO) == (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
+        assert made.ready_instances(HELLO) == named
+        made.slice_event("MODIFIED", endpoint_slice("hello-a", "hello", "10.0.0.9", ready=False))
+        assert made.ready_instances(HELLO) == ()
         made.stop()
 
     asyncio.run(scenario())
