@@ -1,6 +1,6 @@
 """The autoscaler as a service: one leader at a time ticks over every function, and a small HTTP
-endpoint takes the gateway's wake-ups (``POST /wake/NAMESPACE/NAME``), which act at once, and the
-announcements of pods that start serving (``POST /announce/NAMESPACE/NAME``, arrivals.py).
+endpoint takes the gateway's wake-ups (``POST /wake/NAMESPACE/NAME``), which act at once; another
+takes the announcements of pods that start serving (announce.py), which answer wake-ups.
 
 ``kubelambda operator`` runs it beside the controller, feeding it the Function events of
 the process's one watch layer (``function_event``), with the cluster's replicas, lease and
@@ -13,24 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-import uvicorn
-
 from kubelambda.api import SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
-from kubelambda.autoscaler.arrivals import (
-    AnnouncementRefused,
-    Arrivals,
-    Instance,
-    VerifyAnnouncement,
-)
+from kubelambda.autoscaler.announce import AnnounceApp
+from kubelambda.autoscaler.arrivals import Arrivals, Instance, VerifyAnnouncement
+from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer, serve
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
 from kubelambda.autoscaler.sources import MetricSource
@@ -51,16 +44,11 @@ WARM_ANSWER_SECONDS: Final = 1.0
 # How long a wake-up of a Function scaled from zero waits for its first pod to announce itself
 # (the gateway bounds the call at 5 s); a slower pod reaches the gateway through its watch.
 ANNOUNCED_ANSWER_SECONDS: Final = 3.0
-MAX_ANNOUNCEMENT: Final = 4096  # {"pod", "ip", "port"}
 
 
 # Starts a warm start of a Function at zero: what to await for its pod, or None when the pool
 # does not serve it (controller/warmstart.py).
 WarmStart = Callable[[FunctionKey], Awaitable[Instance | None] | None]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class ClusterReplicas(ReplicaTarget, Protocol):
@@ -86,6 +74,8 @@ class WakeEndpoint:
     host: str = "0.0.0.0"
     port: int = 8082
     token: str | None = None
+    # Where starting pods announce themselves (announce.py), when the service has a verifier.
+    announce_port: int = 8083
 
 
 def scaling_spec(function_object: Mapping[str, Any]) -> ScalingSpec | None:
@@ -112,9 +102,15 @@ class AutoscalerService:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.replicas = replicas
-        # Announcements of starting pods (None: not taken; wake-ups answer at once).
+        # Announcements of starting pods, on a port of their own (None: not taken; wake-ups
+        # answer at once).
         self._verify = verify
         self._arrivals = Arrivals(clock)
+        self.announce_app = (
+            AnnounceApp(verify=verify, arrivals=self._arrivals, leading=lambda: self.leading)
+            if verify is not None
+            else None
+        )
         # Called on a wake-up of a function at zero: the warm pool specialises a pod for it
         # while the Deployment scales up, and the answer names the pod once it serves.
         self._warm_start = warm_start
@@ -141,19 +137,12 @@ class AutoscalerService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve wake-ups and tick while leading, until `stop` is set."""
-        server = _QuietServer(
-            uvicorn.Config(
-                self.wake_app,
-                host=self._wake.host,
-                port=self._wake.port,
-                lifespan="off",
-                interface="asgi3",
-                proxy_headers=False,
-                log_config=None,
-                access_log=False,
+        servers = [serve(self.wake_app, host=self._wake.host, port=self._wake.port)]
+        if self.announce_app is not None:
+            servers.append(
+                serve(self.announce_app, host=self._wake.host, port=self._wake.announce_port)
             )
-        )
-        serving = asyncio.create_task(server.serve())
+        serving = [asyncio.create_task(server.serve()) for server in servers]
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -163,8 +152,9 @@ class AutoscalerService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(self._tick_seconds - elapsed, 0))
         finally:
-            server.should_exit = True
-            await serving
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*serving)
 
     async def _tick(self) -> None:
         try:
@@ -218,17 +208,15 @@ class AutoscalerService:
             return
         parts = scope["path"].strip("/").split("/")
         if scope["path"] == "/healthz":
-            await _answer(send, 200, {"leading": self.leading})
-        elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "announce":
-            await self._announcement(FunctionKey(parts[1], parts[2]), scope, receive, send)
+            await answer(send, 200, {"leading": self.leading})
         elif scope["method"] == "POST" and len(parts) == 3 and parts[0] == "wake":
             function = FunctionKey(parts[1], parts[2])
             if not self._authorised(scope):
-                await _answer(send, 401, {"message": "a wake-up needs the gateway's token"})
+                await answer(send, 401, {"message": "a wake-up needs the gateway's token"})
             elif not self.leading:
-                await _answer(send, 503, {"message": "this autoscaler is standing by"})
+                await answer(send, 503, {"message": "this autoscaler is standing by"})
             elif not await self._known(function):
-                await _answer(send, 404, {"message": f"no Function {function}"})
+                await answer(send, 404, {"message": f"no Function {function}"})
             else:
                 # At zero by the watch: the warm start goes first, the fresh read after it.
                 at_zero = self.replicas.replicas(function) == 0
@@ -239,13 +227,13 @@ class AutoscalerService:
                         self._arrivals.expect(function)
                     await self._scale_up(function, warm_started=at_zero)
                     pod = await self._announced(function)
-                    answer: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
+                    found: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
                     if pod is not None:
-                        answer["instance"] = pod._asdict()
-                    await _answer(send, 202, answer)
+                        found["instance"] = pod._asdict()
+                    await answer(send, 202, found)
                     return
                 replicas = self.replicas.replicas(function)
-                await _answer(send, 202, {"replicas": replicas, "instance": pod._asdict()})
+                await answer(send, 202, {"replicas": replicas, "instance": pod._asdict()})
                 # The pod serves; the Deployment scales up behind it, after the answer: its
                 # pod's start (scheduler, kubelet, sandbox) would otherwise share the cores
                 # with the specialisation.
@@ -253,10 +241,10 @@ class AutoscalerService:
                 self._scaling.add(scaling)
                 scaling.add_done_callback(self._scaled)
         else:
-            await _answer(
+            await answer(
                 send,
                 404,
-                {"message": "POST /wake/ or /announce/NAMESPACE/NAME, or GET /healthz"},
+                {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"},
             )
 
     async def _announced(self, function: FunctionKey) -> Instance | None:
@@ -265,35 +253,6 @@ class AutoscalerService:
         if self._verify is None:
             return None
         return await self._arrivals.wait(function, ANNOUNCED_ANSWER_SECONDS)
-
-    async def _announcement(
-        self, function: FunctionKey, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """A starting pod says it serves: verified, it goes to the wake-ups waiting for it."""
-        if self._verify is None:
-            await _answer(send, 404, {"message": "this operator takes no announcements"})
-            return
-        if not self.leading:
-            await _answer(send, 503, {"message": "this autoscaler is standing by"})
-            return
-        try:
-            token = _bearer(scope)
-            instance = _instance(await _body(receive, MAX_ANNOUNCEMENT))
-            client = scope.get("client") or ("", 0)
-            await self._verify(
-                token=token,
-                function=function,
-                pod=instance.pod,
-                ip=instance.ip,
-                source_ip=str(client[0]),
-            )
-        except AnnouncementRefused as refused:
-            logger.warning("announcement for %s refused: %s", function, refused.message)
-            await _answer(send, refused.status, {"message": refused.message})
-            return
-        logger.info("%s: pod %s announced it serves", function, instance.pod)
-        self._arrivals.arrived(function, instance)
-        await _answer(send, 202, {"pod": instance.pod})
 
     async def _scale_up(self, function: FunctionKey, *, warm_started: bool) -> None:
         await self.replicas.refresh(function)
@@ -327,52 +286,3 @@ async def _within(warm: Awaitable[Instance | None] | None, seconds: float) -> In
     except Exception:
         logger.exception("warm start failed")
         return None
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The operator owns SIGTERM and sets the stop event; uvicorn must not take it.
-        yield
-
-
-def _bearer(scope: Scope) -> str:
-    sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-    scheme, _, token = sent.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AnnouncementRefused(401, "an announcement needs the pod's token (Bearer)")
-    return token.strip()
-
-
-async def _body(receive: Receive, limit: int) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            raise AnnouncementRefused(400, f"the announcement is over {limit} bytes")
-        if not message.get("more_body"):
-            return body
-
-
-def _instance(body: bytes) -> Instance:
-    """The announced pod: ``{"pod": NAME, "ip": ADDRESS, "port": PORT}``."""
-    try:
-        found = json.loads(body)
-        pod, ip, port = found["pod"], found["ip"], found["port"]
-        if not isinstance(pod, str) or not pod or not isinstance(port, int):
-            raise TypeError("pod must be a name and port a number")
-        if not 0 < port < 65536:
-            raise ValueError(f"port {port} is out of range")
-        return Instance(pod, str(ipaddress.ip_address(ip)), port)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AnnouncementRefused(
-            400, f'an announcement is {{"pod": NAME, "ip": ADDRESS, "port": PORT}}: {exc}'
-        ) from None
-
-
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})

@@ -211,10 +211,17 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         "--announce-url",
         default=os.environ.get("KUBELAMBDA_ANNOUNCE_URL", ""),
         metavar="URL",
-        help="where Functions' starting pods reach the wake-up endpoint to announce that they"
-        " serve, e.g. http://kubelambda-operator.kubelambda.svc:8082 ($KUBELAMBDA_ANNOUNCE_URL;"
+        help="where Functions' starting pods reach --announce-port to announce that they"
+        " serve, e.g. http://kubelambda-operator.kubelambda.svc:8083 ($KUBELAMBDA_ANNOUNCE_URL;"
         " the chart sets it): the gateway then sends to a new pod before the kubelet reports it."
         " Empty, or no autoscaler here: pods do not announce",
+    )
+    parser.add_argument(
+        "--announce-port",
+        type=int,
+        default=8083,
+        help="the autoscaler's announcement endpoint, open to any address: each announcement"
+        " is authenticated by the pod's own token (default: %(default)s)",
     )
     parser.add_argument(
         "--autoscaler-tick",
@@ -271,7 +278,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         operator_pod_labels=MappingProxyType(dict(args.operator_selector)),
         # Announcements go to the autoscaler's endpoint: only where this process runs one.
         announce_url=(args.announce_url or None) if args.prometheus_url else None,
-        announce_port=args.autoscaler_port,
+        announce_port=args.announce_port,
     )
 
 
@@ -364,7 +371,9 @@ def _autoscaler(
         replicas=replicas,
         hold_lease=hold_lease,
         wake=WakeEndpoint(
-            port=args.autoscaler_port, token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None
+            port=args.autoscaler_port,
+            token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None,
+            announce_port=args.announce_port,
         ),
         tick_seconds=args.autoscaler_tick,
         observer=metrics,

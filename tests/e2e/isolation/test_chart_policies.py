@@ -1,8 +1,9 @@
 """Issue 16, isolation enforced: the chart's own NetworkPolicies hold under the node's engine
 (tests/harness/netpol.py). Only pods with the gateway's, dispatcher's or operator's labels reach
 the broker's client port, and no pod its monitoring port; only the gateway's reach the operator's
-wake port, whose health and metrics ports answer any pod. Ports and labels are read from the
-installed policies and pods; with KUBELAMBDA_E2E_NO_NETPOL=1 every refusal assertion fails.
+wake port, whose health, metrics and announcement ports answer any pod. Ports and labels are read
+from the installed policies and pods; with KUBELAMBDA_E2E_NO_NETPOL=1 every refusal assertion
+fails.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def test_the_policies_admit_the_release_components(e2e_cluster: Cluster, scene: 
     assert _components(scene.operator.admitted["wake"]) == {"gateway"}
     assert scene.operator.admitted["health"] is None, scene.operator.admitted
     assert scene.operator.admitted["metrics"] is None, scene.operator.admitted
+    assert scene.operator.admitted["announce"] is None, scene.operator.admitted
     for labels in [
         *(scene.nats.admitted["client"] or []),
         *(scene.operator.admitted["wake"] or []),
@@ -177,13 +179,16 @@ def test_the_policies_admit_the_release_components(e2e_cluster: Cluster, scene: 
 
 
 @pytest.mark.parametrize("where", ["release", "other"], ids=["release-namespace", "elsewhere"])
-def test_the_operator_health_and_metrics_ports_answer_any_pod(
+def test_the_operator_health_metrics_and_announcement_ports_answer_any_pod(
     e2e_cluster: Cluster, scene: Scene, where: str
 ) -> None:
+    """The announcement port too: an announcing pod is one the engine cannot know yet (the
+    kubelet has not reported its address); its token, not the network, admits it."""
     namespace = _namespace(scene, where)
     for target in (
         scene.operator.target("health", "healthz"),
         scene.operator.target("metrics", "metrics"),
+        scene.operator.target("announce", "healthz"),
     ):
         found = answered_eventually(e2e_cluster, namespace, PLAIN, target)
         assert found["outcome"] == "answered", f"a plain pod in {namespace}: {found}"

@@ -245,11 +245,12 @@ def test_no_two_objects_share_a_kind_namespace_and_name(values: tuple[str, ...])
     assert sorted({key for key in keys if keys.count(key) > 1}) == []
 
 
-def test_the_operator_service_serves_wake_ups_health_and_metrics() -> None:
+def test_the_operator_service_serves_wake_ups_announcements_health_and_metrics() -> None:
     service = find(render(), "Service", "kubelambda-operator")
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
     assert ports == {
         "wake": (8082, "wake"),
+        "announce": (8083, "announce"),
         "health": (8081, "health"),
         "metrics": (9090, "metrics"),
     }
@@ -267,17 +268,10 @@ def test_wake_ups_carry_a_token_the_gateway_and_the_autoscaler_share() -> None:
         }, component
 
 
-# The peer a Function's pod matches, wherever it runs: it may announce itself on the wake port.
-FUNCTION_PODS = {
-    "namespaceSelector": {},
-    "podSelector": {"matchExpressions": [{"key": "kubelambda.dev/function", "operator": "Exists"}]},
-}
-
-
 @pytest.mark.parametrize(
     ("values", "announce"), [((), True), (("operator.announce=false",), False)]
 )
-def test_only_the_gateway_may_ask_for_wake_ups_and_function_pods_announce(
+def test_only_the_gateway_may_ask_for_wake_ups_and_any_address_may_announce(
     values: tuple[str, ...], announce: bool
 ) -> None:
     docs = render(*values)
@@ -286,18 +280,20 @@ def test_only_the_gateway_may_ask_for_wake_ups_and_function_pods_announce(
     gateway = find(docs, "Deployment", "kubelambda-gateway")
     pod_labels = operator["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    wake, health = policy["spec"]["ingress"]
-    source, *others = wake["from"]
+    wake, health, *announcing = policy["spec"]["ingress"]
+    [source] = wake["from"]
     gateway_labels = gateway["spec"]["template"]["metadata"]["labels"]
     assert source["podSelector"]["matchLabels"].items() <= gateway_labels.items()
     assert not source["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    # Function pods (of every namespace) announce themselves; a wake-up needs the gateway's
-    # token, which they do not hold.
-    assert others == ([FUNCTION_PODS] if announce else [])
     assert [p["port"] for p in wake["ports"]] == ["wake"]
     # Probes and scrapers reach the health and metrics ports; only the gateway wakes.
     assert "from" not in health
     assert [p["port"] for p in health["ports"]] == ["health", "metrics"]
+    # A starting pod announces itself before a policy engine can know its address: any
+    # address reaches the announcement port, where the pod's own token authenticates it.
+    assert announcing == (
+        [{"ports": [{"port": "announce", "protocol": "TCP"}]}] if announce else []
+    )
     ports = {p["name"] for p in operator["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {"wake", "health", "metrics"} <= ports
 
@@ -369,8 +365,8 @@ def test_the_operator_may_verify_announcements_only_when_asked(
 @pytest.mark.parametrize(
     ("values", "url"),
     [
-        ((), "http://kubelambda-operator.kubelambda.svc:8082"),
-        (("operator.autoscalerPort=9999",), "http://kubelambda-operator.kubelambda.svc:9999"),
+        ((), "http://kubelambda-operator.kubelambda.svc:8083"),
+        (("operator.announcePort=9999",), "http://kubelambda-operator.kubelambda.svc:9999"),
         (("operator.announce=false",), None),
     ],
 )
@@ -388,7 +384,10 @@ def test_the_operator_tells_function_pods_where_to_announce_themselves(
         # The operator's Service serves that port, by the name the NetworkPolicy admits.
         service = find(docs, "Service", "kubelambda-operator")
         ports = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
-        assert url.endswith(f".svc:{ports['wake']}")
+        assert url.endswith(f".svc:{ports['announce']}")
+        container = operator["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "announce", "containerPort": ports["announce"]} in container["ports"]
+        assert f"--announce-port={ports['announce']}" in container["args"]
 
 
 def test_the_gateway_exports_spans_only_when_an_otlp_endpoint_is_set() -> None:

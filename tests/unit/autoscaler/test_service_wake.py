@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import pytest
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler import service as service_module
-from kubelambda.autoscaler.arrivals import AnnouncementRefused, Instance
+from kubelambda.autoscaler.announce import MAX_VERIFYING
+from kubelambda.autoscaler.arrivals import AnnouncementRefused, Instance, VerifyAnnouncement
 from kubelambda.autoscaler.decider import Observation
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint, WarmStart
 from support.waiting import wait_for_async
@@ -63,7 +64,7 @@ class Replicas:
 
 
 def leading(
-    *, replicas: Replicas, warm_start: WarmStart | None, verify: Verifier | None = None
+    *, replicas: Replicas, warm_start: WarmStart | None, verify: VerifyAnnouncement | None = None
 ) -> AutoscalerService:
     """The service as the Lease holder, knowing FUNCTION."""
     service = AutoscalerService(
@@ -97,7 +98,7 @@ class Verifier:
 
 
 async def post(
-    service: AutoscalerService,
+    app: Callable[[Any, Any, Any], Awaitable[None]],
     path: str,
     *,
     body: bytes = b"",
@@ -118,12 +119,12 @@ async def post(
         "headers": headers or [],
         "client": ("10.0.0.9", 41000),
     }
-    await service.wake_app(scope, receive, send)
+    await app(scope, receive, send)
     return int(sent[0]["status"]), json.loads(sent[1]["body"])
 
 
 async def wake(service: AutoscalerService) -> tuple[int, dict[str, Any]]:
-    return await post(service, "/wake/ns/fn")
+    return await post(service.wake_app, "/wake/ns/fn")
 
 
 POD = {"pod": "fn-7d9f-x1y2z", "ip": "10.0.0.9", "port": 8080}
@@ -134,7 +135,8 @@ async def announce(
 ) -> tuple[int, dict[str, Any]]:
     headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await post(service, "/announce/ns/fn", body=raw, headers=headers)
+    assert service.announce_app is not None
+    return await post(service.announce_app, "/announce/ns/fn", body=raw, headers=headers)
 
 
 @pytest.mark.parametrize(("replicas", "warm_starts", "scaled"), [(0, [KEY], [1]), (2, [], [])])
@@ -292,16 +294,39 @@ def test_a_refused_announcement_says_why_and_serves_no_wake_up(
     asyncio.run(check())
 
 
-@pytest.mark.parametrize(
-    ("verify", "lead", "status"), [(None, True, 404), (Verifier(), False, 503)]
-)
-def test_announcements_need_a_verifier_and_the_leader(
-    verify: Verifier | None, lead: bool, status: int
-) -> None:
-    async def body() -> tuple[int, dict[str, Any]]:
-        service = leading(replicas=Replicas(0), warm_start=None, verify=verify)
-        service.leading = lead
-        return await announce(service)
+def test_announcements_need_a_verifier_and_the_leader() -> None:
+    verify = Verifier()
 
-    assert asyncio.run(body())[0] == status
-    assert verify is None or verify.asked == []
+    async def body() -> None:
+        without = leading(replicas=Replicas(0), warm_start=None)
+        assert without.announce_app is None
+        assert (await post(without.wake_app, "/announce/ns/fn"))[0] == 404  # not on the wake port
+        standing_by = leading(replicas=Replicas(0), warm_start=None, verify=verify)
+        standing_by.leading = False
+        assert (await announce(standing_by))[0] == 503
+
+    asyncio.run(body())
+    assert verify.asked == []
+
+
+def test_verifications_at_once_are_bounded() -> None:
+    """The announcement port is open to any address: made-up tokens must not become a flood of
+    requests to the API server."""
+    release = asyncio.Event()
+    started = 0
+
+    async def slow(**_: Any) -> None:
+        nonlocal started
+        started += 1
+        await release.wait()
+
+    async def body() -> None:
+        service = leading(replicas=Replicas(0), warm_start=None, verify=slow)
+        held = [asyncio.ensure_future(announce(service)) for _ in range(MAX_VERIFYING)]
+        await wait_for_async(lambda: started == MAX_VERIFYING, seconds=2, what="verifications")
+        assert await announce(service) == (503, {"message": "too many announcements at once"})
+        release.set()
+        assert [status for status, _ in await asyncio.gather(*held)] == [202] * MAX_VERIFYING
+        assert (await announce(service))[0] == 202
+
+    asyncio.run(body())
