@@ -8,6 +8,7 @@ tests feed it directly. It holds no kopf import, so it runs the same against Fak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -281,7 +282,17 @@ class Operator:
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_seconds)  # a period, not a wait for a state
+            await self._caught_up(within=self.config.resync_seconds)
             self.resync()
+
+    async def _caught_up(self, *, within: float) -> None:
+        """Until no key waits for a worker, or ``within`` seconds. While a backlog is worked
+        off (15,000 Functions applied at once take minutes), every object in it is reconciled
+        anyway; resyncing in the middle queued again each one reconciled since, and the run
+        made 1.9 reconciles per Function instead of 1."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self.queue.drained()
 
     async def run(self) -> None:
         """Run the workers and the resync timer until cancelled."""

@@ -31,9 +31,15 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._nonempty = asyncio.Event()
+        self._drained = asyncio.Event()  # set while no key waits for a worker
+        self._drained.set()
 
     def __len__(self) -> int:
         return len(self._ready)
+
+    async def drained(self) -> None:
+        """Returns once no key waits for a worker (keys may still be being handled)."""
+        await self._drained.wait()
 
     def busy(self) -> bool:
         """True while a key is queued or being handled (delayed adds do not count)."""
@@ -48,6 +54,7 @@ class WorkQueue(Generic[K]):
         self._queued.add(key)
         self._ready.append(key)
         self._nonempty.set()
+        self._drained.clear()
 
     def add_after(self, key: K, delay: float) -> None:
         """Add ``key`` in ``delay`` seconds; an earlier pending add of the key wins."""
@@ -70,6 +77,8 @@ class WorkQueue(Generic[K]):
             self._nonempty.clear()
             await self._nonempty.wait()
         key = self._ready.popleft()
+        if not self._ready:
+            self._drained.set()
         self._queued.discard(key)
         self._active.add(key)
         return key

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.platforms.kubernetes.errors import ApiError
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION
+from support.waiting import wait_for_async
 from unit.controller.reconciling import make_operator
 
 MakeFunction = Callable[..., dict[str, Any]]
@@ -102,3 +106,29 @@ def test_workers_retry_until_the_function_is_reconciled(
     function = asyncio.run(scenario())
     assert function is not None
     assert function["status"]["conditions"][0]["reason"] == "ScaledToZero"
+
+
+@pytest.mark.parametrize("drained", [True, False], ids=["worked-off", "never-worked-off"])
+def test_the_resync_waits_for_a_backlog_to_be_worked_off_for_a_period_at_most(
+    make_function: Callable[..., dict[str, Any]], config: ControllerConfig, drained: bool
+) -> None:
+    """Every object in a backlog is reconciled anyway: a resync in the middle of one would
+    queue again those reconciled since (at 15,000 Functions, 1.9 reconciles each). A backlog
+    that never ends puts the resync off by one period, not for ever."""
+    period = 0.2
+    fast = replace(config, resync_seconds=period)
+    _, operator = make_operator(fast, make_function(name="first"), make_function(name="second"))
+
+    async def body() -> None:
+        first = await operator.queue.get()  # reconciled; "second" still waits for a worker
+        operator.queue.done(first)
+        resyncing = asyncio.create_task(operator._resync_loop())
+        await asyncio.sleep(period * 1.5)  # the resync is due, the backlog is not worked off
+        assert len(operator.queue) == 1, "resynced during the backlog"
+        if drained:
+            second = await operator.queue.get()
+            operator.queue.done(second)  # the backlog is worked off: now the resync comes
+        await wait_for_async(lambda: len(operator.queue) == 2, seconds=2, what="the resync")
+        resyncing.cancel()
+
+    asyncio.run(body())
