@@ -65,6 +65,11 @@ class AnnounceApp:
         if not self._leading():
             await answer(send, 503, {"message": "this autoscaler is standing by"})
             return
+        if not self._arrivals.expected(function):
+            # Only a scale from zero has wake-ups waiting; the later pods of a scale-up (and
+            # of any restart) would each cost the API server two requests for nothing.
+            await answer(send, 202, {"pod": None, "message": "no wake-up waits for a pod"})
+            return
         if self._verifying >= self._max_verifying:
             await answer(send, 503, {"message": "too many announcements at once"})
             return

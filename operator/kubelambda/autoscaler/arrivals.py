@@ -83,6 +83,11 @@ class Arrivals:
             future = asyncio.get_running_loop().create_future()
             self._expected[function] = (future, now + EXPECT_SECONDS)
 
+    def expected(self, function: FunctionKey) -> bool:
+        """Whether wake-ups wait for a first pod of ``function`` to announce itself."""
+        self._forget_expired(self._clock())
+        return function in self._expected
+
     async def wait(self, function: FunctionKey, seconds: float) -> Instance | None:
         """A pod of ``function`` that announced itself lately, or the first to do so within
         ``seconds`` when one is expected; None otherwise."""

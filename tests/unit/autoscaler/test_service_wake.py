@@ -286,6 +286,7 @@ def test_a_refused_announcement_says_why_and_serves_no_wake_up(
     async def check() -> None:
         service = leading(replicas=Replicas(0), warm_start=None, verify=Verifier(refusal))
         waking = asyncio.ensure_future(wake(service))
+        await wait_for_async(lambda: service._arrivals.expected(KEY), seconds=2, what="a wake")
         answer = await announce(service, body, token=token)
         assert answer[0] == status
         assert answer[1]["message"]
@@ -322,11 +323,29 @@ def test_verifications_at_once_are_bounded() -> None:
 
     async def body() -> None:
         service = leading(replicas=Replicas(0), warm_start=None, verify=slow)
+        waking = asyncio.ensure_future(wake(service))  # a scale from zero: announcements count
+        await wait_for_async(lambda: service._arrivals.expected(KEY), seconds=2, what="a wake")
         held = [asyncio.ensure_future(announce(service)) for _ in range(MAX_VERIFYING)]
         await wait_for_async(lambda: started == MAX_VERIFYING, seconds=2, what="verifications")
         assert await announce(service) == (503, {"message": "too many announcements at once"})
         release.set()
         assert [status for status, _ in await asyncio.gather(*held)] == [202] * MAX_VERIFYING
-        assert (await announce(service))[0] == 202
+        assert (await waking)[1]["instance"] == POD
 
     asyncio.run(body())
+
+
+def test_an_announcement_no_wake_up_waits_for_costs_the_api_server_nothing() -> None:
+    """A scale-up beyond the first pod, or a restarted pod: nobody waits for it."""
+    verify = Verifier()
+
+    async def body() -> None:
+        service = leading(replicas=Replicas(2), warm_start=None, verify=verify)
+        assert await announce(service) == (
+            202,
+            {"pod": None, "message": "no wake-up waits for a pod"},
+        )
+        assert await wake(service) == (202, {"replicas": 2})  # the pod was not recorded
+
+    asyncio.run(body())
+    assert verify.asked == []
