@@ -11,7 +11,9 @@ watches), the floor set by the API server's validation of them. Targets: >= 20 F
 
 It also prints the API requests per Function that the API server counted while the operator
 worked (its apiserver_request_total, every client: kubectl's apply of the Functions and this
-script's watch included) and the time the server spent on each kind of request. The script
+script's watch included) and the time the server spent on each kind of request, and, from the
+operator's own metrics, how many times it reconciled each Function (more than once: watch
+events of its own writes, or retries) and how busy its workers were. The script
 follows the Functions' status with one watch, not by listing them: a list of 15,000
 Functions every quarter second would cost the API server more than the operator does.
 ``--profile FILE`` samples the operator with py-spy over the measured span (collapsed stacks,
@@ -34,10 +36,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +219,52 @@ def print_requests(before: Totals, after: Totals, functions: int) -> None:
         )
 
 
+_RECONCILES = re.compile(
+    r'^kubelambda_operator_reconciles_total\{kind="function",namespace="bench",[^}]*\} (\S+)$'
+    r'|^kubelambda_operator_reconcile_duration_seconds_(sum|count)\{kind="function"\} (\S+)$',
+    re.MULTILINE,
+)
+
+
+def reconcile_totals(port: int) -> tuple[float, float, float]:
+    """The operator's own count of Function reconciles in "bench", and the count and seconds of
+    all its Function reconciles (from its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
+        text = answer.read().decode()
+    bench = count = seconds = 0.0
+    for match in _RECONCILES.finditer(text):
+        if match[1] is not None:
+            bench += float(match[1])
+        elif match[2] == "sum":
+            seconds = float(match[3])
+        else:
+            count = float(match[3])
+    return bench, count, seconds
+
+
+def print_reconciles(
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+    *,
+    functions: int,
+    workers: int,
+    elapsed: float,
+) -> None:
+    bench, count, seconds = (b - a for a, b in zip(before, after, strict=True))
+    mean = seconds / count if count else 0.0
+    print(
+        f"  reconciles per Function: {bench / functions:.2f}, {mean * 1000:.0f} ms each on"
+        f" average; the {workers} workers were busy {seconds / (workers * elapsed):.0%}"
+        " of the time (near 100%: Functions waited for a free worker)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def summarise_profile(path: Path, top: int = 25) -> None:
     """The functions most often on the operator's stacks (inclusive), from py-spy's raw output."""
     inclusive: collections.Counter[str] = collections.Counter()
@@ -231,12 +281,15 @@ def summarise_profile(path: Path, top: int = 25) -> None:
         print(f"    {100 * count / max(total, 1):5.1f}%  {frame[:110]}")
 
 
-def start_operator(api: ApiServer, args: argparse.Namespace, log: Any) -> subprocess.Popen[bytes]:
+def start_operator(
+    api: ApiServer, args: argparse.Namespace, log: Any, *, metrics_port: int
+) -> subprocess.Popen[bytes]:
     flags = [
         "operator",
         f"--kubeconfig={api.kubeconfig}",
         "--runtime-image=python3.12=localhost/kubelambda-runtime:bench",
         f"--workers={args.workers}",
+        f"--metrics-port={metrics_port}",
         "--log-level=WARNING",
         # Not "stored", where the floor's Functions wait unreconciled.
         "--namespace=bench",
@@ -274,7 +327,8 @@ def main() -> None:
         stored = timed_apply(api, documents("Function", args.functions, "stored"))
 
         log = (logs / "operator.log").open("wb")
-        operator = start_operator(api, args, log)
+        metrics_port = _free_port()
+        operator = start_operator(api, args, log, metrics_port=metrics_port)
         sampler: subprocess.Popen[bytes] | None = None
         try:
             # One Function first, so that start-up (imports, watches) is not in the figure.
@@ -286,6 +340,7 @@ def main() -> None:
             servers = {name: server.popen.pid for name, server in api.servers.items()}
             pids = {"operator": operator.pid, **servers}
             requests_before = request_totals(api)
+            reconciles_before = reconcile_totals(metrics_port)
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             if args.profile:
                 sampler = subprocess.Popen(
@@ -316,6 +371,7 @@ def main() -> None:
                 sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                 sampler.wait(timeout=60)
             requests_after = request_totals(api)
+            reconciles_after = reconcile_totals(metrics_port)
             if args.tracemalloc:
                 args.tracemalloc.unlink(missing_ok=True)
                 operator.send_signal(signal.SIGUSR1)
@@ -366,6 +422,13 @@ def main() -> None:
         f" {peak:.0f} MiB peak  (target <= 150; at 15,000: <= 200)"
     )
     print_requests(requests_before, requests_after, args.functions)
+    print_reconciles(
+        reconciles_before,
+        reconciles_after,
+        functions=args.functions,
+        workers=args.workers,
+        elapsed=elapsed,
+    )
     if args.profile:
         summarise_profile(args.profile)
     if args.tracemalloc:
