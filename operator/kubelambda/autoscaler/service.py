@@ -39,7 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # How long a wake-up's answer waits for a warm start to name its pod: well under the gateway's
-# 2 s bound on the call. A slower warm start's pod reaches the gateway through its watch.
+# 5 s bound on the call. A slower warm start's pod reaches the gateway through its watch.
 WARM_ANSWER_SECONDS: Final = 1.0
 # How long a wake-up of a Function scaled from zero waits for its first pod to announce itself
 # (the gateway bounds the call at 5 s); a slower pod reaches the gateway through its watch.
@@ -104,7 +104,6 @@ class AutoscalerService:
         self.replicas = replicas
         # Announcements of starting pods, on a port of their own (None: not taken; wake-ups
         # answer at once).
-        self._verify = verify
         self._arrivals = Arrivals(clock)
         self.announce_app = (
             AnnounceApp(verify=verify, arrivals=self._arrivals, leading=lambda: self.leading)
@@ -223,7 +222,7 @@ class AutoscalerService:
                 warm = self._start_warm(function) if at_zero else None
                 pod = await _within(warm, WARM_ANSWER_SECONDS)
                 if pod is None:
-                    if at_zero and self._verify is not None:
+                    if at_zero and self.announce_app is not None:
                         self._arrivals.expect(function)
                     await self._scale_up(function, warm_started=at_zero)
                     pod = await self._announced(function)
@@ -241,16 +240,12 @@ class AutoscalerService:
                 self._scaling.add(scaling)
                 scaling.add_done_callback(self._scaled)
         else:
-            await answer(
-                send,
-                404,
-                {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"},
-            )
+            await answer(send, 404, {"message": "POST /wake/NAMESPACE/NAME or GET /healthz"})
 
     async def _announced(self, function: FunctionKey) -> Instance | None:
         """A pod of ``function`` that announced itself, waiting for the first one a while when
         the Function scales from zero."""
-        if self._verify is None:
+        if self.announce_app is None:
             return None
         return await self._arrivals.wait(function, ANNOUNCED_ANSWER_SECONDS)
 

@@ -188,6 +188,19 @@ async def test_without_all_four_variables_nothing_happens(
     assert capsys.readouterr().err == ""
 
 
+async def refused_before_sending(
+    env: dict[str, str], recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """Announce with a ready runtime; assert nothing was sent; the one stderr line."""
+    health = Health()
+    health.end("ready")
+    async with asyncio.timeout(5):
+        assert await announcing(env, health) is False
+    assert recorder.connections == 0
+    [line] = capsys.readouterr().err.splitlines()
+    return line
+
+
 @pytest.mark.parametrize(
     ("token", "says"),
     [
@@ -205,12 +218,7 @@ async def test_a_token_file_without_a_token_is_one_line_and_no_request(
     says: str,
 ) -> None:
     env = environment(tmp_path, recorder.port, token=token)
-    health = Health()
-    health.end("ready")
-    async with asyncio.timeout(5):
-        assert await announcing(env, health) is False
-    assert recorder.connections == 0
-    [line] = capsys.readouterr().err.splitlines()
+    line = await refused_before_sending(env, recorder, capsys)
     assert env["KUBELAMBDA_ANNOUNCE_URL"] in line and says in line
 
 
@@ -320,10 +328,5 @@ async def test_an_unusable_url_is_one_line_and_no_request(
 ) -> None:
     env = environment(tmp_path, recorder.port)
     env["KUBELAMBDA_ANNOUNCE_URL"] = env["KUBELAMBDA_ANNOUNCE_URL"].replace("http", "https", 1)
-    health = Health()
-    health.end("ready")
-    async with asyncio.timeout(5):
-        assert await announcing(env, health) is False
-    assert recorder.connections == 0
-    [line] = capsys.readouterr().err.splitlines()
+    line = await refused_before_sending(env, recorder, capsys)
     assert "https://127.0.0.1" in line and "only http:// URLs are supported" in line
