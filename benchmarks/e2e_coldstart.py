@@ -3,7 +3,8 @@
 The product path: the chart installed, one Function per trial (at zero, as the controller
 makes them), one request each through the gateway; steps from a pod watch (wake-up: request ->
 pod created; scheduled; pod Ready), containerd's log (container started), the answer, and the
-gateway's Server-Timing. The raw path, for comparison: a Deployment of the runtime image scaled
+gateway's Server-Timing. The raw path, for comparison: a Deployment of the runtime image (the
+same pod shape: code in the environment, no volumes) scaled
 0 -> 1 through the API and an invocation over the pod's IP as soon as the runtime answers, with
 the CNI plugin's address file (sandbox and network) and /healthz polling (runtime ready); what
 an eager client could get without waiting for the kubelet's readiness report.
@@ -338,6 +339,8 @@ def run_raw(running: Cluster, trials: int) -> list[Trial]:
                 handler="app.handler",
                 code_configmap=f"{NAME}-code",
                 replicas=0,
+                # The pod shape the controller gives a small inline-code Function: no volumes.
+                code_in_environment=("app.py",),
             ),
         ]
     )

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from kubelambda_runtime.server import prespawn
+from kubelambda_runtime.server import prespawn, taskcode
 from kubelambda_runtime.wire import config, processes
 from kubelambda_runtime.wire.board import Board
 
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
     from kubelambda_runtime.server.pool import Pool
     from kubelambda_runtime.server.workerprocess import WorkerProcess
+
+# The announcement's bearer token (server/presence.py, not imported before the workers start: it
+# brings asyncio). Taken out of the environment, so no handler finds it there.
+ANNOUNCE_KEY = "KUBELAMBDA_ANNOUNCE_KEY"
 
 HELP = """\
 Serve a Lambda-style Python handler on the AWS Lambda Runtime Interface Emulator's
@@ -38,9 +42,15 @@ override them.
 With KUBELAMBDA_POOL_PORT set (and no options) it is a warm pool's pod instead: it waits on
 that port to be specialised into one function's runtime (docs/contracts.md, "Warm pool").
 
-With KUBELAMBDA_ANNOUNCE_URL, KUBELAMBDA_ANNOUNCE_TOKEN_FILE, KUBELAMBDA_POD_NAME and
+With KUBELAMBDA_CODE_FILES set (a JSON array of paths relative to LAMBDA_TASK_ROOT, e.g.
+["app.py", "pkg/util.py"]; file i's text in KUBELAMBDA_CODE_<i>), it first writes those files
+into the task root, read-only; it exits 1 naming the problem if one exists already, leaves the
+task root, or cannot be written. The handler sees none of these variables.
+
+With KUBELAMBDA_ANNOUNCE_URL, KUBELAMBDA_ANNOUNCE_KEY, KUBELAMBDA_POD_NAME and
 KUBELAMBDA_POD_IP all set (the operator sets them in a Function's Deployment pods), it tells
-the operator once it is ready that this pod serves: one POST to that URL, with the token.
+the operator once it is ready that this pod serves: one POST to that URL, with the key as its
+bearer token. The handler does not see the key.
 
 example:
   python -m kubelambda_runtime --handler app.handler --code examples/hello --port 9000
@@ -123,6 +133,18 @@ def main(
 
         become_pool(env)
     settings, ready_fd = parse(args, env)
+    # Before any worker starts: what the handler must not find in its environment leaves both
+    # the environment the workers get and this process's own (a fork inherits it).
+    announce_key = env.pop(ANNOUNCE_KEY, "")
+    code = taskcode.take(env)
+    for name in (ANNOUNCE_KEY, *code):
+        os.environ.pop(name, None)
+    if code:
+        try:
+            taskcode.write(taskcode.files(code), task_root=settings.task_root)
+        except taskcode.CodeError as exc:
+            sys.stderr.write(f"python -m kubelambda_runtime: {exc}\n")
+            return 1
     # Before any worker starts: what an environment the server kills leaves comes back to
     # the server to be ended, instead of living on under PID 1.
     processes.become_child_subreaper()
@@ -137,7 +159,16 @@ def main(
 
     import uvloop
 
-    uvloop.run(serve(settings, pool, spawned, ready_fd=ready_fd, environment=env))
+    uvloop.run(
+        serve(
+            settings,
+            pool,
+            spawned,
+            ready_fd=ready_fd,
+            environment=env,
+            announce_key=announce_key,
+        )
+    )
     return 0
 
 
@@ -148,10 +179,11 @@ async def serve(
     *,
     ready_fd: int | None = None,
     environment: Mapping[str, str] | None = None,
+    announce_key: str = "",
 ) -> None:
     """Serve until SIGTERM or SIGINT, then let invocations in progress finish. Once the health
-    is known it is written on ``ready_fd``, and the pod announced if ``environment`` says to
-    (server/presence.py)."""
+    is known it is written on ``ready_fd``, and the pod announced with ``announce_key`` if
+    ``environment`` says to (server/presence.py)."""
     import asyncio
 
     from kubelambda_runtime.server.endpoints import RuntimeApp
@@ -185,13 +217,20 @@ async def serve(
     announcing: list[asyncio.Future[Any]] = []
     if ready_fd is not None:
         announcing.append(asyncio.ensure_future(announce(ready_fd, health=health, boots=boots)))
-    # Imported only for a pod that announces: local mode's forked runtimes never do.
-    if environment and environment.get("KUBELAMBDA_ANNOUNCE_URL"):
+    # Imported only for a pod that announces: local mode's forked runtimes never do. Without
+    # the key (its Secret is optional) the pod is not announced, and says nothing of it.
+    if environment and environment.get("KUBELAMBDA_ANNOUNCE_URL") and announce_key:
         from kubelambda_runtime.server import presence
 
         announcing.append(
             asyncio.ensure_future(
-                presence.announce(environment, port=settings.port, health=health, boots=boots)
+                presence.announce(
+                    environment,
+                    key=announce_key,
+                    port=settings.port,
+                    health=health,
+                    boots=boots,
+                )
             )
         )
     await stop.wait()

@@ -3,6 +3,7 @@ image, the project committed on top of it, and an image exported as a docker-arc
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def commit_project(
         (mount / "usr/local/bin/kubelambda").chmod(0o755)
         task = mount / "var/task"
         task.mkdir(parents=True, exist_ok=True)
+        # The runtime writes a function's code there when it comes in the environment.
+        os.chown(task, user, user)
         with (mount / "etc/passwd").open("a") as passwd:
             passwd.write(f"sbx_user1051:x:{user}:{user}::/tmp:/usr/sbin/nologin\n")
         with (mount / "etc/group").open("a") as group:

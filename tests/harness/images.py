@@ -96,8 +96,9 @@ def _digest(parts: Iterable[bytes]) -> str:
 
 
 def _project_files() -> list[Path]:
-    """What `pip install .` reads: the build config and both source roots (no caches)."""
-    files = [REPO / "pyproject.toml", REPO / "README.md"]
+    """What `pip install .` reads: the build config and both source roots (no caches); and
+    buildah.py, which lays the project onto the base (its users, the task root's owner)."""
+    files = [REPO / "pyproject.toml", REPO / "README.md", REPO / "tests/harness/buildah.py"]
     for root in ("operator", "runtime"):
         files += sorted(
             p

@@ -33,11 +33,15 @@ def runtime_deployment(
     handler: str,
     code_configmap: str,
     replicas: int = 1,
+    code_in_environment: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A hardened runtime pod as the controller should make one: non-root, read-only root,
-    writable /tmp, no capabilities, no service-account token, a readiness probe on /healthz."""
+    writable /tmp, no capabilities, no service-account token, a readiness probe on /healthz.
+    ``code_in_environment``: these keys of the ConfigMap come as the runtime's code variables
+    instead (docs/contracts.md "Code in the environment"), in a pod without volumes whose root
+    is writable, as the controller makes a small inline-code Function's."""
     labels = {"app.kubernetes.io/name": name, "kubelambda.dev/e2e": "raw"}
-    return {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
@@ -94,6 +98,18 @@ def runtime_deployment(
             },
         },
     }
+    if code_in_environment:
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        del pod["volumes"], container["volumeMounts"]
+        container["securityContext"]["readOnlyRootFilesystem"] = False
+        container["env"].append(
+            {"name": "KUBELAMBDA_CODE_FILES", "value": json.dumps(list(code_in_environment))}
+        )
+        for index, key in enumerate(code_in_environment):
+            source = {"configMapKeyRef": {"name": code_configmap, "key": key}}
+            container["env"].append({"name": f"KUBELAMBDA_CODE_{index}", "valueFrom": source})
+    return deployment
 
 
 @dataclass(frozen=True)

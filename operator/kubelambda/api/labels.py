@@ -1,7 +1,9 @@
-"""The labels and annotations that mark what belongs to a Function, spelled once.
+"""The labels and annotations that mark what belongs to a Function, spelled once, and the
+announcement Secret's name and key.
 
 The controller puts them on every object it builds; the gateway's and the autoscaler's
-watches select a Function's Services, EndpointSlices and Deployments by them.
+watches select a Function's Services, EndpointSlices and Deployments by them; the controller
+makes the announcement Secret and the autoscaler's verification reads it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ANNOUNCE_KEY",
     "CODE_HASH_ANNOTATION",
     "FUNCTION_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
+    "announce_secret_name",
     "function_labels",
     "pod_selector",
 ]
@@ -21,6 +25,14 @@ MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "kubelambda"
 FUNCTION_LABEL: Final = "kubelambda.dev/function"
 CODE_HASH_ANNOTATION: Final = "kubelambda.dev/code-hash"
+# The key of a Function's announcement Secret: "I am a pod of this Function" (docs/contracts.md
+# "Announcements").
+ANNOUNCE_KEY: Final = "key"
+
+
+def announce_secret_name(function_name: str) -> str:
+    """The Secret holding the key a Function's pods announce themselves with."""
+    return f"{function_name}-announce"
 
 
 def function_labels(function_name: str) -> dict[str, str]:

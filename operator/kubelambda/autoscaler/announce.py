@@ -3,7 +3,7 @@ verified and handed to the wake-ups waiting for it (arrivals.py; docs/contracts.
 
 It has a port of its own, open to any address: a NetworkPolicy engine that learns pods from the
 API server cannot match a pod the kubelet has not reported yet, which is every announcing pod,
-so only authentication can admit it here (the pod's own token, reviewed by the API server). The
+so only authentication can admit it here (its Function's key, from the Function's Secret). The
 wake-up port stays the gateway's. ``AutoscalerService`` serves it when given a verifier.
 """
 
@@ -25,8 +25,8 @@ __all__ = ["MAX_ANNOUNCEMENT", "MAX_VERIFYING", "AnnounceApp"]
 logger = logging.getLogger(__name__)
 
 MAX_ANNOUNCEMENT: Final = 4096  # {"pod", "ip", "port"}
-# Verifications at once (each a TokenReview and a GET): the port is open to any address, so
-# a flood of made-up tokens must not turn into a flood of requests to the API server.
+# Verifications at once (each two GETs, the key's Secret and the pod): the port is open to any
+# address, so a flood of made-up keys must not turn into a flood of requests to the API server.
 MAX_VERIFYING: Final = 16
 
 
@@ -100,7 +100,7 @@ def _bearer(scope: Scope) -> str:
     sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
     scheme, _, token = sent.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AnnouncementRefused(401, "an announcement needs the pod's token (Bearer)")
+        raise AnnouncementRefused(401, "an announcement needs its Function's key (Bearer)")
     return token.strip()
 
 

@@ -221,7 +221,17 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
         type=int,
         default=8083,
         help="the autoscaler's announcement endpoint, open to any address: each announcement"
-        " is authenticated by the pod's own token (default: %(default)s)",
+        " is authenticated by its Function's key (Secret <function>-announce)"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--read-only-root-filesystem",
+        action="store_true",
+        help="every function pod keeps a read-only root filesystem, its inline code mounted and"
+        " /tmp an emptyDir, for clusters whose admission requires it; cold starts wait about"
+        " 300 ms more (the kubelet's volume manager). Default: a runtime image's pods with"
+        " inline code of at most 120 KiB start without volumes, their root writable and"
+        " bounded by an ephemeral-storage limit",
     )
     parser.add_argument(
         "--autoscaler-tick",
@@ -279,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
         # Announcements go to the autoscaler's endpoint: only where this process runs one.
         announce_url=(args.announce_url or None) if args.prometheus_url else None,
         announce_port=args.announce_port,
+        read_only_root=args.read_only_root_filesystem,
     )
 
 

@@ -33,6 +33,10 @@ class Cluster(Protocol):
         """Server-side apply ``obj``; returns the object as stored."""
         ...
 
+    async def create_once(self, obj: Mapping[str, Any]) -> bool:
+        """Create ``obj`` unless it exists (then it is left as it is); True when created."""
+        ...
+
     async def patch_status(
         self, kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]
     ) -> JSON:
@@ -117,6 +121,15 @@ class FakeCluster:
             live["metadata"]["resourceVersion"] = str(next(self._versions))
         self.objects[key] = live
         return copy.deepcopy(live)
+
+    async def create_once(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj["metadata"]
+        key = self._key(kind_of(obj), meta["namespace"], meta["name"])
+        if key in self.objects:
+            return False
+        self.writes.append(("create", kind_of(obj).kind, meta["name"]))
+        self.put(obj)
+        return True
 
     @staticmethod
     def _own_replicas(live: JSON, applied: Mapping[str, Any], manager: str) -> None:

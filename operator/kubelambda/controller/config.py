@@ -85,6 +85,10 @@ class ControllerConfig:
     # policy). None: pods do not announce; the gateway waits for the EndpointSlice.
     announce_url: str | None = None
     announce_port: int = 8082
+    # True: every function pod keeps a read-only root filesystem, its inline code mounted and
+    # /tmp an emptyDir, for clusters whose admission requires it; a cold start then waits
+    # about 300 ms more for the kubelet's volume manager (resources/deployment.py).
+    read_only_root: bool = False
     # The warm pool, and who may reach its pods' pool port (the operator's own pods).
     warm_pool: WarmPool = field(default_factory=WarmPool)
     operator_namespace: str = "kubelambda"

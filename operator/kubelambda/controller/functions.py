@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,11 @@ from kubelambda.controller.resources.code import (
     config_map_hash,
     inline_code_mount,
 )
-from kubelambda.controller.resources.deployment import function_deployment, with_replicas
+from kubelambda.controller.resources.deployment import (
+    announce_secret,
+    function_deployment,
+    with_replicas,
+)
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.networkpolicy import function_network_policy
 from kubelambda.controller.resources.packages import PackageFetch
@@ -285,8 +289,20 @@ class FunctionReconciler:
             packages=code.packages,
         )
         return await self._ensure(
-            desired, owner, changes, create_replicas=function.scaling.min_replicas
+            desired,
+            owner,
+            changes,
+            create_replicas=function.scaling.min_replicas,
+            before_write=self._announce_key if self.config.announce_url else None,
         )
+
+    async def _announce_key(self, owner: Owner, changes: list[str]) -> None:
+        """Before the Deployment is written: the key its pods announce themselves with. Made
+        on a write only (a new Function, or new pods on the way), so the reconciles that
+        change nothing cost no request; a pod whose Secret is gone starts without it."""
+        secret = announce_secret(owner)
+        if await self.cluster.create_once(secret):
+            changes.append(f"created Secret {secret['metadata']['name']}")
 
     async def _live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         live = self.store.get(kind, namespace=namespace, name=name)
@@ -305,9 +321,11 @@ class FunctionReconciler:
         changes: list[str],
         *,
         create_replicas: int | None = None,
+        before_write: Callable[[Owner, list[str]], Awaitable[None]] | None = None,
     ) -> dict[str, Any] | None:
-        """Create or update ``desired``; returns it as stored, or None when it was deleted
-        after this write (the store has seen its DELETED event)."""
+        """Create or update ``desired`` (``before_write`` first, when it writes); returns it
+        as stored, or None when it was deleted after this write (the store has seen its
+        DELETED event)."""
         kind = kind_of(desired)
         name = desired["metadata"]["name"]
         desired = fingerprinted(desired)
@@ -321,6 +339,8 @@ class FunctionReconciler:
                 ),
                 recheck=True,
             )
+        if before_write is not None and (live is None or not contains(live, desired)):
+            await before_write(owner, changes)
         if live is None:
             created = (
                 desired if create_replicas is None else with_replicas(desired, create_replicas)

@@ -1,11 +1,13 @@
 """The announcement: a Function's Deployment pod tells the operator, once its runtime is ready,
 that it serves, so the gateway can use it before the kubelet reports the pod (the announce
-contract: one ``POST /announce/NAMESPACE/NAME`` with the pod's projected token).
+contract: one ``POST /announce/NAMESPACE/NAME`` with the Function's announcement key).
 
-``__main__.serve`` starts ``announce`` once the server listens, when the operator set the four
-variables of ``VARIABLES``; without any of them (local mode, a warm pool's pods, a plain
-``python -m kubelambda_runtime``) it does nothing. Failing is never an error of the runtime:
-the EndpointSlice still brings the pod to the gateway, ~300 ms later.
+``__main__.serve`` starts ``announce`` once the server listens, when the operator set the three
+variables of ``VARIABLES`` and ``KEY`` (which ``__main__.main`` takes out of the environment
+before any worker starts, and hands over as ``key``); without any of them (local mode, a warm
+pool's pods, a plain ``python -m kubelambda_runtime``, a Function whose optional key Secret is
+gone) it does nothing. Failing is never an error of the runtime: the EndpointSlice still brings
+the pod to the gateway, ~300 ms later.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from typing import Any, NamedTuple
 from kubelambda_runtime.server.ready import settled
 
 URL = "KUBELAMBDA_ANNOUNCE_URL"
-TOKEN_FILE = "KUBELAMBDA_ANNOUNCE_TOKEN_FILE"
+KEY = "KUBELAMBDA_ANNOUNCE_KEY"  # given as ``key``: no longer in the environment
 POD_NAME = "KUBELAMBDA_POD_NAME"
 POD_IP = "KUBELAMBDA_POD_IP"
-VARIABLES = (URL, TOKEN_FILE, POD_NAME, POD_IP)
+VARIABLES = (URL, POD_NAME, POD_IP)
 
 # The whole exchange once the runtime is ready: what is left of resolving the host, connecting,
 # sending and reading the status line. Longer, and the EndpointSlice would have brought the pod.
 EXCHANGE_SECONDS = 2.0
-# A projected service account token is about 1 KiB; a file much larger is not one.
+# The operator's key is a few dozen characters; a value much larger is not one.
 MAX_TOKEN_BYTES = 16 * 1024
 # Only the status line is read (the stream's buffer bound, so a line longer fails).
 MAX_STATUS_LINE = 1024
@@ -84,10 +86,10 @@ def request(*, target: Target, token: bytes, pod: str, ip: str, port: int) -> by
     return head.encode("ascii") + body
 
 
-def prepare(environment: Mapping[str, str], *, port: int) -> tuple[Target, bytes] | None:
-    """Where to announce and the request to send, from ``environment``; None when it does not
-    ask for an announcement, or (after one line on stderr) when it cannot be made."""
-    if not all(environment.get(name) for name in VARIABLES):
+def prepare(environment: Mapping[str, str], *, key: str, port: int) -> tuple[Target, bytes] | None:
+    """Where to announce and the request to send, from ``environment`` and ``key``; None when
+    they do not ask for an announcement, or (after one line on stderr) when it cannot be made."""
+    if not key or not all(environment.get(name) for name in VARIABLES):
         return None
     url = environment[URL]
     try:
@@ -95,24 +97,19 @@ def prepare(environment: Mapping[str, str], *, port: int) -> tuple[Target, bytes
     except ValueError as exc:
         _say(url, f"{URL} is not usable: {exc}")
         return None
-    token_file = environment[TOKEN_FILE]
-    try:
-        # A projected volume (tmpfs): read once, before the wait, in microseconds.
-        with open(token_file, "rb") as file:
-            token = file.read(MAX_TOKEN_BYTES + 1).strip()
-    except OSError as exc:
-        _say(url, f"cannot read the token file {token_file}: {exc}")
-        return None
-    if not token or len(token) > MAX_TOKEN_BYTES or not _printable(token.decode("latin-1")):
-        _say(url, f"the token file {token_file} does not hold a token")
+    token = key.strip()  # a Secret made from a file may end in a newline
+    # Printable ASCII, so as many bytes as characters; never echoed (it is a secret).
+    if not token or len(token) > MAX_TOKEN_BYTES or not _printable(token):
+        _say(url, f"{KEY} does not hold a token")
         return None
     pod, ip = environment[POD_NAME], environment[POD_IP]
-    return target, request(target=target, token=token, pod=pod, ip=ip, port=port)
+    return target, request(target=target, token=token.encode("ascii"), pod=pod, ip=ip, port=port)
 
 
 async def announce(
     environment: Mapping[str, str],
     *,
+    key: str,
     port: int,
     health: Callable[[], str],
     boots: Callable[[], Sequence[asyncio.Future[Any]]],
@@ -120,7 +117,7 @@ async def announce(
 ) -> bool:
     """Announce this pod once ``health`` is "ready" (never after a failed init); True when the
     operator answered 2xx. Any failure is one line on stderr naming the URL, and False."""
-    prepared = prepare(environment, port=port)
+    prepared = prepare(environment, key=key, port=port)
     if prepared is None:
         return False
     target, message = prepared

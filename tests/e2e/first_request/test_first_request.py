@@ -2,8 +2,9 @@
 a request through the gateway wakes it and gets the handler's answer, with Server-Timing:
 coldstart. The wake-up must reach the autoscaler: were it lost, the autoscaler's next tick
 would start the pod anyway, a second later, and only the logs would tell. The pod announces
-itself to the autoscaler as soon as it serves (docs/contracts.md "Announcements"): its token,
-the operator's TokenReview and pod read, and the NetworkPolicies must all let that through, or
+itself to the autoscaler as soon as it serves (docs/contracts.md "Announcements"): its
+Function's key, the operator's reads of the key and the pod, and the NetworkPolicies must all
+let that through, or
 the gateway waits for the kubelet's report, up to a second, and again only the logs tell."""
 
 from __future__ import annotations

@@ -107,16 +107,19 @@ RBAC = [
     (OPERATOR, "delete", "networkpolicies.networking.k8s.io", "team-a", False),
     (OPERATOR, "get", "secrets", "team-a", True),
     (OPERATOR, "list", "secrets", "team-a", False),
-    (OPERATOR, "create", "secrets", "team-a", False),
+    # Each Function's announce Secret, created once and read when its pods announce themselves.
+    (OPERATOR, "create", "secrets", "team-a", True),
+    (OPERATOR, "patch", "secrets", "team-a", False),
+    (OPERATOR, "delete", "secrets", "team-a", False),
     (OPERATOR, "create", "events", "team-a", True),
     (OPERATOR, "update", "leases.coordination.k8s.io", NAMESPACE, True),
     (OPERATOR, "update", "leases.coordination.k8s.io", "team-a", False),
     (OPERATOR, "create", "pods", "team-a", False),
-    # Reading a pod by name and reviewing its token: verifying its announcement.
+    # Reading a pod by name: verifying its announcement (with its Function's key, not a token).
     (OPERATOR, "get", "pods", "team-a", True),
     (OPERATOR, "list", "pods", "team-a", False),
     (OPERATOR, "patch", "pods", "team-a", False),
-    (OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", True),
+    (OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", False),
     (OPERATOR, "create", "clusterroles.rbac.authorization.k8s.io", "", False),
     (OPERATOR, "create", "customresourcedefinitions.apiextensions.k8s.io", "", False),
     (GATEWAY, "watch", "functions.kubelambda.dev", "team-a", True),
@@ -183,10 +186,12 @@ NARROW_RBAC = [
     (NARROW_OPERATOR, "get", "secrets", "team-n", True),
     (NARROW_OPERATOR, "get", "secrets", "team-a", False),
     (NARROW_OPERATOR, "list", "functions.kubelambda.dev", "", False),
+    (NARROW_OPERATOR, "create", "secrets", "team-n", True),
+    (NARROW_OPERATOR, "create", "secrets", "team-a", False),
     (NARROW_OPERATOR, "get", "pods", "team-n", True),
     (NARROW_OPERATOR, "get", "pods", "team-a", False),
-    # Not namespaced: granted cluster-wide, or announcements could not be verified at all.
-    (NARROW_OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", True),
+    # Announcements need no cluster-wide right any more.
+    (NARROW_OPERATOR, "create", "tokenreviews.authentication.k8s.io", "", False),
     (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-n", True),
     (NARROW_GATEWAY, "watch", "functions.kubelambda.dev", "team-a", False),
     (NARROW_GATEWAY, "watch", "endpointslices.discovery.k8s.io", "", False),

@@ -229,6 +229,7 @@ CONFIG = ControllerConfig(
         {"python3.12": "localhost/kubelambda-runtime:0.1.0", "provided.al2023": "localhost/rt:1"}
     ),
     fetch_image="localhost/kubelambda:0.1.0",
+    announce_url="http://kubelambda-operator.kubelambda.svc:8083",
 )
 
 

@@ -50,7 +50,10 @@ def test_without_a_pool_the_operator_gets_no_flag_and_no_right_to_change_pods() 
     # Reading one by name only, to verify announcements (operator.announce, test_render.py).
     assert [rule["verbs"] for rule in rules_on(docs, "pods")] == [["get"]]
     assert rules_on(render("operator.announce=false"), "pods") == []
-    assert [rule["verbs"] for rule in rules_on(docs, "secrets")] == [["get"]]
+    # Creating Secrets: each Function's announcement key (docs/contracts.md "Announcements").
+    assert [rule["verbs"] for rule in rules_on(docs, "secrets")] == [["get", "create"]]
+    quiet = render("operator.announce=false")
+    assert [rule["verbs"] for rule in rules_on(quiet, "secrets")] == [["get"]]
 
 
 def test_a_pool_gives_the_operator_its_flags_and_rights_on_pods() -> None:
@@ -71,7 +74,9 @@ def test_a_pool_gives_the_operator_its_flags_and_rights_on_pods() -> None:
     [pods] = rules_on(docs, "pods", ("kubelambda-operator-pool",))
     assert pods["apiGroups"] == [""]
     assert sorted(pods["verbs"]) == ["delete", "get", "list", "patch", "watch"]
+    # The pool's token (its own role) and each Function's announcement key.
     assert sorted(verb for rule in rules_on(docs, "secrets") for verb in rule["verbs"]) == [
+        "create",
         "create",
         "get",
     ]

@@ -299,32 +299,32 @@ def test_only_the_gateway_may_ask_for_wake_ups_and_any_address_may_announce(
 
 
 def announce_rights(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The operator's rules on pods and TokenReviews, by role, and how the TokenReview role is
-    bound."""
+    """The operator's rules on pods, Secrets and TokenReviews, by ClusterRole, and how the roles
+    that hold any are bound."""
     roles = {
         doc["metadata"]["name"]: [
-            rule for rule in doc["rules"] if {"pods", "tokenreviews"} & set(rule["resources"])
+            rule
+            for rule in doc["rules"]
+            if {"pods", "secrets", "tokenreviews"} & set(rule["resources"])
         ]
         for doc in docs
         if doc["kind"] == "ClusterRole"
         and doc["metadata"]["name"].startswith("kubelambda-operator")
     }
+    rules = {name: rules for name, rules in roles.items() if rules}
     bindings = [
-        (doc["kind"], doc["metadata"].get("namespace"), doc["subjects"])
+        (doc["kind"], doc["metadata"].get("namespace"), doc["roleRef"]["name"], doc["subjects"])
         for doc in docs
-        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")
-        and doc["roleRef"]["name"] == "kubelambda-operator-announce"
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding") and doc["roleRef"]["name"] in rules
     ]
-    return {"rules": {name: rules for name, rules in roles.items() if rules}, "bound": bindings}
+    return {"rules": rules, "bound": bindings}
 
 
 OPERATOR_SA = [{"kind": "ServiceAccount", "name": "kubelambda-operator", "namespace": "kubelambda"}]
 READ_A_POD = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
-REVIEW_A_TOKEN = {
-    "apiGroups": ["authentication.k8s.io"],
-    "resources": ["tokenreviews"],
-    "verbs": ["create"],
-}
+READ_A_SECRET = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+# A Function's announce Secret: created once, read when its pods announce themselves.
+READ_AND_CREATE_SECRETS = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}
 
 
 @pytest.mark.parametrize(
@@ -333,26 +333,27 @@ REVIEW_A_TOKEN = {
         (
             (),
             {
-                "rules": {
-                    "kubelambda-operator": [READ_A_POD],
-                    "kubelambda-operator-announce": [REVIEW_A_TOKEN],
-                },
-                "bound": [("ClusterRoleBinding", None, OPERATOR_SA)],
+                "rules": {"kubelambda-operator": [READ_AND_CREATE_SECRETS, READ_A_POD]},
+                "bound": [("ClusterRoleBinding", None, "kubelambda-operator", OPERATOR_SA)],
             },
         ),
-        # Serving named namespaces, it reads pods there only (with the rest of its role), but
-        # TokenReviews are cluster-scoped: a RoleBinding could not grant them.
+        # Serving named namespaces, it creates and reads Secrets and reads pods there only: no
+        # cluster-wide right (as the TokenReviews were) is left.
         (
             ("functionNamespaces={team-a}",),
             {
-                "rules": {
-                    "kubelambda-operator": [READ_A_POD],
-                    "kubelambda-operator-announce": [REVIEW_A_TOKEN],
-                },
-                "bound": [("ClusterRoleBinding", None, OPERATOR_SA)],
+                "rules": {"kubelambda-operator": [READ_AND_CREATE_SECRETS, READ_A_POD]},
+                "bound": [("RoleBinding", "team-a", "kubelambda-operator", OPERATOR_SA)],
             },
         ),
-        (("operator.announce=false",), {"rules": {}, "bound": []}),
+        # Off: it reads the Secrets Triggers name, and nothing else of these.
+        (
+            ("operator.announce=false",),
+            {
+                "rules": {"kubelambda-operator": [READ_A_SECRET]},
+                "bound": [("ClusterRoleBinding", None, "kubelambda-operator", OPERATOR_SA)],
+            },
+        ),
     ],
     ids=["defaults", "named-namespaces", "off"],
 )

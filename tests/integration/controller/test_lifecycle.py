@@ -159,8 +159,10 @@ def test_hand_edits_are_put_back_but_replicas_are_not_touched(
     deployment = get(kube_api, "deployment", "fn", namespace)
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 3
+    # Its small inline code comes in the environment: /tmp is bounded in the container's layer.
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
-        "memory": "256Mi"
+        "memory": "256Mi",
+        "ephemeral-storage": "512Mi",
     }
     body = wait_condition(kube_api, "fn", "fn", namespace, reason="Waking")  # woken: no pod ready
     assert body["status"]["replicas"] == 3

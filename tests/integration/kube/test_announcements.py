@@ -1,6 +1,7 @@
-"""PodAnnouncements against the harness's real API server: a pod's bound token (TokenRequest with
-the announce audience, as the projected volume gets it) is accepted for that pod of its Function
-from its own address, and every other token, pod or address is refused with its status.
+"""PodAnnouncements against the harness's real API server: the key in a Function's announce
+Secret (`<function>-announce`, as the controller creates it) is accepted for a pod of that
+Function from its own address, and every other key, Secret, pod or address is refused with its
+status.
 
 No kubelet runs here, so the pods stay Pending without an address: the announced one is a
 made-up pod address, as the runtime would read it from its downward API.
@@ -9,7 +10,7 @@ made-up pod address, as the runtime would read it from its downward API.
 from __future__ import annotations
 
 import asyncio
-import json
+import secrets
 import statistics
 import time
 import uuid
@@ -22,30 +23,26 @@ import pytest
 from harness.apiserver import ApiServer
 from harness.procs import wait_until
 from kubelambda.api.identity import FunctionKey
+from kubelambda.api.labels import ANNOUNCE_KEY, announce_secret_name
 from kubelambda.autoscaler.arrivals import AnnouncementRefused
-from kubelambda.platforms.kubernetes.announcements import (
-    ANNOUNCE_AUDIENCE,
-    POD_NAME_EXTRA,
-    POD_UID_EXTRA,
-    PodAnnouncements,
-)
+from kubelambda.platforms.kubernetes.announcements import PodAnnouncements
 from kubelambda.platforms.kubernetes.client import JSON, KubeClient
-from kubelambda.platforms.kubernetes.kinds import POD, TOKEN_REVIEW
+from kubelambda.platforms.kubernetes.kinds import POD
 
 IP = "10.244.0.7"
 FUNCTION_LABEL = "kubelambda.dev/function"
 
 
 class Cluster:
-    """A namespace of the shared API server with its `default` ServiceAccount, a client and the
-    verifier, its blocking calls on a small pool as the operator's autoscaler runs them."""
+    """A namespace of the shared API server, a client and the verifier, its blocking calls on a
+    small pool as the operator's autoscaler runs them."""
 
     def __init__(self, api: ApiServer, namespace: str) -> None:
         self.api = api
         self.namespace = namespace
         self.client = KubeClient.from_config(api.kubeconfig)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="announce")
-        self.durations: dict[str, list[float]] = {"create": [], "get": []}
+        self.durations: dict[str, list[float]] = {}
         self.announcements = PodAnnouncements(self.client, run=self.run)
 
     async def run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -54,9 +51,26 @@ class Cluster:
             try:
                 return call(*args, **kwargs)
             finally:
-                self.durations[call.__name__].append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                self.durations.setdefault(f"{call.__name__} {args[0]}", []).append(took)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, timed)
+
+    def announce_secret(self, function: str, *, data: dict[str, str] | None = None) -> str:
+        """Function `function`'s announce Secret, with a fresh key (as the controller makes it)
+        at `key` unless `data` says otherwise; returns the key."""
+        key = secrets.token_urlsafe(32)
+        self.client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": announce_secret_name(function), "namespace": self.namespace},
+                "type": "Opaque",
+                # The API server stores it base64-encoded under data, as the verifier reads it.
+                "stringData": {ANNOUNCE_KEY: key} if data is None else data,
+            }
+        )
+        return key
 
     def pod(self, name: str, *, labels: dict[str, str], finalizers: tuple[str, ...] = ()) -> JSON:
         return self.client.create(
@@ -69,32 +83,17 @@ class Cluster:
                     "labels": labels,
                     "finalizers": list(finalizers),
                 },
-                "spec": {"containers": [{"name": "runtime", "image": "localhost/none:0"}]},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "runtime", "image": "localhost/none:0"}],
+                },
             }
         )
 
-    def token(self, pod: JSON, *, audience: str = ANNOUNCE_AUDIENCE) -> str:
-        """A token bound to `pod` (POST .../serviceaccounts/default/token with boundObjectRef),
-        as the kubelet writes into the pod's projected volume."""
-        meta = pod["metadata"]
-        issued: str = self.api.kubectl(
-            "create",
-            "token",
-            "default",
-            "-n",
-            self.namespace,
-            f"--audience={audience}",
-            "--duration=600s",
-            "--bound-object-kind=Pod",
-            f"--bound-object-name={meta['name']}",
-            f"--bound-object-uid={meta['uid']}",
-        ).stdout.strip()
-        return issued
-
-    def verify(self, token: str, pod: str, *, function: str = "hello", source_ip: str = IP) -> None:
+    def verify(self, key: str, pod: str, *, function: str = "hello", source_ip: str = IP) -> None:
         asyncio.run(
             self.announcements.verify(
-                token=token,
+                token=key,
                 function=FunctionKey(self.namespace, function),
                 pod=pod,
                 ip=IP,
@@ -102,10 +101,10 @@ class Cluster:
             )
         )
 
-    def refusal(self, token: str, pod: str, **kwargs: Any) -> AnnouncementRefused:
+    def refusal(self, key: str, pod: str, **kwargs: Any) -> AnnouncementRefused:
         with pytest.raises(AnnouncementRefused) as refused:
-            self.verify(token, pod, **kwargs)
-        assert token not in str(refused.value)
+            self.verify(key, pod, **kwargs)
+        assert key not in str(refused.value)
         return refused.value
 
 
@@ -113,8 +112,8 @@ class Cluster:
 def cluster(kube_api: ApiServer) -> Iterator[Cluster]:
     namespace = f"announce-{uuid.uuid4().hex[:8]}"
     kube_api.kubectl("create", "namespace", namespace)
-    # The controller-manager's serviceaccount controller creates `default`; pods (and their
-    # tokens) need it.
+    # The controller-manager's serviceaccount controller creates `default`; the API server
+    # admits no pod before it exists.
     wait_until(
         lambda: (
             kube_api.kubectl(
@@ -132,73 +131,75 @@ def cluster(kube_api: ApiServer) -> Iterator[Cluster]:
     kube_api.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
-def test_the_api_server_names_the_pod_a_token_is_bound_to(cluster: Cluster) -> None:
-    pod = cluster.pod("named", labels={FUNCTION_LABEL: "hello"})
-    review = cluster.client.create(
-        {
-            "apiVersion": TOKEN_REVIEW.api_version,
-            "kind": TOKEN_REVIEW.kind,
-            "metadata": {},
-            "spec": {"token": cluster.token(pod), "audiences": [ANNOUNCE_AUDIENCE]},
-        }
-    )
-    status = review["status"]
-    assert status["authenticated"] is True, status
-    assert status["audiences"] == [ANNOUNCE_AUDIENCE]
-    assert status["user"]["username"] == f"system:serviceaccount:{cluster.namespace}:default"
-    extra = status["user"].get("extra") or {}
-    assert extra.get(POD_NAME_EXTRA) == ["named"], f"no pod-name extra in {status['user']}"
-    assert extra.get(POD_UID_EXTRA) == [pod["metadata"]["uid"]]
+@pytest.fixture(scope="module")
+def hello_key(cluster: Cluster) -> str:
+    return cluster.announce_secret("hello")
 
 
-def test_a_pods_own_token_announces_it(cluster: Cluster) -> None:
-    pod = cluster.pod("hello-1", labels={FUNCTION_LABEL: "hello"})
-    # A fresh token each time: the API server caches a token's review for 10 s, and a
-    # starting pod's token has never been reviewed.
-    tokens = [cluster.token(pod) for _ in range(7)]
-    cluster.durations = {"create": [], "get": []}
+def test_a_pod_of_the_function_with_its_key_announces_it(cluster: Cluster, hello_key: str) -> None:
+    cluster.pod("hello-1", labels={FUNCTION_LABEL: "hello"})
+    cluster.durations = {}
     took = []
-    for token in tokens:
+    for _ in range(7):
         started = time.perf_counter()
-        cluster.verify(token, "hello-1")
+        cluster.verify(hello_key, "hello-1")
         took.append(time.perf_counter() - started)
     # The IPv4-mapped form of the address the connection came from is the same address.
-    cluster.verify(tokens[0], "hello-1", source_ip=f"::ffff:{IP}")
+    cluster.verify(hello_key, "hello-1", source_ip=f"::ffff:{IP}")
+    calls = ", ".join(
+        f"{call} {statistics.median(durations) * 1e3:.1f} ms"
+        for call, durations in sorted(cluster.durations.items())
+    )
+    assert sorted(cluster.durations) == ["get pods", "get secrets"]
     print(
         f"\nannouncement verified in {statistics.median(took) * 1e3:.1f} ms (median of "
-        f"{len(took)}): TokenReview {statistics.median(cluster.durations['create']) * 1e3:.1f} ms, "
-        f"GET pod {statistics.median(cluster.durations['get']) * 1e3:.1f} ms, concurrently"
+        f"{len(took)}): {calls}, concurrently"
     )
 
 
-def test_refusals(cluster: Cluster) -> None:
-    hello = cluster.pod("hello-2", labels={FUNCTION_LABEL: "hello"})
-    other = cluster.pod("hello-3", labels={FUNCTION_LABEL: "hello"})
-    unlabelled = cluster.pod("plain", labels={})
-    elsewhere = cluster.pod("bye-1", labels={FUNCTION_LABEL: "bye"})
+def test_refusals(cluster: Cluster, hello_key: str) -> None:
+    cluster.pod("hello-2", labels={FUNCTION_LABEL: "hello"})
+    cluster.pod("plain", labels={})
+    cluster.pod("bye-1", labels={FUNCTION_LABEL: "bye"})
+    cluster.pod("keyless-1", labels={FUNCTION_LABEL: "keyless"})
+    cluster.pod("misfiled-1", labels={FUNCTION_LABEL: "misfiled"})
+    bye_key = cluster.announce_secret("bye")
+    misfiled_key = cluster.announce_secret("misfiled", data={"token": secrets.token_urlsafe(32)})
     cases: list[tuple[str, str, str, dict[str, Any], int, str]] = [
-        ("another pod's token", cluster.token(other), "hello-2", {}, 401, "another pod"),
+        ("a wrong key", secrets.token_urlsafe(32), "hello-2", {}, 401, "announce key"),
+        ("a key cut short", hello_key[:-1], "hello-2", {}, 401, "announce key"),
+        # Function bye's own key, from Function bye's pod, announcing it for hello.
+        ("another Function's key", bye_key, "hello-2", {}, 401, "announce key"),
         (
-            "another audience",
-            cluster.token(hello, audience="https://kubernetes.default.svc.cluster.local"),
-            "hello-2",
-            {},
+            "another Function's key for its pod",
+            bye_key,
+            "bye-1",
+            {"function": "hello"},
             401,
-            "does not authenticate",
+            "announce key",
         ),
-        ("a pod without the label", cluster.token(unlabelled), "plain", {}, 403, "=)"),
-        ("another Function's pod", cluster.token(elsewhere), "bye-1", {}, 403, "=bye)"),
         (
-            "another Function's name",
-            cluster.token(hello),
-            "hello-2",
-            {"function": "bye"},
-            403,
-            "not Function",
+            "no announce Secret",
+            hello_key,
+            "keyless-1",
+            {"function": "keyless"},
+            401,
+            "Secret keyless-announce does not exist",
         ),
+        (
+            "a Secret without the key",
+            misfiled_key,
+            "misfiled-1",
+            {"function": "misfiled"},
+            401,
+            "has no text at 'key'",
+        ),
+        ("a pod without the label", hello_key, "plain", {}, 403, "=)"),
+        ("another Function's pod", hello_key, "bye-1", {}, 403, "=bye)"),
+        ("a pod that does not exist", hello_key, "hello-9", {}, 403, "does not exist"),
         (
             "another address",
-            cluster.token(hello),
+            hello_key,
             "hello-2",
             {"source_ip": "10.244.0.8"},
             403,
@@ -206,25 +207,21 @@ def test_refusals(cluster: Cluster) -> None:
         ),
     ]
     wrong = []
-    for what, token, pod, kwargs, status, message in cases:
-        refused = cluster.refusal(token, pod, **kwargs)
+    for what, key, pod, kwargs, status, message in cases:
+        refused = cluster.refusal(key, pod, **kwargs)
         if refused.status != status or message not in refused.message:
             wrong.append(f"{what}: {refused.status} {refused.message}")
     assert wrong == []
-    cluster.verify(cluster.token(hello), "hello-2")  # and the pod's own one still holds
+    # And the right keys still hold.
+    cluster.verify(hello_key, "hello-2")
+    cluster.verify(bye_key, "bye-1", function="bye")
 
 
-def test_a_leaving_pod_is_refused_and_a_deleted_ones_token_stops_authenticating(
-    cluster: Cluster,
-) -> None:
-    pod = cluster.pod(
-        "hello-4", labels={FUNCTION_LABEL: "hello"}, finalizers=("kubelambda.dev/test",)
-    )
-    token = cluster.token(pod)
-    cluster.verify(token, "hello-4")
+def test_a_leaving_pod_is_refused_and_a_deleted_one_too(cluster: Cluster, hello_key: str) -> None:
+    cluster.pod("hello-4", labels={FUNCTION_LABEL: "hello"}, finalizers=("kubelambda.dev/test",))
+    cluster.verify(hello_key, "hello-4")
     cluster.client.delete(POD, namespace=cluster.namespace, name="hello-4")
-    # Deleting, its token still authenticates (for the API server's leeway of a minute).
-    refused = cluster.refusal(token, "hello-4")
+    refused = cluster.refusal(hello_key, "hello-4")
     assert (refused.status, refused.message) == (403, "pod hello-4 is being deleted")
     cluster.client.merge_patch(
         POD, namespace=cluster.namespace, name="hello-4", patch={"metadata": {"finalizers": None}}
@@ -234,25 +231,8 @@ def test_a_leaving_pod_is_refused_and_a_deleted_ones_token_stops_authenticating(
         what="pod hello-4 gone",
         timeout=30.0,
     )
-    refused = cluster.refusal(token, "hello-4")
-    assert refused.status == 401, refused.message
-    # Once the API server's token cache (10 s) forgets it, the review itself refuses it.
-    review: dict[str, Any] = {}
-
-    def reviewed_unauthenticated() -> bool:
-        review.update(
-            cluster.client.create(
-                {
-                    "apiVersion": TOKEN_REVIEW.api_version,
-                    "kind": TOKEN_REVIEW.kind,
-                    "metadata": {},
-                    "spec": {"token": token, "audiences": [ANNOUNCE_AUDIENCE]},
-                }
-            )
-        )
-        return review["status"].get("authenticated") is not True
-
-    wait_until(reviewed_unauthenticated, what="the deleted pod's token refused", timeout=30.0)
-    assert "invalidated" in json.dumps(review["status"]) or "not found" in json.dumps(
-        review["status"]
-    ), review["status"]
+    refused = cluster.refusal(hello_key, "hello-4")
+    assert (refused.status, refused.message) == (
+        403,
+        f"pod hello-4 does not exist in {cluster.namespace}",
+    )

@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -101,13 +100,12 @@ def announce_server() -> Iterator[AnnounceServer]:
     thread.join(10)
 
 
-def announce_env(tmp_path: Path, port: int) -> dict[str, str]:
-    token_file = tmp_path / "announce" / "token"
-    token_file.parent.mkdir(exist_ok=True)
-    token_file.write_text(TOKEN + "\n")
+def announce_env(port: int) -> dict[str, str]:
+    """The variables the operator sets; the key ends in a newline, as a Secret made from a file
+    may (the runtime strips it)."""
     return {
         "KUBELAMBDA_ANNOUNCE_URL": f"http://127.0.0.1:{port}/announce/team-a/hello",
-        "KUBELAMBDA_ANNOUNCE_TOKEN_FILE": str(token_file),
+        "KUBELAMBDA_ANNOUNCE_KEY": TOKEN + "\n",
         "KUBELAMBDA_POD_NAME": POD,
         "KUBELAMBDA_POD_IP": "127.0.0.1",
     }
@@ -124,9 +122,9 @@ def stopped(fn: RuntimeProcess) -> str:
 
 
 def test_a_ready_runtime_announces_itself_once_and_serves_at_once(
-    runtime: Start, tmp_path: Path, announce_server: AnnounceServer
+    runtime: Start, announce_server: AnnounceServer
 ) -> None:
-    fn = runtime({"app.py": HANDLER}, env=announce_env(tmp_path, announce_server.port))
+    fn = runtime({"app.py": HANDLER}, env=announce_env(announce_server.port))
     port = int(fn.url.rsplit(":", 1)[1])
     wait_for(lambda: announce_server.seen, timeout=20, what="the runtime's announcement")
     log = stopped(fn)
@@ -144,11 +142,9 @@ def test_a_ready_runtime_announces_itself_once_and_serves_at_once(
 
 
 def test_a_runtime_whose_init_failed_does_not_announce(
-    runtime: Start, tmp_path: Path, announce_server: AnnounceServer
+    runtime: Start, announce_server: AnnounceServer
 ) -> None:
-    fn = runtime(
-        {"app.py": "import no_such_module\n"}, env=announce_env(tmp_path, announce_server.port)
-    )
+    fn = runtime({"app.py": "import no_such_module\n"}, env=announce_env(announce_server.port))
     assert fn.client.get("/healthz").json()["status"] == "init_failed"
     # An invocation retries the init (and fails again): time an announcement would have had.
     assert fn.invoke().headers["x-amz-function-error"] == "Unhandled"
@@ -157,13 +153,27 @@ def test_a_runtime_whose_init_failed_does_not_announce(
     assert "not announced" not in log
 
 
+def test_without_the_key_a_runtime_serves_and_does_not_announce(
+    runtime: Start, announce_server: AnnounceServer
+) -> None:
+    # The key's Secret is optional: a pod that starts without it waits for its EndpointSlice.
+    env = announce_env(announce_server.port)
+    del env["KUBELAMBDA_ANNOUNCE_KEY"]
+    fn = runtime({"app.py": HANDLER}, env=env)
+    answer = fn.invoke(b'{"name": "you"}')
+    assert (answer.status_code, answer.json()) == (200, {"hello": "you"})
+    log = stopped(fn)
+    assert announce_server.seen == []
+    assert "not announced" not in log
+
+
 @pytest.mark.parametrize("operator", ["answers 500", "is not listening"])
 def test_a_failed_announcement_is_one_line_and_the_runtime_serves_on(
-    runtime: Start, tmp_path: Path, announce_server: AnnounceServer, operator: str
+    runtime: Start, announce_server: AnnounceServer, operator: str
 ) -> None:
     announce_server.status = 500
     port = announce_server.port if operator == "answers 500" else free_port()
-    env = announce_env(tmp_path, port)
+    env = announce_env(port)
     fn = runtime({"app.py": HANDLER}, env=env)
 
     def lines(log: str) -> list[str]:

@@ -13,6 +13,8 @@ from kubelambda.api.labels import CODE_HASH_ANNOTATION
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.code import CodeMount
 from kubelambda.controller.resources.deployment import (
+    ENV_CODE_LIMIT,
+    announce_secret,
     cpu_request,
     function_deployment,
     runtime_env,
@@ -240,36 +242,96 @@ def test_runtime_env_of_a_function_without_handler_omits_it(
     assert all(var["name"] != "_HANDLER" for var in runtime_env(function, config))
 
 
-def test_an_announcing_pod_gets_its_url_identity_and_a_token_for_the_operator_only(
+def test_an_announcing_pod_gets_its_url_identity_and_its_functions_key(
     make_function: MakeFunction, config: ControllerConfig
 ) -> None:
     """docs/contracts.md "Announcements": a starting pod tells the operator it serves, before
-    the kubelet reports it. The token's audience is the operator's, not the API server's."""
+    the kubelet reports it, with its Function's key; no token volume (it would cost the pod's
+    start the kubelet's volume wait) and still no service-account token."""
     assert "KUBELAMBDA_ANNOUNCE_URL" not in env_of(build(make_function(), config))
     announcing = replace(config, announce_url="http://op.kubelambda.svc:8082/")
-    deployment = build(make_function(), announcing)
+    deployment = build(make_function(), announcing, code=SMALL_CODE)
     env = env_of(deployment)
     function = parse_function(make_function())
     assert env["KUBELAMBDA_ANNOUNCE_URL"] == (
         f"http://op.kubelambda.svc:8082/announce/{function.namespace}/{function.name}"
     )
-    assert env["KUBELAMBDA_ANNOUNCE_TOKEN_FILE"] == "/var/run/kubelambda/announce/token"
+    assert env["KUBELAMBDA_ANNOUNCE_KEY"] == {
+        "secretKeyRef": {"name": f"{function.name}-announce", "key": "key", "optional": True}
+    }
     assert env["KUBELAMBDA_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["KUBELAMBDA_POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    [volume] = [v for v in pod["volumes"] if v["name"] == "announce"]
-    assert volume["projected"]["sources"] == [
-        {
-            "serviceAccountToken": {
-                "audience": "kubelambda.dev/announce",
-                "expirationSeconds": 600,
-                "path": "token",
-            }
-        }
-    ]
-    assert {
-        "name": "announce",
-        "mountPath": "/var/run/kubelambda/announce",
-        "readOnly": True,
-    } in container(deployment)["volumeMounts"]
+    assert "volumes" not in pod
+
+
+def test_the_announcement_key_is_random_owned_and_named_for_the_function() -> None:
+    owner = Owner(name="hello", namespace="team-a", uid="uid-1")
+    one, two = announce_secret(owner), announce_secret(owner)
+    assert one["kind"] == "Secret"
+    assert one["metadata"]["name"] == "hello-announce"
+    assert one["metadata"]["namespace"] == "team-a"
+    assert one["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    key = one["stringData"]["key"]
+    assert len(key) >= 40 and key != two["stringData"]["key"]
+
+
+SMALL_CODE = CodeMount("hello-code", (("app.py", "app.py"), ("pkg.util.py", "pkg/util.py")), 300)
+
+
+def test_small_inline_code_comes_in_the_environment_and_the_pod_has_no_volume(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """docs/contracts.md "Code in the environment": the kubelet starts a pod without volumes
+    about 300 ms sooner."""
+    deployment = build(make_function(), config, code=SMALL_CODE)
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod
+    runtime = container(deployment)
+    assert "volumeMounts" not in runtime
+    env = env_of(deployment)
+    assert env["KUBELAMBDA_CODE_FILES"] == '["app.py","pkg/util.py"]'
+    assert env["KUBELAMBDA_CODE_0"] == {"configMapKeyRef": {"name": "hello-code", "key": "app.py"}}
+    assert env["KUBELAMBDA_CODE_1"] == {
+        "configMapKeyRef": {"name": "hello-code", "key": "pkg.util.py"}
+    }
+    # /tmp is the container's own: a writable root, bounded as the emptyDir was.
+    assert runtime["securityContext"]["readOnlyRootFilesystem"] is False
+    assert runtime["securityContext"]["runAsNonRoot"] is True
+    assert runtime["resources"]["limits"]["ephemeral-storage"] == "512Mi"
+    assert runtime["resources"]["requests"]["ephemeral-storage"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("why", "spec", "code", "config_change"),
+    [
+        ("over the limit", {}, replace(SMALL_CODE, size=ENV_CODE_LIMIT + 1), {}),
+        ("a user's ConfigMap, of unknown size", {}, CodeMount("my-code"), {}),
+        ("a custom image", {"runtime": None, "image": "x:1"}, SMALL_CODE, {}),
+        ("a read-only root asked for", {}, SMALL_CODE, {"read_only_root": True}),
+    ],
+)
+def test_other_code_is_mounted_on_a_read_only_root(
+    make_function: MakeFunction,
+    config: ControllerConfig,
+    why: str,
+    spec: dict[str, Any],
+    code: CodeMount,
+    config_change: dict[str, Any],
+) -> None:
+    deployment = build(make_function(**spec), replace(config, **config_change), code=code)
+    runtime = container(deployment)
+    assert {"name": "code", "mountPath": "/var/task", "readOnly": True} in runtime[
+        "volumeMounts"
+    ], why
+    assert runtime["securityContext"]["readOnlyRootFilesystem"] is True, why
+    assert "ephemeral-storage" not in runtime["resources"]["limits"], why
+    assert not any(v["name"].startswith("KUBELAMBDA_CODE") for v in runtime["env"]), why
+
+
+def test_code_at_the_limit_still_comes_in_the_environment(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    deployment = build(make_function(), config, code=replace(SMALL_CODE, size=ENV_CODE_LIMIT))
+    assert "volumes" not in deployment["spec"]["template"]["spec"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from kubelambda.platforms.kubernetes.kinds import (
     DEPLOYMENT,
     FUNCTION,
     NETWORK_POLICY,
+    SECRET,
     SERVICE,
     Kind,
     kind_of,
@@ -164,6 +165,37 @@ def test_a_new_function_costs_one_write_per_object_and_its_status(
         ("apply", "Service", "hello"),
         ("status", "Function", "hello"),
     ]
+
+
+def test_announcing_pods_get_their_functions_key_once_before_their_deployment(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """docs/contracts.md "Announcements": the Secret exists before any pod that reads it, is
+    made on a write of the Deployment only, and never replaced (running pods keep their key)."""
+    announcing = replace(config, announce_url="http://op.kubelambda.svc:8083")
+    cluster, operator = make_operator(announcing, make_function())
+    settle(operator)
+    writes = [w for w in cluster.writes if w[1] in ("Secret", "Deployment")]
+    assert writes == [("create", "Secret", "hello-announce"), ("apply", "Deployment", "hello")]
+    secret = stored(cluster, SECRET, "hello-announce")
+    assert secret["metadata"]["ownerReferences"][0]["name"] == "hello"
+    writes_before = len(cluster.writes)
+    operator.function_event("MODIFIED", cluster.put(stored(cluster, FUNCTION)))
+    settle(operator)
+    assert cluster.writes[writes_before:] == []  # nothing changed: not even a look at the key
+    changed = stored(cluster, FUNCTION)
+    changed["spec"]["memoryMB"] = 256
+    operator.function_event("MODIFIED", cluster.put(changed))
+    settle(operator)
+    assert stored(cluster, SECRET, "hello-announce")["stringData"] == secret["stringData"]
+
+
+def test_without_announcements_no_key_is_made(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function())
+    settle(operator)
+    assert cluster.stored(SECRET, namespace=NS, name="hello-announce") is None
 
 
 def test_replicas_are_handed_over_before_the_deployment_is_applied_again(

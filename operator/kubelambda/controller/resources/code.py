@@ -35,10 +35,12 @@ class CodeTooLarge(ValueError):
 
 @dataclass(frozen=True)
 class CodeMount:
-    """A ConfigMap to mount at the task root; ``items`` maps keys to file paths (None: as is)."""
+    """A ConfigMap to mount at the task root; ``items`` maps keys to file paths (None: as is).
+    ``size``: the bytes of inline files (None: a user's ConfigMap, of a size not known here)."""
 
     config_map: str
     items: tuple[tuple[str, str], ...] | None = None
+    size: int | None = None
 
 
 def code_hash(files: Mapping[str, str | bytes]) -> str:
@@ -97,4 +99,5 @@ def inline_code_mount(files: Mapping[str, str], *, function_name: str) -> CodeMo
     return CodeMount(
         config_map=code_config_map_name(function_name),
         items=tuple((keys[name], name) for name in sorted(files)),
+        size=sum(len(content.encode()) for content in files.values()),
     )

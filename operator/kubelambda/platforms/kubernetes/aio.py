@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubelambda.platforms.kubernetes.client import JSON, KubeClient
+from kubelambda.platforms.kubernetes.errors import Conflict
 from kubelambda.platforms.kubernetes.events import EventType, event_manifest
 from kubelambda.platforms.kubernetes.kinds import Kind
 
@@ -46,6 +47,14 @@ class AsyncKube:
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True
     ) -> JSON:
         return await self._run(self.client.apply, obj, field_manager=field_manager, force=force)
+
+    async def create_once(self, obj: Mapping[str, Any]) -> bool:
+        """Create ``obj`` unless it exists (then it is left as it is); True when created."""
+        try:
+            await self._run(self.client.create, obj)
+        except Conflict:
+            return False
+        return True
 
     async def patch_status(
         self, kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]

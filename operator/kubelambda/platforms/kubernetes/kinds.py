@@ -20,7 +20,6 @@ __all__ = [
     "POD",
     "SECRET",
     "SERVICE",
-    "TOKEN_REVIEW",
     "TRIGGER",
     "Kind",
 ]
@@ -75,10 +74,6 @@ DEPLOYMENT: Final = Kind("apps", "v1", "deployments", "Deployment")
 NETWORK_POLICY: Final = Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 ENDPOINT_SLICE: Final = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 LEASE: Final = Kind("coordination.k8s.io", "v1", "leases", "Lease")
-# Created (never stored) to ask the API server whom a token belongs to.
-TOKEN_REVIEW: Final = Kind(
-    "authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False
-)
 
 _BY_API_VERSION_AND_KIND: Final = {
     (k.api_version, k.kind): k
@@ -94,7 +89,6 @@ _BY_API_VERSION_AND_KIND: Final = {
         NETWORK_POLICY,
         ENDPOINT_SLICE,
         LEASE,
-        TOKEN_REVIEW,
     )
 }
 

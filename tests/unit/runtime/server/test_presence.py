@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,15 +56,10 @@ async def recorder() -> AsyncIterator[Recorder]:
         yield recording
 
 
-def environment(tmp_path: Path, port: int, *, token: str | None = TOKEN + "\n") -> dict[str, str]:
-    """The variables the operator sets, and a token file (with a newline: stripped before use;
-    none with ``token=None``)."""
-    token_file = tmp_path / "token"
-    if token is not None:
-        token_file.write_text(token)
+def environment(port: int) -> dict[str, str]:
+    """The variables the operator sets, but the key (``__main__`` hands it over apart)."""
     return {
         "KUBELAMBDA_ANNOUNCE_URL": f"http://127.0.0.1:{port}/announce/team-a/hello",
-        "KUBELAMBDA_ANNOUNCE_TOKEN_FILE": str(token_file),
         "KUBELAMBDA_POD_NAME": "hello-5d8f7c9b6d-x2x7q",
         "KUBELAMBDA_POD_IP": "10.244.0.17",
         "PATH": "/usr/bin",
@@ -104,17 +98,20 @@ class Health:
         self.boot.set_result(None)
 
 
-def announcing(env: dict[str, str], health: Health, **options: Any) -> asyncio.Task[bool]:
+def announcing(
+    env: dict[str, str], health: Health, *, key: str = TOKEN + "\n", **options: Any
+) -> asyncio.Task[bool]:
+    """The announcement, with ``key`` (by default the token and a newline, stripped before use)."""
     return asyncio.ensure_future(
-        presence.announce(env, port=8080, health=health, boots=health.boots, **options)
+        presence.announce(env, key=key, port=8080, health=health, boots=health.boots, **options)
     )
 
 
 async def test_the_request_is_sent_once_the_runtime_is_ready(
-    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     health = Health()
-    task = announcing(environment(tmp_path, recorder.port), health)
+    task = announcing(environment(recorder.port), health)
     await asyncio.sleep(0.05)
     assert recorder.connections == 0 and not task.done()  # nothing while the init runs
     health.end("ready")
@@ -124,11 +121,11 @@ async def test_the_request_is_sent_once_the_runtime_is_ready(
     assert capsys.readouterr().err == ""
 
 
-async def test_the_body_is_the_pods_json(tmp_path: Path, recorder: Recorder) -> None:
+async def test_the_body_is_the_pods_json(recorder: Recorder) -> None:
     health = Health()
     health.end("ready")
     async with asyncio.timeout(5):
-        assert await announcing(environment(tmp_path, recorder.port), health) is True
+        assert await announcing(environment(recorder.port), health) is True
     [sent] = recorder.requests
     assert json.loads(sent.partition(b"\r\n\r\n")[2]) == {
         "pod": "hello-5d8f7c9b6d-x2x7q",
@@ -138,7 +135,7 @@ async def test_the_body_is_the_pods_json(tmp_path: Path, recorder: Recorder) -> 
 
 
 async def test_the_host_is_resolved_while_the_init_runs(
-    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loop = asyncio.get_running_loop()
     resolved_while: list[str] = []
@@ -150,7 +147,7 @@ async def test_the_host_is_resolved_while_the_init_runs(
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
-    task = announcing(environment(tmp_path, recorder.port), health)
+    task = announcing(environment(recorder.port), health)
     await asyncio.sleep(0.05)
     assert resolved_while == ["initializing"]
     health.end("ready")
@@ -159,10 +156,10 @@ async def test_the_host_is_resolved_while_the_init_runs(
 
 
 async def test_a_failed_init_is_never_announced(
-    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     health = Health()
-    task = announcing(environment(tmp_path, recorder.port), health)
+    task = announcing(environment(recorder.port), health)
     health.end("init_failed")
     async with asyncio.timeout(5):
         assert await task is False
@@ -170,56 +167,62 @@ async def test_a_failed_init_is_never_announced(
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("missing", presence.VARIABLES)
+@pytest.mark.parametrize("missing", [*presence.VARIABLES, presence.KEY])
 @pytest.mark.parametrize("how", ["unset", "empty"])
 async def test_without_all_four_variables_nothing_happens(
-    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str], missing: str, how: str
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], missing: str, how: str
 ) -> None:
-    env = environment(tmp_path, recorder.port)
-    if how == "unset":
+    env = environment(recorder.port)
+    key = TOKEN
+    if missing == presence.KEY:
+        key = ""  # unset or empty: __main__ hands over "" for both
+    elif how == "unset":
         del env[missing]
     else:
         env[missing] = ""
     health = Health()
     health.end("ready")
     async with asyncio.timeout(5):
-        assert await announcing(env, health) is False
+        assert await announcing(env, health, key=key) is False
     assert recorder.connections == 0
     assert capsys.readouterr().err == ""
 
 
 async def refused_before_sending(
-    env: dict[str, str], recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    key: str = TOKEN,
 ) -> str:
     """Announce with a ready runtime; assert nothing was sent; the one stderr line."""
     health = Health()
     health.end("ready")
     async with asyncio.timeout(5):
-        assert await announcing(env, health) is False
+        assert await announcing(env, health, key=key) is False
     assert recorder.connections == 0
     [line] = capsys.readouterr().err.splitlines()
     return line
 
 
 @pytest.mark.parametrize(
-    ("token", "says"),
+    "key",
     [
-        (None, "cannot read the token file"),
-        ("", "does not hold a token"),
-        ("two\nlines", "does not hold a token"),
-        ("x" * (presence.MAX_TOKEN_BYTES + 1), "does not hold a token"),
+        " \n",
+        "two\nlines",
+        "with space",
+        "ключ",
+        "x" * (presence.MAX_TOKEN_BYTES + 1),
     ],
 )
-async def test_a_token_file_without_a_token_is_one_line_and_no_request(
-    tmp_path: Path,
-    recorder: Recorder,
-    capsys: pytest.CaptureFixture[str],
-    token: str | None,
-    says: str,
+async def test_a_key_that_is_not_a_token_is_one_line_and_no_request(
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], key: str
 ) -> None:
-    env = environment(tmp_path, recorder.port, token=token)
-    line = await refused_before_sending(env, recorder, capsys)
-    assert env["KUBELAMBDA_ANNOUNCE_URL"] in line and says in line
+    env = environment(recorder.port)
+    line = await refused_before_sending(env, recorder, capsys, key=key)
+    assert env["KUBELAMBDA_ANNOUNCE_URL"] in line
+    assert "KUBELAMBDA_ANNOUNCE_KEY does not hold a token" in line
+    assert not key.strip() or key.strip()[:8] not in line  # a secret is never echoed
 
 
 @pytest.mark.parametrize(
@@ -234,7 +237,6 @@ async def test_a_token_file_without_a_token_is_one_line_and_no_request(
     ],
 )
 async def test_an_answer_other_than_2xx_is_one_line(
-    tmp_path: Path,
     recorder: Recorder,
     capsys: pytest.CaptureFixture[str],
     answer: bytes | None,
@@ -243,7 +245,7 @@ async def test_an_answer_other_than_2xx_is_one_line(
     recorder.answer = answer
     health = Health()
     health.end("ready")
-    env = environment(tmp_path, recorder.port)
+    env = environment(recorder.port)
     async with asyncio.timeout(5):
         assert await announcing(env, health, seconds=0.3) is False
     assert len(recorder.requests) == 1  # sent once, never again
@@ -251,14 +253,12 @@ async def test_an_answer_other_than_2xx_is_one_line(
     assert env["KUBELAMBDA_ANNOUNCE_URL"] in line and says in line
 
 
-async def test_nobody_listening_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_nobody_listening_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    env = environment(tmp_path, port)
+    env = environment(port)
     health = Health()
     health.end("ready")
     async with asyncio.timeout(5):
@@ -268,9 +268,9 @@ async def test_nobody_listening_is_one_line(
 
 
 async def test_cancelled_while_waiting_it_ends_without_a_request(
-    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    task = announcing(environment(tmp_path, recorder.port), Health())
+    task = announcing(environment(recorder.port), Health())
     await asyncio.sleep(0.05)
     task.cancel()
     async with asyncio.timeout(5):
@@ -324,9 +324,9 @@ def test_urls_that_are_not_usable_are_refused(url: str) -> None:
 
 
 async def test_an_unusable_url_is_one_line_and_no_request(
-    tmp_path: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    recorder: Recorder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = environment(tmp_path, recorder.port)
+    env = environment(recorder.port)
     env["KUBELAMBDA_ANNOUNCE_URL"] = env["KUBELAMBDA_ANNOUNCE_URL"].replace("http", "https", 1)
     line = await refused_before_sending(env, recorder, capsys)
     assert "https://127.0.0.1" in line and "only http:// URLs are supported" in line
