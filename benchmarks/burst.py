@@ -37,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -112,13 +114,20 @@ def split(run: Answers, before: tuple[float, int], after: tuple[float, int]) -> 
     return f"mean {seen:.1f} ms, of which {within:.1f} ms between the gateway's parse and answer"
 
 
-def sustained(port: int, request: bytes, saturation: Saturation) -> tuple[float, str]:
+def sustained(
+    port: int,
+    request: bytes,
+    saturation: Saturation,
+    *,
+    run: Callable[[Coroutine[Any, Any, Answers]], Answers] = uvloop.run,
+) -> tuple[float, str]:
     """The highest rate, from the closed loop's down by 15% a step, that an open loop carries
-    for 3 s with no errors and a p99 within the closed loop's; and what each probe saw."""
+    for 3 s with no errors and a p99 within the closed loop's; and what each probe saw.
+    ``run`` runs each probe (burst_cluster.py's sends it to the cluster's Service)."""
     rate = saturation.rate
     seen = []
     for _ in range(8):
-        probe = uvloop.run(open_loop(port, request, rate=rate, seconds=3))
+        probe = run(open_loop(port, request, rate=rate, seconds=3))
         p99 = probe.p(probe.latency, probe.where(), 0.99)
         seen.append(
             f"{rate:.0f}/s p99 {p99:.0f} ms" + (f" {probe.errors} errors" * bool(probe.errors))
@@ -127,6 +136,18 @@ def sustained(port: int, request: bytes, saturation: Saturation) -> tuple[float,
             return rate, ", ".join(seen)
         rate *= 0.85
     return rate, ", ".join(seen) + " (NONE carried: the machine is too loaded to measure)"
+
+
+def print_warm(warm: Answers, *, fraction: float, rate: float) -> float:
+    """Print the warm phase's line (errors, p50, p99, what dominates); return its p99."""
+    everything = warm.where()
+    warm_p99 = warm.p(warm.latency, everything, 0.99)
+    print(
+        f"  warm       open loop at {fraction:.0%} = {rate:.0f} req/s: errors {warm.errors} "
+        f"({statuses(warm)}); p50 {warm.p(warm.latency, everything, 0.5):.1f} ms, p99 "
+        f"{warm_p99:.1f} ms; dominated by {dominant(warm, everything)}"
+    )
+    return warm_p99
 
 
 def statuses(run: Answers) -> str:
@@ -246,13 +267,7 @@ def main() -> None:
         f"{saturation.p99:.1f} ms, errors {errors} (statuses {dict(saturation.statuses)})"
     )
     print(f"             open-loop probes: {probes}; capacity taken: {capacity:.0f} req/s")
-    everything = warm.where()
-    warm_p99 = warm.p(warm.latency, everything, 0.99)
-    print(
-        f"  warm       open loop at {args.fraction:.0%} = {rate:.0f} req/s: errors {warm.errors} "
-        f"({statuses(warm)}); p50 {warm.p(warm.latency, everything, 0.5):.1f} ms, p99 "
-        f"{warm_p99:.1f} ms; dominated by {dominant(warm, everything)}"
-    )
+    warm_p99 = print_warm(warm, fraction=args.fraction, rate=rate)
     print(f"             {split(warm, marks[0], marks[1])}")
 
     late = cold.where(after=args.seconds / 2)

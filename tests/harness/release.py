@@ -17,7 +17,7 @@ import os
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +184,19 @@ def crash_report(running: Cluster) -> str | None:
     return None
 
 
+def _merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it: mappings merged key by key, anything else replaced
+    (as helm merges a second values file)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        below = merged.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            merged[key] = _merged(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class Kubectl(Protocol):
     """What runs kubectl against a cluster: the e2e Cluster, or a bare ApiServer in tests."""
 
@@ -275,10 +288,10 @@ def provision_broker_volume(running: Cluster) -> None:
     )
 
 
-def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
-    """The release's pods Ready (operator, gateway, broker, dispatcher) and the operator's
-    /healthz answering (it has no readiness probe, so Ready only means started); fail at once
-    if a pod crashes."""
+def _wait_running(running: Cluster, timeout: float, *, gateways: int = 1) -> list[dict[str, Any]]:
+    """The release's pods Ready (operator, `gateways` gateways, broker, dispatcher) and the
+    operator's /healthz answering (it has no readiness probe, so Ready only means started); fail
+    at once if a pod crashes."""
     deadline = time.monotonic() + timeout
     while True:
         crashed = crash_report(running)
@@ -286,7 +299,10 @@ def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
             raise ReleaseFailed(crashed)
         pods = running.ready_pods(SYSTEM_NAMESPACE, SELECTOR)
         by_component = {p["metadata"]["labels"].get("app.kubernetes.io/component"): p for p in pods}
-        if all(component in by_component for component in COMPONENTS):
+        ready_gateways = sum(
+            p["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway" for p in pods
+        )
+        if ready_gateways >= gateways and all(c in by_component for c in COMPONENTS):
             operator_ip = by_component["operator"]["status"]["podIP"]
             if _http_ok(f"http://{operator_ip}:{OPERATOR_HEALTH_PORT}/healthz"):
                 return pods
@@ -306,10 +322,16 @@ def _wait_running(running: Cluster, timeout: float) -> list[dict[str, Any]]:
 
 @contextmanager
 def release(
-    running: Cluster, *, workdir: Path, timeout: float = INSTALL_TIMEOUT
+    running: Cluster,
+    *,
+    workdir: Path,
+    timeout: float = INSTALL_TIMEOUT,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Iterator[Release]:
     """`helm install` the chart, wait for it to run, and start Prometheus on its gateway pods;
-    uninstall and stop Prometheus however the block ends."""
+    uninstall and stop Prometheus however the block ends. `overrides` are merged over
+    `chart_values` (nested mappings key by key), e.g. {"gateway": {"replicas": 2}}: then every
+    gateway replica is Ready, and scraped, before the block starts."""
     missing = missing_parts()
     if missing:
         raise ReleaseFailed(missing)
@@ -317,8 +339,9 @@ def release(
         # The relay exists before the install, since the chart takes the Prometheus URL; its
         # target is set once Prometheus knows the gateway pods to scrape.
         to_prometheus = stack.enter_context(relay(running.node_ip))
+        chosen = _merged(chart_values(running, prometheus_url=to_prometheus.url), overrides or {})
         values = workdir / "values.json"
-        values.write_text(json.dumps(chart_values(running, prometheus_url=to_prometheus.url)))
+        values.write_text(json.dumps(chosen))
         provision_broker_volume(running)
         enforce_restricted(running, (SYSTEM_NAMESPACE, FUNCTIONS_NAMESPACE, POOL_NAMESPACE))
         running.helm(
@@ -335,7 +358,7 @@ def release(
         stack.callback(
             running.helm, "uninstall", RELEASE, "--namespace", SYSTEM_NAMESPACE, check=False
         )
-        pods = _wait_running(running, timeout)
+        pods = _wait_running(running, timeout, gateways=int(chosen["gateway"]["replicas"]))
         ips = tuple(
             p["status"]["podIP"]
             for p in pods

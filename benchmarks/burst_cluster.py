@@ -1,0 +1,384 @@
+"""Benchmark: two gateway replicas on the real single-node cluster share a burst from zero.
+
+benchmarks/burst.py does this in local mode; here the chart runs (`gateway.replicas: 2`) and the
+load generator on the node reaches the gateway's Service, whose ClusterIP kube-proxy spreads
+over both gateway pods connection by connection (so every loop opens several connections):
+
+1. capacity: a Function with an HTTP Trigger, warmed up by a closed loop until its Deployment
+   is Ready at the autoscaler's count; then a closed loop, and open loops from its rate down
+   (burst.py's method) until one has no errors and a p99 within the closed loop's.
+2. warm: an open loop at 80% of that rate: the reference p99.
+3. from zero: the same rate against a second, identical Function at zero. Targets: 0 errors;
+   p99 over the burst's last half <= 2x the warm p99. Evidence that both gateways held and
+   woke: each pod's own answers and cold-start holds for the Function (its /metrics); and that
+   the autoscaler scaled on their sum: its "scaled to N" lines with the panic window's demand,
+   next to each gateway's share of it from Prometheus, by the autoscaler's own PromQL.
+
+Each pod's share of the answers is printed: the closed loop's (a connection per client) is
+kube-proxy's spread; the open loop reuses the connection freed last, so a few connections carry
+a steady load and which pod they landed on decides its share. Rates are fractions of the
+capacity measured in the same run. Run as root; the first run builds
+the cluster's parts and images.
+
+    python benchmarks/burst_cluster.py [--seconds 10] [--fraction 0.8] [--replicas 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from burst import dominant, load, print_warm, split, statuses, sustained, verdict
+from burst_load import closed_loop, open_loop
+from e2e.kit import FUNCTION_LABEL, apply_ready, function_manifests
+from harness.cluster import Cluster, cluster
+from harness.release import (
+    FUNCTIONS_NAMESPACE,
+    GATEWAY_ADMIN_PORT,
+    GATEWAY_PORT,
+    SELECTOR,
+    SYSTEM_NAMESPACE,
+    Release,
+    release,
+)
+from kubelambda.autoscaler.prometheus import parts
+
+GATEWAYS = 2
+CODE = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
+READY_TIMEOUT = 120.0
+T = TypeVar("T")
+
+
+class _ToService(uvloop.Loop):
+    """burst_load's loops connect to 127.0.0.1 (local mode's gateway): on this event loop each
+    of their connections goes to the gateway Service's ClusterIP instead, where kube-proxy picks
+    a gateway pod for it."""
+
+    address = ""
+
+    async def create_connection(
+        self, protocol_factory: Any, host: str | None = None, port: int | None = None, **kw: Any
+    ) -> Any:
+        return await super().create_connection(protocol_factory, self.address, port or 0, **kw)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=_ToService) as runner:
+        return runner.run(coroutine)
+
+
+Counts = dict[str, float]
+
+
+def scrape(ip: str, function: str) -> Counts:
+    """One gateway pod's own samples for `function`: answers by code, cold-start holds and
+    their seconds, request durations (sum and count)."""
+    with urllib.request.urlopen(f"http://{ip}:{GATEWAY_ADMIN_PORT}/metrics", timeout=10) as got:
+        text = got.read().decode()
+    found: Counts = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                labels.get("function") == function
+                and labels.get("namespace") == FUNCTIONS_NAMESPACE
+            ):
+                name = sample.name.removeprefix("kubelambda_gateway_")
+                key = f"{name}:{labels['code']}" if "code" in labels else name
+                if "le" not in labels:
+                    found[key] = sample.value
+    return found
+
+
+def scrape_all(installed: Release, function: str) -> dict[str, Counts]:
+    return {ip: scrape(ip, function) for ip in installed.gateway_pod_ips}
+
+
+def delta(after: dict[str, Counts], before: dict[str, Counts]) -> dict[str, Counts]:
+    return {
+        ip: {k: v - before[ip].get(k, 0.0) for k, v in counts.items()}
+        for ip, counts in after.items()
+    }
+
+
+def answers(counts: Counts) -> float:
+    return sum(v for k, v in counts.items() if k.startswith("requests_total:"))
+
+
+def shares(moved: dict[str, Counts]) -> str:
+    """Each gateway pod's part of the answers, as it counted them."""
+    total = sum(answers(c) for c in moved.values()) or 1.0
+    return ", ".join(f"{ip} {answers(c):.0f} ({answers(c) / total:.0%})" for ip, c in moved.items())
+
+
+def inside(moved: dict[str, Counts]) -> tuple[float, int]:
+    """The gateways' summed request durations, for burst.split."""
+    duration = "request_duration_seconds"
+    summed = sum(c.get(f"{duration}_sum", 0.0) for c in moved.values())
+    return summed, int(sum(c.get(f"{duration}_count", 0.0) for c in moved.values()))
+
+
+def deployment(running: Cluster, name: str) -> tuple[int, int]:
+    """(spec.replicas, status.readyReplicas) of the Function's Deployment."""
+    items = running.get("deployments", "-n", FUNCTIONS_NAMESPACE, "-l", f"{FUNCTION_LABEL}={name}")[
+        "items"
+    ]
+    if not items:
+        raise SystemExit(f"the controller made no Deployment for Function {name}")
+    return int(items[0]["spec"].get("replicas", 1)), int(items[0]["status"].get("readyReplicas", 0))
+
+
+def wait(condition: Any, *, what: str, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not true after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def status_of(url: str, method: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as got:
+            return int(got.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def promql(installed: Release, expression: str, *, at: float | None = None) -> dict[str, float]:
+    """An instant query's values (now, or at unix time `at`) by scraped instance: of the
+    Function burst's series, or of every series when they have no `function` label."""
+    asked = {"query": expression, **({"time": f"{at:.3f}"} if at is not None else {})}
+    url = f"{installed.prometheus_url}/api/v1/query?{urllib.parse.urlencode(asked)}"
+    with urllib.request.urlopen(url, timeout=10) as got:
+        result = json.load(got)["data"]["result"]
+    return {
+        s["metric"].get("instance", "all"): float(s["value"][1])
+        for s in result
+        if s["metric"].get("function", "burst") == "burst"
+    }
+
+
+def demand_by_gateway(installed: Release, at: float) -> dict[str, float]:
+    """The autoscaler's panic-window demand (in flight + queued) at `at`, by gateway: its own
+    PromQL (autoscaler/prometheus.py) with `instance` kept in the sum."""
+    found: dict[str, float] = {}
+    for name in ("panic_in_flight", "panic_queued"):
+        summed = dict(parts())[name]
+        by_pod = summed.replace("by (namespace, function)", "by (namespace, function, instance)")
+        if by_pod == summed:
+            raise SystemExit(f"the autoscaler's PromQL changed shape: {summed}")
+        for instance, value in promql(installed, by_pod, at=at).items():
+            found[instance] = found.get(instance, 0.0) + value
+    return found
+
+
+_STAMP = re.compile(r"^(\S+?)(?:\.(\d+))?Z\s+(.*)$")
+
+
+def operator_lines(running: Cluster, since: str, needle: str) -> list[tuple[float, str]]:
+    """The operator's log lines since `since` (RFC 3339) holding `needle`, with unix times."""
+    done = running.kubectl(
+        "logs", "-n", SYSTEM_NAMESPACE, "-l", f"{SELECTOR},app.kubernetes.io/component=operator",
+        f"--since-time={since}", "--timestamps", "--tail=-1", check=False,
+    )  # fmt: skip
+    found = []
+    for line in done.stdout.splitlines():
+        match = _STAMP.match(line)
+        if match and needle in match.group(3):
+            stamp = datetime.datetime.fromisoformat(
+                f"{match.group(1)}.{(match.group(2) or '0')[:6]:0<6}+00:00"
+            ).timestamp()
+            found.append((stamp, match.group(3)))
+    return found
+
+
+def gateway_log(running: Cluster, pod: str, since: str) -> list[str]:
+    done = running.kubectl(
+        "logs", "-n", SYSTEM_NAMESPACE, pod, f"--since-time={since}", check=False
+    )
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="each open-loop phase")
+    parser.add_argument("--fraction", type=float, default=0.8, help="of capacity, for the burst")
+    parser.add_argument("--concurrency", type=int, default=1, help="the Functions' concurrency")
+    # Two Functions' pods at 73m CPU each (128 MB) must fit the node's 2 cores beside the release.
+    parser.add_argument("--replicas", type=int, default=4, help="the Functions' maxReplicas")
+    parser.add_argument("--clients", type=int, default=32, help="closed loop connections")
+    args = parser.parse_args()
+    began = time.monotonic()
+    with cluster() as running, tempfile.TemporaryDirectory() as scratch:
+        print(f"cluster up in {time.monotonic() - began:.0f} s; logs in {running.log_dir}")
+        with release(
+            running, workdir=Path(scratch), overrides={"gateway": {"replicas": GATEWAYS}}
+        ) as installed:
+            return measure(running, installed, args)
+
+
+def measure(running: Cluster, installed: Release, args: argparse.Namespace) -> int:
+    service = urllib.parse.urlsplit(installed.gateway_service_url)
+    _ToService.address = str(service.hostname)
+    port = int(service.port or 80)
+    objects = []
+    for name in ("warm", "burst"):
+        made = function_manifests(
+            name, code=CODE, path=f"/{name}",
+            scaling={"maxReplicas": args.replicas, "scaleToZeroAfterSeconds": 600},
+        )  # fmt: skip
+        made[0]["spec"]["concurrency"] = args.concurrency
+        objects += made
+    apply_ready(running, objects, namespace=FUNCTIONS_NAMESPACE)
+    ips = installed.gateway_pod_ips
+    pods = {
+        p["status"]["podIP"]: p["metadata"]["name"]
+        for p in running.ready_pods(
+            SYSTEM_NAMESPACE, f"{SELECTOR},app.kubernetes.io/component=gateway"
+        )
+    }
+    # Both gateways route both paths (405 to DELETE, without invoking anything), and
+    # Prometheus scrapes both: the autoscaler sees the whole load.
+    for ip in ips:
+        for name in ("warm", "burst"):
+            url = f"http://{ip}:{GATEWAY_PORT}/{name}"
+            wait(lambda u=url: status_of(u, "DELETE") == 405, what=f"gateway {ip} routes {url}")
+    wait(
+        lambda: len(promql(installed, "up == 1")) >= GATEWAYS,
+        what=f"Prometheus scraping {GATEWAYS} gateways",
+    )
+    if deployment(running, "burst")[0] != 0:
+        raise SystemExit("Function burst is not at zero before its burst")
+    warm_ask = f"GET /warm HTTP/1.1\r\nhost: {service.netloc}\r\n\r\n".encode()
+    burst_ask = f"GET /burst HTTP/1.1\r\nhost: {service.netloc}\r\n\r\n".encode()
+    load_before = load()
+    # Warm up (from zero, then the autoscaler's panic), until its pods are all Ready.
+    run(closed_loop(port, warm_ask, connections=args.clients, seconds=6))
+    wait(lambda: len(set(deployment(running, "warm"))) == 1, what="warm's pods Ready")
+    warm_pods = deployment(running, "warm")[1]
+    marks = [scrape_all(installed, "warm")]
+    saturation = run(closed_loop(port, warm_ask, connections=args.clients, seconds=5))
+    marks.append(scrape_all(installed, "warm"))
+    capacity, probes = sustained(port, warm_ask, saturation, run=run)
+    rate = args.fraction * capacity
+    marks.append(scrape_all(installed, "warm"))
+    warm = run(open_loop(port, warm_ask, rate=rate, seconds=args.seconds))
+    marks.append(scrape_all(installed, "warm"))
+    warm_after = deployment(running, "warm")
+    cold_before = scrape_all(installed, "burst")
+    since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    cold = run(open_loop(port, burst_ask, rate=rate, seconds=args.seconds))
+    cold_moved = delta(scrape_all(installed, "burst"), cold_before)
+    burst_pods = deployment(running, "burst")
+    scaled = operator_lines(running, since, f"{FUNCTIONS_NAMESPACE}/burst scaled to")
+    logs = {ip: gateway_log(running, pods.get(ip, ip), since) for ip in ips}
+
+    print(
+        f"burst_cluster: {GATEWAYS} gateway replicas behind their Service "
+        f"{installed.gateway_service_url}, HTTP trigger, function concurrency {args.concurrency}, "
+        f"maxReplicas {args.replicas}; {args.seconds:.0f} s per open-loop phase; load average "
+        f"{load_before} before, {load()} after"
+    )
+    errors = sum(n for status, n in saturation.statuses.items() if status >= 400)
+    print(
+        f"  capacity   closed loop, {args.clients} connections, warm at {warm_pods} pods: "
+        f"{saturation.rate:.0f} answers/s, p99 {saturation.p99:.1f} ms, errors {errors}; "
+        f"share by gateway pod: {shares(delta(marks[1], marks[0]))}"
+    )
+    print(f"             open-loop probes: {probes}; capacity taken: {capacity:.0f} req/s")
+    warm_p99 = print_warm(warm, fraction=args.fraction, rate=rate)
+    warm_moved = delta(marks[3], marks[2])
+    print(f"             {split(warm, (0.0, 0), inside(warm_moved))}")
+    print(
+        f"             share by gateway pod: {shares(warm_moved)}; warm at {warm_after[0]} "
+        f"replicas ({warm_after[1]} Ready) after it"
+    )
+    late = cold.where(after=args.seconds / 2)
+    cold_late_p99 = cold.p(cold.latency, late, 0.99)
+    ratio = cold_late_p99 / warm_p99
+    held = [h for h in cold.held if h > 0]
+    print(
+        f"  from zero  open loop at {rate:.0f} req/s: errors {cold.errors} ({statuses(cold)}); "
+        f"target 0: {verdict(cold.errors == 0)}"
+    )
+    print(
+        f"             first answer after {min(cold.finished, default=float('nan')) * 1000:.0f} "
+        f"ms; {len(held)} held, longest {max(held, default=0):.0f} ms; "
+        f"{cold.connections} connections opened; "
+        f"p99 whole burst {cold.p(cold.latency, cold.where(), 0.99):.1f} ms, dominated by "
+        f"{dominant(cold, cold.where())}"
+    )
+    print(
+        f"             p99 over the last half {cold_late_p99:.1f} ms = {ratio:.1f}x warm p99; "
+        f"target <= 2x: {verdict(ratio <= 2)}; dominated by {dominant(cold, late)}"
+    )
+    print(f"             {split(cold, (0.0, 0), inside(cold_moved))}")
+    both = True
+    for ip, counts in cold_moved.items():
+        holds = counts.get("cold_starts_total", 0.0)
+        waited = counts.get("cold_start_seconds_sum", 0.0)
+        by_code = {k.split(":")[1]: int(v) for k, v in counts.items() if k.startswith("requests_")}
+        both = both and holds > 0
+        print(
+            f"  gateway    {pods.get(ip, ip)} ({ip}): answered {answers(counts):.0f} {by_code}; "
+            f"held {holds:.0f} for the cold start, mean hold "
+            f"{1000 * waited / max(holds, 1):.0f} ms; {len(logs[ip])} log lines during the burst"
+            + "".join(f"\n               | {line[:160]}" for line in logs[ip][:3])
+        )
+    print(f"             both gateways held (and so woke the autoscaler): {verdict(both)}")
+    summed_ok = False
+    for at, line in scaled:
+        by_pod = demand_by_gateway(installed, at)
+        found = re.search(r"panic mode: ([\d.]+) concurrent", line)
+        told = float(found.group(1)) if found else float("nan")
+        pieces = " + ".join(f"{ip} {value:.1f}" for ip, value in sorted(by_pod.items()))
+        summed_ok = summed_ok or (len(by_pod) == GATEWAYS and told > max(by_pod.values()) * 1.2)
+        print(
+            f"  autoscaler {line[line.find('scaled to') :][:150]}\n"
+            f"               Prometheus then, by gateway: {pieces or 'none'} = "
+            f"{sum(by_pod.values()):.1f}"
+        )
+    print(
+        f"             Function burst at {burst_pods[0]} replicas ({burst_pods[1]} Ready); scaled "
+        f"on the sum of both gateways' demand: {verdict(summed_ok)}"
+    )
+    print(
+        json.dumps(
+            {
+                "capacity_rps": round(capacity),
+                "rate_rps": round(rate),
+                "errors_from_zero": cold.errors,
+                "late_p99_over_warm_p99": round(ratio, 2),
+                "held_by_gateway": {
+                    ip: c.get("cold_starts_total", 0.0) for ip, c in cold_moved.items()
+                },
+                "answers_by_gateway": {ip: answers(c) for ip, c in cold_moved.items()},
+            }
+        )
+    )
+    return 0 if cold.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
