@@ -1,6 +1,6 @@
 """Reconciles one Function: builds its ConfigMap, NetworkPolicy, Service and Deployment (with
-the package and layers it pinned on S3), applies what differs from the watched copies, and
-writes a status that tells the truth.
+the package and layers it pinned on S3), applies what differs from the watched copies
+(owned.py), and writes a status that tells the truth.
 
 The operator's workers call ``FunctionReconciler.reconcile`` with a key from the queue. It is
 level-based: it reads only the current objects, so running it twice, or after a restart,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +22,10 @@ from kubelambda.api.function import S3Object
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.packages import PackageStore, function_zips
 from kubelambda.controller.cluster import Cluster
-from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER, ControllerConfig
-from kubelambda.controller.drift import contains, fingerprinted
+from kubelambda.controller.config import ControllerConfig
+from kubelambda.controller.owned import OwnedObjects
 from kubelambda.controller.packages import PackagesBlocked, package_fetch
 from kubelambda.controller.pool import PoolManager
-from kubelambda.controller.replicas import needs_handover, replicas_claim
 from kubelambda.controller.resources.code import (
     CodeMount,
     CodeTooLarge,
@@ -38,7 +37,6 @@ from kubelambda.controller.resources.code import (
 from kubelambda.controller.resources.deployment import (
     announce_secret,
     function_deployment,
-    with_replicas,
 )
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.networkpolicy import function_network_policy
@@ -47,16 +45,17 @@ from kubelambda.controller.resources.service import function_service
 from kubelambda.controller.resources.status import (
     FUNCTION_STATUS_KEYS,
     Blocked,
+    BlockedError,
     DeploymentState,
     function_status,
 )
 from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
 from kubelambda.platforms.kubernetes.errors import ApiError
-from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, Kind, kind_of
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION
 from kubelambda.platforms.packages import S3Packages
 
-__all__ = ["BlockedError", "FunctionReconciler", "Result"]
+__all__ = ["FunctionReconciler", "Result"]
 
 logger = logging.getLogger(__name__)
 # A Function waiting for something the operator does not watch (a user's ConfigMap) looks again.
@@ -70,26 +69,12 @@ class Result:
     requeue_after: float | None = None
 
 
-class BlockedError(Exception):
-    def __init__(self, blocked: Blocked, *, recheck: bool = False) -> None:
-        super().__init__(blocked.message)
-        self.blocked = blocked
-        self.recheck = recheck
-
-
 @dataclass(frozen=True)
 class _Code:
     config_map: dict[str, Any] | None
     mount: CodeMount | None
     hash: str | None
     packages: PackageFetch | None = None
-
-
-def _controller_uid(obj: Mapping[str, Any]) -> str | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
 
 
 class FunctionReconciler:
@@ -106,6 +91,7 @@ class FunctionReconciler:
     ) -> None:
         self.cluster = cluster
         self.store = store
+        self.owned = OwnedObjects(cluster=cluster, store=store)
         self.config = config
         self.clock = clock
         # Reads spec.code.s3 and spec.layers; fetch_image (the control-plane image) runs the
@@ -278,7 +264,7 @@ class FunctionReconciler:
         ]
         if code.config_map is not None:
             first.insert(0, code.config_map)
-        await asyncio.gather(*(self._ensure(obj, owner, changes) for obj in first))
+        await asyncio.gather(*(self.owned.ensure(obj, owner, changes) for obj in first))
         desired = function_deployment(
             function,
             owner=owner,
@@ -288,7 +274,7 @@ class FunctionReconciler:
             config=self.config,
             packages=code.packages,
         )
-        return await self._ensure(
+        return await self.owned.ensure(
             desired,
             owner,
             changes,
@@ -303,72 +289,6 @@ class FunctionReconciler:
         secret = announce_secret(owner)
         if await self.cluster.create_once(secret):
             changes.append(f"created Secret {secret['metadata']['name']}")
-
-    async def _live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        live = self.store.get(kind, namespace=namespace, name=name)
-        if live is None:
-            # Not in the watch cache: maybe not created yet, maybe someone else's object.
-            found = await self.cluster.get(kind, namespace=namespace, name=name)
-            if found is not None:
-                # None when a DELETED event came while the answer was on its way: absent.
-                live = self.store.put(kind, found)
-        return live
-
-    async def _ensure(
-        self,
-        desired: dict[str, Any],
-        owner: Owner,
-        changes: list[str],
-        *,
-        create_replicas: int | None = None,
-        before_write: Callable[[Owner, list[str]], Awaitable[None]] | None = None,
-    ) -> dict[str, Any] | None:
-        """Create or update ``desired`` (``before_write`` first, when it writes); returns it
-        as stored, or None when it was deleted after this write (the store has seen its
-        DELETED event)."""
-        kind = kind_of(desired)
-        name = desired["metadata"]["name"]
-        desired = fingerprinted(desired)
-        live = await self._live(kind, owner.namespace, name)
-        if live is not None and _controller_uid(live) != owner.uid:
-            raise BlockedError(
-                Blocked(
-                    "ResourceConflict",
-                    f"{kind.kind} {name} already exists and is not owned by this Function;"
-                    " rename the Function or remove that object",
-                ),
-                recheck=True,
-            )
-        if before_write is not None and (live is None or not contains(live, desired)):
-            await before_write(owner, changes)
-        if live is None:
-            created = (
-                desired if create_replicas is None else with_replicas(desired, create_replicas)
-            )
-            live = await self.cluster.apply(created, field_manager=FIELD_MANAGER)
-            changes.append(f"created {kind.kind} {name}")
-        elif not contains(live, desired):
-            if kind == DEPLOYMENT and needs_handover(live):
-                # This apply leaves replicas out: were the controller still their only owner,
-                # the server would reset them. Handing over only now saves a write per new
-                # Function; the autoscaler's first scale takes them over anyway.
-                live = await self._hand_over_replicas(live)
-            live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
-            changes.append(f"updated {kind.kind} {name}")
-        kept = self.store.put(kind, live)
-        if kept is None:
-            # Deleted while this write's answer was on its way. The DELETED event queued this
-            # Function again, so the reconcile after this one creates it anew; until then it
-            # does not exist, and the status says so (a Deployment "does not exist yet").
-            logger.info("%s %s/%s was deleted after this write", kind.kind, owner.namespace, name)
-        return kept
-
-    async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
-        # Without force: should the autoscaler have taken replicas meanwhile, this conflicts
-        # instead of setting them back, and the retry sees the new owner.
-        return await self.cluster.apply(
-            replicas_claim(live), field_manager=REPLICAS_MANAGER, force=False
-        )
 
     # --- reporting -------------------------------------------------------------------------
 

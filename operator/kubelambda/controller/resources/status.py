@@ -19,6 +19,7 @@ __all__ = [
     "FUNCTION_STATUS_KEYS",
     "TRIGGER_STATUS_KEYS",
     "Blocked",
+    "BlockedError",
     "DeploymentState",
     "function_conditions",
     "function_status",
@@ -55,6 +56,16 @@ class Blocked:
 
     reason: str
     message: str
+
+
+class BlockedError(Exception):
+    """Raised by a reconcile that cannot go on: its status reports ``blocked``; ``recheck``:
+    look again later (what it waits for is not watched)."""
+
+    def __init__(self, blocked: Blocked, *, recheck: bool = False) -> None:
+        super().__init__(blocked.message)
+        self.blocked = blocked
+        self.recheck = recheck
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,115 @@
+"""Writing the objects a Function owns: each one the reconciler builds is created, or applied
+again only when the stored copy differs from it, never over someone else's object, and a
+Deployment's replicas are handed to the autoscaler's field manager before an apply that
+leaves them out.
+
+``FunctionReconciler`` (functions.py) calls ``OwnedObjects.ensure`` for each object it builds;
+the store (the watch cache) is what "stored" means, with a GET for an object it has not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from kubelambda.controller.cluster import Cluster
+from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER
+from kubelambda.controller.drift import contains, fingerprinted
+from kubelambda.controller.replicas import needs_handover, replicas_claim
+from kubelambda.controller.resources.deployment import with_replicas
+from kubelambda.controller.resources.meta import Owner
+from kubelambda.controller.resources.status import Blocked, BlockedError
+from kubelambda.controller.store import Store
+from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind, kind_of
+
+__all__ = ["BeforeWrite", "OwnedObjects"]
+
+logger = logging.getLogger(__name__)
+
+# Called just before ``ensure`` writes an object (created or changed), with the change list.
+BeforeWrite = Callable[[Owner, list[str]], Awaitable[None]]
+
+
+class OwnedObjects:
+    """Creates or updates a Function's objects through ``cluster``, against ``store``."""
+
+    def __init__(self, *, cluster: Cluster, store: Store) -> None:
+        self.cluster = cluster
+        self.store = store
+
+    async def live(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object, from the watch cache or else the API server; None if absent."""
+        live = self.store.get(kind, namespace=namespace, name=name)
+        if live is None:
+            # Not in the watch cache: maybe not created yet, maybe someone else's object.
+            found = await self.cluster.get(kind, namespace=namespace, name=name)
+            if found is not None:
+                # None when a DELETED event came while the answer was on its way: absent.
+                live = self.store.put(kind, found)
+        return live
+
+    async def ensure(
+        self,
+        desired: dict[str, Any],
+        owner: Owner,
+        changes: list[str],
+        *,
+        create_replicas: int | None = None,
+        before_write: BeforeWrite | None = None,
+    ) -> dict[str, Any] | None:
+        """Create or update ``desired`` (``before_write`` first, when it writes), noting what
+        it did in ``changes``; returns it as stored, or None when it was deleted after this
+        write (the store has seen its DELETED event). ``create_replicas``: a Deployment's
+        replicas when it is created (never applied again: the autoscaler owns them)."""
+        kind = kind_of(desired)
+        name = desired["metadata"]["name"]
+        desired = fingerprinted(desired)
+        live = await self.live(kind, owner.namespace, name)
+        if live is not None and controller_uid(live) != owner.uid:
+            raise BlockedError(
+                Blocked(
+                    "ResourceConflict",
+                    f"{kind.kind} {name} already exists and is not owned by this Function;"
+                    " rename the Function or remove that object",
+                ),
+                recheck=True,
+            )
+        if before_write is not None and (live is None or not contains(live, desired)):
+            await before_write(owner, changes)
+        if live is None:
+            created = (
+                desired if create_replicas is None else with_replicas(desired, create_replicas)
+            )
+            live = await self.cluster.apply(created, field_manager=FIELD_MANAGER)
+            changes.append(f"created {kind.kind} {name}")
+        elif not contains(live, desired):
+            if kind == DEPLOYMENT and needs_handover(live):
+                # This apply leaves replicas out: were the controller still their only owner,
+                # the server would reset them. Handing over only now saves a write per new
+                # Function; the autoscaler's first scale takes them over anyway.
+                live = await self._hand_over_replicas(live)
+            live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
+            changes.append(f"updated {kind.kind} {name}")
+        kept = self.store.put(kind, live)
+        if kept is None:
+            # Deleted while this write's answer was on its way. The DELETED event queued this
+            # Function again, so the reconcile after this one creates it anew; until then it
+            # does not exist, and the status says so (a Deployment "does not exist yet").
+            logger.info("%s %s/%s was deleted after this write", kind.kind, owner.namespace, name)
+        return kept
+
+    async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
+        # Without force: should the autoscaler have taken replicas meanwhile, this conflicts
+        # instead of setting them back, and the retry sees the new owner.
+        return await self.cluster.apply(
+            replicas_claim(live), field_manager=REPLICAS_MANAGER, force=False
+        )
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controller (its owner reference marked controller), if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
