@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelambda.commands.operator import build_parser, config_from_args
+from kubelambda.commands.operator_options import build_parser, config_from_args
 
 
 def test_flags_become_the_configuration() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelambda.commands.operator import build_parser, config_from_args
+from kubelambda.commands.operator_options import build_parser, config_from_args
 from kubelambda.controller.config import WarmPool
 
 IMAGE = "--runtime-image=python3.12=localhost/kubelambda-runtime:0.1.0"
