@@ -1,37 +1,38 @@
 """A small synchronous client for the Kubernetes REST API: objects in and out as plain dicts.
 
 The controller (through ``aio.AsyncKube``), the gateway's platform and the tests call it. It
-uses the official client only for configuration, TLS and authentication, and skips its model
-classes: decoding into them costs more memory and time than the operator can spare.
+sends requests with urllib3 and reads its configuration with ``kubeconfig``; the official
+client's model classes cost 43 MiB of memory in every process that imports them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import urllib3
-from kubernetes import client as k8s  # type: ignore[import-untyped]
-from kubernetes import config as k8s_config
 
 from kubelambda.platforms.kubernetes.errors import ApiError, NotFound, api_error
 from kubelambda.platforms.kubernetes.kinds import Kind, kind_of
+from kubelambda.platforms.kubernetes.kubeconfig import ConnectionSettings, KubeconfigError
+from kubelambda.platforms.kubernetes.kubeconfig import load as load_settings
 
 __all__ = ["Connection", "KubeClient", "ObjectList", "WatchEvent"]
 
 JSON = dict[str, Any]
 APPLY: Final = "application/apply-patch+yaml"  # JSON is YAML, so the body is sent as JSON
 MERGE: Final = "application/merge-patch+json"
-_AUTH: Final = ["BearerToken"]
+USER_AGENT: Final = "kubelambda"
 
 
 @dataclass(frozen=True)
 class Connection:
-    """Where the API server is and how this process authenticates: what kopf's login needs."""
+    """Where the API server is and how this process authenticates: what kopf's login needs.
+    Each of CA, certificate and key is a file path or PEM data (from a kubeconfig's *-data)."""
 
     server: str
     ca_path: str | None
@@ -39,6 +40,9 @@ class Connection:
     key_path: str | None
     token: str | None
     insecure: bool
+    ca_data: bytes | None = None
+    cert_data: bytes | None = None
+    key_data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -58,45 +62,53 @@ class WatchEvent:
 class KubeClient:
     """Blocking calls to one API server. Safe to share between threads (urllib3 pools)."""
 
-    def __init__(self, api: Any, *, timeout: float = 30.0) -> None:
-        self._api = api
+    def __init__(
+        self, settings: ConnectionSettings, *, pool_size: int = 16, timeout: float = 30.0
+    ) -> None:
+        self._settings = settings
         self._timeout = timeout
+        url = urllib3.util.parse_url(settings.server)
+        if not url.host:
+            raise KubeconfigError(f"the server {settings.server!r} names no host")
+        # A server URL may carry a path (a proxy in front of several clusters).
+        self._prefix = (url.path or "").rstrip("/")
+        # One connection per worker thread, or requests queue for a free one.
+        self._pool: urllib3.HTTPConnectionPool
+        if url.scheme == "https":
+            self._pool = urllib3.HTTPSConnectionPool(
+                url.host,
+                url.port or 443,
+                maxsize=pool_size,
+                ssl_context=settings.ssl_context(),
+                server_hostname=settings.tls_server_name,
+            )
+        else:
+            self._pool = urllib3.HTTPConnectionPool(url.host, url.port or 80, maxsize=pool_size)
 
     @classmethod
     def from_config(cls, kubeconfig: Path | None = None, *, pool_size: int = 16) -> KubeClient:
         """From ``kubeconfig``; without one, from $KUBECONFIG, the in-cluster service account
         (inside a pod) or ~/.kube/config, in that order, as kubectl does."""
-        configuration = k8s.Configuration()
-        if kubeconfig is None and not os.environ.get("KUBECONFIG"):
-            try:
-                k8s_config.load_incluster_config(client_configuration=configuration)
-            except k8s_config.ConfigException:
-                k8s_config.load_kube_config(client_configuration=configuration)
-        else:
-            k8s_config.load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else None,
-                client_configuration=configuration,
-            )
-        # One connection per worker thread, or requests queue for a free one.
-        configuration.connection_pool_maxsize = pool_size
-        return cls(k8s.ApiClient(configuration))
+        return cls(load_settings(kubeconfig), pool_size=pool_size)
 
     def connection(self) -> Connection:
-        configuration = self._api.configuration
-        # The client keeps a service-account or kubeconfig token under "BearerToken";
-        # older releases used "authorization".
-        auth = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+        settings = self._settings
+        # The current token: a service-account token file is read again as it is rotated.
+        auth = settings.authorization() or ""
         return Connection(
-            server=configuration.host,
-            ca_path=configuration.ssl_ca_cert,
-            cert_path=configuration.cert_file,
-            key_path=configuration.key_file,
+            server=settings.server,
+            ca_path=settings.ca_path,
+            cert_path=settings.cert_path,
+            key_path=settings.key_path,
             token=(auth[7:] if auth[:7].lower() == "bearer " else auth).strip() or None,
-            insecure=not configuration.verify_ssl,
+            insecure=settings.insecure,
+            ca_data=settings.ca_data,
+            cert_data=settings.cert_data,
+            key_data=settings.key_data,
         )
 
     def close(self) -> None:
-        self._api.close()
+        self._pool.close()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -267,23 +279,52 @@ class KubeClient:
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = None,
-    ) -> Any:
+    ) -> urllib3.BaseHTTPResponse:
+        """The response of a 2xx answer, its body unread; any other answer raises."""
+        url = self._prefix + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers["User-Agent"] = USER_AGENT
+        authorization = self._settings.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
         try:
-            return self._api.call_api(
-                path,
+            response = self._pool.urlopen(
                 method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=_AUTH,
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=timeout if timeout is not None else self._timeout,
+                url,
+                body=json.dumps(body).encode() if body is not None else None,
+                headers=headers,
+                timeout=_timeout(timeout if timeout is not None else self._timeout),
+                preload_content=False,
             )
-        except k8s.exceptions.ApiException as exc:
-            raise _from_exception(method, path, exc) from None
+            if 200 <= response.status <= 299:
+                return response
+            try:
+                failure = _Failure(
+                    response.status, response.reason, response.data.decode("utf-8", "replace")
+                )
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.SSLError as exc:
+            failure = _Failure(0, f"{type(exc).__name__}\n{exc}", None)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(0, "Unreachable", f"{method} {path}: {exc}") from exc
+        raise _from_exception(method, path, failure)
+
+
+def _timeout(timeout: float | tuple[float, float]) -> urllib3.Timeout:
+    """One number bounds the whole request; a pair bounds the connect and each read."""
+    if isinstance(timeout, tuple):
+        return urllib3.Timeout(connect=timeout[0], read=timeout[1])
+    return urllib3.Timeout(total=timeout)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """An error answer (status 0: no answer): what ``_from_exception`` maps to an ApiError."""
+
+    status: int
+    reason: str | None
+    body: str | None
 
 
 def _from_exception(method: str, path: str, exc: Any) -> ApiError:

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
-
-import kopf
-from kopf._cogs.structs.ephemera import AnyMemo
-from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
 from kubelambda.api.labels import MANAGED_BY, MANAGED_BY_LABEL
 from kubelambda.platforms.kubernetes.client import Connection
@@ -30,6 +27,19 @@ from kubelambda.platforms.kubernetes.kinds import (
     SERVICE,
     Kind,
 )
+
+# kopf imports the official client's models (43 MiB) only to recognise them in kopf.adopt and
+# kopf.label, which kubelambda never calls; hidden, they become kopf's own dummies.
+_HIDDEN = "kubernetes.client" not in sys.modules
+if _HIDDEN:
+    sys.modules["kubernetes.client"] = None  # type: ignore[assignment]
+try:
+    import kopf
+    from kopf._cogs.structs.ephemera import AnyMemo
+    from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
+finally:
+    if _HIDDEN:
+        sys.modules.pop("kubernetes.client", None)
 
 __all__ = ["OWNED", "ForgetfulMemories", "Listener", "build_registry", "run"]
 
@@ -104,11 +114,14 @@ def build_registry(
         return kopf.ConnectionInfo(
             server=current.server,
             ca_path=current.ca_path,
+            ca_data=current.ca_data,
             insecure=current.insecure,
             scheme="Bearer" if current.token else None,
             token=current.token,
             certificate_path=current.cert_path,
+            certificate_data=current.cert_data,
             private_key_path=current.key_path,
+            private_key_data=current.key_data,
         )
 
     @kopf.on.startup(registry=registry)

@@ -1,15 +1,23 @@
-"""kube/client.py without a server: API errors keep the server's reason and message, watch
-lines become events, and ERROR events raise (410 means list again)."""
+"""platforms/kubernetes/client.py: API errors keep the server's reason and message, watch lines
+become events, ERROR events raise (410 means list again), kopf gets the current credentials,
+and requests reach a loopback HTTP server with their path, query, headers and body."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from kubelambda.platforms.kubernetes.client import _from_exception, _watch_event
+from kubelambda.platforms.kubernetes.client import MERGE, KubeClient, _from_exception, _watch_event
 from kubelambda.platforms.kubernetes.errors import ApiError, Conflict, NotFound
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP
+from kubelambda.platforms.kubernetes.kubeconfig import ConnectionSettings, TokenFile
 
 
 class FakeException:
@@ -54,22 +62,124 @@ def test_watch_lines() -> None:
         _watch_event({"type": "ADDED"})
 
 
-def test_the_connection_for_kopf_carries_a_service_account_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from kubernetes import client as k8s
-    from kubernetes.config.incluster_config import InClusterConfigLoader
-
-    from kubelambda.platforms.kubernetes.client import KubeClient
-
+def test_the_connection_for_kopf_carries_the_current_token_and_the_data(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("sa-token-123")
-    ca = tmp_path / "ca.crt"
-    ca.write_text("not checked here")
-    configuration = k8s.Configuration()
-    InClusterConfigLoader(
-        token_filename=str(token),
-        cert_filename=str(ca),
-        environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"},
-    ).load_and_set(client_configuration=configuration)
-    connection = KubeClient(k8s.ApiClient(configuration)).connection()
-    assert connection.token == "sa-token-123"
-    assert connection.server == "https://10.0.0.1:443"
+    # Plain http, so that no TLS context is built from the placeholder data.
+    settings = ConnectionSettings(
+        server="http://10.0.0.1:80",
+        ca_data=b"ca",
+        cert_data=b"cert",
+        key_path="/k",
+        authorization=TokenFile(str(token)),
+    )
+    client = KubeClient(settings)
+    connection = client.connection()
+    assert (connection.server, connection.token) == ("http://10.0.0.1:80", "sa-token-123")
+    assert (connection.ca_path, connection.ca_data) == (None, b"ca")
+    assert (connection.cert_data, connection.key_path) == (b"cert", "/k")
+    token.write_text("rotated-token")
+    assert client.connection().token == "rotated-token"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers by path; remembers each request's line, headers and body."""
+
+    seen: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        type(self).seen.append((f"{self.command} {self.path}", dict(self.headers), body))
+        status, payload = ANSWERS[
+            f"{self.command} {self.path.split('?')[0].removeprefix('/prefix')}"
+        ]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_PATCH = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _status(code: int, reason: str, message: str) -> bytes:
+    return json.dumps(
+        {"kind": "Status", "code": code, "reason": reason, "message": message}
+    ).encode()
+
+
+ANSWERS: dict[str, tuple[int, bytes]] = {
+    "GET /api/v1/namespaces/ns/configmaps/there": (200, b'{"metadata": {"name": "there"}}'),
+    "GET /api/v1/namespaces/ns/configmaps/gone": (404, _status(404, "NotFound", "not there")),
+    "POST /api/v1/namespaces/ns/configmaps": (409, _status(409, "AlreadyExists", "taken")),
+    "PATCH /api/v1/namespaces/ns/configmaps/broken": (502, b"<html>bad gateway</html>"),
+    "GET /api/v1/namespaces/ns/configmaps": (
+        200,
+        b'{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n'
+        b'{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}\n',
+    ),
+}
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Handler.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def test_requests_over_http_keep_the_answers_and_the_errors(served: str) -> None:
+    client = KubeClient(
+        ConnectionSettings(server=served + "/prefix/", authorization=lambda: "Bearer t0k"),
+        pool_size=2,
+    )
+    assert client.get(CONFIG_MAP, namespace="ns", name="there") == {"metadata": {"name": "there"}}
+    assert client.get(CONFIG_MAP, namespace="ns", name="gone") is None
+    with pytest.raises(Conflict) as conflict:
+        client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "taken", "namespace": "ns"},
+            }
+        )
+    assert (conflict.value.reason, conflict.value.message) == ("AlreadyExists", "taken")
+    with pytest.raises(ApiError) as broken:
+        client.merge_patch(CONFIG_MAP, namespace="ns", name="broken", patch={"data": {"a": "b"}})
+    assert (broken.value.status, broken.value.transient) == (502, True)
+    assert "<html>bad gateway</html>" in broken.value.message
+    events = list(client.watch(CONFIG_MAP, namespace="ns", resource_version="5"))
+    assert [(e.type, e.object["metadata"]) for e in events] == [
+        ("ADDED", {"name": "a"}),
+        ("BOOKMARK", {"resourceVersion": "7"}),
+    ]
+    line, headers, body = _Handler.seen[3]
+    assert line == "PATCH /prefix/api/v1/namespaces/ns/configmaps/broken"
+    assert (headers["Authorization"], headers["Content-Type"]) == ("Bearer t0k", MERGE)
+    assert json.loads(body) == {"data": {"a": "b"}}
+    assert _Handler.seen[4][0].startswith(
+        "GET /prefix/api/v1/namespaces/ns/configmaps?watch=true&resourceVersion=5&"
+    )
+    client.close()
+
+
+def test_an_unreachable_server_is_status_0(served: str) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = KubeClient(ConnectionSettings(server=f"http://127.0.0.1:{port}"), timeout=5.0)
+    with pytest.raises(ApiError) as caught:
+        client.get(CONFIG_MAP, namespace="ns", name="x")
+    assert (caught.value.status, caught.value.reason, caught.value.transient) == (
+        0,
+        "Unreachable",
+        True,
+    )
