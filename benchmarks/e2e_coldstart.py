@@ -340,7 +340,7 @@ def run_raw(running: Cluster, trials: int) -> list[Trial]:
                 code_configmap=f"{NAME}-code",
                 replicas=0,
                 # The pod shape the controller gives a small inline-code Function: no volumes.
-                code_in_environment=("app.py",),
+                code_in_environment={"app.py": CODE},
             ),
         ]
     )

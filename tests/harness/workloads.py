@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +34,13 @@ def runtime_deployment(
     handler: str,
     code_configmap: str,
     replicas: int = 1,
-    code_in_environment: tuple[str, ...] = (),
+    code_in_environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A hardened runtime pod as the controller should make one: non-root, read-only root,
     writable /tmp, no capabilities, no service-account token, a readiness probe on /healthz.
-    ``code_in_environment``: these keys of the ConfigMap come as the runtime's code variables
-    instead (docs/contracts.md "Code in the environment"), in a pod without volumes whose root
-    is writable, as the controller makes a small inline-code Function's."""
+    ``code_in_environment``: these files (path → text) come as the runtime's code variables
+    instead, literal values (docs/contracts.md "Code in the environment"), in a pod without
+    volumes whose root is writable, as the controller makes a small inline-code Function's."""
     labels = {"app.kubernetes.io/name": name, "kubelambda.dev/e2e": "raw"}
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -106,9 +107,8 @@ def runtime_deployment(
         container["env"].append(
             {"name": "KUBELAMBDA_CODE_FILES", "value": json.dumps(list(code_in_environment))}
         )
-        for index, key in enumerate(code_in_environment):
-            source = {"configMapKeyRef": {"name": code_configmap, "key": key}}
-            container["env"].append({"name": f"KUBELAMBDA_CODE_{index}", "valueFrom": source})
+        for index, text in enumerate(code_in_environment.values()):
+            container["env"].append({"name": f"KUBELAMBDA_CODE_{index}", "value": text})
     return deployment
 
 

@@ -13,6 +13,7 @@ from typing import Final
 __all__ = [
     "ANNOUNCE_KEY",
     "CODE_HASH_ANNOTATION",
+    "COMPONENT_LABEL",
     "FUNCTION_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
@@ -24,6 +25,8 @@ __all__ = [
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "kubelambda"
 FUNCTION_LABEL: Final = "kubelambda.dev/function"
+# Which part of kubelambda an object is: on an object no Function owns, the only mark of ours.
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 CODE_HASH_ANNOTATION: Final = "kubelambda.dev/code-hash"
 # The key of a Function's announcement Secret: "I am a pod of this Function" (docs/contracts.md
 # "Announcements").
@@ -39,7 +42,7 @@ def function_labels(function_name: str) -> dict[str, str]:
     """Labels of every object built for a Function, and of its pods."""
     return {
         "app.kubernetes.io/name": function_name,
-        "app.kubernetes.io/component": "function",
+        COMPONENT_LABEL: "function",
         MANAGED_BY_LABEL: MANAGED_BY,
         FUNCTION_LABEL: function_name,
     }

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelambda.platforms.kubernetes.errors import NotFound
+from kubelambda.platforms.kubernetes.errors import Conflict, NotFound
 from kubelambda.platforms.kubernetes.events import EventType
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind, kind_of
 
@@ -35,6 +35,10 @@ class Cluster(Protocol):
 
     async def create_once(self, obj: Mapping[str, Any]) -> bool:
         """Create ``obj`` unless it exists (then it is left as it is); True when created."""
+        ...
+
+    async def delete(self, kind: Kind, *, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object if it is still the one with ``uid``; False when it was gone."""
         ...
 
     async def patch_status(
@@ -129,6 +133,17 @@ class FakeCluster:
             return False
         self.writes.append(("create", kind_of(obj).kind, meta["name"]))
         self.put(obj)
+        return True
+
+    async def delete(self, kind: Kind, *, namespace: str, name: str, uid: str) -> bool:
+        key = self._key(kind, namespace, name)
+        live = self.objects.get(key)
+        if live is None:
+            return False
+        if live["metadata"].get("uid") != uid:
+            raise Conflict(409, "Conflict", f"{kind} {namespace}/{name}: uid precondition failed")
+        self.writes.append(("delete", kind.kind, name))
+        del self.objects[key]
         return True
 
     @staticmethod

@@ -1,6 +1,8 @@
-"""Reconciles one Function: builds its ConfigMap, NetworkPolicy, Service and Deployment (with
-the package and layers it pinned on S3), applies what differs from the watched copies
-(owned.py), and writes a status that tells the truth.
+"""Reconciles one Function: builds its Service and Deployment (with the package and layers it
+pinned on S3), its code ConfigMap unless its code rides in the pods' environment, its
+namespace's shared NetworkPolicy and its own when it declares destinations; applies what differs
+from the watched copies (owned.py), deletes what it no longer needs, and writes a status that
+tells the truth.
 
 The operator's workers call ``FunctionReconciler.reconcile`` with a key from the queue. It is
 level-based: it reads only the current objects, so running it twice, or after a restart,
@@ -36,10 +38,15 @@ from kubelambda.controller.resources.code import (
 )
 from kubelambda.controller.resources.deployment import (
     announce_secret,
+    code_in_environment,
     function_deployment,
 )
-from kubelambda.controller.resources.meta import Owner
-from kubelambda.controller.resources.networkpolicy import function_network_policy
+from kubelambda.controller.resources.meta import Owner, code_config_map_name
+from kubelambda.controller.resources.networkpolicy import (
+    FUNCTIONS_POLICY_COMPONENT,
+    function_network_policy,
+    functions_network_policy,
+)
 from kubelambda.controller.resources.packages import PackageFetch
 from kubelambda.controller.resources.service import function_service
 from kubelambda.controller.resources.status import (
@@ -52,7 +59,7 @@ from kubelambda.controller.resources.status import (
 from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
 from kubelambda.platforms.kubernetes.errors import ApiError
-from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, NETWORK_POLICY
 from kubelambda.platforms.packages import S3Packages
 
 __all__ = ["FunctionReconciler", "Result"]
@@ -75,6 +82,12 @@ class _Code:
     mount: CodeMount | None
     hash: str | None
     packages: PackageFetch | None = None
+
+
+def _rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """Every pod of ``deployment`` runs its latest template (none of an older one is left)."""
+    state = DeploymentState.of(deployment)
+    return state.current and state.updated == state.total
 
 
 class FunctionReconciler:
@@ -256,15 +269,26 @@ class FunctionReconciler:
     ) -> dict[str, Any] | None:
         """The Deployment as applied, or None when it was deleted meanwhile."""
         image = self._image(function)
-        # Code and the network policy go first: a pod never starts without its code, nor
+        in_environment = code.mount is not None and code_in_environment(
+            function, code=code.mount, packages=code.packages, config=self.config
+        )
+        # Code and the network policies go first: a pod never starts without its code, nor
         # unprotected.
+        shared = functions_network_policy(namespace=owner.namespace, config=self.config)
         first = [
-            function_network_policy(function, owner=owner, config=self.config),
-            function_service(owner=owner),
+            self.owned.ensure_shared(shared, component=FUNCTIONS_POLICY_COMPONENT, changes=changes),
+            self.owned.ensure(function_service(owner=owner), owner, changes),
         ]
-        if code.config_map is not None:
-            first.insert(0, code.config_map)
-        await asyncio.gather(*(self.owned.ensure(obj, owner, changes) for obj in first))
+        own_policy = function_network_policy(function, owner=owner, config=self.config)
+        if own_policy is not None:
+            first.append(self.owned.ensure(own_policy, owner, changes))
+        if code.config_map is not None and not in_environment:
+            first.append(self.owned.ensure(code.config_map, owner, changes))
+        await asyncio.gather(*first)
+        if own_policy is None:
+            # The shared policy is in place: the Function's own (an earlier version's, or
+            # for destinations it no longer declares) would only add stale rules.
+            await self.owned.retire(NETWORK_POLICY, owner, owner.name, changes)
         desired = function_deployment(
             function,
             owner=owner,
@@ -274,13 +298,18 @@ class FunctionReconciler:
             config=self.config,
             packages=code.packages,
         )
-        return await self.owned.ensure(
+        deployment = await self.owned.ensure(
             desired,
             owner,
             changes,
             create_replicas=function.scaling.min_replicas,
             before_write=self._announce_key if self.config.announce_url else None,
         )
+        if in_environment and deployment is not None and _rolled_out(deployment):
+            # No pod reads the code ConfigMap an earlier version made any more (a pod of the
+            # old ReplicaSet would, were it started again: hence only once the rollout is done).
+            await self.owned.retire(CONFIG_MAP, owner, code_config_map_name(owner.name), changes)
+        return deployment
 
     async def _announce_key(self, owner: Owner, changes: list[str]) -> None:
         """Before the Deployment is written: the key its pods announce themselves with. Made

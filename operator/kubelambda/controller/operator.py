@@ -25,7 +25,7 @@ from kubelambda.api import (
     parse_trigger,
 )
 from kubelambda.api.identity import FunctionKey
-from kubelambda.api.labels import FUNCTION_LABEL
+from kubelambda.api.labels import COMPONENT_LABEL, FUNCTION_LABEL
 from kubelambda.api.subscriptions import BucketNotifications
 from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
@@ -35,6 +35,7 @@ from kubelambda.controller.metrics import OperatorMetrics, Outcome
 from kubelambda.controller.observer import Probe, SourceObserver
 from kubelambda.controller.pool import PoolManager, PoolPods
 from kubelambda.controller.queue import WorkQueue
+from kubelambda.controller.resources.networkpolicy import FUNCTIONS_POLICY_COMPONENT
 from kubelambda.controller.store import Store
 from kubelambda.controller.triggers import TriggerReconciler
 from kubelambda.platforms.kubernetes.errors import ApiError
@@ -185,9 +186,16 @@ class Operator:
             self.store.remove(kind, body)
         else:
             self.store.put(kind, body)
-        owner = ((body.get("metadata") or {}).get("labels") or {}).get(FUNCTION_LABEL)
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        owner = labels.get(FUNCTION_LABEL)
         if owner:
             self.queue.add(("Function", namespace, str(owner)))
+        elif labels.get(COMPONENT_LABEL) == FUNCTIONS_POLICY_COMPONENT:
+            # The namespace's shared policy, edited or deleted by hand: every Function there
+            # relies on it, and any of their reconciles puts it back (the rest change nothing).
+            for function in self.store.all(FUNCTION):
+                if _where(function)[0] == namespace:
+                    self.queue.add(("Function", namespace, _where(function)[1]))
 
     def function(self, key: FunctionKey) -> Function | None:
         """A valid Function the watch has shown, or None."""

@@ -1,7 +1,8 @@
 """Writing the objects a Function owns: each one the reconciler builds is created, or applied
 again only when the stored copy differs from it, never over someone else's object, and a
 Deployment's replicas are handed to the autoscaler's field manager before an apply that
-leaves them out.
+leaves them out; the objects it no longer needs are deleted, and the objects its namespace's
+Functions share are written as carefully.
 
 ``FunctionReconciler`` (functions.py) calls ``OwnedObjects.ensure`` for each object it builds;
 the store (the watch cache) is what "stored" means, with a GET for an object it has not seen.
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from kubelambda.api.labels import COMPONENT_LABEL
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER
 from kubelambda.controller.drift import contains, fingerprinted
@@ -21,6 +23,7 @@ from kubelambda.controller.resources.deployment import with_replicas
 from kubelambda.controller.resources.meta import Owner
 from kubelambda.controller.resources.status import Blocked, BlockedError
 from kubelambda.controller.store import Store
+from kubelambda.platforms.kubernetes.errors import Conflict
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind, kind_of
 
 __all__ = ["BeforeWrite", "OwnedObjects"]
@@ -98,6 +101,48 @@ class OwnedObjects:
             # does not exist, and the status says so (a Deployment "does not exist yet").
             logger.info("%s %s/%s was deleted after this write", kind.kind, owner.namespace, name)
         return kept
+
+    async def ensure_shared(
+        self, desired: dict[str, Any], *, component: str, changes: list[str]
+    ) -> None:
+        """Create or update ``desired``, an object of the namespace that no one Function owns
+        (its ``app.kubernetes.io/component`` label is ``component``), never over someone
+        else's object of that name: every Function that needs it is blocked instead."""
+        kind = kind_of(desired)
+        meta = desired["metadata"]
+        desired = fingerprinted(desired)
+        live = await self.live(kind, meta["namespace"], meta["name"])
+        if live is not None:
+            labels = (live.get("metadata") or {}).get("labels") or {}
+            if labels.get(COMPONENT_LABEL) != component:
+                raise BlockedError(
+                    Blocked(
+                        "ResourceConflict",
+                        f"{kind.kind} {meta['name']} already exists and is not kubelambda's;"
+                        " remove that object",
+                    ),
+                    recheck=True,
+                )
+            if contains(live, desired):
+                return
+        applied = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
+        changes.append(f"{'created' if live is None else 'updated'} {kind.kind} {meta['name']}")
+        self.store.put(kind, applied)
+
+    async def retire(self, kind: Kind, owner: Owner, name: str, changes: list[str]) -> None:
+        """Delete the Function's object ``name`` if the watch shows one (an object it no longer
+        needs, made by an earlier version or for an earlier spec); no request otherwise."""
+        live = self.store.get(kind, namespace=owner.namespace, name=name)
+        if live is None or controller_uid(live) != owner.uid:
+            return
+        uid = str((live.get("metadata") or {}).get("uid"))
+        try:
+            deleted = await self.cluster.delete(kind, namespace=owner.namespace, name=name, uid=uid)
+        except Conflict:
+            return  # a newer object of that name: the next reconcile looks at it
+        self.store.remove(kind, live)
+        if deleted:
+            changes.append(f"deleted {kind.kind} {name}")
 
     async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
         # Without force: should the autoscaler have taken replicas meanwhile, this conflicts

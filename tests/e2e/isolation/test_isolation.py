@@ -86,9 +86,10 @@ def _set_metrics_from(running: Cluster, installed: Installed, *, rollback: bool)
 
 
 def _policy_admits_scrapers(running: Cluster, namespace: str, function: str) -> bool:
-    """The Function's NetworkPolicy, as the restarted operator renders it, names the scrapers."""
+    """The NetworkPolicy ``function``'s namespace shares (kubelambda-functions), as the
+    restarted operator renders it, names the scrapers."""
     found = running.get(
-        "networkpolicies", "-n", namespace, "-l", f"kubelambda.dev/function={function}"
+        "networkpolicies", "-n", namespace, "-l", "app.kubernetes.io/component=functions"
     )["items"]
     return any(SCRAPERS_NAMESPACE in json.dumps(item["spec"]) for item in found)
 

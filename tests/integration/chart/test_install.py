@@ -104,7 +104,10 @@ RBAC = [
     (OPERATOR, "create", "configmaps", "team-a", True),
     (OPERATOR, "create", "services", "team-a", True),
     (OPERATOR, "create", "networkpolicies.networking.k8s.io", "team-a", True),
-    (OPERATOR, "delete", "networkpolicies.networking.k8s.io", "team-a", False),
+    # The objects a Function no longer needs: its own policy, its code ConfigMap.
+    (OPERATOR, "delete", "networkpolicies.networking.k8s.io", "team-a", True),
+    (OPERATOR, "delete", "configmaps", "team-a", True),
+    (OPERATOR, "delete", "services", "team-a", False),
     (OPERATOR, "get", "secrets", "team-a", True),
     (OPERATOR, "list", "secrets", "team-a", False),
     # Each Function's announce Secret, created once and read when its pods announce themselves.

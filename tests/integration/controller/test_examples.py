@@ -16,6 +16,7 @@ from integration.controller.operating import (
     wait_condition,
 )
 from kubelambda.api import Function, InlineCode, Trigger, load_manifests
+from kubelambda.api.packages import function_zips
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 # Examples a cluster takes: the ones without spec.code.path (that one is for local mode).
@@ -74,13 +75,20 @@ def test_example_is_served(
 
         service = get(kube_api, "service", name, namespace)
         assert service is not None and service["spec"]["clusterIP"] == "None"
-        assert get(kube_api, "networkpolicy", name, namespace) is not None
+        assert get(kube_api, "networkpolicy", "kubelambda-functions", namespace) is not None
+        # A policy of its own only for the destinations it declares.
+        own = get(kube_api, "networkpolicy", name, namespace)
+        assert (own is not None) == bool(function.egress), name
         code = get(kube_api, "configmap", f"{name}-code", namespace)
-        if isinstance(function.code, InlineCode):
+        env = {var["name"] for var in container.get("env", ())}
+        if not isinstance(function.code, InlineCode):
+            assert code is None
+        elif function.image is None and not function_zips(function):
+            # Small inline code on a runtime image rides in the environment: no ConfigMap.
+            assert code is None and "KUBELAMBDA_CODE_0" in env, name
+        else:
             assert code is not None
             assert code["metadata"]["ownerReferences"][0]["uid"] == uid
-        else:
-            assert code is None
 
     for trigger in (o for o in objects if isinstance(o, Trigger)):
         body = wait_condition(

@@ -33,14 +33,19 @@ def apply(api: ApiServer, namespace: str, *objects: dict[str, Any]) -> None:
     api.kubectl("apply", "-n", namespace, "-f", "-", input=documents)
 
 
-OWNED = ("deployment", "service", "networkpolicy", "configmap")
+OWNED = ("deployment", "service")  # small inline code has no ConfigMap, nor policy of its own
+SHARED_POLICY = "kubelambda-functions"  # the namespace's Functions' NetworkPolicy
 
 
 def owned(api: ApiServer, namespace: str, name: str = "fn") -> dict[str, Any]:
-    return {
-        kind: get(api, kind, f"{name}-code" if kind == "configmap" else name, namespace)
-        for kind in OWNED
-    }
+    return {kind: get(api, kind, name, namespace) for kind in OWNED}
+
+
+def code_env(deployment: dict[str, Any] | None) -> dict[str, str]:
+    """The Deployment's code variables (docs/contracts.md "Code in the environment")."""
+    assert deployment is not None
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {var["name"]: var["value"] for var in env if var["name"].startswith("KUBELAMBDA_CODE")}
 
 
 def test_an_operator_restart_changes_nothing(
@@ -56,7 +61,7 @@ def test_an_operator_restart_changes_nothing(
     wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
     wait_condition(kube_api, "fn", "warm", namespace, reason="Starting")
     wait_condition(kube_api, "trigger", "fn-http", namespace, reason="Published")
-    kinds = ["functions", "triggers", "replicasets", *OWNED]
+    kinds = ["functions", "triggers", "replicasets", *OWNED, "networkpolicies", "configmaps"]
     before = settled(kube_api, namespace, kinds)
     assert len(before) >= 10
 
@@ -115,8 +120,8 @@ def test_a_code_change_rolls_the_pod_template(
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["kubelambda.dev/code-hash"] == second["status"]["codeHash"]
     assert deployment["spec"]["template"] != template
-    config_map = get(kube_api, "configmap", "fn-code", namespace)
-    assert config_map is not None and config_map["data"]["app.py"] == APP.replace("1", "2")
+    assert code_env(deployment)["KUBELAMBDA_CODE_0"] == APP.replace("1", "2")
+    assert get(kube_api, "configmap", "fn-code", namespace) is None
 
 
 def test_hand_edits_are_put_back_but_replicas_are_not_touched(
@@ -125,25 +130,25 @@ def test_hand_edits_are_put_back_but_replicas_are_not_touched(
     apply(kube_api, namespace, function())
     wait_condition(kube_api, "fn", "fn", namespace, reason="ScaledToZero")
     original = owned(kube_api, namespace)
+    policy = get(kube_api, "networkpolicy", SHARED_POLICY, namespace)
+    assert policy is not None
 
     ns = ("-n", namespace)
     kube_api.kubectl("set", "image", "deployment/fn", "function=evil:1", *ns)
-    kube_api.kubectl(
-        "patch", "configmap", "fn-code", "--type=merge", "-p", '{"data":{"app.py":"x"}}', *ns
-    )
     kube_api.kubectl("delete", "service", "fn", *ns)
-    kube_api.kubectl("label", "networkpolicy", "fn", "app.kubernetes.io/managed-by-", *ns)
+    # Out of the operator's watch (its label selector): the watch reports it deleted.
+    kube_api.kubectl("label", "networkpolicy", SHARED_POLICY, "app.kubernetes.io/managed-by-", *ns)
     kube_api.kubectl("scale", "deployment/fn", "--replicas=3", *ns)
 
     def restored() -> bool:
         now = owned(kube_api, namespace)
+        shared = get(kube_api, "networkpolicy", SHARED_POLICY, namespace)
         return (
             all(now.values())
             and now["deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]  # type: ignore[index]
             == original["deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
-            and now["configmap"]["data"] == original["configmap"]["data"]  # type: ignore[index]
-            and now["networkpolicy"]["metadata"]["labels"]
-            == original["networkpolicy"]["metadata"]["labels"]  # type: ignore[index]
+            and shared is not None
+            and shared["metadata"]["labels"] == policy["metadata"]["labels"]
         )
 
     wait_for(restored, timeout=60, what="the hand edits undone")
@@ -296,20 +301,35 @@ def test_the_users_function_is_left_as_declared(
             assert entry.get("subresource") == "status", entry
 
 
-@pytest.mark.parametrize("name", ["hello-code"])
+MINE = {
+    "Service": {"ports": [{"port": 80}], "selector": {"app": "mine"}},
+    "NetworkPolicy": {"podSelector": {"matchLabels": {"app": "mine"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("Service", "hello"), ("NetworkPolicy", SHARED_POLICY)],  # a Function's, the namespace's
+)
 def test_an_object_that_is_not_ours_is_left_alone(
-    kube_api: ApiServer, operator: OperatorProcess, namespace: str, name: str
+    kube_api: ApiServer, operator: OperatorProcess, namespace: str, kind: str, name: str
 ) -> None:
-    kube_api.kubectl("create", "configmap", name, "-n", namespace, "--from-literal=app.py=mine")
+    api_version = "v1" if kind == "Service" else "networking.k8s.io/v1"
+    mine = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": MINE[kind]}
+    apply(kube_api, namespace, mine)
     apply(kube_api, namespace, function("hello"))
     body = wait_condition(
         kube_api, "fn", "hello", namespace, reason="ResourceConflict", status="False"
     )
-    assert f"ConfigMap {name}" in condition(body)["message"]  # type: ignore[index]
-    config_map = get(kube_api, "configmap", name, namespace)
-    assert config_map is not None
-    assert config_map["data"] == {"app.py": "mine"}
-    assert "ownerReferences" not in config_map["metadata"]
+    assert f"{kind} {name}" in condition(body)["message"]  # type: ignore[index]
+    found = get(kube_api, kind.lower(), name, namespace)
+    assert found is not None
+    assert (
+        found["spec"]["selector" if kind == "Service" else "podSelector"]
+        == (MINE[kind]["selector" if kind == "Service" else "podSelector"])
+    )
+    assert "ownerReferences" not in found["metadata"]
+    assert "labels" not in found["metadata"]
 
 
 def test_what_the_spec_no_longer_says_is_removed(
@@ -334,5 +354,6 @@ def test_what_the_spec_no_longer_says_is_removed(
 
     names = wait_for(env_names, timeout=60, what="env var A removed from the Deployment")
     assert "B" in names
-    config_map = get(kube_api, "configmap", "fn-code", namespace)
-    assert config_map is not None and set(config_map["data"]) == {"app.py"}
+    # The file dropped too: its variable is gone, not left behind by the merge.
+    code = code_env(get(kube_api, "deployment", "fn", namespace))
+    assert code == {"KUBELAMBDA_CODE_FILES": '["app.py"]', "KUBELAMBDA_CODE_0": APP}

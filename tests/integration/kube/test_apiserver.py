@@ -15,6 +15,9 @@ import yaml
 from harness.apiserver import ApiServer
 from harness.binaries import KUBERNETES_VERSION
 from harness.procs import wait_until
+from kubelambda.platforms.kubernetes.client import KubeClient
+from kubelambda.platforms.kubernetes.errors import Conflict
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -163,3 +166,24 @@ def test_garbage_collector_deletes_what_an_owner_owned(kube_api: ApiServer, name
         timeout=90,  # its informers may still be syncing right after the server started
         watch=list(kube_api.servers.values()),
     )
+
+
+def test_a_delete_with_a_uid_removes_only_that_object(kube_api: ApiServer, namespace: str) -> None:
+    """KubeClient.delete(uid=...): the operator deletes an object it no longer needs only if it is
+    still the one it saw, never a newer one of the same name."""
+    client = KubeClient.from_config(kube_api.kubeconfig)
+    created = client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "old", "namespace": namespace},
+        }
+    )
+    with pytest.raises(Conflict):
+        client.delete(CONFIG_MAP, namespace=namespace, name="old", uid="not-its-uid")
+    assert client.get(CONFIG_MAP, namespace=namespace, name="old") is not None
+
+    uid = created["metadata"]["uid"]
+    assert client.delete(CONFIG_MAP, namespace=namespace, name="old", uid=uid) is True
+    assert client.get(CONFIG_MAP, namespace=namespace, name="old") is None
+    assert client.delete(CONFIG_MAP, namespace=namespace, name="old", uid=uid) is False

@@ -57,11 +57,14 @@ def test_keys_are_valid_configmap_keys_for_every_allowed_name() -> None:
 
 def test_the_mount_puts_each_key_back_at_its_file_name_and_counts_the_bytes() -> None:
     files = {"app.py": "é = 1\n", "pkg/util.py": "X = 1\n"}
-    assert inline_code_mount(files, function_name="hello") == CodeMount(
+    mount = inline_code_mount(files, function_name="hello")
+    assert mount == CodeMount(
         config_map="hello-code",
         items=(("app.py", "app.py"), ("pkg.util.py", "pkg/util.py")),
-        size=7 + 6,  # UTF-8 bytes: the limit is the kernel's, in bytes
+        texts=("é = 1\n", "X = 1\n"),  # in the order of the items
     )
+    assert mount.size == 7 + 6  # UTF-8 bytes: the limit is the kernel's, in bytes
+    assert CodeMount("my-code").size is None  # a user's ConfigMap: not known here
 
 
 def test_configmap_holds_the_files_under_their_keys_and_is_owned() -> None:

@@ -277,7 +277,16 @@ def test_the_announcement_key_is_random_owned_and_named_for_the_function() -> No
     assert len(key) >= 40 and key != two["stringData"]["key"]
 
 
-SMALL_CODE = CodeMount("hello-code", (("app.py", "app.py"), ("pkg.util.py", "pkg/util.py")), 300)
+SMALL_CODE = CodeMount(
+    "hello-code",
+    (("app.py", "app.py"), ("pkg.util.py", "pkg/util.py")),
+    ("def handler(event, context):\n    return 1\n", "X = 'é'\n"),
+)
+
+
+def code_of_size(size: int) -> CodeMount:
+    """SMALL_CODE's files with ``size`` bytes between them."""
+    return replace(SMALL_CODE, texts=("a" * (size - 1), "b"))
 
 
 def test_small_inline_code_comes_in_the_environment_and_the_pod_has_no_volume(
@@ -292,10 +301,11 @@ def test_small_inline_code_comes_in_the_environment_and_the_pod_has_no_volume(
     assert "volumeMounts" not in runtime
     env = env_of(deployment)
     assert env["KUBELAMBDA_CODE_FILES"] == '["app.py","pkg/util.py"]'
-    assert env["KUBELAMBDA_CODE_0"] == {"configMapKeyRef": {"name": "hello-code", "key": "app.py"}}
-    assert env["KUBELAMBDA_CODE_1"] == {
-        "configMapKeyRef": {"name": "hello-code", "key": "pkg.util.py"}
-    }
+    # Literal values: the pod refers to no object (not even the code ConfigMap, which such a
+    # Function does not get), so it never waits for the node to be allowed to read one.
+    assert env["KUBELAMBDA_CODE_0"] == "def handler(event, context):\n    return 1\n"
+    assert env["KUBELAMBDA_CODE_1"] == "X = 'é'\n"
+    assert not any("valueFrom" in var for var in runtime["env"] if "CODE" in var["name"])
     # /tmp is the container's own: a writable root, bounded as the emptyDir was.
     assert runtime["securityContext"]["readOnlyRootFilesystem"] is False
     assert runtime["securityContext"]["runAsNonRoot"] is True
@@ -306,7 +316,7 @@ def test_small_inline_code_comes_in_the_environment_and_the_pod_has_no_volume(
 @pytest.mark.parametrize(
     ("why", "spec", "code", "config_change"),
     [
-        ("over the limit", {}, replace(SMALL_CODE, size=ENV_CODE_LIMIT + 1), {}),
+        ("over the limit", {}, code_of_size(ENV_CODE_LIMIT + 1), {}),
         ("a user's ConfigMap, of unknown size", {}, CodeMount("my-code"), {}),
         ("a custom image", {"runtime": None, "image": "x:1"}, SMALL_CODE, {}),
         ("a read-only root asked for", {}, SMALL_CODE, {"read_only_root": True}),
@@ -333,5 +343,5 @@ def test_other_code_is_mounted_on_a_read_only_root(
 def test_code_at_the_limit_still_comes_in_the_environment(
     make_function: MakeFunction, config: ControllerConfig
 ) -> None:
-    deployment = build(make_function(), config, code=replace(SMALL_CODE, size=ENV_CODE_LIMIT))
+    deployment = build(make_function(), config, code=code_of_size(ENV_CODE_LIMIT))
     assert "volumes" not in deployment["spec"]["template"]["spec"]

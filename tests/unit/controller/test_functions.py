@@ -48,9 +48,13 @@ def test_a_new_function_gets_its_objects_and_a_status(
     cluster, operator = make_operator(config, make_function())
     settle(operator)
 
-    assert stored(cluster, CONFIG_MAP, "hello-code")["data"]["app.py"].startswith("def handler")
     assert stored(cluster, SERVICE)["spec"]["clusterIP"] == "None"
-    assert stored(cluster, NETWORK_POLICY)["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    shared = stored(cluster, NETWORK_POLICY, "kubelambda-functions")
+    assert shared["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    # Small inline code rides in the pods' environment: no ConfigMap; no destinations declared:
+    # no policy of its own.
+    assert cluster.stored(CONFIG_MAP, namespace=NS, name="hello-code") is None
+    assert cluster.stored(NETWORK_POLICY, namespace=NS, name="hello") is None
     deployment = stored(cluster, DEPLOYMENT)
     assert deployment["spec"]["replicas"] == 0
     status = stored(cluster, FUNCTION)["status"]
@@ -159,12 +163,90 @@ def test_a_new_function_costs_one_write_per_object_and_its_status(
     # The replicas handover waits for the Deployment's next apply (one fewer write per
     # Function); the autoscaler's first scale usually makes it unneeded.
     assert sorted(cluster.writes) == [
-        ("apply", "ConfigMap", "hello-code"),
         ("apply", "Deployment", "hello"),
-        ("apply", "NetworkPolicy", "hello"),
+        ("apply", "NetworkPolicy", "kubelambda-functions"),
         ("apply", "Service", "hello"),
         ("status", "Function", "hello"),
     ]
+    # The namespace's next Function finds the shared policy in place: two objects of its own.
+    writes = len(cluster.writes)
+    operator.function_event("ADDED", cluster.put(make_function("world")))
+    settle(operator)
+    assert sorted(cluster.writes[writes:]) == [
+        ("apply", "Deployment", "world"),
+        ("apply", "Service", "world"),
+        ("status", "Function", "world"),
+    ]
+
+
+def test_mounted_code_gets_its_configmap_and_declared_destinations_their_policy(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    manifest = make_function(network={"egress": [{"cidr": "10.0.0.0/8", "ports": [5432]}]})
+    cluster, operator = make_operator(replace(config, read_only_root=True), manifest)
+    settle(operator)
+    assert stored(cluster, CONFIG_MAP, "hello-code")["data"]["app.py"].startswith("def handler")
+    own = stored(cluster, NETWORK_POLICY, "hello")
+    assert own["spec"]["policyTypes"] == ["Egress"]
+    assert own["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert stored(cluster, NETWORK_POLICY, "kubelambda-functions")
+
+    # Destinations no longer declared: the Function's own policy goes, the shared one stays.
+    changed = stored(cluster, FUNCTION)
+    del changed["spec"]["network"]
+    operator.function_event("MODIFIED", cluster.put(changed))
+    settle(operator)
+    assert cluster.stored(NETWORK_POLICY, namespace=NS, name="hello") is None
+    assert ("delete", "NetworkPolicy", "hello") in cluster.writes
+    assert "deleted NetworkPolicy hello" in cluster.events[-1].message
+    assert stored(cluster, NETWORK_POLICY, "kubelambda-functions")
+
+
+def test_objects_an_earlier_version_made_are_deleted_once_no_pod_needs_them(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    """Upgrading from the version that gave every Function its policy and code ConfigMap."""
+    cluster, operator = make_operator(replace(config, read_only_root=True), make_function())
+    settle(operator)
+    # What the earlier version made: the Function's own full policy, and its code ConfigMap.
+    function = stored(cluster, FUNCTION)
+    old_policy = copy.deepcopy(stored(cluster, NETWORK_POLICY, "kubelambda-functions"))
+    old_policy["metadata"] = {
+        "name": "hello",
+        "namespace": NS,
+        "labels": stored(cluster, SERVICE)["metadata"]["labels"],
+        "ownerReferences": stored(cluster, SERVICE)["metadata"]["ownerReferences"],
+    }
+    operator.owned_event(NETWORK_POLICY, "ADDED", cluster.put(old_policy))
+    operator = restart(config, cluster)  # the new version: code in the environment
+    settle(operator)
+
+    assert cluster.stored(NETWORK_POLICY, namespace=NS, name="hello") is None
+    # The old pods read the ConfigMap should they start again: it stays until the rollout ends.
+    assert stored(cluster, CONFIG_MAP, "hello-code")
+    deployment = stored(cluster, DEPLOYMENT)
+    generation = deployment["metadata"]["generation"]
+    deployment["status"] = {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 0}
+    operator.owned_event(DEPLOYMENT, "MODIFIED", cluster.put(deployment))
+    settle(operator)
+    assert stored(cluster, CONFIG_MAP, "hello-code")
+    deployment["status"] = {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1}
+    operator.owned_event(DEPLOYMENT, "MODIFIED", cluster.put(deployment))
+    settle(operator)
+    assert cluster.stored(CONFIG_MAP, namespace=NS, name="hello-code") is None
+    assert stored(cluster, FUNCTION)["metadata"]["uid"] == function["metadata"]["uid"]
+
+
+def test_the_shared_policy_deleted_by_hand_is_put_back(
+    make_function: MakeFunction, config: ControllerConfig
+) -> None:
+    cluster, operator = make_operator(config, make_function(), make_function("world"))
+    settle(operator)
+    policy = stored(cluster, NETWORK_POLICY, "kubelambda-functions")
+    cluster.objects.pop(("networkpolicies.networking.k8s.io", NS, "kubelambda-functions"))
+    operator.owned_event(NETWORK_POLICY, "DELETED", policy)
+    settle(operator)
+    assert stored(cluster, NETWORK_POLICY, "kubelambda-functions")["spec"] == policy["spec"]
 
 
 def test_announcing_pods_get_their_functions_key_once_before_their_deployment(
@@ -235,19 +317,19 @@ def test_hand_edits_of_owned_objects_are_put_back(
 ) -> None:
     cluster, operator = make_operator(config, make_function())
     settle(operator)
-    config_map = stored(cluster, CONFIG_MAP, "hello-code")
-    original = dict(config_map["data"])
-    config_map["data"]["app.py"] = "broken"
-    operator.owned_event(CONFIG_MAP, "MODIFIED", cluster.put(config_map))
-    policy = stored(cluster, NETWORK_POLICY)
-    cluster.objects.pop(("networkpolicies.networking.k8s.io", NS, "hello"))
-    operator.owned_event(NETWORK_POLICY, "DELETED", policy)
+    service = stored(cluster, SERVICE)
+    original = copy.deepcopy(service["spec"])
+    service["spec"]["selector"] = {"kubelambda.dev/function": "other"}
+    operator.owned_event(SERVICE, "MODIFIED", cluster.put(service))
+    policy = stored(cluster, NETWORK_POLICY, "kubelambda-functions")
+    policy["spec"]["ingress"] = [{}]  # everyone in
+    operator.owned_event(NETWORK_POLICY, "MODIFIED", cluster.put(policy))
     settle(operator)
 
-    assert stored(cluster, CONFIG_MAP, "hello-code")["data"] == original
-    assert stored(cluster, NETWORK_POLICY)["spec"]["podSelector"]
-    assert "updated ConfigMap hello-code" in cluster.events[-1].message
-    assert "created NetworkPolicy hello" in cluster.events[-1].message
+    assert stored(cluster, SERVICE)["spec"] == original
+    assert stored(cluster, NETWORK_POLICY, "kubelambda-functions")["spec"]["ingress"] != [{}]
+    assert "updated Service hello" in cluster.events[-1].message
+    assert "updated NetworkPolicy kubelambda-functions" in cluster.events[-1].message
 
 
 def test_an_invalid_spec_is_reported_once(
@@ -304,14 +386,22 @@ def test_a_missing_code_configmap_is_reported_and_looked_for_again(
     assert cluster.stored(CONFIG_MAP, namespace=NS, name="hello-code") is None
 
 
+@pytest.mark.parametrize(
+    ("kind", "name", "spec"),
+    [
+        (SERVICE, "hello", {"ports": [{"port": 80}]}),  # the Function's own
+        # The namespace's shared policy: every Function there is blocked, no pod unprotected.
+        (NETWORK_POLICY, "kubelambda-functions", {"podSelector": {}}),
+    ],
+)
 def test_an_object_of_someone_else_is_not_taken_over(
-    make_function: MakeFunction, config: ControllerConfig
+    make_function: MakeFunction, config: ControllerConfig, kind: Kind, name: str, spec: Any
 ) -> None:
     theirs = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "hello", "namespace": NS},
-        "spec": {"ports": [{"port": 80}]},
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
     }
     cluster = FakeCluster()
     cluster.put(theirs)
@@ -319,9 +409,10 @@ def test_an_object_of_someone_else_is_not_taken_over(
     settle(operator)
     condition = ready(cluster)
     assert (condition["status"], condition["reason"]) == ("False", "ResourceConflict")
-    assert "Service hello" in condition["message"]
-    assert stored(cluster, SERVICE)["spec"] == {"ports": [{"port": 80}]}
+    assert f"{kind.kind} {name}" in condition["message"]
+    assert stored(cluster, kind, name)["spec"] == spec
     assert ("Warning", "ResourceConflict") in [(e.type, e.reason) for e in cluster.events]
+    assert cluster.stored(DEPLOYMENT, namespace=NS, name="hello") is None
 
 
 class FailingCluster(FakeCluster):
@@ -369,8 +460,7 @@ def test_a_deleted_function_is_left_to_the_garbage_collector(
     ("kind", "name", "write"),
     [
         (SERVICE, "hello", FIELD_MANAGER),
-        (CONFIG_MAP, "hello-code", FIELD_MANAGER),
-        (NETWORK_POLICY, "hello", FIELD_MANAGER),
+        (NETWORK_POLICY, "kubelambda-functions", FIELD_MANAGER),
         (DEPLOYMENT, "hello", FIELD_MANAGER),
     ],
 )

@@ -1,4 +1,5 @@
-"""resources/service.py and networkpolicy.py: the Service and the NetworkPolicy of a Function."""
+"""resources/service.py and networkpolicy.py: the Service of a Function, the NetworkPolicy its
+namespace's Functions share, and its own when it declares destinations."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from kubelambda.api import Function, parse_function
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.meta import Owner
-from kubelambda.controller.resources.networkpolicy import function_network_policy
+from kubelambda.controller.resources.networkpolicy import (
+    function_network_policy,
+    functions_network_policy,
+)
 from kubelambda.controller.resources.service import function_service
 
 
@@ -28,13 +32,27 @@ def test_service_is_headless_and_selects_the_functions_ready_pods(owner: Owner) 
     }
 
 
+def shared(config: ControllerConfig) -> dict[str, Any]:
+    return functions_network_policy(namespace="team-a", config=config)
+
+
 def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
-    owner: Owner, config: ControllerConfig, hello: Function
+    config: ControllerConfig,
 ) -> None:
-    policy = function_network_policy(hello, owner=owner, config=config)
-    assert policy["metadata"]["ownerReferences"][0]["controller"] is True
+    policy = shared(config)
+    # One per namespace, no Function's: marked kubelambda's by its labels, not an owner.
+    assert policy["metadata"]["name"] == "kubelambda-functions"
+    assert policy["metadata"]["namespace"] == "team-a"
+    assert policy["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "kubelambda",
+        "app.kubernetes.io/component": "functions",
+    }
+    assert "ownerReferences" not in policy["metadata"]
     spec = policy["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"kubelambda.dev/function": "hello"}}
+    # Every Function's pods (and specialised pool pods, which carry the label), nothing else.
+    assert spec["podSelector"] == {
+        "matchExpressions": [{"key": "kubelambda.dev/function", "operator": "Exists"}]
+    }
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     rule, metrics = spec["ingress"]
     # One peer holding both selectors means "and"; two peers would mean "or".
@@ -58,10 +76,10 @@ def test_network_policy_admits_only_gateway_pods_of_the_gateway_namespace(
 
 
 def test_metrics_scrapers_can_be_limited_to_namespaces_or_shut_out(
-    owner: Owner, config: ControllerConfig, hello: Function
+    config: ControllerConfig,
 ) -> None:
     limited = replace(config, metrics_from=("monitoring", "observability"))
-    _, metrics = function_network_policy(hello, owner=owner, config=limited)["spec"]["ingress"]
+    _, metrics = shared(limited)["spec"]["ingress"]
     assert metrics["from"] == [
         {
             "namespaceSelector": {
@@ -76,7 +94,7 @@ def test_metrics_scrapers_can_be_limited_to_namespaces_or_shut_out(
         }
     ]
     shut = replace(config, metrics_from=())
-    [only] = function_network_policy(hello, owner=owner, config=shut)["spec"]["ingress"]
+    [only] = shared(shut)["spec"]["ingress"]
     assert only["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
@@ -100,11 +118,12 @@ def hello(make_function: Callable[..., dict[str, Any]]) -> Function:
 def test_function_pods_reach_only_dns_and_the_gateway_by_default(
     owner: Owner, config: ControllerConfig, hello: Function
 ) -> None:
-    spec = function_network_policy(hello, owner=owner, config=config)["spec"]
-    assert spec["egress"] == [
+    assert shared(config)["spec"]["egress"] == [
         DNS,
         {"to": [GATEWAY_PEER], "ports": [{"protocol": "TCP", "port": 8080}]},
     ]
+    # A Function that declares no destination has no policy of its own.
+    assert function_network_policy(hello, owner=owner, config=config) is None
 
 
 def test_declared_destinations_are_added_and_open_egress_restricts_nothing(
@@ -121,8 +140,16 @@ def test_declared_destinations_are_added_and_open_egress_restricts_nothing(
             }
         )
     )
-    egress = function_network_policy(declared, owner=owner, config=config)["spec"]["egress"]
-    assert egress[2:] == [
+    own = function_network_policy(declared, owner=owner, config=config)
+    assert own is not None
+    assert own["metadata"]["name"] == "hello"
+    assert own["metadata"]["ownerReferences"][0]["controller"] is True
+    assert own["spec"]["podSelector"] == {"matchLabels": {"kubelambda.dev/function": "hello"}}
+    # Egress only, and only the declared destinations: policies add up, so the shared one
+    # still gives DNS and the gateway, and this one admits no new caller.
+    assert own["spec"]["policyTypes"] == ["Egress"]
+    assert "ingress" not in own["spec"]
+    assert own["spec"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 5432}]},
         {
             "to": [
@@ -137,18 +164,17 @@ def test_declared_destinations_are_added_and_open_egress_restricts_nothing(
         },
         {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}}]},
     ]
-    open_policy = function_network_policy(
-        declared, owner=owner, config=replace(config, function_egress="open")
-    )["spec"]
-    assert open_policy["policyTypes"] == ["Ingress"]
-    assert "egress" not in open_policy
+    opened = replace(config, function_egress="open")
+    assert function_network_policy(declared, owner=owner, config=opened) is None
+    assert shared(opened)["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in shared(opened)["spec"]
 
 
 def test_announcing_pods_may_reach_the_operators_endpoint_and_nothing_more(
-    owner: Owner, config: ControllerConfig, hello: Function
+    config: ControllerConfig,
 ) -> None:
     announcing = replace(config, announce_url="http://op.kubelambda.svc:8082", announce_port=9182)
-    egress = function_network_policy(hello, owner=owner, config=announcing)["spec"]["egress"]
+    egress = shared(announcing)["spec"]["egress"]
     assert egress == [
         DNS,
         {"to": [GATEWAY_PEER], "ports": [{"protocol": "TCP", "port": 8080}]},

@@ -1,5 +1,6 @@
 """A Function's code as a ConfigMap: the ConfigMap of inline files, the volume that mounts it at
-the task root, and the code hash that rolls the pods when the code changes.
+the task root, and the code hash that rolls the pods when the code changes. Small inline code
+skips the ConfigMap: its texts go into the pods' environment (deployment.code_env).
 
 The Function reconciler calls these; a ``configMapRef`` Function gets only the volume and hash.
 """
@@ -36,11 +37,17 @@ class CodeTooLarge(ValueError):
 @dataclass(frozen=True)
 class CodeMount:
     """A ConfigMap to mount at the task root; ``items`` maps keys to file paths (None: as is).
-    ``size``: the bytes of inline files (None: a user's ConfigMap, of a size not known here)."""
+    ``texts``: inline files' contents, in the order of ``items`` (None: a user's ConfigMap,
+    whose contents are not known here)."""
 
     config_map: str
     items: tuple[tuple[str, str], ...] | None = None
-    size: int | None = None
+    texts: tuple[str, ...] | None = None
+
+    @property
+    def size(self) -> int | None:
+        """The bytes of inline files (None: a user's ConfigMap, of a size not known here)."""
+        return None if self.texts is None else sum(len(text.encode()) for text in self.texts)
 
 
 def code_hash(files: Mapping[str, str | bytes]) -> str:
@@ -99,5 +106,5 @@ def inline_code_mount(files: Mapping[str, str], *, function_name: str) -> CodeMo
     return CodeMount(
         config_map=code_config_map_name(function_name),
         items=tuple((keys[name], name) for name in sorted(files)),
-        size=sum(len(content.encode()) for content in files.values()),
+        texts=tuple(files[name] for name in sorted(files)),
     )

@@ -5,10 +5,11 @@ and a proportional CPU share, and a hardened pod.
 A pod that mounts any volume waits for the kubelet's volume manager, which looks in 300 ms steps
 (about 300 ms of every cold start, measured 484 vs 175 ms to the container's start). So a
 Function of a runtime image whose inline code is small gets a pod without volumes: its files
-come in the environment (from the code ConfigMap; the runtime writes them to the task root
-before anything imports them) and /tmp is the container's own, on a writable root filesystem
-bounded by an ephemeral-storage limit. Everything else, or every Function with
-``read_only_root``, keeps the ConfigMap mount and a read-only root with /tmp an emptyDir.
+come in the environment (literal values, so the Function has no code ConfigMap; the runtime
+writes them to the task root before anything imports them) and /tmp is the container's own,
+on a writable root filesystem bounded by an ephemeral-storage limit. Everything else, or every
+Function with ``read_only_root``, keeps the ConfigMap mount and a read-only root with /tmp an
+emptyDir.
 
 The Function reconciler applies what ``function_deployment`` returns. It never carries
 ``spec.replicas`` (the autoscaler owns that); ``with_replicas`` adds it for the first creation.
@@ -167,13 +168,14 @@ def code_in_environment(
 
 def code_env(code: CodeMount) -> list[dict[str, Any]]:
     """The variables that carry ``code`` (docs/contracts.md "Code in the environment"): the
-    file paths, then each file's text from the code ConfigMap's key."""
+    file paths, then each file's text. Literal values, not references to the code ConfigMap:
+    a pod that refers to no object starts without waiting for the node to be allowed to read
+    it, and the Function needs no ConfigMap at all."""
     items = code.items or ()
     paths = json.dumps([path for _, path in items], separators=(",", ":"))
     env: list[dict[str, Any]] = [{"name": "KUBELAMBDA_CODE_FILES", "value": paths}]
-    for index, (key, _) in enumerate(items):
-        source = {"configMapKeyRef": {"name": code.config_map, "key": key}}
-        env.append({"name": f"KUBELAMBDA_CODE_{index}", "valueFrom": source})
+    for index, text in enumerate(code.texts or ()):
+        env.append({"name": f"KUBELAMBDA_CODE_{index}", "value": text})
     return env
 
 

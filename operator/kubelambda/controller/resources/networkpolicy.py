@@ -1,49 +1,63 @@
-"""The NetworkPolicy of a Function: only the gateway's pods may open connections to its pods'
-invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port. Its pods
+"""The NetworkPolicies of Functions' pods: only the gateway's pods may open connections to their
+invoke port; scrapers (by namespace, ``--metrics-from``) may reach the metrics port. The pods
 may connect out only to DNS, the gateway, the operator's announcement endpoint (when pods
-announce themselves) and what the Function declares (``spec.network``), unless the operator runs
-with ``--function-egress=open``.
+announce themselves) and what each Function declares (``spec.network``), unless the operator
+runs with ``--function-egress=open``.
+
+What every Function's pods share is one policy per namespace, ``kubelambda-functions``, which
+selects every pod with the Function label; a Function that declares destinations gets a policy
+of its own that adds them (policies add up: a pod may reach what any policy selecting it
+allows). So a namespace of 15,000 Functions holds one policy, not 15,000 copies of it, for the
+API server to store and the network plugin to compute.
 
 Invocations must pass through the gateway (auth, limits, metrics); the Function reconciler
-applies this next to the Deployment. It takes effect where the network plugin enforces policies.
+applies these before the Deployment. They take effect where the network plugin enforces policies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from kubelambda.api import Function
-from kubelambda.api.labels import pod_selector
+from kubelambda.api.labels import (
+    COMPONENT_LABEL,
+    FUNCTION_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    pod_selector,
+)
 from kubelambda.api.network import EgressRule
 from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.resources.deployment import METRICS_PORT, PORT
 from kubelambda.controller.resources.meta import Owner, object_meta
 
-__all__ = ["function_network_policy", "gateway_peer", "operator_peer"]
+__all__ = [
+    "FUNCTIONS_POLICY",
+    "FUNCTIONS_POLICY_COMPONENT",
+    "function_network_policy",
+    "functions_network_policy",
+    "gateway_peer",
+    "operator_peer",
+]
+
+FUNCTIONS_POLICY: Final = "kubelambda-functions"
+# Its app.kubernetes.io/component label: how the operator knows the shared policy as its own.
+FUNCTIONS_POLICY_COMPONENT: Final = "functions"
 
 
-def function_network_policy(
-    function: Function, *, owner: Owner, config: ControllerConfig
-) -> dict[str, Any]:
-    policy: dict[str, Any] = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": object_meta(owner.name, owner),
-        "spec": {
-            "podSelector": {"matchLabels": pod_selector(owner.name)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [gateway_peer(config)],
-                    "ports": [{"protocol": "TCP", "port": PORT}],
-                },
-                *_metrics_rule(config.metrics_from),
-            ],
-        },
+def functions_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str, Any]:
+    """The policy every Function's pods in ``namespace`` share (module docstring)."""
+    spec: dict[str, Any] = {
+        "podSelector": {"matchExpressions": [{"key": FUNCTION_LABEL, "operator": "Exists"}]},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [gateway_peer(config)], "ports": [{"protocol": "TCP", "port": PORT}]},
+            *_metrics_rule(config.metrics_from),
+        ],
     }
     if config.function_egress == "restricted":
-        policy["spec"]["policyTypes"].append("Egress")
-        policy["spec"]["egress"] = [
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [
             # Names resolve wherever the cluster's DNS runs (a Service, a node-local cache).
             {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
             {
@@ -51,9 +65,36 @@ def function_network_policy(
                 "ports": [{"protocol": "TCP", "port": config.gateway_port}],
             },
             *_announce_rule(config),
-            *(_egress_rule(rule) for rule in function.egress),
         ]
-    return policy
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": FUNCTIONS_POLICY,
+            "namespace": namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: FUNCTIONS_POLICY_COMPONENT},
+        },
+        "spec": spec,
+    }
+
+
+def function_network_policy(
+    function: Function, *, owner: Owner, config: ControllerConfig
+) -> dict[str, Any] | None:
+    """The policy of ``function``'s own: the destinations it declares, added to the shared
+    policy's; None when it declares none or egress is open (the shared policy is all)."""
+    if config.function_egress != "restricted" or not function.egress:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": object_meta(owner.name, owner),
+        "spec": {
+            "podSelector": {"matchLabels": pod_selector(owner.name)},
+            "policyTypes": ["Egress"],
+            "egress": [_egress_rule(rule) for rule in function.egress],
+        },
+    }
 
 
 def gateway_peer(config: ControllerConfig) -> dict[str, Any]:

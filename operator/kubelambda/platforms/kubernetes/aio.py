@@ -56,6 +56,11 @@ class AsyncKube:
             return False
         return True
 
+    async def delete(self, kind: Kind, *, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object if it is still the one with ``uid``; False when it was gone
+        (a newer object of that name, not ``uid``, raises Conflict)."""
+        return await self._run(self.client.delete, kind, namespace=namespace, name=name, uid=uid)
+
     async def patch_status(
         self, kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]
     ) -> JSON:

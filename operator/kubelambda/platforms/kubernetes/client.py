@@ -227,13 +227,21 @@ class KubeClient:
         return self._call("POST", kind.path(namespace=where), body=obj)
 
     def delete(
-        self, kind: Kind, *, namespace: str | None, name: str, grace_seconds: int | None = None
+        self,
+        kind: Kind,
+        *,
+        namespace: str | None,
+        name: str,
+        grace_seconds: int | None = None,
+        uid: str | None = None,
     ) -> bool:
-        """Delete the object (a pod within ``grace_seconds`` rather than its own grace period);
-        False when it was already gone."""
+        """Delete the object (a pod within ``grace_seconds`` rather than its own grace period;
+        only if its uid is ``uid``, when given: 409 Conflict otherwise); False when it was
+        already gone."""
         query = [("gracePeriodSeconds", str(grace_seconds))] if grace_seconds is not None else []
+        body = {"preconditions": {"uid": uid}} if uid is not None else None
         try:
-            self._call("DELETE", kind.path(namespace=namespace, name=name), query=query)
+            self._call("DELETE", kind.path(namespace=namespace, name=name), query=query, body=body)
         except NotFound:
             return False
         return True
