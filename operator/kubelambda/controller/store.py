@@ -18,13 +18,13 @@ get.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+from kubelambda import jsonvalue
 from kubelambda.controller.replicas import slim_managed_fields
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind
 
@@ -64,7 +64,7 @@ class _Codec:
         self._dictionary: bytes | None = None
 
     def encode(self, obj: Mapping[str, Any]) -> bytes:
-        raw = json.dumps(obj, separators=(",", ":")).encode()
+        raw = jsonvalue.dumps(obj)
         if self._dictionary is None:
             self._dictionary = raw
         deflate = zlib.compressobj(1, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zdict=self._dictionary)
@@ -73,7 +73,7 @@ class _Codec:
     def decode(self, encoded: bytes) -> JSON:
         assert self._dictionary is not None
         inflate = zlib.decompressobj(_WBITS, zdict=self._dictionary)
-        decoded: JSON = json.loads(inflate.decompress(encoded))
+        decoded: JSON = jsonvalue.loads(inflate.decompress(encoded))
         return decoded
 
 

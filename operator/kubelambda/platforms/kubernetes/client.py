@@ -7,7 +7,6 @@ client's model classes cost 43 MiB of memory in every process that imports them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from kubelambda import jsonvalue
 from kubelambda.platforms.kubernetes.errors import ApiError, NotFound, api_error
 from kubelambda.platforms.kubernetes.kinds import Kind, kind_of
 from kubelambda.platforms.kubernetes.kubeconfig import ConnectionSettings, KubeconfigError
@@ -170,7 +170,7 @@ class KubeClient:
                 *lines, buffered = buffered.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield _watch_event(json.loads(line))
+                        yield _watch_event(jsonvalue.loads(line))
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(0, "Unreachable", f"watch of {kind} broke: {exc}") from exc
         finally:
@@ -273,7 +273,7 @@ class KubeClient:
             data = response.data
         finally:
             response.release_conn()
-        decoded = json.loads(data) if data else {}
+        decoded = jsonvalue.loads(data) if data else {}
         if not isinstance(decoded, dict):
             raise ApiError(0, "BadResponse", f"{method} {path}: expected an object")
         return decoded
@@ -299,7 +299,7 @@ class KubeClient:
             response = self._pool.urlopen(
                 method,
                 url,
-                body=json.dumps(body).encode() if body is not None else None,
+                body=jsonvalue.dumps(body) if body is not None else None,
                 headers=headers,
                 timeout=_timeout(timeout if timeout is not None else self._timeout),
                 preload_content=False,
@@ -342,7 +342,7 @@ def _from_exception(method: str, path: str, exc: Any) -> ApiError:
     body = exc.body
     if body:
         try:
-            decoded = json.loads(body)
+            decoded = jsonvalue.loads(str(body).encode())
         except ValueError:
             message = f"{method} {path}: {str(body)[:500]}"
         else:
