@@ -2,7 +2,8 @@
 outcome: what orjson would read differently or refuses (an integer beyond 64 bits, which it
 reads as a float; NaN; UTF-16; a key that is not a string) goes to the json module.
 
-The gateway parses request and answer bodies with ``loads``; the Kubernetes client encodes its
+The gateway parses answer bodies with ``loads`` and checks Invoke payloads with ``check``; the
+Kubernetes client encodes its
 requests' bodies and decodes the answers and watch events with ``dumps`` and ``loads``, and the
 controller's store its cached copies (the json module was about an eighth of the operator's CPU
 per Function: benchmarks/reconcile_throughput.py ``--profile``).
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["check", "dumps", "loads"]
 
 
 def loads(data: bytes) -> Any:
@@ -27,6 +28,15 @@ def loads(data: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+def check(data: bytes) -> None:
+    """Raise what ``loads(data)`` raises, without its value: a number orjson reads as a float
+    is valid JSON all the same, so the document is not searched for long ones (a copy of it)."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        json.loads(data)
 
 
 def dumps(obj: Mapping[str, Any]) -> bytes:

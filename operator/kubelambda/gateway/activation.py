@@ -155,17 +155,17 @@ class Lease:
     def instance(self) -> Instance:
         return self._slot.instance
 
-    def release(self, outcome: Outcome = Outcome.OK) -> None:
-        if self._released:
+    def release(self, outcome: Outcome = Outcome.OK, *, now: float | None = None) -> None:
+        if self._released:  # `now`: the activator's clock, when the caller has just read it
             return
         self._released = True
-        activator = self._activator
         if outcome is Outcome.OK:
-            activator._served(self._state, activator._clock.monotonic() - self._started)
+            now = self._activator._clock.monotonic() if now is None else now
+            self._activator._served(self._state, now - self._started)
         if self.permit is not None:
             # An instance that refused did not run it: the invoker's retry takes a new permit.
             self.permit.release(refund=outcome is not Outcome.OK)
-        activator._release(self._state, self._slot, outcome)
+        self._activator._release(self._state, self._slot, outcome)
 
 
 class Activator:

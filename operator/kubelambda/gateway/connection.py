@@ -24,17 +24,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import httptools
 
 from kubelambda.gateway.exchange import Exchange
+from kubelambda.gateway.framing import (
+    INTERNAL,
+    INVALID,
+    OVERLOADED_MESSAGE,
+    STATUS_LINES,
+    TOO_LARGE,
+    TOO_MANY,
+    TOO_SLOW,
+    malformed,
+    refusal,
+    status_line,
+)
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
@@ -60,55 +70,18 @@ Responder = Callable[[Scope, Receive], Awaitable[Response | None]]
 `receive`, ASGI's body events); None when the client left before it could be answered."""
 
 
-def _answer(status: bytes, message: bytes, *extra: bytes) -> bytes:
-    body = b'{"message":"' + message + b'"}'
-    return (
-        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-        b"content-length: "
-        + str(len(body)).encode()
-        + b"\r\nconnection: close\r\n"
-        + b"".join(header + b"\r\n" for header in extra)
-        + b"\r\n"
-        + body
-    )
-
-
-_TOO_LARGE = _answer(b"431 Request Header Fields Too Large", b"request headers over the limit")
-_TOO_SLOW = _answer(b"408 Request Timeout", b"request headers did not arrive in time")
-_TOO_MANY = _answer(
-    b"503 Service Unavailable",
-    b"the gateway holds as many connections as it may",
-    b"retry-after: 1",
-)
-OVERLOADED_MESSAGE = b"the gateway is overloaded: it takes no new requests now"
-_INVALID = b"Invalid HTTP request received."
-_INTERNAL = Response(
-    status=500,
-    headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
-    body=b"Internal Server Error",
-)
-# What may not appear in a header name (a token) or value: a function's header cannot split
-# the answer or smuggle another (as uvicorn checks them).
-_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 # Answers up to this size go out in one write, head and body together.
 _JOIN_BELOW = 64 * 1024
 # Body bytes buffered for a handler that has not taken them: beyond, stop reading.
 _HIGH_WATER = 64 * 1024
 
 
-def _status_line(code: int) -> bytes:
-    try:
-        phrase = HTTPStatus(code).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
-
-
-_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
 # Takes a lost connection's place as its parser: a connection's own holds its methods, and so
 # it, a cycle that only a full collection would free (a flood leaves thousands).
 _NO_PARSER = httptools.HttpRequestParser(object())
+# When a head began in the read being parsed: its time is read at the end of that read, and
+# only if the head did not end in it (nearly always, it did).
+_THIS_READ = -1.0
 
 
 class BoundedProtocol(StalledWrites, asyncio.Protocol):
@@ -128,7 +101,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
     # sends to a replica that is staying.
     draining = False
     # Built once per server: a refusal under overload costs a write and a close, nothing more.
-    overloaded_answer = _answer(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
+    overloaded_answer = refusal(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
 
     # uvicorn.Server makes each connection's protocol with these arguments.
     def __init__(
@@ -163,6 +136,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_continue = False
+        self._connection_named = False  # the request has a Connection header
         # bounds
         self._in_head = True  # the head of a request is arriving (or awaited)
         self._head_bytes = 0  # bytes received while in the head
@@ -197,7 +171,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
             # Refused now, not once it sends a request: an idle one would hold a slot (and
             # a descriptor) for the whole head timeout.
-            self._refuse(_TOO_MANY)
+            self._refuse(TOO_MANY)
             return
         # A connection that sends nothing is held no longer than a slow head would be.
         self._arm_head_timer()
@@ -253,7 +227,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        self._refuse(_TOO_SLOW)
+        self._refuse(TOO_SLOW)
 
     def _refuse(self, answer: bytes) -> None:
         if self._refused or self.transport.is_closing():
@@ -276,9 +250,11 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         except httptools.HttpParserError:
             self._bad_request()
             return
+        if self._head_started == _THIS_READ:
+            self._head_started = self.loop.time()
         if self._in_head:
             if self._head_bytes > self.max_head_bytes:
-                self._refuse(_TOO_LARGE)
+                self._refuse(TOO_LARGE)
             elif self._head_started is not None and self._head_timer is None:
                 # Part of a head came and the rest did not: from now on it is timed.
                 self._arm_head_timer(self._head_started)
@@ -287,13 +263,13 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
-        head = [_STATUS_LINES[400]]
+        head = [STATUS_LINES[400]]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
         head += (
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(_INVALID),
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(INVALID),
             b"connection: close\r\n\r\n",
-            _INVALID,
+            INVALID,
         )
         self.transport.write(b"".join(head))
         self.transport.close()
@@ -304,10 +280,11 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expect_continue = False
+        self._connection_named = False
         self._head_count = 0
-        # Timed from now, but the timer is armed only if the head does not end in this read.
+        # Timed from this read, but the timer is armed only if the head does not end in it.
         if self._head_started is None:
-            self._head_started = self.loop.time()
+            self._head_started = _THIS_READ
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -315,13 +292,15 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_count += 1
         if self._head_count > self.max_headers:
-            self._refuse(_TOO_LARGE)
+            self._refuse(TOO_LARGE)
             return
         name = name.lower()
         # llhttp keeps trailing whitespace, which is not part of a value (RFC 9110, 5.5).
         value = value.rstrip(b" \t")
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
+        elif name == b"connection":
+            self._connection_named = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -351,7 +330,12 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             "headers": self._headers,
             "client": self.client,
         }
-        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        # HTTP/1.0 keeps a connection only when its Connection header asks (llhttp's flag):
+        # without one, the parser's answer says it all, and get_http_version (which formats a
+        # string) is not asked.
+        keep_alive = parser.should_keep_alive() and not (
+            self._connection_named and parser.get_http_version() == "1.0"
+        )
         exchange = Exchange(self, scope, keep_alive=keep_alive, expect=self._expect_continue)
         self._parsing = exchange
         if self._current is None:
@@ -403,7 +387,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             raise
         except Exception:
             log.exception("unexpected error answering a request")
-            response = _INTERNAL
+            response = INTERNAL
         if response is None:  # the client left
             exchange.done = True
             return
@@ -420,7 +404,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         names: list[bytes] = []
         values: list[bytes] = []
         closes = False
-        head = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
+        head = [STATUS_LINES.get(response.status) or status_line(response.status)]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
         keep_alive = exchange.keep_alive and not self.draining
@@ -431,9 +415,9 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
                 keep_alive = False
                 closes = True
             head += (name, b": ", value, b"\r\n")
-        if _BAD_NAME.search(b"-".join(names)) or _BAD_VALUE.search(b"\t".join(values)):
+        if malformed(names, values):
             log.error("refused to send an answer with a malformed header: %r", response.headers)
-            self._write(exchange, _INTERNAL)
+            self._write(exchange, INTERNAL)
             return
         body = response.body
         head.append(b"content-length: %d\r\n" % len(body))
@@ -520,7 +504,7 @@ def bounded_protocol(
             "stalls": Stalls(),
             "responder": staticmethod(responder),
             "overloaded": staticmethod(overloaded),
-            "overloaded_answer": _answer(
+            "overloaded_answer": refusal(
                 b"503 Service Unavailable", OVERLOADED_MESSAGE, retry_after
             ),
         },

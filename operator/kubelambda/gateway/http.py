@@ -8,16 +8,19 @@ metrics even when the answer is an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from ipaddress import ip_address
 from typing import Any, NamedTuple
 
-import orjson
-
 from kubelambda.api.identity import FunctionKey
 
-__all__ = ["ASGIApp", "Handler", "Request", "Response", "is_loopback", "json_value"]
+__all__ = [
+    "ASGIApp",
+    "Handler",
+    "Request",
+    "Response",
+    "is_loopback",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -106,29 +109,3 @@ def is_loopback(address: str) -> bool:
         return ip_address(address).is_loopback
     except ValueError:
         return False
-
-
-def json_value(data: bytes) -> Any:
-    """`data` parsed as the json module parses it (raising what it raises), but several times
-    faster for the documents orjson takes; the rest (NaN, UTF-16, lone surrogates, deep
-    nesting) go to the json module, so the outcome never differs."""
-    if not _has_long_number(data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
-
-
-# 19 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float (the json
-# module as an int); the json module reads those documents.
-_LONG_RUN = b"0" * 19
-# Every ASCII digit as "0", every other byte as itself: a run of 19 digits becomes _LONG_RUN.
-_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
-
-
-def _has_long_number(data: bytes) -> bool:
-    """Whether `data` holds 19 ASCII digits in a row. A translated copy searched for a run of
-    zeros: a regular expression (`\\d{19}`) tries a match at every digit, which cost more than
-    orjson's whole parse of an event (issue 17)."""
-    return len(data) >= 19 and _LONG_RUN in data.translate(_DIGITS_AS_ZERO)

@@ -223,7 +223,8 @@ class GatewayMetrics:
 
     def request(self, function: FunctionKey | None, code: int, seconds: float) -> None:
         """Count one answered request; `function` is None when none was routed to."""
-        stats = self._stats(function)
+        # Looked up here first: a call fewer for every request once a function was seen.
+        stats = self.stats.get(function or _NO_FUNCTION) or self._stats(function)
         codes = stats.codes
         codes[code] = codes.get(code, 0) + 1
         stats.duration.observe(seconds)
@@ -241,7 +242,7 @@ class GatewayMetrics:
 
     def billed(self, function: FunctionKey, *, duration_ms: int, memory_mb: int) -> None:
         """Count one invocation an instance answered, billed `duration_ms` at `memory_mb`."""
-        stats = self._stats(function)
+        stats = self.stats.get(function) or self._stats(function)
         stats.billed_invocations += 1
         stats.billed_mb_ms += duration_ms * memory_mb
 

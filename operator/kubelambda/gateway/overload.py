@@ -37,15 +37,22 @@ class LoopLag:
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
         self._recent: deque[float] = deque([0.0] * ticks, maxlen=ticks)
+        self._lag = 0.0  # min(_recent), kept as it changes rather than taken at every call
 
     def __call__(self) -> float:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first use, or a new loop (tests)
-            self.close()
-            self._loop = loop
-            self._recent.extend([0.0] * len(self._recent))
-            self._arm(loop)
-        return min(self._recent)
+        # Asked at every request's head and again before its lease: the loop it measures is
+        # kept while it runs, since asyncio.get_running_loop makes a system call (getpid,
+        # before Python 3.12). One not running any more means a new loop (tests).
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:  # first use, or a new loop
+                self.close()
+                self._loop = loop
+                self._recent.extend([0.0] * len(self._recent))
+                self._lag = 0.0
+                self._arm(loop)
+        return self._lag
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._due = loop.time() + self._interval
@@ -53,6 +60,7 @@ class LoopLag:
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._recent.append(loop.time() - self._due)
+        self._lag = min(self._recent)
         self._arm(loop)
 
     def close(self) -> None:

@@ -44,7 +44,8 @@ def new_span_id() -> str:
     while True:
         value = random.getrandbits(64)
         if value:
-            return f"{value:016x}"
+            # Bytes' hex, not a format spec ("016x"), which costs twice as much.
+            return value.to_bytes(8).hex()
 
 
 class TraceContext(NamedTuple):
@@ -87,7 +88,9 @@ class TraceContext(NamedTuple):
 def new_trace(now: float) -> TraceContext:
     """A new trace: its id starts with `now` (epoch seconds) in 8 hex digits, as X-Ray's roots
     do, then 24 random hex digits."""
-    return TraceContext(f"{int(now) & 0xFFFFFFFF:08x}{random.getrandbits(96):024x}")
+    # One integer's bytes in hex: a format spec per part ("08x", "024x") costs twice as much.
+    seconds = int(now) & 0xFFFFFFFF
+    return TraceContext(((seconds << 96) | random.getrandbits(96)).to_bytes(16).hex())
 
 
 def from_traceparent(value: str) -> TraceContext | None:

@@ -9,11 +9,9 @@ several times more per request on this path (docs in benchmarks/gateway_throughp
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import ssl
-import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -26,6 +24,7 @@ from kubelambda.gateway.exceptions import (
     UpstreamFailed,
     UpstreamTimeout,
 )
+from kubelambda.gateway.heap import give_large_blocks_back
 
 __all__ = ["UpstreamPool", "UpstreamResponse", "healthy"]
 
@@ -39,26 +38,6 @@ _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _EXHAUSTED_LOG_SECONDS = 60.0
 # Takes a lost connection's place as its parser (whose own holds its methods: a cycle).
 _NO_PARSER = httptools.HttpResponseParser(object())
-# Blocks from this size up are mapped and unmapped on their own by glibc's malloc.
-_MMAP_THRESHOLD = 1024 * 1024
-
-
-def give_large_blocks_back() -> None:
-    """Have glibc's malloc return each freed block of an MiB or more to the system at once.
-
-    By default glibc raises its mmap threshold to the size of each large block freed (up
-    to 32 MiB): after the first answer of a few MB, the next ones come from the heap, which
-    keeps its freed space, so the gateway's RSS stays at its peak once they are gone
-    (benchmarks/gateway_abuse.py, 200 unread 5 MB answers: 217 MiB after, 83 MiB with a
-    fixed threshold). Fixing the threshold turns that adjustment off. Elsewhere, nothing.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return  # not glibc
-    mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 class UpstreamResponse:
@@ -256,6 +235,7 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.retry_after_seconds = retry_after_seconds
         self._idle: dict[_Key, list[_Connection]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._exhausted_logged_at: float | None = None
         self._exhausted_unlogged = 0
@@ -270,10 +250,12 @@ class UpstreamPool:
         target: bytes,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
-        deadline: float,
+        deadline: float | None = None,
+        within: float | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> UpstreamResponse:
-        """Send one request and return the whole answer, by `deadline` (the loop's clock).
+        """Send one request and return the whole answer, by `deadline` (the loop's clock) or
+        `within` seconds from now: one of the two.
 
         Raises InstanceUnavailable when the connection is refused or cannot be made in
         time (nothing was sent), Unavailable (503, Retry-After) when the gateway itself has
@@ -281,7 +263,12 @@ class UpstreamPool:
         UpstreamFailed when the answer breaks off or is not HTTP. Header values must not
         hold CR or LF.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
+        now = loop.time()
+        if within is not None:
+            deadline = now + within
+        elif deadline is None:
+            raise TypeError("UpstreamPool.request needs a deadline or a time (within)")
         key: _Key = (host, port, tls is not None)
         authority = f"{host}:{port}".encode("ascii")
         parts = [
@@ -301,13 +288,14 @@ class UpstreamPool:
         data = b"".join(parts)
 
         for _ in range(2):
-            connection = self._take(key, loop.time())
+            connection = self._take(key, now)
             if connection is None:
                 connection = await self._connect(key, loop, deadline, tls)
             try:
                 response = await connection.exchange(data, deadline)
             except _Stale:
                 connection.close()
+                now = loop.time()
                 continue
             except BaseException:
                 # Timed out, cancelled (the client left) or broken: never reuse it.
@@ -316,6 +304,15 @@ class UpstreamPool:
             self._give_back(connection, loop.time())
             return response
         raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Kept while it runs: asyncio.get_running_loop makes a system call (getpid, before
+        # Python 3.12), and this runs for every invocation. One not running any more means
+        # the pool is used from a new loop (tests).
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _take(self, key: _Key, now: float) -> _Connection | None:
         idle = self._idle.get(key)

@@ -170,8 +170,10 @@ async def test_a_busy_keep_alive_connection_outlives_the_idle_timeout(
         (b"GET /nowhere HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", True),
         (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", False),
         (b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", True),
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", False),
+        (b"GET /nowhere HTTP/1.0\r\nHost: x\r\nConnection: Keep-Alive, TE\r\n\r\n", True),
     ],
-    ids=["http/1.0", "http/1.0 keep-alive", "http/1.1", "close"],
+    ids=["http/1.0", "http/1.0 keep-alive", "http/1.1", "close", "http/1.1 keep-alive", "tokens"],
 )
 async def test_connection_close_as_the_client_asks(
     serve: StartGateway, request_bytes: bytes, closes: bool

@@ -113,6 +113,33 @@ async def test_no_answer_by_the_deadline_is_upstream_timeout() -> None:
         assert pool._idle == {}
 
 
+async def test_a_time_limit_from_now_stands_for_a_deadline() -> None:
+    async def never(_: int) -> tuple[bytes, bool]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    pool = UpstreamPool()
+    request: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "method": b"POST",
+        "target": b"/",
+        "headers": [],
+        "body": b"{}",
+    }
+    async with raw_server(ok) as server:
+        answer = await pool.request(port=server.port, within=5.0, **request)
+        assert answer.status == 200
+    async with raw_server(never) as server:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(UpstreamTimeout):
+            await pool.request(port=server.port, within=0.2, **request)
+        assert 0.15 <= loop.time() - started < 2.0
+        with pytest.raises(TypeError, match="deadline"):
+            await pool.request(port=server.port, **request)
+    await pool.aclose()
+
+
 async def test_a_reused_connection_times_out_at_its_own_shorter_deadline() -> None:
     # The connection's timer was armed for the first exchange's far deadline; the second,
     # on the same connection, must not wait that long.
