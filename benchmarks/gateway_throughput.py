@@ -107,13 +107,15 @@ def main() -> None:
             INVOKE: (gateway_port, http_request("POST", GATEWAY_INVOKE_PATH, gateway_port, event)),
         }
         latencies: dict[str, list[float]] = {name: [] for name in targets}
+        failed: dict[str, str] = {}
 
         async def latency() -> None:
             for name, (port, request) in targets.items():
                 await open_loop(port, request, rate=rate, seconds=1)  # warm
                 run = await open_loop(port, request, rate=rate, seconds=args.latency_seconds)
-                if run.failed:
-                    raise SystemExit(f"{name}: {run.failed} of {run.sent} requests failed")
+                # Said beside the figures, not a reason to drop the run: nginx in front of
+                # the runtime lost one request in about 13,000 in two runs in a row.
+                failed[name] = f"  failed {run.failed} of {run.sent}" if run.failed else ""
                 latencies[name] = run.latencies
 
         uvloop.run(latency())
@@ -154,7 +156,7 @@ def main() -> None:
     p99 = {}
     for name, values in latencies.items():
         p50, p99[name] = percentile(values, 0.5), percentile(values, 0.99)
-        print(f"  {name:<16} p50 {p50:6.2f}  p99 {p99[name]:6.2f}  n={len(values)}")
+        print(f"  {name:<16} p50 {p50:6.2f}  p99 {p99[name]:6.2f}  n={len(values)}{failed[name]}")
     for name in ("nginx", TRIGGER, INVOKE):
         print(f"  {name} adds at p99: {p99[name] - p99['direct']:+.2f} ms")
 
