@@ -95,6 +95,7 @@ class AutoscalerService:
         replicas: ClusterReplicas,
         hold_lease: Callable[[], Awaitable[bool]],
         wake: WakeEndpoint,
+        release_lease: Callable[[], Awaitable[None]] | None = None,
         tick_seconds: float = 1.0,
         observer: ScalingObserver | None = None,
         warm_start: WarmStart | None = None,
@@ -115,6 +116,7 @@ class AutoscalerService:
         self._warm_start = warm_start
         self._scaling: set[asyncio.Task[None]] = set()  # scale-ups after a warm start's answer
         self._hold_lease = hold_lease
+        self._release_lease = release_lease  # as it stops, when leading
         self._wake = wake
         self._tick_seconds = tick_seconds
         self.specs: dict[FunctionKey, ScalingSpec] = {}
@@ -154,6 +156,11 @@ class AutoscalerService:
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*serving)
+            if self.leading and self._release_lease is not None:
+                # The next leader (a rolling update's new pod) takes over at its next tick,
+                # not once the Lease expires.
+                self.leading = False
+                await self._release_lease()
 
     async def _tick(self) -> None:
         try:

@@ -103,6 +103,8 @@ async def _schedules(
     finally:
         await scheduler.aclose()
         await store.aclose()
+        if leading:
+            await asyncio.to_thread(elector.release)
 
 
 def _autoscaler(
@@ -134,10 +136,14 @@ def _autoscaler(
         held: bool = await blocking(elector.try_hold)
         return held
 
+    async def release_lease() -> None:
+        await blocking(elector.release)
+
     autoscaler = AutoscalerService(
         source=PrometheusSource(args.prometheus_url),
         replicas=replicas,
         hold_lease=hold_lease,
+        release_lease=release_lease,
         wake=WakeEndpoint(
             port=args.autoscaler_port,
             token=os.environ.get("KUBELAMBDA_WAKE_TOKEN") or None,

@@ -18,7 +18,7 @@ from kubelambda.autoscaler.announce import MAX_VERIFYING
 from kubelambda.autoscaler.arrivals import AnnouncementRefused, Instance, VerifyAnnouncement
 from kubelambda.autoscaler.decider import Observation
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint, WarmStart
-from support.waiting import wait_for_async
+from support.waiting import free_port, wait_for_async
 
 FUNCTION = {
     "apiVersion": "kubelambda.dev/v1alpha1",
@@ -349,3 +349,39 @@ def test_an_announcement_no_wake_up_waits_for_costs_the_api_server_nothing() -> 
 
     asyncio.run(body())
     assert verify.asked == []
+
+
+@pytest.mark.parametrize("holds", [True, False], ids=["leader", "standing by"])
+def test_a_stopping_leader_gives_its_lease_up_and_one_standing_by_does_not(holds: bool) -> None:
+    """Else a rolling update's new operator waits for the Lease to expire (15 s) before it
+    scales anything or takes an announcement."""
+    asked: list[bool] = []
+    released: list[bool] = []
+
+    async def hold() -> bool:
+        asked.append(holds)
+        return holds
+
+    async def release() -> None:
+        released.append(True)
+
+    service = AutoscalerService(
+        source=NoMetrics(),
+        replicas=Replicas(0),
+        hold_lease=hold,
+        release_lease=release,
+        wake=WakeEndpoint(host="127.0.0.1", port=free_port()),
+        tick_seconds=0.01,
+    )
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        await wait_for_async(lambda: len(asked) >= 2, seconds=10, what="two ticks")
+        assert service.leading is holds
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+    asyncio.run(scenario())
+    assert released == ([True] if holds else [])
+    assert service.leading is False

@@ -2,8 +2,8 @@
 
 The autoscaler service calls ``try_hold`` every few seconds from a worker thread: it takes
 the Lease when it is free or expired, renews it while held, and reports whether this
-process is the leader. Writes carry the Lease's resourceVersion, so two candidates racing
-for it cannot both win.
+process is the leader; ``release`` gives it up as the process stops. Writes carry the Lease's
+resourceVersion, so two candidates racing for it cannot both win.
 """
 
 from __future__ import annotations
@@ -85,17 +85,7 @@ class LeaseElector:
                 return False
             taking = holder != self.identity
             transitions = int(spec.get("leaseTransitions") or 0) + (1 if taking else 0)
-            self.client.merge_patch(
-                LEASE,
-                namespace=self.namespace,
-                name=self.name,
-                patch={
-                    # The resourceVersion makes the write conditional: if another candidate
-                    # wrote first, this one fails with 409 instead of overwriting it.
-                    "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-                    "spec": self._spec(now, acquired=taking, transitions=transitions),
-                },
-            )
+            self._write(lease, self._spec(now, acquired=taking, transitions=transitions))
             if taking:
                 logger.info("took the lease %s/%s from %s", self.namespace, self.name, holder)
             return True
@@ -104,3 +94,31 @@ class LeaseElector:
         except ApiError as exc:
             logger.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             return False
+
+    def release(self) -> None:
+        """Give the Lease up if this identity holds it, so the next candidate takes it at its
+        next try rather than once it expires: a rolling update's new operator waited up to
+        ``duration_seconds`` (15 s), with no autoscaler and announcements answered 503.
+        Conditional on the Lease's version, as taking it is; never raises."""
+        try:
+            lease = self.client.get(LEASE, namespace=self.namespace, name=self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            # No holder and no renewal: free, as an expired Lease is (try_hold).
+            self._write(lease, {"holderIdentity": None, "renewTime": None})
+            logger.info("gave up the lease %s/%s", self.namespace, self.name)
+        except ApiError as exc:  # a Conflict too: someone else holds it now
+            logger.warning("lease %s/%s not given up: %s", self.namespace, self.name, exc)
+
+    def _write(self, lease: JSON, spec: JSON) -> None:
+        """Merge ``spec`` into ``lease``. Its resourceVersion makes the write conditional: if
+        another candidate wrote first, this one fails with 409 instead of overwriting it."""
+        self.client.merge_patch(
+            LEASE,
+            namespace=self.namespace,
+            name=self.name,
+            patch={
+                "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                "spec": spec,
+            },
+        )
