@@ -374,8 +374,8 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
 
     def _start(self, exchange: Exchange) -> None:
         self._current = exchange
-        task = self.loop.create_task(self._run(exchange))
-        self.tasks.add(task)
+        # The Task loop.create_task makes (no factory is set), named: unnamed, it formats "Task-N".
+        self.tasks.add(task := asyncio.Task(self._run(exchange), loop=self.loop, name="request"))
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, exchange: Exchange) -> None:
