@@ -83,8 +83,8 @@ def build_parser(prog: str = "kubelambda operator") -> argparse.ArgumentParser:
     parser.add_argument(
         "--gateway-namespace",
         default=defaults.gateway_namespace,
-        help="namespace of the gateway pods, the only ones let in by each Function's"
-        " NetworkPolicy (default: %(default)s)",
+        help="namespace of the gateway pods, the only ones let in by the NetworkPolicy"
+        " Functions share (kubelambda-functions, one per namespace; default: %(default)s)",
     )
     parser.add_argument(
         "--gateway-selector",

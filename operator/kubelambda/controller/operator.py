@@ -193,9 +193,10 @@ class Operator:
         elif labels.get(COMPONENT_LABEL) == FUNCTIONS_POLICY_COMPONENT:
             # The namespace's shared policy, edited or deleted by hand: every Function there
             # relies on it, and any of their reconciles puts it back (the rest change nothing).
-            for function in self.store.all(FUNCTION):
-                if _where(function)[0] == namespace:
-                    self.queue.add(("Function", namespace, _where(function)[1]))
+            # By name: an operator's first listing brings each namespace's policy, and
+            # decoding every stored Function for each would cost seconds at 15,000.
+            for name in self.store.names(FUNCTION, namespace=namespace):
+                self.queue.add(("Function", namespace, name))
 
     def function(self, key: FunctionKey) -> Function | None:
         """A valid Function the watch has shown, or None."""

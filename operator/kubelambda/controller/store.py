@@ -220,5 +220,9 @@ class Store:
         for encoded in list(self._objects.get(kind, {}).values()):
             yield self._codec(kind).decode(encoded)
 
+    def names(self, kind: Kind, *, namespace: str) -> list[str]:
+        """The names of the stored objects of ``kind`` in ``namespace``, none decoded."""
+        return [name for where, name in self._objects.get(kind, {}) if where == namespace]
+
     def count(self, kind: Kind) -> int:
         return len(self._objects.get(kind, {}))

@@ -236,3 +236,16 @@ def test_objects_larger_than_the_compression_window_come_back_whole() -> None:
         store.put(CONFIG_MAP, obj)
     for obj in big:
         assert store.get(CONFIG_MAP, namespace="team-a", name=obj["metadata"]["name"]) == obj
+
+
+def test_names_lists_one_namespace_without_the_removed() -> None:
+    store = Store()
+    for name in ("a", "b", "gone"):
+        store.put(FUNCTION, function("1", name=name))
+    other = function("1", name="elsewhere")
+    other["metadata"]["namespace"] = "team-b"
+    store.put(FUNCTION, other)
+    store.remove(FUNCTION, function("2", name="gone"))
+    assert sorted(store.names(FUNCTION, namespace="team-a")) == ["a", "b"]
+    assert store.names(FUNCTION, namespace="team-b") == ["elsewhere"]
+    assert store.names(DEPLOYMENT, namespace="team-a") == []

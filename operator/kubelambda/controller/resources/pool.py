@@ -187,7 +187,8 @@ def pool_secret(*, namespace: str, token: str) -> dict[str, Any]:
 def pool_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str, Any]:
     """Unclaimed pool pods take connections only from the operator's pods on the pool port and
     from the gateway's on the invoke port, and open none. A claimed pod loses the pool label
-    and is the Function's policy's."""
+    and gains the Function's: the namespace's Functions' policy (kubelambda-functions) is then
+    its own."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -204,10 +205,10 @@ def pool_network_policy(*, namespace: str, config: ControllerConfig) -> dict[str
                     "from": [operator_peer(config)],
                     "ports": [{"protocol": "TCP", "port": POOL_PORT}],
                 },
-                # As the Function's policy has it: nothing listens there until the pod is
+                # As the Functions' policy has it: nothing listens there until the pod is
                 # specialised, and the gateway connects to a specialised pod at once, while
                 # the policy engine may not yet have seen the relabel that moves it from this
-                # policy to the Function's.
+                # policy to the Functions'.
                 {"from": [gateway_peer(config)], "ports": [{"protocol": "TCP", "port": PORT}]},
             ],
             "egress": [],
