@@ -3,18 +3,31 @@ session (`nats_server`), a test's own restartable ones (`nats_factory`) and a te
 three-server JetStream cluster (`nats_cluster`), built by the harness on first use
 (`scripts/build-parts nats-server` builds it ahead).
 
+`namespace` is a test's own namespace on the `kube_api` of the folder that defines one.
+
 Failed tests get the log tails of the NATS servers they used appended to their report.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import nats as nats_harness
+from harness.apiserver import ApiServer
 from harness.nats import NatsCluster, NatsFactory, NatsServer, nats_for_pytest
+
+
+@pytest.fixture
+def namespace(kube_api: ApiServer) -> Iterator[str]:
+    """A new namespace of its own for the test, deleted after it (without waiting)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube_api.kubectl("create", "namespace", name)
+    yield name
+    kube_api.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture(scope="session")

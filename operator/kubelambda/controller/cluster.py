@@ -33,6 +33,23 @@ class Cluster(Protocol):
         """Server-side apply ``obj``; returns the object as stored."""
         ...
 
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str) -> JSON | None:
+        """Create ``obj``; None when an object of that name exists (it is left as it is)."""
+        ...
+
+    async def set_managed_fields(
+        self,
+        kind: Kind,
+        *,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        entries: list[JSON],
+    ) -> JSON:
+        """Replace the object's managedFields if it is still at ``resource_version`` (else
+        Conflict); returns the object."""
+        ...
+
     async def create_once(self, obj: Mapping[str, Any]) -> bool:
         """Create ``obj`` unless it exists (then it is left as it is); True when created."""
         ...
@@ -74,11 +91,13 @@ def _merge(into: JSON, patch: Mapping[str, Any]) -> None:
 
 @dataclass
 class FakeCluster:
-    """Objects in a dict; every write is recorded in ``writes`` as (verb, kind, name)."""
+    """Objects in a dict; every write is recorded in ``writes`` as (verb, kind, name), every
+    GET in ``reads``."""
 
     objects: dict[tuple[str, str, str], JSON] = field(default_factory=dict)
     writes: list[tuple[str, str, str]] = field(default_factory=list)
     events: list[RecordedEvent] = field(default_factory=list)
+    reads: list[tuple[str, str]] = field(default_factory=list)  # GETs, as (kind, name)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @staticmethod
@@ -101,6 +120,7 @@ class FakeCluster:
         return copy.deepcopy(found) if found is not None else None
 
     async def get(self, kind: Kind, *, namespace: str, name: str) -> JSON | None:
+        self.reads.append((kind.kind, name))
         return self.stored(kind, namespace=namespace, name=name)
 
     async def apply(
@@ -124,6 +144,40 @@ class FakeCluster:
         if live != before:
             live["metadata"]["resourceVersion"] = str(next(self._versions))
         self.objects[key] = live
+        return copy.deepcopy(live)
+
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str) -> JSON | None:
+        kind = kind_of(obj)
+        meta = obj["metadata"]
+        if self._key(kind, meta["namespace"], meta["name"]) in self.objects:
+            return None
+        self.writes.append(("create", kind.kind, meta["name"]))
+        # What the API server records for a POST: its fields under an Update entry.
+        claims = kind == DEPLOYMENT and "replicas" in obj.get("spec", {})
+        entry: JSON = {"f:spec": {"f:replicas": {}}} if claims else {"f:metadata": {}}
+        created = copy.deepcopy(dict(obj))
+        created["metadata"]["managedFields"] = [
+            {"manager": field_manager, "operation": "Update", "fieldsV1": entry}
+        ]
+        return self.put(created)
+
+    async def set_managed_fields(
+        self,
+        kind: Kind,
+        *,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        entries: list[JSON],
+    ) -> JSON:
+        live = self.objects.get(self._key(kind, namespace, name))
+        if live is None:
+            raise NotFound(404, "NotFound", f"{kind} {namespace}/{name} not found")
+        if live["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(409, "Conflict", f"{kind} {namespace}/{name} has been modified")
+        self.writes.append(("managedFields", kind.kind, name))
+        live["metadata"]["managedFields"] = copy.deepcopy(entries)
+        live["metadata"]["resourceVersion"] = str(next(self._versions))
         return copy.deepcopy(live)
 
     async def create_once(self, obj: Mapping[str, Any]) -> bool:

@@ -5,7 +5,9 @@ leaves them out; the objects it no longer needs are deleted, and the objects its
 Functions share are written as carefully.
 
 ``FunctionReconciler`` (functions.py) calls ``OwnedObjects.ensure`` for each object it builds;
-the store (the watch cache) is what "stored" means, with a GET for an object it has not seen.
+the store (the watch cache) is what "stored" means. An object it has not seen is created with a
+POST, and read only when that finds one of its name; the fields a POST set are handed to the
+controller's server-side apply before its first apply (managedfields.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from kubelambda.api.labels import COMPONENT_LABEL
 from kubelambda.controller.cluster import Cluster
 from kubelambda.controller.config import FIELD_MANAGER, REPLICAS_MANAGER
 from kubelambda.controller.drift import contains, fingerprinted
+from kubelambda.controller.managedfields import applied_entries, created_not_applied
 from kubelambda.controller.replicas import needs_handover, replicas_claim
 from kubelambda.controller.resources.deployment import with_replicas
 from kubelambda.controller.resources.meta import Owner
@@ -68,8 +71,24 @@ class OwnedObjects:
         kind = kind_of(desired)
         name = desired["metadata"]["name"]
         desired = fingerprinted(desired)
-        live = await self.live(kind, owner.namespace, name)
-        if live is not None and controller_uid(live) != owner.uid:
+        live = self.store.get(kind, namespace=owner.namespace, name=name)
+        if live is None:
+            # Not in the watch cache: almost always not created yet. One POST creates it, or
+            # fails because it exists (someone else's, or this Function's not yet seen), and
+            # only then is it read: no GET before each new object.
+            if before_write is not None:
+                await before_write(owner, changes)
+            created = await self.cluster.create(
+                desired if create_replicas is None else with_replicas(desired, create_replicas),
+                field_manager=FIELD_MANAGER,
+            )
+            if created is not None:
+                changes.append(f"created {kind.kind} {name}")
+                return self._keep(kind, created, owner)
+            live = await self.live(kind, owner.namespace, name)
+            if live is None:
+                raise Conflict(409, "Conflict", f"{kind.kind} {name} went as it was created")
+        if controller_uid(live) != owner.uid:
             raise BlockedError(
                 Blocked(
                     "ResourceConflict",
@@ -78,15 +97,11 @@ class OwnedObjects:
                 ),
                 recheck=True,
             )
-        if before_write is not None and (live is None or not contains(live, desired)):
-            await before_write(owner, changes)
-        if live is None:
-            created = (
-                desired if create_replicas is None else with_replicas(desired, create_replicas)
-            )
-            live = await self.cluster.apply(created, field_manager=FIELD_MANAGER)
-            changes.append(f"created {kind.kind} {name}")
-        elif not contains(live, desired):
+        if not contains(live, desired):
+            if before_write is not None:
+                await before_write(owner, changes)
+            if created_not_applied(live):
+                live = await self._take_over_creation(kind, live)
             if kind == DEPLOYMENT and needs_handover(live):
                 # This apply leaves replicas out: were the controller still their only owner,
                 # the server would reset them. Handing over only now saves a write per new
@@ -94,11 +109,15 @@ class OwnedObjects:
                 live = await self._hand_over_replicas(live)
             live = await self.cluster.apply(desired, field_manager=FIELD_MANAGER)
             changes.append(f"updated {kind.kind} {name}")
+        return self._keep(kind, live, owner)
+
+    def _keep(self, kind: Kind, live: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
         kept = self.store.put(kind, live)
         if kept is None:
             # Deleted while this write's answer was on its way. The DELETED event queued this
             # Function again, so the reconcile after this one creates it anew; until then it
             # does not exist, and the status says so (a Deployment "does not exist yet").
+            name = live["metadata"]["name"]
             logger.info("%s %s/%s was deleted after this write", kind.kind, owner.namespace, name)
         return kept
 
@@ -143,6 +162,22 @@ class OwnedObjects:
         self.store.remove(kind, live)
         if deleted:
             changes.append(f"deleted {kind.kind} {name}")
+
+    async def _take_over_creation(self, kind: Kind, live: dict[str, Any]) -> dict[str, Any]:
+        # The store keeps no fields, so the whole list is read; the write is conditional on
+        # that version: a change meanwhile conflicts, and the retry reads again.
+        meta = live["metadata"]
+        full = await self.cluster.get(kind, namespace=meta["namespace"], name=meta["name"])
+        if full is None:
+            raise Conflict(409, "Conflict", f"{kind.kind} {meta['name']} went as it was updated")
+        full_meta = full["metadata"]
+        return await self.cluster.set_managed_fields(
+            kind,
+            namespace=full_meta["namespace"],
+            name=full_meta["name"],
+            resource_version=full_meta["resourceVersion"],
+            entries=applied_entries(full_meta.get("managedFields") or []),
+        )
 
     async def _hand_over_replicas(self, live: dict[str, Any]) -> dict[str, Any]:
         # Without force: should the autoscaler have taken replicas meanwhile, this conflicts

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubelambda.controller.config import FIELD_MANAGER
 
-__all__ = ["needs_handover", "replicas_claim", "replicas_owners", "slim_managed_fields"]
+__all__ = ["needs_handover", "replicas_claim", "replicas_owners"]
 
 
 def _owns_replicas(entry: Mapping[str, Any]) -> bool:
@@ -47,15 +47,3 @@ def replicas_claim(deployment: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "spec": {"replicas": deployment["spec"]["replicas"]},
     }
-
-
-def slim_managed_fields(deployment: dict[str, Any]) -> dict[str, Any]:
-    """``deployment`` with managedFields cut down to the replicas owners, to keep the watch
-    cache small; ``replicas_owners`` reads the result as it reads the full list."""
-    meta = deployment.get("metadata") or {}
-    owners = replicas_owners(deployment)
-    slim = [
-        {"manager": manager, "operation": operation, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-        for manager, operation in sorted(owners)
-    ]
-    return {**deployment, "metadata": {**meta, "managedFields": slim}}

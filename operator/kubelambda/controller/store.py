@@ -9,11 +9,11 @@ back to "the last copy wins". For the same reason the store remembers deletions 
 the answer to a write that a deletion overtook must not bring the deleted object back, or
 the reconcile that the DELETED event queued would take it for live and not create it again.
 
-Only what the reconcilers need is kept: managedFields are dropped (for Deployments, cut
-down to the replicas owners). Objects are kept as compact JSON, deflated (``_Codec``), many
-times smaller than the dicts they decode to, which is what keeps the operator's memory flat
-with thousands of Functions; ``get`` decodes a fresh copy, so callers may change what they
-get.
+Only what the reconcilers need is kept: managedFields are cut down to the replicas owners and
+the controller's creation entry (managedfields.py). Objects are kept as compact JSON, deflated
+(``_Codec``), many times smaller than the dicts they decode to, which is what keeps the
+operator's memory flat with thousands of Functions; ``get`` decodes a fresh copy, so callers
+may change what they get.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from kubelambda import jsonvalue
-from kubelambda.controller.replicas import slim_managed_fields
-from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, Kind
+from kubelambda.controller.managedfields import slim_managed_fields
+from kubelambda.platforms.kubernetes.kinds import Kind
 
 __all__ = ["MAX_TOMBSTONES", "TOMBSTONE_SECONDS", "Store", "newer"]
 
@@ -146,11 +146,7 @@ class Store:
                 "%s %s/%s: kept version %s over older %s", kind.kind, *where, known, version
             )
             return self._codec(kind).decode(self._objects[kind][where])
-        if kind == DEPLOYMENT:
-            kept = slim_managed_fields(dict(obj))
-        else:
-            meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-            kept = {**obj, "metadata": meta}
+        kept = slim_managed_fields(obj)
         self._objects.setdefault(kind, {})[where] = self._codec(kind).encode(kept)
         if version is not None:
             self._versions.setdefault(kind, {})[where] = str(version)

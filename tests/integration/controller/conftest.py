@@ -4,7 +4,6 @@ subprocess against them. There are no nodes, so pods stay Pending."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,14 +60,6 @@ def _alone(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     for running in paused:
         running.start()
-
-
-@pytest.fixture
-def namespace(kube_api: ApiServer) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    kube_api.kubectl("create", "namespace", name)
-    yield name
-    kube_api.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.hookimpl(hookwrapper=True)

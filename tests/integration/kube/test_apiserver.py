@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,14 +56,6 @@ def crd_names(documents: str) -> set[str]:
 def listed_crds(kube_api: ApiServer) -> set[str]:
     out = kube_api.kubectl("get", "crd", "-o", "jsonpath={.items[*].metadata.name}").stdout
     return set(out.split())
-
-
-@pytest.fixture
-def namespace(kube_api: ApiServer) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    kube_api.kubectl("create", "namespace", name)
-    yield name
-    kube_api.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def test_server_reports_the_pinned_version(kube_api: ApiServer) -> None:

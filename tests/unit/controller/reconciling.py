@@ -1,5 +1,6 @@
 """Helpers for the reconciler tests: an Operator on a FakeCluster, run until its queue is empty,
-and a FakeCluster where someone deletes an object while the operator's write of it is answered."""
+a FakeCluster where someone deletes an object while the operator's write of it is answered, and
+managedFields entries."""
 
 from __future__ import annotations
 
@@ -115,6 +116,13 @@ class DeletedInFlightCluster(FakeCluster):
         self._delete(kind_of(obj), meta["namespace"], meta["name"], field_manager)
         return answer
 
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str) -> dict[str, Any] | None:
+        answer = await super().create(obj, field_manager=field_manager)
+        meta = obj["metadata"]
+        if answer is not None:
+            self._delete(kind_of(obj), meta["namespace"], meta["name"], field_manager)
+        return answer
+
     async def patch_status(
         self, kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -148,3 +156,21 @@ def look(operator: Operator) -> dict[Key, Result]:
     settle(operator)
     asyncio.run(operator.observer.look_due())
     return settle(operator)
+
+
+def managed_entry(
+    manager: str, operation: str, fields: dict[str, Any], subresource: str | None = None
+) -> dict[str, Any]:
+    """One managedFields entry."""
+    found: dict[str, Any] = {"manager": manager, "operation": operation, "fieldsV1": fields}
+    if subresource:
+        found["subresource"] = subresource
+    return found
+
+
+def with_managed_fields(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment at 3 replicas with these managedFields."""
+    return {
+        "metadata": {"name": "hello", "namespace": "ns", "managedFields": list(entries)},
+        "spec": {"replicas": 3},
+    }

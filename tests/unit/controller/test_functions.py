@@ -98,12 +98,20 @@ class OvertakenCluster(FakeCluster):
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True
     ) -> dict[str, Any]:
         answer = await super().apply(obj, field_manager=field_manager, force=force)
+        self._overtake(obj)
+        return answer
+
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str) -> dict[str, Any] | None:
+        answer = await super().create(obj, field_manager=field_manager)
+        self._overtake(obj)
+        return answer
+
+    def _overtake(self, obj: Mapping[str, Any]) -> None:
         if kind_of(obj) == DEPLOYMENT and self.operator is not None:
             live = self.objects[self._key(DEPLOYMENT, NS, obj["metadata"]["name"])]
             live["status"] = {"observedGeneration": live["metadata"]["generation"]}
             live["metadata"]["resourceVersion"] = str(next(self._versions))
             self.operator.owned_event(DEPLOYMENT, "MODIFIED", copy.deepcopy(live))
-        return answer
 
 
 def test_an_answer_overtaken_by_a_watch_event_does_not_hide_it(
@@ -163,20 +171,22 @@ def test_a_new_function_costs_one_write_per_object_and_its_status(
     # The replicas handover waits for the Deployment's next apply (one fewer write per
     # Function); the autoscaler's first scale usually makes it unneeded.
     assert sorted(cluster.writes) == [
-        ("apply", "Deployment", "hello"),
         ("apply", "NetworkPolicy", "kubelambda-functions"),
-        ("apply", "Service", "hello"),
+        ("create", "Deployment", "hello"),
+        ("create", "Service", "hello"),
         ("status", "Function", "hello"),
     ]
-    # The namespace's next Function finds the shared policy in place: two objects of its own.
-    writes = len(cluster.writes)
+    # The namespace's next Function finds the shared policy in place: two objects of its own,
+    # each created with one request, none read first.
+    writes, reads = len(cluster.writes), len(cluster.reads)
     operator.function_event("ADDED", cluster.put(make_function("world")))
     settle(operator)
     assert sorted(cluster.writes[writes:]) == [
-        ("apply", "Deployment", "world"),
-        ("apply", "Service", "world"),
+        ("create", "Deployment", "world"),
+        ("create", "Service", "world"),
         ("status", "Function", "world"),
     ]
+    assert cluster.reads[reads:] == []
 
 
 def test_mounted_code_gets_its_configmap_and_declared_destinations_their_policy(
@@ -258,7 +268,7 @@ def test_announcing_pods_get_their_functions_key_once_before_their_deployment(
     cluster, operator = make_operator(announcing, make_function())
     settle(operator)
     writes = [w for w in cluster.writes if w[1] in ("Secret", "Deployment")]
-    assert writes == [("create", "Secret", "hello-announce"), ("apply", "Deployment", "hello")]
+    assert writes == [("create", "Secret", "hello-announce"), ("create", "Deployment", "hello")]
     secret = stored(cluster, SECRET, "hello-announce")
     assert secret["metadata"]["ownerReferences"][0]["name"] == "hello"
     writes_before = len(cluster.writes)
@@ -290,7 +300,8 @@ def test_replicas_are_handed_over_before_the_deployment_is_applied_again(
     writes = len(cluster.writes)
     operator.function_event("MODIFIED", cluster.put(changed))
     settle(operator)
-    assert cluster.writes[writes:][:2] == [
+    assert cluster.writes[writes:][:3] == [
+        ("managedFields", "Deployment", "hello"),  # the creation's fields, made the apply's
         ("apply", "Deployment", "hello"),  # REPLICAS_MANAGER's claim, then the new spec
         ("apply", "Deployment", "hello"),
     ]
@@ -421,6 +432,9 @@ class FailingCluster(FakeCluster):
         self.error = error
 
     async def apply(self, obj: Any, *, field_manager: str, force: bool = True) -> dict[str, Any]:
+        raise self.error
+
+    async def create(self, obj: Any, *, field_manager: str) -> dict[str, Any] | None:
         raise self.error
 
 

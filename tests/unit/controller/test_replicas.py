@@ -6,31 +6,12 @@ from typing import Any
 
 import pytest
 
-from kubelambda.controller.replicas import (
-    needs_handover,
-    replicas_claim,
-    replicas_owners,
-    slim_managed_fields,
-)
+from kubelambda.controller.replicas import needs_handover, replicas_claim
+from unit.controller.reconciling import managed_entry as entry
+from unit.controller.reconciling import with_managed_fields as deployment
 
 REPLICAS = {"f:spec": {"f:replicas": {}, "f:template": {}}}
 OTHER = {"f:spec": {"f:template": {}}}
-
-
-def entry(
-    manager: str, operation: str, fields: dict[str, Any], subresource: str | None = None
-) -> dict[str, Any]:
-    found: dict[str, Any] = {"manager": manager, "operation": operation, "fieldsV1": fields}
-    if subresource:
-        found["subresource"] = subresource
-    return found
-
-
-def deployment(*entries: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "hello", "namespace": "ns", "managedFields": list(entries)},
-        "spec": {"replicas": 3},
-    }
 
 
 @pytest.mark.parametrize(
@@ -69,13 +50,3 @@ def test_the_claim_keeps_the_current_value() -> None:
         "metadata": {"name": "hello", "namespace": "ns"},
         "spec": {"replicas": 3},
     }
-
-
-def test_slimming_keeps_the_owners_and_drops_the_rest() -> None:
-    full = deployment(
-        entry("kubelambda-controller", "Apply", OTHER),
-        entry("kubectl", "Update", {"f:spec": {"f:replicas": {}}}, "scale"),
-    )
-    slim = slim_managed_fields(full)
-    assert replicas_owners(slim) == replicas_owners(full) == {("kubectl", "Update")}
-    assert len(slim["metadata"]["managedFields"]) == 1

@@ -48,6 +48,32 @@ class AsyncKube:
     ) -> JSON:
         return await self._run(self.client.apply, obj, field_manager=field_manager, force=force)
 
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str) -> JSON | None:
+        """Create ``obj``; None when an object of that name exists (it is left as it is)."""
+        try:
+            return await self._run(self.client.create, obj, field_manager=field_manager)
+        except Conflict:
+            return None
+
+    async def set_managed_fields(
+        self,
+        kind: Kind,
+        *,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        entries: list[JSON],
+    ) -> JSON:
+        """Replace the object's managedFields, if it is still at ``resource_version`` (else
+        Conflict); the API server records no manager for such a write."""
+        return await self._run(
+            self.client.merge_patch,
+            kind,
+            namespace=namespace,
+            name=name,
+            patch={"metadata": {"resourceVersion": resource_version, "managedFields": entries}},
+        )
+
     async def create_once(self, obj: Mapping[str, Any]) -> bool:
         """Create ``obj`` unless it exists (then it is left as it is); True when created."""
         try:

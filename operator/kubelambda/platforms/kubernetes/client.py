@@ -221,10 +221,18 @@ class KubeClient:
             content_type=MERGE,
         )
 
-    def create(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> JSON:
+    def create(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        field_manager: str | None = None,
+    ) -> JSON:
+        """POST ``obj``; an object of that name raises Conflict (409 AlreadyExists)."""
         kind = kind_of(obj)
         where = namespace if namespace is not None else obj["metadata"].get("namespace")
-        return self._call("POST", kind.path(namespace=where), body=obj)
+        query = [("fieldManager", field_manager)] if field_manager else None
+        return self._call("POST", kind.path(namespace=where), query=query, body=obj)
 
     def delete(
         self,
