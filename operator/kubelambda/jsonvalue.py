@@ -3,10 +3,10 @@ outcome: what orjson would read differently or refuses (an integer beyond 64 bit
 reads as a float; NaN; UTF-16; a key that is not a string) goes to the json module.
 
 The gateway parses answer bodies with ``loads`` and checks Invoke payloads with ``check``; the
-Kubernetes client encodes its
-requests' bodies and decodes the answers and watch events with ``dumps`` and ``loads``, and the
-controller's store its cached copies (the json module was about an eighth of the operator's CPU
-per Function: benchmarks/reconcile_throughput.py ``--profile``).
+Kubernetes client encodes its requests' bodies and decodes the answers and watch events with
+``dumps`` and ``loads``, the controller's store its cached copies, and the controller's drift
+check its fingerprints with ``canonical`` (the json module was about an eighth of the operator's
+CPU per Function: benchmarks/reconcile_throughput.py ``--profile``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["check", "dumps", "loads"]
+__all__ = ["canonical", "check", "dumps", "loads"]
 
 
 def loads(data: bytes) -> Any:
@@ -45,6 +45,22 @@ def dumps(obj: Mapping[str, Any]) -> bytes:
         return orjson.dumps(obj)
     except TypeError:  # a key that is not a string, an integer beyond 64 bits
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    """Sorted keys, compact: ``json.dumps(obj, sort_keys=True, separators=(",", ":"))`` byte for
+    byte for what the controller builds, for hashes that must not change between versions
+    (drift.py's fingerprints). orjson writes the same for ASCII documents; one with other
+    characters (which the json module escapes) is written by the json module. Floats in
+    exponent form would differ (1e16, not 1e+16): no Kubernetes object carries one, and a
+    fingerprint that differs costs one apply, nothing else."""
+    try:
+        data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a key that is not a string, an integer beyond 64 bits
+        data = b""
+    if data and data.isascii():
+        return data
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 # 19 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float (the json

@@ -89,3 +89,17 @@ def test_what_dumps_writes_reads_back_as_the_json_module_reads_it(obj: Any) -> N
     data = jsonvalue.dumps(obj)
     assert jsonvalue.loads(data) == json.loads(data) == json.loads(json.dumps(obj))
     assert b'": ' not in data and b'", ' not in data  # compact
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        *OBJECTS,
+        {"z": {"b": [3, {"y": 1, "x": 2}], "a": "ascii only"}, "a": False, "m": None},
+        {"metadata": {"annotations": {"kubelambda.dev/applied": "x" * 32}}, "spec": {"n": -7}},
+    ],
+)
+def test_canonical_writes_what_the_json_module_writes_sorted(obj: Any) -> None:
+    """Fingerprints hashed from it stay those of earlier versions, which used the json module."""
+    expected = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    assert jsonvalue.canonical(obj) == expected

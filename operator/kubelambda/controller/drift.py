@@ -10,9 +10,10 @@ a new intent means a new fingerprint, and so an apply, which removes what was dr
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, Final
+
+from kubelambda import jsonvalue
 
 __all__ = ["APPLIED_ANNOTATION", "contains", "fingerprinted"]
 
@@ -22,7 +23,7 @@ APPLIED_ANNOTATION: Final = "kubelambda.dev/applied"
 def fingerprinted(desired: Mapping[str, Any]) -> dict[str, Any]:
     """``desired`` annotated with the sha256 of everything else in it. Only the top level and
     metadata are copied: the rest is shared with ``desired``."""
-    canonical = json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()
+    canonical = jsonvalue.canonical(desired)
     meta = dict(desired.get("metadata") or {})
     meta["annotations"] = {
         **(meta.get("annotations") or {}),

@@ -310,7 +310,5 @@ def function_deployment(
 
 
 def with_replicas(deployment: dict[str, Any], replicas: int) -> dict[str, Any]:
-    """A copy of ``deployment`` with ``spec.replicas``: only for creating it."""
-    created = copy.deepcopy(deployment)
-    created["spec"]["replicas"] = replicas
-    return created
+    """``deployment`` with ``spec.replicas``, sharing the rest: only for creating it."""
+    return {**deployment, "spec": {**deployment["spec"], "replicas": replicas}}
