@@ -45,6 +45,10 @@ class WorkQueue(Generic[K]):
         """True while a key is queued or being handled (delayed adds do not count)."""
         return bool(self._ready or self._active)
 
+    def handling(self, key: K) -> bool:
+        """True while a worker handles ``key`` (between ``get`` and ``done``)."""
+        return key in self._active
+
     def add(self, key: K) -> None:
         if key in self._queued:
             return

@@ -18,17 +18,19 @@ may change what they get.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 from kubelambda import jsonvalue
 from kubelambda.controller.managedfields import slim_managed_fields
 from kubelambda.platforms.kubernetes.kinds import Kind
 
-__all__ = ["MAX_TOMBSTONES", "TOMBSTONE_SECONDS", "Store", "newer"]
+__all__ = ["MAX_TOMBSTONES", "TOMBSTONE_SECONDS", "Seen", "Store", "newer"]
 
 JSON = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -97,6 +99,12 @@ def _not_after(version: object, than: str | None) -> bool:
     return version is not None and (str(version) == than or newer(than, version))
 
 
+Seen = set[tuple[Kind, str, str, str]]
+"""(kind, namespace, name, resourceVersion) of the copies one reconcile put: read or written."""
+
+_SEEN: ContextVar[Seen | None] = ContextVar("kubelambda_store_seen", default=None)
+
+
 class Store:
     """Objects by kind, namespace and name, and the versions at which recent ones were deleted
     (tombstones). Not thread-safe: used on the event loop only."""
@@ -118,6 +126,19 @@ class Store:
         self._tombstone_seconds = tombstone_seconds
         self._max_tombstones = max_tombstones
 
+    @staticmethod
+    @contextlib.contextmanager
+    def recording() -> Iterator[Seen]:
+        """Collects the version of every copy put from this context (a reconcile, and the tasks
+        it starts) until the block ends: a watch event at one of them tells that reconcile
+        nothing new (the operator's requeue rule, operator.py)."""
+        seen: Seen = set()
+        token = _SEEN.set(seen)
+        try:
+            yield seen
+        finally:
+            _SEEN.reset(token)
+
     def put(self, kind: Kind, obj: Mapping[str, Any]) -> JSON | None:
         """Keep a slimmed copy of ``obj`` in place of what was there, and return it; when the
         store already has a newer version, keep and return that one instead. Were the older
@@ -128,6 +149,9 @@ class Store:
         object stays absent. A newer version (created again) is kept and ends the tombstone."""
         where = _name_of(obj)
         version = (obj.get("metadata") or {}).get("resourceVersion")
+        seen = _SEEN.get()
+        if seen is not None and version is not None:
+            seen.add((kind, *where, str(version)))
         deleted = self._deleted(kind, where)
         if deleted is not None:
             if _not_after(version, deleted):

@@ -4,6 +4,7 @@ than the object's deletion does not bring back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -249,3 +250,29 @@ def test_names_lists_one_namespace_without_the_removed() -> None:
     assert sorted(store.names(FUNCTION, namespace="team-a")) == ["a", "b"]
     assert store.names(FUNCTION, namespace="team-b") == ["elsewhere"]
     assert store.names(DEPLOYMENT, namespace="team-a") == []
+
+
+def test_recording_collects_what_its_own_context_puts_and_nothing_else() -> None:
+    store = Store()
+
+    def config_map(name: str, version: str) -> dict[str, Any]:
+        meta = {"name": name, "namespace": "ns", "resourceVersion": version}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+    async def put(name: str, version: str, after: asyncio.Event | None = None) -> None:
+        if after is not None:
+            await after.wait()
+        store.put(CONFIG_MAP, config_map(name, version))
+
+    async def main() -> set[tuple[Any, ...]]:
+        go = asyncio.Event()
+        watch = asyncio.create_task(put("c", "7", after=go))  # a watch handler's task
+        with store.recording() as seen:
+            store.put(CONFIG_MAP, config_map("a", "5"))
+            await asyncio.create_task(put("b", "6"))  # a task the reconcile starts
+            go.set()
+            await watch
+        store.put(CONFIG_MAP, config_map("d", "8"))  # after the recording
+        return seen
+
+    assert asyncio.run(main()) == {(CONFIG_MAP, "ns", "a", "5"), (CONFIG_MAP, "ns", "b", "6")}
