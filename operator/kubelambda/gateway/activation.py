@@ -161,7 +161,9 @@ class Lease:
         self._released = True
         if outcome is Outcome.OK:
             now = self._activator._clock.monotonic() if now is None else now
-            self._activator._served(self._state, now - self._started)
+            # A moving average of how long a slot stays taken: the rate held requests drain at.
+            state, seconds, service = self._state, now - self._started, self._state.service
+            state.service = seconds if not service else service + 0.1 * (seconds - service)
         if self.permit is not None:
             # An instance that refused did not run it: the invoker's retry takes a new permit.
             self.permit.release(refund=outcome is not Outcome.OK)
@@ -262,7 +264,9 @@ class Activator:
         if not state.waiters:
             slot = self._pick(state)
             if slot is not None:
-                self._assign(state, slot)
+                slot.in_flight += 1  # _assign, written out: this runs for every invocation
+                state.in_flight += 1
+                state.requests += 1
                 return Lease(self, state, slot, started=now, waited=0.0, cold=False)
         return await self._hold(state, now, deadline, gone)
 
@@ -363,12 +367,6 @@ class Activator:
             )
 
     @staticmethod
-    def _served(state: _FunctionState, seconds: float) -> None:
-        # A moving average of how long a slot stays taken: the rate held requests drain at.
-        service = state.service
-        state.service = seconds if not service else service + 0.1 * (seconds - service)
-
-    @staticmethod
     def _abandon(waiter: _Waiter, _watcher: object = None) -> None:
         if not waiter.future.done():
             waiter.future.set_exception(ClientDisconnected("the client left while held"))
@@ -436,7 +434,8 @@ class Activator:
             if state.waiters and not self._usable(state, now):
                 self._wake(state, now)
         # Hand the slot's waiters on: to other instances now, or to this one once it is back.
-        self._dispatch(state)
+        if state.waiters:
+            self._dispatch(state)
 
     def _dispatch(self, state: _FunctionState) -> None:
         """Give free slots to held requests, first come first served."""

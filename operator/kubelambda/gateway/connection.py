@@ -35,12 +35,12 @@ import httptools
 from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.framing import (
     INTERNAL,
-    INVALID,
     OVERLOADED_MESSAGE,
     STATUS_LINES,
     TOO_LARGE,
     TOO_MANY,
     TOO_SLOW,
+    bad_request,
     malformed,
     refusal,
     status_line,
@@ -263,15 +263,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
-        head = [STATUS_LINES[400]]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head += (
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(INVALID),
-            b"connection: close\r\n\r\n",
-            INVALID,
-        )
-        self.transport.write(b"".join(head))
+        self.transport.write(bad_request(self.server_state.default_headers))
         self.transport.close()
 
     # httptools callbacks
@@ -375,26 +367,31 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
     def _start(self, exchange: Exchange) -> None:
         self._current = exchange
         # The Task loop.create_task makes (no factory is set), named: unnamed, it formats "Task-N".
-        self.tasks.add(task := asyncio.Task(self._run(exchange), loop=self.loop, name="request"))
-        task.add_done_callback(self.tasks.discard)
+        exchange.task = asyncio.Task(self._run(exchange), loop=self.loop, name="request")
+        self.tasks.add(exchange.task)
 
     async def _run(self, exchange: Exchange) -> None:
         exchange.offer_body()
         try:
-            response = await self.responder(exchange.scope, exchange.receive)
-        except asyncio.CancelledError:
-            self.transport.close()  # uvicorn gave up waiting at shutdown
-            raise
-        except Exception:
-            log.exception("unexpected error answering a request")
-            response = INTERNAL
-        if response is None:  # the client left
-            exchange.done = True
-            return
-        if self._writable is not None:
-            # The client is not taking the answer before this one: do not pile up more.
-            await self._writable
-        self._write(exchange, response)
+            try:
+                response = await self.responder(exchange.scope, exchange.receive)
+            except asyncio.CancelledError:
+                self.transport.close()  # uvicorn gave up waiting at shutdown
+                raise
+            except Exception:
+                log.exception("unexpected error answering a request")
+                response = INTERNAL
+            if response is None:  # the client left
+                exchange.done = True
+                return
+            if self._writable is not None:
+                # The client is not taking the answer before this one: do not pile up more.
+                await self._writable
+            self._write(exchange, response)
+        finally:
+            # Out of the count as it ends, not by a done callback, which cost a call_soon per
+            # request (one cancelled before it ran, at shutdown, stays: nobody counts then).
+            self.tasks.discard(exchange.task)
 
     def _write(self, exchange: Exchange, response: Response) -> None:
         exchange.done = True

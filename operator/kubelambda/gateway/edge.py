@@ -43,6 +43,7 @@ RESERVED_PREFIX = "/_kubelambda/"
 # Of the Lambda API's paths, FUNCTION/invocations go to the Invoke API; the rest to the
 # management API (a Function may be named "invocations").
 _INVOCATIONS = "/invocations"
+_OWN_PREFIXES = (LAMBDA_API_PREFIX, RESERVED_PREFIX)  # INVOKE_PREFIX is under the first
 _JSON = (b"content-type", b"application/json")
 # Not a real HTTP status: the client went away before we could answer (as nginx logs it).
 _CLIENT_GONE = 499
@@ -169,7 +170,10 @@ class PublicApp:
         try:
             ready: bytes | None = scope.get(BODY_KEY)
             if ready is not None:  # all in already: nothing to wait for
-                request.body = self._take_body(request, ready, held)
+                # No body and none declared (a GET, mostly): nothing to check or hold.
+                if ready or request.content_length:
+                    ready = self._take_body(request, ready, held)
+                request.body = ready
                 read = True
             else:
                 try:
@@ -181,20 +185,23 @@ class PublicApp:
                         f"the request body did not arrive within {self._body_timeout:g} s"
                     ) from None
             path = request.path
-            if path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(_INVOCATIONS):
+            # One question for a trigger's path, the usual, rather than one per prefix.
+            if not path.startswith(_OWN_PREFIXES):
+                http_api = True
+                response = await self._triggers(request)
+            elif path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(
+                _INVOCATIONS
+            ):
                 response = await self._invoke_api(request)
             elif path.startswith(LAMBDA_API_PREFIX):
                 response = await self._management_api(request)
-            elif path.startswith(RESERVED_PREFIX):
+            else:
                 handler = self._reserved.get(path)
                 if handler is None:
                     raise NotFound(
                         f"{path}: no such endpoint; paths under {RESERVED_PREFIX} are reserved"
                     )
                 response = await handler(request)
-            else:
-                http_api = True
-                response = await self._triggers(request)
         except GatewayError as exc:
             response = error_response(exc, request_id=request.request_id, http_api=http_api)
             if not read:

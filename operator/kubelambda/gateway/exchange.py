@@ -41,7 +41,11 @@ class Exchange:
         "more_body",
         "scope",
         "size",
+        "task",
     )
+    # The Task answering it, set as it starts (connection.py), which takes it out of the
+    # server's tasks when it ends.
+    task: asyncio.Task[None]
 
     def __init__(
         self, connection: _Connection, scope: Scope, *, keep_alive: bool, expect: bool
@@ -76,7 +80,10 @@ class Exchange:
     def offer_body(self) -> None:
         """Put the body in the scope if all of it is in already."""
         if not self.more_body and not self.disconnected:
-            self.scope[BODY_KEY] = self._take()
+            chunks = self.chunks  # _take, written out: this runs for every request
+            self.scope[BODY_KEY] = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self.size = 0
             self.delivered = True
 
     def _wake(self) -> None:

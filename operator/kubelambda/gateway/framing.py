@@ -19,6 +19,7 @@ __all__ = [
     "TOO_LARGE",
     "TOO_MANY",
     "TOO_SLOW",
+    "bad_request",
     "malformed",
     "refusal",
     "status_line",
@@ -77,6 +78,19 @@ def malformed(names: list[bytes], values: list[bytes]) -> bool:
         return True
     joined = b"\t".join(values)
     return bool(joined) and not joined.translate(_VALUE_MARKS).isalpha()
+
+
+def bad_request(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The 400 answer to a request that is not HTTP, with the server's `default_headers`."""
+    head = [STATUS_LINES[400]]
+    for name, value in default_headers:
+        head += (name, b": ", value, b"\r\n")
+    head += (
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(INVALID),
+        b"connection: close\r\n\r\n",
+        INVALID,
+    )
+    return b"".join(head)
 
 
 def status_line(code: int) -> bytes:

@@ -42,6 +42,8 @@ _DEFAULT_MEMORY_MB = 128
 _LOGGED = (DeadlineExceeded, UpstreamFailed)
 # Invoker's `tracer` when none is given: the OTEL_* environment decides.
 _FROM_ENVIRONMENT: SpanTracer | None = cast(SpanTracer, object())
+# Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
+_make = tuple.__new__
 
 
 class Invocation(NamedTuple):
@@ -224,8 +226,8 @@ class Invoker:
                 self._bill(function, response, answered - sent)
             if cold:
                 self._metrics.cold_start(key, waited)
-            # Positional: a NamedTuple made with keywords costs half as much again.
-            return Invocation(response, waited, cold)
+            # _make: one is made per request.
+            return _make(Invocation, (response, waited, cold))
 
     def _bill(self, function: FunctionEntry, response: UpstreamResponse, seconds: float) -> None:
         """Count an answered invocation: the runtime's billed duration when it sent one, else

@@ -227,7 +227,9 @@ class GatewayMetrics:
         stats = self.stats.get(function or _NO_FUNCTION) or self._stats(function)
         codes = stats.codes
         codes[code] = codes.get(code, 0) + 1
-        stats.duration.observe(seconds)
+        duration = stats.duration  # observe(), written out: this runs for every request
+        duration.counts[bisect_left(duration.bounds, seconds)] += 1
+        duration.sum += seconds
 
     def cold_start(self, function: FunctionKey, seconds: float) -> None:
         stats = self._stats(function)

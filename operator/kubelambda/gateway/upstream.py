@@ -188,7 +188,9 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    async def exchange(self, data: bytes, deadline: float) -> UpstreamResponse:
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[UpstreamResponse]:
+        """Send a request: the future is its answer, due by `deadline`; the caller (request)
+        awaits it, then sets `_waiter` to None. Not a coroutine: one fewer per invocation."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise _Stale()
@@ -201,14 +203,8 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
         self._waiter = waiter
         self._arm(deadline)
-        try:
-            transport.write(data)
-            return await waiter
-        finally:
-            self._waiter = None
-            # A failed waiter holds its exception, whose traceback holds this frame, which
-            # holds the waiter: a cycle, unless the frame lets go of it.
-            del waiter
+        transport.write(data)
+        return waiter
 
 
 class UpstreamPool:
@@ -263,36 +259,40 @@ class UpstreamPool:
         UpstreamFailed when the answer breaks off or is not HTTP. Header values must not
         hold CR or LF.
         """
-        loop = self._running_loop()
+        # Kept while it runs: asyncio.get_running_loop makes a system call (getpid, before
+        # Python 3.12). One not running any more means the pool is used from a new loop (tests).
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         if within is not None:
             deadline = now + within
         elif deadline is None:
             raise TypeError("UpstreamPool.request needs a deadline or a time (within)")
         key: _Key = (host, port, tls is not None)
-        authority = f"{host}:{port}".encode("ascii")
-        parts = [
-            method,
-            b" ",
-            target,
-            b" HTTP/1.1\r\nhost: ",
-            authority,
-            b"\r\ncontent-length: ",
-            str(len(body)).encode("ascii"),
-            b"\r\n",
-        ]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        parts.append(body)
-        data = b"".join(parts)
+        # Each header line joined in C ("name: value"), not by a loop in Python.
+        lines = b"\r\n".join(map(b": ".join, headers))
+        data = b"".join(
+            (
+                method,
+                b" ",
+                target,
+                b" HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: %d\r\n"
+                % (host.encode("ascii"), port, len(body)),
+                lines,
+                b"\r\n\r\n" if lines else b"\r\n",
+                body,
+            )
+        )
 
         for _ in range(2):
             connection = self._take(key, now)
             if connection is None:
                 connection = await self._connect(key, loop, deadline, tls)
+            waiter: asyncio.Future[UpstreamResponse] | None = None
             try:
-                response = await connection.exchange(data, deadline)
+                waiter = connection.send(data, deadline)
+                response = await waiter
             except _Stale:
                 connection.close()
                 now = loop.time()
@@ -301,18 +301,13 @@ class UpstreamPool:
                 # Timed out, cancelled (the client left) or broken: never reuse it.
                 connection.close()
                 raise
+            finally:
+                # A failed waiter holds its exception, whose traceback holds this frame, which
+                # holds the waiter: a cycle, unless the frame lets go of it.
+                connection._waiter = waiter = None
             self._give_back(connection, loop.time())
             return response
         raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        # Kept while it runs: asyncio.get_running_loop makes a system call (getpid, before
-        # Python 3.12), and this runs for every invocation. One not running any more means
-        # the pool is used from a new loop (tests).
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
 
     def _take(self, key: _Key, now: float) -> _Connection | None:
         idle = self._idle.get(key)

@@ -50,6 +50,31 @@ async def test_keeps_connections_alive_and_sends_the_request_as_given() -> None:
     await pool.aclose()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [[], [(b"a", b"1")], [(b"a", b"1"), (b"b-c", b"x y")]],
+    ids=["none", "one", "two"],
+)
+async def test_the_request_is_written_byte_for_byte(headers: list[tuple[bytes, bytes]]) -> None:
+    pool = UpstreamPool()
+    async with raw_server(ok) as server:
+        await pool.request(
+            host="127.0.0.1",
+            port=server.port,
+            method=b"POST",
+            target=b"/t",
+            headers=headers,
+            body=b"xyz",
+            within=5.0,
+        )
+    lines = b"".join(b"%s: %s\r\n" % header for header in headers)
+    assert server.requests[0] == (
+        b"POST /t HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-length: 3\r\n%s\r\nxyz"
+        % (server.port, lines)
+    )
+    await pool.aclose()
+
+
 async def test_concurrent_requests_use_separate_connections() -> None:
     release = asyncio.Event()
 

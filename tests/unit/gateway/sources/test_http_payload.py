@@ -10,6 +10,9 @@ import pytest
 
 from kubelambda.gateway.http import Response
 from kubelambda.gateway.sources.http_payload import (
+    _ENCODED_CHARS,
+    _ENCODED_PAIRS,
+    _encoded,
     build_event,
     function_error_response,
     map_response,
@@ -369,6 +372,19 @@ def test_object_with_body_but_no_status_code_is_sent_whole() -> None:
 )
 def test_status_code_response(result: dict[str, Any], expected: Response) -> None:
     assert mapped(result) == expected
+    assert mapped(result) == expected  # again, its header pairs now remembered
+
+
+def test_remembered_header_pairs_are_bounded_in_number_and_length() -> None:
+    for n in range(_ENCODED_PAIRS + 10):
+        assert mapped({"statusCode": 200, "headers": {"x-n": str(n)}}).headers[0] == (
+            b"x-n",
+            str(n).encode(),
+        )
+        assert len(_encoded) <= _ENCODED_PAIRS
+    long = "v" * _ENCODED_CHARS
+    assert mapped({"statusCode": 200, "headers": {"x-long": long}}).headers[0][1] == long.encode()
+    assert ("x-long", long) not in _encoded
 
 
 @pytest.mark.parametrize(
