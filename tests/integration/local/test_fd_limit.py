@@ -27,7 +27,15 @@ from support.waiting import GiveUp, free_port, wait_for
 LIMIT = 128  # the soft RLIMIT_NOFILE local mode runs under
 ASKERS = 5  # requests made at the limit, at once: each needs its own instance connection
 OBSERVED_SECONDS = 3.0
-HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi'}\n"
+# Slow enough that the askers' requests are all in flight at once, whatever the machine's load:
+# with a quick answer, one instance connection given back in time served them one by one (a
+# CI run had all five answered 200 so).
+HANDLER = (
+    "import time\n"
+    "def handler(event, context):\n"
+    "    time.sleep(1)\n"
+    "    return {'statusCode': 200, 'body': 'hi'}\n"
+)
 
 
 class Local:
