@@ -152,7 +152,8 @@ def test_the_echoes_of_a_reconcile_s_own_writes_do_not_queue_it_again(
     operator.function_event("ADDED", cluster.put(make_function()))
     settle(operator)
     assert operator.reconciles == 1
-    # A change someone else made meanwhile still counts: a new version.
+    # A change someone else makes still reconciles (one made during a reconcile, at a version
+    # that reconcile did not put: test_an_answer_overtaken_by_a_watch_event_does_not_hide_it).
     changed = stored(cluster, FUNCTION)
     changed["spec"]["memoryMB"] = 256
     operator.function_event("MODIFIED", cluster.put(changed))
