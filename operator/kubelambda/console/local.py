@@ -21,7 +21,7 @@ from kubelambda.console.app import create_app, serve_console
 from kubelambda.console.figures import FunctionState, Logs, Overview, invocations_of
 from kubelambda.console.runtimes import RuntimeErrors
 from kubelambda.console.samples import SampleRing
-from kubelambda.gateway.activation import FunctionLoad
+from kubelambda.gateway.functionstate import FunctionLoad
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.server import Gateway
 

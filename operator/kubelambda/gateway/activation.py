@@ -15,9 +15,7 @@ import contextlib
 import enum
 import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
@@ -28,11 +26,12 @@ from kubelambda.gateway.exceptions import (
     HoldQueueFull,
     Unavailable,
 )
+from kubelambda.gateway.functionstate import FunctionLoad, FunctionState, Slot, Waiter
 from kubelambda.gateway.limits import FunctionLimits, Permit
 from kubelambda.gateway.overload import LoopLag
 from kubelambda.gateway.platform import Instance, Platform, PlatformError
 
-__all__ = ["Activator", "FunctionLoad", "Lease", "Outcome"]
+__all__ = ["Activator", "Lease", "Outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -43,75 +42,6 @@ class Outcome(enum.Enum):
     OK = "ok"
     REFUSED = "refused"  # could not connect: leave the instance out for a while
     BUSY = "busy"  # the instance answered 429: leave it out briefly
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionLoad:
-    """One function's counters, for the metrics and local mode's autoscaler."""
-
-    in_flight: int
-    queued: int
-    ready_instances: int
-    capacity: int
-    requests_total: int
-    last_request_at: float | None  # on the activator's clock (monotonic)
-
-
-class _Slot:
-    __slots__ = ("ejected_until", "in_flight", "instance")
-
-    def __init__(self, instance: Instance) -> None:
-        self.instance = instance
-        self.in_flight = 0
-        self.ejected_until = 0.0
-
-
-class _Waiter:
-    __slots__ = ("cold", "future", "since")
-
-    def __init__(self, future: asyncio.Future[_Slot], since: float, cold: bool) -> None:
-        self.future = future
-        self.since = since
-        self.cold = cold
-
-
-class _FunctionState:
-    __slots__ = (
-        "grew_at",
-        "in_flight",
-        "key",
-        "last_request",
-        "last_wake",
-        "order",
-        "over_since",
-        "redispatch",
-        "requests",
-        "rewake",
-        "rotation",
-        "service",
-        "slots",
-        "waiters",
-    )
-
-    def __init__(self, key: FunctionKey) -> None:
-        self.key = key
-        self.slots: dict[str, _Slot] = {}
-        self.order: tuple[_Slot, ...] = ()
-        self.waiters: deque[_Waiter] = deque()
-        self.in_flight = 0
-        self.requests = 0
-        self.last_request: float | None = None
-        self.last_wake = float("-inf")
-        self.rewake: asyncio.TimerHandle | None = None
-        # Dispatches again when the first left-out slot with room is back (_dispatch_when_back).
-        self.redispatch: asyncio.TimerHandle | None = None
-        self.rotation = 0
-        # Mean seconds a lease is held (moving average): how fast a busy slot frees up.
-        self.service = 0.0
-        # When the ready instances last grew: capacity may still be arriving after that.
-        self.grew_at = float("-inf")
-        # Since when held requests would wait over the bound for a busy instance.
-        self.over_since: float | None = None
 
 
 class Lease:
@@ -135,8 +65,8 @@ class Lease:
     def __init__(
         self,
         activator: Activator,
-        state: _FunctionState,
-        slot: _Slot,
+        state: FunctionState,
+        slot: Slot,
         *,
         started: float,
         waited: float,
@@ -210,7 +140,7 @@ class Activator:
         self._wake_interval = wake_interval_seconds
         self._eject_seconds = eject_seconds
         self._busy_eject_seconds = busy_eject_seconds
-        self._states: dict[FunctionKey, _FunctionState] = {}
+        self._states: dict[FunctionKey, FunctionState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = platform.subscribe(self._on_instances)
 
@@ -262,9 +192,9 @@ class Activator:
         now = self._clock.monotonic()
         state.last_request = now
         if not state.waiters:
-            slot = self._pick(state)
+            slot = state.pick(self._clock.monotonic)
             if slot is not None:
-                slot.in_flight += 1  # _assign, written out: this runs for every invocation
+                slot.in_flight += 1  # state.assign, written out: this runs for every invocation
                 state.in_flight += 1
                 state.requests += 1
                 return Lease(self, state, slot, started=now, waited=0.0, cold=False)
@@ -272,7 +202,7 @@ class Activator:
 
     async def _hold(
         self,
-        state: _FunctionState,
+        state: FunctionState,
         now: float,
         deadline: float,
         gone: Callable[[], Awaitable[object]] | None,
@@ -288,9 +218,9 @@ class Activator:
         cold = not state.order
         if not cold:
             self._refuse_long_wait(state, now)
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), now, cold)
+        waiter = Waiter(asyncio.get_running_loop().create_future(), now, cold)
         state.waiters.append(waiter)
-        if cold or not self._usable(state, now):
+        if cold or not state.usable(now):
             self._wake(state, now)
         # Held for a left-out instance (it answered 429 or refused just before): dispatch when
         # it is back, since no release may come to do it.
@@ -339,7 +269,7 @@ class Activator:
             cold=waiter.cold,
         )
 
-    def _refuse_long_wait(self, state: _FunctionState, now: float) -> None:
+    def _refuse_long_wait(self, state: FunctionState, now: float) -> None:
         """Raise HoldQueueFull when the busy instances would take over `max_hold_wait` to reach
         this request and have for that long: more than they serve keeps arriving, and holding
         it would only lengthen every held request's wait until the hold deadline."""
@@ -367,91 +297,56 @@ class Activator:
             )
 
     @staticmethod
-    def _abandon(waiter: _Waiter, _watcher: object = None) -> None:
+    def _abandon(waiter: Waiter, _watcher: object = None) -> None:
         if not waiter.future.done():
             waiter.future.set_exception(ClientDisconnected("the client left while held"))
 
     @staticmethod
-    def _granted(waiter: _Waiter) -> _Slot | None:
+    def _granted(waiter: Waiter) -> Slot | None:
         future = waiter.future
         if future.done() and not future.cancelled() and future.exception() is None:
             return future.result()
         return None
 
     @staticmethod
-    def _drop(state: _FunctionState, waiter: _Waiter) -> None:
+    def _drop(state: FunctionState, waiter: Waiter) -> None:
         # It may already be off the queue, taken by _dispatch or _fail_waiters.
         with contextlib.suppress(ValueError):
             state.waiters.remove(waiter)
 
-    def _new_state(self, key: FunctionKey) -> _FunctionState:
-        state = self._states[key] = _FunctionState(key)
-        self._set_instances(state, self._platform.ready_instances(key))
+    def _new_state(self, key: FunctionKey) -> FunctionState:
+        state = self._states[key] = FunctionState(key)
+        state.set_instances(self._platform.ready_instances(key))
         return state
 
-    def _pick(self, state: _FunctionState) -> _Slot | None:
-        """The usable slot with the fewest requests in flight, rotating among equals."""
-        order = state.order
-        count = len(order)
-        if count == 0:
-            return None
-        start = state.rotation
-        best: _Slot | None = None
-        now = 0.0
-        for offset in range(count):
-            slot = order[(start + offset) % count]
-            if slot.in_flight >= slot.instance.concurrency:
-                continue
-            if slot.ejected_until:
-                now = now or self._clock.monotonic()
-                if slot.ejected_until > now:
-                    continue
-                slot.ejected_until = 0.0
-            if best is None or slot.in_flight < best.in_flight:
-                best = slot
-                if slot.in_flight == 0:
-                    break
-        if best is not None:
-            state.rotation = (start + 1) % count
-        return best
-
-    def _usable(self, state: _FunctionState, now: float) -> bool:
-        return any(slot.ejected_until <= now for slot in state.order)
-
-    @staticmethod
-    def _assign(state: _FunctionState, slot: _Slot) -> None:
-        slot.in_flight += 1
-        state.in_flight += 1
-        state.requests += 1
-
-    def _release(self, state: _FunctionState, slot: _Slot, outcome: Outcome) -> None:
+    def _release(self, state: FunctionState, slot: Slot, outcome: Outcome) -> None:
         slot.in_flight -= 1
         state.in_flight -= 1
         if outcome is not Outcome.OK:
             pause = self._eject_seconds if outcome is Outcome.REFUSED else self._busy_eject_seconds
             now = self._clock.monotonic()
             slot.ejected_until = now + pause
-            if state.waiters and not self._usable(state, now):
+            if state.waiters and not state.usable(now):
                 self._wake(state, now)
         # Hand the slot's waiters on: to other instances now, or to this one once it is back.
         if state.waiters:
             self._dispatch(state)
 
-    def _dispatch(self, state: _FunctionState) -> None:
+    def _dispatch(self, state: FunctionState) -> None:
         """Give free slots to held requests, first come first served."""
         waiters = state.waiters
         while waiters:
-            slot = self._pick(state)
+            slot = state.pick(self._clock.monotonic)
             if slot is None:
                 self._dispatch_when_back(state)
                 return
             waiter = waiters.popleft()
             if waiter.future.done():
                 continue
-            self._assign(state, slot)
+            state.assign(slot)
             waiter.future.set_result(slot)
 
-    def _dispatch_when_back(self, state: _FunctionState) -> None:
+    def _dispatch_when_back(self, state: FunctionState) -> None:
         """Dispatch again when the first left-out slot with room is back. Nothing else would:
         held requests are handed slots only by a release, an instance update or this, and new
         requests queue behind them (a request that got 429 is held again after its release).
@@ -470,7 +365,7 @@ class Activator:
             delay = max(min(back) - self._clock.monotonic(), 0.001)
             state.redispatch = asyncio.get_running_loop().call_later(delay, self._redispatch, state)
 
-    def _redispatch(self, state: _FunctionState) -> None:
+    def _redispatch(self, state: FunctionState) -> None:
         state.redispatch = None
         self._dispatch(state)
 
@@ -480,29 +375,12 @@ class Activator:
             return  # read in full when a request first needs it
         if len(instances) > len(state.order):
             state.grew_at = self._clock.monotonic()
-        self._set_instances(state, instances)
+        state.set_instances(instances)
         self._dispatch(state)
         if state.waiters and not state.order:
             self._wake(state, self._clock.monotonic())
 
-    @staticmethod
-    def _set_instances(state: _FunctionState, instances: Sequence[Instance]) -> None:
-        # Slots keep their in-flight counts across updates; requests on an instance that
-        # left finish (or fail) on their own and release a slot nobody picks any more.
-        previous = state.slots
-        slots: dict[str, _Slot] = {}
-        for instance in instances:
-            slot = previous.get(instance.id)
-            if slot is None:
-                slot = _Slot(instance)
-            else:
-                slot.instance = instance
-            slots[instance.id] = slot
-        state.slots = slots
-        state.order = tuple(slots.values())
-        state.rotation = 0
-
-    def _wake(self, state: _FunctionState, now: float) -> None:
+    def _wake(self, state: FunctionState, now: float) -> None:
         """Ask the platform for an instance, at most once per wake interval per function."""
         if now - state.last_wake < self._wake_interval:
             return
@@ -511,7 +389,7 @@ class Activator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _call_wake(self, state: _FunctionState) -> None:
+    async def _call_wake(self, state: FunctionState) -> None:
         try:
             await self._platform.wake(state.key)
         except PlatformError as exc:
@@ -525,13 +403,13 @@ class Activator:
                 self._wake_interval, self._rewake, state
             )
 
-    def _rewake(self, state: _FunctionState) -> None:
+    def _rewake(self, state: FunctionState) -> None:
         state.rewake = None
         now = self._clock.monotonic()
-        if state.waiters and not self._usable(state, now):
+        if state.waiters and not state.usable(now):
             self._wake(state, now)
 
-    def _fail_waiters(self, state: _FunctionState, message: str) -> None:
+    def _fail_waiters(self, state: FunctionState, message: str) -> None:
         while state.waiters:
             waiter = state.waiters.popleft()
             if not waiter.future.done():
@@ -539,17 +417,7 @@ class Activator:
 
     def snapshot(self) -> dict[FunctionKey, FunctionLoad]:
         """Every function the activator has seen, with its counters now."""
-        return {
-            key: FunctionLoad(
-                in_flight=state.in_flight,
-                queued=len(state.waiters),
-                ready_instances=len(state.order),
-                capacity=sum(slot.instance.concurrency for slot in state.order),
-                requests_total=state.requests,
-                last_request_at=state.last_request,
-            )
-            for key, state in self._states.items()
-        }
+        return {key: state.load() for key, state in self._states.items()}
 
     def fail_held(self, message: str) -> None:
         """Answer every held request with 503 and `message` (the gateway is stopping)."""

@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.gateway.activation import FunctionLoad
+from kubelambda.gateway.functionstate import FunctionLoad
 from kubelambda.gateway.limits import REASON_LABELS
 
 __all__ = ["BILLED_DURATION_HEADER", "CONTENT_TYPE", "GatewayMetrics", "billed_ms", "gb_seconds"]

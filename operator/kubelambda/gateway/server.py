@@ -23,9 +23,10 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
-from kubelambda.gateway.activation import Activator, FunctionLoad
+from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.connection import BoundedProtocol, Responder, bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
+from kubelambda.gateway.functionstate import FunctionLoad
 from kubelambda.gateway.http import ASGIApp, Handler
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.jwks import JwksCache
