@@ -177,7 +177,9 @@ def test_a_gateway_running_late_refuses_new_requests_before_routing_them(
         refused_now, timeout=20, what="a request refused at its head while the gateway runs late"
     )
     assert refused.headers["retry-after"] == "1"
-    assert refused.headers["connection"] == "close"
+    # Kept open for the client's next request: a new connection would cost the gateway more
+    # than the refusal (test_connection_overload.py shows the next request served on it).
+    assert "connection" not in refused.headers
     assert "it takes no new requests now" in refused.json()["message"]
     wait_for(
         lambda: timed_get(f"{url}/nowhere")[0].status_code == 404,
