@@ -29,7 +29,8 @@ from kubelambda.commands.serving import (
     add_broker_flags,
     broker_settings,
 )
-from kubelambda.delivery.jetstream import Backlog, BrokerSettings, JetStreamStore
+from kubelambda.delivery.broker import BrokerSettings
+from kubelambda.delivery.jetstream import Backlog, JetStreamStore
 from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.dispatcher.delivery import AsyncDelivery
 from kubelambda.dispatcher.gateway_call import GatewayCall

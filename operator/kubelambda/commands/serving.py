@@ -16,8 +16,9 @@ from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock, SystemClock
+from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.files import FileDeliveryStore
-from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
+from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
 from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall, PublishRecord
 from kubelambda.dispatcher.sources import EventSources

@@ -25,7 +25,7 @@ from aiokafka.conn import create_conn  # type: ignore[import-untyped]
 from aiokafka.protocol.metadata import MetadataRequest  # type: ignore[import-untyped]
 from nats.aio.client import RawCredentials
 
-from kubelambda.delivery.jetstream import BrokerSettings
+from kubelambda.delivery.broker import BrokerSettings
 
 __all__ = [
     "INVALID_SECRET",

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from nats.aio.client import Client
 
 from kubelambda.api.streams import Position
+from kubelambda.delivery.broker import BrokerSettings, nats_servers
 from kubelambda.delivery.endpoints import (
     INVALID_SECRET,
     ClientPool,
@@ -36,7 +37,6 @@ from kubelambda.delivery.endpoints import (
     nats_options,
     redacted,
 )
-from kubelambda.delivery.jetstream import BrokerSettings, nats_servers
 from kubelambda.delivery.kafka_groups import (
     PartitionLag,
     committed_offsets,

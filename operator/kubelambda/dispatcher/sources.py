@@ -22,6 +22,7 @@ from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.api.streams import Batching, KafkaSource, NatsConnection, QueueSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
+from kubelambda.delivery.broker import BrokerSettings, nats_servers
 from kubelambda.delivery.endpoints import (
     CredentialsError,
     NatsEndpoint,
@@ -30,7 +31,6 @@ from kubelambda.delivery.endpoints import (
     nats_endpoint,
     nats_options,
 )
-from kubelambda.delivery.jetstream import BrokerSettings, nats_servers
 from kubelambda.dispatcher.batches import Admit, BatchInvoker, FailedRecords
 from kubelambda.dispatcher.delivery import FunctionCall
 from kubelambda.dispatcher.kafka import KafkaPoller

@@ -19,12 +19,8 @@ import pytest
 from harness.nats import NatsServer
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
-from kubelambda.delivery.jetstream import (
-    Backlog,
-    BrokerSettings,
-    BrokerUnavailable,
-    JetStreamStore,
-)
+from kubelambda.delivery.broker import BrokerSettings
+from kubelambda.delivery.jetstream import Backlog, BrokerUnavailable, JetStreamStore
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 
 pytestmark = pytest.mark.anyio

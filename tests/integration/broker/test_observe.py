@@ -18,8 +18,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from harness.nats import NatsFactory, NatsServer, nats_binary
 from harness.procs import free_port
 from kubelambda.api.streams import queue_consumer_name
+from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.endpoints import nats_endpoint
-from kubelambda.delivery.jetstream import BrokerSettings
 from kubelambda.delivery.observe import (
     AUTHENTICATION_FAILED,
     BROKER_UNREACHABLE,

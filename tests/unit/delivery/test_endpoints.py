@@ -17,6 +17,7 @@ from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
 from nats.aio.client import RawCredentials
 
 from harness.pki import CertificateAuthority
+from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.endpoints import (
     CredentialsError,
     KafkaEndpoint,
@@ -29,7 +30,6 @@ from kubelambda.delivery.endpoints import (
     nats_endpoint,
     nats_options,
 )
-from kubelambda.delivery.jetstream import BrokerSettings
 from support.waiting import free_port
 from unit.delivery.kafka_listener import listener_wanting_sasl
 

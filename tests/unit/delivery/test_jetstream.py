@@ -11,8 +11,9 @@ from nats.aio.msg import Msg
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
+from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.codec import encode_job
-from kubelambda.delivery.jetstream import BrokerSettings, JetStreamStore
+from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 
 pytestmark = pytest.mark.anyio
