@@ -38,14 +38,12 @@ from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.framing import (
     INTERNAL,
     OVERLOADED_MESSAGE,
-    STATUS_LINES,
     TOO_LARGE,
     TOO_MANY,
     TOO_SLOW,
+    answer_head,
     bad_request,
-    malformed,
     refusal,
-    status_line,
 )
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
@@ -438,29 +436,17 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         transport = self.transport
         if exchange.disconnected or transport.is_closing():
             return
-        names: list[bytes] = []
-        values: list[bytes] = []
-        closes = False
-        head = [STATUS_LINES.get(response.status) or status_line(response.status)]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        keep_alive = exchange.keep_alive and not self.draining
-        for name, value in response.headers:
-            names.append(name)
-            values.append(value)
-            if name == b"connection" and b"close" in value.lower():
-                keep_alive = False
-                closes = True
-            head += (name, b": ", value, b"\r\n")
-        if malformed(names, values):
+        framed = answer_head(
+            response,
+            self.server_state.default_headers,
+            keep_alive=exchange.keep_alive and not self.draining,
+        )
+        if framed is None:
             log.error("refused to send an answer with a malformed header: %r", response.headers)
             self._write(exchange, INTERNAL)
             return
+        head, keep_alive = framed
         body = response.body
-        head.append(b"content-length: %d\r\n" % len(body))
-        if not keep_alive and not closes:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
         if exchange.scope["method"] == "HEAD":
             transport.write(b"".join(head))
         elif len(body) < _JOIN_BELOW:

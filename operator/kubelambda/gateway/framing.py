@@ -1,6 +1,5 @@
-"""The fixed parts of the answers a gateway connection writes (connection.py): status lines,
-the refusals it writes without asking its app (each closing the connection), and what a
-header may not hold.
+"""How a gateway connection (connection.py) frames its answers: the head of an app's answer,
+status lines, the refusals it writes without asking its app, and what a header may not hold.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ __all__ = [
     "TOO_LARGE",
     "TOO_MANY",
     "TOO_SLOW",
+    "answer_head",
     "bad_request",
     "malformed",
     "refusal",
@@ -78,6 +78,35 @@ def malformed(names: list[bytes], values: list[bytes]) -> bool:
         return True
     joined = b"\t".join(values)
     return bool(joined) and not joined.translate(_VALUE_MARKS).isalpha()
+
+
+def answer_head(
+    response: Response, default_headers: list[tuple[bytes, bytes]], *, keep_alive: bool
+) -> tuple[list[bytes], bool] | None:
+    """The head of `response`, as parts to join: its status line, the server's
+    `default_headers`, its own headers, its content-length, and `connection: close` unless
+    `keep_alive` and the response does not ask to close; with whether the connection stays
+    open. None when one of its headers is malformed (it could split the answer)."""
+    names: list[bytes] = []
+    values: list[bytes] = []
+    closes = False
+    head = [STATUS_LINES.get(response.status) or status_line(response.status)]
+    for name, value in default_headers:
+        head += (name, b": ", value, b"\r\n")
+    for name, value in response.headers:
+        names.append(name)
+        values.append(value)
+        if name == b"connection" and b"close" in value.lower():
+            keep_alive = False
+            closes = True
+        head += (name, b": ", value, b"\r\n")
+    if malformed(names, values):
+        return None
+    head.append(b"content-length: %d\r\n" % len(response.body))
+    if not keep_alive and not closes:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    return head, keep_alive
 
 
 def bad_request(default_headers: list[tuple[bytes, bytes]]) -> bytes:
