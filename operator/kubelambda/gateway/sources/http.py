@@ -34,6 +34,9 @@ __all__ = ["TriggerHandler"]
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# The trace headers, as the event's `headers` names them.
+_XRAY_NAME = XRAY_HEADER.decode("ascii")
+_TRACEPARENT_NAME = TRACEPARENT_HEADER.decode("ascii")
 
 
 def _event_json(event: dict[str, Any]) -> bytes:
@@ -76,6 +79,9 @@ class TriggerHandler:
         self._clock = clock
         self._settings = settings
         self._arns: dict[FunctionKey, bytes] = {}
+        # One-entry memo of the Host header's domain (port dropped): nearly every request
+        # names the same host, and a compare costs a fraction of the split.
+        self._domain: tuple[str | None, str] = (None, settings.domain_name)
 
     def _arn(self, key: FunctionKey) -> bytes:
         arn = self._arns.get(key)
@@ -100,7 +106,11 @@ class TriggerHandler:
         elif route.jwt is not None:
             authorizer = await self._jwt.authorize(request, route.jwt)
         request_id = request.request_id = new_request_id()
-        domain = request.host.rsplit(":", 1)[0] if request.host else self._settings.domain_name
+        host = request.host
+        cached_host, domain = self._domain
+        if host != cached_host:
+            domain = host.rsplit(":", 1)[0] if host else self._settings.domain_name
+            self._domain = (host, domain)
         now = self._clock.wall()
         event = build_event(
             method=request.method,
@@ -117,6 +127,11 @@ class TriggerHandler:
             account_id=self._settings.account_id,
             authorizer=authorizer,
         )
+        # The event's headers hold every header but cookies: one absent there is absent from
+        # the request, and most requests carry neither, so no pass over the request's headers.
+        names = event["headers"]
+        xray = request.header(XRAY_HEADER) if _XRAY_NAME in names else None
+        traceparent = request.header(TRACEPARENT_HEADER) if _TRACEPARENT_NAME in names else None
         invocation = await self._invoker.invoke(
             function,
             payload=_event_json(event),
@@ -124,9 +139,7 @@ class TriggerHandler:
             invoked_arn=self._arn(function.key),
             hold_deadline=request.received + self._settings.hold_timeout_seconds,
             gone=request.disconnected,
-            trace=incoming(
-                request.header(XRAY_HEADER), request.header(TRACEPARENT_HEADER), now=now
-            ),
+            trace=incoming(xray, traceparent, now=now),
         )
         upstream = invocation.response
         if upstream.status != 200:

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
+
 from kubelambda import jsonvalue
 from kubelambda.gateway.http import Response
 
@@ -71,6 +73,26 @@ def _clf_time(seconds: int) -> str:
     )
     _clf_cache = (seconds, text)
     return text
+
+
+# Header names as the event has them (latin-1, lower-cased), by the bytes sent: most requests
+# carry the same few, and decoding and lower-casing a name cost a third of taking a header into
+# the event (issue 17). Bounded in entries and length; emptied when full. Names only: values
+# (tokens, keys) are not kept beyond their request.
+_NAMES = 1024
+_NAME_BYTES = 128
+_names: dict[bytes, str] = {}
+# One-entry memo of the domain's first label (`apiId`): nearly every request names the same.
+_prefix_cache: tuple[str, str] = ("", "")
+
+
+def _header_name(raw_name: bytes) -> str:
+    name = raw_name.decode("latin-1").lower()
+    if len(raw_name) <= _NAME_BYTES:
+        if len(_names) >= _NAMES:
+            _names.clear()
+        _names[raw_name] = name
+    return name
 
 
 def _is_textual(content_type: str | None) -> bool:
@@ -135,10 +157,12 @@ def build_event(
     `authorizer` is what the route's authorizer learnt (`{"jwt": {"claims", "scopes"}}`),
     put in `requestContext.authorizer`; a route without one has no such key, as on AWS.
     """
+    global _prefix_cache
     header_map: dict[str, str] = {}
     cookies: list[str] = []
+    names = _names
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
+        name = names.get(raw_name) or _header_name(raw_name)
         value = raw_value.decode("latin-1")
         if name == "cookie":
             cookies.extend(c for c in (p.strip() for p in value.split(";")) if c)
@@ -148,7 +172,10 @@ def build_event(
             header_map[name] = value
 
     query = raw_query.decode("latin-1")
-    domain_prefix = domain_name.split(".", 1)[0]
+    cached_domain, domain_prefix = _prefix_cache
+    if cached_domain != domain_name:
+        domain_prefix = domain_name.split(".", 1)[0]
+        _prefix_cache = (domain_name, domain_prefix)
     seconds = int(now)
 
     event: dict[str, Any] = {
@@ -215,6 +242,10 @@ class _Malformed(Exception):
     """A statusCode response API Gateway would refuse; becomes a 502."""
 
 
+class _Inexact(Exception):
+    """A float orjson read may be an integer beyond 64 bits: read the answer as json would."""
+
+
 def _header_value(value: object) -> str | None:
     # API Gateway stringifies scalars the way JSON writes them; null drops the header.
     if value is None:
@@ -260,7 +291,10 @@ def _flag(value: object) -> bool:
     raise _Malformed("isBase64Encoded is not a boolean")
 
 
-def _structured(result: dict[str, Any]) -> Response:
+def _structured(result: dict[str, Any], *, exact: bool) -> Response:
+    # `exact`: numbers read as the json module reads them. If not, one can differ only where it
+    # is written back out (a header value, a non-string body): _Inexact there. Elsewhere a
+    # float for a long integer is refused all the same (statusCode, isBase64Encoded, cookies).
     status = result["statusCode"]
     if type(status) is not int or not 100 <= status <= 599:  # the usual one, without a call
         status = _status(status)
@@ -286,6 +320,8 @@ def _structured(result: dict[str, Any]) -> Response:
             if lowered == "content-type":
                 # An explicit null still counts: it asks for no content-type at all.
                 content_type_named = True
+            if type(value) is float and not exact:
+                raise _Inexact
             text = value if type(value) is str else _header_value(value)
             if text is not None:
                 pair = (_encode_header(lowered), _encode_header(text))
@@ -317,10 +353,20 @@ def _structured(result: dict[str, Any]) -> Response:
             raise _Malformed("body is not base64") from exc
     elif isinstance(body, str):
         payload = body.encode("utf-8")
+    elif not exact:
+        raise _Inexact
     else:
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
     # _make: one is made per request.
     return _make(Response, (status, out, payload))
+
+
+def _loads(payload: bytes) -> Any:
+    """The answer as the json module reads it; unreadable is malformed."""
+    try:
+        return jsonvalue.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
+        raise _Malformed("not JSON") from exc
 
 
 def map_response(payload: bytes) -> Response:
@@ -334,15 +380,20 @@ def map_response(payload: bytes) -> Response:
     as API Gateway ignores it for payload 2.0. Any other JSON value is sent as it was
     returned: 200, application/json. Invalid JSON or a malformed description is a 502.
     """
+    # orjson alone first: jsonvalue.loads's search for integers beyond 64 bits (in a copy) cost
+    # a fifth of mapping an answer (issue 17); _structured asks for it only where it matters.
     try:
-        result = jsonvalue.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep
-        return function_error_response()
-    if isinstance(result, dict) and "statusCode" in result:
         try:
-            return _structured(result)
-        except _Malformed:
-            return function_error_response()
+            result, exact = orjson.loads(payload), False
+        except orjson.JSONDecodeError:  # or NaN, UTF-16: what the json module reads
+            result, exact = _loads(payload), True
+        if isinstance(result, dict) and "statusCode" in result:
+            try:
+                return _structured(result, exact=exact)
+            except _Inexact:
+                return _structured(_loads(payload), exact=True)
+    except _Malformed:
+        return function_error_response()
     return _make(Response, (200, [(b"content-type", _JSON)], payload))  # as _structured's
 
 

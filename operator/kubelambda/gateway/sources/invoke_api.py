@@ -65,6 +65,14 @@ _READ = frozenset(
 )
 # ARNs made, by Function: bounded, emptied when full.
 _MAX_ARNS = 4096
+# FunctionNames read from request paths, by path: most requests name a few functions, and
+# splitting and unquoting a path cost as much again as resolving the name (issue 17). Bounded
+# in entries and in the length of the path kept; emptied when full. Only names that parsed.
+_MAX_NAMES = 1024
+_NAME_PATH_CHARS = 512
+_names: dict[str, str] = {}
+# Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
+_make = tuple.__new__
 
 
 def _read_headers(request: Request) -> dict[bytes, str]:
@@ -88,6 +96,8 @@ INVOKE_PREFIX = "/2015-03-31/functions/"
 _SUFFIX = "/invocations"
 _JSON = (b"content-type", b"application/json")
 _EXECUTED = (b"x-amz-executed-version", b"$LATEST")
+_FUNCTION_ERROR = b"x-amz-function-error"
+_LOG_RESULT = b"x-amz-log-result"
 # AWS caps the client context at 3583 bytes (base64).
 _CLIENT_CONTEXT_LIMIT = 3583
 
@@ -111,20 +121,22 @@ class InvokeApi:
         self._store = store
         self._clock = clock
         self._settings = settings
-        self._arns: dict[FunctionKey, str] = {}
+        self._arns: dict[FunctionKey, tuple[str, bytes]] = {}
 
-    def _arn(self, key: FunctionKey) -> str:
+    def _arn(self, key: FunctionKey) -> tuple[str, bytes]:
+        """The function's ARN, as text and as the bytes the invocation sends."""
         arn = self._arns.get(key)
         if arn is None:
             if len(self._arns) >= _MAX_ARNS:
                 self._arns.clear()
             settings = self._settings
-            arn = self._arns[key] = function_arn(
+            text = function_arn(
                 key,
                 region=settings.region,
                 account_id=settings.account_id,
                 default_namespace=settings.default_namespace,
             )
+            arn = self._arns[key] = (text, text.encode("ascii"))
         return arn
 
     async def __call__(self, request: Request) -> Response:
@@ -147,7 +159,9 @@ class InvokeApi:
             )
         if log_type not in ("None", "Tail"):
             raise InvalidParameter(f"X-Amz-Log-Type {log_type!r}: use None or Tail")
-        client_context = _client_context(headers.get(_CLIENT_CONTEXT))
+        context_header = headers.get(_CLIENT_CONTEXT)
+        # Most requests carry none: no call.
+        client_context = None if context_header is None else _client_context(context_header)
 
         function, key = self._resolve(request, function_name, qualifier)
         request.function = function.key
@@ -159,7 +173,7 @@ class InvokeApi:
             )
         _check_json(body)
         settings = self._settings
-        arn = self._arn(function.key)
+        arn, arn_bytes = self._arn(function.key)
         request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
         if key is not None:
             authorise(key, function.key, arn=arn)
@@ -201,7 +215,7 @@ class InvokeApi:
             function,
             payload=body,
             request_id=request_id,
-            invoked_arn=arn.encode("ascii"),
+            invoked_arn=arn_bytes,
             hold_deadline=request.received + settings.hold_timeout_seconds,
             client_context=client_context,
             log_tail=log_type == "Tail",
@@ -219,15 +233,23 @@ class InvokeApi:
                 raise BadRequest(message or "the function's runtime refused the payload")
             raise UpstreamFailed(f"the instance answered HTTP {upstream.status}: {message}")
         answer = [_JSON, request_header, _EXECUTED]
-        for name in (b"x-amz-function-error", b"x-amz-log-result"):
-            value = upstream.header(name)
-            if value is not None:
-                answer.append((name, value))
+        # The first of each of the two headers passed on, in one pass over the answer's.
+        function_error = log_result = None
+        for name, value in upstream.headers:
+            if name == _FUNCTION_ERROR:
+                if function_error is None:
+                    function_error = value
+            elif name == _LOG_RESULT and log_result is None:
+                log_result = value
+        if function_error is not None:
+            answer.append((_FUNCTION_ERROR, function_error))
+        if log_result is not None:
+            answer.append((_LOG_RESULT, log_result))
         timing = invocation.server_timing()
         if timing is not None:
             answer.append(timing)
-        # Positional: a NamedTuple made with keywords costs half as much again.
-        return Response(200, answer, upstream.body)
+        # _make: one is made per request.
+        return _make(Response, (200, answer, upstream.body))
 
     def _resolve(
         self, request: Request, name: str, qualifier: str | None
@@ -249,6 +271,9 @@ class InvokeApi:
 
 
 def _function_name(raw_path: str) -> str:
+    known = _names.get(raw_path)
+    if known is not None:
+        return known
     rest = raw_path[len(INVOKE_PREFIX) :]
     name, _, operation = rest.partition("/")
     if not name or "/" + operation != _SUFFIX:
@@ -257,7 +282,12 @@ def _function_name(raw_path: str) -> str:
             "POST /2015-03-31/functions/{FunctionName}/invocations"
         )
     # boto3 percent-encodes ARNs (':') and $LATEST ('$') in the path.
-    return unquote(name)
+    name = unquote(name)
+    if len(raw_path) <= _NAME_PATH_CHARS:
+        if len(_names) >= _MAX_NAMES:
+            _names.clear()
+        _names[raw_path] = name
+    return name
 
 
 def _client_context(value: str | None) -> bytes | None:

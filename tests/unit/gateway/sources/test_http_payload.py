@@ -12,7 +12,10 @@ from kubelambda.gateway.http import Response
 from kubelambda.gateway.sources.http_payload import (
     _ENCODED_CHARS,
     _ENCODED_PAIRS,
+    _NAME_BYTES,
+    _NAMES,
     _encoded,
+    _names,
     build_event,
     function_error_response,
     map_response,
@@ -373,6 +376,66 @@ def test_object_with_body_but_no_status_code_is_sent_whole() -> None:
 def test_status_code_response(result: dict[str, Any], expected: Response) -> None:
     assert mapped(result) == expected
     assert mapped(result) == expected  # again, its header pairs now remembered
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (
+            b'{"statusCode": 200, "headers": {"x-n": 18446744073709551616, "x-f": 1.5}}',
+            [(b"x-n", b"18446744073709551616"), (b"x-f", b"1.5")],
+        ),
+        (b'{"statusCode": 200, "headers": {"x-n": NaN}}', [(b"x-n", b"NaN")]),
+        (b'{"statusCode": 200, "body": {"n": 123456789012345678901234567890}}', None),
+        (b'{"statusCode": 200, "body": [NaN, 18446744073709551615]}', None),
+    ],
+    ids=["long-and-float-header", "nan-header", "long-in-body", "nan-and-u64-in-body"],
+)
+def test_numbers_are_written_back_as_the_json_module_reads_them(
+    payload: bytes, expected: list[tuple[bytes, bytes]] | None
+) -> None:
+    # orjson reads an integer beyond 64 bits as a float and refuses NaN; the answer must not
+    # show it. A body that is not a string is JSON as the json module writes it.
+    result = json.loads(payload)
+    answer = map_response(payload)
+    assert answer.status == 200
+    if expected is not None:
+        assert answer.headers[: len(expected)] == expected
+    else:
+        assert answer.body == json.dumps(result["body"], separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"18446744073709551616", b'{"n": 18446744073709551616, "statusCod": 1}', b"[NaN]"],
+)
+def test_other_values_with_such_numbers_pass_as_returned(payload: bytes) -> None:
+    assert map_response(payload) == Response(200, [(b"content-type", b"application/json")], payload)
+
+
+def test_a_long_integer_status_code_is_502() -> None:
+    assert map_response(b'{"statusCode": 18446744073709551816}') == ERROR
+
+
+def test_remembered_header_names_are_bounded_in_number_and_length() -> None:
+    for n in range(_NAMES + 10):
+        assert event(headers=[(f"X-N{n}".encode(), b"v")])["headers"] == {f"x-n{n}": "v"}
+        assert len(_names) <= _NAMES
+    long = b"X-" + b"L" * _NAME_BYTES
+    assert event(headers=[(long, b"v")])["headers"] == {long.decode().lower(): "v"}
+    assert long not in _names
+
+
+def test_domain_prefix_follows_each_requests_domain() -> None:
+    # The prefix is remembered for the last domain: a request for another gets its own.
+    for domain in ("a.example.com", "b.example.com", "a.example.com", "localhost", ""):
+        context = event(domain_name=domain)["requestContext"]
+        prefix = domain.split(".", 1)[0]
+        assert (context["domainName"], context["apiId"], context["domainPrefix"]) == (
+            domain,
+            prefix,
+            prefix,
+        )
 
 
 def test_remembered_header_pairs_are_bounded_in_number_and_length() -> None:

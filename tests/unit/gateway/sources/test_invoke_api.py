@@ -8,10 +8,17 @@ import json
 import pytest
 
 from kubelambda.api.identity import FunctionKey
+from kubelambda.gateway.exceptions import UnknownOperation
 from kubelambda.gateway.http import Request
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.sources.invoke_api import _read_headers
+from kubelambda.gateway.sources.invoke_api import (
+    _MAX_NAMES,
+    _NAME_PATH_CHARS,
+    _function_name,
+    _names,
+    _read_headers,
+)
 from unit.gateway.serving import HELLO, MakeStandIn, Served, StartGateway, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -244,3 +251,15 @@ def test_headers_are_read_in_one_pass_first_value_first() -> None:
 
 async def _no_body() -> dict[str, object]:
     return {"type": "http.disconnect"}
+
+
+def test_remembered_function_names_are_bounded_and_only_valid_ones() -> None:
+    for n in range(_MAX_NAMES + 10):
+        assert _function_name(INVOKE.format(f"fn-{n}%3A%24LATEST")) == f"fn-{n}:$LATEST"
+        assert len(_names) <= _MAX_NAMES
+    long = INVOKE.format("f" * _NAME_PATH_CHARS)
+    assert _function_name(long) == "f" * _NAME_PATH_CHARS
+    assert long not in _names
+    for _ in range(2):  # a path that does not parse is refused every time
+        with pytest.raises(UnknownOperation):
+            _function_name("/2015-03-31/functions/hello/other")
