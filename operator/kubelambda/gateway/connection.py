@@ -6,11 +6,9 @@ the connection closes; a client that does not read is cut off (reset), and its a
 While the server is overloaded (overload.py: its loop runs over 1 s late lastingly, or over 512
 connections wait in its accept queue; or it has as many requests parsed and not yet answered as
 its connection limit), each request is answered 503 from prebuilt bytes as soon as its head is
-parsed, before routing, authorization or its body; its connection is kept when the client keeps
-it and its small body can be read and dropped (a refusal then costs a write), and closes
-otherwise; a connection accepted while it is (those with over 512 still behind them, as uvloop
-takes a flood in one go) is answered so as it is accepted, before its request is even read, and
-closed.
+parsed, before routing, authorization or its body, and the connection closes; a connection
+accepted while it is (those with over 512 still behind them, as uvloop takes a flood in one go)
+is answered so as it is accepted, before its request is even read.
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
 header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
@@ -102,9 +100,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
     draining = False
     # Built once per server: a refusal under overload costs a write and a close, nothing more.
     overloaded_answer = refusal(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
-    overloaded_kept = refusal(
-        b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1", close=False
-    )
 
     # uvicorn.Server makes each connection's protocol with these arguments.
     def __init__(
@@ -150,7 +145,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         self._unsent = 0  # bytes not handed over at the last progress
         self._progressed_at = 0.0
         self._refused = False
-        self._discarding = False  # a request refused at its head, its body read and dropped
         # Asked now, not in connection_made: uvloop makes a connection's protocol as it accepts
         # it, one by one until the accept queue is empty, so the queue read here still counts
         # the connections behind this one (by connection_made, all were taken).
@@ -309,7 +303,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             self._head_timer = None
         # Before the URL is parsed: under overload a request costs as little as it can. A
         # pipelined one is asked when its turn comes (_answered), not to cut the one before.
-        if self._current is None and self._shed(at_head=True):
+        if self._current is None and self._shed():
             return
         parser = self.parser
         url = httptools.parse_url(self._url)
@@ -350,10 +344,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             self.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._discarding:
-            self._discarding = False
-            self._answered()
-            return
         exchange = self._parsing
         if self._refused or exchange is None or exchange.done:
             return
@@ -361,46 +351,16 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
 
     # --- answering ---------------------------------------------------------------------------
 
-    def _shed(self, *, at_head: bool = False) -> bool:
+    def _shed(self) -> bool:
         """Refuse the next request at once if the server takes no new ones now: its loop runs
         late (`overloaded`), or it holds as many requests parsed and not yet answered as it may
         hold connections (uvicorn's `limit_concurrency` counts both: the tasks of clients that
-        left while held outlive their connections).
-
-        At its head, a request whose body is small and whose client keeps the connection is
-        refused with the connection kept (its body read and dropped): the client's next request
-        comes on it, not on a new connection, whose accept, handshake and close cost the
-        gateway and the client more than the refusal itself, and kept a flood's refusals
-        behind hundreds of connections in the accept queue (benchmarks/burst.py)."""
+        left while held outlive their connections)."""
         limit = self.limit_concurrency
-        if not (self.overloaded() or (limit is not None and len(self.tasks) >= limit)):
-            return False
-        if at_head and self._droppable():
-            self.transport.write(self.overloaded_kept)
-            self._discarding = True
-            self._parsing = None
-            # The body must come as a head would: in time, or the connection is closed.
-            self._arm_head_timer()
-        else:
+        if self.overloaded() or (limit is not None and len(self.tasks) >= limit):
             self._refuse(self.overloaded_answer)
-        return True
-
-    def _droppable(self) -> bool:
-        """Whether the request whose head was just parsed may be refused with its connection
-        kept: the client keeps it, waits for no 100 Continue before its body, and its body is
-        at most _HIGH_WATER bytes of known length (a chunked one is not read to be dropped); not
-        a HEAD request, whose client would take the refusal's body for the next answer."""
-        parser = self.parser
-        if self.draining or self._expect_continue or not parser.should_keep_alive():
-            return False
-        if parser.get_method() == b"HEAD":
-            return False
-        for name, value in self._headers:
-            if name == b"content-length":
-                return value.isdigit() and int(value) <= _HIGH_WATER
-            if name == b"transfer-encoding":
-                return False
-        return True
+            return True
+        return False
 
     def _start(self, exchange: Exchange) -> None:
         self._current = exchange
@@ -529,9 +489,6 @@ def bounded_protocol(
             "overloaded": staticmethod(overloaded),
             "overloaded_answer": refusal(
                 b"503 Service Unavailable", OVERLOADED_MESSAGE, retry_after
-            ),
-            "overloaded_kept": refusal(
-                b"503 Service Unavailable", OVERLOADED_MESSAGE, retry_after, close=False
             ),
         },
     )

