@@ -28,11 +28,16 @@ esac
 """
 
 PYTHON3 = """#!/bin/bash
-# A stand-in for `python3 -m venv DIR`: a venv whose pip prints what pip prints, installs nothing.
+# A stand-in for `python3 -m venv DIR`: a venv whose pip prints what pip prints and notes the
+# checkout an editable install (-e DIR[dev]) would import from; its python, asked (-c) where
+# kubelambda comes from, says that checkout (nothing if none was installed).
 PATH=/usr/bin:/bin  # its own tools, not those of the PATH under test
 [ "$1 $2" = "-m venv" ] || exit 2
 mkdir -p "$3/bin"
-printf '#!/bin/bash\\nexit 0\\n' > "$3/bin/python"
+cat > "$3/bin/python" <<'PYTHON'
+#!/bin/bash
+cat "$(dirname "$0")/../installed-from" 2>/dev/null
+PYTHON
 cat > "$3/bin/pip" <<'PIP'
 #!/bin/bash
 for ((i = 1; i <= 60; i++)); do
@@ -40,9 +45,18 @@ for ((i = 1; i <= 60; i++)); do
 done
 echo "Installing collected packages: package1, package2"
 echo "Successfully installed package1 package2"
+for arg in "$@"; do
+  case "$arg" in *"[dev]") echo "${arg%\\[dev\\]}" > "$(dirname "$0")/../installed-from" ;; esac
+done
 PIP
 chmod +x "$3/bin/python" "$3/bin/pip"
 """
+
+
+# Every command setup checks for.
+EVERY_TOOL = ["wrk", "hyperfine", "nginx", "prometheus", "containerd", "runc", "buildah"]
+EVERY_TOOL += ["debootstrap", "iptables", "ip", "conntrack", "gcc", "java", "mvn", "chromium"]
+EVERY_TOOL += ["node", "npm", "cmake", "make", "g++"]
 
 
 def fake_path(tmp_path: Path, *, present: list[str]) -> Path:
@@ -123,10 +137,7 @@ def test_a_first_run_says_what_it_does_how_far_it_is_and_how_long_it_took(
 
 
 def test_a_second_run_says_cached_in_one_line_per_step(tmp_path: Path) -> None:
-    present = ["wrk", "hyperfine", "nginx", "prometheus", "containerd", "runc", "buildah"]
-    present += ["debootstrap", "iptables", "ip", "conntrack", "gcc", "java", "mvn", "chromium"]
-    present += ["node", "npm", "cmake", "make", "g++"]
-    bin_dir = fake_path(tmp_path, present=present)
+    bin_dir = fake_path(tmp_path, present=EVERY_TOOL)
     if not (Path("/usr/lib/cni/bridge").exists() and Path("/usr/include/stdio.h").exists()):
         pytest.fail("this machine lacks the CNI plugins or libc6-dev, which scripts/setup installs")
     first = run_setup(tmp_path, bin_dir)
@@ -139,3 +150,21 @@ def test_a_second_run_says_cached_in_one_line_per_step(tmp_path: Path) -> None:
     ]
     assert not (tmp_path / "apt.log").exists()
     assert os.listdir(tmp_path / "cache") == ["venv"]
+
+
+def test_a_venv_that_imports_kubelambda_from_another_checkout_is_installed_again(
+    tmp_path: Path,
+) -> None:
+    bin_dir = fake_path(tmp_path, present=EVERY_TOOL)
+    assert run_setup(tmp_path, bin_dir).returncode == 0
+    # Another clone's setup (or a hand) pointed the shared venv's install elsewhere; the stamp
+    # still says this checkout's pyproject.toml is installed.
+    (tmp_path / "cache" / "venv" / "installed-from").write_text("/elsewhere/checkout\n")
+    again = run_setup(tmp_path, bin_dir)
+    assert again.returncode == 0, again.stderr
+    assert any(
+        line.startswith("setup: kubelambda[dev]: installing into ")
+        for line in again.stderr.splitlines()
+    ), again.stderr
+    installed = (tmp_path / "cache" / "venv" / "installed-from").read_text().strip()
+    assert installed == str(SETUP.parents[1])
