@@ -51,6 +51,9 @@ class Waiter:
 
 
 class FunctionState:
+    """One function's ready instances as slots, in the order they are tried, its held
+    requests, and what the Activator counts and times for it."""
+
     __slots__ = (
         "grew_at",
         "in_flight",
