@@ -58,6 +58,10 @@ NATS_VOLUME_SIZE = "1Gi"
 NATS_UID = 10001  # the chart's podSecurityContext: hostPath volumes ignore fsGroup
 INSTALL_TIMEOUT = 180.0
 CRASH_REASONS = ("CrashLoopBackOff", "ErrImageNeverPull", "CreateContainerConfigError")
+# The kubelet waits one second for its watch of a pod's Secret or ConfigMap to sync, then reports
+# CreateContainerConfigError with this message and tries again on the pod's next sync: on a busy
+# node a pod passes through it on its way to running.
+KUBELET_CACHE_WAIT = "failed to sync "
 
 
 class ReleaseFailed(RuntimeError):
@@ -167,12 +171,16 @@ def component_log(running: Cluster, component: str, *, lines: int = 40) -> str:
 
 
 def crash_report(running: Cluster) -> str | None:
-    """If a pod of the release crashed (or cannot start), what happened and its log; else None."""
+    """If a pod of the release crashed (or cannot start), what happened and its log; else None.
+    The kubelet's wait for its Secret and ConfigMap caches is not a crash (KUBELET_CACHE_WAIT): if
+    it never ends, the wait's deadline reports the pod."""
     for pod in running.get("pods", "-n", SYSTEM_NAMESPACE, "-l", SELECTOR)["items"]:
         for status in pod["status"].get("containerStatuses", []):
             waiting = status.get("state", {}).get("waiting", {})
             terminated = status.get("lastState", {}).get("terminated")
-            if status.get("restartCount", 0) > 0 or waiting.get("reason") in CRASH_REASONS:
+            passing = waiting.get("message", "").startswith(KUBELET_CACHE_WAIT)
+            cannot_start = waiting.get("reason") in CRASH_REASONS and not passing
+            if status.get("restartCount", 0) > 0 or cannot_start:
                 name = pod["metadata"]["name"]
                 logs = running.kubectl(
                     "logs", "-n", SYSTEM_NAMESPACE, name, "--previous", "--tail=40", check=False
