@@ -177,15 +177,21 @@ class _Collector(Collector):
             "Requests held because no instance is ready or every slot is busy.",
             labels=_LABELS,
         )
+        ready = GaugeMetricFamily(
+            "kubelambda_gateway_ready_instances",
+            "Ready instances of the function, as the gateway knows them.",
+            labels=_LABELS,
+        )
         for key, load in self._load().items():
             labels = [key.namespace, key.name]
             in_flight.add_metric(labels, load.in_flight)
             queued.add_metric(labels, load.queued)
+            ready.add_metric(labels, load.ready_instances)
             if key not in self._metrics.stats:
                 # At 0 before the first invocation, so that increase() counts that one too.
                 billed.add_metric(labels, 0)
                 billed_gb_seconds.add_metric(labels, 0.0)
-        yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued)
+        yield from (requests, duration, cold_starts, cold_seconds, in_flight, queued, ready)
         yield from (s3_received, s3_accepted, billed, billed_gb_seconds)
         if self._throttles is not None:
             yield self._throttle_family(self._throttles())

@@ -63,7 +63,12 @@ async def test_in_flight_and_queued_are_read_live(
     found = samples((await served.admin.get("/metrics")).text)
     assert found[("kubelambda_gateway_in_flight_requests", HELLO_LABELS)] == 1
     assert found[("kubelambda_gateway_queued_requests", HELLO_LABELS)] == 2
+    assert found[("kubelambda_gateway_ready_instances", HELLO_LABELS)] == 1
     await asyncio.gather(*slow)
+    served.platform.set_instances(HELLO, [])
+    await wait_for(lambda: served.gateway.load()[HELLO].ready_instances == 0)
+    found = samples((await served.admin.get("/metrics")).text)
+    assert found[("kubelambda_gateway_ready_instances", HELLO_LABELS)] == 0
 
 
 async def test_healthz_and_unknown_admin_paths(serve: StartGateway) -> None:
