@@ -19,15 +19,15 @@ from kubelambda.api.env import EnvVar, read_env
 from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
 from kubelambda.api.network import EgressRule, read_egress
-from kubelambda.api.reader import Node, Reader, matches
-from kubelambda.api.schema import (
+from kubelambda.api.patterns import (
     CUSTOM_RUNTIME_PREFIX,
     DNS_LABEL,
     FILE_NAME,
     FILE_NAME_MAX_LENGTH,
-    FUNCTION_FIELDS,
     HANDLER,
 )
+from kubelambda.api.reader import Node, Reader, matches
+from kubelambda.api.schema import FUNCTION_FIELDS
 
 KIND: Final = "Function"
 # The AWS Lambda function name a Function also answers to on the Invoke API: Lambda names may

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from kubelambda.api.patterns import DNS_SUBDOMAIN
 from kubelambda.api.reader import Node, Reader, describe, matches
-from kubelambda.api.schema import DNS_SUBDOMAIN
 
 API_GROUP: Final = "kubelambda.dev"
 API_VERSION: Final = f"{API_GROUP}/v1alpha1"

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Final
 
 from kubelambda.api.errors import Problem
-from kubelambda.api.schema import Field
+from kubelambda.api.field import Field
 
 
 class _Absent:

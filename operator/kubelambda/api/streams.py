@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias, cast
 
 from kubelambda.api.filters import MAXIMUM_PATTERN_LENGTH, FilterError, parse_filter
+from kubelambda.api.patterns import FILTER_PATTERN, QUEUE_BATCH_WITHOUT_WINDOW
 from kubelambda.api.reader import Node, Reader, matches
-from kubelambda.api.schema import FILTER_PATTERN, QUEUE_BATCH_WITHOUT_WINDOW
 
 Position: TypeAlias = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 REPORT_BATCH_ITEM_FAILURES: Final = "ReportBatchItemFailures"

@@ -14,9 +14,10 @@ from typing import Final, Literal, TypeAlias
 from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.errors import SpecError
 from kubelambda.api.meta import read_meta
+from kubelambda.api.patterns import DEFAULT_IDENTITY_SOURCE
 from kubelambda.api.reader import Node, Reader
 from kubelambda.api.schedule import Schedule, ScheduleError, parse_expression, zone
-from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE, TRIGGER_FIELDS
+from kubelambda.api.schema import TRIGGER_FIELDS
 from kubelambda.api.streams import KafkaSource, QueueSource, read_kafka, read_queue, read_time
 
 KIND: Final = "Trigger"

@@ -20,8 +20,8 @@ from typing import NamedTuple
 from kubelambda.api import BucketSource, Delivery, Function, HttpSource, Trigger
 from kubelambda.api.delivery import Destination
 from kubelambda.api.identity import FunctionKey
+from kubelambda.api.patterns import DEFAULT_IDENTITY_SOURCE
 from kubelambda.api.routes import route_conflicts
-from kubelambda.api.schema import DEFAULT_IDENTITY_SOURCE
 from kubelambda.api.streams import KafkaSource, QueueSource
 from kubelambda.delivery.jobs import DeliveryPolicy, Target
 from kubelambda.gateway.exceptions import (

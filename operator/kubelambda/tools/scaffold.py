@@ -23,7 +23,7 @@ TEMPLATES: Final = {
     "schedule": "a scheduled function: a schedule Trigger, rate(5 minutes)",
     "queue": "a queue consumer: a queue Trigger, SQS batches with ReportBatchItemFailures",
 }
-# A Function's name: a DNS-1035 label (kubelambda.api.schema.DNS_LABEL, which imports the
+# A Function's name: a DNS-1035 label (kubelambda.api.patterns.DNS_LABEL, which imports the
 # control-plane's YAML; `new` needs nothing beyond the standard library).
 _DNS_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME_LENGTH: Final = 63

@@ -6,8 +6,8 @@ from types import MappingProxyType
 
 import pytest
 
+from kubelambda.api.field import Field
 from kubelambda.api.reader import Node, Reader
-from kubelambda.api.schema import Field
 
 TABLE = MappingProxyType(
     {

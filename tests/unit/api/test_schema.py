@@ -16,15 +16,14 @@ import yaml
 
 from kubelambda.api import API_GROUP
 from kubelambda.api.env import RESERVED_NAMES, RESERVED_PREFIX
-from kubelambda.api.schema import (
+from kubelambda.api.field import Field
+from kubelambda.api.patterns import (
     DNS_LABEL,
     FILE_NAME,
     FILE_NAME_MAX_LENGTH,
-    FUNCTION_FIELDS,
     QUEUE_BATCH_WITHOUT_WINDOW,
-    TRIGGER_FIELDS,
-    Field,
 )
+from kubelambda.api.schema import FUNCTION_FIELDS, TRIGGER_FIELDS
 from kubelambda.api.trigger import RESERVED_PATH_PREFIXES, SOURCE_KINDS
 
 CRDS = Path(__file__).parents[3] / "crds"

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
 
+from kubelambda.api.patterns import FILE_NAME, FILE_NAME_MAX_LENGTH
 from kubelambda.api.sam.report import Report
-from kubelambda.api.schema import FILE_NAME, FILE_NAME_MAX_LENGTH
 
 CodeMode = Literal["inline", "path"]
 

@@ -13,11 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from kubelambda.api.sam.destinations import destination, queue_stream
-from kubelambda.api.sam.names import arn_resource, secret_name
-from kubelambda.api.sam.resources import logical_ref
-from kubelambda.api.sam.scope import Scope, mapping
-from kubelambda.api.schema import (
+from kubelambda.api.patterns import (
     CONSUMER_GROUP,
     KAFKA_SERVER,
     KAFKA_TOPIC,
@@ -25,6 +21,10 @@ from kubelambda.api.schema import (
     STARTING_POSITIONS,
     STREAM,
 )
+from kubelambda.api.sam.destinations import destination, queue_stream
+from kubelambda.api.sam.names import arn_resource, secret_name
+from kubelambda.api.sam.resources import logical_ref
+from kubelambda.api.sam.scope import Scope, mapping
 
 # Kafka SourceAccessConfigurations → the keys the Trigger's Secret must hold.
 _KAFKA_SECRETS: Final = {

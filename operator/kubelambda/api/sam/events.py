@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from kubelambda.api.patterns import BUCKET, S3_EVENT, SCHEDULE
 from kubelambda.api.sam.event_sources import kafka_trigger, queue_trigger
 from kubelambda.api.sam.resources import logical_ref
 from kubelambda.api.sam.scope import Scope, mapping
 from kubelambda.api.schedule import ScheduleError, parse_expression, zone
-from kubelambda.api.schema import BUCKET, S3_EVENT, SCHEDULE
 
 EVENT_TYPES: Final = ("S3", "Schedule", "ScheduleV2", "SQS", "SelfManagedKafka")
 _IGNORED: Final = {

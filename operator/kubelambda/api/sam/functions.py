@@ -15,11 +15,11 @@ from typing import Final
 
 from kubelambda.api.env import RESERVED_NAMES, RESERVED_PREFIX
 from kubelambda.api.function import LAMBDA_NAME_ANNOTATION
+from kubelambda.api.patterns import ANY_HANDLER, CUSTOM_RUNTIMES, HANDLER, IMAGE, RUNTIMES
 from kubelambda.api.sam.code import S3_NOTE, folder_code, inline_code, s3_location
 from kubelambda.api.sam.destinations import destination
 from kubelambda.api.sam.layers import function_layers
 from kubelambda.api.sam.scope import Scope, mapping
-from kubelambda.api.schema import ANY_HANDLER, CUSTOM_RUNTIMES, HANDLER, IMAGE, RUNTIMES
 
 # Properties with no meaning on kubelambda, and why leaving them out changes nothing.
 IGNORED: Final = {

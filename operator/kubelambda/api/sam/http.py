@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kubelambda.api.errors import SpecError
+from kubelambda.api.patterns import HTTP_METHODS, HTTP_PATH, IDENTITY_SOURCE, SCOPE, URL
 from kubelambda.api.routes import route_conflicts
 from kubelambda.api.sam.names import DNS_NAME_MAX, NameBook, dns_label
 from kubelambda.api.sam.scope import Scope, mapping
-from kubelambda.api.schema import HTTP_METHODS, HTTP_PATH, IDENTITY_SOURCE, SCOPE, URL
 from kubelambda.api.trigger import RESERVED_PATH_PREFIXES, Trigger, parse_trigger
 
 _ANY: Final = frozenset({"ANY", "*", "X-AMAZON-APIGATEWAY-ANY-METHOD"})

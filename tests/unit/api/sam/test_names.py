@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from kubelambda.api.patterns import DNS_LABEL
 from kubelambda.api.sam.names import NameBook, arn_resource, arn_service, dns_label, secret_name
-from kubelambda.api.schema import DNS_LABEL
 
 
 @pytest.mark.parametrize(
