@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelambda.commands import local
+from kubelambda.commands import local_options, local_serving
 from kubelambda.commands.heap import freeze_startup_heap
 from kubelambda.gateway.server import ServingAddresses
 
@@ -65,7 +65,7 @@ def test_kubelambda_gc_freeze_0_leaves_the_heap_for_a_comparison() -> None:
 async def test_local_mode_freezes_the_start_up_heap_once_it_serves(tmp_path: Path) -> None:
     manifest = tmp_path / "function.yaml"
     manifest.write_text(FUNCTION)
-    args = local.build_parser().parse_args(
+    args = local_options.build_parser().parse_args(
         [str(manifest), "--port", "0", "--admin-port", "0", "--no-console"]
     )
     frozen_when_ready: list[int] = []
@@ -73,7 +73,7 @@ async def test_local_mode_freezes_the_start_up_heap_once_it_serves(tmp_path: Pat
     def ready(_: ServingAddresses) -> None:
         frozen_when_ready.append(gc.get_freeze_count())
 
-    serving = asyncio.create_task(local.serve(args, output=lambda _: None, on_ready=ready))
+    serving = asyncio.create_task(local_serving.serve(args, output=lambda _: None, on_ready=ready))
     try:
         async with asyncio.timeout(30):
             while not frozen_when_ready:

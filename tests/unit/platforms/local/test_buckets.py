@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kubelambda.api import BucketSource, S3Source, Trigger
-from kubelambda.commands.local import build_parser
+from kubelambda.commands.local_options import build_parser
 from kubelambda.platforms.local.buckets import DEFAULT_WEBHOOK_ARN, subscriptions
 
 MINIO = "http://127.0.0.1:9000"
