@@ -45,8 +45,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from burst import dominant, load, print_warm, split, statuses, sustained, verdict
+from burst import load, sustained
 from burst_load import closed_loop, open_loop
+from burst_report import dominant, print_warm, split, statuses, verdict
 from e2e.kit import FUNCTION_LABEL, apply_ready, function_manifests
 from harness.cluster import Cluster, cluster
 from harness.release import (

@@ -26,6 +26,11 @@ _HELD = re.compile(rb"(?:coldstart|queue);dur=([\d.]+)")
 _ANSWER_TIMEOUT = 60.0
 
 
+def request(name: str, port: int) -> bytes:
+    """A GET of the HTTP trigger at /`name`, as the load sends it."""
+    return f"GET /{name} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; `waiter` gets (status, retry-after?, held ms) per answer."""
 

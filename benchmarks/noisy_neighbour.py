@@ -45,8 +45,9 @@ from pathlib import Path
 
 import uvloop
 
-from burst import dominant, load, statuses, verdict
+from burst import load
 from burst_load import Answers, closed_loop, open_loop
+from burst_report import dominant, statuses, verdict
 from loadgen import free_port, wait_http
 
 FUNCTION = """
