@@ -1,4 +1,5 @@
-"""The gateway as the benchmarks run it: one process, uvloop, a fixed instance and a route.
+"""The gateway as the benchmarks run it: one process, uvloop, a fixed instance and a route,
+its start-up heap frozen and its collector tuned once it serves, as `kubelambda gateway`'s.
 
 python benchmarks/gateway_server.py --port P --admin-port A --instance-port I [--reuse-port]
 
@@ -13,9 +14,15 @@ import argparse
 import uvloop
 
 from kubelambda.api.identity import FunctionKey
+from kubelambda.commands.heap import freeze_startup_heap
 from kubelambda.commands.serving import create_gateway
 from kubelambda.gateway.platform import FakePlatform, Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
+from kubelambda.gateway.server import ServingAddresses
+
+
+def serving(_: ServingAddresses) -> None:
+    freeze_startup_heap()
 
 
 def main() -> None:
@@ -35,7 +42,12 @@ def main() -> None:
     routes = RoutingTable(functions=[function], routes=[HttpRoute(key, "/hello")])
     gateway = create_gateway(platform=platform, routes=routes)
     uvloop.run(
-        gateway.serve(port=args.port, admin_port=args.admin_port, reuse_port=args.reuse_port)
+        gateway.serve(
+            port=args.port,
+            admin_port=args.admin_port,
+            reuse_port=args.reuse_port,
+            on_ready=serving,
+        )
     )
 
 
