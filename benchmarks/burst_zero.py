@@ -4,6 +4,9 @@ from nothing, then as long again once warm, with its timeline; and how it is pri
 
 from __future__ import annotations
 
+import re
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +15,25 @@ import uvloop
 from burst_load import Answers, PeakRss, open_loop, request
 from burst_report import dominant, inside, split, statuses
 from burst_timeline import Timeline
+
+# The functions' scaleToZeroAfterSeconds: those of the phases before a burst are gone before it.
+IDLE_SECONDS = 3
+
+
+def wait_at_zero(admin: int, names: list[str], *, timeout: float = 90.0) -> None:
+    """Wait until the gateway counts no ready instance of `names` (kubelambda_gateway_ready_
+    instances), or raise TimeoutError naming those still up."""
+    deadline = time.monotonic() + timeout
+    gauge = re.compile(r'kubelambda_gateway_ready_instances\{[^}]*function="([^"]+)"[^}]*\} (\S+)')
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=30) as answer:
+            ready = {name: float(n) for name, n in gauge.findall(answer.read().decode())}
+        up = {name: ready[name] for name in names if ready.get(name, 0) > 0}
+        if not up:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still ready {timeout:.0f} s after their load ended: {up}")
+        time.sleep(0.5)
 
 
 @dataclass
