@@ -154,6 +154,11 @@ def _instances(demand: float, target: float) -> int:
     return math.ceil(round(demand / target, 9))
 
 
+def _share(utilization: float, target: float) -> str:
+    """How the target came from the spec's, when it is a share of it: " (70% of 1)"."""
+    return "" if utilization == 1 else f" ({_fmt(utilization * 100)}% of {_fmt(target)})"
+
+
 def _fmt(value: float) -> str:
     text = f"{value:.1f}"
     return text[:-2] if text.endswith(".0") else text
@@ -171,10 +176,10 @@ def decide(
     """Decide the instance count for one function at time `now`.
 
     The target is the spec's target concurrency times `target_utilization`. Stable mode wants
-    ceil(stable concurrency / target). A burst whose panic-window demand
-    needs at least `panic_threshold` times the current capacity starts panic mode: scale
-    on the panic window and never below the current count or the panic peak, until a
-    whole stable window passes without such a burst. Scale-down is limited to dividing by
+    ceil(stable concurrency / target). A burst whose panic-window demand needs at least
+    `panic_threshold` times the current capacity starts panic mode: scale on the panic window
+    and never below the current count or the panic peak, until a whole stable window passes
+    without such a burst. Scale-down is limited to dividing by
     `max_scale_down_rate` per tick and scale-up to multiplying by `max_scale_up_rate`;
     min/max replicas override both. Below one instance only when minReplicas is 0, nothing
     is queued and no request came for `scale_to_zero_after_seconds`; demand with no
@@ -223,6 +228,7 @@ def decide(
         reason = (
             f"{_fmt(stable_demand)} concurrent over the last "
             f"{_fmt(tuning.stable_window_seconds)} s at target {_fmt(target)} per instance"
+            + _share(tuning.target_utilization, spec.target_concurrency)
         )
         if (
             want > 0

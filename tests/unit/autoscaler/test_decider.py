@@ -176,7 +176,7 @@ def test_instances_are_sized_at_70_percent_of_their_target_by_default(
 ) -> None:
     decision = run(obs(stable), current=desired, target_concurrency=target, tuning=Tuning())
     assert decision.desired == desired
-    assert f"at target {0.7 * target:g} per instance" in decision.reason
+    assert f"at target {0.7 * target:g} per instance (70% of {target})" in decision.reason
 
 
 def test_panic_measures_capacity_at_the_target_utilization() -> None:
