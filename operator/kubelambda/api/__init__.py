@@ -13,9 +13,9 @@ from kubelambda.api.function import (
     FolderCode,
     Function,
     InlineCode,
-    Scaling,
     parse_function,
 )
+from kubelambda.api.limits import Scaling
 from kubelambda.api.manifests import load_manifests
 from kubelambda.api.meta import API_GROUP, API_VERSION
 from kubelambda.api.trigger import (

@@ -1,7 +1,9 @@
-"""The Function spec model: ``parse_function`` turns a manifest or a kopf body into a Function.
+"""The Function spec model and its code sources: ``parse_function`` turns a manifest or a kopf
+body into a Function.
 
 The controller, the gateway, the autoscaler and local mode all read Functions through it;
 it applies the CRD's defaults, bounds and CEL rules (crds/functions.kubelambda.dev.yaml).
+Scaling and throttling are read by limits.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Final, TypeAlias
 from kubelambda.api.delivery import Delivery, read_delivery
 from kubelambda.api.env import EnvVar, read_env
 from kubelambda.api.errors import SpecError
+from kubelambda.api.limits import Scaling, Throttling, read_scaling, read_throttling
 from kubelambda.api.meta import read_meta
 from kubelambda.api.network import EgressRule, read_egress
 from kubelambda.api.patterns import (
@@ -80,27 +83,6 @@ class S3Object:
 
 
 Code: TypeAlias = InlineCode | ConfigMapCode | FolderCode | S3Object
-
-
-@dataclass(frozen=True, kw_only=True)
-class Scaling:
-    """The autoscaler's bounds; ``target_concurrency`` is resolved (it defaults to concurrency)
-    and ``max_replicas`` is the effective cap: spec.scaling.maxReplicas, lowered to the pods
-    spec.reservedConcurrency can keep busy (so 0 with a reservation of 0)."""
-
-    min_replicas: int
-    max_replicas: int
-    target_concurrency: int
-    scale_to_zero_after_seconds: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class Throttling:
-    """A function's rate limit (spec.throttling), in API Gateway's words: a token bucket that
-    refills ``rate_limit`` requests per second and holds at most ``burst_limit``."""
-
-    rate_limit: int
-    burst_limit: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,25 +205,15 @@ def _read_function(reader: Reader, obj: object, manifest_dir: Path | None) -> Fu
         memory_mb=reader.integer(spec.child("memoryMB")),
         timeout_seconds=reader.integer(spec.child("timeoutSeconds")),
         concurrency=concurrency,
-        scaling=_read_scaling(reader, spec, concurrency, reserved),
+        scaling=read_scaling(reader, spec, concurrency, reserved),
         delivery=delivery,
         anonymous_invoke=_read_anonymous(reader, spec),
         egress=read_egress(reader, spec),
         lambda_name=_read_lambda_name(reader, root),
         layers=_read_layers(reader, spec, has_runtime=spec.child("runtime").present),
         reserved_concurrency=reserved,
-        throttling=_read_throttling(reader, spec),
+        throttling=read_throttling(reader, spec),
     )
-
-
-def _read_throttling(reader: Reader, spec: Node) -> Throttling | None:
-    node = reader.obj(spec.child("throttling"))
-    if node is None:
-        return None
-    rate = reader.integer(node.child("rateLimit"))
-    burst = reader.optional_integer(node.child("burstLimit"))
-    # API Gateway's bucket holds `burstLimit` tokens; unset, one second's worth.
-    return Throttling(rate_limit=rate, burst_limit=burst if burst is not None else rate)
 
 
 def _read_lambda_name(reader: Reader, root: Node) -> str | None:
@@ -381,43 +353,3 @@ def _check_handler_module(reader: Reader, handler: str, code: Code) -> None:
             f"must name a module found in {where} (handler {handler} needs"
             f" {candidates[0]} or {candidates[1]})",
         )
-
-
-def pods_for(reserved: int, concurrency: int) -> int:
-    """The most pods a reservation can keep busy: ceil(reserved / concurrency)."""
-    return -(-reserved // concurrency) if concurrency > 0 else 0
-
-
-def _read_scaling(reader: Reader, spec: Node, concurrency: int, reserved: int | None) -> Scaling:
-    node = reader.obj(spec.child("scaling"))
-    fields = node if node is not None else spec.child("scaling")
-    min_replicas = reader.integer(fields.child("minReplicas"))
-    max_replicas = reader.integer(fields.child("maxReplicas"))
-    if max_replicas < min_replicas:
-        reader.report(
-            f"{fields.path}.maxReplicas",
-            f"must be at least spec.scaling.minReplicas ({min_replicas}), not {max_replicas}",
-        )
-    target = reader.optional_integer(fields.child("targetConcurrency"))
-    if target is not None and target > concurrency:
-        reader.report(
-            f"{fields.path}.targetConcurrency",
-            f"must not exceed spec.concurrency ({concurrency}), not {target}",
-        )
-    if reserved is not None:
-        # As on Lambda, reserved concurrency also caps scaling: no pod beyond those the
-        # reservation can keep busy, and no warm pod (provisioned concurrency) beyond them.
-        most = pods_for(reserved, concurrency)
-        if min_replicas > most:
-            reader.report(
-                f"{fields.path}.minReplicas",
-                f"must not exceed the {most} pods spec.reservedConcurrency ({reserved}) can keep"
-                f" busy at spec.concurrency {concurrency}, not {min_replicas}",
-            )
-        max_replicas = min(max_replicas, most)
-    return Scaling(
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        target_concurrency=target if target is not None else concurrency,
-        scale_to_zero_after_seconds=reader.integer(fields.child("scaleToZeroAfterSeconds")),
-    )

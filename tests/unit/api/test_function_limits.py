@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from kubelambda.api import SpecError, parse_function
-from kubelambda.api.function import Function, Throttling, pods_for
+from kubelambda.api.function import Function
+from kubelambda.api.limits import Throttling, pods_for
 from kubelambda.autoscaler.decider import ScalingSpec
 
 
