@@ -1,7 +1,8 @@
-"""Reconciles one Trigger: checks it against its Function and its path's owner, subscribes a
-bucket with a ``source`` on its S3 server (and unsubscribes it, behind a finalizer, when the
-Trigger is deleted), and writes the Trigger's status. The dispatcher's pollers consume queue and
-kafka Triggers; their status says what the SourceObserver last saw of the consumer.
+"""Reconciles one Trigger: checks it against its Function and its path's owner, has a bucket
+with a ``source`` subscribed on its S3 server (and unsubscribed, behind a finalizer, when the
+Trigger is deleted) by BucketSubscriber (subscriber.py), and writes the Trigger's status. The
+dispatcher's pollers consume queue and kafka Triggers; their status says what the
+SourceObserver last saw of the consumer.
 
 The operator's workers call ``TriggerReconciler.reconcile``; the gateway reads Triggers itself,
 so "published" means valid, with its Function present.
@@ -9,35 +10,24 @@ so "published" means valid, with its Function present.
 
 from __future__ import annotations
 
-import base64
-import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from kubelambda.api import (
     BucketSource,
     HttpSource,
-    S3Source,
     SpecError,
     Trigger,
     parse_trigger,
     schedule_of,
 )
 from kubelambda.api.streams import KafkaSource, QueueSource
-from kubelambda.api.subscriptions import (
-    BucketError,
-    BucketNotifications,
-    S3Server,
-    Subscription,
-    subscribe,
-    subscription_id,
-    unsubscribe,
-)
+from kubelambda.api.subscriptions import BucketError, BucketNotifications
 from kubelambda.controller.claims import RouteClaims
 from kubelambda.controller.cluster import Cluster
-from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
+from kubelambda.controller.config import ControllerConfig
 from kubelambda.controller.functions import RECHECK_SECONDS, Result
 from kubelambda.controller.observer import SourceObserver
 from kubelambda.controller.resources.conditions import Condition, find_condition
@@ -53,31 +43,11 @@ from kubelambda.controller.resources.status import (
 )
 from kubelambda.controller.statuswrite import status_patch
 from kubelambda.controller.store import Store
+from kubelambda.controller.subscriber import BucketSubscriber, subscribes
 from kubelambda.platforms.kubernetes.errors import ApiError
-from kubelambda.platforms.kubernetes.kinds import FUNCTION, SECRET, TRIGGER
+from kubelambda.platforms.kubernetes.kinds import FUNCTION, TRIGGER
 
-__all__ = ["FINALIZER", "UNSUBSCRIBE_DEADLINE_SECONDS", "TriggerReconciler"]
-
-logger = logging.getLogger(__name__)
-FINALIZER: Final = "kubelambda.dev/bucket-subscription"
-# A deleted Trigger whose S3 server stays unreachable is let go after this long (with a
-# Warning), so that a namespace being deleted, Secrets and all, is never stuck on it.
-UNSUBSCRIBE_DEADLINE_SECONDS: Final = 300.0
-
-
-def _subscribes(trigger: Trigger) -> tuple[BucketSource, S3Source] | None:
-    """The bucket and its S3 server, for a bucket Trigger the operator subscribes."""
-    source = trigger.source
-    if isinstance(source, BucketSource) and source.source is not None:
-        return source, source.source
-    return None
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+__all__ = ["TriggerReconciler"]
 
 
 class TriggerReconciler:
@@ -97,17 +67,21 @@ class TriggerReconciler:
         self.observer = observer
         self.store = store
         self.config = config
-        self.notifications = notifications
         self.clock = clock
         self.claims = claims
-        self.monotonic = monotonic
-        # Subscriptions verified recently: (namespace, name) → (what was subscribed, when).
-        self._verified: dict[tuple[str, str], tuple[object, float]] = {}
+        self.buckets = BucketSubscriber(
+            cluster=cluster,
+            store=store,
+            config=config,
+            notifications=notifications,
+            clock=clock,
+            monotonic=monotonic,
+        )
 
     async def reconcile(self, namespace: str, name: str) -> Result:
         body = self.store.get(TRIGGER, namespace=namespace, name=name)
         if body is None:
-            self._verified.pop((namespace, name), None)
+            self.buckets.forget(namespace, name)
             self._unobserve(namespace, name)
             return Result()
         meta = body["metadata"]
@@ -116,17 +90,17 @@ class TriggerReconciler:
         except SpecError as exc:
             self._unobserve(namespace, name)
             if meta.get("deletionTimestamp"):
-                await self._release(body)
+                await self.buckets.release(body)
                 return Result()
             await self._write(body, Condition("Ready", "False", "InvalidSpec", str(exc)), None)
             return Result()
-        subscribing = _subscribes(trigger)
+        subscribing = subscribes(trigger)
         if meta.get("deletionTimestamp") or not isinstance(
             trigger.source, QueueSource | KafkaSource
         ):
             self._unobserve(namespace, name)
         if meta.get("deletionTimestamp"):
-            return await self._finish_deletion(body, trigger, subscribing)
+            return await self.buckets.finish_deletion(body, trigger, subscribing)
         summary = trigger_source_summary(trigger)
         conflict = self.claims.refusal(namespace, name)
         if conflict is not None:
@@ -164,10 +138,8 @@ class TriggerReconciler:
                 requeue_after=(tick - now).total_seconds() + 1.0 if tick is not None else None
             )
         bucket, s3 = subscribing
-        if FINALIZER not in (meta.get("finalizers") or ()):
-            await self._set_finalizer(body, present=True)
         try:
-            await self._subscribe(body, trigger, bucket, s3)
+            await self.buckets.subscribe(body, trigger, bucket, s3)
         except BucketError as exc:
             ready = Condition("Ready", "False", "SubscribeFailed", str(exc))
             await self._write(body, ready, summary)
@@ -238,138 +210,6 @@ class TriggerReconciler:
     def _unobserve(self, namespace: str, name: str) -> None:
         if self.observer is not None:
             self.observer.forget(namespace, name)
-
-    # --- the bucket ------------------------------------------------------------------------
-
-    async def _server(self, namespace: str, source: S3Source) -> S3Server:
-        secret = await self.cluster.get(SECRET, namespace=namespace, name=source.credentials_secret)
-        if secret is None:
-            raise BucketError(
-                f"Secret {source.credentials_secret} (spec.bucket.source.credentialsSecret)"
-                f" does not exist in namespace {namespace}"
-            )
-        data = secret.get("data") or {}
-        values: dict[str, str] = {}
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            if key not in data:
-                raise BucketError(
-                    f"Secret {source.credentials_secret} has no key {key}"
-                    " (it needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-                )
-            values[key] = base64.b64decode(data[key]).decode()
-        return S3Server(
-            endpoint=source.endpoint,
-            region=source.region or self.config.region,
-            access_key=values["AWS_ACCESS_KEY_ID"],
-            secret_key=values["AWS_SECRET_ACCESS_KEY"],
-        )
-
-    def _subscription(self, trigger: Trigger, bucket: BucketSource) -> Subscription:
-        return Subscription(
-            id=subscription_id(namespace=trigger.namespace, name=trigger.name),
-            queue_arn=self.config.s3_webhook_arn,
-            events=bucket.events,
-            prefix=bucket.prefix,
-            suffix=bucket.suffix,
-        )
-
-    async def _subscribe(
-        self, body: Mapping[str, Any], trigger: Trigger, bucket: BucketSource, s3: S3Source
-    ) -> None:
-        key = (trigger.namespace, trigger.name)
-        subscription = self._subscription(trigger, bucket)
-        fingerprint = (bucket, subscription)
-        seen = self._verified.get(key)
-        recent = seen is not None and self.monotonic() - seen[1] < self.config.resync_seconds
-        if seen is not None and seen[0] == fingerprint and recent:
-            return  # checked on the server a moment ago; the resync checks again
-        server = await self._server(trigger.namespace, s3)
-        changed = await subscribe(
-            self.notifications, server, bucket=bucket.bucket, subscriptions=[subscription]
-        )
-        self._verified[key] = (fingerprint, self.monotonic())
-        if changed:
-            await self.cluster.record_event(
-                body,
-                type="Normal",
-                reason="Subscribed",
-                message=f"subscribed bucket {bucket.bucket} on {server.endpoint}"
-                f" to {subscription.queue_arn}",
-            )
-
-    async def _finish_deletion(
-        self,
-        body: Mapping[str, Any],
-        trigger: Trigger,
-        subscribing: tuple[BucketSource, S3Source] | None,
-    ) -> Result:
-        self._verified.pop((trigger.namespace, trigger.name), None)
-        if FINALIZER not in (body["metadata"].get("finalizers") or ()):
-            return Result()
-        if subscribing is not None:
-            bucket, s3 = subscribing
-            try:
-                server = await self._server(trigger.namespace, s3)
-                changed = await unsubscribe(
-                    self.notifications,
-                    server,
-                    bucket=bucket.bucket,
-                    subscriptions=[self._subscription(trigger, bucket)],
-                )
-            except BucketError as exc:
-                if not self._past_deadline(body):
-                    logger.warning("unsubscribing %s failed, will retry: %s", trigger.name, exc)
-                    return Result(requeue_after=min(RECHECK_SECONDS, 10.0))
-                await self.cluster.record_event(
-                    body,
-                    type="Warning",
-                    reason="UnsubscribeFailed",
-                    message=f"gave up unsubscribing bucket {bucket.bucket}: {exc};"
-                    " remove its notification entry by hand",
-                )
-            else:
-                if changed:
-                    await self.cluster.record_event(
-                        body,
-                        type="Normal",
-                        reason="Unsubscribed",
-                        message=f"unsubscribed bucket {bucket.bucket} on {server.endpoint}",
-                    )
-        await self._release(body)
-        return Result()
-
-    def _past_deadline(self, body: Mapping[str, Any]) -> bool:
-        since = _parse_time(str(body["metadata"].get("deletionTimestamp")))
-        if since is None:
-            return True
-        return (self.clock() - since).total_seconds() > UNSUBSCRIBE_DEADLINE_SECONDS
-
-    async def _release(self, body: Mapping[str, Any]) -> None:
-        if FINALIZER in (body["metadata"].get("finalizers") or ()):
-            await self._set_finalizer(body, present=False)
-
-    async def _set_finalizer(self, body: Mapping[str, Any], *, present: bool) -> None:
-        """Add or drop only kubelambda's finalizer: server-side apply merges finalizers as a
-        set, so others' entries (and everything users declared) stay untouched."""
-        meta = body["metadata"]
-        try:
-            updated = await self.cluster.apply(
-                {
-                    "apiVersion": body["apiVersion"],
-                    "kind": "Trigger",
-                    "metadata": {
-                        "name": meta["name"],
-                        "namespace": meta["namespace"],
-                        "finalizers": [FINALIZER] if present else [],
-                    },
-                },
-                field_manager=FIELD_MANAGER,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return  # deleted meanwhile: nothing left to hold or release
-            raise
-        self.store.put(TRIGGER, updated)
 
     # --- status ----------------------------------------------------------------------------
 

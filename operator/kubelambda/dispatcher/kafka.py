@@ -5,7 +5,8 @@ EventSources (sources.py) runs one `KafkaPoller` per kafka Trigger. A partition 
 batch in flight, its offset is committed only once that batch succeeded or was given up, and its
 next batch starts only after that commit was answered, so records of a partition go in order and
 a crash repeats some but loses none. Records fetched meanwhile wait in `Fetched`
-(kafka_buffer.py); what a batch comes to is decided by `next_step` (kafka_steps.py).
+(kafka_buffer.py); each batch is invoked, tried again and committed by `BatchRunner`
+(kafka_batch.py).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from kubelambda.api.filters import FilterPattern, matches_any, parse_filter
-from kubelambda.api.identity import FunctionKey
 from kubelambda.api.streams import KafkaSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
 from kubelambda.delivery.endpoints import described
-from kubelambda.dispatcher.batches import BatchInvoker, BatchOutcome, FailedRecords
+from kubelambda.dispatcher.batches import BatchInvoker, FailedRecords
+from kubelambda.dispatcher.kafka_batch import BatchRunner
 from kubelambda.dispatcher.kafka_buffer import Fetched
 from kubelambda.dispatcher.kafka_client import (
-    Commits,
     Rebalance,
     fetch,
     missing_topics,
@@ -35,20 +35,8 @@ from kubelambda.dispatcher.kafka_client import (
     stop,
     why_unreachable,
 )
-from kubelambda.dispatcher.kafka_steps import (
-    Share,
-    Step,
-    kafka_record,
-    next_step,
-    offset_reset,
-    retry_limit,
-)
-from kubelambda.dispatcher.shapes import (
-    KafkaRecord,
-    filter_document_kafka,
-    kafka_event,
-    kafka_item_identifier,
-)
+from kubelambda.dispatcher.kafka_steps import Share, kafka_record, offset_reset
+from kubelambda.dispatcher.shapes import KafkaRecord, filter_document_kafka
 from kubelambda.gateway.settings import SYNC_PAYLOAD_LIMIT
 
 __all__ = ["ClientOptions", "KafkaPoller"]
@@ -63,9 +51,6 @@ ClientOptions = Callable[[], Awaitable[dict[str, Any]]]
 _FETCH_WAIT_SECONDS = 1.0
 # A batch's event stays under the synchronous payload limit, with room for the envelope.
 _BATCH_BYTES = SYNC_PAYLOAD_LIMIT - 64 * 1024
-# A failed or throttled batch is tried again after 1 s, doubling up to 60 s.
-_BACKOFF_SECONDS = 1.0
-_BACKOFF_MAX_SECONDS = 60.0
 # Connecting again after the cluster was not there (or a topic was missing): doubling up to 30 s.
 _RECONNECT_MAX_SECONDS = 30.0
 # While no record comes, the cluster and the topics are looked at this often, so a broker that
@@ -101,9 +86,6 @@ class KafkaPoller:
         self.trigger = trigger
         self.source = source
         self._options = options
-        self._invoke = invoke
-        self._failures = failures
-        self._invoked_arn = invoked_arn
         self._concurrency = max(1, concurrency)
         self._clock = clock
         self._on_state = on_state
@@ -112,17 +94,19 @@ class KafkaPoller:
         self._filters: tuple[FilterPattern, ...] = tuple(
             parse_filter(pattern) for pattern in source.batching.filters
         )
-        self._function = FunctionKey(trigger.namespace, trigger.function)
-        self._retries = retry_limit(
-            source.maximum_retry_attempts,
-            has_destination=failures.has_destination(trigger.delivery, trigger.namespace),
+        self._runner = BatchRunner(
+            trigger=trigger,
+            source=source,
+            invoke=invoke,
+            failures=failures,
+            invoked_arn=invoked_arn,
+            sleep=sleep,
         )
         moment = source.batching.starting_position_timestamp
         self._start_ms = int(moment.timestamp() * 1000) if moment is not None else None
         self._where = ",".join(source.bootstrap_servers)
         self._name = f"{trigger.namespace}/{trigger.name}"
         self._consumer: Any = None
-        self._commits: Commits | None = None
         self._fetched = Fetched(
             batch_size=source.batching.batch_size, batch_bytes=_BATCH_BYTES, wanted=self._wanted
         )
@@ -321,104 +305,11 @@ class KafkaPoller:
         for task in batches:
             task.cancel()
         await asyncio.gather(*batches, return_exceptions=True)
-        if self._commits is not None:
-            await self._commits.settle()
+        await self._runner.settle()
         self._batches.clear()
         self._busy.clear()
 
-    # --- one batch ------------------------------------------------------------------------
-
     async def process(self, consumer: Any, parts: list[Share]) -> None:
-        """Invoke one batch until every share of it is done: succeeded, or failed for good and
-        given to the failure destinations; each step commits what it settled. The poll loop
-        runs it as a task per batch."""
-        rounds = 0
-        while parts:
-            records = [record for part in parts for record in part.records]
-            if not records:  # only filtered records: done unseen
-                await self._commit(consumer, {part.partition: part.end for part in parts})
-                return
-            outcome = await self._invoke(
-                function=self._function,
-                invoked_arn=self._invoked_arn,
-                event=self._event(records),
-                item_ids=[kafka_item_identifier(record) for record in records],
-                report_failures=self.source.batching.reports_batch_item_failures,
-            )
-            commits: dict[Any, int] = {}
-            given_up: list[tuple[Share, Step]] = []
-            again: list[Share] = []
-            for part in parts:
-                step = next_step(
-                    part.records,
-                    end=part.end,
-                    failures=part.failures,
-                    failed=outcome.failed,
-                    throttled=outcome.throttled,
-                    retries=self._retries,
-                )
-                if step.exhausted:
-                    given_up.append((part, step))
-                    continue
-                if step.commit is not None:
-                    commits[part.partition] = step.commit
-                if step.again:
-                    part.records, part.failures = list(step.again), step.failures
-                    again.append(part)
-            if commits:
-                await self._commit(consumer, commits)
-            if given_up:
-                await self._give_up(consumer, given_up, outcome)
-            parts = again
-            if parts:
-                rounds = 0 if commits or given_up else rounds  # progress: from 1 s again
-                await self._sleep(min(_BACKOFF_SECONDS * 2**rounds, _BACKOFF_MAX_SECONDS))
-                rounds += 1
-
-    def _event(self, records: list[KafkaRecord]) -> dict[str, Any]:
-        servers = self.source.bootstrap_servers  # self-managed Kafka has no ARN on Lambda
-        return kafka_event(event_source_arn=None, bootstrap_servers=servers, records=records)
-
-    async def _commit(self, consumer: Any, offsets: dict[Any, int]) -> None:
-        commits = self._commits
-        if commits is None or commits.consumer is not consumer:
-            commits = self._commits = Commits(consumer)
-        try:
-            await commits.commit(offsets)
-        except KafkaError as exc:
-            # The group moved on (a rebalance) or the cluster is away: the next commit of these
-            # partitions covers this one, or their new reader gets the records again.
-            log.warning(
-                "kafka %s: could not commit %s: %r; those records may come again",
-                self._name,
-                ", ".join(f"{tp.topic}-{tp.partition}@{n}" for tp, n in offsets.items()),
-                exc,
-            )
-
-    async def _give_up(
-        self, consumer: Any, given_up: list[tuple[Share, Step]], outcome: BatchOutcome
-    ) -> None:
-        """Records that failed for good go to the failure destinations; their partitions are
-        committed past the batch once the records are stored (or there is no destination)."""
-        records = [record for _, step in given_up for record in step.exhausted]
-        attempts = max(step.failures for _, step in given_up)
-        delivery, namespace = self.trigger.delivery, self.trigger.namespace
-        while not await self._failures.send(
-            delivery=delivery,
-            namespace=namespace,
-            invoked_arn=self._invoked_arn,
-            event=self._event(records),
-            outcome=outcome,
-            attempts=attempts,
-        ):
-            log.warning("kafka %s: failure destination refused; again in 60 s", self._name)
-            await self._sleep(_BACKOFF_MAX_SECONDS)
-        if not self._failures.has_destination(delivery, namespace):
-            log.warning(
-                "kafka %s: %d records dropped after %d attempts, no failure destination (%s)",
-                self._name,
-                len(records),
-                attempts,
-                ", ".join(kafka_item_identifier(record) for record in records),
-            )
-        await self._commit(consumer, {part.partition: part.end for part, _ in given_up})
+        """Invoke one batch until every share of it is done (`BatchRunner.process`). The poll
+        loop runs it as a task per batch."""
+        await self._runner.process(consumer, parts)

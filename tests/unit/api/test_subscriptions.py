@@ -21,7 +21,7 @@ from kubelambda.api.subscriptions import (
     without_subscriptions,
 )
 from kubelambda.controller.config import ControllerConfig
-from kubelambda.controller.triggers import FINALIZER
+from kubelambda.controller.subscriber import FINALIZER
 from kubelambda.platforms.kubernetes.kinds import TRIGGER
 from kubelambda.platforms.local.buckets import subscriptions
 from unit.controller.conftest import HELLO

@@ -13,7 +13,7 @@ import pytest
 from kubelambda.api.subscriptions import BucketError, FakeNotifications
 from kubelambda.controller.cluster import FakeCluster
 from kubelambda.controller.config import FIELD_MANAGER, ControllerConfig
-from kubelambda.controller.triggers import FINALIZER, UNSUBSCRIBE_DEADLINE_SECONDS
+from kubelambda.controller.subscriber import FINALIZER, UNSUBSCRIBE_DEADLINE_SECONDS
 from kubelambda.platforms.kubernetes.kinds import DEPLOYMENT, FUNCTION, TRIGGER
 from unit.controller.conftest import NOW
 from unit.controller.reconciling import DeletedInFlightCluster, make_operator, settle
