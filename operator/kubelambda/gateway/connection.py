@@ -1,22 +1,18 @@
 """The gateway's HTTP/1.1 connections, bounded: requests parsed with httptools and handed to a
 `Responder` (the edge's apps), each answer written in one piece; limits on the number of
 connections, on a request's head (size, header count, time to arrive), on idle connections,
-and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once, then
-the connection closes; a client that does not read is cut off (reset), and its answer freed.
-While the server is overloaded (overload.py: its loop runs over 1 s late lastingly, or over 512
-connections wait in its accept queue; or it has as many requests parsed and not yet answered as
-its connection limit), each request is answered 503 from prebuilt bytes as soon as its head is
-parsed, before routing, authorization or its body, and the connection closes; a connection
-accepted while it is (those with over 512 still behind them, as uvloop takes a flood in one go)
-is answered so as it is accepted, before its request is even read.
+and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once
+(refusals.py), then the connection closes; a client that does not read is cut off (reset), and
+its answer freed (stalls.py). While the server is overloaded (overload.py: its loop runs over
+1 s late lastingly, or over 512 connections wait in its accept queue; or it has as many
+requests parsed and not yet answered as its connection limit), each request is answered 503
+from prebuilt bytes as soon as its head is parsed, before routing, authorization or its body,
+and the connection closes; so is a connection accepted while it is, once accepted (refusals.py).
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
 header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
 protocol and ASGI: its scope, events, two writes per answer and per-header checks were about
-a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py). Before any of
-this, connections wait in the kernel's accept queue, as deep as the connection limit (server.py;
-capped by net.core.somaxconn); beyond it the kernel drops a client's SYN, and the client sends
-it again after 1 s, 2 s, 4 s...: a wait the gateway cannot answer, hence the cheap refusals.
+a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py).
 """
 
 from __future__ import annotations
@@ -33,24 +29,15 @@ from urllib.parse import unquote
 import httptools
 
 from kubelambda.gateway.exchange import Exchange
-from kubelambda.gateway.framing import (
-    INTERNAL,
-    OVERLOADED_MESSAGE,
-    TOO_LARGE,
-    TOO_MANY,
-    TOO_SLOW,
-    answer_head,
-    bad_request,
-    refusal,
-)
+from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head, overload_answer
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
+from kubelambda.gateway.refusals import Refusals
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.stalls import StalledWrites, Stalls
 
 __all__ = [
     "MAX_UNREAD_ANSWER_BYTES",
-    "OVERLOADED_MESSAGE",
     "BoundedProtocol",
     "Responder",
     "bounded_protocol",
@@ -82,7 +69,7 @@ _NO_PARSER = httptools.HttpRequestParser(object())
 _THIS_READ = -1.0
 
 
-class BoundedProtocol(StalledWrites, asyncio.Protocol):
+class BoundedProtocol(Refusals, StalledWrites, asyncio.Protocol):
     """One HTTP/1.1 connection of a server, within its bounds; `bounded_protocol` makes a
     subclass per server, whose class attributes are that server's settings and state."""
 
@@ -99,7 +86,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
     # sends to a replica that is staying.
     draining = False
     # Built once per server: a refusal under overload costs a write and a close, nothing more.
-    overloaded_answer = refusal(b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: 1")
+    overloaded_answer = overload_answer(1)
 
     # uvicorn.Server makes each connection's protocol with these arguments.
     def __init__(
@@ -150,29 +137,7 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
         # the connections behind this one (by connection_made, all were taken).
         self._arrived_overloaded = self.overloaded()
 
-    # --- connections, and those beyond the limit ------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.connections.add(self)
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
-        if self._arrived_overloaded:
-            # Refused as it is accepted, before its request is read or parsed: a flood that
-            # outruns the loop is answered at the cost of a write and a close each, so the
-            # accept queue drains instead of overflowing (the kernel then drops clients'
-            # handshakes: waits of 1 s, 3 s, 7 s the gateway cannot answer). The request left
-            # unread makes the close a reset, which Linux delivers after the answer.
-            self._refuse(self.overloaded_answer)
-            return
-        if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
-            # Refused now, not once it sends a request: an idle one would hold a slot (and
-            # a descriptor) for the whole head timeout.
-            self._refuse(TOO_MANY)
-            return
-        # A connection that sends nothing is held no longer than a slow head would be.
-        self._arm_head_timer()
+    # --- connections (made, refused, closed when idle: refusals.py) -----------------------
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -215,25 +180,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
 
     # --- the head of each request: size, count, time --------------------------------------
 
-    def _arm_head_timer(self, since: float | None = None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-        self._head_timer = self.loop.call_at(
-            (self.loop.time() if since is None else since) + self.head_seconds,
-            self._head_too_slow,
-        )
-
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
-        self._refuse(TOO_SLOW)
-
-    def _refuse(self, answer: bytes) -> None:
-        if self._refused or self.transport.is_closing():
-            return
-        self._refused = True
-        self.transport.write(answer)
-        self.transport.close()
-
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # what follows a refused head is not read
@@ -256,13 +202,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
             elif self._head_started is not None and self._head_timer is None:
                 # Part of a head came and the rest did not: from now on it is timed.
                 self._arm_head_timer(self._head_started)
-
-    def _bad_request(self) -> None:
-        if self._refused or self.transport.is_closing():
-            return
-        self._refused = True
-        self.transport.write(bad_request(self.server_state.default_headers))
-        self.transport.close()
 
     # httptools callbacks
 
@@ -442,21 +381,6 @@ class BoundedProtocol(StalledWrites, asyncio.Protocol):
                     self.keep_alive_seconds, self.timeout_keep_alive_handler
                 )
 
-    def timeout_keep_alive_handler(self) -> None:
-        self._keep_alive_timer = None
-        if self._idle_since is None:
-            return  # a request came; the next wait arms the timer again
-        left = self._idle_since + self.keep_alive_seconds - self.loop.time()
-        if left > 0:  # idle again, but not for long enough yet
-            self._keep_alive_timer = self.loop.call_later(left, self.timeout_keep_alive_handler)
-            return
-        if self.transport.get_write_buffer_size():
-            # Still handing over the last answer: closed once it is taken, dropped if the
-            # client stops taking it.
-            self._watch_writes()
-        if not self.transport.is_closing():
-            self.transport.close()
-
 
 def bounded_protocol(
     settings: GatewaySettings,
@@ -474,7 +398,6 @@ def bounded_protocol(
     """
     if overloaded is None:
         overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
-    retry_after = b"retry-after: %d" % settings.retry_after_seconds
     return type(
         "BoundedHttpProtocol",
         (BoundedProtocol,),
@@ -487,8 +410,6 @@ def bounded_protocol(
             "stalls": Stalls(),
             "responder": staticmethod(responder),
             "overloaded": staticmethod(overloaded),
-            "overloaded_answer": refusal(
-                b"503 Service Unavailable", OVERLOADED_MESSAGE, retry_after
-            ),
+            "overloaded_answer": overload_answer(settings.retry_after_seconds),
         },
     )

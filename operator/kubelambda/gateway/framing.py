@@ -21,6 +21,7 @@ __all__ = [
     "answer_head",
     "bad_request",
     "malformed",
+    "overload_answer",
     "refusal",
     "status_line",
 ]
@@ -59,6 +60,14 @@ INTERNAL = Response(
 # the answer or smuggle another (as uvicorn checks them).
 NOT_IN_NAMES = bytes(range(0x20)) + b'\x7f()<>@,;:[]={} "\\'
 NOT_IN_VALUES = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+
+
+def overload_answer(retry_after_seconds: int) -> bytes:
+    """The 503 of a server that takes no new requests now: built once per server, so that a
+    refusal under overload costs a write and a close, nothing more."""
+    return refusal(
+        b"503 Service Unavailable", OVERLOADED_MESSAGE, b"retry-after: %d" % retry_after_seconds
+    )
 
 
 def _marks(forbidden: bytes) -> bytes:

@@ -23,7 +23,7 @@ import uvloop
 
 from integration.gateway.conftest import GatewayThread
 from kubelambda.api.identity import FunctionKey
-from kubelambda.gateway.connection import OVERLOADED_MESSAGE
+from kubelambda.gateway.framing import OVERLOADED_MESSAGE
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute
 from kubelambda.gateway.settings import GatewaySettings

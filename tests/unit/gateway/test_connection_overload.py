@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from kubelambda.gateway.connection import OVERLOADED_MESSAGE, bounded_protocol
+from kubelambda.gateway.connection import bounded_protocol
+from kubelambda.gateway.framing import OVERLOADED_MESSAGE
 from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
