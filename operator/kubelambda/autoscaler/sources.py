@@ -42,22 +42,30 @@ class MetricSource(Protocol):
 
 
 class _Window:
-    """Samples of one function: (time, concurrency, requests so far), oldest first."""
+    """Samples of one function: (time, concurrency, requests so far, active), oldest first. A
+    sample is active when a request was held or had come since the sample before."""
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[float, int, int]] = deque()
+        self.samples: deque[tuple[float, int, int, bool]] = deque()
 
     def add(self, now: float, concurrency: int, requests_total: int, *, keep: float) -> None:
-        self.samples.append((now, concurrency, requests_total))
+        before = self.samples[-1][2] if self.samples else requests_total
+        active = concurrency > 0 or requests_total != before
+        self.samples.append((now, concurrency, requests_total, active))
         while self.samples and self.samples[0][0] < now - keep:
             self.samples.popleft()
 
     def averages(self, now: float, seconds: float) -> tuple[float, float]:
-        """Mean concurrency and requests per second over the last `seconds`."""
+        """Mean concurrency and requests per second over the last `seconds`. The concurrency
+        is averaged from the window's first active sample on: idle time before a function's
+        load began is not its load (as Knative averages over the data a window has), else a
+        function woken from zero reads as a sixtieth of its load and is scaled down under it."""
         recent = [sample for sample in self.samples if sample[0] >= now - seconds]
         if not recent:
             return 0.0, 0.0
-        concurrency = sum(sample[1] for sample in recent) / len(recent)
+        start = next((i for i, sample in enumerate(recent) if sample[3]), len(recent))
+        loaded = recent[start:]
+        concurrency = sum(sample[1] for sample in loaded) / len(loaded) if loaded else 0.0
         first, last = recent[0], recent[-1]
         elapsed = last[0] - first[0]
         rate = (last[2] - first[2]) / elapsed if elapsed > 0 else 0.0

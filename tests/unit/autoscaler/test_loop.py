@@ -95,15 +95,34 @@ def test_min_replicas_hold_even_without_metrics():
 
 
 def test_direct_source_averages_over_the_windows():
-    loads = {FN: Load(in_flight=0, queued=0, requests_total=0)}
+    loads = {FN: Load(in_flight=1, queued=0, requests_total=0)}
     source = DirectSource(lambda: loads)
     asyncio.run(source.observe(now=0.0))
+    loads[FN] = Load(in_flight=0, queued=0, requests_total=10)
+    asyncio.run(source.observe(now=5.0))
     loads[FN] = Load(in_flight=4, queued=2, requests_total=30)
     latest = asyncio.run(source.observe(now=10.0))[FN]
     assert latest.queued == 2
-    assert latest.panic_concurrency == 6  # only the newest sample is inside 6 s
-    assert latest.stable_concurrency == 3  # (0 + 6) / 2 over 60 s
+    assert latest.panic_concurrency == 3  # (0 + 6) / 2: the samples at 5 s and 10 s
+    assert latest.stable_concurrency == pytest.approx(7 / 3)  # (1 + 0 + 6) / 3 over 60 s
     assert latest.stable_rps == 3  # 30 requests in 10 s
+
+
+def test_idle_time_before_a_function_is_woken_is_not_its_load():
+    """A minute at zero, then a burst: its averages start with the burst, so that the stable
+    window does not read a sixtieth of it and scale it down under it (as Knative averages over
+    the data a window has)."""
+    loads = {FN: Load(in_flight=0, queued=0, requests_total=0)}
+    source = DirectSource(lambda: loads)
+    for now in range(60):
+        asyncio.run(source.observe(now=float(now)))
+    loads[FN] = Load(in_flight=1, queued=5, requests_total=40)
+    asyncio.run(source.observe(now=60.0))
+    loads[FN] = Load(in_flight=2, queued=0, requests_total=90)
+    latest = asyncio.run(source.observe(now=61.0))[FN]
+    assert latest.stable_concurrency == 4  # (6 + 2) / 2, not 8 / 61
+    assert latest.panic_concurrency == 4
+    assert latest.stable_rps == pytest.approx(90 / 60)  # rates still span the window
 
 
 @pytest.mark.parametrize(
