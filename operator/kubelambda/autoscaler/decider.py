@@ -92,19 +92,11 @@ class Tuning:
     panic_threshold: float = 2.0
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
-    # The share of a Function's target concurrency each instance is sized for (Knative's
-    # container-concurrency-target-percentage): sized at 100%, instances run saturated, so
-    # requests queue behind them and a backlog drains only as fast as the spare capacity.
-    target_utilization: float = 0.7
 
     def __post_init__(self) -> None:
         _check_non_negative(self)
         if self.max_scale_up_rate < 1 or self.max_scale_down_rate < 1:
             raise ValueError("Tuning scale rates must be >= 1")
-        if not 0 < self.target_utilization <= 1:
-            raise ValueError(
-                f"Tuning.target_utilization must be in (0, 1], not {self.target_utilization}"
-            )
 
 
 DEFAULT_TUNING = Tuning()
@@ -148,17 +140,6 @@ def _last_request_at(obs: Observation, state: ScalerState, *, now: float, tuning
     return last
 
 
-def _instances(demand: float, target: float) -> int:
-    """Instances for `demand` at `target` each; the quotient rounded to 9 places first, so a
-    demand that is a whole multiple of a fractional target (2.1 at 0.7) is not one more."""
-    return math.ceil(round(demand / target, 9))
-
-
-def _share(utilization: float, target: float) -> str:
-    """How the target came from the spec's, when it is a share of it: " (70% of 1)"."""
-    return "" if utilization == 1 else f" ({_fmt(utilization * 100)}% of {_fmt(target)})"
-
-
 def _fmt(value: float) -> str:
     text = f"{value:.1f}"
     return text[:-2] if text.endswith(".0") else text
@@ -175,11 +156,10 @@ def decide(
 ) -> Decision:
     """Decide the instance count for one function at time `now`.
 
-    The target is the spec's target concurrency times `target_utilization`. Stable mode wants
-    ceil(stable concurrency / target). A burst whose panic-window demand needs at least
-    `panic_threshold` times the current capacity starts panic mode: scale on the panic window
-    and never below the current count or the panic peak, until a whole stable window passes
-    without such a burst. Scale-down is limited to dividing by
+    Stable mode wants ceil(stable concurrency / target). A burst whose panic-window demand
+    needs at least `panic_threshold` times the current capacity starts panic mode: scale
+    on the panic window and never below the current count or the panic peak, until a
+    whole stable window passes without such a burst. Scale-down is limited to dividing by
     `max_scale_down_rate` per tick and scale-up to multiplying by `max_scale_up_rate`;
     min/max replicas override both. Below one instance only when minReplicas is 0, nothing
     is queued and no request came for `scale_to_zero_after_seconds`; demand with no
@@ -188,13 +168,13 @@ def decide(
     if current < 0:
         raise ValueError(f"current must be >= 0, not {current}")
     obs = observation
-    target = spec.target_concurrency * tuning.target_utilization
+    target = spec.target_concurrency
     last_request_at = _last_request_at(obs, state, now=now, tuning=tuning)
     # A queued request is demand now, whatever the averages say.
     stable_demand = max(obs.stable_concurrency, obs.queued)
     panic_demand = max(obs.panic_concurrency, obs.queued)
-    stable_want = _instances(stable_demand, target)
-    panic_want = _instances(panic_demand, target)
+    stable_want = math.ceil(stable_demand / target)
+    panic_want = math.ceil(panic_demand / target)
     # Capacity of at least one instance, so an idle function at zero is not "overloaded".
     capacity = max(current, 1) * target
     burst = panic_demand >= tuning.panic_threshold * capacity and panic_demand > 0
@@ -228,7 +208,6 @@ def decide(
         reason = (
             f"{_fmt(stable_demand)} concurrent over the last "
             f"{_fmt(tuning.stable_window_seconds)} s at target {_fmt(target)} per instance"
-            + _share(tuning.target_utilization, spec.target_concurrency)
         )
         if (
             want > 0

@@ -23,9 +23,6 @@ SPEC = ScalingSpec(
 )
 # A function that has seen traffic just now and is not panicking.
 BUSY = ScalerState(last_request_at=NOW)
-# The tables below size instances at their whole target, so their figures read as the spec's;
-# the default utilization has tests of its own.
-WHOLE = Tuning(target_utilization=1.0)
 
 
 def obs(
@@ -54,7 +51,6 @@ def run(
     spec: ScalingSpec = SPEC,
     state: ScalerState = BUSY,
     now: float = NOW,
-    tuning: Tuning = WHOLE,
     **spec_changes: Any,
 ) -> Decision:
     return decide(
@@ -63,7 +59,6 @@ def run(
         current=current,
         state=state,
         now=now,
-        tuning=tuning,
     )
 
 
@@ -140,7 +135,7 @@ def test_scale_down_is_at_most_halving_per_tick(stable: float, current: int, des
 
 
 def test_scale_up_is_limited_by_the_up_rate() -> None:
-    tuning = Tuning(max_scale_up_rate=3, target_utilization=1.0)
+    tuning = Tuning(max_scale_up_rate=3)
     spec = replace(SPEC, max_replicas=1000)
     decision = decide(
         observation=obs(1000, 0), spec=spec, current=2, state=BUSY, now=NOW, tuning=tuning
@@ -153,38 +148,6 @@ def test_default_up_rate_is_a_thousandfold() -> None:
     spec = replace(SPEC, max_replicas=10**6, target_concurrency=1)
     assert run(obs(5000, 0), current=2, spec=spec).desired == 2000
     assert run(obs(5000, 0), current=0, spec=spec).desired == 1000
-
-
-# --- target utilization ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("stable", "target", "desired"),
-    [
-        # One request at a time per instance: 7 concurrent need 10 instances at 70% each.
-        (7, 1, 10),
-        (0.7, 1, 1),
-        (0.71, 1, 2),
-        # 2.1 / 0.7 is 3.0000000000000004 in floating point: still 3 instances.
-        (2.1, 1, 3),
-        (35, 10, 5),
-        (14, 2, 10),
-    ],
-)
-def test_instances_are_sized_at_70_percent_of_their_target_by_default(
-    stable: float, target: int, desired: int
-) -> None:
-    decision = run(obs(stable), current=desired, target_concurrency=target, tuning=Tuning())
-    assert decision.desired == desired
-    assert f"at target {0.7 * target:g} per instance (70% of {target})" in decision.reason
-
-
-def test_panic_measures_capacity_at_the_target_utilization() -> None:
-    # One instance of target 1 has a capacity of 0.7: 1.4 concurrent is twice that.
-    panicking = run(obs(0.5, 1.4), current=1, target_concurrency=1, tuning=Tuning())
-    calm = run(obs(0.5, 1.39), current=1, target_concurrency=1, tuning=Tuning())
-    assert panicking.state.panicking and panicking.desired == 2
-    assert not calm.state.panicking
 
 
 # --- panic mode ------------------------------------------------------------------------
@@ -452,8 +415,6 @@ def test_decide_is_pure() -> None:
         ),
         lambda: Tuning(max_scale_down_rate=0.5),
         lambda: Tuning(stable_window_seconds=math.nan),
-        lambda: Tuning(target_utilization=0),
-        lambda: Tuning(target_utilization=1.5),
         lambda: run(obs(0), current=-1),
     ],
     ids=[
@@ -467,8 +428,6 @@ def test_decide_is_pure() -> None:
         "negative-idle",
         "down-rate-below-one",
         "nan-window",
-        "no-utilization",
-        "utilization-over-one",
         "negative-current",
     ],
 )

@@ -68,7 +68,7 @@ def test_ticks_follow_demand_and_only_call_scale_on_change():
     source, target = FakeSource(), FakeTarget()
     target.counts[FN] = 1
     autoscaler = scaler(source, target)
-    source.observations[FN] = busy(2)  # at 70% of target 1 each: 3 instances
+    source.observations[FN] = busy(3)
     asyncio.run(autoscaler.tick(now=100.0))
     asyncio.run(autoscaler.tick(now=101.0))
     assert [call[1] for call in target.calls] == [3]
@@ -171,7 +171,7 @@ def test_idle_functions_at_zero_are_decided_once_then_when_something_changes(mon
     reason = autoscaler.decisions[first].reason
 
     busy_one, changed = FunctionKey("ns", "fn-1"), FunctionKey("ns", "fn-2")
-    source.observations[busy_one] = busy(1.4)  # at 70% of target 1 each: 2 instances
+    source.observations[busy_one] = busy(2)
     specs[changed] = ScalingSpec(
         target_concurrency=1, min_replicas=1, max_replicas=10, scale_to_zero_after_seconds=5
     )

@@ -41,8 +41,8 @@ def test_ticks_and_scalings_are_reported() -> None:
         observer=recorder,
     )
     asyncio.run(autoscaler.wake(FN))  # 0 -> 1
-    source.observations[FN] = busy(2)
-    asyncio.run(autoscaler.tick(now=100.0))  # 1 -> 3 (at 70% of target 1 each)
+    source.observations[FN] = busy(3)
+    asyncio.run(autoscaler.tick(now=100.0))  # 1 -> 3
     asyncio.run(autoscaler.tick(now=101.0))  # no change: nothing reported
     source.observations[FN] = busy(0)
     for now in (200.0, 400.0, 600.0):
