@@ -25,6 +25,10 @@ from kubelambda.gateway.sources.http_payload import build_event
 from loadgen import free_port, need, process, wait_http
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from harness.compiled import compiled_site  # noqa: E402 - after the path to it
+
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # What the instance returns for every invocation: an HTTP response description, as a
 # typical API handler's.
@@ -113,11 +117,19 @@ def gateway(
     processes: int = 1,
     wrap: Sequence[str] = (),
     timeout: float = 20.0,
+    compiled: bool = True,
 ) -> Iterator[int]:
     """Gateway processes routing /hello (and the Invoke API's `hello`) to the instance; with
     several, they share the public port (SO_REUSEPORT), each a replica of its own. `wrap` is
-    a command each process runs under (valgrind), `timeout` how long each may take to start."""
+    a command each process runs under (valgrind), `timeout` how long each may take to start.
+    `compiled`: its request path compiled, as the control-plane image has it (setup.py);
+    otherwise the sources as they are."""
     port = free_port()
+    env = {}
+    if compiled:
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, (str(compiled_site()), os.environ.get("PYTHONPATH")))
+        )
     with ExitStack() as stack:
         PIDS[port] = []
         for _ in range(processes):
@@ -135,7 +147,7 @@ def gateway(
                 str(concurrency),
                 *(["--reuse-port"] if processes > 1 else []),
             ]
-            proc = stack.enter_context(process([*wrap, *args]))
+            proc = stack.enter_context(process([*wrap, *args], env=env))
             wait_http(f"http://127.0.0.1:{admin}/healthz", process=proc, timeout=timeout)
             PIDS[port].append(proc.pid)
         yield port
@@ -217,9 +229,11 @@ class Proxies:
     nginx: int
 
 
-def proxies(stack: ExitStack, *, real_runtime: bool, concurrency: int) -> Proxies:
+def proxies(
+    stack: ExitStack, *, real_runtime: bool, concurrency: int, compiled: bool = True
+) -> Proxies:
     """Start the instance (the real runtime with `concurrency` slots, or the stand-in), a
-    gateway and nginx in front of it, all stopped with `stack`."""
+    gateway (`compiled` or not) and nginx in front of it, all stopped with `stack`."""
     if real_runtime:
         work = Path(tempfile.mkdtemp(prefix="kubelambda-bench-"))
         instance = stack.enter_context(runtime(work, concurrency=concurrency))
@@ -227,6 +241,13 @@ def proxies(stack: ExitStack, *, real_runtime: bool, concurrency: int) -> Proxie
         instance, concurrency = stack.enter_context(standin()), 1024
     return Proxies(
         instance=instance,
-        gateway=stack.enter_context(gateway(instance, concurrency=concurrency)),
+        gateway=stack.enter_context(gateway(instance, concurrency=concurrency, compiled=compiled)),
         nginx=stack.enter_context(nginx(instance)),
     )
+
+
+def gateway_form(compiled: bool) -> str:
+    """How the benchmark ran the gateway, for its output."""
+    if compiled:
+        return "gateway: compiled with mypyc, as the control-plane image carries it (setup.py)"
+    return "gateway: interpreted (--interpreted), its sources as they are"

@@ -13,6 +13,7 @@ CPU per request <= 2x nginx's). The event loop's own timers run meanwhile and ar
 (a few thousand instructions every 50 ms): with the default requests that is under 1%.
 
     python benchmarks/gateway_instructions.py [--requests 2000] [--connections 16] [--warm 200]
+        [--interpreted]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import httptools
 import uvloop
 
-from gateway_common import PIDS, gateway, nginx, sample_event, standin
+from gateway_common import PIDS, gateway, gateway_form, nginx, sample_event, standin
 from gateway_throughput import GATEWAY_INVOKE_PATH, http_request
 from loadgen import need
 
@@ -175,6 +176,11 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep the callgrind dumps here, for callgrind_annotate"
     )
+    parser.add_argument(
+        "--interpreted",
+        action="store_true",
+        help="the gateway's sources as they are, not compiled as the control-plane image has them",
+    )
     args = parser.parse_args()
     event = sample_event()
     counts: dict[str, Counts] = {}
@@ -190,6 +196,7 @@ def main() -> None:
                 concurrency=1024,
                 wrap=callgrind.wrap("gateway"),
                 timeout=START_SECONDS,
+                compiled=not args.interpreted,
             )
         )
         paths = {
@@ -207,6 +214,7 @@ def main() -> None:
             drive(port, request, count=args.requests, connections=args.connections)
             counts[name] = callgrind.take(pid, name)
 
+    print(gateway_form(not args.interpreted))
     print(
         f"per request (callgrind, {args.requests} requests per path over "
         f"{args.connections} keep-alive connections, after {args.warm} uncounted)"

@@ -18,7 +18,7 @@ and everything is measured in one run, as ratios (the machine's speed moves betw
    bounded by what they leave free (printed beside it).
 
     python benchmarks/gateway_throughput.py [--seconds 5] [--rounds 3] [--connections 32]
-        [--runtime] [--processes N] [--latency-seconds 5]
+        [--runtime] [--processes N] [--latency-seconds 5] [--interpreted]
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from contextlib import ExitStack
 
 import uvloop
 
-from gateway_common import INVOKE_PATH, PIDS, cpu_seconds, gateway, proxies, sample_event, wrk
+from gateway_common import (
+    INVOKE_PATH,
+    PIDS,
+    cpu_seconds,
+    gateway,
+    gateway_form,
+    proxies,
+    sample_event,
+    wrk,
+)
 from loadgen import open_loop, percentile
 
 TRIGGER, INVOKE = "gateway trigger", "gateway invoke"
@@ -81,10 +90,20 @@ def main() -> None:
         "--processes", type=int, default=os.cpu_count() or 2, help="gateway processes in step 3"
     )
     parser.add_argument("--latency-seconds", type=float, default=5)
+    parser.add_argument(
+        "--interpreted",
+        action="store_true",
+        help="the gateway's sources as they are, not compiled as the control-plane image has them",
+    )
     args = parser.parse_args()
     event = sample_event()
     with ExitStack() as stack:
-        ports = proxies(stack, real_runtime=args.runtime, concurrency=args.connections)
+        ports = proxies(
+            stack,
+            real_runtime=args.runtime,
+            concurrency=args.connections,
+            compiled=not args.interpreted,
+        )
         instance, gateway_port, nginx_port = ports.instance, ports.gateway, ports.nginx
         paths = {
             "direct": (f"http://127.0.0.1:{instance}{INVOKE_PATH}", "POST", event),
@@ -122,7 +141,12 @@ def main() -> None:
 
         # 3. all cores: N gateway processes sharing the port, against one
         many = stack.enter_context(
-            gateway(instance, concurrency=args.connections, processes=args.processes)
+            gateway(
+                instance,
+                concurrency=args.connections,
+                processes=args.processes,
+                compiled=not args.interpreted,
+            )
         )
         scaling = {
             "1 process": paths[TRIGGER],
@@ -137,6 +161,7 @@ def main() -> None:
         "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
     )
     print(f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s")
+    print(gateway_form(not args.interpreted))
     print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18}")
     for name, values in rates.items():
         per_request = f"{statistics.median(cpu[name]):.0f} us" if cpu[name] else "-"

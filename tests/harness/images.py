@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,9 @@ RUNTIME_UID = 10001
 # start of every container, in the cold start. pip compiles what it installs (--compile); Debian's
 # python3 compiles the standard library when debootstrap configures it. Both are checked.
 BYTECODE = "pip --compile, checked"
+# What `pip install .` reads besides the two source roots: the build config, setup.py (the
+# gateway's modules it compiles) and its build backend.
+BUILD_FILES = ("pyproject.toml", "README.md", "setup.py", "scripts/build_backend.py")
 PYTHON_LIB = "usr/lib/python3.11"
 PAUSE_SOURCE = "build/pause/linux/pause.c"
 # As runtime/Dockerfile's: isolated (-I), so a function's files never replace the runtime's.
@@ -55,9 +59,10 @@ NATS_ENTRYPOINT = '["/nats-server"]'
 # The chart's default nats.image tag is the server's version; the harness builds that name.
 NATS_IMAGE = f"localhost/kubelambda-nats:{binaries.NATS_SERVER_VERSION.removeprefix('v')}"
 
-# Seconds of each build on 2 shared cores (build-times.jsonl of 2026-12-04), for the estimate in
-# its first line when this machine has no figure of its own yet.
-COLD_SECONDS = {"root": 90.0, "pause": 5.0, "runtime": 30.0, "control-plane": 60.0, "nats": 5.0}
+# Seconds of each build on 2 shared cores (build-times.jsonl of 2026-12-04; the control plane's
+# of 2026-12-06, as it compiles the gateway), for the estimate in its first line when this
+# machine has no figure of its own yet.
+COLD_SECONDS = {"root": 90.0, "pause": 5.0, "runtime": 30.0, "control-plane": 140.0, "nats": 5.0}
 # The phases of each kind's build after the root, for the "[2/3]" in its progress lines.
 PHASES = {"pause": 3, "runtime": 3, "control-plane": 3, "nats": 2}
 
@@ -98,7 +103,7 @@ def _digest(parts: Iterable[bytes]) -> str:
 def _project_files() -> list[Path]:
     """What `pip install .` reads: the build config and both source roots (no caches); and
     buildah.py, which lays the project onto the base (its users, the task root's owner)."""
-    files = [REPO / "pyproject.toml", REPO / "README.md", REPO / "tests/harness/buildah.py"]
+    files = [REPO / name for name in (*BUILD_FILES, "tests/harness/buildah.py")]
     for root in ("operator", "runtime"):
         files += sorted(
             p
@@ -133,13 +138,14 @@ def _run(
     measure: Measure,
     cwd: Path,
     meter: Meter | None = None,
+    env: Mapping[str, str] = os.environ,
 ) -> None:
     run_step(
         list(argv),
         what=what,
         log=log,
         cwd=cwd,
-        env=os.environ,
+        env=env,
         measure=measure,
         how_to_get=HOW_TO_GET,
         timeout=1800,
@@ -255,12 +261,22 @@ def _pause_source() -> Path:
     return source
 
 
-def _install_project(staging: Path, *, extra: str, measure: Measure, log: Path) -> None:
+def install_project(
+    staging: Path,
+    *,
+    extra: str,
+    compiled: bool,
+    measure: Measure,
+    log: Path,
+    dependencies: bool = True,
+) -> None:
     """pip-install the project (from a copy, so no build/ or egg-info lands in the checkout)
-    into `staging`, with the host's interpreter: same Python minor and glibc as the image."""
+    into `staging`, with the host's interpreter: same Python minor and glibc as the image;
+    `compiled`, with the gateway's request path compiled by mypyc (setup.py); without its
+    `dependencies` where the interpreter has them (the benchmarks' compiled gateway)."""
     source = staging.parent / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    (source / "scripts").mkdir(parents=True)
+    for name in BUILD_FILES:
         shutil.copy2(REPO / name, source / name)
     for root in ("operator", "runtime"):
         shutil.copytree(
@@ -279,13 +295,33 @@ def _install_project(staging: Path, *, extra: str, measure: Measure, log: Path) 
             "--compile",
             f"--target={staging}",
             requirement,
-            "boto3>=1.34",
+            *(["boto3>=1.34"] if dependencies else ["--no-deps"]),
         ],
         what=f"pip install {requirement}",
         log=log,
         measure=measure,
         cwd=staging.parent,
+        env={**os.environ, "KUBELAMBDA_COMPILE": "1" if compiled else "0"},
     )
+
+
+def require_compiled(site: Path, *, log: Path) -> None:
+    """Every module setup.py compiles is an extension module in `site`, not its source alone."""
+    modules = runpy.run_path(str(REPO / "setup.py"), run_name="setup")["COMPILED"]
+    missing = [
+        module
+        for module in modules
+        if not any(
+            (site / Path(module).parent.relative_to("operator")).glob(
+                f"{Path(module).stem}.cpython-*.so"
+            )
+        )
+    ]
+    if missing:
+        raise PartUnavailable(
+            f"the build did not compile {', '.join(missing)} (see {home_relative(log)}); it "
+            "needs gcc and the Python headers (scripts/setup installs gcc) and mypy (PyPI)"
+        )
 
 
 def _project_image(
@@ -294,14 +330,17 @@ def _project_image(
     base: str,
     name: str,
     extra: str,
+    compiled: bool,
     entrypoint: str,
     user: int,
     measure: Measure,
 ) -> None:
     with tempfile.TemporaryDirectory(dir=subdir("build")) as scratch:
         staging = Path(scratch) / "site-packages"
-        _install_project(staging, extra=extra, measure=measure, log=buildah.log)
+        install_project(staging, extra=extra, compiled=compiled, measure=measure, log=buildah.log)
         _require_bytecode(staging, what=f"{name}'s pip-installed packages")
+        if compiled:
+            require_compiled(staging, log=buildah.log)
         # Scripts pip made point at the host's interpreter; the image uses `python -m` instead.
         shutil.rmtree(staging / "bin", ignore_errors=True)
         with REPORTER.phase(f"buildah commit {name}"):
@@ -445,6 +484,7 @@ def _build_image(kind: str, image: Image) -> None:
             base=base,
             name=image.name,
             extra="" if kind == "runtime" else "[control-plane]",
+            compiled=kind != "runtime",
             entrypoint=RUNTIME_ENTRYPOINT if kind == "runtime" else CONTROL_ENTRYPOINT,
             user=RUNTIME_UID,
             measure=measure,

@@ -290,13 +290,12 @@ class UpstreamPool:
             if connection is None:
                 connection = await self._connect(key, loop, deadline, tls)
             waiter: asyncio.Future[UpstreamResponse] | None = None
+            response: UpstreamResponse | None = None
             try:
                 waiter = connection.send(data, deadline)
                 response = await waiter
             except _Stale:
-                connection.close()
-                now = loop.time()
-                continue
+                connection.close()  # and try again on another (no `continue` here: mypyc)
             except BaseException:
                 # Timed out, cancelled (the client left) or broken: never reuse it.
                 connection.close()
@@ -305,6 +304,9 @@ class UpstreamPool:
                 # A failed waiter holds its exception, whose traceback holds this frame, which
                 # holds the waiter: a cycle, unless the frame lets go of it.
                 connection._waiter = waiter = None
+            if response is None:
+                now = loop.time()
+                continue
             self._give_back(connection, loop.time())
             return response
         raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
