@@ -27,7 +27,9 @@ COMPILED = [
         "limits",
         "metrics",
         "overload",
+        "sources/http",
         "sources/http_payload",
+        "sources/invoke_api",
         "tracing",
         "upstream",
     )
