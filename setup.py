@@ -11,12 +11,12 @@ import os
 
 from setuptools import setup
 
-# The modules every proxied request runs through, compiled together; connection.py (a
-# subclass of asyncio.Protocol, several bases) stays interpreted.
+# The modules every proxied request runs through, compiled together.
 COMPILED = [
     f"operator/kubelambda/gateway/{name}.py"
     for name in (
         "activation",
+        "connection",
         "edge",
         "exchange",
         "framing",
@@ -27,9 +27,11 @@ COMPILED = [
         "limits",
         "metrics",
         "overload",
+        "refusals",
         "sources/http",
         "sources/http_payload",
         "sources/invoke_api",
+        "stalls",
         "tracing",
         "upstream",
     )

@@ -34,11 +34,12 @@ from kubelambda.gateway.http import Receive, Response, Scope
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.refusals import Refusals
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.stalls import StalledWrites, Stalls
+from kubelambda.gateway.stalls import Stalls
 
 __all__ = [
     "MAX_UNREAD_ANSWER_BYTES",
     "BoundedProtocol",
+    "BoundedServer",
     "Responder",
     "bounded_protocol",
 ]
@@ -69,33 +70,62 @@ _NO_PARSER = httptools.HttpRequestParser(object())
 _THIS_READ = -1.0
 
 
-class BoundedProtocol(Refusals, StalledWrites, asyncio.Protocol):
-    """One HTTP/1.1 connection of a server, within its bounds; `bounded_protocol` makes a
-    subclass per server, whose class attributes are that server's settings and state."""
+class BoundedServer:
+    """One server's bounds and the state its connections share; uvicorn calls it as it would
+    a protocol class, and it makes each connection (a `BoundedProtocol`) with them."""
 
-    max_head_bytes = 32 * 1024
-    max_headers = 100
-    head_seconds = 10.0
-    write_seconds = 30.0
-    max_unread_bytes = MAX_UNREAD_ANSWER_BYTES
-    stalls = Stalls()  # one per server: bounded_protocol makes a class for each
-    responder: Responder
-    overloaded: Callable[[], bool] = staticmethod(lambda: False)
-    # Set on the server's class while the gateway drains (Gateway.stop): every answer then
-    # closes its connection, so a client's next request opens a new one, which the Service
-    # sends to a replica that is staying.
-    draining = False
-    # Built once per server: a refusal under overload costs a write and a close, nothing more.
-    overloaded_answer = overload_answer(1)
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        responder: Responder,
+        overloaded: Callable[[], bool],
+    ) -> None:
+        self.responder = responder
+        self.overloaded = overloaded
+        self.max_head_bytes = settings.max_header_bytes
+        self.max_headers = settings.max_headers
+        self.head_seconds = settings.header_timeout_seconds
+        self.write_seconds = settings.write_timeout_seconds
+        self.max_unread_bytes = MAX_UNREAD_ANSWER_BYTES
+        self.stalls = Stalls()
+        # Built once: a refusal under overload costs a write and a close, nothing more.
+        self.overloaded_answer = overload_answer(settings.retry_after_seconds)
+        # Set while the gateway drains (Gateway.stop): every answer then closes its
+        # connection, so a client's next request opens a new one, which the Service sends to
+        # a replica that is staying.
+        self.draining = False
 
     # uvicorn.Server makes each connection's protocol with these arguments.
-    def __init__(
+    def __call__(
         self,
         config: Any,
         server_state: Any,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> BoundedProtocol:
+        return BoundedProtocol(self, config, server_state, _loop)
+
+
+class BoundedProtocol(Refusals):
+    """One HTTP/1.1 connection of a server, within its bounds (its `BoundedServer`'s)."""
+
+    def __init__(
+        self,
+        server: BoundedServer,
+        config: Any,
+        server_state: Any,
+        _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self.server = server
+        self.responder = server.responder
+        self.overloaded = server.overloaded
+        self.overloaded_answer = server.overloaded_answer
+        self.max_head_bytes = server.max_head_bytes
+        self.max_headers = server.max_headers
+        self.head_seconds = server.head_seconds
+        self.write_seconds = server.write_seconds
+        self.max_unread_bytes = server.max_unread_bytes
+        self.stalls = server.stalls
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.connections: set[Any] = server_state.connections
@@ -245,8 +275,11 @@ class BoundedProtocol(Refusals, StalledWrites, asyncio.Protocol):
         if self._current is None and self._shed():
             return
         parser = self.parser
-        url = httptools.parse_url(self._url)
+        # Any: httptools' stubs type its fields bytes, yet a URL without a query has None,
+        # which mypyc's compiled code would refuse.
+        url: Any = httptools.parse_url(self._url)
         raw_path: bytes = url.path
+        query: bytes | None = url.query
         path = raw_path.decode("ascii")
         if "%" in path:
             path = unquote(path)
@@ -255,7 +288,7 @@ class BoundedProtocol(Refusals, StalledWrites, asyncio.Protocol):
             "method": parser.get_method().decode("ascii"),
             "path": path,
             "raw_path": raw_path,
-            "query_string": url.query or b"",
+            "query_string": query or b"",
             "headers": self._headers,
             "client": self.client,
         }
@@ -338,7 +371,7 @@ class BoundedProtocol(Refusals, StalledWrites, asyncio.Protocol):
         framed = answer_head(
             response,
             self.server_state.default_headers,
-            keep_alive=exchange.keep_alive and not self.draining,
+            keep_alive=exchange.keep_alive and not self.server.draining,
         )
         if framed is None:
             log.error("refused to send an answer with a malformed header: %r", response.headers)
@@ -388,8 +421,9 @@ def bounded_protocol(
     *,
     overloaded: Callable[[], bool] | None = None,
     listener: socket.socket | None = None,
-) -> type[BoundedProtocol]:
-    """The protocol class for uvicorn's server: `responder` answers, within `settings`' limits.
+) -> BoundedServer:
+    """What uvicorn's server takes as its protocol class: `responder` answers, within
+    `settings`' limits.
 
     `overloaded` says when each new request is refused 503 at its head; by default an
     `Overload()` of this server's own: its loop over 1 s late lastingly, or, given the server's
@@ -398,18 +432,4 @@ def bounded_protocol(
     """
     if overloaded is None:
         overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
-    return type(
-        "BoundedHttpProtocol",
-        (BoundedProtocol,),
-        {
-            "max_head_bytes": settings.max_header_bytes,
-            "max_headers": settings.max_headers,
-            "head_seconds": settings.header_timeout_seconds,
-            "write_seconds": settings.write_timeout_seconds,
-            "max_unread_bytes": MAX_UNREAD_ANSWER_BYTES,
-            "stalls": Stalls(),
-            "responder": staticmethod(responder),
-            "overloaded": staticmethod(overloaded),
-            "overloaded_answer": overload_answer(settings.retry_after_seconds),
-        },
-    )
+    return BoundedServer(settings, responder, overloaded)

@@ -14,20 +14,18 @@ cheap refusals.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from kubelambda.gateway.framing import TOO_MANY, TOO_SLOW, bad_request
+from kubelambda.gateway.stalls import StalledWrites
 
 __all__ = ["Refusals"]
 
 
-class Refusals:
+class Refusals(StalledWrites):
     """The part of a connection that refuses it as it is accepted, times its heads and its
-    idling, and writes its refusals (a mixin)."""
+    idling, and writes its refusals (connection.py's BoundedProtocol is its subclass)."""
 
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport
     server_state: Any
     connections: set[Any]
     client: tuple[str, int] | None
@@ -40,7 +38,6 @@ class Refusals:
     _refused: bool
     _keep_alive_timer: asyncio.TimerHandle | None
     _idle_since: float | None  # waiting for the next request since
-    _watch_writes: Callable[[], None]  # StalledWrites'
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connections.add(self)

@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import uvicorn
 
@@ -24,7 +24,7 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator
-from kubelambda.gateway.connection import BoundedProtocol, Responder, bounded_protocol
+from kubelambda.gateway.connection import BoundedServer, Responder, bounded_protocol
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.functionstate import FunctionLoad
 from kubelambda.gateway.http import ASGIApp, Handler
@@ -207,7 +207,7 @@ class Gateway:
         )
         self.admin_app = AdminApp(metrics=self.metrics)
         self._servers: list[_Server] = []
-        self._protocols: list[type[BoundedProtocol]] = []
+        self._protocols: list[BoundedServer] = []
         self._drain: asyncio.TimerHandle | None = None
         self._started = False
 
@@ -381,7 +381,9 @@ class Gateway:
         return uvicorn.Config(
             app,
             loop="none",
-            http=protocol,
+            # Called as a protocol class is (BoundedServer.__call__): one object per server
+            # rather than a class made per server, as mypyc compiles connections.
+            http=cast(Any, protocol),
             limit_concurrency=settings.max_connections,
             # The accept queue as deep as the connections the gateway may hold (the kernel caps
             # it at net.core.somaxconn), not uvicorn's 2048: a flood is queued, and answered

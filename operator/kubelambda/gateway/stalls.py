@@ -47,8 +47,9 @@ class Stalls:
         self.total -= self.held.pop(connection, 0)
 
 
-class StalledWrites:
-    """The part of a connection that watches its answers being taken (a mixin)."""
+class StalledWrites(asyncio.Protocol):
+    """The part of a connection that watches its answers being taken (the first of its bases:
+    one chain of single bases, which mypyc compiles, rather than mixins)."""
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
