@@ -7,6 +7,7 @@ stand-in (kubelambda.testing.standin), a uvicorn app speaking the runtime contra
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -243,6 +244,15 @@ def proxies(
         instance=instance,
         gateway=stack.enter_context(gateway(instance, concurrency=concurrency, compiled=compiled)),
         nginx=stack.enter_context(nginx(instance)),
+    )
+
+
+def add_interpreted(parser: argparse.ArgumentParser) -> None:
+    """The flag that runs the gateway's sources as they are (`compiled=False`)."""
+    parser.add_argument(
+        "--interpreted",
+        action="store_true",
+        help="the gateway's sources as they are, not compiled as the control-plane image has them",
     )
 
 

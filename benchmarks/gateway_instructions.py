@@ -31,7 +31,15 @@ from pathlib import Path
 import httptools
 import uvloop
 
-from gateway_common import PIDS, gateway, gateway_form, nginx, sample_event, standin
+from gateway_common import (
+    PIDS,
+    add_interpreted,
+    gateway,
+    gateway_form,
+    nginx,
+    sample_event,
+    standin,
+)
 from gateway_throughput import GATEWAY_INVOKE_PATH, http_request
 from loadgen import need
 
@@ -176,11 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep the callgrind dumps here, for callgrind_annotate"
     )
-    parser.add_argument(
-        "--interpreted",
-        action="store_true",
-        help="the gateway's sources as they are, not compiled as the control-plane image has them",
-    )
+    add_interpreted(parser)
     args = parser.parse_args()
     event = sample_event()
     counts: dict[str, Counts] = {}

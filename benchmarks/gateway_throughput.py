@@ -33,6 +33,7 @@ import uvloop
 from gateway_common import (
     INVOKE_PATH,
     PIDS,
+    add_interpreted,
     cpu_seconds,
     gateway,
     gateway_form,
@@ -90,11 +91,7 @@ def main() -> None:
         "--processes", type=int, default=os.cpu_count() or 2, help="gateway processes in step 3"
     )
     parser.add_argument("--latency-seconds", type=float, default=5)
-    parser.add_argument(
-        "--interpreted",
-        action="store_true",
-        help="the gateway's sources as they are, not compiled as the control-plane image has them",
-    )
+    add_interpreted(parser)
     args = parser.parse_args()
     event = sample_event()
     with ExitStack() as stack:
