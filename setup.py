@@ -13,7 +13,7 @@ import os
 from setuptools import setup
 
 # The modules every proxied request runs through, compiled together.
-COMPILED = [
+COMPILED = ["operator/kubelambda/clock.py"] + [
     f"operator/kubelambda/gateway/{name}.py"
     for name in (
         "activation",

@@ -23,7 +23,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
@@ -57,17 +57,17 @@ Responder = Callable[[Scope, Receive], Awaitable[Response | None]]
 
 
 # Answers up to this size go out in one write, head and body together.
-_JOIN_BELOW = 64 * 1024
+_JOIN_BELOW: Final = 64 * 1024
 # Body bytes buffered for a handler that has not taken them: beyond, stop reading.
-_HIGH_WATER = 64 * 1024
+_HIGH_WATER: Final = 64 * 1024
 
 
 # Takes a lost connection's place as its parser: a connection's own holds its methods, and so
 # it, a cycle that only a full collection would free (a flood leaves thousands).
-_NO_PARSER = httptools.HttpRequestParser(object())
+_NO_PARSER: Final = httptools.HttpRequestParser(object())
 # When a head began in the read being parsed: its time is read at the end of that read, and
 # only if the head did not end in it (nearly always, it did).
-_THIS_READ = -1.0
+_THIS_READ: Final = -1.0
 
 
 class BoundedServer:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from typing import Final
 
 from kubelambda.clock import Clock
 from kubelambda.gateway.exceptions import (
@@ -39,14 +40,14 @@ __all__ = ["RESERVED_PREFIX", "AdminApp", "PublicApp", "error_response"]
 
 log = logging.getLogger(__name__)
 
-RESERVED_PREFIX = "/_kubelambda/"
+RESERVED_PREFIX: Final = "/_kubelambda/"
 # Of the Lambda API's paths, FUNCTION/invocations go to the Invoke API; the rest to the
 # management API (a Function may be named "invocations").
-_INVOCATIONS = "/invocations"
-_OWN_PREFIXES = (LAMBDA_API_PREFIX, RESERVED_PREFIX)  # INVOKE_PREFIX is under the first
-_JSON = (b"content-type", b"application/json")
+_INVOCATIONS: Final = "/invocations"
+_OWN_PREFIXES: Final = (LAMBDA_API_PREFIX, RESERVED_PREFIX)  # INVOKE_PREFIX is under the first
+_JSON: Final = (b"content-type", b"application/json")
 # Not a real HTTP status: the client went away before we could answer (as nginx logs it).
-_CLIENT_GONE = 499
+_CLIENT_GONE: Final = 499
 
 
 def error_response(

@@ -8,15 +8,15 @@ scope under `BODY_KEY`, so the edge takes it without waiting or arming a timer.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Final, Protocol
 
 from kubelambda.gateway.http import Message, Scope
 
 __all__ = ["BODY_KEY", "Exchange"]
 
-BODY_KEY = "kubelambda.body"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_DISCONNECT: Message = {"type": "http.disconnect"}
+BODY_KEY: Final = "kubelambda.body"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 
 class _Connection(Protocol):

@@ -5,6 +5,7 @@ status lines, the refusals it writes without asking its app, and what a header m
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 from kubelambda.gateway.http import Response
 
@@ -42,15 +43,17 @@ def refusal(status: bytes, message: bytes, *extra: bytes) -> bytes:
     )
 
 
-TOO_LARGE = refusal(b"431 Request Header Fields Too Large", b"request headers over the limit")
-TOO_SLOW = refusal(b"408 Request Timeout", b"request headers did not arrive in time")
-TOO_MANY = refusal(
+TOO_LARGE: Final = refusal(
+    b"431 Request Header Fields Too Large", b"request headers over the limit"
+)
+TOO_SLOW: Final = refusal(b"408 Request Timeout", b"request headers did not arrive in time")
+TOO_MANY: Final = refusal(
     b"503 Service Unavailable",
     b"the gateway holds as many connections as it may",
     b"retry-after: 1",
 )
-OVERLOADED_MESSAGE = b"the gateway is overloaded: it takes no new requests now"
-INVALID = b"Invalid HTTP request received."
+OVERLOADED_MESSAGE: Final = b"the gateway is overloaded: it takes no new requests now"
+INVALID: Final = b"Invalid HTTP request received."
 INTERNAL = Response(
     status=500,
     headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
@@ -58,8 +61,8 @@ INTERNAL = Response(
 )
 # What may not appear in a header name (a token) or value: a function's header cannot split
 # the answer or smuggle another (as uvicorn checks them).
-NOT_IN_NAMES = bytes(range(0x20)) + b'\x7f()<>@,;:[]={} "\\'
-NOT_IN_VALUES = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+NOT_IN_NAMES: Final = bytes(range(0x20)) + b'\x7f()<>@,;:[]={} "\\'
+NOT_IN_VALUES: Final = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
 
 
 def overload_answer(retry_after_seconds: int) -> bytes:
@@ -75,8 +78,8 @@ def _marks(forbidden: bytes) -> bytes:
     return bytes(0 if byte in forbidden else 0x61 for byte in range(256))
 
 
-_NAME_MARKS = _marks(NOT_IN_NAMES)
-_VALUE_MARKS = _marks(NOT_IN_VALUES)
+_NAME_MARKS: Final = _marks(NOT_IN_NAMES)
+_VALUE_MARKS: Final = _marks(NOT_IN_VALUES)
 
 
 def malformed(names: list[bytes], values: list[bytes]) -> bool:
@@ -140,4 +143,4 @@ def status_line(code: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
 
 
-STATUS_LINES = {code: status_line(code) for code in range(100, 600)}
+STATUS_LINES: Final = {code: status_line(code) for code in range(100, 600)}

@@ -8,15 +8,16 @@ and this halves their cost on the hot path.
 from __future__ import annotations
 
 import random
+from typing import Final
 
 __all__ = ["new_request_id"]
 
-_bits = random.SystemRandom().getrandbits(64)
-_random = random.Random(_bits)
-_getrandbits = _random.getrandbits
+_bits: Final = random.SystemRandom().getrandbits(64)
+_random: Final = random.Random(_bits)
+_getrandbits: Final = _random.getrandbits
 # The version (4) and variant (10xx) bits of a UUID, set on 128 random bits by arithmetic.
-_VERSION_VARIANT = (0x4 << 76) | (0x8 << 60)
-_RANDOM_BITS = ((1 << 128) - 1) & ~((0xF << 76) | (0xC << 60))
+_VERSION_VARIANT: Final = (0x4 << 76) | (0x8 << 60)
+_RANDOM_BITS: Final = ((1 << 128) - 1) & ~((0xF << 76) | (0xC << 60))
 
 
 def new_request_id() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
 from kubelambda.clock import Clock
 from kubelambda.gateway.activation import Activator, Outcome
@@ -31,19 +31,19 @@ __all__ = ["INVOKE_TARGET", "Invocation", "Invoker"]
 
 log = logging.getLogger(__name__)
 
-INVOKE_TARGET = b"/2015-03-31/functions/function/invocations"
-_POST = b"POST"
-_JSON = (b"content-type", b"application/json")
-_TAIL = (b"x-amz-log-type", b"Tail")
+INVOKE_TARGET: Final = b"/2015-03-31/functions/function/invocations"
+_POST: Final = b"POST"
+_JSON: Final = (b"content-type", b"application/json")
+_TAIL: Final = (b"x-amz-log-type", b"Tail")
 # spec.memoryMB's default, for routing tables built without a Function.
-_DEFAULT_MEMORY_MB = 128
+_DEFAULT_MEMORY_MB: Final = 128
 # Failures logged with the invocation's trace id: timeouts and broken answers. Refusals under
 # load (429, 503) are counted in metrics, not logged one by one.
-_LOGGED = (DeadlineExceeded, UpstreamFailed)
+_LOGGED: Final = (DeadlineExceeded, UpstreamFailed)
 # Invoker's `tracer` when none is given: the OTEL_* environment decides.
 _FROM_ENVIRONMENT: SpanTracer | None = cast(SpanTracer, object())
 # Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
-_make = tuple.__new__
+_make: Final = tuple.__new__
 
 
 class Invocation(NamedTuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
@@ -28,8 +29,8 @@ __all__ = [
 ]
 
 # Lambda's ThrottleReason for each limit, and the metrics' reason label.
-CONCURRENCY = "ReservedFunctionConcurrentInvocationLimitExceeded"
-RATE = "FunctionInvocationRateLimitExceeded"
+CONCURRENCY: Final = "ReservedFunctionConcurrentInvocationLimitExceeded"
+RATE: Final = "FunctionInvocationRateLimitExceeded"
 REASON_LABELS: Mapping[str, str] = {CONCURRENCY: "reserved_concurrency", RATE: "rate"}
 
 SpecSource = Callable[[FunctionKey], Function | None]

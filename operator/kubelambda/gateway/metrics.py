@@ -12,6 +12,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate
+from typing import Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -29,16 +30,16 @@ from kubelambda.gateway.limits import REASON_LABELS
 
 __all__ = ["BILLED_DURATION_HEADER", "CONTENT_TYPE", "GatewayMetrics", "billed_ms", "gb_seconds"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
-_LABELS = ("namespace", "function")
+_LABELS: Final = ("namespace", "function")
 # Lambda allows up to 900 s, so the tail buckets reach that far.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-COLD_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_NO_FUNCTION = FunctionKey("", "")
+COLD_START_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_NO_FUNCTION: Final = FunctionKey("", "")
 # The runtime's billed duration of an invocation, whole milliseconds (docs/contracts.md).
-BILLED_DURATION_HEADER = b"x-kubelambda-billed-duration-ms"
-_MB_MS_PER_GB_SECOND = 1024 * 1000
+BILLED_DURATION_HEADER: Final = b"x-kubelambda-billed-duration-ms"
+_MB_MS_PER_GB_SECOND: Final = 1024 * 1000
 
 LoadSource = Callable[[], Mapping[FunctionKey, FunctionLoad]]
 # Invocations a function's own limits refused, by Lambda's ThrottleReason (limits.py).

@@ -10,11 +10,12 @@ import contextlib
 import socket
 import struct
 import sys
+from typing import Final
 
 __all__ = ["StalledWrites", "Stalls"]
 
 # SO_LINGER on, 0 s: close resets the connection and discards what the kernel still holds.
-_RESET = struct.pack("ii", 1, 0)
+_RESET: Final = struct.pack("ii", 1, 0)
 
 if sys.platform == "linux":
     import fcntl

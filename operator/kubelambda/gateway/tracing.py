@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = [
     "TRACEPARENT_HEADER",
@@ -20,31 +20,33 @@ __all__ = [
     "new_trace",
 ]
 
-XRAY_HEADER = b"x-amzn-trace-id"
-TRACEPARENT_HEADER = b"traceparent"
+XRAY_HEADER: Final = b"x-amzn-trace-id"
+TRACEPARENT_HEADER: Final = b"traceparent"
 
 # W3C Trace Context, level 1: version 00 is exactly these four fields (lower-case hex); other
 # versions may append fields, which this gateway does not understand, so it starts a new trace.
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_ROOT = re.compile(r"1-([0-9a-f]{8})-([0-9a-f]{24})")
-_PARENT = re.compile(r"[0-9a-f]{16}")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+_TRACEPARENT: Final = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ROOT: Final = re.compile(r"1-([0-9a-f]{8})-([0-9a-f]{24})")
+_PARENT: Final = re.compile(r"[0-9a-f]{16}")
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
 # Keys the gateway writes itself; any other key of an X-Ray header (Lineage, Self, ...) is kept.
-_OWN_KEYS = frozenset({"root", "parent", "sampled"})
-_SAMPLED = {"1": True, "0": False, "?": None}
+_OWN_KEYS: Final = frozenset({"root", "parent", "sampled"})
+_SAMPLED: Final = {"1": True, "0": False, "?": None}
 # The form AWS services send, read with one match; any other goes through the general parser.
-_XRAY_USUAL = re.compile(
+_XRAY_USUAL: Final = re.compile(
     r"Root=1-([0-9a-f]{8})-([0-9a-f]{24});Parent=([0-9a-f]{16});Sampled=([01])"
 )
 # Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
-_make = tuple.__new__
+_make: Final = tuple.__new__
+# The random module's generator, bound once: compiled, a module attribute costs a lookup per call.
+_getrandbits: Final = random.getrandbits
 
 
 def new_span_id() -> str:
     """A random, non-zero 16-hex span (X-Ray: segment) id."""
     while True:
-        value = random.getrandbits(64)
+        value = _getrandbits(64)
         if value:
             # Bytes' hex, not a format spec ("016x"), which costs twice as much.
             return value.to_bytes(8).hex()
@@ -92,7 +94,7 @@ def new_trace(now: float) -> TraceContext:
     do, then 24 random hex digits."""
     # One integer's bytes in hex: a format spec per part ("08x", "024x") costs twice as much.
     seconds = int(now) & 0xFFFFFFFF
-    trace_id = ((seconds << 96) | random.getrandbits(96)).to_bytes(16).hex()
+    trace_id = ((seconds << 96) | _getrandbits(96)).to_bytes(16).hex()
     # _make: one is made per request.
     return _make(TraceContext, (trace_id, None, None, ""))
 

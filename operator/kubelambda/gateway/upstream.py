@@ -13,7 +13,7 @@ import errno
 import logging
 import ssl
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httptools
 
@@ -33,11 +33,13 @@ log = logging.getLogger(__name__)
 _Key = tuple[str, int, bool]
 # The gateway's own resources ran out (descriptors, kernel buffers), not the instance's:
 # asyncio's accept loop treats the same errors the same way.
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # At most one log line this often while connections cannot be opened for that reason.
-_EXHAUSTED_LOG_SECONDS = 60.0
+_EXHAUSTED_LOG_SECONDS: Final = 60.0
 # Takes a lost connection's place as its parser (whose own holds its methods: a cycle).
-_NO_PARSER = httptools.HttpResponseParser(object())
+_NO_PARSER: Final = httptools.HttpResponseParser(object())
+# Instances whose request heads are kept (UpstreamPool._heads): emptied when full.
+_MAX_HEADS: Final = 4096
 
 
 class UpstreamResponse:
@@ -231,6 +233,8 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.retry_after_seconds = retry_after_seconds
         self._idle: dict[_Key, list[_Connection]] = {}
+        # Each instance's request line tail and host header, made once (bounded: emptied when full).
+        self._heads: dict[_Key, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._exhausted_logged_at: float | None = None
@@ -270,20 +274,20 @@ class UpstreamPool:
         elif deadline is None:
             raise TypeError("UpstreamPool.request needs a deadline or a time (within)")
         key: _Key = (host, port, tls is not None)
-        # Each header line joined in C ("name: value"), not by a loop in Python.
-        lines = b"\r\n".join(map(b": ".join, headers))
-        data = b"".join(
-            (
-                method,
-                b" ",
-                target,
-                b" HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: %d\r\n"
-                % (host.encode("ascii"), port, len(body)),
-                lines,
-                b"\r\n\r\n" if lines else b"\r\n",
-                body,
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            head = self._heads[key] = b" HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: " % (
+                host.encode("ascii"),
+                port,
             )
-        )
+        # One join of every part: compiled, the loop costs less than a join per header line.
+        parts = [method, b" ", target, head, b"%d" % len(body)]
+        for name, value in headers:
+            parts += (b"\r\n", name, b": ", value)
+        parts += (b"\r\n\r\n", body)
+        data = b"".join(parts)
 
         for _ in range(2):
             connection = self._take(key, now)
@@ -404,7 +408,7 @@ class UpstreamPool:
         self._idle.clear()
 
 
-HEALTH_TIMEOUT_SECONDS = 1.0  # as the kubelet's readiness probe of a function pod
+HEALTH_TIMEOUT_SECONDS: Final = 1.0  # as the kubelet's readiness probe of a function pod
 
 
 async def healthy(host: str, port: int, *, path: str = "/healthz") -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -32,11 +32,12 @@ from kubelambda.gateway.tracing import TRACEPARENT_HEADER, XRAY_HEADER, incoming
 
 __all__ = ["TriggerHandler"]
 
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
+_orjson_dumps: Final = orjson.dumps  # bound once: a module attribute is a lookup per call
 # The trace headers, as the event's `headers` names them.
-_XRAY_NAME = XRAY_HEADER.decode("ascii")
-_TRACEPARENT_NAME = TRACEPARENT_HEADER.decode("ascii")
+_XRAY_NAME: Final = XRAY_HEADER.decode("ascii")
+_TRACEPARENT_NAME: Final = TRACEPARENT_HEADER.decode("ascii")
 
 
 def _event_json(event: dict[str, Any]) -> bytes:
@@ -44,7 +45,7 @@ def _event_json(event: dict[str, Any]) -> bytes:
     value (non-ASCII as UTF-8 rather than escaped); a string orjson refuses (a lone surrogate,
     which a JWT claim may hold) goes through the json module instead."""
     try:
-        return orjson.dumps(event)
+        return _orjson_dumps(event)
     except TypeError:
         return _dumps(event).encode("utf-8")
 
@@ -78,6 +79,9 @@ class TriggerHandler:
         self._invoker = invoker
         self._clock = clock
         self._settings = settings
+        # Read per request, so kept here: a setting is an attribute lookup on a Python object.
+        self._hold_seconds = settings.hold_timeout_seconds
+        self._account_id = settings.account_id
         self._arns: dict[FunctionKey, bytes] = {}
         # One-entry memo of the Host header's domain (port dropped): nearly every request
         # names the same host, and a compare costs a fraction of the split.
@@ -98,7 +102,7 @@ class TriggerHandler:
     async def __call__(self, request: Request) -> Response:
         match = self._routes().match(method=request.method, path=request.path, host=request.host)
         function = match.function
-        request.function = function.key
+        key = request.function = function.key
         route = match.route
         authorizer = None
         if route.api_keys is not None:
@@ -124,7 +128,7 @@ class TriggerHandler:
             domain_name=domain,
             path_parameters=None,
             now=now,
-            account_id=self._settings.account_id,
+            account_id=self._account_id,
             authorizer=authorizer,
         )
         # The event's headers hold every header but cookies: one absent there is absent from
@@ -136,8 +140,8 @@ class TriggerHandler:
             function,
             payload=_event_json(event),
             request_id=request_id,
-            invoked_arn=self._arn(function.key),
-            hold_deadline=request.received + self._settings.hold_timeout_seconds,
+            invoked_arn=self._arn(key),
+            hold_deadline=request.received + self._hold_seconds,
             gone=request.disconnected,
             trace=incoming(xray, traceparent, now=now),
         )

@@ -12,7 +12,7 @@ import binascii
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
 import orjson
@@ -27,14 +27,14 @@ __all__ = [
     "map_response",
 ]
 
-DEFAULT_ACCOUNT_ID = "000000000000"
+DEFAULT_ACCOUNT_ID: Final = "000000000000"
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # Media types whose bodies API Gateway passes as text. Form posts are deliberately absent:
 # HTTP APIs hand `application/x-www-form-urlencoded` and `multipart/form-data` bodies to
 # the function base64-encoded, and handlers written for AWS already decode them.
-_TEXT_TYPES = frozenset(
+_TEXT_TYPES: Final = frozenset(
     {
         "application/json",
         "application/xml",
@@ -47,12 +47,13 @@ _TEXT_TYPES = frozenset(
     }
 )
 
-_ERROR_BODY = b'{"message":"Internal Server Error"}'
-_JSON = b"application/json"
+_ERROR_BODY: Final = b'{"message":"Internal Server Error"}'
+_JSON: Final = b"application/json"
 # What API Gateway answers with when a statusCode response names no content-type.
-_DEFAULT_CONTENT_TYPE = b"text/plain; charset=utf-8"
+_DEFAULT_CONTENT_TYPE: Final = b"text/plain; charset=utf-8"
 # Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
-_make = tuple.__new__
+_make: Final = tuple.__new__
+_orjson_loads: Final = orjson.loads  # bound once: a module attribute is a lookup per call
 
 
 # One-entry memo: at thousands of requests a second most share their second, and
@@ -79,9 +80,9 @@ def _clf_time(seconds: int) -> str:
 # carry the same few, and decoding and lower-casing a name cost a third of taking a header into
 # the event (issue 17). Bounded in entries and length; emptied when full. Names only: values
 # (tokens, keys) are not kept beyond their request.
-_NAMES = 1024
-_NAME_BYTES = 128
-_names: dict[bytes, str] = {}
+_NAMES: Final = 1024
+_NAME_BYTES: Final = 128
+_names: Final[dict[bytes, str]] = {}
 # One-entry memo of the domain's first label (`apiId`): nearly every request names the same.
 _prefix_cache: tuple[str, str] = ("", "")
 
@@ -233,9 +234,9 @@ def build_event(
 # Header pairs functions answered with, as checked and encoded: most answers carry the same
 # few, and checking and encoding each cost a tenth of mapping an answer (issue 17). Bounded in
 # entries and in the length of each; emptied when full. Only pairs that passed are kept.
-_ENCODED_PAIRS = 1024
-_ENCODED_CHARS = 512
-_encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_PAIRS: Final = 1024
+_ENCODED_CHARS: Final = 512
+_encoded: Final[dict[tuple[str, str], tuple[bytes, bytes]]] = {}
 
 
 class _Malformed(Exception):
@@ -384,7 +385,7 @@ def map_response(payload: bytes) -> Response:
     # a fifth of mapping an answer (issue 17); _structured asks for it only where it matters.
     try:
         try:
-            result, exact = orjson.loads(payload), False
+            result, exact = _orjson_loads(payload), False
         except orjson.JSONDecodeError:  # or NaN, UTF-16: what the json module reads
             result, exact = _loads(payload), True
         if isinstance(result, dict) and "statusCode" in result:

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from typing import Final
 from urllib.parse import parse_qs, unquote
 
 from kubelambda import jsonvalue
@@ -45,15 +46,15 @@ log = logging.getLogger(__name__)
 
 # A dispatcher delivering an Event invocation sends its id, so the function sees the id the
 # event was accepted with (context.aws_request_id), as on Lambda. Only a UUID is taken.
-REQUEST_ID_HEADER = b"x-kubelambda-request-id"
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+REQUEST_ID_HEADER: Final = b"x-kubelambda-request-id"
+_UUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-_INVOCATION_TYPE = b"x-amz-invocation-type"
-_LOG_TYPE = b"x-amz-log-type"
-_CLIENT_CONTEXT = b"x-amz-client-context"
+_INVOCATION_TYPE: Final = b"x-amz-invocation-type"
+_LOG_TYPE: Final = b"x-amz-log-type"
+_CLIENT_CONTEXT: Final = b"x-amz-client-context"
 # The headers the Invoke API reads, found in one pass over the request's.
-_READ = frozenset(
+_READ: Final = frozenset(
     {
         REQUEST_ID_HEADER,
         _INVOCATION_TYPE,
@@ -64,15 +65,15 @@ _READ = frozenset(
     }
 )
 # ARNs made, by Function: bounded, emptied when full.
-_MAX_ARNS = 4096
+_MAX_ARNS: Final = 4096
 # FunctionNames read from request paths, by path: most requests name a few functions, and
 # splitting and unquoting a path cost as much again as resolving the name (issue 17). Bounded
 # in entries and in the length of the path kept; emptied when full. Only names that parsed.
-_MAX_NAMES = 1024
-_NAME_PATH_CHARS = 512
-_names: dict[str, str] = {}
+_MAX_NAMES: Final = 1024
+_NAME_PATH_CHARS: Final = 512
+_names: Final[dict[str, str]] = {}
 # Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
-_make = tuple.__new__
+_make: Final = tuple.__new__
 
 
 def _read_headers(request: Request) -> dict[bytes, str]:
@@ -92,14 +93,14 @@ def _request_id(headers: dict[bytes, str]) -> str:
     return new_request_id()
 
 
-INVOKE_PREFIX = "/2015-03-31/functions/"
-_SUFFIX = "/invocations"
-_JSON = (b"content-type", b"application/json")
-_EXECUTED = (b"x-amz-executed-version", b"$LATEST")
-_FUNCTION_ERROR = b"x-amz-function-error"
-_LOG_RESULT = b"x-amz-log-result"
+INVOKE_PREFIX: Final = "/2015-03-31/functions/"
+_SUFFIX: Final = "/invocations"
+_JSON: Final = (b"content-type", b"application/json")
+_EXECUTED: Final = (b"x-amz-executed-version", b"$LATEST")
+_FUNCTION_ERROR: Final = b"x-amz-function-error"
+_LOG_RESULT: Final = b"x-amz-log-result"
 # AWS caps the client context at 3583 bytes (base64).
-_CLIENT_CONTEXT_LIMIT = 3583
+_CLIENT_CONTEXT_LIMIT: Final = 3583
 
 
 class InvokeApi:
