@@ -30,7 +30,7 @@ import httptools
 
 from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head, overload_answer
-from kubelambda.gateway.http import Receive, Response, Scope
+from kubelambda.gateway.http import Request, Response, parse_length
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.refusals import Refusals
 from kubelambda.gateway.settings import GatewaySettings
@@ -51,9 +51,8 @@ log = logging.getLogger(__name__)
 # that ask for 5 MB and never read held 1 GB (benchmarks/gateway_abuse.py).
 MAX_UNREAD_ANSWER_BYTES = 128 * 1024 * 1024
 
-Responder = Callable[[Scope, Receive], Awaitable[Response | None]]
-"""Answers one request (its scope: method, path, raw_path, query_string, headers, client; and
-`receive`, ASGI's body events); None when the client left before it could be answered."""
+Responder = Callable[[Request], Awaitable[Response | None]]
+"""Answers one request; None when the client left before it could be answered."""
 
 
 # Answers up to this size go out in one write, head and body together.
@@ -142,7 +141,9 @@ class BoundedProtocol(Refusals):
         self._writable: asyncio.Future[None] | None = None  # while the client stopped reading
         self._current: Exchange | None = None  # the request being answered
         self._parsing: Exchange | None = None  # the request whose body is arriving
-        self._pipeline: deque[Exchange] = deque()
+        # Pipelined requests, each with its exchange: the exchange does not refer to its request,
+        # whose `receive` refers to the exchange (a cycle a full collection would have to free).
+        self._pipeline: deque[tuple[Exchange, Request]] = deque()
         # Armed when the connection first waits for a next request and looked at when it
         # fires, rather than armed and cancelled around every request.
         self._keep_alive_timer: asyncio.TimerHandle | None = None
@@ -152,6 +153,8 @@ class BoundedProtocol(Refusals):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_continue = False
         self._connection_named = False  # the request has a Connection header
+        self._host: str | None = None
+        self._content_length: int | None = None
         # bounds
         self._in_head = True  # the head of a request is arriving (or awaited)
         self._head_bytes = 0  # bytes received while in the head
@@ -176,7 +179,7 @@ class BoundedProtocol(Refusals):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._write_timer = self._keep_alive_timer = None
-        for exchange in (self._current, self._parsing, *self._pipeline):
+        for exchange in (self._current, self._parsing, *(e for e, _ in self._pipeline)):
             if exchange is not None:
                 exchange.lost()
         self._pipeline.clear()
@@ -240,6 +243,8 @@ class BoundedProtocol(Refusals):
         self._headers = []
         self._expect_continue = False
         self._connection_named = False
+        self._host = None
+        self._content_length = None
         self._head_count = 0
         # Timed from this read, but the timer is armed only if the head does not end in it.
         if self._head_started is None:
@@ -256,7 +261,12 @@ class BoundedProtocol(Refusals):
         name = name.lower()
         # llhttp keeps trailing whitespace, which is not part of a value (RFC 9110, 5.5).
         value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
+        # The two the edge needs first, read here rather than in another pass over the headers.
+        if name == b"host":
+            self._host = value.decode("latin-1")
+        elif name == b"content-length":
+            self._content_length = parse_length(value)
+        elif name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
         elif name == b"connection":
             self._connection_named = True
@@ -280,32 +290,37 @@ class BoundedProtocol(Refusals):
         url: Any = httptools.parse_url(self._url)
         raw_path: bytes = url.path
         query: bytes | None = url.query
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = unquote(path)
-        scope: Scope = {
-            "type": "http",
-            "method": parser.get_method().decode("ascii"),
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query or b"",
-            "headers": self._headers,
-            "client": self.client,
-        }
+        raw = raw_path.decode("ascii")
+        path = unquote(raw) if "%" in raw else raw
         # HTTP/1.0 keeps a connection only when its Connection header asks (llhttp's flag):
         # without one, the parser's answer says it all, and get_http_version (which formats a
         # string) is not asked.
         keep_alive = parser.should_keep_alive() and not (
             self._connection_named and parser.get_http_version() == "1.0"
         )
-        exchange = Exchange(self, scope, keep_alive=keep_alive, expect=self._expect_continue)
+        method = parser.get_method().decode("ascii")
+        exchange = Exchange(
+            self, keep_alive=keep_alive, expect=self._expect_continue, head=method == "HEAD"
+        )
+        client = self.client
+        request = Request(
+            method=method,
+            path=path,
+            raw_path=raw,
+            query=query or b"",
+            headers=self._headers,
+            client=client[0] if client else "127.0.0.1",
+            host=self._host,
+            content_length=self._content_length,
+            receive=exchange.receive,
+        )
         self._parsing = exchange
         if self._current is None:
-            self._start(exchange)
+            self._start(exchange, request)
         else:
             # Pipelined: answered in order, once the one before is; read no further meanwhile.
             self.pause_reading()
-            self._pipeline.append(exchange)
+            self._pipeline.append((exchange, request))
 
     def on_body(self, body: bytes) -> None:
         exchange = self._parsing
@@ -334,17 +349,17 @@ class BoundedProtocol(Refusals):
             return True
         return False
 
-    def _start(self, exchange: Exchange) -> None:
+    def _start(self, exchange: Exchange, request: Request) -> None:
         self._current = exchange
         # The Task loop.create_task makes (no factory is set), named: unnamed, it formats "Task-N".
-        exchange.task = asyncio.Task(self._run(exchange), loop=self.loop, name="request")
+        exchange.task = asyncio.Task(self._run(exchange, request), loop=self.loop, name="request")
         self.tasks.add(exchange.task)
 
-    async def _run(self, exchange: Exchange) -> None:
-        exchange.offer_body()
+    async def _run(self, exchange: Exchange, request: Request) -> None:
+        exchange.offer_body(request)
         try:
             try:
-                response = await self.responder(exchange.scope, exchange.receive)
+                response = await self.responder(request)
             except asyncio.CancelledError:
                 self.transport.close()  # uvicorn gave up waiting at shutdown
                 raise
@@ -379,7 +394,7 @@ class BoundedProtocol(Refusals):
             return
         head, keep_alive = framed
         body = response.body
-        if exchange.scope["method"] == "HEAD":
+        if exchange.head:
             transport.write(b"".join(head))
         elif len(body) < _JOIN_BELOW:
             head.append(body)
@@ -404,9 +419,9 @@ class BoundedProtocol(Refusals):
             self._head_timer = None
         self.resume_reading()
         if self._pipeline:
-            exchange = self._pipeline.popleft()
+            exchange, request = self._pipeline.popleft()
             if not self._shed():
-                self._start(exchange)
+                self._start(exchange, request)
         else:
             self._idle_since = self.loop.time()
             if self._keep_alive_timer is None:

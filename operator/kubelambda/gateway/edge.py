@@ -30,7 +30,6 @@ from kubelambda.gateway.exceptions import (
     Unauthorized,
     Unavailable,
 )
-from kubelambda.gateway.exchange import BODY_KEY
 from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from kubelambda.gateway.sources.invoke_api import INVOKE_PREFIX
@@ -157,29 +156,27 @@ class PublicApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        response = await self.respond(scope, receive)
+        response = await self.respond(Request.from_scope(scope, receive))
         if response is not None:
             await _send(send, response)
 
-    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
+    async def respond(self, request: Request) -> Response | None:
         """The answer to one request, counted in the metrics; None when the client left
         before it could be answered."""
-        request = Request(scope, receive, received=self._clock.monotonic())
+        request.received = self._clock.monotonic()
         held = [0]  # this request's share of self._buffered
         read = False  # the whole body arrived
         http_api = False  # an HTTP Trigger's route: its errors answered as API Gateway's
         try:
-            ready: bytes | None = scope.get(BODY_KEY)
-            if ready is not None:  # all in already: nothing to wait for
+            if request.complete:  # all in already: nothing to wait for
                 # No body and none declared (a GET, mostly): nothing to check or hold.
-                if ready or request.content_length:
-                    ready = self._take_body(request, ready, held)
-                request.body = ready
+                if request.body or request.content_length:
+                    self._take_body(request, request.body, held)
                 read = True
             else:
                 try:
                     async with asyncio.timeout(self._body_timeout):
-                        request.body = await self._read_body(request, receive, held)
+                        request.body = await self._read_body(request, held)
                         read = True
                 except TimeoutError:
                     raise RequestTimeout(
@@ -247,17 +244,17 @@ class PublicApp:
         if request.content_length:
             self._hold(held, request.content_length)  # refused before a byte is read
 
-    def _take_body(self, request: Request, body: bytes, held: list[int]) -> bytes:
+    def _take_body(self, request: Request, body: bytes, held: list[int]) -> None:
         """The checks of `_read_body` on a body that arrived whole before it was asked for."""
         self._check_length(request, held)
         if len(body) > self._max_body:
             raise PayloadTooLarge(f"request body is over the {self._max_body} byte limit")
         if len(body) > held[0]:  # chunked: no length was declared to hold up front
             self._hold(held, len(body) - held[0])
-        return body
 
-    async def _read_body(self, request: Request, receive: Receive, held: list[int]) -> bytes:
+    async def _read_body(self, request: Request, held: list[int]) -> bytes:
         limit = self._max_body
+        receive = request.receive
         self._check_length(request, held)
         message = await receive()
         body: bytes = message.get("body", b"")
@@ -293,15 +290,15 @@ class AdminApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        await _send(send, await self.respond(scope, receive))
+        await _send(send, await self.respond(Request.from_scope(scope, receive)))
 
-    async def respond(self, scope: Scope, receive: Receive) -> Response:
+    async def respond(self, request: Request) -> Response:
         """The answer to one request."""
-        path = scope["path"]
-        if scope["method"] not in ("GET", "HEAD"):
+        path = request.path
+        if request.method not in ("GET", "HEAD"):
             response = error_response(
                 MethodNotAllowed(
-                    f"{scope['method']} is not allowed on {path}",
+                    f"{request.method} is not allowed on {path}",
                     allowed=frozenset({"GET", "HEAD"}),
                 )
             )

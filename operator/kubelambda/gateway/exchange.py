@@ -1,8 +1,8 @@
 """One request on a gateway connection (connection.py), from its head to its answer: the body
 as it arrives, handed to the edge through ASGI's `receive` events, and the client's leaving.
 
-When the whole body is in before the request is handed over (nearly always), it rides in the
-scope under `BODY_KEY`, so the edge takes it without waiting or arming a timer.
+When the whole body is in before the request is handed over (nearly always), it is put in the
+`Request` itself (`complete`), so the edge takes it without waiting or arming a timer.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Protocol
 
-from kubelambda.gateway.http import Message, Scope
+from kubelambda.gateway.http import Message, Request
 
-__all__ = ["BODY_KEY", "Exchange"]
+__all__ = ["Exchange"]
 
-BODY_KEY: Final = "kubelambda.body"
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
@@ -37,9 +36,9 @@ class Exchange:
         "disconnected",
         "done",
         "expect",
+        "head",
         "keep_alive",
         "more_body",
-        "scope",
         "size",
         "task",
     )
@@ -48,10 +47,10 @@ class Exchange:
     task: asyncio.Task[None]
 
     def __init__(
-        self, connection: _Connection, scope: Scope, *, keep_alive: bool, expect: bool
+        self, connection: _Connection, *, keep_alive: bool, expect: bool, head: bool
     ) -> None:
         self._connection = connection
-        self.scope = scope
+        self.head = head  # a HEAD request: its answer goes out without its body
         self.keep_alive = keep_alive
         self.expect = expect  # the client waits for 100 Continue before sending the body
         self.chunks: list[bytes] = []
@@ -77,11 +76,12 @@ class Exchange:
         self.disconnected = True
         self._wake()
 
-    def offer_body(self) -> None:
-        """Put the body in the scope if all of it is in already."""
+    def offer_body(self, request: Request) -> None:
+        """Put the body in `request` if all of it is in already."""
         if not self.more_body and not self.disconnected:
             chunks = self.chunks  # _take, written out: this runs for every request
-            self.scope[BODY_KEY] = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            request.complete = True
             chunks.clear()
             self.size = 0
             self.delivered = True

@@ -20,6 +20,7 @@ __all__ = [
     "Request",
     "Response",
     "is_loopback",
+    "parse_length",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -39,12 +40,16 @@ class Response(NamedTuple):
 
 
 class Request:
-    """Method, paths, headers and body of one request, plus what handling learnt about it."""
+    """Method, paths, headers and body of one request, plus what handling learnt about it.
+
+    The gateway's connections (connection.py) make it as they parse the head, with the two
+    headers the edge needs first (Host, Content-Length) read on the way; an ASGI scope becomes
+    one through `from_scope`."""
 
     __slots__ = (
-        "_receive",
         "body",
         "client",
+        "complete",
         "content_length",
         "function",
         "headers",
@@ -53,39 +58,72 @@ class Request:
         "path",
         "query",
         "raw_path",
+        "receive",
         "received",
         "request_id",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, *, received: float) -> None:
-        self._receive = receive
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        raw: bytes | None = scope.get("raw_path")
-        self.raw_path: str = raw.decode("latin-1") if raw else self.path
-        self.query: bytes = scope.get("query_string", b"")
-        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
-        client = scope.get("client")
-        self.client: str = client[0] if client else "127.0.0.1"
-        self.received = received
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        raw_path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: str,
+        host: str | None,
+        content_length: int | None,
+        receive: Receive,
+        received: float = 0.0,
+    ) -> None:
+        self.receive = receive  # ASGI's: the body's events, then the client's leaving
+        self.method = method
+        self.path = path  # percent-decoded
+        self.raw_path = raw_path
+        self.query = query
+        self.headers = headers  # names lower-case
+        self.client = client
+        self.host = host
+        self.content_length = content_length
+        self.received = received  # clock time, set by the edge as it takes the request
         self.body = b""
-        self.host: str | None = None
-        self.content_length: int | None = None
-        # One pass over the headers for the two the edge needs before anything else.
-        for name, value in self.headers:
-            if name == b"host":
-                self.host = value.decode("latin-1")
-            elif name == b"content-length":
-                try:
-                    self.content_length = int(value)
-                except ValueError:
-                    self.content_length = None
+        # The whole body is in `body` already (connection.py puts it there when it arrived
+        # before the request was handed over): nothing to wait for.
+        self.complete = False
         self.function: FunctionKey | None = None
         self.request_id: str | None = None
 
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive, *, received: float = 0.0) -> Request:
+        """The request an ASGI scope describes; its body is read through `receive`."""
+        path: str = scope["path"]
+        raw: bytes | None = scope.get("raw_path")
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        client = scope.get("client")
+        host: str | None = None
+        content_length: int | None = None
+        for name, value in headers:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"content-length":
+                content_length = parse_length(value)
+        return cls(
+            method=scope["method"],
+            path=path,
+            raw_path=raw.decode("latin-1") if raw else path,
+            query=scope.get("query_string", b""),
+            headers=headers,
+            client=client[0] if client else "127.0.0.1",
+            host=host,
+            content_length=content_length,
+            receive=receive,
+            received=received,
+        )
+
     async def disconnected(self) -> None:
         """Return when the client disconnects (call only after the body was read)."""
-        while (await self._receive())["type"] != "http.disconnect":
+        while (await self.receive())["type"] != "http.disconnect":
             pass
 
     def header(self, name: bytes) -> str | None:
@@ -98,6 +136,14 @@ class Request:
 
 Handler = Callable[[Request], Awaitable[Response]]
 """What serves one kind of request: HTTP triggers, the Invoke API, a reserved endpoint."""
+
+
+def parse_length(value: bytes) -> int | None:
+    """A Content-Length header's value, or None when it is not a number."""
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def is_loopback(address: str) -> bool:

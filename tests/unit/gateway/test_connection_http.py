@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubelambda.gateway.connection import bounded_protocol
-from kubelambda.gateway.http import Receive, Response, Scope
+from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.connection_fakes import Config, ServerState, Transport
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway
@@ -24,7 +24,7 @@ DATE = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
 async def test_an_answer_is_written_in_one_piece() -> None:
     # Head and body in one write: one segment to the client, one system call (uvicorn's
     # protocol wrote the head and the body apart).
-    async def respond(scope: Scope, receive: Receive) -> Response:
+    async def respond(request: Request) -> Response:
         return Response(status=200, headers=[(b"content-type", b"text/plain")], body=b"hello")
 
     transport = Transport()
@@ -44,7 +44,7 @@ async def test_an_answer_is_written_in_one_piece() -> None:
 
 
 async def test_a_header_that_could_split_the_answer_is_never_sent() -> None:
-    async def respond(scope: Scope, receive: Receive) -> Response:
+    async def respond(request: Request) -> Response:
         return Response(status=200, headers=[(b"x-bad", b"a\x01b")], body=b"")
 
     transport = Transport()

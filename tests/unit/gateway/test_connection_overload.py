@@ -19,7 +19,7 @@ import pytest
 
 from kubelambda.gateway.connection import bounded_protocol
 from kubelambda.gateway.framing import OVERLOADED_MESSAGE
-from kubelambda.gateway.http import Receive, Response, Scope
+from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.connection_fakes import Config, ServerState, Transport
@@ -38,8 +38,8 @@ class _Responder:
         self.release = asyncio.Event()
         self.release.set()
 
-    async def __call__(self, scope: Scope, receive: Receive) -> Response:
-        self.reached.append(scope["path"])
+    async def __call__(self, request: Request) -> Response:
+        self.reached.append(request.path)
         await self.release.wait()
         return OK
 

@@ -114,7 +114,7 @@ def request(*, headers: dict[str, str] | None = None, query: str = "") -> Reques
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    return Request(scope, receive, received=0.0)
+    return Request.from_scope(scope, receive, received=0.0)
 
 
 def bearer(token: str) -> Request:

@@ -227,7 +227,7 @@ async def test_full_event_queue_is_429(serve: StartGateway, standin: MakeStandIn
 
 def test_headers_are_read_in_one_pass_first_value_first() -> None:
     # As Request.header finds them: the first of repeated headers, names lower-case bytes.
-    request = Request(
+    request = Request.from_scope(
         {
             "method": "POST",
             "path": INVOKE.format("hello"),

@@ -244,7 +244,7 @@ async def call(
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    answer: Response = await api(Request(scope, receive, received=0.0))
+    answer: Response = await api(Request.from_scope(scope, receive, received=0.0))
     assert answer.status == 200
     assert (b"content-type", b"application/json") in answer.headers
     return json.loads(answer.body)

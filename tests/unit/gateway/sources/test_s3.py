@@ -144,7 +144,7 @@ def request(body: bytes, *, client: str, headers: dict[str, str] | None = None) 
         "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()],
         "client": (client, 40000),
     }
-    made = Request(scope, receive, received=0.0)
+    made = Request.from_scope(scope, receive, received=0.0)
     made.body = body
     return made
 
