@@ -7,7 +7,8 @@ and everything is measured in one run, as ratios (the machine's speed moves betw
    direct invoke; nginx proxying the invoke request (one worker, keep-alive upstream); the
    gateway's HTTP trigger (GET /hello: event built, response mapped); the gateway's Invoke
    API (POST /2015-03-31/functions/hello/invocations). Printed: requests/s, CPU per request
-   of each proxy process (user + system, from /proc), and the ratios of medians.
+   of each proxy process and of the instance behind it (user + system, from /proc), and the
+   ratios of medians.
    Targets: gateway CPU per request <= 2x nginx's; gateway throughput >= 0.9x nginx's.
 2. Latency at half the gateway's capacity: an open loop (loadgen.open_loop, no coordinated
    omission) at half the gateway trigger's measured capacity, the same rate for every path;
@@ -56,21 +57,26 @@ def http_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
 
 
 def measure(
-    paths: dict[str, tuple[str, str, bytes]], *, rounds: int, seconds: int, connections: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Requests/s of each path per round, and the CPU per request (us) of its server."""
+    paths: dict[str, tuple[str, str, bytes]], args: argparse.Namespace, *, instance: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+    """Requests/s of each path per round (`args`: rounds, seconds, connections), the CPU per
+    request (us) of its server, and that of the `instance` (its port) behind it."""
+    rounds, seconds, connections = args.rounds, args.seconds, args.connections
     rates: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}
+    instance_cpu: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(rounds):
         for name, (url, method, body) in paths.items():
             port = int(url.split(":")[2].split("/")[0])
-            before = cpu_seconds(port) if port in PIDS else 0.0
+            before = cpu_seconds(port) if port in PIDS and port != instance else 0.0
+            instance_before = cpu_seconds(instance)
             rate = wrk(url, method=method, body=body, connections=connections, seconds=seconds)
+            answered = rate["rate"] * seconds
             rates[name].append(rate["rate"])
-            if port in PIDS:
-                used = cpu_seconds(port) - before
-                cpu[name].append(used / (rate["rate"] * seconds) * 1e6)
-    return rates, cpu
+            instance_cpu[name].append((cpu_seconds(instance) - instance_before) / answered * 1e6)
+            if port in PIDS and port != instance:
+                cpu[name].append((cpu_seconds(port) - before) / answered * 1e6)
+    return rates, cpu, instance_cpu
 
 
 def ratio_line(name: str, values: list[float], references: list[float], reference: str) -> str:
@@ -110,9 +116,7 @@ def main() -> None:
         }
         for url, method, body in paths.values():  # warm every path
             wrk(url, method=method, body=body, connections=args.connections, seconds=1)
-        rates, cpu = measure(
-            paths, rounds=args.rounds, seconds=args.seconds, connections=args.connections
-        )
+        rates, cpu, instance_cpu = measure(paths, args, instance=instance)
 
         # 2. latency at half the gateway's capacity, the same rate for every path
         rate = statistics.median(rates[TRIGGER]) / 2
@@ -150,19 +154,20 @@ def main() -> None:
             f"{args.processes} processes": (f"http://127.0.0.1:{many}/hello", "GET", b""),
         }
         wrk(scaling[f"{args.processes} processes"][0], connections=args.connections, seconds=1)
-        scaled, scaled_cpu = measure(
-            scaling, rounds=args.rounds, seconds=args.seconds, connections=args.connections
-        )
+        scaled, scaled_cpu, _ = measure(scaling, args, instance=instance)
 
     what = (
         "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
     )
     print(f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s")
     print(gateway_form(not args.interpreted))
-    print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18}")
+    # The instance's CPU per request beside the proxy's: on shared cores, what the instance
+    # spends behind a proxy lowers the proxy's throughput as much as the proxy's own.
+    print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18} {'instance CPU':>13}")
     for name, values in rates.items():
         per_request = f"{statistics.median(cpu[name]):.0f} us" if cpu[name] else "-"
-        print(f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18}")
+        behind = f"{statistics.median(instance_cpu[name]):.0f} us"
+        print(f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18} {behind:>13}")
     # Each round measures all paths back to back, so a ratio within a round cancels most
     # of the machine's background noise; the median over rounds is the figure.
     for name in (TRIGGER, INVOKE):
