@@ -30,6 +30,7 @@ COMPILED = ["operator/kubelambda/clock.py"] + [
         "overload",
         "refusals",
         "sources/http",
+        "sources/http_event",
         "sources/http_payload",
         "sources/invoke_api",
         "stalls",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import loadgen
-from kubelambda.gateway.sources.http_payload import build_event
+from kubelambda.gateway.sources.http_event import build_event
 from loadgen import free_port, need, process, wait_http
 
 HERE = Path(__file__).resolve().parent

@@ -23,11 +23,8 @@ from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.jwt import JwtAuthorizer
 from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.sources.http_payload import (
-    build_event,
-    function_error_response,
-    map_response,
-)
+from kubelambda.gateway.sources.http_event import build_event
+from kubelambda.gateway.sources.http_payload import function_error_response, map_response
 from kubelambda.gateway.tracing import TRACEPARENT_HEADER, XRAY_HEADER, incoming
 
 __all__ = ["TriggerHandler"]
