@@ -5,9 +5,10 @@ runtime written. The sources call `incoming`; the invoker calls `TraceContext.he
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Final, NamedTuple
+
+from kubelambda.gateway.ids import random_hex
 
 __all__ = [
     "TRACEPARENT_HEADER",
@@ -39,17 +40,16 @@ _XRAY_USUAL: Final = re.compile(
 )
 # Makes a NamedTuple without its own __new__, a Python function: half the cost per record.
 _make: Final = tuple.__new__
-# The random module's generator, bound once: compiled, a module attribute costs a lookup per call.
-_getrandbits: Final = random.getrandbits
+# The current second in hex, as a trace id starts with it: most traces start in the same one.
+_SECOND: Final[dict[int, str]] = {}
 
 
 def new_span_id() -> str:
     """A random, non-zero 16-hex span (X-Ray: segment) id."""
     while True:
-        value = _getrandbits(64)
-        if value:
-            # Bytes' hex, not a format spec ("016x"), which costs twice as much.
-            return value.to_bytes(8).hex()
+        span = random_hex(16)
+        if span != _ZERO_SPAN:
+            return span
 
 
 class TraceContext(NamedTuple):
@@ -92,9 +92,12 @@ class TraceContext(NamedTuple):
 def new_trace(now: float) -> TraceContext:
     """A new trace: its id starts with `now` (epoch seconds) in 8 hex digits, as X-Ray's roots
     do, then 24 random hex digits."""
-    # One integer's bytes in hex: a format spec per part ("08x", "024x") costs twice as much.
     seconds = int(now) & 0xFFFFFFFF
-    trace_id = ((seconds << 96) | _getrandbits(96)).to_bytes(16).hex()
+    prefix = _SECOND.get(seconds)
+    if prefix is None:  # a new second: formatted once (a format spec costs as much as the rest)
+        _SECOND.clear()
+        prefix = _SECOND[seconds] = seconds.to_bytes(4).hex()
+    trace_id = prefix + random_hex(24)
     # _make: one is made per request.
     return _make(TraceContext, (trace_id, None, None, ""))
 
