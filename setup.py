@@ -18,6 +18,7 @@ COMPILED = ["operator/kubelambda/clock.py"] + [
     for name in (
         "activation",
         "connection",
+        "current",
         "edge",
         "exchange",
         "framing",

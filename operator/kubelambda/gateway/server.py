@@ -18,13 +18,13 @@ from typing import Any, Protocol, cast
 
 import uvicorn
 
-from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.connection import BoundedServer, Responder, bounded_protocol
+from kubelambda.gateway.current import Current
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.functionstate import FunctionLoad
 from kubelambda.gateway.http import ASGIApp, Handler
@@ -128,10 +128,10 @@ class Gateway:
         self.settings = settings
         # The signing keys of the issuers JWT routes trust, fetched when first needed.
         self.jwks = jwks or JwksCache(clock=clock)
-        self._routes = routes
+        self._current = Current(routes)
         # Each function's reservedConcurrency and throttling, this replica's share of them.
         self.limits = FunctionLimits(
-            spec_of=self._spec_of,
+            spec_of=self._current.spec_of,
             clock=clock,
             replicas=settings.gateway_replicas,
             retry_after_seconds=settings.retry_after_seconds,
@@ -163,14 +163,14 @@ class Gateway:
         self.delivery_store = delivery_store
         self._background: list[Background] = []
         triggers = TriggerHandler(
-            routes=self.current_routes,
+            routes=self._current,
             invoker=self.invoker,
             clock=clock,
             settings=settings,
             jwt=JwtAuthorizer(keys=self.jwks, clock=clock),
         )
         invoke_api = InvokeApi(
-            routes=self.current_routes,
+            routes=self._current,
             invoker=self.invoker,
             store=delivery_store,
             clock=clock,
@@ -179,14 +179,14 @@ class Gateway:
         )
         # The read calls of Lambda's management API, under the same signatures and grants.
         self._management_api = ManagementApi(
-            routes=self.current_routes,
+            routes=self._current,
             clock=clock,
             settings=settings,
             access_keys=access_keys or StaticAccessKeys(),
         )
         reserved: dict[str, Handler] = {
             S3_EVENTS_PATH: BucketEvents(
-                routes=self.current_routes,
+                routes=self._current,
                 store=delivery_store,
                 metrics=self.metrics,
                 clock=clock,
@@ -213,21 +213,18 @@ class Gateway:
 
     # routing
 
-    def current_routes(self) -> RoutingTable:
-        """The routing table now (a callable for parts that outlive a swap)."""
-        return self._routes
-
-    def _spec_of(self, key: FunctionKey) -> Function | None:
-        entry = self._routes.functions.get(key)
-        return entry.spec if entry is not None else None
+    @property
+    def current_routes(self) -> Current:
+        """The routing table now: a callable for parts that outlive a swap."""
+        return self._current
 
     @property
     def routes(self) -> RoutingTable:
-        return self._routes
+        return self._current.table
 
     def set_routes(self, routes: RoutingTable) -> None:
         """Swap the routing table; requests already routed finish with the old one."""
-        self._routes = routes
+        self._current.set(routes)
         self._management_api.observe(routes)  # dates the Functions whose spec changed
 
     # load, for local mode's autoscaler
