@@ -17,6 +17,7 @@ COMPILED = ["operator/kubelambda/clock.py"] + [
     f"operator/kubelambda/gateway/{name}.py"
     for name in (
         "activation",
+        "boundedserver",
         "connection",
         "current",
         "edge",

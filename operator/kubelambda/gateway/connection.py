@@ -10,9 +10,9 @@ from prebuilt bytes as soon as its head is parsed, before routing, authorization
 and the connection closes; so is a connection accepted while it is, once accepted (refusals.py).
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
-header) with `bounded_protocol(settings, responder)` as its protocol. Not uvicorn's own
-protocol and ASGI: its scope, events, two writes per answer and per-header checks were about
-a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py).
+header) with `bounded_protocol(settings, responder)` (boundedserver.py) as its protocol. Not
+uvicorn's own protocol and ASGI: its scope, events, two writes per answer and per-header checks
+were about a quarter of the gateway's CPU per request (benchmarks/gateway_throughput.py).
 """
 
 from __future__ import annotations
@@ -20,36 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
 import httptools
 
 from kubelambda.gateway.exchange import Exchange
-from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head, overload_answer
+from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head
 from kubelambda.gateway.http import Request, Response, parse_length
-from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.refusals import Refusals
-from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.stalls import Stalls
 
-__all__ = [
-    "MAX_UNREAD_ANSWER_BYTES",
-    "BoundedProtocol",
-    "BoundedServer",
-    "Responder",
-    "bounded_protocol",
-]
+if TYPE_CHECKING:
+    from kubelambda.gateway.boundedserver import BoundedServer
+
+__all__ = ["BoundedProtocol", "Responder"]
 
 log = logging.getLogger(__name__)
-
-# Bytes of answers not yet taken by clients that stopped reading them, over all connections
-# of one server: beyond it, the answers stalled longest are dropped. Without it, 200 clients
-# that ask for 5 MB and never read held 1 GB (benchmarks/gateway_abuse.py).
-MAX_UNREAD_ANSWER_BYTES = 128 * 1024 * 1024
 
 Responder = Callable[[Request], Awaitable[Response | None]]
 """Answers one request; None when the client left before it could be answered."""
@@ -67,42 +55,6 @@ _NO_PARSER: Final = httptools.HttpRequestParser(object())
 # When a head began in the read being parsed: its time is read at the end of that read, and
 # only if the head did not end in it (nearly always, it did).
 _THIS_READ: Final = -1.0
-
-
-class BoundedServer:
-    """One server's bounds and the state its connections share; uvicorn calls it as it would
-    a protocol class, and it makes each connection (a `BoundedProtocol`) with them."""
-
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        responder: Responder,
-        overloaded: Callable[[], bool],
-    ) -> None:
-        self.responder = responder
-        self.overloaded = overloaded
-        self.max_head_bytes = settings.max_header_bytes
-        self.max_headers = settings.max_headers
-        self.head_seconds = settings.header_timeout_seconds
-        self.write_seconds = settings.write_timeout_seconds
-        self.max_unread_bytes = MAX_UNREAD_ANSWER_BYTES
-        self.stalls = Stalls()
-        # Built once: a refusal under overload costs a write and a close, nothing more.
-        self.overloaded_answer = overload_answer(settings.retry_after_seconds)
-        # Set while the gateway drains (Gateway.stop): every answer then closes its
-        # connection, so a client's next request opens a new one, which the Service sends to
-        # a replica that is staying.
-        self.draining = False
-
-    # uvicorn.Server makes each connection's protocol with these arguments.
-    def __call__(
-        self,
-        config: Any,
-        server_state: Any,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> BoundedProtocol:
-        return BoundedProtocol(self, config, server_state, _loop)
 
 
 class BoundedProtocol(Refusals):
@@ -428,23 +380,3 @@ class BoundedProtocol(Refusals):
                 self._keep_alive_timer = self.loop.call_later(
                     self.keep_alive_seconds, self.timeout_keep_alive_handler
                 )
-
-
-def bounded_protocol(
-    settings: GatewaySettings,
-    responder: Responder,
-    *,
-    overloaded: Callable[[], bool] | None = None,
-    listener: socket.socket | None = None,
-) -> BoundedServer:
-    """What uvicorn's server takes as its protocol class: `responder` answers, within
-    `settings`' limits.
-
-    `overloaded` says when each new request is refused 503 at its head; by default an
-    `Overload()` of this server's own: its loop over 1 s late lastingly, or, given the server's
-    `listener`, over 512 connections in its accept queue. The admin server should pass
-    `lambda: False`, so that /healthz and /metrics answer however late, never 503.
-    """
-    if overloaded is None:
-        overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
-    return BoundedServer(settings, responder, overloaded)

@@ -23,7 +23,8 @@ from kubelambda.clock import Clock
 from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator
-from kubelambda.gateway.connection import BoundedServer, Responder, bounded_protocol
+from kubelambda.gateway.boundedserver import BoundedServer, bounded_protocol
+from kubelambda.gateway.connection import Responder
 from kubelambda.gateway.current import Current
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.functionstate import FunctionLoad

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from kubelambda.gateway import connection
+from kubelambda.gateway import boundedserver
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.serving import HELLO, MakeStandIn, StartGateway
@@ -223,7 +223,7 @@ ANSWER = 5_000_000  # more than the loopback kernel takes at once: the gateway m
 async def test_unread_answers_over_the_budget_drop_the_longest_stalled_first(
     serve: StartGateway, standin: MakeStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connection, "MAX_UNREAD_ANSWER_BYTES", 8_000_000, raising=False)
+    monkeypatch.setattr(boundedserver, "MAX_UNREAD_ANSWER_BYTES", 8_000_000, raising=False)
     instance = await standin(concurrency=2)
     # Neither timeout comes into it: the budget alone drops the first answer.
     settings = GatewaySettings(invoke_auth=False, write_timeout_seconds=60, keep_alive_seconds=60)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kubelambda.gateway.connection import bounded_protocol
+from kubelambda.gateway.boundedserver import bounded_protocol
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.connection_fakes import Config, ServerState, Transport

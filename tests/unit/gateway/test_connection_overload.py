@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kubelambda.gateway.connection import bounded_protocol
+from kubelambda.gateway.boundedserver import bounded_protocol
 from kubelambda.gateway.framing import OVERLOADED_MESSAGE
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.overload import AcceptQueue, Overload
