@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote
 
 import httptools
@@ -31,9 +31,7 @@ from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head
 from kubelambda.gateway.http import Request, Response, parse_length
 from kubelambda.gateway.refusals import Refusals
-
-if TYPE_CHECKING:
-    from kubelambda.gateway.boundedserver import BoundedServer
+from kubelambda.gateway.stalls import Stalls
 
 __all__ = ["BoundedProtocol", "Responder"]
 
@@ -57,12 +55,28 @@ _NO_PARSER: Final = httptools.HttpRequestParser(object())
 _THIS_READ: Final = -1.0
 
 
+class _Server(Protocol):
+    """What a connection takes from its server (boundedserver.py's BoundedServer, which makes
+    it): its bounds, the state its connections share, and whether the gateway drains."""
+
+    responder: Responder
+    overloaded: Callable[[], bool]
+    overloaded_answer: bytes
+    max_head_bytes: int
+    max_headers: int
+    head_seconds: float
+    write_seconds: float
+    max_unread_bytes: int
+    stalls: Stalls
+    draining: bool
+
+
 class BoundedProtocol(Refusals):
     """One HTTP/1.1 connection of a server, within its bounds (its `BoundedServer`'s)."""
 
     def __init__(
         self,
-        server: BoundedServer,
+        server: _Server,
         config: Any,
         server_state: Any,
         _loop: asyncio.AbstractEventLoop | None = None,
