@@ -170,11 +170,18 @@ class Pool:
         return "ready", None
 
     def _acquire(self) -> Slot | None:
+        """The slot to run an invocation in: a ready worker holding no connection; else the
+        idle worker whose held connection was used least recently (it goes back to the
+        server: the one least likely to bring the next request, so with more connections
+        than workers the busy ones stay where they are rather than displace each other);
+        else a worker still starting, then one to start."""
         best: Slot | None = None
         best_rank = 4
+        best_started = 0.0
         for slot in self.slots:
             if slot.busy:
                 continue
+            started = 0.0
             if slot.lent:
                 if (
                     self.board.begun(slot.index) == slot.lent[-1].begun_at
@@ -184,12 +191,13 @@ class Pool:
                 # Warm, idle or writing its last answer (what it is sent now waits only
                 # for that); its connection goes back first.
                 rank = 1
+                started = self.board.started(slot.index)
             elif slot.ready:
-                rank = 0
+                return slot
             else:
                 rank = 2 if slot.boot is not None and not slot.boot.done() else 3
-            if rank < best_rank:
-                best, best_rank = slot, rank
+            if rank < best_rank or (rank == 1 == best_rank and started < best_started):
+                best, best_rank, best_started = slot, rank, started
         return best
 
     async def invoke(

@@ -36,6 +36,8 @@ _BUCKETS = len(DURATION_BUCKETS) + 1
 _SLOT = struct.Struct(f"<I4xdd64sQ{len(OUTCOMES)}Q{_BUCKETS}Qd")
 _STATE = struct.Struct("<I")
 _RUN = struct.Struct("<I4xdd64s")
+_STARTED = struct.Struct("<d")
+_STARTED_AT = 16  # after the state, its padding and the deadline
 _BEGUN_AT = _RUN.size
 _COUNTS_AT = _BEGUN_AT + 8
 
@@ -100,6 +102,11 @@ class Board:
     def state(self, slot: int) -> int:
         (state,) = _STATE.unpack_from(self._map, slot * _SLOT.size)
         return int(state)
+
+    def started(self, slot: int) -> float:
+        """When the slot's last invocation began (perf_counter seconds; 0.0 before the first)."""
+        (started,) = _STARTED.unpack_from(self._map, slot * _SLOT.size + _STARTED_AT)
+        return float(started)
 
     def begun(self, slot: int) -> int:
         """How many invocations the slot's workers have begun: it moves when a worker picks

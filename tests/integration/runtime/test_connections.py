@@ -149,6 +149,32 @@ def test_one_environment_serves_connections_in_turn(runtime):
     assert len(pids) == 1  # one environment, handed from connection to connection
 
 
+def test_an_idle_connection_gives_its_environment_up_before_a_busy_one(runtime):
+    """More connections than environments (two gateways in front of one instance, or a
+    proxy's idle keep-alive connections): a request on a connection no environment holds
+    takes the environment whose connection was used least recently, so the connections in
+    use keep theirs instead of displacing each other on every request."""
+    fn = runtime({"app.py": APP}, env={"KUBELAMBDA_CONCURRENCY": "2"})
+
+    def invoke(sock: socket.socket, name: str) -> int:
+        sock.sendall(request(json.dumps({"on": name}), name))
+        ((status, _, body),) = read_answers(sock, 1)
+        assert status == 200, body
+        return int(json.loads(body)["pid"])
+
+    with connect(fn.url) as busy, connect(fn.url) as idle, connect(fn.url) as other:
+        invoke(busy, "busy-0")  # taken by the first environment
+        invoke(idle, "idle")  # the second; then idle for good
+        invoke(busy, "busy-1")  # the first environment's connection, used again
+        pids: dict[str, set[int]] = {"busy": set(), "other": set()}
+        for n in range(6):
+            pids["other"].add(invoke(other, f"other-{n}"))
+            pids["busy"].add(invoke(busy, f"busy-{n + 2}"))
+    # The idle connection's environment took `other`; `busy` kept its own all along.
+    assert len(pids["busy"]) == 1 and len(pids["other"]) == 1, pids
+    assert pids["busy"] != pids["other"], pids
+
+
 def test_a_client_gone_mid_invocation_leaves_the_runtime_working(runtime):
     fn = runtime({"app.py": APP})
     with connect(fn.url) as sock:
