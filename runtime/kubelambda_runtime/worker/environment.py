@@ -28,6 +28,7 @@ from kubelambda_runtime.worker.context import LambdaContext, parse_client_contex
 from kubelambda_runtime.worker.direct import Held
 from kubelambda_runtime.worker.loader import Handler, load_handler
 from kubelambda_runtime.worker.marshal import marshal
+from kubelambda_runtime.worker.traceenv import TraceVariable
 
 MAX_BODY = config.MAX_PAYLOAD_BYTES
 # How long a stopping server's worker waits for the rest of a request it began to receive.
@@ -53,6 +54,7 @@ class Worker:
         self._log_stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self._init_ms: float | None = None
         self._billed_ms: int | None = None  # of the last invocation run
+        self._trace = TraceVariable()
 
     def init(self) -> Handler | None:
         """Load the handler and tell the server whether init succeeded."""
@@ -191,10 +193,7 @@ class Worker:
             tenant_id=invocation.tenant_id,
         )
         # As awslambdaric's update_xray_env_variable: the invocation's trace header, or none.
-        if invocation.trace_id:
-            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
-        else:
-            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        self._trace.set(invocation.trace_id)
         self._sink.begin(
             request_id,
             keep_tail=invocation.tail,
