@@ -52,13 +52,6 @@ __all__ = [
 SecretResolver = Callable[[str, str, str], str | None]
 """(namespace, secret name, key) → the value, or None when it cannot be read."""
 
-# Recent HTTP route lookups and Invoke API FunctionNames resolved, kept per table: most requests
-# go to a few routes and functions, and a lookup costs as much as building the event (issue 17).
-# Bounded in entries and in the length of the path and host (or name) they are kept for; emptied
-# when full. A table never changes, so what it found stays true while it serves.
-_RECENT_MATCHES = 1024
-_RECENT_KEY_CHARS = 512
-
 
 @dataclass(frozen=True, slots=True)
 class FunctionEntry:
@@ -151,8 +144,6 @@ class RoutingTable:
         self._lambda_names = _lambda_names(self._functions.values())
         self.buckets = tuple(buckets)
         self._index: RouteIndex[HttpRoute] = RouteIndex(routes)
-        self._recent: dict[tuple[str, str, str | None], RouteMatch] = {}
-        self._resolved: dict[tuple[str, str | None], FunctionEntry] = {}
 
     @classmethod
     def assembled(
@@ -177,8 +168,6 @@ class RoutingTable:
         table._lambda_names = lambda_names
         table.buckets = buckets
         table._index = index
-        table._recent = {}
-        table._resolved = {}
         return table
 
     @property
@@ -197,21 +186,11 @@ class RoutingTable:
 
     def match(self, *, method: str, path: str, host: str | None) -> RouteMatch:
         """Route a request; `path` is percent-decoded, `host` the Host header (port allowed).
+        The gateway asks through `Current.match`, which remembers recent answers.
 
         Raises RouteNotFound when no route has this path, MethodNotAllowed when some do
         but none takes the method, FunctionNotFound when the route's Function is missing.
         """
-        recent = self._recent.get((method, path, host))
-        if recent is not None:
-            return recent
-        found = self._match(method, path, host)
-        if len(path) + len(host or "") <= _RECENT_KEY_CHARS:
-            if len(self._recent) >= _RECENT_MATCHES:
-                self._recent.clear()
-            self._recent[method, path, host] = found
-        return found
-
-    def _match(self, method: str, path: str, host: str | None) -> RouteMatch:
         name = hostname(host)
         allowed: set[str] = set()
         for compiled in self._index.candidates(segments(path), name):
@@ -237,18 +216,8 @@ class RoutingTable:
 
     def resolve(self, function_name: str, *, qualifier: str | None = None) -> FunctionEntry:
         """The Function an Invoke API FunctionName (and optional Qualifier) names: by its own
-        name, else by the Lambda name it carries (OrderHandler for Function order-handler)."""
-        resolved = self._resolved.get((function_name, qualifier))
-        if resolved is not None:
-            return resolved
-        entry = self._resolve(function_name, qualifier)
-        if len(function_name) + len(qualifier or "") <= _RECENT_KEY_CHARS:
-            if len(self._resolved) >= _RECENT_MATCHES:
-                self._resolved.clear()
-            self._resolved[function_name, qualifier] = entry
-        return entry
-
-    def _resolve(self, function_name: str, qualifier: str | None) -> FunctionEntry:
+        name, else by the Lambda name it carries (OrderHandler for Function order-handler).
+        The gateway asks through `Current.resolve`, which remembers recent answers."""
         try:
             key = parse_function_name(
                 function_name, qualifier=qualifier, default_namespace=self.default_namespace

@@ -108,9 +108,10 @@ class StandIn:
 
     async def _invoke(self, send: Send, body: bytes, headers: dict[str, str], rid: str) -> None:
         try:
-            event = json.loads(body) if body else {}
-        except ValueError:
-            await _answer(send, 400, _error("InvalidRequestContentException", "not JSON"), rid)
+            event = json.loads(body) if body.strip() else {}
+        except (ValueError, RecursionError) as exc:  # the runtime's answer, word for word
+            message = f"Could not parse request body into json: {exc}"
+            await _answer(send, 400, _error("InvalidRequestContentException", message), rid)
             return
         if self.record:
             runtime = {k: v for k, v in headers.items() if k.startswith(("lambda-", "x-amz"))}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubelambda.api.identity import FunctionKey, function_arn
+from kubelambda.gateway.current import Current
 from kubelambda.gateway.exceptions import (
     FunctionNotFound,
     InvalidParameter,
@@ -103,52 +104,54 @@ def _table() -> RoutingTable:
 def test_repeated_lookups_answer_as_the_first_did() -> None:
     # Lookups are remembered per table: the same request routes the same way every time,
     # one differing only in method or host is routed on its own, and refusals stay refusals.
-    table = _table()
+    current = Current(_table())
     for _ in range(3):
-        assert table.match(method="GET", path="/api/users", host=None).function.key == USERS
-        assert table.match(method="DELETE", path="/api/users", host=None).function.key == API
-        assert table.match(method="GET", path="/api/x", host="example.com").function.key == HOSTED
-        assert table.match(method="GET", path="/api/x", host=None).function.key == API
+        assert current.match("GET", "/api/users", None).function.key == USERS
+        assert current.match("DELETE", "/api/users", None).function.key == API
+        assert current.match("GET", "/api/x", "example.com").function.key == HOSTED
+        assert current.match("GET", "/api/x", None).function.key == API
         with pytest.raises(MethodNotAllowed):
-            table.match(method="POST", path="/admin", host=None)
+            current.match("POST", "/admin", None)
         with pytest.raises(FunctionNotFound):
-            table.match(method="GET", path="/gone", host=None)
+            current.match("GET", "/gone", None)
         with pytest.raises(RouteNotFound):
-            table.match(method="GET", path="/nothing", host=None)
+            current.match("GET", "/nothing", None)
     # A new table does not answer from the old one's lookups.
-    moved = RoutingTable(functions=[FunctionEntry(ROOT)], routes=[HttpRoute(ROOT, "/api")])
-    assert moved.match(method="GET", path="/api/users", host=None).function.key == ROOT
+    current.set(RoutingTable(functions=[FunctionEntry(ROOT)], routes=[HttpRoute(ROOT, "/api")]))
+    assert current.match("GET", "/api/users", None).function.key == ROOT
 
 
 def test_repeated_function_names_resolve_as_the_first_did() -> None:
-    table = RoutingTable(
-        functions=[FunctionEntry(API), FunctionEntry(USERS, lambda_name="UsersApi")],
-        default_namespace="default",
+    current = Current(
+        RoutingTable(
+            functions=[FunctionEntry(API), FunctionEntry(USERS, lambda_name="UsersApi")],
+            default_namespace="default",
+        )
     )
     for _ in range(3):
-        assert table.resolve("api").key == API
-        assert table.resolve("default.api", qualifier="$LATEST").key == API
-        assert table.resolve("UsersApi").key == USERS
+        assert current.resolve("api", None).key == API
+        assert current.resolve("default.api", "$LATEST").key == API
+        assert current.resolve("UsersApi", None).key == USERS
         with pytest.raises(FunctionNotFound):
-            table.resolve("api", qualifier="7")
+            current.resolve("api", "7")
         with pytest.raises(FunctionNotFound):
-            table.resolve("missing")
+            current.resolve("missing", None)
     # bounded: every ARN form of the name is a name of its own
     for n in range(3000):
-        assert table.resolve(f"arn:aws:lambda:us-east-1:{n:012d}:function:api").key == API
-    assert 0 < len(table._resolved) <= 1024
+        assert current.resolve(f"arn:aws:lambda:us-east-1:{n:012d}:function:api", None).key == API
+    assert 0 < len(current._resolved) <= 1024
 
 
 def test_remembered_lookups_are_bounded() -> None:
-    table = _table()
+    current = Current(_table())
     for n in range(3000):
-        assert table.match(method="GET", path=f"/api/{n}", host=None).function.key == API
-    assert 0 < len(table._recent) <= 1024
+        assert current.match("GET", f"/api/{n}", None).function.key == API
+    assert 0 < len(current._matches) <= 1024
     # Nor are long paths and hosts kept at all.
-    table._recent.clear()
-    table.match(method="GET", path="/api/" + "x" * 600, host=None)
-    table.match(method="GET", path="/api/x", host="h" * 600)
-    assert table._recent == {}
+    current._matches.clear()
+    current.match("GET", "/api/" + "x" * 600, None)
+    current.match("GET", "/api/x", "h" * 600)
+    assert current._matches == {}
 
 
 def test_route_paths_must_be_absolute() -> None:

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from kubelambda.api.identity import FunctionKey, function_arn
 from kubelambda.clock import Clock
+from kubelambda.gateway.current import Current
 from kubelambda.gateway.exceptions import Forbidden, PayloadTooLarge, UpstreamFailed
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.ids import new_request_id
 from kubelambda.gateway.invocation import Invoker
 from kubelambda.gateway.jwt import JwtAuthorizer
-from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.sources.http_event import build_event
 from kubelambda.gateway.sources.http_payload import function_error_response, map_response
@@ -65,7 +64,7 @@ class TriggerHandler:
     def __init__(
         self,
         *,
-        routes: Callable[[], RoutingTable],
+        routes: Current,
         invoker: Invoker,
         clock: Clock,
         settings: GatewaySettings,
@@ -97,7 +96,7 @@ class TriggerHandler:
         return arn
 
     async def __call__(self, request: Request) -> Response:
-        match = self._routes().match(method=request.method, path=request.path, host=request.host)
+        match = self._routes.match(request.method, request.path, request.host)
         function = match.function
         key = request.function = function.key
         route = match.route
