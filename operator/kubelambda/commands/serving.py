@@ -20,7 +20,8 @@ from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.files import FileDeliveryStore
 from kubelambda.delivery.jetstream import JetStreamStore
 from kubelambda.delivery.store import DeliveryStore, MemoryDeliveryStore
-from kubelambda.dispatcher.delivery import AsyncDelivery, InProcessCall, PublishRecord
+from kubelambda.dispatcher.delivery import AsyncDelivery, PublishRecord
+from kubelambda.dispatcher.in_process_call import InProcessCall
 from kubelambda.dispatcher.sources import EventSources
 from kubelambda.gateway.access import AccessKeys
 from kubelambda.gateway.jwks import JwksCache

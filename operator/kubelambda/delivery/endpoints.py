@@ -1,28 +1,24 @@
 """How to reach the NATS or Kafka a queue or kafka Trigger reads: its endpoint with the
 credentials of its Secret (read by the keys contracts.md names, with errors that name what does
-not fit), the clients' options, the words for a refusal, and a bounded pool of clients.
+not fit), and the clients' options.
 
 The one reading of those Secrets: observe.py's probe and the dispatcher's pollers
 (dispatcher/sources.py, dispatcher/kafka_client.py) both use it, so both refuse the same.
+Whether a Kafka cluster takes the client is reachability.py's; the clients kept per endpoint,
+client_pool.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import ssl
 import tempfile
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
-from aiokafka.conn import create_conn  # type: ignore[import-untyped]
-from aiokafka.protocol.metadata import MetadataRequest  # type: ignore[import-untyped]
 from nats.aio.client import RawCredentials
 
 from kubelambda.delivery.broker import BrokerSettings
@@ -30,16 +26,11 @@ from kubelambda.delivery.broker import BrokerSettings
 __all__ = [
     "INVALID_SECRET",
     "MECHANISMS",
-    "ClientPool",
     "CredentialsError",
     "KafkaEndpoint",
     "NatsEndpoint",
-    "Unreachable",
-    "described",
     "kafka_endpoint",
     "kafka_options",
-    "kafka_refusal",
-    "kafka_unreachable",
     "nats_endpoint",
     "nats_options",
     "redacted",
@@ -50,28 +41,10 @@ INVALID_SECRET: Final = "InvalidSecret"
 # The SASL mechanisms Lambda offers for self-managed Kafka (BASIC_AUTH is PLAIN).
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _KAFKA_KEYS: Final = ("username", "password", "mechanism", "ca.crt", "tls.crt", "tls.key")
-_REFUSALS: Final = (
-    kafka_errors.SaslAuthenticationFailed,
-    kafka_errors.AuthenticationFailedError,
-    kafka_errors.AuthenticationMethodNotSupported,
-    kafka_errors.UnsupportedSaslMechanismError,
-    kafka_errors.IllegalSaslStateError,
-    kafka_errors.TopicAuthorizationFailedError,
-    kafka_errors.GroupAuthorizationFailedError,
-    kafka_errors.ClusterAuthorizationFailedError,
-)
 
 
 class CredentialsError(ValueError):
     """A Secret does not hold what its source needs; the message names the Secret and keys."""
-
-
-def described(exc: BaseException) -> str:
-    """An exception as a problem's text: its type and message, once."""
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    text = str(exc) or type(exc).__name__
-    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
 def redacted(url: str) -> str:
@@ -256,153 +229,3 @@ def _tls_context(endpoint: KafkaEndpoint) -> ssl.SSLContext:
                     f"{name}: tls.crt and tls.key are not a PEM certificate and its key ({exc})"
                 ) from exc
     return context
-
-
-def kafka_refusal(
-    exc: BaseException, *, endpoint: KafkaEndpoint | None = None, after_connect: bool = False
-) -> str | None:
-    """Why the brokers refused this client, when ``exc`` says so (wrong credentials, a SASL
-    mechanism they do not take, no right to a topic or group, a failed TLS handshake); None for
-    anything else. A connection closed ``after_connect`` by brokers this client offered no
-    credentials to is such a refusal too: the listener wants SASL."""
-    if isinstance(exc, ssl.SSLError):
-        return f"failed the TLS handshake: {described(exc)}"
-    if isinstance(exc, _REFUSALS):
-        return f"refused {_whose(endpoint)}: {described(exc)}"
-    unannounced = endpoint is not None and endpoint.mechanism is None
-    if after_connect and unannounced and isinstance(exc, kafka_errors.KafkaConnectionError):
-        return (
-            f"closed the connection before answering ({described(exc)}): the listener may want"
-            " SASL credentials (spec.kafka.auth.secretRef) or TLS (auth.tls)"
-        )
-    return None
-
-
-@dataclass(frozen=True)
-class Unreachable:
-    """Why no bootstrap server took a connection: ``refused`` when one refused the client.
-    ``detail`` names the server(s) and what each ran into, for callers with words of their own
-    around it; ``message`` is the whole sentence."""
-
-    refused: bool
-    detail: str
-
-    @property
-    def message(self) -> str:
-        return f"Kafka at {self.detail}" if self.refused else f"cannot reach Kafka at {self.detail}"
-
-
-async def kafka_unreachable(
-    endpoint: KafkaEndpoint, options: Mapping[str, Any], *, seconds: float
-) -> Unreachable | None:
-    """What connecting to the bootstrap servers runs into, or None when one of them answers a
-    request: aiokafka itself only says "Unable to bootstrap". A refusal of the client wins over
-    an address that is out of reach."""
-    out_of_reach: list[str] = []
-    for server in endpoint.bootstrap_servers:
-        host, _, port = server.rpartition(":")
-        conn = None
-        try:
-            async with asyncio.timeout(seconds):
-                conn = await create_conn(
-                    host, int(port), request_timeout_ms=int(seconds * 1000), **options
-                )
-                # An empty list asks for no topic (None would ask for all of them).
-                await conn.send(MetadataRequest([]))
-        except (OSError, kafka_errors.KafkaError, TimeoutError) as exc:
-            refusal = kafka_refusal(exc, endpoint=endpoint, after_connect=conn is not None)
-            if refusal is not None:
-                return Unreachable(refused=True, detail=f"{server} {refusal}")
-            out_of_reach.append(f"{server}: {described(exc)}")
-            continue
-        finally:
-            if conn is not None:
-                conn.close()
-        return None
-    return Unreachable(refused=False, detail="; ".join(out_of_reach))
-
-
-def _whose(endpoint: KafkaEndpoint | None) -> str:
-    if endpoint is None or endpoint.secret is None:
-        return "the client"
-    return f"the credentials of Secret {endpoint.secret}"
-
-
-# --- clients kept per endpoint ---------------------------------------------------------------
-
-K = TypeVar("K", bound=Hashable)
-C = TypeVar("C")
-
-
-class ClientPool(Generic[K, C]):
-    """Open clients by endpoint, at most ``size`` (the least recently used is closed), and one
-    opening per endpoint at a time, shared by the callers that wait for it. Callers drop a client
-    whose request failed, so that the next one connects anew.
-
-    ``size`` should be at least the number of callers at once: then a client in use is always
-    among the ``size`` most recently used and is never closed under its caller.
-    """
-
-    def __init__(
-        self,
-        *,
-        size: int,
-        close: Callable[[C], Awaitable[None]],
-        alive: Callable[[C], bool],
-    ) -> None:
-        if size < 1:
-            raise ValueError(f"a pool of {size} clients holds none")
-        self._size = size
-        self._close = close
-        self._alive = alive
-        self._clients: OrderedDict[K, C] = OrderedDict()
-        self._opening: dict[K, asyncio.Task[C]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    async def get(self, key: K, open: Callable[[], Awaitable[C]]) -> C:
-        client = self._clients.get(key)
-        if client is not None and self._alive(client):
-            self._clients.move_to_end(key)
-            return client
-        if client is not None:
-            self.drop(key, client)
-        opening = self._opening.get(key)
-        if opening is None:
-            opening = asyncio.ensure_future(open())
-            self._opening[key] = opening
-            opening.add_done_callback(lambda task: self._opened(key, task))
-        # Shielded: a caller that gives up (its deadline) does not cancel the others' opening.
-        return await asyncio.shield(opening)
-
-    def _opened(self, key: K, task: asyncio.Task[C]) -> None:
-        self._opening.pop(key, None)
-        if task.cancelled() or task.exception() is not None:
-            return  # the callers waiting on it got the error; one that gave up needs none
-        self._clients[key] = task.result()
-        while len(self._clients) > self._size:
-            _, oldest = self._clients.popitem(last=False)
-            self._close_later(oldest)
-
-    def drop(self, key: K, client: C | None) -> None:
-        """Stop keeping ``client`` for ``key`` (if it still is) and close it in the background:
-        a caller at its deadline does not wait for the goodbye."""
-        if client is not None and self._clients.get(key) is client:
-            del self._clients[key]
-            self._close_later(client)
-
-    def _close_later(self, client: C) -> None:
-        task = asyncio.ensure_future(self._close(client))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def aclose(self) -> None:
-        for task in list(self._opening.values()):
-            task.cancel()
-        clients = list(self._clients.values())
-        self._clients.clear()
-        await asyncio.gather(*(self._close(client) for client in clients), *self._closing)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._opening.values(), return_exceptions=True)

@@ -24,16 +24,13 @@ from nats.aio.client import Client
 
 from kubelambda.api.streams import Position
 from kubelambda.delivery.broker import BrokerSettings, nats_servers
+from kubelambda.delivery.client_pool import ClientPool
 from kubelambda.delivery.endpoints import (
     INVALID_SECRET,
-    ClientPool,
     CredentialsError,
     KafkaEndpoint,
     NatsEndpoint,
-    described,
     kafka_options,
-    kafka_refusal,
-    kafka_unreachable,
     nats_options,
     redacted,
 )
@@ -43,6 +40,7 @@ from kubelambda.delivery.kafka_groups import (
     group_lag,
     missing_topics,
 )
+from kubelambda.delivery.reachability import described, kafka_refusal, kafka_unreachable
 
 __all__ = [
     "AUTHENTICATION_FAILED",

@@ -1,5 +1,5 @@
 """Publishes to JetStream that return once the stream acknowledged the write, for the gateway's
-202 and the dispatcher's write-backs (`JetStreamStore`).
+202 and the dispatcher's write-backs (`BrokerConnection`, connection.py).
 
 nats-py's `JetStreamContext.publish` makes a reply subject from fresh random bytes, waits with
 `asyncio.wait_for` and builds a `PubAck` dataclass for every message: about a third of what

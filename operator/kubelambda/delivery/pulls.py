@@ -1,6 +1,6 @@
 """A durable JetStream pull consumer kept asked: one pull request for `batch` messages always
 waits at the server, so a message goes out the moment an acknowledgement frees a place under
-the consumer's `max_ack_pending`, without a round trip to ask for it (`JetStreamStore`'s lanes).
+the consumer's `max_ack_pending`, without a round trip to ask for it (a lane of lanes.py).
 
 nats-py's `fetch` asks only when called, waits for each message with a task of its own and
 `asyncio.wait_for`, and returns a batch only once it is complete or timed out; here messages are

@@ -16,7 +16,7 @@ from kubelambda.api.delivery import Delivery
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import Clock
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
-from kubelambda.dispatcher.delivery import FunctionCall
+from kubelambda.dispatcher.function_call import FunctionCall
 from kubelambda.dispatcher.records import failure_targets, invocation_record, record_jobs
 from kubelambda.dispatcher.shapes import batch_item_failures
 from kubelambda.gateway.ids import new_request_id

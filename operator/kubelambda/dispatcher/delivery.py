@@ -2,35 +2,33 @@
 the function's dead letter, as Lambda's on-failure destination would be.
 
 The gateway's sources put accepted events (Event invocations, bucket notifications) in
-the store; `AsyncDelivery`'s workers take them and invoke each through a `FunctionCall`:
-in the gateway's own process (`InProcessCall`, with the memory or file store; the gateway
-starts and stops them, `Gateway.attach`), or through a gateway's Invoke API
-(`dispatcher.gateway_call`, in ``kubelambda dispatcher`` over the broker). Every try, and
-every record sent on, carries the trace the event was accepted in (`DeliveryJob.trace`).
+the store; `AsyncDelivery`'s workers take them and invoke each through a `FunctionCall`
+(function_call.py): in the gateway's own process (`InProcessCall`, in_process_call.py, with the
+memory or file store; the gateway starts and stops them, `Gateway.attach`), or through a
+gateway's Invoke API (`dispatcher.gateway_call`, in ``kubelambda dispatcher`` over the broker).
+Every try, and every record sent on, carries the trace the event was accepted in
+(`DeliveryJob.trace`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
-from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from kubelambda.clock import Clock
 from kubelambda.delivery.jobs import DeliveryJob, Target
 from kubelambda.delivery.store import DeliveryStore
+from kubelambda.dispatcher.function_call import FunctionCall, json_or_text
 from kubelambda.dispatcher.records import failure_targets, invocation_record, record_jobs
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
-from kubelambda.gateway.invocation import Invoker
-from kubelambda.gateway.routing import RoutingTable
 from kubelambda.gateway.settings import GatewaySettings
-from kubelambda.gateway.tracing import XRAY_HEADER, from_xray
+from kubelambda.gateway.tracing import XRAY_HEADER
 from kubelambda.gateway.upstream import UpstreamPool
 
-__all__ = ["AsyncDelivery", "FunctionCall", "InProcessCall", "Outcome", "json_or_text"]
+__all__ = ["AsyncDelivery", "PublishRecord"]
 
 log = logging.getLogger(__name__)
 
@@ -41,126 +39,12 @@ _URL_TIMEOUT_SECONDS = 30.0
 _IDLE_SECONDS = 60.0
 
 
-_UNREAD = object()
-
-
-class Outcome:
-    """What one try of a job came to.
-
-    An answer's body is read as JSON only when someone asks for it (a destination record, a
-    batch's item failures): a delivered event's answer is usually looked at by no one.
-    """
-
-    __slots__ = ("_body", "_raw", "final", "function_error", "gone", "status", "throttled")
-
-    def __init__(
-        self,
-        *,
-        status: int,
-        function_error: str | None = None,
-        body: Any = None,
-        throttled: bool = False,
-        gone: bool = False,
-        final: bool = False,
-        raw: bytes | None = None,
-    ) -> None:
-        self.status = status
-        # Set when the function failed (its error type), or the gateway did for it.
-        self.function_error = function_error
-        # Not placed (no instance in time, a queue full): try later without spending a retry.
-        self.throttled = throttled
-        # The function no longer exists: the job is dropped.
-        self.gone = gone
-        # The event can never succeed (not JSON, too large): no retry, to the dead letter.
-        self.final = final
-        # `raw`: the answer as it came, read (JSON, else text) into `body` when asked for.
-        self._raw = raw
-        self._body = _UNREAD if raw is not None else body
-
-    @property
-    def body(self) -> Any:
-        if self._body is _UNREAD:
-            self._body = json_or_text(self._raw or b"")
-        return self._body
-
-    def _fields(self) -> tuple[Any, ...]:
-        return (self.status, self.function_error, self.body, self.throttled, self.gone, self.final)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Outcome):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
-
-    def __repr__(self) -> str:
-        return (
-            f"Outcome(status={self.status!r}, function_error={self.function_error!r}, "
-            f"body={self.body!r}, throttled={self.throttled!r}, gone={self.gone!r}, "
-            f"final={self.final!r})"
-        )
-
-
 class PublishRecord(Protocol):
     """Publishes a record to a destination subject (JetStreamStore.publish_record)."""
 
     async def __call__(
         self, subject: str, data: bytes, msg_id: str, *, trace: str | None = None
     ) -> None: ...
-
-
-class FunctionCall(Protocol):
-    """One try of a job's invocation."""
-
-    async def __call__(self, job: DeliveryJob) -> Outcome: ...
-
-
-class InProcessCall:
-    """Invokes through this gateway's own invoker (scale from zero, holding, concurrency)."""
-
-    def __init__(
-        self,
-        *,
-        invoker: Invoker,
-        routes: Callable[[], RoutingTable],
-        clock: Clock,
-        settings: GatewaySettings,
-    ) -> None:
-        self._invoker = invoker
-        self._routes = routes
-        self._clock = clock
-        self._settings = settings
-
-    async def __call__(self, job: DeliveryJob) -> Outcome:
-        key = job.function
-        entry = self._routes().functions.get(key) if key is not None else None
-        if entry is None:
-            return Outcome(status=404, gone=True)
-        try:
-            invocation = await self._invoker.invoke(
-                entry,
-                payload=job.payload,
-                request_id=job.id,
-                invoked_arn=job.invoked_arn.encode("ascii"),
-                hold_deadline=self._clock.monotonic() + self._settings.hold_timeout_seconds,
-                client_context=job.client_context,
-                # A job written before traces were kept, or a broken trace: a new trace.
-                trace=from_xray(job.trace) if job.trace else None,
-            )
-        except GatewayError as exc:
-            error = {"errorType": exc.error_type, "errorMessage": exc.message}
-            if exc.retryable:
-                return Outcome(status=exc.status, body=error, throttled=True)
-            return Outcome(status=exc.status, function_error=exc.error_type, body=error)
-        response = invocation.response
-        function_error = response.header(b"x-amz-function-error")
-        if response.status == 200 and function_error is None:
-            return Outcome(status=200, raw=response.body)
-        return Outcome(
-            status=response.status,
-            function_error=function_error.decode("latin-1") if function_error else "Unhandled",
-            raw=response.body,
-        )
 
 
 class AsyncDelivery:
@@ -401,10 +285,3 @@ class AsyncDelivery:
             return
         if not admitted:
             log.error("records of event %s lost: the delivery queue is full", job.id)
-
-
-def json_or_text(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body.decode("utf-8", "replace")

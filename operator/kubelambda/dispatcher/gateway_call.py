@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from kubelambda.delivery.jobs import DeliveryJob
-from kubelambda.dispatcher.delivery import Outcome, json_or_text
+from kubelambda.dispatcher.function_call import Outcome, json_or_text
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
 from kubelambda.gateway.upstream import UpstreamPool
 

@@ -23,7 +23,7 @@ from kubelambda.api.filters import FilterPattern, matches_any, parse_filter
 from kubelambda.api.streams import KafkaSource
 from kubelambda.api.trigger import Trigger
 from kubelambda.clock import Clock
-from kubelambda.delivery.endpoints import described
+from kubelambda.delivery.reachability import described
 from kubelambda.dispatcher.batches import BatchInvoker, FailedRecords
 from kubelambda.dispatcher.kafka_batch import BatchRunner
 from kubelambda.dispatcher.kafka_buffer import Fetched

@@ -1,8 +1,8 @@
 """What a kafka Trigger's poller needs of its cluster beyond delivery/endpoints.py (the Secret's
-rules, the client's options and the probe it shares with the operator): the probe's answer in the
-poller's words (`why_unreachable`), the topics it lacks, a fetch that places an AT_TIMESTAMP
-group, pauses, commits of several batches in one request, a rebalance listener, and a bounded
-stop. Used by kafka.py.
+rules, the client's options) and delivery/reachability.py (the probe it shares with the
+operator): the probe's answer in the poller's words (`why_unreachable`), the topics it lacks, a
+fetch that places an AT_TIMESTAMP group, pauses, commits of several batches in one request, a
+rebalance listener, and a bounded stop. Used by kafka.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     OffsetOutOfRangeError,
 )
 
-from kubelambda.delivery.endpoints import KafkaEndpoint, kafka_unreachable
+from kubelambda.delivery.endpoints import KafkaEndpoint
+from kubelambda.delivery.reachability import kafka_unreachable
 
 __all__ = [
     "Commits",
@@ -38,7 +39,7 @@ async def why_unreachable(
     """What connecting to the bootstrap servers with the poller's `options` runs into (a refused
     connection, credentials the brokers refuse, a listener that wants SASL), which the consumer
     only reports as "Unable to bootstrap"; None when one of them answers. The operator's probe
-    looks the same way (delivery/endpoints.py)."""
+    looks the same way (delivery/reachability.py)."""
     # The probe words a refusal by the SASL mechanism offered (none: the listener may want one).
     endpoint = KafkaEndpoint(bootstrap_servers=servers, mechanism=options.get("sasl_mechanism"))
     found = await kafka_unreachable(endpoint, options, seconds=seconds)

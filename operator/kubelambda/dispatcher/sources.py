@@ -32,7 +32,7 @@ from kubelambda.delivery.endpoints import (
     nats_options,
 )
 from kubelambda.dispatcher.batches import Admit, BatchInvoker, FailedRecords
-from kubelambda.dispatcher.delivery import FunctionCall
+from kubelambda.dispatcher.function_call import FunctionCall
 from kubelambda.dispatcher.kafka import KafkaPoller
 from kubelambda.dispatcher.queue import QueuePoller
 

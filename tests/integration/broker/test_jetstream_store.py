@@ -20,7 +20,8 @@ from harness.nats import NatsServer
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
 from kubelambda.delivery.broker import BrokerSettings
-from kubelambda.delivery.jetstream import Backlog, BrokerUnavailable, JetStreamStore
+from kubelambda.delivery.connection import BrokerUnavailable
+from kubelambda.delivery.jetstream import Backlog, JetStreamStore
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
 
 pytestmark = pytest.mark.anyio

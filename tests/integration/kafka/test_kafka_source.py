@@ -30,7 +30,7 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.api.trigger import Trigger, parse_trigger
 from kubelambda.clock import SystemClock
 from kubelambda.delivery.jobs import DeliveryJob
-from kubelambda.dispatcher.delivery import Outcome
+from kubelambda.dispatcher.function_call import Outcome
 from kubelambda.dispatcher.sources import EventSources
 from support.local import LocalMode, start_local
 from support.manifests import FAILURE_DESTINATION

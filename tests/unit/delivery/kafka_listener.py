@@ -1,6 +1,6 @@
 """A stand-in for a Kafka listener that wants SASL, on a loopback port: it answers the client's
 ApiVersions request (which brokers take before authentication) and closes the connection at the
-next request. Used by the unit tests of the Kafka probe (delivery/endpoints.py) and of the
+next request. Used by the unit tests of the Kafka probe (delivery/reachability.py) and of the
 dispatcher's use of it."""
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """delivery/endpoints.py, the one reading of a queue or kafka Trigger's Secret for the operator's
 probe and the dispatcher's pollers: a kafka Trigger's auth and Secret as aiokafka's security
 options (SASL PLAIN and SCRAM, TLS with the Secret's authority and client certificate), each
-misfit named; a queue Trigger's NATS credentials as nats.connect's arguments; the words for a
-refusal; what a cluster that cannot be reached runs into."""
+misfit named; a queue Trigger's NATS credentials as nats.connect's arguments."""
 
 from __future__ import annotations
 
@@ -13,25 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
 from nats.aio.client import RawCredentials
 
 from harness.pki import CertificateAuthority
 from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.endpoints import (
     CredentialsError,
-    KafkaEndpoint,
     NatsEndpoint,
-    described,
     kafka_endpoint,
     kafka_options,
-    kafka_refusal,
-    kafka_unreachable,
     nats_endpoint,
     nats_options,
 )
-from support.waiting import free_port
-from unit.delivery.kafka_listener import listener_wanting_sasl
 
 USER = {"username": "lambda", "password": "s3cret"}
 SERVERS = ("kafka:9092",)
@@ -132,68 +124,6 @@ def test_sasl_over_tls_with_the_secrets_authority_and_client_certificate(
 def test_secrets_that_do_not_fit_are_named(secret: dict[str, str], tls: bool, problem: str) -> None:
     with pytest.raises(CredentialsError, match=re.escape(problem)):
         options(secret, tls=tls)
-
-
-# --- Kafka: refusals and a cluster out of reach ---------------------------------------------
-
-SASL = KafkaEndpoint(bootstrap_servers=SERVERS, mechanism="PLAIN", secret="login")
-BARE = KafkaEndpoint(bootstrap_servers=SERVERS)
-CLOSED = kafka_errors.KafkaConnectionError("Connection at kafka:9092 closed")
-
-
-@pytest.mark.parametrize(
-    ("exc", "endpoint", "after_connect", "words"),
-    [
-        (ssl.SSLError(1, "certificate verify failed"), SASL, False, "failed the TLS handshake: "),
-        (
-            kafka_errors.SaslAuthenticationFailed("Invalid username or password"),
-            SASL,
-            False,
-            "refused the credentials of Secret login: ",
-        ),
-        (kafka_errors.TopicAuthorizationFailedError(), None, False, "refused the client: "),
-        (CLOSED, BARE, True, "the listener may want SASL credentials (spec.kafka.auth.secretRef)"),
-        (CLOSED, BARE, False, None),  # before a connection: out of reach, not a refusal
-        (CLOSED, SASL, True, None),  # credentials were offered: not a listener wanting them
-        (OSError("Connect call failed"), BARE, False, None),
-    ],
-)
-def test_what_counts_as_a_refusal_of_the_client(
-    exc: BaseException, endpoint: KafkaEndpoint | None, after_connect: bool, words: str | None
-) -> None:
-    refusal = kafka_refusal(exc, endpoint=endpoint, after_connect=after_connect)
-    if words is None:
-        assert refusal is None
-    else:
-        assert refusal is not None and words in refusal
-
-
-@pytest.mark.anyio
-async def test_an_address_nobody_listens_on_is_out_of_reach() -> None:
-    server = f"127.0.0.1:{free_port()}"
-    endpoint = kafka_endpoint((server,), tls=False, secret=None, data=None)
-    found = await kafka_unreachable(endpoint, kafka_options(endpoint), seconds=5)
-    assert found is not None and not found.refused
-    assert found.detail.startswith(f"{server}: ")
-    assert found.message == f"cannot reach Kafka at {found.detail}"
-    assert "Connect call failed" in found.detail or "refused" in found.detail.lower()
-
-
-@pytest.mark.anyio
-async def test_a_listener_that_closes_on_a_client_without_credentials_refused_it() -> None:
-    async with listener_wanting_sasl() as server:
-        endpoint = kafka_endpoint((server,), tls=False, secret=None, data=None)
-        found = await kafka_unreachable(endpoint, kafka_options(endpoint), seconds=5)
-    assert found is not None and found.refused
-    assert found.detail.startswith(f"{server} closed the connection before answering")
-    assert "the listener may want SASL credentials" in found.detail
-    assert found.message == f"Kafka at {found.detail}"
-
-
-def test_exceptions_are_described_once() -> None:
-    assert described(TimeoutError()) == "no answer in time"
-    assert described(ValueError("bad")) == "ValueError: bad"
-    assert described(RuntimeError()) == "RuntimeError"
 
 
 # --- NATS: the Secret as nats.connect's arguments -------------------------------------------

@@ -9,7 +9,6 @@ import pytest
 
 from kubelambda.api.identity import FunctionKey
 from kubelambda.delivery.jobs import DeliveryPolicy, Target
-from kubelambda.dispatcher.delivery import Outcome
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.serving import HELLO, OK, MakeStandIn, StartGateway, raw_server, wait_for
@@ -244,16 +243,3 @@ async def test_an_event_older_than_its_maximum_age_is_not_tried_again(
     await wait_for(lambda: failures.received)
     assert len(worker.received) == 1
     assert failures.received[0].event["requestContext"]["condition"] == "EventAgeExceeded"
-
-
-@pytest.mark.parametrize(
-    ("raw", "body"),
-    [(b'{"ok": true}', {"ok": True}), (b"plain \xff", "plain \ufffd"), (b"", "")],
-)
-def test_an_answer_is_read_only_when_asked_for_and_as_json_when_it_is(
-    raw: bytes, body: object
-) -> None:
-    # Kept as bytes until asked for: most delivered events' answers go nowhere.
-    outcome = Outcome(status=200, raw=raw)
-    assert outcome.body == body
-    assert outcome == Outcome(status=200, body=body)

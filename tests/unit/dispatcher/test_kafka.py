@@ -23,7 +23,7 @@ from kubelambda.api.trigger import Trigger, parse_trigger
 from kubelambda.clock import FakeClock, SystemClock
 from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.dispatcher.batches import BatchInvoker, FailedRecords
-from kubelambda.dispatcher.delivery import Outcome
+from kubelambda.dispatcher.function_call import Outcome
 from kubelambda.dispatcher.kafka import KafkaPoller
 from kubelambda.dispatcher.kafka_steps import Share, kafka_record
 from support.waiting import wait_for_async

@@ -1,7 +1,8 @@
 """dispatcher/kafka_client.py: what a kafka poller's cluster runs into when the consumer cannot
 bootstrap, in the words the poller puts after "cannot reach the Kafka cluster at ...: " (the
-Secret's rules and the probe itself are delivery/endpoints.py's, tests/unit/delivery); and the
-commits of batches that end while one is out, sent together."""
+Secret's rules are delivery/endpoints.py's, the probe itself delivery/reachability.py's, with
+their tests in tests/unit/delivery); and the commits of batches that end while one is out, sent
+together."""
 
 from __future__ import annotations
 

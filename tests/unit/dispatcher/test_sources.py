@@ -17,7 +17,7 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.api.trigger import Trigger, parse_trigger
 from kubelambda.clock import SystemClock
 from kubelambda.delivery.jobs import DeliveryJob
-from kubelambda.dispatcher.delivery import Outcome
+from kubelambda.dispatcher.function_call import Outcome
 from kubelambda.dispatcher.sources import EventSources
 from support.manifests import inline_function
 from support.waiting import wait_for_async

@@ -1,5 +1,5 @@
-"""JetStreamStore's hand-over of a pulled message to delivery (delivery/jetstream.py), without a
-broker: a hand-over cut short must not leave the message marked as being delivered."""
+"""The lanes' hand-over of a pulled message to delivery (delivery/lanes.py), without a broker:
+a hand-over cut short must not leave the message marked as being delivered."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
 from kubelambda.delivery.broker import BrokerSettings
 from kubelambda.delivery.codec import encode_job
-from kubelambda.delivery.jetstream import JetStreamStore
+from kubelambda.delivery.connection import BrokerConnection
 from kubelambda.delivery.jobs import DeliveryJob, DeliveryPolicy
+from kubelambda.delivery.lanes import Lanes
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,15 @@ def _pulled(n: int) -> Msg:
 
 
 async def test_a_hand_over_cancelled_while_delivery_is_full_is_not_kept_in_progress() -> None:
-    store = JetStreamStore(BrokerSettings(url="nats://127.0.0.1:4222"), clock=SystemClock())
-    await store._arrived(_pulled(1))  # takes the one place in the queue to delivery
-    second = asyncio.create_task(store._arrived(_pulled(2)))
+    connection = BrokerConnection(BrokerSettings(url="nats://127.0.0.1:4222"))
+    lanes = Lanes(connection, clock=SystemClock(), fetch_wait=2.0)
+    await lanes._arrived(_pulled(1))  # takes the one place in the queue to delivery
+    second = asyncio.create_task(lanes._arrived(_pulled(2)))
     await asyncio.sleep(0)  # one turn of the loop: it runs until the full queue stops it
-    assert len(store._taken) == 2
+    assert len(lanes._taken) == 2
     second.cancel()  # as when the pull's subscription goes away (broker restart)
     with pytest.raises(asyncio.CancelledError):
         await second
     # Only the job delivery holds stays under the heartbeat; the other goes back to JetStream
     # after ack_wait instead of being kept "in progress" for ever.
-    assert len(store._taken) == 1
+    assert len(lanes._taken) == 1
