@@ -27,6 +27,7 @@ COMPILED = ["operator/kubelambda/clock.py"] + [
         "http",
         "ids",
         "invocation",
+        "lease",
         "limits",
         "metrics",
         "overload",
@@ -38,6 +39,8 @@ COMPILED = ["operator/kubelambda/clock.py"] + [
         "stalls",
         "tracing",
         "upstream",
+        "upstreamconnection",
+        "waking",
     )
 ]
 

@@ -1,20 +1,19 @@
 """Activation and load balancing: hands each request a slot on a ready instance, or holds it.
 
 The invoker calls `Activator.acquire` before every upstream call. With a free slot it
-returns at once (least in-flight instance, never above its concurrency); otherwise the
-request waits in the function's bounded queue, the platform is woken when no instance is
-ready, and the wait ends when the platform reports an instance or a slot is released.
-Overflow is refused at once (503, Retry-After), never held to time out: a full queue, a
-warm function whose queue its instances would not drain in time, a gateway running late.
+returns at once (least in-flight instance, never above its concurrency) with a Lease
+(lease.py); otherwise the request waits in the function's bounded queue, the platform is
+woken when no instance is ready (waking.py), and the wait ends when the platform reports an
+instance or a slot is released. Overflow is refused at once (503, Retry-After), never held to
+time out: a full queue, a warm function whose queue its instances would not drain in time, a
+gateway running late.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from kubelambda.api.identity import FunctionKey
@@ -24,83 +23,18 @@ from kubelambda.gateway.exceptions import (
     DeadlineExceeded,
     GatewayOverloaded,
     HoldQueueFull,
-    Unavailable,
 )
 from kubelambda.gateway.functionstate import FunctionLoad, FunctionState, Slot, Waiter
-from kubelambda.gateway.limits import FunctionLimits, Permit
+from kubelambda.gateway.lease import Lease, Lessor, Outcome
+from kubelambda.gateway.limits import FunctionLimits
 from kubelambda.gateway.overload import LoopLag
-from kubelambda.gateway.platform import Instance, Platform, PlatformError
+from kubelambda.gateway.platform import Instance, Platform
+from kubelambda.gateway.waking import Waker
 
-__all__ = ["Activator", "Lease", "Outcome"]
-
-log = logging.getLogger(__name__)
-
-
-class Outcome(enum.Enum):
-    """How an upstream call went, as far as choosing instances is concerned."""
-
-    OK = "ok"
-    REFUSED = "refused"  # could not connect: leave the instance out for a while
-    BUSY = "busy"  # the instance answered 429: leave it out briefly
+__all__ = ["Activator"]
 
 
-class Lease:
-    """A slot on one instance, held for one upstream call; release it exactly once.
-
-    `waited` is how long the request was held (0 when a slot was free); `cold` says
-    whether it was held because no instance was ready (a cold start).
-    """
-
-    __slots__ = (
-        "_activator",
-        "_released",
-        "_slot",
-        "_started",
-        "_state",
-        "cold",
-        "permit",
-        "waited",
-    )
-
-    def __init__(
-        self,
-        activator: Activator,
-        state: FunctionState,
-        slot: Slot,
-        *,
-        started: float,
-        waited: float,
-        cold: bool,
-    ) -> None:
-        self._activator = activator
-        self._state = state
-        self._slot = slot
-        self._released = False
-        self._started = started  # when the slot was granted, on the activator's clock
-        self.waited = waited
-        self.cold = cold
-        self.permit: Permit | None = None  # counted against the function's limits
-
-    @property
-    def instance(self) -> Instance:
-        return self._slot.instance
-
-    def release(self, outcome: Outcome = Outcome.OK, *, now: float | None = None) -> None:
-        if self._released:  # `now`: the activator's clock, when the caller has just read it
-            return
-        self._released = True
-        if outcome is Outcome.OK:
-            now = self._activator._clock.monotonic() if now is None else now
-            # A moving average of how long a slot stays taken: the rate held requests drain at.
-            state, seconds, service = self._state, now - self._started, self._state.service
-            state.service = seconds if not service else service + 0.1 * (seconds - service)
-        if self.permit is not None:
-            # An instance that refused did not run it: the invoker's retry takes a new permit.
-            self.permit.release(refund=outcome is not Outcome.OK)
-        self._activator._release(self._state, self._slot, outcome)
-
-
-class Activator:
+class Activator(Lessor):
     """Per-function instance slots and held requests, kept current by platform notifications.
 
     Overflow is answered at once, with Retry-After: HoldQueueFull when a function already
@@ -137,11 +71,15 @@ class Activator:
         if loop_lag is None:
             loop_lag = self._lag_monitor = LoopLag()
         self._loop_lag = loop_lag
-        self._wake_interval = wake_interval_seconds
+        self._waker = Waker(
+            platform=platform,
+            clock=clock,
+            interval_seconds=wake_interval_seconds,
+            retry_after_seconds=retry_after_seconds,
+        )
         self._eject_seconds = eject_seconds
         self._busy_eject_seconds = busy_eject_seconds
         self._states: dict[FunctionKey, FunctionState] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = platform.subscribe(self._on_instances)
 
     async def acquire(
@@ -221,7 +159,7 @@ class Activator:
         waiter = Waiter(asyncio.get_running_loop().create_future(), now, cold)
         state.waiters.append(waiter)
         if cold or not state.usable(now):
-            self._wake(state, now)
+            self._waker.wake(state, now)
         # Held for a left-out instance (it answered 429 or refused just before): dispatch when
         # it is back, since no release may come to do it.
         self._dispatch_when_back(state)
@@ -310,7 +248,7 @@ class Activator:
 
     @staticmethod
     def _drop(state: FunctionState, waiter: Waiter) -> None:
-        # It may already be off the queue, taken by _dispatch or _fail_waiters.
+        # It may already be off the queue, taken by _dispatch or Waker.fail.
         with contextlib.suppress(ValueError):
             state.waiters.remove(waiter)
 
@@ -327,7 +265,7 @@ class Activator:
             now = self._clock.monotonic()
             slot.ejected_until = now + pause
             if state.waiters and not state.usable(now):
-                self._wake(state, now)
+                self._waker.wake(state, now)
         # Hand the slot's waiters on: to other instances now, or to this one once it is back.
         if state.waiters:
             self._dispatch(state)
@@ -378,42 +316,7 @@ class Activator:
         state.set_instances(instances)
         self._dispatch(state)
         if state.waiters and not state.order:
-            self._wake(state, self._clock.monotonic())
-
-    def _wake(self, state: FunctionState, now: float) -> None:
-        """Ask the platform for an instance, at most once per wake interval per function."""
-        if now - state.last_wake < self._wake_interval:
-            return
-        state.last_wake = now
-        task = asyncio.get_running_loop().create_task(self._call_wake(state))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _call_wake(self, state: FunctionState) -> None:
-        try:
-            await self._platform.wake(state.key)
-        except PlatformError as exc:
-            self._fail_waiters(state, f"function {state.key} cannot start: {exc}")
-            return
-        except Exception:
-            log.exception("asking the platform to wake %s failed", state.key)
-        # Held requests keep asking, in case the platform lost the request.
-        if state.waiters and state.rewake is None:
-            state.rewake = asyncio.get_running_loop().call_later(
-                self._wake_interval, self._rewake, state
-            )
-
-    def _rewake(self, state: FunctionState) -> None:
-        state.rewake = None
-        now = self._clock.monotonic()
-        if state.waiters and not state.usable(now):
-            self._wake(state, now)
-
-    def _fail_waiters(self, state: FunctionState, message: str) -> None:
-        while state.waiters:
-            waiter = state.waiters.popleft()
-            if not waiter.future.done():
-                waiter.future.set_exception(Unavailable(message, retry_after=self._retry_after))
+            self._waker.wake(state, self._clock.monotonic())
 
     def snapshot(self) -> dict[FunctionKey, FunctionLoad]:
         """Every function the activator has seen, with its counters now."""
@@ -422,13 +325,11 @@ class Activator:
     def fail_held(self, message: str) -> None:
         """Answer every held request with 503 and `message` (the gateway is stopping)."""
         for state in self._states.values():
-            if state.rewake is not None:
-                state.rewake.cancel()
-                state.rewake = None
+            self._waker.cancel(state)
             if state.redispatch is not None:
                 state.redispatch.cancel()
                 state.redispatch = None
-            self._fail_waiters(state, message)
+            self._waker.fail(state, message)
 
     async def aclose(self) -> None:
         """Stop listening to the platform and answer every held request with 503."""
@@ -438,7 +339,4 @@ class Activator:
         if self._lag_monitor is not None:
             self._lag_monitor.close()
         self.fail_held("the gateway is shutting down")
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._waker.aclose()

@@ -14,18 +14,20 @@ from collections.abc import Awaitable, Callable
 from typing import Final, NamedTuple, cast
 
 from kubelambda.clock import Clock
-from kubelambda.gateway.activation import Activator, Outcome
+from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.exceptions import (
     DeadlineExceeded,
     GatewayError,
     InstanceUnavailable,
     UpstreamFailed,
 )
+from kubelambda.gateway.lease import Outcome
 from kubelambda.gateway.metrics import BILLED_DURATION_HEADER, GatewayMetrics, billed_ms
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.spans import InvocationSpans, SpanTracer, tracer_from_environment
 from kubelambda.gateway.tracing import TraceContext, new_trace
-from kubelambda.gateway.upstream import UpstreamPool, UpstreamResponse
+from kubelambda.gateway.upstream import UpstreamPool
+from kubelambda.gateway.upstreamconnection import UpstreamResponse
 
 __all__ = ["INVOKE_TARGET", "Invocation", "Invoker"]
 

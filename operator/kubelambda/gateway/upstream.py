@@ -1,5 +1,5 @@
 """A lean HTTP/1.1 client from the gateway to function instances: keep-alive pools of raw
-asyncio connections, responses parsed with httptools.
+asyncio connections (upstreamconnection.py), and the readiness check of one instance.
 
 The invoker sends every invocation through `UpstreamPool.request`; asynchronous delivery
 also posts dead letters to URLs with it. General-purpose clients (aiohttp, httpx) cost
@@ -13,200 +13,29 @@ import errno
 import logging
 import ssl
 from collections.abc import Sequence
-from typing import Any, Final, cast
-
-import httptools
+from typing import Any, Final
 
 from kubelambda.connect import first_connection
-from kubelambda.gateway.exceptions import (
-    InstanceUnavailable,
-    Unavailable,
-    UpstreamFailed,
-    UpstreamTimeout,
-)
+from kubelambda.gateway.exceptions import InstanceUnavailable, Unavailable, UpstreamFailed
 from kubelambda.gateway.heap import give_large_blocks_back
+from kubelambda.gateway.upstreamconnection import (
+    InstanceKey,
+    StaleConnection,
+    UpstreamConnection,
+    UpstreamResponse,
+)
 
-__all__ = ["UpstreamPool", "UpstreamResponse", "healthy"]
+__all__ = ["UpstreamPool", "healthy"]
 
 log = logging.getLogger(__name__)
 
-_Key = tuple[str, int, bool]
 # The gateway's own resources ran out (descriptors, kernel buffers), not the instance's:
 # asyncio's accept loop treats the same errors the same way.
 _EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # At most one log line this often while connections cannot be opened for that reason.
 _EXHAUSTED_LOG_SECONDS: Final = 60.0
-# Takes a lost connection's place as its parser (whose own holds its methods: a cycle).
-_NO_PARSER: Final = httptools.HttpResponseParser(object())
 # Instances whose request heads are kept (UpstreamPool._heads): emptied when full.
 _MAX_HEADS: Final = 4096
-
-
-class UpstreamResponse:
-    """An instance's complete answer; header names are lower-case bytes."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header `name` (lower-case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class _Stale(Exception):
-    """A reused connection closed before any byte of the answer: the server had closed it."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; carries one exchange at a time."""
-
-    def __init__(self, pool: UpstreamPool, key: _Key, loop: asyncio.AbstractEventLoop) -> None:
-        self._pool = pool
-        self.key = key
-        self._loop = loop
-        self.transport: asyncio.Transport | None = None
-        # Made once connected: uvloop makes a protocol for a connection that then fails, and
-        # calls neither connection_made nor connection_lost on it.
-        self._parser = _NO_PARSER
-        self._waiter: asyncio.Future[UpstreamResponse] | None = None
-        self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
-        self._size = 0
-        self._received = False
-        self.keep_alive = False
-        self.closed = False
-        self.idle_since = 0.0
-        self.reused = False
-        # The deadline of the exchange in flight, and the timer that watches it: armed when
-        # an exchange needs it and looked at when it fires, rather than armed and cancelled
-        # around every exchange (a timer cost as much as a tenth of a proxied request).
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self._parser = httptools.HttpResponseParser(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():
-            # Bytes nobody asked for (a server's 408 on an idle connection): drop it.
-            self.close()
-            return
-        self._received = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamFailed(f"instance answered malformed HTTP: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._stop_timer()
-        self._pool._forget(self)
-        if self._waiter is not None and not self._waiter.done():
-            if not self._received and self.reused:
-                self._waiter.set_exception(_Stale())
-            else:
-                self._waiter.set_exception(
-                    UpstreamFailed("instance closed the connection before answering completely")
-                )
-        # The parser holds this connection's methods: a cycle a full collection would free.
-        self._parser = _NO_PARSER
-
-    # httptools callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        self._size += len(body)
-        if self._size > self._pool.max_response_bytes:
-            self._fail(
-                UpstreamFailed(f"instance answered more than {self._pool.max_response_bytes} bytes")
-            )
-            self.close()
-            return
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.keep_alive = self._parser.should_keep_alive()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            waiter.set_result(UpstreamResponse(self._status, self._headers, body))
-
-    # the exchange
-
-    def _fail(self, exc: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
-
-    def _arm(self, deadline: float) -> None:
-        """Watch `deadline`: a timer already due by then will look at it when it fires."""
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or self._timer_at > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._deadline_passed)
-            self._timer_at = deadline
-
-    def _deadline_passed(self) -> None:
-        self._timer = None
-        if self._waiter is None or self._waiter.done():
-            return  # no exchange in flight: the next one arms the timer again
-        if self._deadline <= self._timer_at:
-            self._fail(UpstreamTimeout("the instance did not answer in time"))
-            self.close()
-        else:  # armed for an earlier exchange: watch this one's own deadline
-            self._timer = self._loop.call_at(self._deadline, self._deadline_passed)
-            self._timer_at = self._deadline
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def close(self) -> None:
-        self._stop_timer()
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.close()
-
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[UpstreamResponse]:
-        """Send a request: the future is its answer, due by `deadline`; the caller (request)
-        awaits it, then sets `_waiter` to None. Not a coroutine: one fewer per invocation."""
-        transport = self.transport
-        if transport is None or self.closed or transport.is_closing():
-            raise _Stale()
-        self._status = 0
-        self._headers = []
-        self._body = []
-        self._size = 0
-        self._received = False
-        self.keep_alive = False
-        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
-        self._waiter = waiter
-        self._arm(deadline)
-        transport.write(data)
-        return waiter
 
 
 class UpstreamPool:
@@ -232,9 +61,9 @@ class UpstreamPool:
         self.max_response_bytes = max_response_bytes
         self.connect_timeout = connect_timeout
         self.retry_after_seconds = retry_after_seconds
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[InstanceKey, list[UpstreamConnection]] = {}
         # Each instance's request line tail and host header, made once (bounded: emptied when full).
-        self._heads: dict[_Key, bytes] = {}
+        self._heads: dict[InstanceKey, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._exhausted_logged_at: float | None = None
@@ -273,7 +102,7 @@ class UpstreamPool:
             deadline = now + within
         elif deadline is None:
             raise TypeError("UpstreamPool.request needs a deadline or a time (within)")
-        key: _Key = (host, port, tls is not None)
+        key: InstanceKey = (host, port, tls is not None)
         head = self._heads.get(key)
         if head is None:
             if len(self._heads) >= _MAX_HEADS:
@@ -298,7 +127,7 @@ class UpstreamPool:
             try:
                 waiter = connection.send(data, deadline)
                 response = await waiter
-            except _Stale:
+            except StaleConnection:
                 connection.close()  # and try again on another (no `continue` here: mypyc)
             except BaseException:
                 # Timed out, cancelled (the client left) or broken: never reuse it.
@@ -315,7 +144,7 @@ class UpstreamPool:
             return response
         raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
 
-    def _take(self, key: _Key, now: float) -> _Connection | None:
+    def _take(self, key: InstanceKey, now: float) -> UpstreamConnection | None:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
@@ -326,7 +155,7 @@ class UpstreamPool:
             return connection
         return None
 
-    def _give_back(self, connection: _Connection, now: float) -> None:
+    def _give_back(self, connection: UpstreamConnection, now: float) -> None:
         if not connection.keep_alive or connection.closed or self._closed:
             connection.close()
             return
@@ -337,7 +166,7 @@ class UpstreamPool:
         connection.idle_since = now
         idle.append(connection)
 
-    def _forget(self, connection: _Connection) -> None:
+    def _forget(self, connection: UpstreamConnection) -> None:
         idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
@@ -346,11 +175,11 @@ class UpstreamPool:
 
     async def _connect(
         self,
-        key: _Key,
+        key: InstanceKey,
         loop: asyncio.AbstractEventLoop,
         deadline: float,
         tls: ssl.SSLContext | None,
-    ) -> _Connection:
+    ) -> UpstreamConnection:
         host, port, _ = key
         budget = min(self.connect_timeout, deadline - loop.time())
         if budget <= 0:
@@ -360,7 +189,15 @@ class UpstreamPool:
             async with asyncio.timeout(budget):
                 _, protocol = await first_connection(
                     lambda: loop.create_connection(
-                        lambda: _Connection(self, key, loop), host, port, **extra
+                        lambda: UpstreamConnection(
+                            key,
+                            loop,
+                            max_response_bytes=self.max_response_bytes,
+                            lost=self._forget,
+                        ),
+                        host,
+                        port,
+                        **extra,
                     ),
                     discard=lambda made: made[0].close(),
                 )

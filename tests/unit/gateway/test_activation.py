@@ -1,4 +1,4 @@
-"""Activation and load balancing: slots on ready instances, held requests, wakes, deadlines."""
+"""Activation and load balancing: slots on ready instances, held requests, deadlines."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubelambda.api.identity import FunctionKey
-from kubelambda.clock import FakeClock, SystemClock
-from kubelambda.gateway.activation import Activator, Lease, Outcome
+from kubelambda.clock import FakeClock
+from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -18,31 +17,13 @@ from kubelambda.gateway.exceptions import (
     HoldQueueFull,
     Unavailable,
 )
+from kubelambda.gateway.lease import Lease, Outcome
 from kubelambda.gateway.overload import LoopLag
-from kubelambda.gateway.platform import FakePlatform, Instance, PlatformError
+from kubelambda.gateway.platform import FakePlatform
+from unit.gateway.activators import CLOCK, FN, activator, instance, queued, soon
 from unit.gateway.serving import wait_for
 
 pytestmark = pytest.mark.anyio
-
-FN = FunctionKey("default", "fn")
-CLOCK = SystemClock()
-
-
-def activator(platform: FakePlatform, *, max_queued: int = 10, **options: Any) -> Activator:
-    return Activator(platform=platform, clock=CLOCK, max_queued=max_queued, **options)
-
-
-def soon(seconds: float = 5.0) -> float:
-    return CLOCK.monotonic() + seconds
-
-
-def instance(name: str, concurrency: int = 1) -> Instance:
-    return Instance(id=name, host="127.0.0.1", port=1, concurrency=concurrency)
-
-
-def queued(act: Activator) -> int:
-    load = act.snapshot().get(FN)
-    return load.queued if load is not None else 0
 
 
 async def test_least_in_flight_and_never_above_concurrency() -> None:
@@ -75,20 +56,6 @@ async def test_spreads_over_idle_instances_in_turn() -> None:
         seen.append(lease.instance.id)
         lease.release()
     assert sorted(seen) == ["a", "a", "b", "b", "c", "c"]
-
-
-async def test_held_requests_wake_the_function_once_and_all_proceed_when_ready() -> None:
-    platform = FakePlatform()
-    act = activator(platform)
-    held = [asyncio.create_task(act.acquire(FN, deadline=soon())) for _ in range(5)]
-    await wait_for(lambda: queued(act) == 5 and platform.wakes)
-    assert platform.wakes == [FN]  # one wake per interval, not one per request
-    platform.set_instances(FN, [instance("a", concurrency=5)])
-    leases = await asyncio.wait_for(asyncio.gather(*held), 5)
-    assert [lease.instance.id for lease in leases] == ["a"] * 5
-    assert all(lease.cold and lease.waited > 0 for lease in leases)
-    assert queued(act) == 0
-    assert act.snapshot()[FN].in_flight == 5
 
 
 async def test_held_requests_are_served_first_come_first_served() -> None:
@@ -149,36 +116,6 @@ async def test_a_deadline_already_past_is_refused_at_once() -> None:
         await act.acquire(FN, deadline=CLOCK.monotonic() - 1)
 
 
-async def test_platform_error_fails_held_requests_with_its_message() -> None:
-    platform = FakePlatform()
-    platform.wake_error = PlatformError("image missing")
-    act = activator(platform)
-    with pytest.raises(Unavailable, match="cannot start: image missing") as caught:
-        await act.acquire(FN, deadline=soon())
-    assert caught.value.retry_after is not None
-
-
-async def test_refused_instance_is_left_out_then_comes_back() -> None:
-    clock = FakeClock()
-    platform = FakePlatform()
-    platform.set_instances(FN, [instance("a", 4), instance("b", 4)])
-    act = Activator(platform=platform, clock=clock, max_queued=10, eject_seconds=1.0)
-    first = await act.acquire(FN, deadline=clock.monotonic() + 5)
-    bad = first.instance.id
-    first.release(Outcome.REFUSED)
-    for _ in range(4):
-        lease = await act.acquire(FN, deadline=clock.monotonic() + 5)
-        assert lease.instance.id != bad
-        lease.release()
-    clock.advance(1.01)
-    seen = set()
-    for _ in range(4):
-        lease = await act.acquire(FN, deadline=clock.monotonic() + 5)
-        seen.add(lease.instance.id)
-        lease.release()
-    assert bad in seen
-
-
 async def test_held_requests_get_a_busy_instance_once_it_is_back_after_an_early_timer() -> None:
     """A 429 leaves the instance out briefly; its timer runs on the loop's clock, which may
     fire before the activator's clock says the pause is over (uvloop: milliseconds, read once
@@ -216,18 +153,6 @@ async def test_a_request_held_after_a_busy_answer_gets_the_instance_when_it_is_b
     lease.release()
 
 
-async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
-    platform = FakePlatform()
-    platform.set_instances(FN, [instance("a")])
-    act = activator(platform, eject_seconds=10)
-    (await act.acquire(FN, deadline=soon())).release(Outcome.REFUSED)
-    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
-    await wait_for(lambda: platform.wakes == [FN])
-    platform.set_instances(FN, [instance("b")])  # the platform replaced it
-    lease = await asyncio.wait_for(held, 5)
-    assert lease.instance.id == "b"
-
-
 async def test_cancelled_waiter_leaves_the_queue_and_slot_goes_to_the_next() -> None:
     platform = FakePlatform()
     platform.set_instances(FN, [instance("a")])
@@ -260,16 +185,6 @@ async def test_instances_keep_their_counts_across_updates_and_leaving_ones_drain
     await wait_for(lambda: queued(act) == 1)
     on_b.release()
     assert (await asyncio.wait_for(held, 5)).instance.id == "b"
-
-
-async def test_release_is_idempotent() -> None:
-    platform = FakePlatform()
-    platform.set_instances(FN, [instance("a", 2)])
-    act = activator(platform)
-    lease = await act.acquire(FN, deadline=soon())
-    lease.release()
-    lease.release()
-    assert act.snapshot()[FN].in_flight == 0
 
 
 async def test_snapshot_counts_for_the_autoscaler() -> None:

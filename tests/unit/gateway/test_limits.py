@@ -13,8 +13,9 @@ from kubelambda.api import parse_function
 from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import FakeClock, SystemClock
-from kubelambda.gateway.activation import Activator, Outcome
+from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.exceptions import DeadlineExceeded, Throttled
+from kubelambda.gateway.lease import Outcome
 from kubelambda.gateway.limits import CONCURRENCY, RATE, FunctionLimits, TokenBucket
 from kubelambda.gateway.platform import FakePlatform, Instance
 from unit.gateway.serving import wait_for

@@ -1,4 +1,5 @@
-"""The upstream HTTP/1.1 client: keep-alive reuse, and every way an instance can misbehave."""
+"""The upstream HTTP/1.1 client's pool (gateway/upstream.py): keep-alive reuse, connecting,
+a connection the server closed, and the readiness check."""
 
 from __future__ import annotations
 
@@ -7,32 +8,17 @@ from typing import Any
 
 import pytest
 
-from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamFailed, UpstreamTimeout
+from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamTimeout
 from kubelambda.gateway.upstream import UpstreamPool, healthy
 from support.waiting import free_port
 from unit.gateway.serving import OK, raw_server, wait_for
+from unit.gateway.upstream_calls import call
 
 pytestmark = pytest.mark.anyio
 
 
 async def ok(_: int) -> tuple[bytes, bool]:
     return OK, True
-
-
-async def call(
-    pool: UpstreamPool, port: int, *, body: bytes = b"{}", seconds: float = 5.0
-) -> bytes:
-    response = await pool.request(
-        host="127.0.0.1",
-        port=port,
-        method=b"POST",
-        target=b"/2015-03-31/functions/function/invocations",
-        headers=[(b"lambda-runtime-aws-request-id", b"r-1")],
-        body=body,
-        deadline=asyncio.get_running_loop().time() + seconds,
-    )
-    assert response.status == 200
-    return response.body
 
 
 async def test_keeps_connections_alive_and_sends_the_request_as_given() -> None:
@@ -125,19 +111,6 @@ async def test_a_connection_whose_first_syn_is_lost_is_made_again_at_once(
     await pool.aclose()
 
 
-async def test_no_answer_by_the_deadline_is_upstream_timeout() -> None:
-    async def never(_: int) -> tuple[bytes, bool]:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    pool = UpstreamPool()
-    async with raw_server(never) as server:
-        with pytest.raises(UpstreamTimeout):
-            await call(pool, server.port, seconds=0.1)
-        # the timed-out connection is not reused
-        assert pool._idle == {}
-
-
 async def test_a_time_limit_from_now_stands_for_a_deadline() -> None:
     async def never(_: int) -> tuple[bytes, bool]:
         await asyncio.Event().wait()
@@ -163,40 +136,6 @@ async def test_a_time_limit_from_now_stands_for_a_deadline() -> None:
         with pytest.raises(TypeError, match="deadline"):
             await pool.request(port=server.port, **request)
     await pool.aclose()
-
-
-async def test_a_reused_connection_times_out_at_its_own_shorter_deadline() -> None:
-    # The connection's timer was armed for the first exchange's far deadline; the second,
-    # on the same connection, must not wait that long.
-    async def first_only(n: int) -> tuple[bytes, bool]:
-        if n > 1:
-            await asyncio.Event().wait()
-        return OK, True
-
-    pool = UpstreamPool()
-    async with raw_server(first_only) as server:
-        await call(pool, server.port, seconds=600)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(UpstreamTimeout):
-            await call(pool, server.port, seconds=0.1)
-        assert loop.time() - started < 5
-    assert server.connections == 1
-
-
-async def test_a_reused_connection_waits_for_a_later_deadline_than_the_first() -> None:
-    # The timer armed for the first exchange's short deadline fires while the second is in
-    # flight: it watches the second's own deadline instead of cutting it off.
-    async def second_is_slow(n: int) -> tuple[bytes, bool]:
-        if n == 2:
-            await asyncio.sleep(0.5)
-        return OK, True
-
-    pool = UpstreamPool()
-    async with raw_server(second_is_slow) as server:
-        await call(pool, server.port, seconds=0.2)
-        assert await call(pool, server.port, seconds=10) == b"{}"
-    assert server.connections == 1
 
 
 async def test_a_connection_the_server_closed_is_replaced_transparently() -> None:
@@ -243,39 +182,6 @@ async def test_connection_close_answers_are_not_kept() -> None:
     async with raw_server(closing) as server:
         await call(pool, server.port)
         assert pool._idle == {}
-
-
-async def test_chunked_answers_are_reassembled() -> None:
-    async def chunked(_: int) -> tuple[bytes, bool]:
-        return (
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-            b'3\r\n{"a\r\n5\r\n": 1}\r\n0\r\n\r\n',
-            True,
-        )
-
-    pool = UpstreamPool()
-    async with raw_server(chunked) as server:
-        assert await call(pool, server.port) == b'{"a": 1}'
-        assert await call(pool, server.port) == b'{"a": 1}'
-    assert server.connections == 1
-
-
-@pytest.mark.parametrize(
-    ("answer", "message"),
-    [
-        (b"NOT HTTP AT ALL\r\n\r\n", "malformed HTTP"),
-        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}", "closed the connection"),
-        (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 100, "more than 64 bytes"),
-    ],
-)
-async def test_broken_answers_are_upstream_failed(answer: bytes, message: str) -> None:
-    async def broken(_: int) -> tuple[bytes, bool]:
-        return answer, False
-
-    pool = UpstreamPool(max_response_bytes=64)
-    async with raw_server(broken) as server:
-        with pytest.raises(UpstreamFailed, match=message):
-            await call(pool, server.port)
 
 
 async def test_healthy_is_a_200_on_the_health_path_and_nothing_else() -> None:

@@ -1,0 +1,86 @@
+"""Waking a function for the requests the activator (activation.py) holds: the platform is asked
+for an instance at most once per interval per function, asked again while requests are still
+held, and when it says the function cannot start, the held requests are answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kubelambda.clock import Clock
+from kubelambda.gateway.exceptions import Unavailable
+from kubelambda.gateway.functionstate import FunctionState
+from kubelambda.gateway.platform import Platform, PlatformError
+
+__all__ = ["Waker"]
+
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    """Asks the platform to start an instance of a function that holds requests, and answers
+    them when it cannot; the Activator calls it when no instance of the function is usable."""
+
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        clock: Clock,
+        interval_seconds: float,
+        retry_after_seconds: float,
+    ) -> None:
+        self._platform = platform
+        self._clock = clock
+        self._interval = interval_seconds
+        self._retry_after = retry_after_seconds
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self, state: FunctionState, now: float) -> None:
+        """Ask the platform for an instance, at most once per wake interval per function."""
+        if now - state.last_wake < self._interval:
+            return
+        state.last_wake = now
+        task = asyncio.get_running_loop().create_task(self._call_wake(state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call_wake(self, state: FunctionState) -> None:
+        try:
+            await self._platform.wake(state.key)
+        except PlatformError as exc:
+            self.fail(state, f"function {state.key} cannot start: {exc}")
+            return
+        except Exception:
+            log.exception("asking the platform to wake %s failed", state.key)
+        # Held requests keep asking, in case the platform lost the request.
+        if state.waiters and state.rewake is None:
+            state.rewake = asyncio.get_running_loop().call_later(
+                self._interval, self._rewake, state
+            )
+
+    def _rewake(self, state: FunctionState) -> None:
+        state.rewake = None
+        now = self._clock.monotonic()
+        if state.waiters and not state.usable(now):
+            self.wake(state, now)
+
+    def fail(self, state: FunctionState, message: str) -> None:
+        """Answer every request `state` holds with 503 and `message`."""
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(Unavailable(message, retry_after=self._retry_after))
+
+    def cancel(self, state: FunctionState) -> None:
+        """Stop asking again for `state` (the gateway is stopping)."""
+        if state.rewake is not None:
+            state.rewake.cancel()
+            state.rewake = None
+
+    async def aclose(self) -> None:
+        """Cancel the wakes under way and wait for them to end."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,51 @@
+"""Waking a function for held requests (gateway/waking.py): once per interval however many are
+held, again when every instance was left out, and a platform that cannot start it fails them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kubelambda.gateway.exceptions import Unavailable
+from kubelambda.gateway.lease import Outcome
+from kubelambda.gateway.platform import FakePlatform, PlatformError
+from unit.gateway.activators import FN, activator, instance, queued, soon
+from unit.gateway.serving import wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_held_requests_wake_the_function_once_and_all_proceed_when_ready() -> None:
+    platform = FakePlatform()
+    act = activator(platform)
+    held = [asyncio.create_task(act.acquire(FN, deadline=soon())) for _ in range(5)]
+    await wait_for(lambda: queued(act) == 5 and platform.wakes)
+    assert platform.wakes == [FN]  # one wake per interval, not one per request
+    platform.set_instances(FN, [instance("a", concurrency=5)])
+    leases = await asyncio.wait_for(asyncio.gather(*held), 5)
+    assert [lease.instance.id for lease in leases] == ["a"] * 5
+    assert all(lease.cold and lease.waited > 0 for lease in leases)
+    assert queued(act) == 0
+    assert act.snapshot()[FN].in_flight == 5
+
+
+async def test_platform_error_fails_held_requests_with_its_message() -> None:
+    platform = FakePlatform()
+    platform.wake_error = PlatformError("image missing")
+    act = activator(platform)
+    with pytest.raises(Unavailable, match="cannot start: image missing") as caught:
+        await act.acquire(FN, deadline=soon())
+    assert caught.value.retry_after is not None
+
+
+async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform, eject_seconds=10)
+    (await act.acquire(FN, deadline=soon())).release(Outcome.REFUSED)
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: platform.wakes == [FN])
+    platform.set_instances(FN, [instance("b")])  # the platform replaced it
+    lease = await asyncio.wait_for(held, 5)
+    assert lease.instance.id == "b"
