@@ -4,7 +4,8 @@ For each size (Functions = HTTP Triggers, one route each) it prints three things
 
 1. Route lookups (``Current.match``, ``resolve``, as the gateway asks) for the first route,
    the last one (and the table's index for it, unremembered) and a path no route serves, with
-   the heap frozen as the gateway freezes it, and the time to build the table from scratch. Target: at 15,000 no slower than at 10, within noise.
+   the heap frozen as the gateway freezes it, and the time to build the table from scratch.
+   Target: at 15,000 no slower than at 10, within noise.
 2. The time from a Trigger change to the gateway serving it, p50/p99 over ``--changes``
    changes: a Trigger moves to a new path; its object goes to a KubernetesPlatform as its
    informer would hand it (``trigger_event``), the platform's SpecWatch calls ``on_specs``
