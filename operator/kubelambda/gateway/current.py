@@ -14,7 +14,7 @@ and forgotten with the table they were found in.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from kubelambda.api.function import Function
 from kubelambda.api.identity import FunctionKey
@@ -50,10 +50,7 @@ class Current:
         found = self._matches.get(key)
         if found is None:
             found = self.table.match(method=method, path=path, host=host)
-            if len(path) + (0 if host is None else len(host)) <= RECENT_KEY_CHARS:
-                if len(self._matches) >= RECENT:
-                    self._matches.clear()
-                self._matches[key] = found
+            _keep(self._matches, key, found, len(path) + (0 if host is None else len(host)))
         return found
 
     def resolve(self, function_name: str, qualifier: str | None) -> FunctionEntry:
@@ -63,13 +60,18 @@ class Current:
         if found is None:
             found = self.table.resolve(function_name, qualifier=qualifier)
             size = len(function_name) + (0 if qualifier is None else len(qualifier))
-            if size <= RECENT_KEY_CHARS:
-                if len(self._resolved) >= RECENT:
-                    self._resolved.clear()
-                self._resolved[key] = found
+            _keep(self._resolved, key, found, size)
         return found
 
     def spec_of(self, key: FunctionKey) -> Function | None:
         """The spec of Function `key` in the table now; None when it has none or is not there."""
         entry = self._functions.get(key)
         return entry.spec if entry is not None else None
+
+
+def _keep(memo: dict[Any, Any], key: object, found: object, size: int) -> None:
+    """Remember `found` under `key` (`size` characters long) within the memo's bounds."""
+    if size <= RECENT_KEY_CHARS:
+        if len(memo) >= RECENT:
+            memo.clear()
+        memo[key] = found

@@ -84,7 +84,7 @@ class TraceVariable:
             libc.getenv.restype = ctypes.c_void_p
             libc.getenv.argtypes = [ctypes.c_char_p]
         except (ImportError, OSError, AttributeError):
-            self._fallback = False
+            self._fallback = True  # not tried again on every invocation
             return False
         self._ctypes, self._libc = ctypes, libc
         return True

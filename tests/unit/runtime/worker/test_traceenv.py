@@ -114,3 +114,18 @@ def test_a_new_value_on_every_invocation_does_not_grow_the_process():
     # 200,000 new values through setenv: ~28 MB here. Ours: nothing to speak of.
     assert setenv > 10, f"setenv grew the process by {setenv:.1f} MB only: the reference failed"
     assert ours < 1, f"200,000 traces grew the process by {ours:.1f} MB"
+
+
+def test_without_ctypes_it_falls_back_to_os_environ_once_and_for_all():
+    out = run(
+        """
+        import os, sys
+        sys.modules["ctypes"] = None  # import ctypes raises ImportError
+        from kubelambda_runtime.worker.traceenv import TraceVariable
+        trace = TraceVariable()
+        for value in ("Root=1-a", "Root=1-b"):
+            trace.set(value)
+            print(os.environ["_X_AMZN_TRACE_ID"], trace._fallback)
+        """
+    )
+    assert out.splitlines() == ["Root=1-a True", "Root=1-b True"]
