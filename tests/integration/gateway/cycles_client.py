@@ -17,9 +17,10 @@ import threading
 
 
 def send(host: str, port: int, path: bytes, body: bytes, *, leaves: bool) -> bytes:
-    """The status code the gateway answered with; b"" when the client left first; what came
-    before a reset, so that a failure lists every answer (two CI runs of 30 saw a reset once,
-    not reproduced alone: which answer it cut short says which refusal it was)."""
+    """The status code the gateway answered with, then a space and the start of its body (which
+    names the refusal: two CI runs saw 503s where 504s were due); b"" when the client left
+    first; what came before a reset, so that a failure lists every answer (two CI runs of 30 saw
+    a reset once, not reproduced alone: which answer it cut short says which refusal it was)."""
     with socket.create_connection((host, port), timeout=10) as client:
         client.sendall(
             b"POST %s HTTP/1.1\r\nhost: gateway\r\ncontent-length: %d\r\nconnection: close\r\n"
@@ -34,7 +35,10 @@ def send(host: str, port: int, path: bytes, body: bytes, *, leaves: bool) -> byt
         except ConnectionResetError:
             return b"reset after %r" % answer[:60]
     status = re.match(rb"HTTP/1\.1 (\d+) ", answer)
-    return status.group(1) if status else answer[:40]
+    if status is None:
+        return answer[:40]
+    _, _, content = answer.partition(b"\r\n\r\n")
+    return b"%s %s" % (status.group(1), content[:160])
 
 
 def main() -> None:

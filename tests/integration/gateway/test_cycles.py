@@ -128,6 +128,14 @@ def _tasks(gateway: GatewayThread) -> int:
     return tasks
 
 
+def _settle(gateway: GatewayThread) -> None:
+    """Let the gateway's loop run on time for a while. The test's full collections run in the
+    gateway's process and stop its thread (over a second each in a big test process); two
+    back to back read to its LoopLag (the least lateness of its last two 50 ms ticks) as a
+    loop lastingly late, and the next requests were refused 503 as overload (two CI runs)."""
+    gateway.run(asyncio.sleep(0.25))
+
+
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_requests_ending_in_refusal_timeout_or_disconnection_leave_no_cycles(
     gateway: GatewayThread, case: Case
@@ -137,6 +145,7 @@ def test_requests_ending_in_refusal_timeout_or_disconnection_leave_no_cycles(
     # Garbage of earlier cases out of the way; then the tasks when no request is running.
     gc.collect()
     idle = _tasks(gateway)
+    _settle(gateway)
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds is kept, to be named below
     try:
@@ -149,7 +158,8 @@ def test_requests_ending_in_refusal_timeout_or_disconnection_leave_no_cycles(
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-    assert set(answers) <= (case.answers or {b""}), answers
+    statuses = {answer.split(b" ", 1)[0] for answer in answers}
+    assert statuses <= (case.answers or {b""}), collections.Counter(answers).most_common()
     assert found < BOUND, (
         f"{REQUESTS} requests left {found} objects in reference cycles, freed only by a full "
         f"collection: {kinds.most_common(12)}"
