@@ -62,7 +62,7 @@ class Activator(Lessor):
     ) -> None:
         self._platform = platform
         self._limits = limits
-        self._clock = clock
+        self.clock = clock
         self.max_queued = max_queued
         self._retry_after = retry_after_seconds
         self._max_hold_wait = max_hold_wait_seconds
@@ -127,10 +127,10 @@ class Activator(Lessor):
         state = self._states.get(key)
         if state is None:
             state = self._new_state(key)
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         state.last_request = now
         if not state.waiters:
-            slot = state.pick(self._clock.monotonic)
+            slot = state.pick(self.clock.monotonic)
             if slot is not None:
                 slot.in_flight += 1  # state.assign, written out: this runs for every invocation
                 state.in_flight += 1
@@ -175,7 +175,7 @@ class Activator(Lessor):
             granted = self._granted(waiter)
             if granted is None:
                 self._drop(state, waiter)
-                waited = self._clock.monotonic() - waiter.since
+                waited = self.clock.monotonic() - waiter.since
                 why = "became ready" if cold else "had a free slot"
                 raise DeadlineExceeded(
                     f"no instance of {state.key} {why} within {waited:.1f}s"
@@ -186,7 +186,7 @@ class Activator(Lessor):
             # slot handed over in the meantime, or leave the queue.
             granted = self._granted(waiter)
             if granted is not None:
-                self._release(state, granted, Outcome.OK)
+                self.give_back(state, granted, Outcome.OK)
             else:
                 self._drop(state, waiter)
             # Failed (ClientDisconnected, Unavailable), the waiter's future holds the exception,
@@ -197,7 +197,7 @@ class Activator(Lessor):
         finally:
             if watcher is not None:
                 watcher.cancel()
-        granted_at = self._clock.monotonic()
+        granted_at = self.clock.monotonic()
         return Lease(
             self,
             state,
@@ -257,12 +257,13 @@ class Activator(Lessor):
         state.set_instances(self._platform.ready_instances(key))
         return state
 
-    def _release(self, state: FunctionState, slot: Slot, outcome: Outcome) -> None:
+    def give_back(self, state: FunctionState, slot: Slot, outcome: Outcome) -> None:
+        """Take a lease's slot back (Lease.release), and hand it on to a held request."""
         slot.in_flight -= 1
         state.in_flight -= 1
         if outcome is not Outcome.OK:
             pause = self._eject_seconds if outcome is Outcome.REFUSED else self._busy_eject_seconds
-            now = self._clock.monotonic()
+            now = self.clock.monotonic()
             slot.ejected_until = now + pause
             if state.waiters and not state.usable(now):
                 self._waker.wake(state, now)
@@ -274,7 +275,7 @@ class Activator(Lessor):
         """Give free slots to held requests, first come first served."""
         waiters = state.waiters
         while waiters:
-            slot = state.pick(self._clock.monotonic)
+            slot = state.pick(self.clock.monotonic)
             if slot is None:
                 self._dispatch_when_back(state)
                 return
@@ -300,7 +301,7 @@ class Activator(Lessor):
             if slot.ejected_until and slot.in_flight < slot.instance.concurrency
         ]
         if back:
-            delay = max(min(back) - self._clock.monotonic(), 0.001)
+            delay = max(min(back) - self.clock.monotonic(), 0.001)
             state.redispatch = asyncio.get_running_loop().call_later(delay, self._redispatch, state)
 
     def _redispatch(self, state: FunctionState) -> None:
@@ -312,11 +313,11 @@ class Activator(Lessor):
         if state is None:
             return  # read in full when a request first needs it
         if len(instances) > len(state.order):
-            state.grew_at = self._clock.monotonic()
+            state.grew_at = self.clock.monotonic()
         state.set_instances(instances)
         self._dispatch(state)
         if state.waiters and not state.order:
-            self._waker.wake(state, self._clock.monotonic())
+            self._waker.wake(state, self.clock.monotonic())
 
     def snapshot(self) -> dict[FunctionKey, FunctionLoad]:
         """Every function the activator has seen, with its counters now."""

@@ -26,11 +26,12 @@ class Outcome(enum.Enum):
 class Lessor:
     """What grants leases and takes their slots back: the Activator (activation.py) is its
     subclass. A base class, so that this module need not import activation.py, which imports
-    it; compiled, giving a slot back stays a native call."""
+    it; compiled, giving a slot back stays a native call. `clock` is the one its leases time
+    their calls by."""
 
-    _clock: Clock
+    clock: Clock
 
-    def _release(self, state: FunctionState, slot: Slot, outcome: Outcome) -> None:
+    def give_back(self, state: FunctionState, slot: Slot, outcome: Outcome) -> None:
         raise NotImplementedError
 
 
@@ -80,11 +81,11 @@ class Lease:
             return
         self._released = True
         if outcome is Outcome.OK:
-            now = self._activator._clock.monotonic() if now is None else now
+            now = self._activator.clock.monotonic() if now is None else now
             # A moving average of how long a slot stays taken: the rate held requests drain at.
             state, seconds, service = self._state, now - self._started, self._state.service
             state.service = seconds if not service else service + 0.1 * (seconds - service)
         if self.permit is not None:
             # An instance that refused did not run it: the invoker's retry takes a new permit.
             self.permit.release(refund=outcome is not Outcome.OK)
-        self._activator._release(self._state, self._slot, outcome)
+        self._activator.give_back(self._state, self._slot, outcome)
