@@ -27,7 +27,9 @@ warm capacity first and loads at fractions of it:
    none left without an answer); what cannot be served is answered 503 with Retry-After at
    once (the 503s' p99 latency within 2x the warm p99, not held), and the gateway's memory
    stays bounded (peak RSS of local mode's process, which is the gateway: instances are
-   processes of their own).
+   processes of their own). Beside it, a light client in a process of its own
+   (burst_probe.py) times the 503s it gets: the load generator is as busy as the gateway on
+   the same cores, and its own 503s wait for it too.
 
 Each figure is printed with its target and with the step that dominates its slowest answers:
 the load generator running late (sending, or reading the answer), connecting (the gateway's
@@ -137,6 +139,31 @@ def load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
+# How often the light client beside the overflow sends its request (seconds).
+PROBE_EVERY = 0.02
+
+
+def probe_line(probed: list[tuple[int, float]], warm_p99: float) -> str:
+    """What the light client saw during the overflow: its 503s' latency against the warm p99.
+    The load generator's own 503s wait for it too (it is as busy as the gateway, on the same
+    cores); the light client's are the gateway's answer and the kernel's queues alone."""
+    refused = sorted(ms for status, ms in probed if status == 503)
+    counts = ", ".join(
+        f"{status or 'no answer'}: {sum(1 for s, _ in probed if s == status)}"
+        for status in sorted({s for s, _ in probed})
+    )
+    if not refused:
+        return f"a light client meanwhile (burst_probe.py): {counts}; no 503 to time"
+    p50 = refused[len(refused) // 2]
+    p99 = refused[min(len(refused) - 1, int(0.99 * len(refused)))]
+    return (
+        f"a light client meanwhile (burst_probe.py, its own process, a request every "
+        f"{PROBE_EVERY * 1000:.0f} ms on a new connection): {counts}; its 503s p50 {p50:.1f} "
+        f"ms, p99 {p99:.1f} ms = {p99 / warm_p99:.1f}x warm p99 (target at once, <= 2x: "
+        f"{verdict(p99 <= 2 * warm_p99)})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,8 +233,21 @@ def main() -> None:
         wait_at_zero(admin, ["warm", *bursts])
         uvloop.run(closed_loop(port, warm_request, connections=clients, seconds=4))
         counters = kernel_counters()
+        # A light client in a process of its own beside the overflow (burst_probe.py).
+        probe = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("burst_probe.py")),
+                str(port),
+                warm_request.hex(),
+                str(args.seconds - 1),
+                str(PROBE_EVERY),
+            ],
+            stdout=subprocess.PIPE,
+        )
         with PeakRss(local.pid) as over_rss:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
+        probed: list[tuple[int, float]] = json.loads(probe.communicate(timeout=60)[0])
         counters_after = kernel_counters()
         dropped = counters_after["ListenOverflows"] - counters["ListenOverflows"]
         marks.append(inside(admin, "warm"))
@@ -268,6 +308,7 @@ def main() -> None:
         f"{verdict(bool(refused) and refused_p99 <= 2 * warm_p99)}); dominated by "
         f"{dominant(over, refused)}"
     )
+    print(f"             {probe_line(probed, warm_p99)}")
     print(
         f"             200s: {len(served)} ({len(served) / over.seconds:.0f}/s), p99 "
         f"{over.p(over.latency, served, 0.99):.1f} ms, dominated by {dominant(over, served)}"

@@ -1,0 +1,56 @@
+"""A light client beside burst.py's overflow: one request at a time, each on a new connection (as
+the overflow's clients reconnect after each 503, which closes its connection), one every
+`every` seconds; prints [status, latency ms] per request as JSON.
+
+In a process of its own, asleep between requests, so that what it measures is the gateway's
+answer and the kernel's queues in front of it, not the lateness of the load generator the
+overflow keeps busy on the same cores (its figures are burst.py's).
+
+    python burst_probe.py PORT REQUEST_HEX SECONDS EVERY
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import time
+
+
+def ask(port: int, request: bytes) -> tuple[int, float]:
+    """The status of one request on a new connection (0: no answer) and its latency (ms)."""
+    started = time.perf_counter()
+    answer = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(request)
+            while True:
+                chunk = client.recv(65536)
+                answer += chunk
+                head, done, body = answer.partition(b"\r\n\r\n")
+                length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+                if not chunk or (done and length and len(body) >= int(length.group(1))):
+                    break
+    except (ConnectionResetError, TimeoutError):
+        pass  # a refusal unread is a reset after the answer, which came first
+    except OSError:
+        return 0, (time.perf_counter() - started) * 1000
+    status = re.match(rb"HTTP/1\.1 (\d+) ", answer)
+    return (int(status.group(1)) if status else 0), (time.perf_counter() - started) * 1000
+
+
+def main() -> None:
+    port, request, seconds, every = sys.argv[1:]
+    end = time.monotonic() + float(seconds)
+    due = time.monotonic()
+    answers = []
+    while due < end:
+        time.sleep(max(due - time.monotonic(), 0.0))
+        answers.append(ask(int(port), bytes.fromhex(request)))
+        due += float(every)
+    print(json.dumps(answers))
+
+
+if __name__ == "__main__":
+    main()
