@@ -13,7 +13,7 @@ from typing import Any
 
 from kubelambda.gateway.connection import BoundedProtocol, Responder
 from kubelambda.gateway.framing import overload_answer
-from kubelambda.gateway.overload import AcceptQueue, AcceptWaits, Overload
+from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.stalls import Stalls
 
@@ -34,13 +34,9 @@ class BoundedServer:
         settings: GatewaySettings,
         responder: Responder,
         overloaded: Callable[[], bool],
-        *,
-        accept_waits: AcceptWaits | None = None,
     ) -> None:
         self.responder = responder
         self.overloaded = overloaded
-        # Whether a connection is refused 503 for how long it waited to be accepted.
-        self.accept_waits = accept_waits
         self.max_head_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.head_seconds = settings.header_timeout_seconds
@@ -77,21 +73,9 @@ def bounded_protocol(
 
     `overloaded` says when each new request is refused 503 at its head; by default an
     `Overload()` of this server's own: its loop over 1 s late lastingly, or, given the server's
-    `listener`, over 512 connections in its accept queue; and a connection that waited over
-    `settings.max_accept_wait_seconds` to be accepted, while every connection does (AcceptWaits),
-    is refused 503 too. The admin server
-    should pass `lambda: False`, so that /healthz and /metrics answer however late, never 503
-    (a given `overloaded` replaces every one of these rules).
+    `listener`, over 512 connections in its accept queue. The admin server should pass
+    `lambda: False`, so that /healthz and /metrics answer however late, never 503.
     """
-    if overloaded is not None:
-        return BoundedServer(settings, responder, overloaded)
-    return BoundedServer(
-        settings,
-        responder,
-        Overload(accept_queue=AcceptQueue(listener) if listener else None),
-        accept_waits=(
-            AcceptWaits(round(settings.max_accept_wait_seconds * 1000))
-            if settings.max_accept_wait_seconds > 0
-            else None
-        ),
-    )
+    if overloaded is None:
+        overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
+    return BoundedServer(settings, responder, overloaded)

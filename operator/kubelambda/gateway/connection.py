@@ -30,7 +30,6 @@ import httptools
 from kubelambda.gateway.exchange import Exchange
 from kubelambda.gateway.framing import INTERNAL, TOO_LARGE, answer_head
 from kubelambda.gateway.http import Request, Response, parse_length
-from kubelambda.gateway.overload import AcceptWaits
 from kubelambda.gateway.refusals import Refusals
 from kubelambda.gateway.stalls import Stalls
 
@@ -63,7 +62,6 @@ class _Server(Protocol):
     responder: Responder
     overloaded: Callable[[], bool]
     overloaded_answer: bytes
-    accept_waits: AcceptWaits | None
     max_head_bytes: int
     max_headers: int
     head_seconds: float
@@ -87,7 +85,6 @@ class BoundedProtocol(Refusals):
         self.responder = server.responder
         self.overloaded = server.overloaded
         self.overloaded_answer = server.overloaded_answer
-        self.accept_waits = server.accept_waits
         self.max_head_bytes = server.max_head_bytes
         self.max_headers = server.max_headers
         self.head_seconds = server.head_seconds

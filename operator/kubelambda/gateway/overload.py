@@ -8,10 +8,8 @@ is refused when it opens; a connection accepted, or a request whose head arrives
 runs over `max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in
 the listening socket's accept queue (when the server was given its listener), or (a request)
 while the server has as many requests parsed and not yet answered as its limit, is refused
-before it is read or routed (connection.py), and so is a connection that waited over
-`max_accept_wait_seconds` in the accept queue (`accept_wait_ms`: the kernel says how long); a
-request for a function whose busy instances would take too long to reach it is refused by the
-activator.
+before it is read or routed (connection.py); a request for a function whose busy instances
+would take too long to reach it is refused by the activator.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-__all__ = ["AcceptQueue", "AcceptWaits", "LoopLag", "Overload", "accept_wait_ms"]
+__all__ = ["AcceptQueue", "LoopLag", "Overload"]
 
 
 class LoopLag:
@@ -70,73 +67,6 @@ class LoopLag:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-_LAST_DATA_RECV = 52  # offset of tcpi_last_data_recv in struct tcp_info (ms)
-
-
-def accept_wait_ms(transport: Any) -> int:
-    """How long the connection `transport` was just accepted on waited for it, in milliseconds:
-    the time since its client last sent data, or since its handshake if it sent none yet
-    (TCP_INFO's `tcpi_last_data_recv`, at the kernel's tick: 4 ms at HZ=250). A client sends
-    its request as it connects, so on a connection just taken this is how long it waited in the
-    accept queue. 0 where the kernel does not say (not TCP, not Linux)."""
-    option = getattr(socket, "TCP_INFO", None)
-    sock = transport.get_extra_info("socket")
-    if option is None or sock is None:
-        return 0
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, option, _LAST_DATA_RECV + 4)
-    except OSError:  # closed already, or not TCP
-        return 0
-    if len(info) < _LAST_DATA_RECV + 4:
-        return 0
-    return int(struct.unpack_from("I", info, _LAST_DATA_RECV)[0])
-
-
-class AcceptWaits:
-    """Whether a connection just accepted is refused for the time it waited in the accept queue
-    (`accept_wait_ms`): CoDel's rule for a queue, which tells a standing queue from a burst.
-    Only once every connection accepted for `interval` seconds waited over `target_ms` is the
-    gateway lastingly behind; from then on each one that waited over `target_ms` is refused, so
-    that the queue, and with it the wait for a refusal, stays about that short; and once none
-    did for `interval` seconds, none is. A burst the loop takes at once, or a pause of the
-    process (a full collection, a CPU quota's throttling) that ends, are not refused: the
-    connections accepted after them waited little.
-    """
-
-    def __init__(
-        self,
-        target_ms: int,
-        *,
-        interval: float = 0.2,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.target_ms = target_ms
-        self._interval = interval
-        self._clock = clock
-        self._since = 0.0  # when the waits last crossed the target, either way
-        self._last = 0.0  # when a connection was last looked at
-        self._over = False  # the last connection waited over the target
-        self._refusing = False
-
-    def refuse(self, waited_ms: int) -> bool:
-        """Whether to refuse a connection that waited `waited_ms` to be accepted."""
-        over = waited_ms > self.target_ms
-        if not (over or self._over or self._refusing):
-            return False  # the usual case, without a clock read
-        now = self._clock()
-        if now - waited_ms / 1000 - self._last > self._interval:
-            # It arrived long after the last one was taken: no queue stood in between, and
-            # what the waits were before says nothing of now.
-            self._refusing = False
-            self._over, self._since = over, now
-        elif over != self._over:
-            self._over, self._since = over, now
-        elif now - self._since >= self._interval:
-            self._refusing = over  # over, or under, for a whole interval
-        self._last = now
-        return over and self._refusing
 
 
 class AcceptQueue:

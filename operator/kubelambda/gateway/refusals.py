@@ -1,10 +1,9 @@
 """The refusals of a gateway connection (connection.py), each a prebuilt answer written, then
 the close: a connection accepted beyond the connection limit (503), or while the server is
 overloaded (503: those with over 512 still behind them in the accept queue, as uvloop takes a
-flood in one go, or that waited over `max_accept_wait_seconds` to be accepted while every
-connection does: the gateway runs lastingly behind), refused as it is accepted, before its
-request is even read; a head that does not arrive in time (408); a request that is not HTTP
-(400). And a connection idle for longer than the keep-alive timeout is closed.
+flood in one go), refused as it is accepted, before its request is even read; a head that does
+not arrive in time (408); a request that is not HTTP (400). And a connection idle for longer
+than the keep-alive timeout is closed.
 
 Before any of this, connections wait in the kernel's accept queue, as deep as the connection
 limit (server.py; capped by net.core.somaxconn); beyond it the kernel drops a client's SYN, and
@@ -18,7 +17,6 @@ import asyncio
 from typing import Any
 
 from kubelambda.gateway.framing import TOO_MANY, TOO_SLOW, bad_request
-from kubelambda.gateway.overload import AcceptWaits, accept_wait_ms
 from kubelambda.gateway.stalls import StalledWrites
 
 __all__ = ["Refusals"]
@@ -35,7 +33,6 @@ class Refusals(StalledWrites):
     head_seconds: float
     keep_alive_seconds: float
     overloaded_answer: bytes  # the server's 503, built once
-    accept_waits: AcceptWaits | None  # refuses connections for their wait to be accepted
     _arrived_overloaded: bool  # asked as the connection was made
     _head_timer: asyncio.TimerHandle | None
     _refused: bool
@@ -48,19 +45,12 @@ class Refusals(StalledWrites):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = (str(peer[0]), int(peer[1]))
-        waits = self.accept_waits
-        if self._arrived_overloaded or (
-            waits is not None and waits.refuse(accept_wait_ms(transport))
-        ):
+        if self._arrived_overloaded:
             # Refused as it is accepted, before its request is read or parsed: a flood that
             # outruns the loop is answered at the cost of a write and a close each, so the
             # accept queue drains instead of overflowing (the kernel then drops clients'
-            # handshakes: waits of 1 s, 3 s, 7 s the gateway cannot answer); and while the
-            # gateway runs lastingly behind, one that already waited over the bound is answered
-            # now rather than after waiting longer still: beyond the gateway's capacity the
-            # queue stays about as short as the bound, and so does the wait for a refusal
-            # (overload.py's AcceptWaits). The request left unread
-            # makes the close a reset, which Linux delivers after the answer.
+            # handshakes: waits of 1 s, 3 s, 7 s the gateway cannot answer). The request left
+            # unread makes the close a reset, which Linux delivers after the answer.
             self._refuse(self.overloaded_answer)
             return
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:

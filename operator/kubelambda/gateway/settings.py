@@ -53,12 +53,6 @@ class GatewaySettings:
     # connection that sends nothing); its body within this long (408); an answer the client
     # stops reading is cut off after this long; idle keep-alive connections close.
     max_connections: int = 10_000
-    # While every connection the gateway accepts has waited longer than this in the kernel's
-    # accept queue (for 0.2 s: it runs behind, not through a burst or a pause), each one that
-    # did is answered 503 with Retry-After as it is accepted: beyond its capacity the overflow
-    # is refused after about this long, not after 512 connections ahead of it (overload.py's
-    # AcceptWaits). 0: no such bound.
-    max_accept_wait_seconds: float = 0.05
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     header_timeout_seconds: float = 10.0

@@ -26,7 +26,6 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.framing import OVERLOADED_MESSAGE
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute
-from kubelambda.gateway.server import ServingAddresses
 from kubelambda.gateway.settings import GatewaySettings
 from support.runtime import RuntimeProcess, start_runtime, write_code
 from support.waiting import wait_for
@@ -334,45 +333,3 @@ def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_
     # flood waited for that); those the gateway reaches in time are served (a reading of the
     # queue lasts 1 ms, so a few more may be refused, not hundreds).
     assert routed >= QUEUE_BOUND // 2, (len(refused), routed)
-
-
-def test_while_the_gateway_runs_lastingly_behind_new_connections_waiting_too_long_are_refused(
-    uvloop_gateway: GatewayThread,
-) -> None:
-    """A gateway past its capacity takes each new connection late, and not only in a burst:
-    while every connection it accepts has waited over the target (50 ms) for 0.2 s, each that
-    did is answered 503 with Retry-After as it is accepted, far below the 512-connection bound
-    (here one connection waits at a time); once it runs on time again, connections are served.
-    The loop is held 100 ms in each of its turns for 1.5 s, a gateway kept busy."""
-    uvloop_gateway.start(functions=[])  # a request routed is 404: a 503 was refused unread
-    addresses = uvloop_gateway.addresses
-    assert addresses is not None
-    loop = uvloop_gateway.loop
-    until = time.monotonic() + 1.5
-
-    def busy() -> None:
-        time.sleep(0.1)
-        if time.monotonic() < until:
-            loop.call_soon(busy)
-
-    loop.call_soon_threadsafe(busy)
-    behind: list[bytes] = []
-    while time.monotonic() < until:
-        with socket.create_connection((addresses.public_host, addresses.public_port)) as client:
-            client.sendall(FLOOD_REQUEST)
-            behind.append(_read_answer(client, time.monotonic() + 10))
-    refused = [answer for answer in behind if answer.startswith(b"HTTP/1.1 503 ")]
-    assert refused, [answer[:12] for answer in behind]
-    for answer in refused:
-        assert b"\r\nretry-after: 1\r\n" in answer
-        assert OVERLOADED_MESSAGE in answer
-    assert all(a.startswith((b"HTTP/1.1 503 ", b"HTTP/1.1 404 ")) for a in behind), behind
-    # On time again (the last held turn over, and a lull longer than the interval): served.
-    time.sleep(0.4)
-    assert [_status(addresses) for _ in range(5)] == [b"404"] * 5
-
-
-def _status(addresses: ServingAddresses) -> bytes:
-    with socket.create_connection((addresses.public_host, addresses.public_port)) as client:
-        client.sendall(FLOOD_REQUEST)
-        return _read_answer(client, time.monotonic() + 10)[9:12]
