@@ -55,7 +55,15 @@ from typing import Any
 
 import uvloop
 
-from burst_load import Answers, PeakRss, Saturation, closed_loop, open_loop, request
+from burst_load import (
+    Answers,
+    CoreShare,
+    PeakRss,
+    Saturation,
+    closed_loop,
+    open_loop,
+    request,
+)
 from burst_report import dominant, inside, print_warm, split, statuses, verdict
 from burst_zero import IDLE_SECONDS, from_zero, print_from_zero, wait_at_zero
 from loadgen import free_port, wait_http
@@ -211,9 +219,10 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{admin}/healthz", process=local)
         # Warm up (the autoscaler panics to maxReplicas), then measure.
         uvloop.run(closed_loop(port, warm_request, connections=clients, seconds=4))
-        saturation: Saturation = uvloop.run(
-            closed_loop(port, warm_request, connections=clients, seconds=5)
-        )
+        with CoreShare(local.pid) as saturated_cpu:
+            saturation: Saturation = uvloop.run(
+                closed_loop(port, warm_request, connections=clients, seconds=5)
+            )
         capacity, probes = sustained(port, warm_request, saturation)
         rate = args.fraction * capacity
         marks = [inside(admin, "warm")]
@@ -245,7 +254,7 @@ def main() -> None:
             ],
             stdout=subprocess.PIPE,
         )
-        with PeakRss(local.pid) as over_rss:
+        with PeakRss(local.pid) as over_rss, CoreShare(local.pid) as over_cpu:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
         probed: list[tuple[int, float]] = json.loads(probe.communicate(timeout=60)[0])
         counters_after = kernel_counters()
@@ -262,7 +271,8 @@ def main() -> None:
     errors = sum(n for status, n in saturation.statuses.items() if status >= 400)
     print(
         f"  capacity   closed loop, {clients} clients: {saturation.rate:.0f} answers/s, p99 "
-        f"{saturation.p99:.1f} ms, errors {errors} (statuses {dict(saturation.statuses)})"
+        f"{saturation.p99:.1f} ms, errors {errors} (statuses {dict(saturation.statuses)}); the "
+        f"gateway's process ran {saturated_cpu.share:.0%} of a core"
     )
     print(f"             open-loop probes: {probes}; capacity taken: {capacity:.0f} req/s")
     warm_p99 = print_warm(warm, fraction=args.fraction, rate=rate)
@@ -309,6 +319,11 @@ def main() -> None:
         f"{dominant(over, refused)}"
     )
     print(f"             {probe_line(probed, warm_p99)}")
+    print(
+        f"             the gateway's process ran {over_cpu.share:.0%} of a core "
+        f"({saturated_cpu.share:.0%} at the closed loop's capacity): less is a gateway the "
+        "machine starves of CPU, whose queues grow however it refuses"
+    )
     print(
         f"             200s: {len(served)} ({len(served) / over.seconds:.0f}/s), p99 "
         f"{over.p(over.latency, served, 0.99):.1f} ms, dominated by {dominant(over, served)}"

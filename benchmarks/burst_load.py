@@ -1,6 +1,6 @@
 """Load for benchmarks/burst.py: an open loop that keeps each answer's status, Retry-After and
 Server-Timing, a closed loop that finds the highest rate the gateway sustains, and a sampler of
-a process's memory.
+a process's memory and of the share of a core it ran.
 
 Beside loadgen.open_loop (which counts statuses only) because the burst's targets need to know,
 per answer, how long the gateway held it, whether a 503 said when to come back, and how late
@@ -10,6 +10,7 @@ the load generator itself sent it.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -356,3 +357,28 @@ class PeakRss:
         self._thread.join()
         self.peak_kib = max(self.peak_kib, self._read())
         self._status.close()
+
+
+class CoreShare:
+    """The share of one core a process ran (user + system) between __enter__ and __exit__: its
+    own, not its children's (local mode's instances are its children). A gateway past its own
+    capacity runs ~100%; one the machine starves of CPU runs less, and its queues grow all the
+    same."""
+
+    def __init__(self, pid: int) -> None:
+        self._stat = Path(f"/proc/{pid}/stat")
+        self._began = (0.0, 0.0)
+        self.share = 0.0
+
+    def _read(self) -> tuple[float, float]:
+        fields = self._stat.read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+    def __enter__(self) -> CoreShare:
+        self._began = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        cpu, now = self._read()
+        self.share = (cpu - self._began[0]) / max(now - self._began[1], 1e-9)
