@@ -66,7 +66,7 @@ from burst_load import (
 )
 from burst_report import dominant, inside, print_warm, split, statuses, verdict
 from burst_zero import IDLE_SECONDS, from_zero, print_from_zero, wait_at_zero
-from loadgen import free_port, wait_http
+from loadgen import free_port, percentile, wait_http
 
 FUNCTION = """
 apiVersion: kubelambda.dev/v1alpha1
@@ -155,15 +155,14 @@ def probe_line(probed: list[tuple[int, float]], warm_p99: float) -> str:
     """What the light client saw during the overflow: its 503s' latency against the warm p99.
     The load generator's own 503s wait for it too (it is as busy as the gateway, on the same
     cores); the light client's are the gateway's answer and the kernel's queues alone."""
-    refused = sorted(ms for status, ms in probed if status == 503)
+    refused = [ms for status, ms in probed if status == 503]
     counts = ", ".join(
         f"{status or 'no answer'}: {sum(1 for s, _ in probed if s == status)}"
         for status in sorted({s for s, _ in probed})
     )
     if not refused:
         return f"a light client meanwhile (burst_probe.py): {counts}; no 503 to time"
-    p50 = refused[len(refused) // 2]
-    p99 = refused[min(len(refused) - 1, int(0.99 * len(refused)))]
+    p50, p99 = percentile(refused, 0.5), percentile(refused, 0.99)
     return (
         f"a light client meanwhile (burst_probe.py, its own process, a request every "
         f"{PROBE_EVERY * 1000:.0f} ms on a new connection): {counts}; its 503s p50 {p50:.1f} "

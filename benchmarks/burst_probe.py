@@ -16,26 +16,22 @@ import re
 import socket
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.raw_http import read_answer
 
 
 def ask(port: int, request: bytes) -> tuple[int, float]:
     """The status of one request on a new connection (0: no answer) and its latency (ms)."""
     started = time.perf_counter()
-    answer = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
-            client.sendall(request)
-            while True:
-                chunk = client.recv(65536)
-                answer += chunk
-                head, done, body = answer.partition(b"\r\n\r\n")
-                length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
-                if not chunk or (done and length and len(body) >= int(length.group(1))):
-                    break
-    except (ConnectionResetError, TimeoutError):
-        pass  # a refusal unread is a reset after the answer, which came first
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        client.sendall(request)
     except OSError:
         return 0, (time.perf_counter() - started) * 1000
+    answer = read_answer(client, time.monotonic() + 30)
     status = re.match(rb"HTTP/1\.1 (\d+) ", answer)
     return (int(status.group(1)) if status else 0), (time.perf_counter() - started) * 1000
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import re
 import resource
 import select
 import socket
@@ -27,6 +26,7 @@ from kubelambda.gateway.framing import OVERLOADED_MESSAGE
 from kubelambda.gateway.platform import Instance
 from kubelambda.gateway.routing import FunctionEntry, HttpRoute
 from kubelambda.gateway.settings import GatewaySettings
+from support.raw_http import read_answer
 from support.runtime import RuntimeProcess, start_runtime, write_code
 from support.waiting import wait_for
 
@@ -224,27 +224,6 @@ FLOOD_REQUEST = b"GET /nowhere HTTP/1.1\r\nhost: gateway\r\n\r\n"
 QUEUE_BOUND = 512
 
 
-def _read_answer(client: socket.socket, deadline: float) -> bytes:
-    """What the gateway answered on `client` by `deadline`: b"" if nothing."""
-    data = b""
-    try:
-        while time.monotonic() < deadline:
-            client.settimeout(max(deadline - time.monotonic(), 0.01))
-            chunk = client.recv(65536)
-            data += chunk
-            head, done, body = data.partition(b"\r\n\r\n")
-            length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
-            if not chunk or (done and length and len(body) >= int(length.group(1))):
-                break
-    except ConnectionResetError:
-        pass  # refused unread: the reset comes after the answer, which was read first
-    except TimeoutError:
-        pass
-    finally:
-        client.close()
-    return data
-
-
 def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
     """`connections` clients connect while the gateway's loop is stalled, as a flood outrunning
     it would make it. Once it runs again, those it refuses as it accepts them are answered
@@ -295,7 +274,7 @@ def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
             with contextlib.suppress(OSError):  # refused meanwhile: its answer is there
                 client.sendall(FLOOD_REQUEST)
     deadline = time.monotonic() + 20
-    return [_read_answer(client, deadline) for client in clients]
+    return [read_answer(client, deadline) for client in clients]
 
 
 @pytest.mark.parametrize(
