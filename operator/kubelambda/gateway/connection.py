@@ -2,12 +2,12 @@
 `Responder` (the edge's apps), each answer written in one piece; limits on the number of
 connections, on a request's head (size, header count, time to arrive), on idle connections,
 and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once
-(refusals.py), then the connection closes; a client that does not read is cut off (reset), and
-its answer freed (stalls.py). While the server is overloaded (overload.py: its loop runs over
-1 s late lastingly, or over 512 connections wait in its accept queue; or it has as many
-requests parsed and not yet answered as its connection limit), each request is answered 503
-from prebuilt bytes as soon as its head is parsed, before routing, authorization or its body,
-and the connection closes; so is a connection accepted while it is, once accepted (refusals.py).
+(refusals.py), then the connection closes; a client that does not read is cut off (reset), and its
+answer freed (stalls.py). While the server is overloaded (overload.py: its loop runs over 1 s late
+lastingly, or over 512 connections wait in its accept queue (64 in a lasting overflow); or it has as
+many requests parsed and not yet answered as its connection limit), each request is answered 503
+from prebuilt bytes as soon as its head is parsed, before routing, authorization or its body, and
+the connection closes; so is a connection accepted while it is, once accepted (refusals.py).
 
 `Gateway.serve` (server.py) runs uvicorn's server (listening, graceful shutdown, the date
 header) with `bounded_protocol(settings, responder)` (boundedserver.py) as its protocol. Not

@@ -3,13 +3,14 @@ connection (connection.py) asks `Overload` as it is accepted and at every reques
 answers 503 at once while it says so; the activator (activation.py) asks its own LoopLag before
 holding a request.
 
-The rules, in the order a request meets them: a connection beyond the server's connection limit
-is refused when it opens; a connection accepted, or a request whose head arrives, while the loop
-runs over `max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in
-the listening socket's accept queue (when the server was given its listener), or (a request)
-while the server has as many requests parsed and not yet answered as its limit, is refused
-before it is read or routed (connection.py); a request for a function whose busy instances
-would take too long to reach it is refused by the activator.
+The rules, in the order a request meets them: a connection beyond the server's connection limit is
+refused when it opens; a connection accepted, or a request whose head arrives, while the loop runs
+over `max_loop_lag_seconds` late lastingly, while over `max_accept_queue` connections wait in the
+listening socket's accept queue (when the server was given its listener; over
+`shedding_accept_queue` while it sheds a lasting overflow), or (a request) while the server has as
+many requests parsed and not yet answered as its limit, is refused before it is read or routed
+(connection.py); a request for a function whose busy instances would take too long to reach it is
+refused by the activator.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class AcceptQueue:
 class Overload:
     """Whether one server takes new requests now: not while its event loop runs over
     `max_loop_lag_seconds` late lastingly (`loop_lag`, a LoopLag unless injected), nor while
-    over `max_accept_queue` connections wait to be accepted (`accept_queue`, if given). Called
-    at every request's head, so it only reads what LoopLag and AcceptQueue measured.
+    too many connections wait to be accepted (`accept_queue`, if given). Called at every
+    request's head and as each connection is accepted, so it only reads what LoopLag and
+    AcceptQueue measured (and, while shedding, the clock).
 
     A loop that late has a backlog of requests it has not even read yet (in the kernel's accept
     queue and in connections' buffers); answering the ones it reads 503 from bytes built once,
@@ -124,9 +126,18 @@ class Overload:
     The accept queue is the wait a loop on time does not show: a gateway at its capacity keeps
     its timers but takes connections no faster than it answers them, and a backlog of thousands
     holds seconds of them; once full, the kernel drops clients' SYNs (retried after 1 s, 3 s,
-    7 s...). Refusing beyond 512, as they are accepted (connection.py), keeps that wait short
-    and the cliff away: benchmarks/burst.py's overflow had 7,350 handshakes dropped and 8,598
-    requests unanswered when they were refused only once their heads were read.
+    7 s...). Refusing beyond `max_accept_queue` (512), as they are accepted (connection.py),
+    keeps that wait bounded and the cliff away: benchmarks/burst.py's overflow had 7,350
+    handshakes dropped and 8,598 requests unanswered when they were refused only once their
+    heads were read.
+
+    Bounded, not short: against a lasting overflow the queue stays at that bound, and each
+    client waits behind 512 others for its 503 (burst.py: 200 to 300 ms). So once the queue,
+    over the bound, came back within it and went over it again within `shedding_seconds` (1 s),
+    the server sheds: it refuses while over `shedding_accept_queue` (64) wait, a wait of
+    milliseconds, until the queue has stayed within that for `shedding_seconds`. One flood,
+    such as the backlog a stall of the loop leaves, only shrinks as it is taken: those beyond
+    512 are refused, as before, and the rest served.
     """
 
     def __init__(
@@ -136,20 +147,61 @@ class Overload:
         loop_lag: Callable[[], float] | None = None,
         max_accept_queue: int = 512,
         accept_queue: Callable[[], int] | None = None,
+        shedding_accept_queue: int = 64,
+        shedding_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_loop_lag_seconds = max_loop_lag_seconds
         self.max_accept_queue = max_accept_queue
+        self.shedding_accept_queue = shedding_accept_queue
+        self.shedding_seconds = shedding_seconds
         self._monitor: LoopLag | None = None
         if loop_lag is None:
             loop_lag = self._monitor = LoopLag()
         self._loop_lag = loop_lag
         self._accept_queue = accept_queue
+        self._clock = clock
+        # The accept queue's bound now: shedding_accept_queue while shedding.
+        self._bound = max_accept_queue
+        self._over_at: float | None = None  # the last reading over max_accept_queue, if lately
+        self._back_within = False  # a reading within it came since
+        self._shedding_until = 0.0
+
+    @property
+    def shedding(self) -> bool:
+        """Whether it refuses beyond `shedding_accept_queue` now (a lasting overflow)."""
+        return self._bound != self.max_accept_queue
 
     def __call__(self) -> bool:
         if self._loop_lag() > self.max_loop_lag_seconds:
             return True
         queue = self._accept_queue
-        return queue is not None and queue() > self.max_accept_queue
+        if queue is None:
+            return False
+        waiting = queue()
+        if waiting <= self._bound:
+            if self.shedding:
+                if self._clock() >= self._shedding_until:  # within it for shedding_seconds
+                    self._bound = self.max_accept_queue
+                    self._over_at = None
+                    self._back_within = False
+            elif self._over_at is not None:
+                self._back_within = True
+            return False
+        now = self._clock()
+        if self.shedding:
+            self._shedding_until = now + self.shedding_seconds
+        elif (
+            self._back_within
+            and self._over_at is not None
+            and now - self._over_at <= self.shedding_seconds
+        ):
+            self._bound = self.shedding_accept_queue  # over it again: a lasting overflow
+            self._shedding_until = now + self.shedding_seconds
+        else:
+            self._over_at = now
+            self._back_within = False
+        return True
 
     def close(self) -> None:
         if self._monitor is not None:

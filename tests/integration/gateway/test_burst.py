@@ -220,15 +220,20 @@ def uvloop_gateway() -> Iterator[GatewayThread]:
 
 
 FLOOD_REQUEST = b"GET /nowhere HTTP/1.1\r\nhost: gateway\r\n\r\n"
-# Connections the gateway may leave waiting to be accepted (overload.py's max_accept_queue).
+# Connections the gateway may leave waiting to be accepted (overload.py's max_accept_queue), and
+# while it sheds a lasting overflow (shedding_accept_queue, for shedding_seconds).
 QUEUE_BOUND = 512
+SHEDDING_BOUND = 64
+SHEDDING_SECONDS = 1.0
 
 
-def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
+def _queued(
+    gateway: GatewayThread, connections: int, *, bound: int
+) -> tuple[list[socket.socket], set[int], float]:
     """`connections` clients connect while the gateway's loop is stalled, as a flood outrunning
-    it would make it. Once it runs again, those it refuses as it accepts them are answered
-    before they send anything; then each client not answered yet sends its request. Every
-    client's answer, b"" for none."""
+    it would make it. Once it runs again, those it refuses as it accepts them (beyond `bound`
+    waiting) are answered before they send anything: waited for. The clients, the descriptors
+    of those answered, and when the loop was let run again."""
     addresses = gateway.addresses
     assert addresses is not None
     held, release = threading.Event(), threading.Event()
@@ -254,7 +259,8 @@ def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
                 pytest.fail(f"connection {count + 1} was not queued: the accept queue is full")
     finally:
         release.set()
-    beyond = connections - QUEUE_BOUND - 1
+        released = time.monotonic()
+    beyond = connections - bound - 1
     answered: set[int] = set()
     poll = select.poll()  # select() takes no descriptor over 1023
     for client in clients:
@@ -263,12 +269,17 @@ def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
     while len(answered) < beyond:
         left = deadline - time.monotonic()
         assert left > 0, (
-            f"{len(answered)} of the {beyond} connections beyond the bound were answered before "
-            "sending a request: they waited to be read"
+            f"{len(answered)} of the {beyond} connections beyond {bound} waiting were answered "
+            "before sending a request: they waited to be read"
         )
         for descriptor, _ in poll.poll(min(left, 0.1) * 1000):
             answered.add(descriptor)
             poll.unregister(descriptor)
+    return clients, answered, released
+
+
+def _answers(clients: list[socket.socket], answered: set[int]) -> list[bytes]:
+    """Each client not answered yet sends its request; every client's answer, b"" for none."""
     for client in clients:
         if client.fileno() not in answered:
             with contextlib.suppress(OSError):  # refused meanwhile: its answer is there
@@ -277,14 +288,13 @@ def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
     return [read_answer(client, deadline) for client in clients]
 
 
-@pytest.mark.parametrize(
-    "connections",
-    [QUEUE_BOUND + 200, 2500],
-    ids=["over-the-accept-queue-bound", "over-uvicorns-2048-backlog"],
-)
-def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_accepted(
-    uvloop_gateway: GatewayThread, connections: int
-) -> None:
+def _flood(gateway: GatewayThread, connections: int) -> list[bytes]:
+    """A flood (_queued) over the accept queue's bound, and every client's answer."""
+    clients, answered, _ = _queued(gateway, connections, bound=QUEUE_BOUND)
+    return _answers(clients, answered)
+
+
+def _need_room_for(connections: int) -> None:
     somaxconn = int(open("/proc/sys/net/core/somaxconn").read())  # noqa: SIM115 - read once
     assert somaxconn >= connections, (
         f"net.core.somaxconn is {somaxconn}: no accept queue holds {connections} connections; "
@@ -295,20 +305,61 @@ def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_
         f"this process may open {descriptors} files: the clients and the gateway in it need "
         f"{2 * connections + 100} (ulimit -n)"
     )
-    # No function at all: a request the gateway read and routed is 404, so a 503 shows it was
-    # refused before it was read.
-    uvloop_gateway.start(functions=[])
-    answers = _flood(uvloop_gateway, connections)
+
+
+def _refused_and_routed(answers: list[bytes]) -> tuple[list[bytes], int]:
+    """The 503s (each checked: Retry-After, closed, the overload's message) and the count of
+    404s (read and routed) among `answers`, every one of which must be either."""
     unanswered = sum(1 for answer in answers if not answer.startswith(b"HTTP/1.1 "))
     refused = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503 ")]
     routed = sum(1 for answer in answers if answer.startswith(b"HTTP/1.1 404 "))
-    assert unanswered == 0, f"{unanswered} of {connections} connections got no answer"
-    assert len(refused) + routed == connections
+    assert unanswered == 0, f"{unanswered} of {len(answers)} connections got no answer"
+    assert len(refused) + routed == len(answers)
     for answer in refused:
         assert b"\r\nretry-after: 1\r\n" in answer
         assert b"\r\nconnection: close\r\n" in answer
         assert OVERLOADED_MESSAGE in answer
+    return refused, routed
+
+
+@pytest.mark.parametrize(
+    "connections",
+    [QUEUE_BOUND + 200, 2500],
+    ids=["over-the-accept-queue-bound", "over-uvicorns-2048-backlog"],
+)
+def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_accepted(
+    uvloop_gateway: GatewayThread, connections: int
+) -> None:
+    _need_room_for(connections)
+    # No function at all: a request the gateway read and routed is 404, so a 503 shows it was
+    # refused before it was read.
+    uvloop_gateway.start(functions=[])
+    answers = _flood(uvloop_gateway, connections)
+    refused, routed = _refused_and_routed(answers)
     # Those that waited behind over QUEUE_BOUND others were refused as they were accepted (the
     # flood waited for that); those the gateway reaches in time are served (a reading of the
     # queue lasts 1 ms, so a few more may be refused, not hundreds).
     assert routed >= QUEUE_BOUND // 2, (len(refused), routed)
+
+
+def test_a_flood_again_within_a_second_is_refused_beyond_64_waiting_as_accepted(
+    uvloop_gateway: GatewayThread,
+) -> None:
+    """The queue went over its bound, came back within it and went over again: a lasting
+    overflow, whose clients would each wait behind 512 others for a 503. The second flood's
+    clients beyond 64 are refused as they are accepted; the first's were served to 512."""
+    connections = QUEUE_BOUND + 100
+    _need_room_for(2 * connections)
+    uvloop_gateway.start(functions=[])
+    first, first_answered, _ = _queued(uvloop_gateway, connections, bound=QUEUE_BOUND)
+    drained = time.monotonic()  # those beyond 512 refused: the queue came back within its bound
+    _, first_routed = _refused_and_routed(_answers(first, first_answered))
+    assert first_routed >= QUEUE_BOUND // 2, first_routed
+    second, second_answered, released = _queued(uvloop_gateway, connections, bound=SHEDDING_BOUND)
+    assert released - drained < SHEDDING_SECONDS, (
+        f"answering the first flood and opening {connections} connections took "
+        f"{released - drained:.2f} s: the second flood must come within {SHEDDING_SECONDS} s "
+        "of the first to be the same overflow"
+    )
+    second_refused, second_routed = _refused_and_routed(_answers(second, second_answered))
+    assert second_routed <= SHEDDING_BOUND + 1, (len(second_refused), second_routed)
