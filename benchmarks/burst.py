@@ -30,6 +30,9 @@ warm capacity first and loads at fractions of it:
    processes of their own). Beside it, a light client in a process of its own
    (burst_probe.py) times the 503s it gets: the load generator is as busy as the gateway on
    the same cores, and its own 503s wait for it too.
+5. after: as soon as the overflow ends, the warm phase's rate again. Target: 0 errors, as in
+   2: the gateway takes its load again once an overflow is over (it sheds a lasting overflow
+   harder, overload.py, and must stop once it ends).
 
 Each figure is printed with its target and with the step that dominates its slowest answers:
 the load generator running late (sending, or reading the answer), connecting (the gateway's
@@ -259,6 +262,7 @@ def main() -> None:
         counters_after = kernel_counters()
         dropped = counters_after["ListenOverflows"] - counters["ListenOverflows"]
         marks.append(inside(admin, "warm"))
+        after = uvloop.run(open_loop(port, warm_request, rate=rate, seconds=args.seconds))
     finally:
         local.terminate()
         local.wait(30)
@@ -334,6 +338,14 @@ def main() -> None:
         f"{over_rss.first_kib / 1024:.0f} MiB, x{growth:.2f}; target bounded, <= x1.5: "
         f"{verdict(growth <= 1.5)})"
     )
+    everything = after.where()
+    after_p99 = after.p(after.latency, everything, 0.99)
+    print(
+        f"  after      open loop at {args.fraction:.0%} = {rate:.0f} req/s once the overflow "
+        f"ended: errors {after.errors} ({statuses(after)}; target 0: "
+        f"{verdict(after.errors == 0)}); p99 {after_p99:.1f} ms = {after_p99 / warm_p99:.1f}x "
+        f"warm p99, dominated by {dominant(after, everything)}"
+    )
     print(
         json.dumps(
             {
@@ -355,6 +367,7 @@ def main() -> None:
                 "overflow_503_without_retry_after": len(refused) - with_retry,
                 "overflow_503_p99_ms": round(refused_p99, 1) if refused else None,
                 "overflow_peak_rss_mib": round(over_rss.peak_kib / 1024),
+                "after_overflow_errors": after.errors,
                 "load_average_before": load_before,
             }
         )

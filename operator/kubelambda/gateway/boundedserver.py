@@ -73,7 +73,7 @@ def bounded_protocol(
 
     `overloaded` says when each new request is refused 503 at its head; by default an `Overload()`
     of this server's own: its loop over 1 s late lastingly, or, given the server's `listener`, over
-    512 connections in its accept queue (over 64 while it sheds a lasting overflow). The admin
+    512 connections in its accept queue (over 16 while it sheds a lasting overflow). The admin
     server should pass `lambda: False`, so that /healthz and /metrics answer however late, never
     503.
     """

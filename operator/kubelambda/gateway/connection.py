@@ -4,7 +4,7 @@ connections, on a request's head (size, header count, time to arrive), on idle c
 and on answers clients stop reading. Past a limit the answer is 503, 431 or 408 at once
 (refusals.py), then the connection closes; a client that does not read is cut off (reset), and its
 answer freed (stalls.py). While the server is overloaded (overload.py: its loop runs over 1 s late
-lastingly, or over 512 connections wait in its accept queue (64 in a lasting overflow); or it has as
+lastingly, or over 512 connections wait in its accept queue (16 in a lasting overflow); or it has as
 many requests parsed and not yet answered as its connection limit), each request is answered 503
 from prebuilt bytes as soon as its head is parsed, before routing, authorization or its body, and
 the connection closes; so is a connection accepted while it is, once accepted (refusals.py).

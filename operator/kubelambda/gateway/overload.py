@@ -134,7 +134,7 @@ class Overload:
     Bounded, not short: against a lasting overflow the queue stays at that bound, and each
     client waits behind 512 others for its 503 (burst.py: 200 to 300 ms). So once the queue,
     over the bound, came back within it and went over it again within `shedding_seconds` (1 s),
-    the server sheds: it refuses while over `shedding_accept_queue` (64) wait, a wait of
+    the server sheds: it refuses while over `shedding_accept_queue` (16) wait, a wait of
     milliseconds, until the queue has stayed within that for `shedding_seconds`. One flood,
     such as the backlog a stall of the loop leaves, only shrinks as it is taken: those beyond
     512 are refused, as before, and the rest served.
@@ -147,7 +147,7 @@ class Overload:
         loop_lag: Callable[[], float] | None = None,
         max_accept_queue: int = 512,
         accept_queue: Callable[[], int] | None = None,
-        shedding_accept_queue: int = 64,
+        shedding_accept_queue: int = 16,
         shedding_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -223,7 +223,7 @@ FLOOD_REQUEST = b"GET /nowhere HTTP/1.1\r\nhost: gateway\r\n\r\n"
 # Connections the gateway may leave waiting to be accepted (overload.py's max_accept_queue), and
 # while it sheds a lasting overflow (shedding_accept_queue, for shedding_seconds).
 QUEUE_BOUND = 512
-SHEDDING_BOUND = 64
+SHEDDING_BOUND = 16
 SHEDDING_SECONDS = 1.0
 
 
@@ -342,12 +342,12 @@ def test_a_flood_of_connections_is_queued_and_those_beyond_the_bound_refused_as_
     assert routed >= QUEUE_BOUND // 2, (len(refused), routed)
 
 
-def test_a_flood_again_within_a_second_is_refused_beyond_64_waiting_as_accepted(
+def test_a_flood_again_within_a_second_is_refused_beyond_16_waiting_as_accepted(
     uvloop_gateway: GatewayThread,
 ) -> None:
     """The queue went over its bound, came back within it and went over again: a lasting
     overflow, whose clients would each wait behind 512 others for a 503. The second flood's
-    clients beyond 64 are refused as they are accepted; the first's were served to 512."""
+    clients beyond 16 are refused as they are accepted; the first's were served to 512."""
     connections = QUEUE_BOUND + 100
     _need_room_for(2 * connections)
     uvloop_gateway.start(functions=[])

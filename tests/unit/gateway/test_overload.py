@@ -1,6 +1,7 @@
 """gateway/overload.py's accept-queue rule: refused beyond 512 connections waiting, and, once the
 queue went over that bound, came back within it and went over again within a second (a lasting
-overflow, not one flood being taken), beyond 64 until it stayed within 64 for a second."""
+overflow, not one flood being taken), beyond 16 until it stayed within 16 for a second (the
+defaults)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,7 @@ class _Readings:
 
     def overload(self) -> Overload:
         return Overload(
-            loop_lag=lambda: 0.0,
-            accept_queue=lambda: self.waiting,
-            max_accept_queue=512,
-            shedding_accept_queue=64,
-            shedding_seconds=1.0,
-            clock=lambda: self.now,
+            loop_lag=lambda: 0.0, accept_queue=lambda: self.waiting, clock=lambda: self.now
         )
 
     def refused(self, overload: Overload, waiting: int, *, after: float = 0.0) -> bool:
@@ -40,28 +36,28 @@ def test_one_flood_is_refused_only_beyond_512_as_it_is_taken() -> None:
     assert not overload.shedding
 
 
-def test_a_queue_over_512_again_after_coming_back_within_it_sheds_beyond_64() -> None:
+def test_a_queue_over_512_again_after_coming_back_within_it_sheds_beyond_16() -> None:
     readings = _Readings()
     overload = readings.overload()
     assert readings.refused(overload, 600)
     assert not readings.refused(overload, 500, after=0.01)
     assert readings.refused(overload, 513, after=0.5)
     assert overload.shedding
-    assert readings.refused(overload, 65)
-    assert not readings.refused(overload, 64)
+    assert readings.refused(overload, 17)
+    assert not readings.refused(overload, 16)
 
 
-def test_shedding_ends_once_the_queue_stayed_within_64_for_a_second() -> None:
+def test_shedding_ends_once_the_queue_stayed_within_16_for_a_second() -> None:
     readings = _Readings()
     overload = readings.overload()
     readings.refused(overload, 600)
     readings.refused(overload, 0)
     readings.refused(overload, 600)
     assert overload.shedding
-    assert readings.refused(overload, 65, after=0.5)  # over 64: a second from now
+    assert readings.refused(overload, 17, after=0.5)  # over 16: a second from now
     assert not readings.refused(overload, 10, after=0.99)
     assert overload.shedding
-    assert not readings.refused(overload, 10, after=0.01)
+    assert not readings.refused(overload, 10, after=0.02)
     assert not overload.shedding
     assert not readings.refused(overload, 512)  # the bound is 512 again
 
