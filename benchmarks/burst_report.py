@@ -52,12 +52,13 @@ def split(run: Answers, before: tuple[float, int], after: tuple[float, int]) -> 
     return f"mean {seen:.1f} ms, of which {within:.1f} ms between the gateway's parse and answer"
 
 
-def print_warm(warm: Answers, *, fraction: float, rate: float) -> float:
-    """Print the warm phase's line (errors, p50, p99, what dominates); return its p99."""
+def print_warm(warm: Answers, *, fraction: float, rate: float, label: str = "warm") -> float:
+    """Print an open loop's line at `fraction` of the capacity (errors, p50, p99, what
+    dominates), the warm phase's unless `label` says otherwise; return its p99."""
     everything = warm.where()
     warm_p99 = warm.p(warm.latency, everything, 0.99)
     print(
-        f"  warm       open loop at {fraction:.0%} = {rate:.0f} req/s: errors {warm.errors} "
+        f"  {label:<10} open loop at {fraction:.0%} = {rate:.0f} req/s: errors {warm.errors} "
         f"({statuses(warm)}); p50 {warm.p(warm.latency, everything, 0.5):.1f} ms, p99 "
         f"{warm_p99:.1f} ms; dominated by {dominant(warm, everything)}"
     )
