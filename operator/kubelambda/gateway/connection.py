@@ -131,9 +131,9 @@ class BoundedProtocol(Refusals):
         self._unsent = 0  # bytes not handed over at the last progress
         self._progressed_at = 0.0
         self._refused = False
-        # Asked now, not in connection_made: uvloop makes a connection's protocol as it accepts
-        # it, one by one until the accept queue is empty, so the queue read here still counts
-        # the connections behind this one (by connection_made, all were taken).
+        # Asked now, not in connection_made: uvloop makes a connection's protocol as it takes it
+        # from the accept queue, one at every turn of its loop (600 waiting took 600 turns), and
+        # calls connection_made a turn later: the queue read here counts the ones behind this.
         self._arrived_overloaded = self.overloaded()
 
     # --- connections (made, refused, closed when idle: refusals.py) -----------------------

@@ -74,9 +74,9 @@ class AcceptQueue:
     """How many connections wait in a listening socket's accept queue: taken by the kernel, not
     yet by the gateway, their clients silent. Linux reports it in a listener's TCP_INFO
     (`tcpi_unacked`); elsewhere it reads 0. Read again at most every `interval` seconds, so a
-    request's head costs a clock read, not a system call; a millisecond, because uvloop accepts
-    a flood in one go and asks as it accepts each (connection.py): a reading 10 ms old would
-    still see the hundreds already taken.
+    request's head costs a clock read, not a system call; a millisecond, because uvloop takes a
+    waiting connection at every turn of its loop and asks as it takes each (connection.py): a
+    reading 10 ms old would still count the hundreds taken since.
     """
 
     _UNACKED = 24  # offset of tcpi_unacked in struct tcp_info: 8 one-byte fields, 4 u32s

@@ -1,9 +1,9 @@
-"""The refusals of a gateway connection (connection.py), each a prebuilt answer written, then
-the close: a connection accepted beyond the connection limit (503), or while the server is
-overloaded (503: those with over 512 still behind them in the accept queue, as uvloop takes a
-flood in one go), refused as it is accepted, before its request is even read; a head that does
-not arrive in time (408); a request that is not HTTP (400). And a connection idle for longer
-than the keep-alive timeout is closed.
+"""The refusals of a gateway connection (connection.py), each a prebuilt answer written, then the
+close: a connection accepted beyond the connection limit (503), or while the server is overloaded
+(503: those with over 512 still behind them in the accept queue, as uvloop takes them, one at every
+turn of its loop), refused as it is accepted, before its request is even read; a head that does not
+arrive in time (408); a request that is not HTTP (400). And a connection idle for longer than the
+keep-alive timeout is closed.
 
 Before any of this, connections wait in the kernel's accept queue, as deep as the connection
 limit (server.py; capped by net.core.somaxconn); beyond it the kernel drops a client's SYN, and

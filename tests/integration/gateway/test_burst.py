@@ -199,8 +199,8 @@ def queued(gateway: GatewayThread) -> int:
 
 class UvloopGatewayThread(GatewayThread):
     """The gateway on uvloop, as `kubelambda gateway` and `kubelambda local` run it: how a flood
-    is accepted (every waiting connection in one go, each protocol made as it is taken) is the
-    loop's."""
+    is accepted (one waiting connection at every turn of the loop, its protocol made as it is
+    taken) is the loop's."""
 
     def __init__(self) -> None:
         super().__init__()
