@@ -34,9 +34,14 @@ class BoundedServer:
         settings: GatewaySettings,
         responder: Responder,
         overloaded: Callable[[], bool],
+        *,
+        accept_queue: AcceptQueue | None = None,
+        overload: Overload | None = None,
     ) -> None:
         self.responder = responder
         self.overloaded = overloaded
+        self._accept_queue = accept_queue  # with the `overload` whose bound it keeps
+        self._overload = overload
         self.max_head_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.head_seconds = settings.header_timeout_seconds
@@ -49,6 +54,15 @@ class BoundedServer:
         # connection, so a client's next request opens a new one, which the Service sends to
         # a replica that is staying.
         self.draining = False
+
+    def refuse_waiting(self) -> int:
+        """Refuse at once the connections waiting beyond the overload's bound in the accept
+        queue (when given both), rather than one at every turn of the loop; how many. Called by
+        a connection refused as it was accepted."""
+        queue, overload = self._accept_queue, self._overload
+        if queue is None or overload is None:
+            return 0
+        return queue.refuse_beyond(overload.accept_bound, self.overloaded_answer)
 
     # uvicorn.Server makes each connection's protocol with these arguments.
     def __call__(
@@ -77,6 +91,8 @@ def bounded_protocol(
     server should pass `lambda: False`, so that /healthz and /metrics answer however late, never
     503.
     """
-    if overloaded is None:
-        overloaded = Overload(accept_queue=AcceptQueue(listener) if listener else None)
-    return BoundedServer(settings, responder, overloaded)
+    if overloaded is not None:
+        return BoundedServer(settings, responder, overloaded)
+    queue = AcceptQueue(listener) if listener else None
+    overload = Overload(accept_queue=queue)
+    return BoundedServer(settings, responder, overload, accept_queue=queue, overload=overload)

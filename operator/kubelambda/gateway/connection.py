@@ -57,7 +57,8 @@ _THIS_READ: Final = -1.0
 
 class _Server(Protocol):
     """What a connection takes from its server (boundedserver.py's BoundedServer, which makes
-    it): its bounds, the state its connections share, and whether the gateway drains."""
+    it): its bounds, the state its connections share, whether the gateway drains, and the
+    refusal of the connections waiting beyond its bound."""
 
     responder: Responder
     overloaded: Callable[[], bool]
@@ -69,6 +70,8 @@ class _Server(Protocol):
     max_unread_bytes: int
     stalls: Stalls
     draining: bool
+
+    def refuse_waiting(self) -> int: ...
 
 
 class BoundedProtocol(Refusals):
@@ -85,6 +88,7 @@ class BoundedProtocol(Refusals):
         self.responder = server.responder
         self.overloaded = server.overloaded
         self.overloaded_answer = server.overloaded_answer
+        self.refuse_waiting = server.refuse_waiting
         self.max_head_bytes = server.max_head_bytes
         self.max_headers = server.max_headers
         self.head_seconds = server.head_seconds

@@ -16,6 +16,7 @@ refused by the activator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import time
@@ -101,6 +102,26 @@ class AcceptQueue:
             self._waiting = self._read()
         return self._waiting
 
+    def refuse_beyond(self, bound: int, answer: bytes) -> int:
+        """Take the connections waiting beyond `bound` from the listener, write each `answer`
+        and close it; how many. uvloop takes one waiting connection at every turn of its loop and
+        makes a transport and a protocol for it: a flood it refused itself cost a turn and those
+        objects per client, where this is an accept, a send and a close, all in one turn."""
+        self._read_at = self._clock()
+        self._waiting = waiting = self._read()
+        refused = 0
+        while waiting - refused > bound:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # none left after all, or no descriptor for one
+                break
+            # An error sending: the client left, and there is nothing to answer.
+            with client, contextlib.suppress(OSError):
+                client.send(answer)
+            refused += 1
+        self._waiting = waiting - refused
+        return refused
+
     def _read(self) -> int:
         option = getattr(socket, "TCP_INFO", None)
         if option is None:
@@ -166,6 +187,12 @@ class Overload:
         self._over_at: float | None = None  # the last reading over max_accept_queue, if lately
         self._back_within = False  # a reading within it came since
         self._shedding_until = 0.0
+
+    @property
+    def accept_bound(self) -> int:
+        """The connections it lets wait in the accept queue now: `max_accept_queue`, or
+        `shedding_accept_queue` while shedding."""
+        return self._bound
 
     @property
     def shedding(self) -> bool:

@@ -1,7 +1,8 @@
 """The refusals of a gateway connection (connection.py), each a prebuilt answer written, then the
 close: a connection accepted beyond the connection limit (503), or while the server is overloaded
-(503: those with over 512 still behind them in the accept queue, as uvloop takes them, one at every
-turn of its loop), refused as it is accepted, before its request is even read; a head that does not
+(503: those with over 512 still behind them in the accept queue), refused as it is accepted, before
+its request is even read, and with it every connection still waiting beyond that bound, taken from
+the listener in the same turn (uvloop takes one at every turn of its loop); a head that does not
 arrive in time (408); a request that is not HTTP (400). And a connection idle for longer than the
 keep-alive timeout is closed.
 
@@ -14,6 +15,7 @@ cheap refusals.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from kubelambda.gateway.framing import TOO_MANY, TOO_SLOW, bad_request
@@ -33,6 +35,7 @@ class Refusals(StalledWrites):
     head_seconds: float
     keep_alive_seconds: float
     overloaded_answer: bytes  # the server's 503, built once
+    refuse_waiting: Callable[[], int]  # the server's: those waiting beyond its bound
     _arrived_overloaded: bool  # asked as the connection was made
     _head_timer: asyncio.TimerHandle | None
     _refused: bool
@@ -50,8 +53,10 @@ class Refusals(StalledWrites):
             # outruns the loop is answered at the cost of a write and a close each, so the
             # accept queue drains instead of overflowing (the kernel then drops clients'
             # handshakes: waits of 1 s, 3 s, 7 s the gateway cannot answer). The request left
-            # unread makes the close a reset, which Linux delivers after the answer.
+            # unread makes the close a reset, which Linux delivers after the answer. Those
+            # waiting behind it beyond the bound are refused with it, in this turn.
             self._refuse(self.overloaded_answer)
+            self.refuse_waiting()
             return
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
             # Refused now, not once it sends a request: an idle one would hold a slot (and

@@ -219,8 +219,11 @@ linux_only = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def _waiting(count: int, *, backlog: int = 64) -> Iterator[socket.socket]:
-    """A loopback listener that accepts nothing, with `count` connections in its queue."""
+def _waiting(
+    count: int, *, backlog: int = 64
+) -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A loopback listener that accepts nothing, with `count` connections in its queue, and
+    their clients, in the order they connected."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(backlog)
@@ -234,7 +237,7 @@ def _waiting(count: int, *, backlog: int = 64) -> Iterator[socket.socket]:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{count} connections never reached the accept queue")
                 time.sleep(0.001)
-            yield listener
+            yield listener, clients
         finally:
             for client in clients:
                 client.close()
@@ -243,13 +246,29 @@ def _waiting(count: int, *, backlog: int = 64) -> Iterator[socket.socket]:
 @linux_only
 def test_the_accept_queue_counts_the_connections_the_kernel_holds_for_the_gateway() -> None:
     now = [0.0]
-    with _waiting(3) as listener:
+    with _waiting(3) as (listener, _):
         queue = AcceptQueue(listener, interval=0.01, clock=lambda: now[0])
         assert queue() == 3
         listener.accept()[0].close()
         assert queue() == 3  # read again only once `interval` has passed
         now[0] += 0.01
         assert queue() == 2
+
+
+@linux_only
+def test_those_waiting_beyond_the_bound_are_taken_answered_and_closed_at_once() -> None:
+    with _waiting(5) as (listener, clients):
+        queue = AcceptQueue(listener, interval=60)  # a reading that would last: read afresh
+        assert queue.refuse_beyond(2, b"refused") == 3
+        assert queue() == 2
+        # The first to come are the first taken; the answer, then the end of the connection.
+        for client in clients[:3]:
+            assert client.recv(100) == b"refused"
+            assert client.recv(100) == b""
+        clients[3].settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            clients[3].recv(100)
+        assert queue.refuse_beyond(2, b"refused") == 0
 
 
 @pytest.mark.parametrize(
@@ -278,11 +297,14 @@ async def test_a_request_is_refused_while_too_many_connections_wait_to_be_accept
 
 @linux_only
 async def test_a_server_given_its_listener_refuses_while_513_connections_wait_on_it() -> None:
+    """...and with the connection it refuses as it accepts it, the one waiting beyond 512."""
     responder = _Responder()
-    with _waiting(513, backlog=1024) as listener:
+    with _waiting(513, backlog=1024) as (listener, clients):
         protocol_class = bounded_protocol(GatewaySettings(), responder, listener=listener)
         protocol, transport = _connect((protocol_class, Config(), ServerState()))
         protocol.data_received(GET)
+        assert AcceptQueue(listener, interval=0)() == 512
+        assert _refused(clients[0].recv(1000))
     assert len(transport.writes) == 1
     assert _refused(transport.writes[0])
     assert responder.reached == []
