@@ -26,31 +26,11 @@ from kubelambda.api.sam import (
     mentions_transform,
 )
 from kubelambda.api.sam.template import read_document
+from kubelambda.api.strictyaml import StrictLoader
 from kubelambda.api.trigger import Trigger, parse_trigger
 
 SUFFIXES: Final = (".yaml", ".yml")
 log = logging.getLogger(__name__)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping, as kubectl does.
-
-    PyYAML keeps the last value silently, which would hide a second ``spec:`` for example.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def load_manifests(
@@ -180,7 +160,7 @@ def _documents(file: Path, text: str, problems: list[ManifestProblem]) -> list[t
         return []
 
     try:
-        documents = list(yaml.load_all(text, Loader=_StrictLoader))
+        documents = list(yaml.load_all(text, Loader=StrictLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -15,6 +15,8 @@ from typing import Final, cast
 
 import yaml
 
+from kubelambda.api.strictyaml import StrictLoader
+
 SAM_TRANSFORM: Final = "AWS::Serverless-2016-10-31"
 
 # Short-form tags and the long form each stands for (CloudFormation's template reference).
@@ -55,23 +57,9 @@ class UnknownTag:
     value: object
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """SafeLoader with CloudFormation's tags; a key repeated in one mapping is refused (as
+class _TemplateLoader(StrictLoader):
+    """StrictLoader with CloudFormation's tags: a key repeated in one mapping is refused (as
     CloudFormation does) rather than silently replaced."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _construct_value(loader: yaml.SafeLoader, node: yaml.Node) -> object:
