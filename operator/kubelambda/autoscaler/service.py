@@ -4,8 +4,8 @@ takes the announcements of pods that start serving (announce.py), which answer w
 
 ``kubelambda operator`` runs it beside the controller, feeding it the Function events of
 the process's one watch layer (``function_event``), with the cluster's replicas, lease and
-Prometheus behind the interfaces below. Each tick the leader decides, scales and records
-why (``status.autoscaler`` on a cluster).
+Prometheus behind the interfaces below. Each tick the leader decides and scales; why is
+recorded apart from the tick (``status.autoscaler`` on a cluster: reports.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from kubelambda.autoscaler.arrivals import Arrivals, Instance, VerifyAnnouncemen
 from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer, serve
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
+from kubelambda.autoscaler.reports import ReportTarget, StatusReports
 from kubelambda.autoscaler.sources import MetricSource
 
 __all__ = [
@@ -51,7 +52,7 @@ ANNOUNCED_ANSWER_SECONDS: Final = 3.0
 WarmStart = Callable[[FunctionKey], Awaitable[Instance | None] | None]
 
 
-class ClusterReplicas(ReplicaTarget, Protocol):
+class ClusterReplicas(ReplicaTarget, ReportTarget, Protocol):
     """The replica counts the service scales, with what a shared cluster adds to a
     `ReplicaTarget`: whether a function's workload exists yet, a fresh read for wake-ups
     (the watch may lag a scale to zero by someone else), the decision recorded for people,
@@ -60,8 +61,6 @@ class ClusterReplicas(ReplicaTarget, Protocol):
     def known(self, function: FunctionKey) -> bool: ...
 
     async def refresh(self, function: FunctionKey) -> None: ...
-
-    async def report(self, function: FunctionKey, *, desired: int, reason: str) -> None: ...
 
     async def fetch_function(self, function: FunctionKey) -> Mapping[str, Any] | None: ...
 
@@ -124,7 +123,7 @@ class AutoscalerService:
             source=source, target=replicas, specs=lambda: self.specs, observer=observer
         )
         self.leading = False
-        self._reported: dict[FunctionKey, int] = {}
+        self.reports = StatusReports(replicas)
 
     def function_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a Function (kopf gives None for the first listing)."""
@@ -144,6 +143,7 @@ class AutoscalerService:
                 serve(self.announce_app, host=self._wake.host, port=self._wake.announce_port)
             )
         serving = [asyncio.create_task(server.serve()) for server in servers]
+        reporting = asyncio.create_task(self.reports.run())
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -153,9 +153,12 @@ class AutoscalerService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(self._tick_seconds - elapsed, 0))
         finally:
+            reporting.cancel()
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*serving)
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
             if self.leading and self._release_lease is not None:
                 # The next leader (a rolling update's new pod) takes over at its next tick,
                 # not once the Lease expires.
@@ -172,24 +175,18 @@ class AutoscalerService:
             logger.info("autoscaler %s", "leading" if leading else "standing by")
             self.leading = leading
         if not leading:
+            self.reports.forget()
             return
         try:
             await self.autoscaler.tick()
         except Exception:
             logger.exception("autoscaler tick failed; trying again next tick")
             return
-        for function, decision in list(self.autoscaler.decisions.items()):
-            if self._reported.get(function) == decision.desired or not self.replicas.known(
-                function
-            ):
-                continue
-            try:
-                await self.replicas.report(
-                    function, desired=decision.desired, reason=decision.reason
-                )
-                self._reported[function] = decision.desired
-            except Exception as exc:  # status is for people: never stop scaling over it
-                logger.warning("recording the decision for %s failed: %s", function, exc)
+        reports = self.reports
+        for function, decision in self.autoscaler.decisions.items():
+            desired = decision.desired
+            if not reports.recorded(function, desired) and self.replicas.known(function):
+                reports.offer(function, desired=desired, reason=decision.reason)
 
     async def _known(self, function: FunctionKey) -> bool:
         """Whether `function` exists, asking the API server when the watch has not said."""
