@@ -21,11 +21,17 @@ Functions every quarter second would cost the API server more than the operator 
 and a summary); ``--tracemalloc FILE`` runs it under tracemalloc (slow: for where memory
 goes, not for the figures) and writes its largest allocation sites at the end.
 
+Last (unless ``--no-restart``), the operator is stopped and another started on the same
+Functions, as a new pod after an upgrade or an eviction would be: it lists every Function and
+every object they own, and reconciles each Function once, finding nothing to change. Printed:
+the time until all are reconciled, its CPU and memory (the same 200 MiB target), and what it
+asked of the API server meanwhile (no writes expected).
+
 No controller-manager runs (nothing here needs pods), so the API server and etcd share the
 machine only with the operator and kubectl.
 
     python benchmarks/reconcile_throughput.py [--functions 1000] [--workers 8]
-        [--profile FILE] [--tracemalloc FILE]
+        [--profile FILE] [--tracemalloc FILE] [--no-restart]
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +205,9 @@ def request_totals(api: ApiServer) -> Totals:
     return totals
 
 
-def print_requests(before: Totals, after: Totals, functions: int) -> None:
+def print_requests(
+    before: Totals, after: Totals, functions: int, *, label: str = "while it worked"
+) -> None:
     counts = {
         key: n - before["apiserver_request_total"][key]
         for key, n in after["apiserver_request_total"].items()
@@ -210,7 +219,7 @@ def print_requests(before: Totals, after: Totals, functions: int) -> None:
     rows = sorted(((n, key) for key, n in counts.items() if n >= functions / 20), reverse=True)
     writes = sum(n for n, (verb, _) in rows if verb not in ("GET", "LIST", "WATCH"))
     print(
-        f"  API requests per Function while it worked (all clients): {writes / functions:.2f}"
+        f"  API requests per Function {label} (all clients): {writes / functions:.2f}"
         " writes; by verb and resource, with the server's time in them:"
     )
     for n, key in rows:
@@ -258,6 +267,43 @@ def print_reconciles(
         f" average; the {workers} workers were busy {seconds / (workers * elapsed):.0%}"
         " of the time (near 100%: Functions waited for a free worker)"
     )
+
+
+@dataclass
+class Restart:
+    """A second operator's start on the Functions the first reconciled."""
+
+    seconds: float  # from its start to every Function reconciled once more
+    cpu: float  # the operator's CPU seconds meanwhile
+    rss: float  # its RSS then, MiB
+    peak: float  # and its peak
+    requests: tuple[Totals, Totals]  # the API server's counts before and after
+
+
+def restart(
+    api: ApiServer, args: argparse.Namespace, log: Any, *, metrics_port: int
+) -> tuple[subprocess.Popen[bytes], Restart]:
+    """Start another operator (the first one stopped) and time it until it has reconciled
+    every Function of "bench" once, as a restart does (it lists them all): the process's
+    start, its watches' first listing of the Functions and of the objects they own, and the
+    reconciles that find nothing to change."""
+    before = request_totals(api)
+    started = time.perf_counter()
+    operator = start_operator(api, args, log, metrics_port=metrics_port)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            if reconcile_totals(metrics_port)[0] >= args.functions:
+                break
+        except OSError:  # not serving its metrics yet
+            pass
+        if operator.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the restarted operator did not reconcile every Function")
+        time.sleep(0.5)
+    seconds = time.perf_counter() - started
+    cpu = cpu_seconds(operator.pid)
+    rss, peak = rss_mib(operator.pid)
+    return operator, Restart(seconds, cpu, rss, peak, (before, request_totals(api)))
 
 
 def _free_port() -> int:
@@ -312,6 +358,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the operator")
     parser.add_argument("--tracemalloc", type=Path, help="the operator's allocation sites")
+    parser.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="skip the restart of the operator on the reconciled Functions",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if args.profile and not Path(py_spy).exists():
@@ -381,6 +433,11 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise SystemExit("the operator wrote no tracemalloc snapshot in 600 s")
                     time.sleep(1)  # a snapshot of a big heap takes a while
+            restarted = None
+            if args.restart and not args.tracemalloc:
+                operator.terminate()
+                operator.wait(timeout=30)
+                operator, restarted = restart(api, args, log, metrics_port=_free_port())
         finally:
             if sampler is not None and sampler.poll() is None:
                 sampler.kill()
@@ -430,6 +487,15 @@ def main() -> None:
         workers=args.workers,
         elapsed=elapsed,
     )
+    if restarted is not None:
+        print(
+            f"  operator restart: every Function reconciled once more {restarted.seconds:.1f} s"
+            f" after the new process started ({args.functions / restarted.seconds:.0f}/s), its"
+            f" CPU {restarted.cpu:.1f} s ({restarted.cpu / args.functions * 1000:.1f} ms per"
+            f" Function); RSS {restarted.rss:.0f} MiB then, {restarted.peak:.0f} MiB peak"
+            " (target at 15,000: <= 200)"
+        )
+        print_requests(*restarted.requests, args.functions, label="while it restarted")
     if args.profile:
         summarise_profile(args.profile)
     if args.tracemalloc:

@@ -48,6 +48,10 @@ Listener = Callable[[str | None, Mapping[str, Any]], None]
 
 logger = logging.getLogger(__name__)
 OWNED: tuple[Kind, ...] = (CONFIG_MAP, DEPLOYMENT, SERVICE, NETWORK_POLICY)
+# Objects per page of a watch's first listing (kubectl's page size).
+LIST_PAGE = 500
+# How long kopf keeps an object's worker waiting for its next event (kopf's default: 5 s).
+WORKER_IDLE_SECONDS = 0.2
 
 
 class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -141,6 +145,13 @@ def build_registry(
         )
         settings.persistence.diffbase_storage = _NoDiffBase(prefix="kubelambda.dev")
         settings.persistence.finalizer = "kubelambda.dev/kopf"
+        # A restart lists every Function and every object they own: in pages, not in one
+        # answer, and kopf's worker for each object (a task, its queue, the object's last
+        # event) ends soon after it has passed the event on, rather than 5 s later. At
+        # 15,000 Functions a restart's peak RSS was 1,128 MiB; at 3,000, 282 MiB, and 120
+        # with both (84 rather than 118 at the end of their creation).
+        settings.watching.chunk_size = LIST_PAGE
+        settings.batching.idle_timeout = WORKER_IDLE_SECONDS
         for work in background:
             tasks.append(asyncio.create_task(work()))
 
