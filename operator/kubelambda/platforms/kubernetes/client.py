@@ -45,6 +45,10 @@ class Connection:
     key_data: bytes | None = None
 
 
+# Objects per page of a list (kubectl's and client-go's page size).
+LIST_PAGE: Final = 500
+
+
 @dataclass(frozen=True)
 class ObjectList:
     items: list[JSON]
@@ -130,12 +134,42 @@ class KubeClient:
         namespace: str | None = None,
         label_selector: str | None = None,
     ) -> ObjectList:
-        query = [("labelSelector", label_selector)] if label_selector else []
-        found = self._call("GET", kind.path(namespace=namespace), query=query)
-        return ObjectList(
-            items=list(found.get("items") or []),
-            resource_version=str(found.get("metadata", {}).get("resourceVersion", "")),
-        )
+        """Every object of ``kind`` (read in pages, as ``list_pages``)."""
+        items: list[JSON] = []
+        resource_version = ""
+        for page in self.list_pages(kind, namespace=namespace, label_selector=label_selector):
+            items += page.items
+            resource_version = page.resource_version
+        return ObjectList(items=items, resource_version=resource_version)
+
+    def list_pages(
+        self,
+        kind: Kind,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE,
+    ) -> Iterator[ObjectList]:
+        """The objects of ``kind``, ``page_size`` at a time, each page with the list's
+        resourceVersion (one snapshot across its pages, to watch from): a caller that handles
+        a page before asking for the next holds one page, not thousands of objects, and the
+        API server answers a page at a time. A page asked too late (the snapshot compacted
+        away, 410) raises ApiError: list again."""
+        query = [("limit", str(page_size))]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        token = ""
+        while True:
+            asked = [*query, ("continue", token)] if token else query
+            found = self._call("GET", kind.path(namespace=namespace), query=asked)
+            meta = found.get("metadata") or {}
+            yield ObjectList(
+                items=list(found.get("items") or []),
+                resource_version=str(meta.get("resourceVersion", "")),
+            )
+            token = str(meta.get("continue") or "")
+            if not token:
+                return
 
     def watch(
         self,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from kubelambda.api.labels import MANAGED_BY, MANAGED_BY_LABEL
-from kubelambda.platforms.kubernetes.client import Connection
+from kubelambda.platforms.kubernetes.client import LIST_PAGE, Connection
 from kubelambda.platforms.kubernetes.kinds import (
     CONFIG_MAP,
     DEPLOYMENT,
@@ -48,8 +48,6 @@ Listener = Callable[[str | None, Mapping[str, Any]], None]
 
 logger = logging.getLogger(__name__)
 OWNED: tuple[Kind, ...] = (CONFIG_MAP, DEPLOYMENT, SERVICE, NETWORK_POLICY)
-# Objects per page of a watch's first listing (kubectl's page size).
-LIST_PAGE = 500
 # How long kopf keeps an object's worker waiting for its next event (kopf's default: 5 s).
 WORKER_IDLE_SECONDS = 0.2
 
