@@ -62,6 +62,11 @@ class StatusReports:
         self._waiting[function] = (desired, reason)
         self._more.set()
 
+    def remove(self, function: FunctionKey) -> None:
+        """`function` is gone: nothing to record for it, nor to remember."""
+        self._waiting.pop(function, None)
+        self._written.pop(function, None)
+
     def forget(self) -> None:
         """Drop what waits (the lead is lost: the next leader records its own decisions)."""
         self._waiting.clear()

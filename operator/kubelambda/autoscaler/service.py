@@ -132,6 +132,8 @@ class AutoscalerService:
         spec = None if event_type == "DELETED" else scaling_spec(body)
         if spec is None:
             self.specs.pop(key, None)
+            if event_type == "DELETED":
+                self.reports.remove(key)
         else:
             self.specs[key] = spec
 
@@ -182,11 +184,10 @@ class AutoscalerService:
         except Exception:
             logger.exception("autoscaler tick failed; trying again next tick")
             return
-        reports = self.reports
+        # Every decision is offered, a recorded one too: it withdraws a different one waiting.
         for function, decision in self.autoscaler.decisions.items():
-            desired = decision.desired
-            if not reports.recorded(function, desired) and self.replicas.known(function):
-                reports.offer(function, desired=desired, reason=decision.reason)
+            if self.replicas.known(function):
+                self.reports.offer(function, desired=decision.desired, reason=decision.reason)
 
     async def _known(self, function: FunctionKey) -> bool:
         """Whether `function` exists, asking the API server when the watch has not said."""

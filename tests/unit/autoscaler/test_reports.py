@@ -1,7 +1,7 @@
 """autoscaler/reports.py: the decisions recorded in status.autoscaler apart from the tick. A
 tick offers them and returns; a few writers take them, the latest of each Function once; one
-already recorded is not written again, a failed one is offered again, and losing the lead
-drops what waits."""
+already recorded is not written again and withdraws a different one waiting, a failed one is
+offered again, losing the lead drops what waits, and a deleted Function is forgotten."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Mapping
 
 from kubelambda.api.identity import FunctionKey
-from kubelambda.autoscaler.decider import Observation
+from kubelambda.autoscaler.decider import Decision, Observation, ScalerState
 from kubelambda.autoscaler.reports import StatusReports
 from kubelambda.autoscaler.service import AutoscalerService, WakeEndpoint
 from support.waiting import wait_for_async
@@ -194,3 +194,59 @@ def test_losing_the_lead_drops_the_decisions_that_wait() -> None:
         return waiting, service.reports.unwritten
 
     assert asyncio.run(body()) == (100, 0)
+
+
+def test_a_decision_back_to_the_recorded_one_withdraws_the_one_waiting() -> None:
+    """Recorded 2 for fn-0; then 3 decided, waiting while the writers are busy; then 2 again:
+    the tick offers the recorded decision too, and 3 is never written."""
+    function = FunctionKey("ns", "fn-0")
+
+    async def body() -> Replicas:
+        replicas = Replicas()
+        service = _service(replicas, [True])
+
+        async def no_tick() -> None:  # the decisions are set here, not computed
+            pass
+
+        service.autoscaler.tick = no_tick  # type: ignore[method-assign]
+        decisions = service.autoscaler.decisions
+
+        def decide(name: str, desired: int) -> None:
+            decisions[FunctionKey("ns", name)] = Decision(desired, "r", ScalerState())
+
+        running = asyncio.create_task(service.reports.run())
+        decide("fn-0", 2)
+        await service._tick()
+        await drained(service.reports)
+        replicas.opened.clear()
+        decide("fn-1", 1)
+        decide("fn-2", 1)
+        await service._tick()  # both writers now wait on these two
+        await asyncio.sleep(0.01)
+        decide("fn-0", 3)
+        await service._tick()  # 3 waits
+        decide("fn-0", 2)
+        await service._tick()  # back to what is recorded
+        replicas.opened.set()
+        await drained(service.reports)
+        running.cancel()
+        return replicas
+
+    written = asyncio.run(body()).written
+    assert (function, 2) in written
+    assert (function, 3) not in written
+
+
+def test_a_deleted_function_is_neither_recorded_nor_remembered() -> None:
+    async def body() -> tuple[bool, int]:
+        replicas = Replicas()
+        service = _service(replicas, [True])
+        running = asyncio.create_task(service.reports.run())
+        await service._tick()
+        await drained(service.reports)
+        recorded = service.reports.recorded(FunctionKey("ns", "fn-0"), 1)
+        service.function_event("DELETED", {"metadata": {"name": "fn-0", "namespace": "ns"}})
+        running.cancel()
+        return recorded, len(service.reports._written)
+
+    assert asyncio.run(body()) == (True, 99)
