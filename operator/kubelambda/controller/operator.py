@@ -36,6 +36,7 @@ from kubelambda.controller.observer import Probe, SourceObserver
 from kubelambda.controller.pool import PoolManager, PoolPods
 from kubelambda.controller.queue import WorkQueue
 from kubelambda.controller.resources.networkpolicy import FUNCTIONS_POLICY_COMPONENT
+from kubelambda.controller.resources.status import FUNCTION_STATUS_KEYS
 from kubelambda.controller.store import Seen, Store
 from kubelambda.controller.triggers import TriggerReconciler
 from kubelambda.platforms.kubernetes.errors import ApiError
@@ -56,6 +57,27 @@ def _now() -> datetime:
 def _where(body: Mapping[str, Any]) -> tuple[str, str]:
     meta = body.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+# What every write changes, and so no reason to reconcile.
+_EVERY_WRITE = frozenset({"resourceVersion", "managedFields"})
+_BODY = frozenset({"metadata", "status"})
+
+
+def _differs(old: Mapping[str, Any], new: Mapping[str, Any], but: frozenset[str]) -> bool:
+    return any(old.get(key) != new.get(key) for key in old.keys() | new.keys() if key not in but)
+
+
+def _others_status_only(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """True when ``new`` differs from ``old`` only in status the controller does not write
+    (the autoscaler's ``status.autoscaler``) and in what every write changes: nothing to
+    reconcile. A change to the controller's own status (a hand edit) is not: it is put back."""
+    if old is None or _differs(old, new, _BODY):
+        return False
+    if _differs(old.get("metadata") or {}, new.get("metadata") or {}, _EVERY_WRITE):
+        return False
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    return all(old_status.get(key) == new_status.get(key) for key in FUNCTION_STATUS_KEYS)
 
 
 def _ready_reason(body: Mapping[str, Any] | None) -> str | None:
@@ -140,6 +162,13 @@ class Operator:
         namespace, name = _where(body)
         if event_type != "DELETED" and self.store.holds(FUNCTION, body):
             return  # the echo of the operator's own status write
+        if event_type == "MODIFIED" and _others_status_only(
+            self.store.get(FUNCTION, namespace=namespace, name=name), body
+        ):
+            # The autoscaler's record of a decision: at 15,000 Functions a new leader's
+            # records were 15,000 reconciles that changed nothing.
+            self.store.put(FUNCTION, body)
+            return
         if event_type == "DELETED":
             self.store.remove(FUNCTION, body)
         else:
