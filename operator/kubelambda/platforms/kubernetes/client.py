@@ -134,12 +134,25 @@ class KubeClient:
         namespace: str | None = None,
         label_selector: str | None = None,
     ) -> ObjectList:
-        """Every object of ``kind`` (read in pages, as ``list_pages``)."""
+        """Every object of ``kind`` (read in pages, as ``list_pages``). Should the pages'
+        snapshot be compacted away before the last one (410: a listing slower than the API
+        server's compaction interval), the list is asked again in one answer, as client-go's
+        pager does, rather than in pages that could expire again."""
         items: list[JSON] = []
         resource_version = ""
-        for page in self.list_pages(kind, namespace=namespace, label_selector=label_selector):
-            items += page.items
-            resource_version = page.resource_version
+        try:
+            for page in self.list_pages(kind, namespace=namespace, label_selector=label_selector):
+                items += page.items
+                resource_version = page.resource_version
+        except ApiError as exc:
+            if exc.status != 410:
+                raise
+            query = [("labelSelector", label_selector)] if label_selector else []
+            found = self._call("GET", kind.path(namespace=namespace), query=query)
+            return ObjectList(
+                items=list(found.get("items") or []),
+                resource_version=str((found.get("metadata") or {}).get("resourceVersion", "")),
+            )
         return ObjectList(items=items, resource_version=resource_version)
 
     def list_pages(
@@ -154,7 +167,7 @@ class KubeClient:
         resourceVersion (one snapshot across its pages, to watch from): a caller that handles
         a page before asking for the next holds one page, not thousands of objects, and the
         API server answers a page at a time. A page asked too late (the snapshot compacted
-        away, 410) raises ApiError: list again."""
+        away, 410) raises ApiError: list again (``list_objects`` does it in one answer)."""
         query = [("limit", str(page_size))]
         if label_selector:
             query.append(("labelSelector", label_selector))

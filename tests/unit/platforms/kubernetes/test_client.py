@@ -183,3 +183,62 @@ def test_an_unreachable_server_is_status_0(served: str) -> None:
         "Unreachable",
         True,
     )
+
+
+class _Paging(BaseHTTPRequestHandler):
+    """A list of three ConfigMaps in pages of two whose continuation has expired (410), as an
+    API server answers once the pages' snapshot is compacted away; whole when asked without a
+    limit."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        names = ["a", "b", "c"]
+        if "continue=" in self.path:
+            status, answer = (
+                410,
+                _status(410, "Expired", "The provided continue parameter is too old"),
+            )
+        else:
+            status = 200
+            paged = "limit=" in self.path
+            answer = json.dumps(
+                {
+                    "metadata": {"resourceVersion": "9", **({"continue": "c1"} if paged else {})},
+                    "items": [{"metadata": {"name": n}} for n in (names[:2] if paged else names)],
+                }
+            ).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_list_whose_pages_expired_is_asked_again_whole() -> None:
+    """client-go's pager does the same: a listing slower than the API server's compaction
+    interval (5 min) would otherwise fail for good, pages expiring again."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Paging)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Paging.asked.clear()
+    client = KubeClient(ConnectionSettings(server=f"http://127.0.0.1:{server.server_address[1]}"))
+    try:
+        with pytest.raises(ApiError) as expired:
+            list(client.list_pages(CONFIG_MAP, namespace="ns", label_selector="x=y"))
+        assert expired.value.status == 410
+        _Paging.asked.clear()
+        listed = client.list_objects(CONFIG_MAP, namespace="ns", label_selector="x=y")
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert [item["metadata"]["name"] for item in listed.items] == ["a", "b", "c"]
+    assert listed.resource_version == "9"
+    first, refused, whole = _Paging.asked
+    assert "limit=" in first and "continue=c1" in refused
+    assert whole == "/api/v1/namespaces/ns/configmaps?labelSelector=x%3Dy"
