@@ -21,6 +21,11 @@ Functions every quarter second would cost the API server more than the operator 
 and a summary); ``--tracemalloc FILE`` runs it under tracemalloc (slow: for where memory
 goes, not for the figures) and writes its largest allocation sites at the end.
 
+Then (unless ``--no-records``) each Function gets a ``status.autoscaler`` record, written as the
+autoscaler writes its decisions (a merge patch of the status, two writers): a new autoscaler
+leader writes one for every Function. Printed: how many reconciles they caused (none expected:
+they change nothing the operator owns) and the operator's CPU meanwhile.
+
 Last (unless ``--no-restart``), the operator is stopped and another started on the same
 Functions, as a new pod after an upgrade or an eviction would be: it lists every Function and
 every object they own, and reconciles each Function once, finding nothing to change. Printed:
@@ -31,7 +36,7 @@ No controller-manager runs (nothing here needs pods), so the API server and etcd
 machine only with the operator and kubectl.
 
     python benchmarks/reconcile_throughput.py [--functions 1000] [--workers 8]
-        [--profile FILE] [--tracemalloc FILE] [--no-restart]
+        [--profile FILE] [--tracemalloc FILE] [--no-records] [--no-restart]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +66,7 @@ from harness.apiserver import ApiServer, api_server  # noqa: E402
 from kubelambda.platforms.kubernetes.client import KubeClient  # noqa: E402
 from kubelambda.platforms.kubernetes.errors import ApiError  # noqa: E402
 from kubelambda.platforms.kubernetes.kinds import FUNCTION  # noqa: E402
+from kubelambda.platforms.kubernetes.replicas import AUTOSCALER_MANAGER  # noqa: E402
 
 CODE = 'def handler(event, context):\n    return {"n": %d}\n'
 
@@ -270,6 +277,54 @@ def print_reconciles(
 
 
 @dataclass
+class Records:
+    """The autoscaler's records of a decision, one per Function, and what the operator did."""
+
+    seconds: float  # to write them all
+    reconciles: float  # Function reconciles in "bench" they caused
+    cpu: float  # the operator's CPU seconds from the first write until it was quiet again
+
+
+def records(
+    client: KubeClient, operator: subprocess.Popen[bytes], *, functions: int, metrics_port: int
+) -> Records:
+    """Write ``status.autoscaler`` on every Function of "bench" as a new autoscaler leader does
+    (autoscaler/reports.py: two writers, a merge patch of the status), then wait until the
+    operator's count of reconciles has not moved for 3 s."""
+    status = {
+        "autoscaler": {
+            "desiredReplicas": 0,
+            "reason": "idle",
+            "lastDecisionTime": "2026-01-01T00:00:00Z",
+        }
+    }
+
+    def write(n: int) -> None:
+        client.merge_patch(
+            FUNCTION,
+            namespace="bench",
+            name=f"fn-{n}",
+            patch={"status": status},
+            subresource="status",
+            field_manager=AUTOSCALER_MANAGER,
+        )
+
+    before = reconcile_totals(metrics_port)[0]
+    cpu = cpu_seconds(operator.pid)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as writers:
+        list(writers.map(write, range(functions)))
+    seconds = time.perf_counter() - started
+    count, still_since = reconcile_totals(metrics_port)[0], time.monotonic()
+    while time.monotonic() - still_since < 3:
+        time.sleep(0.5)
+        now = reconcile_totals(metrics_port)[0]
+        if now != count:
+            count, still_since = now, time.monotonic()
+    return Records(seconds, count - before, cpu_seconds(operator.pid) - cpu)
+
+
+@dataclass
 class Restart:
     """A second operator's start on the Functions the first reconciled."""
 
@@ -359,6 +414,12 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the operator")
     parser.add_argument("--tracemalloc", type=Path, help="the operator's allocation sites")
     parser.add_argument(
+        "--no-records",
+        dest="records",
+        action="store_false",
+        help="skip the autoscaler's status records on the reconciled Functions",
+    )
+    parser.add_argument(
         "--no-restart",
         dest="restart",
         action="store_false",
@@ -433,6 +494,11 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise SystemExit("the operator wrote no tracemalloc snapshot in 600 s")
                     time.sleep(1)  # a snapshot of a big heap takes a while
+            recorded = None
+            if args.records and not args.tracemalloc:
+                recorded = records(
+                    client, operator, functions=args.functions, metrics_port=metrics_port
+                )
             restarted = None
             if args.restart and not args.tracemalloc:
                 operator.terminate()
@@ -487,6 +553,13 @@ def main() -> None:
         workers=args.workers,
         elapsed=elapsed,
     )
+    if recorded is not None:
+        print(
+            f"  the autoscaler's records ({args.functions} status writes in"
+            f" {recorded.seconds:.1f} s): {recorded.reconciles / args.functions:.2f} reconciles"
+            f" per Function (target 0), operator CPU {recorded.cpu:.1f} s"
+            f" ({recorded.cpu / args.functions * 1000:.2f} ms per record)"
+        )
     if restarted is not None:
         print(
             f"  operator restart: every Function reconciled once more {restarted.seconds:.1f} s"
