@@ -222,6 +222,27 @@ http {{
     shutil.rmtree(work, ignore_errors=True)
 
 
+@contextmanager
+def bare_proxy(
+    instance_port: int, *, wrap: Sequence[str] = (), timeout: float = 20.0
+) -> Iterator[int]:
+    """benchmarks/bare_proxy.py in front of the instance: nginx's job in the least Python on
+    uvloop and httptools, the floor a data path in Python starts from."""
+    port = free_port()
+    args = [
+        sys.executable,
+        str(HERE / "bare_proxy.py"),
+        "--port",
+        str(port),
+        "--instance-port",
+        str(instance_port),
+    ]
+    with process([*wrap, *args]) as proc:
+        wait_port(port, process=proc, timeout=timeout)
+        PIDS[port] = [proc.pid]
+        yield port
+
+
 # What nginx sends in the invoke contract's headers: the gateway's ARN for `hello`, and a trace.
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:hello"
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"

@@ -9,8 +9,11 @@ of keep-alive connections, and the instructions counted are dumped and divided b
 requests. Paths: nginx proxying the invoke request; the gateway's HTTP trigger (GET /hello:
 event built, response mapped); its Invoke API (POST /2015-03-31/functions/hello/invocations).
 Printed: instructions per request of each, and the gateway's over nginx's (issue 17 asks for
-CPU per request <= 2x nginx's). The event loop's own timers run meanwhile and are counted too
-(a few thousand instructions every 50 ms): with the default requests that is under 1%.
+CPU per request <= 2x nginx's). Beside them, benchmarks/bare_proxy.py ("python floor"): nginx's
+job in the least Python on uvloop and httptools, with nothing else a gateway does, so that what
+any data path in Python costs reads apart from what the gateway adds to it. The event loop's
+own timers run meanwhile and are counted too (a few thousand instructions every 50 ms): with
+the default requests that is under 1%.
 
     python benchmarks/gateway_instructions.py [--requests 2000] [--connections 16] [--warm 200]
         [--interpreted]
@@ -34,6 +37,7 @@ import uvloop
 from gateway_common import (
     PIDS,
     add_interpreted,
+    bare_proxy,
     gateway,
     gateway_form,
     nginx,
@@ -194,6 +198,9 @@ def main() -> None:
         nginx_port = stack.enter_context(
             nginx(instance, wrap=callgrind.wrap("nginx"), timeout=START_SECONDS)
         )
+        floor_port = stack.enter_context(
+            bare_proxy(instance, wrap=callgrind.wrap("floor"), timeout=START_SECONDS)
+        )
         gateway_port = stack.enter_context(
             gateway(
                 instance,
@@ -205,6 +212,7 @@ def main() -> None:
         )
         paths = {
             "nginx": (nginx_port, http_request("POST", "/", nginx_port, event)),
+            "python floor": (floor_port, http_request("POST", "/", floor_port, event)),
             "gateway trigger": (gateway_port, http_request("GET", "/hello", gateway_port)),
             "gateway invoke": (
                 gateway_port,
@@ -228,9 +236,15 @@ def main() -> None:
         instructions = count.instructions / args.requests
         print(f"  {name:<16} {instructions:>12,.0f} {count.syscalls / args.requests:>13.2f}")
     nginx_instructions = counts["nginx"].instructions
+    floor_instructions = counts["python floor"].instructions
     for name in ("gateway trigger", "gateway invoke"):
         ratio = counts[name].instructions / nginx_instructions
-        print(f"  {name} / nginx, instructions: {ratio:.2f}")
+        over_floor = counts[name].instructions / floor_instructions
+        print(f"  {name} / nginx, instructions: {ratio:.2f}  (/ python floor: {over_floor:.2f})")
+    print(
+        f"  python floor / nginx, instructions: {floor_instructions / nginx_instructions:.2f}"
+        " (bare_proxy.py: nginx's job in the least Python on uvloop and httptools)"
+    )
     print(
         "  (user-space instructions only: the kernel's work per request, about the same per\n"
         "  system call for both, is in the CPU time gateway_throughput.py measures, not here)"

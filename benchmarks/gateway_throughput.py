@@ -6,9 +6,10 @@ and everything is measured in one run, as ratios (the machine's speed moves betw
 1. Capacity: wrk (1 thread, same connections) loads each path in alternating rounds —
    direct invoke; nginx proxying the invoke request (one worker, keep-alive upstream); the
    gateway's HTTP trigger (GET /hello: event built, response mapped); the gateway's Invoke
-   API (POST /2015-03-31/functions/hello/invocations). Printed: requests/s, CPU per request
-   of each proxy process and of the instance behind it (user + system, from /proc), and the
-   ratios of medians.
+   API (POST /2015-03-31/functions/hello/invocations); and benchmarks/bare_proxy.py, nginx's
+   job in the least Python on uvloop and httptools (the floor of a data path in Python).
+   Printed: requests/s, CPU per request of each proxy process and of the instance behind it
+   (user + system, from /proc), and the ratios of medians.
    Targets: gateway CPU per request <= 2x nginx's; gateway throughput >= 0.9x nginx's.
 2. Latency at half the gateway's capacity: an open loop (loadgen.open_loop, no coordinated
    omission) at half the gateway trigger's measured capacity, the same rate for every path,
@@ -39,6 +40,7 @@ from gateway_common import (
     INVOKE_PATH,
     PIDS,
     add_interpreted,
+    bare_proxy,
     cpu_seconds,
     gateway,
     gateway_form,
@@ -49,6 +51,7 @@ from gateway_common import (
 from loadgen import open_loop, percentile
 
 TRIGGER, INVOKE = "gateway trigger", "gateway invoke"
+FLOOR = "python floor"
 GATEWAY_INVOKE_PATH = "/2015-03-31/functions/hello/invocations"
 
 
@@ -114,9 +117,11 @@ def main() -> None:
             compiled=not args.interpreted,
         )
         instance, gateway_port, nginx_port = ports.instance, ports.gateway, ports.nginx
+        floor_port = stack.enter_context(bare_proxy(instance))
         paths = {
             "direct": (f"http://127.0.0.1:{instance}{INVOKE_PATH}", "POST", event),
             "nginx": (f"http://127.0.0.1:{nginx_port}/", "POST", event),
+            FLOOR: (f"http://127.0.0.1:{floor_port}/", "POST", event),
             TRIGGER: (f"http://127.0.0.1:{gateway_port}/hello", "GET", b""),
             INVOKE: (f"http://127.0.0.1:{gateway_port}{GATEWAY_INVOKE_PATH}", "POST", event),
         }
@@ -182,7 +187,12 @@ def main() -> None:
         for reference in ("direct", "nginx"):
             print(ratio_line(name, rates[name], rates[reference], reference))
         print(ratio_line(f"{name} CPU/request", cpu[name], cpu["nginx"], "nginx's"))
-    print("  targets: gateway / nginx >= 0.9; gateway CPU/request / nginx's <= 2")
+        print(ratio_line(f"{name} CPU/request", cpu[name], cpu[FLOOR], "the floor's"))
+    print(ratio_line(f"{FLOOR} CPU/request", cpu[FLOOR], cpu["nginx"], "nginx's"))
+    print(
+        "  targets: gateway / nginx >= 0.9; gateway CPU/request / nginx's <= 2"
+        f" ({FLOOR}: bare_proxy.py, nginx's job in the least Python on uvloop and httptools)"
+    )
 
     print(
         f"latency at half the gateway trigger's capacity: open loop at {rate:,.0f} req/s, "
