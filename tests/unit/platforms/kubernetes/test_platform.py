@@ -88,6 +88,15 @@ def platform(
     return made
 
 
+async def hello_served(recorder: Recorder) -> KubernetesPlatform:
+    """A platform given FUNCTION and TRIGGER, its specs notified."""
+    running = platform(recorder)
+    running.function_event("ADDED", FUNCTION)
+    running.trigger_event("ADDED", TRIGGER)
+    await asyncio.sleep(0)
+    return running
+
+
 def test_instances_follow_the_slices_of_a_function() -> None:
     async def scenario() -> None:
         recorder = Recorder()
@@ -115,10 +124,7 @@ def test_instances_follow_the_slices_of_a_function() -> None:
 def test_specs_follow_functions_and_triggers_and_invalid_ones_are_left_out() -> None:
     async def scenario() -> None:
         recorder = Recorder()
-        running = platform(recorder)
-        running.function_event("ADDED", FUNCTION)
-        running.trigger_event("ADDED", TRIGGER)
-        await asyncio.sleep(0)
+        running = await hello_served(recorder)
         assert recorder.specs[-1] == (["hello"], ["hello-http"])
         broken = {**TRIGGER, "spec": {"function": "hello", "http": {"path": "no-slash"}}}
         running.trigger_event("MODIFIED", broken)
@@ -138,10 +144,7 @@ def test_a_change_of_status_alone_is_no_change_of_specs() -> None:
 
     async def scenario() -> None:
         recorder = Recorder()
-        running = platform(recorder)
-        running.function_event("ADDED", FUNCTION)
-        running.trigger_event("ADDED", TRIGGER)
-        await asyncio.sleep(0)
+        running = await hello_served(recorder)
         assert len(recorder.specs) == 1
         with_status = {**FUNCTION, "status": {"autoscaler": {"desiredReplicas": 1}}}
         running.function_event("MODIFIED", with_status)
