@@ -71,8 +71,13 @@ class KubernetesPlatform:
         self._slices: dict[
             tuple[str, str], tuple[FunctionKey, tuple[Endpoint, ...], tuple[Endpoint, ...]]
         ] = {}
-        self._probing: dict[Endpoint, asyncio.Task[None]] = {}
-        self._answered: set[Endpoint] = set()  # starting, but their runtime already answers
+        # Function → its slices: a slice's change looks at its Function's slices alone (going
+        # through all of them cost 1.8 ms a change at 15,000 Functions).
+        self._slices_of: dict[FunctionKey, set[tuple[str, str]]] = {}
+        # Starting endpoints being probed, and those whose runtime already answers, with their
+        # Function.
+        self._probing: dict[Endpoint, tuple[FunctionKey, asyncio.Task[None]]] = {}
+        self._answered: dict[Endpoint, FunctionKey] = {}
         self._instances: dict[FunctionKey, tuple[Instance, ...]] = {}
         # Pods wake-ups named, not yet in a slice: Function → (endpoint, until when).
         self._named: dict[FunctionKey, tuple[Endpoint, float]] = {}
@@ -146,7 +151,7 @@ class KubernetesPlatform:
     def stop(self) -> None:
         for informer in self._informers:
             informer.stop()
-        for task in self._probing.values():
+        for _, task in self._probing.values():
             task.cancel()
         for timer in self._named_timers.values():
             timer.cancel()
@@ -157,25 +162,39 @@ class KubernetesPlatform:
         meta = endpoint_slice.get("metadata") or {}
         slice_name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         before = self._slices.pop(slice_name, None)
-        touched = {before[0]} if before else set()
+        touched = set()
+        if before is not None:
+            touched.add(before[0])
+            slices = self._slices_of[before[0]]
+            slices.discard(slice_name)
+            if not slices:
+                del self._slices_of[before[0]]
         function = slice_function(endpoint_slice, managers=self.slice_managers)
         if event_type != "DELETED" and function is not None:
             starting = slice_endpoints(endpoint_slice, starting=True)
             self._slices[slice_name] = (function, slice_endpoints(endpoint_slice), starting)
+            self._slices_of.setdefault(function, set()).add(slice_name)
             touched.add(function)
-        self._follow_starting()
+        self._follow_starting(touched)
         for name in touched:
             self._refresh(name)
 
-    def _follow_starting(self) -> None:
-        """Probe every starting endpoint; forget those that are not starting any more."""
+    def _follow_starting(self, functions: set[FunctionKey]) -> None:
+        """Probe every starting endpoint of ``functions`` (those whose slices changed); forget
+        theirs that are not starting any more."""
         starting = {
-            endpoint: function for function, _, found in self._slices.values() for endpoint in found
+            endpoint: function
+            for function in functions
+            for name in self._slices_of.get(function, ())
+            for endpoint in self._slices[name][2]
         }
-        for endpoint in list(self._probing):
-            if endpoint not in starting:
-                self._probing.pop(endpoint).cancel()
-        self._answered &= starting.keys()
+        for endpoint, (function, task) in list(self._probing.items()):
+            if function in functions and endpoint not in starting:
+                del self._probing[endpoint]
+                task.cancel()
+        for endpoint, function in list(self._answered.items()):
+            if function in functions and endpoint not in starting:
+                del self._answered[endpoint]
         if self.probe is None:
             return
         for endpoint, function in starting.items():
@@ -183,7 +202,7 @@ class KubernetesPlatform:
                 task = asyncio.get_running_loop().create_task(
                     self._probe(endpoint, function, self.probe)
                 )
-                self._probing[endpoint] = task
+                self._probing[endpoint] = (function, task)
 
     async def _probe(
         self,
@@ -195,26 +214,25 @@ class KubernetesPlatform:
         try:
             while asyncio.get_running_loop().time() < deadline:
                 if await probe(endpoint.host, endpoint.port):
-                    self._answered.add(endpoint)
+                    self._answered[endpoint] = function
                     self._refresh(function)
                     return
                 await asyncio.sleep(PROBE_SECONDS)  # a period: the pod gives no signal
         finally:
-            if self._probing.get(endpoint) is asyncio.current_task():
+            probing = self._probing.get(endpoint)
+            if probing is not None and probing[1] is asyncio.current_task():
                 del self._probing[endpoint]
 
     def _refresh(self, function: FunctionKey) -> None:
         function_spec = self._specs.function(function)
         concurrency = function_spec.concurrency if function_spec is not None else 1
-        listed = [
-            (ready, starting)
-            for owner, ready, starting in self._slices.values()
-            if owner == function
-        ]
         found = {
             endpoint
-            for ready, starting in listed
-            for endpoint in (*ready, *(e for e in starting if e in self._answered))
+            for name in self._slices_of.get(function, ())
+            for endpoint in (
+                *self._slices[name][1],
+                *(e for e in self._slices[name][2] if e in self._answered),
+            )
         }
         named = self._named.get(function)
         if named is not None:

@@ -121,6 +121,30 @@ def test_instances_follow_the_slices_of_a_function() -> None:
     asyncio.run(scenario())
 
 
+def test_a_slice_that_changes_hands_leaves_its_former_function() -> None:
+    # Each Function's slices are indexed (a change looks at its own Function's slices alone):
+    # the index follows a slice that moves, and one that goes.
+    async def scenario() -> None:
+        recorder = Recorder()
+        running = platform(recorder)
+        running.function_event("ADDED", FUNCTION)
+        running.function_event(
+            "ADDED", {**FUNCTION, "metadata": {"name": "other", "namespace": "ns"}}
+        )
+        running.slice_event("ADDED", endpoint_slice("s", "hello", "10.1.0.5"))
+        running.slice_event("ADDED", endpoint_slice("t", "hello", "10.1.0.6"))
+        running.slice_event("MODIFIED", endpoint_slice("s", "other", "10.1.0.5"))
+        other = FunctionKey("ns", "other")
+        assert [i.host for i in running.ready_instances(HELLO)] == ["10.1.0.6"]
+        assert [i.host for i in running.ready_instances(other)] == ["10.1.0.5"]
+        running.slice_event("DELETED", endpoint_slice("t", "hello"))
+        running.slice_event("DELETED", endpoint_slice("s", "other"))
+        assert running.ready_instances(HELLO) == running.ready_instances(other) == ()
+        assert not running._slices_of
+
+    asyncio.run(scenario())
+
+
 def test_specs_follow_functions_and_triggers_and_invalid_ones_are_left_out() -> None:
     async def scenario() -> None:
         recorder = Recorder()
