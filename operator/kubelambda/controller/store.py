@@ -99,6 +99,9 @@ def _not_after(version: object, than: str | None) -> bool:
     return version is not None and (str(version) == than or newer(than, version))
 
 
+Refers = Callable[[Mapping[str, Any]], str | None]
+"""What an object refers to by name in its namespace (a Trigger: its Function), or None."""
+
 Seen = set[tuple[Kind, str, str, str]]
 """(kind, namespace, name, resourceVersion) of the copies one reconcile put: read or written."""
 
@@ -107,7 +110,9 @@ _SEEN: ContextVar[Seen | None] = ContextVar("kubelambda_store_seen", default=Non
 
 class Store:
     """Objects by kind, namespace and name, and the versions at which recent ones were deleted
-    (tombstones). Not thread-safe: used on the event loop only."""
+    (tombstones). ``refers`` names, for some kinds, what their objects refer to (a Trigger:
+    its Function): ``referring`` answers which objects refer to a name without decoding any.
+    Not thread-safe: used on the event loop only."""
 
     def __init__(
         self,
@@ -115,8 +120,13 @@ class Store:
         clock: Callable[[], float] = time.monotonic,
         tombstone_seconds: float = TOMBSTONE_SECONDS,
         max_tombstones: int = MAX_TOMBSTONES,
+        refers: Mapping[Kind, Refers] | None = None,
     ) -> None:
         self._objects: dict[Kind, dict[tuple[str, str], bytes]] = {}
+        self._refers = dict(refers or {})
+        # kind -> object -> what it refers to; kind -> (namespace, what) -> the objects' names
+        self._reference: dict[Kind, dict[tuple[str, str], str]] = {}
+        self._referring: dict[Kind, dict[tuple[str, str], set[str]]] = {}
         self._versions: dict[Kind, dict[tuple[str, str], str]] = {}
         self._codecs: dict[Kind, _Codec] = {}
         # (kind, namespace, name) -> (version deleted at, when to forget it), oldest first:
@@ -172,6 +182,15 @@ class Store:
             return self._codec(kind).decode(self._objects[kind][where])
         kept = slim_managed_fields(obj)
         self._objects.setdefault(kind, {})[where] = self._codec(kind).encode(kept)
+        refers = self._refers.get(kind)
+        if refers is not None:
+            self._unrefer(kind, where)
+            target = refers(kept)
+            if target is not None:
+                self._reference.setdefault(kind, {})[where] = target
+                self._referring.setdefault(kind, {}).setdefault((where[0], target), set()).add(
+                    where[1]
+                )
         if version is not None:
             self._versions.setdefault(kind, {})[where] = str(version)
         else:
@@ -196,6 +215,7 @@ class Store:
         where = _name_of(obj)
         version = (obj.get("metadata") or {}).get("resourceVersion")
         self._objects.get(kind, {}).pop(where, None)
+        self._unrefer(kind, where)
         known = self._versions.get(kind, {}).pop(where, None)
         last = known if version is None or newer(known, version) else str(version)
         if last is None:
@@ -205,6 +225,21 @@ class Store:
         now = self._clock()
         self._tombstones[key] = (last, now + self._tombstone_seconds)
         self._forget_tombstones(now)
+
+    def _unrefer(self, kind: Kind, where: tuple[str, str]) -> None:
+        target = self._reference.get(kind, {}).pop(where, None)
+        if target is None:
+            return
+        referring = self._referring[kind]
+        names = referring[(where[0], target)]
+        names.discard(where[1])
+        if not names:
+            del referring[(where[0], target)]
+
+    def referring(self, kind: Kind, *, namespace: str, name: str) -> list[str]:
+        """The names of the stored objects of ``kind`` in ``namespace`` that refer to ``name``
+        (a kind given to ``refers``)."""
+        return sorted(self._referring.get(kind, {}).get((namespace, name), ()))
 
     def _deleted(self, kind: Kind, where: tuple[str, str]) -> str | None:
         """The version ``kind`` ``where`` was deleted at, if that is recent."""
@@ -239,6 +274,10 @@ class Store:
     def all(self, kind: Kind) -> Iterator[JSON]:
         for encoded in list(self._objects.get(kind, {}).values()):
             yield self._codec(kind).decode(encoded)
+
+    def keys(self, kind: Kind) -> list[tuple[str, str]]:
+        """The namespace and name of every stored object of ``kind``, none decoded."""
+        return list(self._objects.get(kind, {}))
 
     def names(self, kind: Kind, *, namespace: str) -> list[str]:
         """The names of the stored objects of ``kind`` in ``namespace``, none decoded."""

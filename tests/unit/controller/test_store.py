@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kubelambda.controller.store import TOMBSTONE_SECONDS, Store, newer
-from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION
+from kubelambda.platforms.kubernetes.kinds import CONFIG_MAP, DEPLOYMENT, FUNCTION, TRIGGER
 
 
 def function(
@@ -250,6 +250,32 @@ def test_names_lists_one_namespace_without_the_removed() -> None:
     assert sorted(store.names(FUNCTION, namespace="team-a")) == ["a", "b"]
     assert store.names(FUNCTION, namespace="team-b") == ["elsewhere"]
     assert store.names(DEPLOYMENT, namespace="team-a") == []
+
+
+def _trigger(name: str, function: object, *, version: str, namespace: str = "team-a") -> Any:
+    return {
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": version},
+        "spec": {"function": function},
+    }
+
+
+def test_referring_follows_what_each_object_names() -> None:
+    """The operator asks which Triggers name a Function at each Function's arrival: looked up,
+    not decoded from every Trigger (minutes at 15,000 of each)."""
+    store = Store(refers={TRIGGER: lambda obj: (obj.get("spec") or {}).get("function")})
+    store.put(TRIGGER, _trigger("a", "hello", version="5"))
+    store.put(TRIGGER, _trigger("b", "hello", version="1"))
+    store.put(TRIGGER, _trigger("c", "hello", version="1", namespace="team-b"))
+    store.put(TRIGGER, _trigger("d", None, version="1"))
+    assert store.referring(TRIGGER, namespace="team-a", name="hello") == ["a", "b"]
+    store.put(TRIGGER, _trigger("b", "other", version="2"))  # names another Function now
+    store.put(TRIGGER, _trigger("a", "other", version="3"))  # older: not kept
+    store.remove(TRIGGER, _trigger("c", "hello", version="2", namespace="team-b"))
+    assert store.referring(TRIGGER, namespace="team-a", name="hello") == ["a"]
+    assert store.referring(TRIGGER, namespace="team-a", name="other") == ["b"]
+    assert store.referring(TRIGGER, namespace="team-b", name="hello") == []
+    assert sorted(store.keys(TRIGGER)) == [("team-a", "a"), ("team-a", "b"), ("team-a", "d")]
 
 
 def test_recording_collects_what_its_own_context_puts_and_nothing_else() -> None:
