@@ -226,14 +226,10 @@ class KubernetesPlatform:
     def _refresh(self, function: FunctionKey) -> None:
         function_spec = self._specs.function(function)
         concurrency = function_spec.concurrency if function_spec is not None else 1
-        found = {
-            endpoint
-            for name in self._slices_of.get(function, ())
-            for endpoint in (
-                *self._slices[name][1],
-                *(e for e in self._slices[name][2] if e in self._answered),
-            )
-        }
+        found: set[Endpoint] = set()
+        for name in self._slices_of.get(function, ()):
+            _, ready, starting = self._slices[name]
+            found.update(ready, (e for e in starting if e in self._answered))
         named = self._named.get(function)
         if named is not None:
             endpoint, until = named
