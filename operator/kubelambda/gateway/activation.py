@@ -100,13 +100,7 @@ class Activator(Lessor):
         GatewayOverloaded while the gateway's event loop runs late; Throttled (429) at once
         when the function's reserved concurrency or rate limit is reached (limits.py).
         """
-        lag = self._loop_lag()
-        if lag > self._max_lag:
-            raise GatewayOverloaded(
-                f"the gateway is overloaded: it runs {lag:.1f}s behind (bound "
-                f"{self._max_lag:g}s); try again later",
-                retry_after=self._retry_after,
-            )
+        self._check_lag()
         if self._limits is None:
             return await self._lease(key, deadline, gone)
         permit = self._limits.admit(key)
@@ -118,6 +112,32 @@ class Activator(Lessor):
         lease.permit = permit
         return lease
 
+    def lease_now(self, key: FunctionKey) -> Lease | None:
+        """A lease on a free slot of `key` now, as `acquire` would return at once; None when
+        the request would be held (no free slot, or requests held before it): nothing was
+        taken, and `acquire` holds it. Raises as `acquire` does before holding."""
+        self._check_lag()
+        state = self._states.get(key)
+        if state is None or state.waiters:
+            return None  # new to this gateway (acquire reads its instances), or others held
+        permit = None if self._limits is None else self._limits.admit(key)
+        lease = self._free_lease(state, self.clock.monotonic())
+        if lease is None:
+            if permit is not None:
+                permit.release(refund=True)  # acquire takes it again
+            return None
+        lease.permit = permit
+        return lease
+
+    def _check_lag(self) -> None:
+        lag = self._loop_lag()
+        if lag > self._max_lag:
+            raise GatewayOverloaded(
+                f"the gateway is overloaded: it runs {lag:.1f}s behind (bound "
+                f"{self._max_lag:g}s); try again later",
+                retry_after=self._retry_after,
+            )
+
     async def _lease(
         self,
         key: FunctionKey,
@@ -128,15 +148,23 @@ class Activator(Lessor):
         if state is None:
             state = self._new_state(key)
         now = self.clock.monotonic()
-        state.last_request = now
         if not state.waiters:
-            slot = state.pick(self.clock.monotonic)
-            if slot is not None:
-                slot.in_flight += 1  # state.assign, written out: this runs for every invocation
-                state.in_flight += 1
-                state.requests += 1
-                return Lease(self, state, slot, started=now, waited=0.0, cold=False)
+            lease = self._free_lease(state, now)
+            if lease is not None:
+                return lease
+        state.last_request = now
         return await self._hold(state, now, deadline, gone)
+
+    def _free_lease(self, state: FunctionState, now: float) -> Lease | None:
+        """A lease on the least busy free slot of `state`, taken at `now`; None when none is."""
+        state.last_request = now
+        slot = state.pick(self.clock.monotonic)
+        if slot is None:
+            return None
+        slot.in_flight += 1  # state.assign, written out: this runs for every invocation
+        state.in_flight += 1
+        state.requests += 1
+        return Lease(self, state, slot, started=now, waited=0.0, cold=False)
 
     async def _hold(
         self,

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from kubelambda.gateway.connection import BoundedProtocol, Responder
+from kubelambda.gateway.connection import Beginner, BoundedProtocol, Responder
 from kubelambda.gateway.framing import overload_answer
 from kubelambda.gateway.overload import AcceptQueue, Overload
 from kubelambda.gateway.settings import GatewaySettings
@@ -37,8 +37,10 @@ class BoundedServer:
         *,
         accept_queue: AcceptQueue | None = None,
         overload: Overload | None = None,
+        begin: Beginner | None = None,
     ) -> None:
         self.responder = responder
+        self.begin = begin
         self.overloaded = overloaded
         self._accept_queue = accept_queue  # with the `overload` whose bound it keeps
         self._overload = overload
@@ -81,9 +83,11 @@ def bounded_protocol(
     *,
     overloaded: Callable[[], bool] | None = None,
     listener: socket.socket | None = None,
+    begin: Beginner | None = None,
 ) -> BoundedServer:
     """What uvicorn's server takes as its protocol class: `responder` answers, within
-    `settings`' limits.
+    `settings`' limits; `begin`, when given, is offered each request whose body is all in
+    first (connection.py).
 
     `overloaded` says when each new request is refused 503 at its head; by default an `Overload()`
     of this server's own: its loop over 1 s late lastingly, or, given the server's `listener`, over
@@ -92,7 +96,9 @@ def bounded_protocol(
     503.
     """
     if overloaded is not None:
-        return BoundedServer(settings, responder, overloaded)
+        return BoundedServer(settings, responder, overloaded, begin=begin)
     queue = AcceptQueue(listener) if listener else None
     overload = Overload(accept_queue=queue)
-    return BoundedServer(settings, responder, overload, accept_queue=queue, overload=overload)
+    return BoundedServer(
+        settings, responder, overload, accept_queue=queue, overload=overload, begin=begin
+    )

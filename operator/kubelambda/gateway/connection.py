@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,12 +34,16 @@ from kubelambda.gateway.http import Request, Response, parse_length
 from kubelambda.gateway.refusals import Refusals
 from kubelambda.gateway.stalls import Stalls
 
-__all__ = ["BoundedProtocol", "Responder"]
+__all__ = ["Beginner", "BoundedProtocol", "Responder"]
 
 log = logging.getLogger(__name__)
 
 Responder = Callable[[Request], Awaitable[Response | None]]
 """Answers one request; None when the client left before it could be answered."""
+Beginner = Callable[[Request, Callable[[Response | None], None]], bool]
+"""Answers one request whose body is all in without a task, when it can (edge.py's
+`PublicApp.begin`): True when it took it, its answer to come through the callback (None when
+the client left); False when the `Responder` must answer it."""
 
 
 # Answers up to this size go out in one write, head and body together.
@@ -61,6 +66,7 @@ class _Server(Protocol):
     refusal of the connections waiting beyond its bound."""
 
     responder: Responder
+    begin: Beginner | None
     overloaded: Callable[[], bool]
     overloaded_answer: bytes
     max_head_bytes: int
@@ -86,6 +92,7 @@ class BoundedProtocol(Refusals):
     ) -> None:
         self.server = server
         self.responder = server.responder
+        self.begin = server.begin
         self.overloaded = server.overloaded
         self.overloaded_answer = server.overloaded_answer
         self.refuse_waiting = server.refuse_waiting
@@ -98,7 +105,9 @@ class BoundedProtocol(Refusals):
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.connections: set[Any] = server_state.connections
-        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        # The requests being answered: their tasks, and the exchanges begun without one (each
+        # can be cancelled as a task, should uvicorn's graceful shutdown run out of time).
+        self.tasks: set[Any] = server_state.tasks
         self.limit_concurrency: int | None = config.limit_concurrency
         self.keep_alive_seconds: float = config.timeout_keep_alive
         self.parser = httptools.HttpRequestParser(self)
@@ -111,6 +120,9 @@ class BoundedProtocol(Refusals):
         self._writable: asyncio.Future[None] | None = None  # while the client stopped reading
         self._current: Exchange | None = None  # the request being answered
         self._parsing: Exchange | None = None  # the request whose body is arriving
+        # The current request, not started yet: once its body is in, or at the end of the read
+        # that brought its head if the body is still arriving.
+        self._unstarted: Request | None = None
         # Pipelined requests, each with its exchange: the exchange does not refer to its request,
         # whose `receive` refers to the exchange (a cycle a full collection would have to free).
         self._pipeline: deque[tuple[Exchange, Request]] = deque()
@@ -156,6 +168,7 @@ class BoundedProtocol(Refusals):
         # The exchanges and the parser (its callbacks) refer back to this connection: let go
         # of them, so that it is freed by reference counting once its last task ends.
         self._current = self._parsing = None
+        self._unstarted = None
         self.parser = _NO_PARSER
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
@@ -197,6 +210,11 @@ class BoundedProtocol(Refusals):
         except httptools.HttpParserError:
             self._bad_request()
             return
+        request = self._unstarted
+        if request is not None and self._current is not None:
+            # Its body is still arriving: started now, the responder reads the rest.
+            self._unstarted = None
+            self._start(self._current, request)
         if self._head_started == _THIS_READ:
             self._head_started = self.loop.time()
         if self._in_head:
@@ -286,7 +304,8 @@ class BoundedProtocol(Refusals):
         )
         self._parsing = exchange
         if self._current is None:
-            self._start(exchange, request)
+            self._current = exchange
+            self._unstarted = request  # started once its body is in (on_message_complete)
         else:
             # Pipelined: answered in order, once the one before is; read no further meanwhile.
             self.pause_reading()
@@ -305,6 +324,10 @@ class BoundedProtocol(Refusals):
         if self._refused or exchange is None or exchange.done:
             return
         exchange.end()
+        request = self._unstarted
+        if request is not None and exchange is self._current:
+            self._unstarted = None
+            self._start(exchange, request)
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -321,12 +344,42 @@ class BoundedProtocol(Refusals):
 
     def _start(self, exchange: Exchange, request: Request) -> None:
         self._current = exchange
+        exchange.offer_body(request)
+        begin = self.begin
+        if begin is not None and request.complete and self._writable is None:
+            self.tasks.add(exchange)  # in flight, as a task would be (_shed counts them)
+            if begin(request, exchange.answer):
+                return
+            self.tasks.discard(exchange)
         # The Task loop.create_task makes (no factory is set), named: unnamed, it formats "Task-N".
         exchange.task = asyncio.Task(self._run(exchange, request), loop=self.loop, name="request")
         self.tasks.add(exchange.task)
 
+    def answer_begun(self, exchange: Exchange, response: Response | None) -> None:
+        """The answer to a request `begin` took (Exchange.answer): written as `_run` writes."""
+        self.tasks.discard(exchange)
+        if response is None:  # the client left
+            exchange.done = True
+            return
+        writable = self._writable
+        if writable is not None:
+            # The client is not taking the answer before this one: written once it does.
+            writable.add_done_callback(functools.partial(self._write_later, exchange, response))
+            return
+        self._write(exchange, response)
+
+    def _write_later(self, exchange: Exchange, response: Response, _: object) -> None:
+        self._write(exchange, response)
+
+    def cancel_begun(self, exchange: Exchange) -> None:
+        """uvicorn's graceful shutdown ran out of time with a request `begin` took (as it
+        cancels a task, Exchange.cancel): closed, as `_run` closes when cancelled; its answer,
+        when it comes, is dropped."""
+        self.tasks.discard(exchange)
+        exchange.done = True
+        self.transport.close()
+
     async def _run(self, exchange: Exchange, request: Request) -> None:
-        exchange.offer_body(request)
         try:
             try:
                 response = await self.responder(request)

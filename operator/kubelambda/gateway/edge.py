@@ -3,9 +3,13 @@ admin one (/metrics, /healthz). This is the edge: every GatewayError becomes an 
 here, and nowhere else.
 
 The gateway's connections (connection.py) call each app's `respond`, which returns the
-answer for them to write; each is also an ASGI app. No framework: the public app is the
-proxying hot path, where a framework's routing and request objects cost several times the
-gateway's own work (benchmarks/gateway_throughput.py); the admin app has two fixed endpoints.
+answer for them to write; each is also an ASGI app. A request whose body is all in is offered
+first to the public app's `begin`, which answers a warm invocation without a task: sent at once
+to a free slot, answered from the instance's callback (invocation.py's `Invoker.start`).
+
+No framework: the public app is the proxying hot path, where a framework's routing and request
+objects cost several times the gateway's own work (benchmarks/gateway_throughput.py); the admin
+app has two fixed endpoints.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol
 
 from kubelambda.clock import Clock
 from kubelambda.gateway.exceptions import (
@@ -31,11 +35,12 @@ from kubelambda.gateway.exceptions import (
     Unavailable,
 )
 from kubelambda.gateway.http import Handler, Receive, Request, Response, Scope, Send
+from kubelambda.gateway.invocation import Call, Invocation, Invoker
 from kubelambda.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from kubelambda.gateway.sources.invoke_api import INVOKE_PREFIX
 from kubelambda.gateway.sources.management import LAMBDA_API_PREFIX
 
-__all__ = ["RESERVED_PREFIX", "AdminApp", "PublicApp", "error_response"]
+__all__ = ["RESERVED_PREFIX", "AdminApp", "InvokingHandler", "PublicApp", "error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +123,22 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+class InvokingHandler(Protocol):
+    """A source whose request becomes one invocation (HTTP Triggers, the Invoke API): served
+    whole by calling it, or in two steps around `Invoker.start` when nothing needs waiting for."""
+
+    async def __call__(self, request: Request) -> Response: ...
+
+    def prepare(self, request: Request) -> Call | None:
+        """The invocation `request` asks for, its checks passed; None when the source must
+        wait for something first (call it instead). Raises GatewayError as calling it would."""
+        ...
+
+    def answer(self, call: Call, invocation: Invocation) -> Response:
+        """The client's answer to `call`, from the instance's."""
+        ...
+
+
 class PublicApp:
     """Dispatches by path: the Lambda API (Invoke, and the management API's other calls),
     reserved `/_kubelambda/` endpoints, trigger routes."""
@@ -125,9 +146,10 @@ class PublicApp:
     def __init__(
         self,
         *,
-        triggers: Handler,
-        invoke_api: Handler,
+        triggers: InvokingHandler,
+        invoke_api: InvokingHandler,
         management_api: Handler,
+        invoker: Invoker,
         reserved: Mapping[str, Handler],
         metrics: GatewayMetrics,
         clock: Clock,
@@ -139,6 +161,7 @@ class PublicApp:
         self._triggers = triggers
         self._invoke_api = invoke_api
         self._management_api = management_api
+        self._invoker = invoker
         # Endpoints under /_kubelambda/ by exact path; S3 notifications
         # (/_kubelambda/events/s3) are registered here by create_gateway.
         self._reserved = dict(reserved)
@@ -183,14 +206,10 @@ class PublicApp:
                         f"the request body did not arrive within {self._body_timeout:g} s"
                     ) from None
             path = request.path
-            # One question for a trigger's path, the usual, rather than one per prefix.
-            if not path.startswith(_OWN_PREFIXES):
-                http_api = True
-                response = await self._triggers(request)
-            elif path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(
-                _INVOCATIONS
-            ):
-                response = await self._invoke_api(request)
+            invoking = self._invoking(path)
+            if invoking is not None:
+                http_api = invoking is self._triggers
+                response = await invoking(request)
             elif path.startswith(LAMBDA_API_PREFIX):
                 response = await self._management_api(request)
             else:
@@ -200,30 +219,86 @@ class PublicApp:
                         f"{path}: no such endpoint; paths under {RESERVED_PREFIX} are reserved"
                     )
                 response = await handler(request)
-        except GatewayError as exc:
-            response = error_response(exc, request_id=request.request_id, http_api=http_api)
-            if not read:
+        except BaseException as exc:
+            failed = self._failed(request, exc, http_api=http_api)
+            if failed is None:
+                return None
+            response = failed
+            if not read and isinstance(exc, GatewayError):
                 # What is left of the body is never read: the connection cannot carry
                 # another request.
                 response.headers.append((b"connection", b"close"))
-        except ClientDisconnected:
-            self._metrics.request(
-                request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
-            )
-            return None
-        except Exception:
-            # Never a stack trace to the client: log it, answer a plain 500.
-            log.exception("unexpected error serving %s %s", request.method, request.path)
-            response = error_response(
-                GatewayError("the gateway failed to handle this request; see its logs"),
-                request_id=request.request_id,
-            )
         finally:
             self._buffered -= held[0]
         self._metrics.request(
             request.function, response.status, self._clock.monotonic() - request.received
         )
         return response
+
+    def begin(self, request: Request, answered: Callable[[Response | None], None]) -> bool:
+        """Answer `request`, whose body is all in, without a task when it is an invocation
+        that needs no wait (`Invoker.start`): `answered` is told the answer, once, as `respond`
+        would return it, maybe before this returns. False when it is not such a request:
+        nothing was done, and `respond` answers it."""
+        source = self._invoking(request.path)
+        if source is None:
+            return False
+        request.received = self._clock.monotonic()
+        held = [0]
+        http_api = source is self._triggers
+        try:
+            # No body and none declared (a GET, mostly): nothing to check or hold.
+            if request.body or request.content_length:
+                self._take_body(request, request.body, held)
+            call = source.prepare(request)
+            if call is not None and self._invoker.start(
+                call, _Answering(self, request, source, call, held[0], http_api, answered)
+            ):
+                return True
+        except BaseException as exc:
+            self._buffered -= held[0]
+            response = self._failed(request, exc, http_api=http_api)
+            if response is not None:
+                self._answer(request, response, answered)
+            return True
+        self._buffered -= held[0]
+        return False
+
+    def _invoking(self, path: str) -> InvokingHandler | None:
+        """The source serving `path` with one invocation per request, if one does."""
+        # One question for a trigger's path, the usual, rather than one per prefix.
+        if not path.startswith(_OWN_PREFIXES):
+            return self._triggers
+        if path.startswith(INVOKE_PREFIX) and path[len(INVOKE_PREFIX) :].endswith(_INVOCATIONS):
+            return self._invoke_api
+        return None
+
+    def _failed(self, request: Request, exc: BaseException, *, http_api: bool) -> Response | None:
+        """The answer to a request whose handling raised `exc`, or None when its client left
+        (counted); other BaseExceptions (a task cancelled) are raised again."""
+        if isinstance(exc, GatewayError):
+            return error_response(exc, request_id=request.request_id, http_api=http_api)
+        if isinstance(exc, ClientDisconnected):
+            self._metrics.request(
+                request.function, _CLIENT_GONE, self._clock.monotonic() - request.received
+            )
+            return None
+        if not isinstance(exc, Exception):
+            raise exc
+        # Never a stack trace to the client: log it, answer a plain 500.
+        log.error("unexpected error serving %s %s", request.method, request.path, exc_info=exc)
+        return error_response(
+            GatewayError("the gateway failed to handle this request; see its logs"),
+            request_id=request.request_id,
+        )
+
+    def _answer(
+        self, request: Request, response: Response, answered: Callable[[Response | None], None]
+    ) -> None:
+        self._metrics.request(
+            request.function, response.status, self._clock.monotonic() - request.received
+        )
+        answered(response)
 
     def _hold(self, held: list[int], size: int) -> None:
         """Count `size` more body bytes against the gateway's bound, or refuse at once."""
@@ -277,6 +352,56 @@ class PublicApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+class _Answering:
+    """The end of a request `PublicApp.begin` started: the source's answer to the invocation,
+    or the error's, counted and handed to the connection. (A class rather than a closure:
+    compiled, a native call.)"""
+
+    __slots__ = ("_answered", "_app", "_call", "_held", "_http_api", "_request", "_source")
+
+    def __init__(
+        self,
+        app: PublicApp,
+        request: Request,
+        source: InvokingHandler,
+        call: Call,
+        held: int,
+        http_api: bool,
+        answered: Callable[[Response | None], None],
+    ) -> None:
+        self._app = app
+        self._request = request
+        self._source = source
+        self._call = call
+        self._held = held
+        self._http_api = http_api
+        self._answered = answered
+
+    def __call__(self, outcome: Invocation | BaseException) -> None:
+        app = self._app
+        app._buffered -= self._held
+        if isinstance(outcome, BaseException):
+            # Not raised here: its traceback would hold this frame, which holds it (a cycle).
+            self._failed(outcome)
+            return
+        try:
+            response = self._source.answer(self._call, outcome)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        app._answer(self._request, response, self._answered)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, Exception):  # the task going on was cancelled: no answer
+            self._answered(None)
+            return
+        response = self._app._failed(self._request, exc, http_api=self._http_api)
+        if response is None:
+            self._answered(None)
+        else:
+            self._app._answer(self._request, response, self._answered)
 
 
 class AdminApp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Protocol
 
-from kubelambda.gateway.http import Message, Request
+from kubelambda.gateway.http import Message, Request, Response
 
 __all__ = ["Exchange"]
 
@@ -23,6 +23,10 @@ class _Connection(Protocol):
     transport: asyncio.Transport
 
     def resume_reading(self) -> None: ...
+
+    def answer_begun(self, exchange: Exchange, response: Response | None) -> None: ...
+
+    def cancel_begun(self, exchange: Exchange) -> None: ...
 
 
 class Exchange:
@@ -43,7 +47,8 @@ class Exchange:
         "task",
     )
     # The Task answering it, set as it starts (connection.py), which takes it out of the
-    # server's tasks when it ends.
+    # server's tasks when it ends; none when the edge's `begin` took it (then the exchange
+    # itself stands in the server's tasks until `answer`).
     task: asyncio.Task[None]
 
     def __init__(
@@ -85,6 +90,14 @@ class Exchange:
             chunks.clear()
             self.size = 0
             self.delivered = True
+
+    def answer(self, response: Response | None) -> None:
+        """The answer to a request the edge's `begin` took, to write (None: the client left)."""
+        self._connection.answer_begun(self, response)
+
+    def cancel(self, msg: str | None = None) -> None:
+        """As a task is cancelled: uvicorn's graceful shutdown ran out of time with it."""
+        self._connection.cancel_begun(self)
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -5,10 +5,16 @@ The HTTP trigger handler, the Invoke API and asynchronous delivery all call
 refuses the connection or answers 429, so those never reach a client. Each answer an
 instance gave is counted as Lambda bills it (`GatewayMetrics.billed`). The invocation's trace
 goes to the runtime in `X-Amzn-Trace-Id` and `traceparent`, with spans when tracing is on.
+
+A warm request needs no task: `Invoker.start` sends it at once when a slot is free and a kept
+connection to its instance is idle, and the answer calls back (the edge's path for requests
+whose body is all in, edge.py). Whatever would wait (holding, connecting, trying again) goes
+on as `run` does, in a task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, NamedTuple, cast
@@ -21,15 +27,15 @@ from kubelambda.gateway.exceptions import (
     InstanceUnavailable,
     UpstreamFailed,
 )
-from kubelambda.gateway.lease import Outcome
+from kubelambda.gateway.lease import Lease, Outcome
 from kubelambda.gateway.metrics import BILLED_DURATION_HEADER, GatewayMetrics, billed_ms
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.spans import InvocationSpans, SpanTracer, tracer_from_environment
 from kubelambda.gateway.tracing import TraceContext, new_trace
 from kubelambda.gateway.upstream import UpstreamPool
-from kubelambda.gateway.upstreamconnection import UpstreamResponse
+from kubelambda.gateway.upstreamconnection import StaleConnection, UpstreamResponse
 
-__all__ = ["INVOKE_TARGET", "Invocation", "Invoker"]
+__all__ = ["INVOKE_TARGET", "Call", "Invocation", "Invoker", "Then"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,22 @@ _FROM_ENVIRONMENT: SpanTracer | None = cast(SpanTracer, object())
 _make: Final = tuple.__new__
 
 
+class Call(NamedTuple):
+    """One invocation as a source asks for it: what `Invoker.invoke` takes. `gone` returns when
+    the client disconnects (see Activator.acquire); `trace` is the caller's
+    (tracing.incoming), None for a new one."""
+
+    function: FunctionEntry
+    payload: bytes
+    request_id: str
+    invoked_arn: bytes
+    hold_deadline: float
+    client_context: bytes | None
+    log_tail: bool
+    gone: Callable[[], Awaitable[object]] | None
+    trace: TraceContext | None
+
+
 class Invocation(NamedTuple):
     """The instance's answer and how long the request was held first. (A NamedTuple: one is
     made per request, the cheapest immutable record to make.)"""
@@ -63,6 +85,11 @@ class Invocation(NamedTuple):
             return None
         metric = b"coldstart" if self.cold else b"queue"
         return (b"server-timing", b"%s;dur=%.1f" % (metric, self.waited * 1000))
+
+
+Then = Callable[[Invocation | BaseException], None]
+"""Told how an invocation started with `Invoker.start` ended: its Invocation, or the error
+`invoke` would have raised."""
 
 
 class Invoker:
@@ -84,6 +111,9 @@ class Invoker:
         self._clock = clock
         self._metrics = metrics
         self._grace = grace_seconds
+        # Invocations `start` handed on to a task (held, connecting, tried again), kept
+        # until they end: the loop keeps only weak references to tasks.
+        self._going_on: set[asyncio.Task[None]] = set()
 
     async def invoke(
         self,
@@ -106,31 +136,40 @@ class Invoker:
         upstream (HoldQueueFull, DeadlineExceeded, Unavailable, UpstreamTimeout,
         UpstreamFailed). `trace` is the caller's (tracing.incoming); None starts a new one.
         """
+        call = Call(
+            function,
+            payload,
+            request_id,
+            invoked_arn,
+            hold_deadline,
+            client_context,
+            log_tail,
+            gone,
+            trace,
+        )
+        return await self.run(call)
+
+    async def run(self, call: Call, lease: Lease | None = None) -> Invocation:
+        """`invoke` with its arguments in one record; with `lease`, on that slot first."""
+        trace = call.trace
         if trace is None:
             trace = new_trace(self._clock.wall())
+        function = call.function
         spans = (
             None
             if self.tracer is None
             else self.tracer.invocation(
-                trace, function=function.key.name, request_id=request_id, invoked_arn=invoked_arn
+                trace,
+                function=function.key.name,
+                request_id=call.request_id,
+                invoked_arn=call.invoked_arn,
             )
         )
         try:
-            invocation = await self._invoke(
-                function,
-                payload=payload,
-                request_id=request_id,
-                invoked_arn=invoked_arn,
-                hold_deadline=hold_deadline,
-                client_context=client_context,
-                log_tail=log_tail,
-                gone=gone,
-                trace=trace,
-                spans=spans,
-            )
+            invocation = await self._invoke(call, trace, spans, lease)
         except BaseException as exc:
             if isinstance(exc, _LOGGED):
-                _log_failure(function, request_id, trace, exc)
+                _log_failure(function, call.request_id, trace, exc)
             if spans is not None:
                 spans.finish(cold=False, error=exc)
             raise
@@ -138,56 +177,88 @@ class Invoker:
             spans.finish(cold=invocation.cold)
         return invocation
 
+    def start(self, call: Call, then: Then) -> bool:
+        """Invoke as `run` does, sending at once when a slot is free now: `then` is told how
+        it ended, once, never before this returns. False when it would be held first (no free
+        slot, requests held before it) or spans are recorded: nothing was done, `run` it.
+        Raises at once what `run` raises before holding (Throttled, GatewayOverloaded)."""
+        if self.tracer is not None:
+            return False
+        lease = self._activator.lease_now(call.function.key)
+        if lease is None:
+            return False
+        trace = call.trace
+        if trace is None:
+            trace = new_trace(self._clock.wall())
+        sent = _Sent(self, call, trace, lease, then)
+        instance = lease.instance
+        if not self._pool.send_now(
+            host=instance.host,
+            port=instance.port,
+            method=_POST,
+            target=INVOKE_TARGET,
+            headers=self._headers(call, trace.headers()),
+            body=call.payload,
+            within=call.function.timeout_seconds + self._grace,
+            then=sent.answered,
+        ):
+            self.go_on(call, lease, then)  # no idle connection: `run` connects
+        return True
+
+    def go_on(self, call: Call, lease: Lease | None, then: Then) -> None:
+        """Go on with `call` in a task, as `run` (on `lease` first, if any), telling `then`."""
+        task = asyncio.ensure_future(self._go_on(call, lease, then))
+        self._going_on.add(task)
+        task.add_done_callback(self._going_on.discard)
+
+    async def _go_on(self, call: Call, lease: Lease | None, then: Then) -> None:
+        try:
+            invocation = await self.run(call, lease)
+        except BaseException as exc:  # told, not kept in the task: its traceback holds frames
+            then(exc)
+            return
+        then(invocation)
+
+    def _headers(
+        self, call: Call, trace_headers: tuple[tuple[bytes, bytes], ...]
+    ) -> list[tuple[bytes, bytes]]:
+        """The contract's request headers for one try, its deadline starting now: a cold
+        start does not eat into the handler's timeout."""
+        deadline_ms = int((self._clock.wall() + call.function.timeout_seconds) * 1000)
+        headers = [
+            _JSON,
+            (b"lambda-runtime-aws-request-id", call.request_id.encode("ascii")),
+            (b"lambda-runtime-deadline-ms", str(deadline_ms).encode("ascii")),
+            (b"lambda-runtime-invoked-function-arn", call.invoked_arn),
+            *trace_headers,
+        ]
+        if call.client_context:
+            headers.append((b"lambda-runtime-client-context", call.client_context))
+        if call.log_tail:
+            headers.append(_TAIL)
+        return headers
+
     async def _invoke(
         self,
-        function: FunctionEntry,
-        *,
-        payload: bytes,
-        request_id: str,
-        invoked_arn: bytes,
-        hold_deadline: float,
-        client_context: bytes | None,
-        log_tail: bool,
-        gone: Callable[[], Awaitable[object]] | None,
+        call: Call,
         trace: TraceContext,
         spans: InvocationSpans | None,
+        lease: Lease | None,
     ) -> Invocation:
+        function = call.function
         key = function.key
         timeout = function.timeout_seconds
         waited = 0.0
         cold = False
-        request_id_header = (b"lambda-runtime-aws-request-id", request_id.encode("ascii"))
-        arn_header = (b"lambda-runtime-invoked-function-arn", invoked_arn)
         # Without spans the runtime's trace headers are the same on every try.
         trace_headers = trace.headers() if spans is None else ()
         while True:
-            if spans is None:
-                lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
-            else:
-                hold = spans.child("hold")
-                try:
-                    lease = await self._activator.acquire(key, deadline=hold_deadline, gone=gone)
-                except BaseException as exc:
-                    spans.end(hold, exc)
-                    raise
-                spans.end(hold)
-            waited += lease.waited
-            cold = cold or lease.cold
+            if lease is None:
+                lease = await self._acquire(call, spans)
+                waited += lease.waited
+                cold = cold or lease.cold
             instance = lease.instance
-            # The function's clock starts now, not when the request arrived: a cold start
-            # does not eat into the handler's timeout.
-            deadline_ms = int((self._clock.wall() + timeout) * 1000)
-            headers = [
-                _JSON,
-                request_id_header,
-                (b"lambda-runtime-deadline-ms", str(deadline_ms).encode("ascii")),
-                arn_header,
-                *trace_headers,
-            ]
-            if client_context:
-                headers.append((b"lambda-runtime-client-context", client_context))
-            if log_tail:
-                headers.append(_TAIL)
+            headers = self._headers(call, trace_headers)
             upstream = None
             if spans is not None:
                 upstream = spans.child("upstream", client=True)
@@ -200,7 +271,7 @@ class Invoker:
                     method=_POST,
                     target=INVOKE_TARGET,
                     headers=headers,
-                    body=payload,
+                    body=call.payload,
                     within=timeout + self._grace,
                 )
             except InstanceUnavailable as exc:
@@ -208,6 +279,7 @@ class Invoker:
                     InvocationSpans.end(upstream, exc)
                 log.info("instance %s of %s unavailable, trying again: %s", instance.id, key, exc)
                 lease.release(Outcome.REFUSED)
+                lease = None
                 continue
             except BaseException as exc:
                 if upstream is not None:
@@ -220,16 +292,42 @@ class Invoker:
                 # Every slot of that instance is busy (its concurrency is lower than we
                 # were told, or another gateway uses it): wait for a slot elsewhere.
                 lease.release(Outcome.BUSY)
+                lease = None
                 continue
-            # One clock read for both: the lease's service time and the billed fallback.
-            answered = self._clock.monotonic()
-            lease.release(now=answered)
-            if response.status == 200:
-                self._bill(function, response, answered - sent)
-            if cold:
-                self._metrics.cold_start(key, waited)
-            # _make: one is made per request.
-            return _make(Invocation, (response, waited, cold))
+            return self._answered(function, lease, response, sent, waited, cold)
+
+    async def _acquire(self, call: Call, spans: InvocationSpans | None) -> Lease:
+        key = call.function.key
+        if spans is None:
+            return await self._activator.acquire(key, deadline=call.hold_deadline, gone=call.gone)
+        hold = spans.child("hold")
+        try:
+            lease = await self._activator.acquire(key, deadline=call.hold_deadline, gone=call.gone)
+        except BaseException as exc:
+            spans.end(hold, exc)
+            raise
+        spans.end(hold)
+        return lease
+
+    def _answered(
+        self,
+        function: FunctionEntry,
+        lease: Lease,
+        response: UpstreamResponse,
+        sent: float,
+        waited: float,
+        cold: bool,
+    ) -> Invocation:
+        """The instance answered (not 429): its slot back, the answer billed."""
+        # One clock read for both: the lease's service time and the billed fallback.
+        answered = self._clock.monotonic()
+        lease.release(now=answered)
+        if response.status == 200:
+            self._bill(function, response, answered - sent)
+        if cold:
+            self._metrics.cold_start(function.key, waited)
+        # _make: one is made per request.
+        return _make(Invocation, (response, waited, cold))
 
     def _bill(self, function: FunctionEntry, response: UpstreamResponse, seconds: float) -> None:
         """Count an answered invocation: the runtime's billed duration when it sent one, else
@@ -240,6 +338,40 @@ class Invoker:
             duration_ms = int(header)
         memory_mb = function.spec.memory_mb if function.spec is not None else _DEFAULT_MEMORY_MB
         self._metrics.billed(function.key, duration_ms=duration_ms, memory_mb=memory_mb)
+
+
+class _Sent:
+    """An invocation `Invoker.start` sent on an idle connection, until its instance answers."""
+
+    __slots__ = ("_call", "_invoker", "_lease", "_sent", "_then", "_trace")
+
+    def __init__(
+        self, invoker: Invoker, call: Call, trace: TraceContext, lease: Lease, then: Then
+    ) -> None:
+        self._invoker = invoker
+        self._call = call
+        self._trace = trace
+        self._lease = lease
+        self._then = then
+        self._sent = invoker._clock.monotonic()
+
+    def answered(self, outcome: UpstreamResponse | Exception) -> None:
+        """The pool's callback: as `Invoker._invoke` goes on after its upstream request."""
+        invoker, call, lease = self._invoker, self._call, self._lease
+        if isinstance(outcome, UpstreamResponse):
+            if outcome.status == 429:  # that instance is busy: a slot elsewhere, as _invoke
+                lease.release(Outcome.BUSY)
+                invoker.go_on(call, None, self._then)
+                return
+            invocation = invoker._answered(call.function, lease, outcome, self._sent, 0.0, False)
+            self._then(invocation)
+        elif isinstance(outcome, StaleConnection):
+            invoker.go_on(call, lease, self._then)  # sent again, on another connection
+        else:
+            lease.release()
+            if isinstance(outcome, _LOGGED):
+                _log_failure(call.function, call.request_id, self._trace, outcome)
+            self._then(outcome)
 
 
 def _log_failure(

@@ -24,7 +24,7 @@ from kubelambda.delivery.store import DeliveryStore
 from kubelambda.gateway.access import AccessKeys, StaticAccessKeys
 from kubelambda.gateway.activation import Activator
 from kubelambda.gateway.boundedserver import BoundedServer, bounded_protocol
-from kubelambda.gateway.connection import Responder
+from kubelambda.gateway.connection import Beginner, Responder
 from kubelambda.gateway.current import Current
 from kubelambda.gateway.edge import AdminApp, PublicApp
 from kubelambda.gateway.functionstate import FunctionLoad
@@ -198,6 +198,7 @@ class Gateway:
             triggers=triggers,
             invoke_api=invoke_api,
             management_api=self._management_api,
+            invoker=self.invoker,
             reserved=reserved,
             metrics=self.metrics,
             clock=clock,
@@ -320,7 +321,11 @@ class Gateway:
             # pile up in its accept queue; the admin port always answers /healthz and /metrics.
             _Server(
                 self._config(
-                    self.public_app, self.public_app.respond, graceful_seconds, listener=public_sock
+                    self.public_app,
+                    self.public_app.respond,
+                    graceful_seconds,
+                    listener=public_sock,
+                    begin=self.public_app.begin,
                 )
             ),
             _Server(
@@ -370,11 +375,14 @@ class Gateway:
         *,
         listener: socket.socket | None = None,
         overloaded: Callable[[], bool] | None = None,
+        begin: Beginner | None = None,
     ) -> uvicorn.Config:
         # uvicorn's server listens, dates answers and shuts down gracefully; the protocol is
         # the gateway's own, which hands requests to `responder` (connection.py).
         settings = self.settings
-        protocol = bounded_protocol(settings, responder, overloaded=overloaded, listener=listener)
+        protocol = bounded_protocol(
+            settings, responder, overloaded=overloaded, listener=listener, begin=begin
+        )
         self._protocols.append(protocol)
         return uvicorn.Config(
             app,

@@ -12,7 +12,7 @@ import asyncio
 import errno
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from kubelambda.connect import first_connection
@@ -92,31 +92,14 @@ class UpstreamPool:
         UpstreamFailed when the answer breaks off or is not HTTP. Header values must not
         hold CR or LF.
         """
-        # Kept while it runs: asyncio.get_running_loop makes a system call (getpid, before
-        # Python 3.12). One not running any more means the pool is used from a new loop (tests).
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now = loop.time()
         if within is not None:
             deadline = now + within
         elif deadline is None:
             raise TypeError("UpstreamPool.request needs a deadline or a time (within)")
         key: InstanceKey = (host, port, tls is not None)
-        head = self._heads.get(key)
-        if head is None:
-            if len(self._heads) >= _MAX_HEADS:
-                self._heads.clear()
-            head = self._heads[key] = b" HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: " % (
-                host.encode("ascii"),
-                port,
-            )
-        # One join of every part: compiled, the loop costs less than a join per header line.
-        parts = [method, b" ", target, head, b"%d" % len(body)]
-        for name, value in headers:
-            parts += (b"\r\n", name, b": ", value)
-        parts += (b"\r\n\r\n", body)
-        data = b"".join(parts)
+        data = self._request_bytes(key, method, target, headers, body)
 
         for _ in range(2):
             connection = self._take(key, now)
@@ -143,6 +126,79 @@ class UpstreamPool:
             self._give_back(connection, loop.time())
             return response
         raise UpstreamFailed(f"instance {host}:{port} closed two connections before answering")
+
+    def send_now(
+        self,
+        *,
+        host: str,
+        port: int,
+        method: bytes,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        within: float,
+        then: Callable[[UpstreamResponse | Exception], None],
+    ) -> bool:
+        """Send one request (plain HTTP) on an idle connection, if one is kept: `then` is
+        called once, never before this returns, with the whole answer or why none came in
+        `within` seconds (UpstreamTimeout, UpstreamFailed, or StaleConnection: a reused
+        connection closed before answering, on which the request may be sent again). False
+        when no idle connection is kept: nothing was sent (`request` connects)."""
+        loop = self._running_loop()
+        now = loop.time()
+        key: InstanceKey = (host, port, False)
+        while True:
+            connection = self._take(key, now)
+            if connection is None:
+                return False
+            try:
+                connection.send_then(
+                    self._request_bytes(key, method, target, headers, body),
+                    now + within,
+                    _Settle(self, then),
+                )
+            except StaleConnection:
+                connection.close()
+                continue
+            return True
+
+    def _settled(self, connection: UpstreamConnection, outcome: object) -> None:
+        """A `send_now` exchange ended: its connection back to the pool, or closed."""
+        if isinstance(outcome, UpstreamResponse):
+            self._give_back(connection, self._running_loop().time())
+        else:
+            connection.close()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Kept while it runs: asyncio.get_running_loop makes a system call (getpid, before
+        # Python 3.12). One not running any more means the pool is used from a new loop (tests).
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _request_bytes(
+        self,
+        key: InstanceKey,
+        method: bytes,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> bytes:
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            head = self._heads[key] = b" HTTP/1.1\r\nhost: %s:%d\r\ncontent-length: " % (
+                key[0].encode("ascii"),
+                key[1],
+            )
+        # One join of every part: compiled, the loop costs less than a join per header line.
+        parts = [method, b" ", target, head, b"%d" % len(body)]
+        for name, value in headers:
+            parts += (b"\r\n", name, b": ", value)
+        parts += (b"\r\n\r\n", body)
+        return b"".join(parts)
 
     def _take(self, key: InstanceKey, now: float) -> UpstreamConnection | None:
         idle = self._idle.get(key)
@@ -243,6 +299,25 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.close()
         self._idle.clear()
+
+
+class _Settle:
+    """The callback of one `send_now` exchange: gives its connection back (or closes it), then
+    tells the sender. (A class rather than a closure: compiled, a native call.)"""
+
+    __slots__ = ("_pool", "_then")
+
+    def __init__(
+        self, pool: UpstreamPool, then: Callable[[UpstreamResponse | Exception], None]
+    ) -> None:
+        self._pool = pool
+        self._then = then
+
+    def __call__(
+        self, connection: UpstreamConnection, outcome: UpstreamResponse | Exception
+    ) -> None:
+        self._pool._settled(connection, outcome)
+        self._then(outcome)
 
 
 HEALTH_TIMEOUT_SECONDS: Final = 1.0  # as the kubelet's readiness probe of a function pod

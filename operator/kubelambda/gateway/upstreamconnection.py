@@ -1,6 +1,7 @@
 """One keep-alive HTTP/1.1 connection from the gateway to a function instance, on a raw asyncio
 transport, its answers parsed with httptools: the pool (upstream.py) sends each exchange on one
-and gets back an UpstreamResponse.
+and gets back an UpstreamResponse, through a future (`send`) or a callback (`send_then`, the warm
+request's path without a task: invocation.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import httptools
 
 from kubelambda.gateway.exceptions import UpstreamFailed, UpstreamTimeout
 
-__all__ = ["InstanceKey", "StaleConnection", "UpstreamConnection", "UpstreamResponse"]
+__all__ = [
+    "Answered",
+    "InstanceKey",
+    "StaleConnection",
+    "UpstreamConnection",
+    "UpstreamResponse",
+]
 
 # An instance as the pool keeps connections to it: host, port, over TLS or not.
 InstanceKey = tuple[str, int, bool]
@@ -43,6 +50,11 @@ class StaleConnection(Exception):
     """A reused connection closed before any byte of the answer: the server had closed it."""
 
 
+Answered = Callable[["UpstreamConnection", "UpstreamResponse | Exception"], None]
+"""Told how an exchange sent with `send_then` ended: the connection, and the answer or why none
+came (StaleConnection, UpstreamTimeout, UpstreamFailed)."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; carries one exchange at a time. `lost` is called with it once
     it is lost (the pool lets go of it); an answer over `max_response_bytes` fails the exchange."""
@@ -63,7 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
         # Made once connected: uvloop makes a protocol for a connection that then fails, and
         # calls neither connection_made nor connection_lost on it.
         self._parser = _NO_PARSER
+        # The exchange in flight: a future (`send`) or a callback (`send_then`), never both.
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._then: Answered | None = None
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -87,7 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None or self._waiter.done():
+        if not self._in_flight():
             # Bytes nobody asked for (a server's 408 on an idle connection): drop it.
             self.close()
             return
@@ -105,11 +119,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self._stop_timer()
         self._lost(self)
-        if self._waiter is not None and not self._waiter.done():
+        if self._in_flight():
             if not self._received and self.reused:
-                self._waiter.set_exception(StaleConnection())
+                self._settle(StaleConnection())
             else:
-                self._waiter.set_exception(
+                self._settle(
                     UpstreamFailed("instance closed the connection before answering completely")
                 )
         # The parser holds this connection's methods: a cycle a full collection would free.
@@ -135,16 +149,34 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.keep_alive = self._parser.should_keep_alive()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if self._in_flight():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            waiter.set_result(UpstreamResponse(self._status, self._headers, body))
+            self._settle(UpstreamResponse(self._status, self._headers, body))
 
     # the exchange
 
+    def _in_flight(self) -> bool:
+        """An exchange is waiting for its answer."""
+        waiter = self._waiter
+        return self._then is not None or (waiter is not None and not waiter.done())
+
+    def _settle(self, outcome: UpstreamResponse | Exception) -> None:
+        """End the exchange in flight with its answer or why none came."""
+        then = self._then
+        if then is not None:
+            self._then = None
+            then(self, outcome)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if isinstance(outcome, Exception):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
     def _fail(self, exc: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
+        if self._in_flight():
+            self._settle(exc)
 
     def _arm(self, deadline: float) -> None:
         """Watch `deadline`: a timer already due by then will look at it when it fires."""
@@ -158,7 +190,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _deadline_passed(self) -> None:
         self._timer = None
-        if self._waiter is None or self._waiter.done():
+        if not self._in_flight():
             return  # no exchange in flight: the next one arms the timer again
         if self._deadline <= self._timer_at:
             self._fail(UpstreamTimeout("the instance did not answer in time"))
@@ -182,6 +214,24 @@ class UpstreamConnection(asyncio.Protocol):
         """Send a request: the future is its answer, due by `deadline`; the caller
         (UpstreamPool.request) awaits it, then sets `_waiter` to None. Not a coroutine: one
         fewer per invocation."""
+        transport = self._begin()
+        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
+        self._waiter = waiter
+        self._arm(deadline)
+        transport.write(data)
+        return waiter
+
+    def send_then(self, data: bytes, deadline: float, then: Answered) -> None:
+        """Send a request; `then` is called once, with its answer or why none came by
+        `deadline`, never before this returns. Raises StaleConnection at once when the
+        connection is closing (nothing was sent)."""
+        transport = self._begin()
+        self._then = then
+        self._arm(deadline)
+        transport.write(data)
+
+    def _begin(self) -> asyncio.Transport:
+        """The transport for a new exchange, its answer's state reset."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise StaleConnection()
@@ -191,8 +241,4 @@ class UpstreamConnection(asyncio.Protocol):
         self._size = 0
         self._received = False
         self.keep_alive = False
-        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
-        self._waiter = waiter
-        self._arm(deadline)
-        transport.write(data)
-        return waiter
+        return transport

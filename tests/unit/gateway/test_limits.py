@@ -274,3 +274,22 @@ async def test_lease_release_frees_the_place_and_refunds_a_refused_attempt() -> 
         await act.acquire(FN, deadline=soon())  # the one token was spent by the OK call
     assert refused.value.reason == RATE
     assert gate.in_flight(FN) == 0
+
+
+async def test_a_lease_taken_now_or_not_at_all_spends_nothing_when_not() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=1)])
+    spec = function(throttling={"rateLimit": 1, "burstLimit": 2})
+    gate = limits(Specs(fn=spec), FakeClock())
+    act = activator(platform, gate)
+    assert act.lease_now(FN) is None  # new to the activator: acquire reads its instances
+    running = await act.acquire(FN, deadline=soon())  # the first token
+    assert act.lease_now(FN) is None  # the one slot is taken: it would be held
+    assert gate.in_flight(FN) == 1
+    running.release()
+    now = act.lease_now(FN)  # the second token: not spent by the refusal before
+    assert now is not None and now.instance.id == "a"
+    now.release()
+    with pytest.raises(Throttled):
+        act.lease_now(FN)  # refused at once, as acquire refuses
+    assert gate.in_flight(FN) == 0

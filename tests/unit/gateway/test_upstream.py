@@ -10,6 +10,7 @@ import pytest
 
 from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamTimeout
 from kubelambda.gateway.upstream import UpstreamPool, healthy
+from kubelambda.gateway.upstreamconnection import StaleConnection
 from support.waiting import free_port
 from unit.gateway.serving import OK, raw_server, wait_for
 from unit.gateway.upstream_calls import call
@@ -194,3 +195,57 @@ async def test_healthy_is_a_200_on_the_health_path_and_nothing_else() -> None:
     async with raw_server(lambda _: answer(b"503 Service Unavailable")) as initializing:
         assert not await healthy("127.0.0.1", initializing.port)
     assert not await healthy("127.0.0.1", free_port())  # nothing listening yet
+
+
+async def send_now(pool: UpstreamPool, port: int, within: float = 5.0) -> asyncio.Future[Any]:
+    """`UpstreamPool.send_now` of a small request; the future is what its callback is told, and
+    is None at once when nothing was sent."""
+    told: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    sent = pool.send_now(
+        host="127.0.0.1",
+        port=port,
+        method=b"POST",
+        target=b"/t",
+        headers=[],
+        body=b"x",
+        within=within,
+        then=told.set_result,
+    )
+    if not sent:
+        told.set_result(None)
+    return told
+
+
+async def test_send_now_sends_only_on_a_kept_connection_and_keeps_it_after() -> None:
+    pool = UpstreamPool()
+    async with raw_server(ok) as server:
+        assert await (await send_now(pool, server.port)) is None  # none kept: nothing sent
+        assert server.requests == []
+        await call(pool, server.port)  # one connection made, and kept
+        for _ in range(2):
+            told = await send_now(pool, server.port)
+            assert not told.done()  # told later, never before send_now returns
+            answer = await told
+            assert (answer.status, answer.body) == (200, b"{}")
+    assert server.connections == 1 and len(server.requests) == 3
+    await pool.aclose()
+
+
+async def test_send_now_tells_a_stale_connection_and_a_late_answer_and_drops_the_connection() -> (
+    None
+):
+    async def reply(count: int) -> tuple[bytes, bool]:
+        if count == 2:
+            return b"", False  # read, then closed unanswered
+        if count == 4:
+            await asyncio.sleep(1)
+        return OK, True
+
+    pool = UpstreamPool()
+    async with raw_server(reply) as server:
+        await call(pool, server.port)
+        assert isinstance(await (await send_now(pool, server.port)), StaleConnection)
+        await call(pool, server.port)  # a new connection, kept
+        assert isinstance(await (await send_now(pool, server.port, within=0.05)), UpstreamTimeout)
+        assert await (await send_now(pool, server.port)) is None  # neither was kept
+    await pool.aclose()

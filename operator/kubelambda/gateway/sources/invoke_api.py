@@ -35,7 +35,7 @@ from kubelambda.gateway.exceptions import (
 )
 from kubelambda.gateway.http import Request, Response
 from kubelambda.gateway.ids import new_request_id
-from kubelambda.gateway.invocation import Invoker
+from kubelambda.gateway.invocation import Call, Invocation, Invoker
 from kubelambda.gateway.routing import FunctionEntry
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.tracing import TRACEPARENT_HEADER, XRAY_HEADER, incoming
@@ -142,6 +142,30 @@ class InvokeApi:
 
     async def __call__(self, request: Request) -> Response:
         headers = _read_headers(request)
+        invocation_type, request_id, function, arn, client_context = self._check(request, headers)
+        request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
+        if invocation_type == "DryRun":
+            return Response(status=204, headers=[request_header], body=b"")
+        if invocation_type == "Event":
+            await self._accept(request, request_id, headers, function, arn, client_context)
+            return Response(status=202, headers=[request_header], body=b"")
+        call = self._call(request, request_id, headers, function, client_context)
+        return self.answer(call, await self._invoker.run(call))
+
+    def prepare(self, request: Request) -> Call | None:
+        """The invocation `request` asks for, when it is synchronous (RequestResponse): None
+        for Event and DryRun, answered without one."""
+        headers = _read_headers(request)
+        if headers.get(_INVOCATION_TYPE, "RequestResponse") != "RequestResponse":
+            return None
+        _, request_id, function, _, client_context = self._check(request, headers)
+        return self._call(request, request_id, headers, function, client_context)
+
+    def _check(
+        self, request: Request, headers: dict[bytes, str]
+    ) -> tuple[str, str, FunctionEntry, str, bytes | None]:
+        """The invocation type, request id, Function, its ARN and the client context of a valid
+        request by a caller the Function admits."""
         request_id = request.request_id = _request_id(headers)
         function_name = _function_name(request.raw_path)
         if request.method != "POST":
@@ -175,61 +199,84 @@ class InvokeApi:
         if invocation_type != "RequestResponse":
             # Refused before it is accepted (202) or said to be fine (204). A synchronous
             # payload is parsed by the instance, which must read it anyway: its 400 for one
-            # that is not JSON comes back as this would (below), without a second parse here
+            # that is not JSON comes back as this would (answer), without a second parse here
             # (~20,000 instructions for a 1 KB event, an eighth of the request's).
             _check_json(body)
-        settings = self._settings
-        arn, arn_bytes = self._arn(function.key)
-        request_header = (b"x-amzn-requestid", request_id.encode("ascii"))
+        arn = self._arn(function.key)[0]
         if key is not None:
             authorise(key, function.key, arn=arn)
+        return invocation_type, request_id, function, arn, client_context
 
-        if invocation_type == "DryRun":
-            return Response(status=204, headers=[request_header], body=b"")
-        if invocation_type == "Event":
-            # The trace the event is accepted in: every try and its destinations join it.
-            trace = incoming(
-                headers.get(XRAY_HEADER), headers.get(TRACEPARENT_HEADER), now=self._clock.wall()
-            )
-            job = DeliveryJob(
-                id=request_id,
-                payload=body,
-                policy=function.delivery,
-                invoked_arn=arn,
-                enqueued_at=self._clock.wall(),
-                function=function.key,
-                client_context=client_context,
-                trace=trace_value(trace.root, trace.parent_id, trace.sampled, trace.extra),
-            )
-            try:
-                # 202 only once the store (a broker, a synced file) holds the event.
-                accepted = await self._store.admit([job])
-            except OSError as exc:
-                log.error("cannot record event %s: %s", request_id, exc)
-                raise Unavailable(
-                    "the gateway cannot record this event now; try again later",
-                    retry_after=settings.retry_after_seconds,
-                ) from None
-            if not accepted:
-                raise TooManyRequests(
-                    "the asynchronous invocation queue is full; try again later",
-                    retry_after=settings.retry_after_seconds,
-                )
-            return Response(status=202, headers=[request_header], body=b"")
-
-        invocation = await self._invoker.invoke(
-            function,
-            payload=body,
-            request_id=request_id,
-            invoked_arn=arn_bytes,
-            hold_deadline=request.received + settings.hold_timeout_seconds,
+    async def _accept(
+        self,
+        request: Request,
+        request_id: str,
+        headers: dict[bytes, str],
+        function: FunctionEntry,
+        arn: str,
+        client_context: bytes | None,
+    ) -> None:
+        """Record an Event invocation for asynchronous delivery, or refuse it."""
+        settings = self._settings
+        # The trace the event is accepted in: every try and its destinations join it.
+        trace = incoming(
+            headers.get(XRAY_HEADER), headers.get(TRACEPARENT_HEADER), now=self._clock.wall()
+        )
+        job = DeliveryJob(
+            id=request_id,
+            payload=request.body,
+            policy=function.delivery,
+            invoked_arn=arn,
+            enqueued_at=self._clock.wall(),
+            function=function.key,
             client_context=client_context,
-            log_tail=log_type == "Tail",
-            gone=request.disconnected,
-            trace=incoming(
-                headers.get(XRAY_HEADER), headers.get(TRACEPARENT_HEADER), now=self._clock.wall()
+            trace=trace_value(trace.root, trace.parent_id, trace.sampled, trace.extra),
+        )
+        try:
+            # 202 only once the store (a broker, a synced file) holds the event.
+            accepted = await self._store.admit([job])
+        except OSError as exc:
+            log.error("cannot record event %s: %s", request_id, exc)
+            raise Unavailable(
+                "the gateway cannot record this event now; try again later",
+                retry_after=settings.retry_after_seconds,
+            ) from None
+        if not accepted:
+            raise TooManyRequests(
+                "the asynchronous invocation queue is full; try again later",
+                retry_after=settings.retry_after_seconds,
+            )
+
+    def _call(
+        self,
+        request: Request,
+        request_id: str,
+        headers: dict[bytes, str],
+        function: FunctionEntry,
+        client_context: bytes | None,
+    ) -> Call:
+        # _make: one is made per request.
+        return _make(
+            Call,
+            (
+                function,
+                request.body,
+                request_id,
+                self._arn(function.key)[1],
+                request.received + self._settings.hold_timeout_seconds,
+                client_context,
+                headers.get(_LOG_TYPE) == "Tail",
+                request.disconnected,
+                incoming(
+                    headers.get(XRAY_HEADER),
+                    headers.get(TRACEPARENT_HEADER),
+                    now=self._clock.wall(),
+                ),
             ),
         )
+
+    def answer(self, call: Call, invocation: Invocation) -> Response:
+        """The instance's answer as Lambda's Invoke returns it."""
         upstream = invocation.response
         if upstream.status != 200:
             message = _error_message(upstream.body)
@@ -238,7 +285,7 @@ class InvokeApi:
             if upstream.status == 400:
                 raise BadRequest(message or "the function's runtime refused the payload")
             raise UpstreamFailed(f"the instance answered HTTP {upstream.status}: {message}")
-        answer = [_JSON, request_header, _EXECUTED]
+        answer = [_JSON, (b"x-amzn-requestid", call.request_id.encode("ascii")), _EXECUTED]
         # The first of each of the two headers passed on, in one pass over the answer's.
         function_error = log_result = None
         for name, value in upstream.headers:
