@@ -35,7 +35,7 @@ async def forward():
     loop = asyncio.get_running_loop()
     return await pool.request(
         host="127.0.0.1", port=INSTANCE, method=b"POST", target=TARGET,
-        headers=[(b"content-type", b"application/json")], body=EVENT,
+        headers=b"content-type: application/json\r\n", body=EVENT,
         deadline=loop.time() + 30,
     )
 

@@ -26,7 +26,7 @@ from kubelambda.dispatcher.records import failure_targets, invocation_record, re
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
 from kubelambda.gateway.settings import GatewaySettings
 from kubelambda.gateway.tracing import XRAY_HEADER
-from kubelambda.gateway.upstream import UpstreamPool
+from kubelambda.gateway.upstream import UpstreamPool, header_lines
 
 __all__ = ["AsyncDelivery", "PublishRecord"]
 
@@ -174,7 +174,7 @@ class AsyncDelivery:
                 port=parts.port or (443 if tls else 80),
                 method=b"POST",
                 target=target.encode("ascii"),
-                headers=headers,
+                headers=header_lines(headers),
                 body=job.payload,
                 deadline=asyncio.get_running_loop().time() + _URL_TIMEOUT_SECONDS,
                 tls=tls,

@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from kubelambda.delivery.jobs import DeliveryJob
 from kubelambda.dispatcher.function_call import Outcome, json_or_text
 from kubelambda.gateway.exceptions import GatewayError, InstanceUnavailable
-from kubelambda.gateway.upstream import UpstreamPool
+from kubelambda.gateway.upstream import UpstreamPool, header_lines
 
 __all__ = ["REQUEST_ID_HEADER", "GatewayCall"]
 
@@ -97,7 +97,7 @@ class GatewayCall:
                 port=self._port,
                 method=b"POST",
                 target=target.encode("ascii"),
-                headers=self._headers(job, target),
+                headers=header_lines(self._headers(job, target)),
                 body=job.payload,
                 deadline=asyncio.get_running_loop().time() + self._timeout,
             )

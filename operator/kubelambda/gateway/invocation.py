@@ -41,8 +41,13 @@ log = logging.getLogger(__name__)
 
 INVOKE_TARGET: Final = b"/2015-03-31/functions/function/invocations"
 _POST: Final = b"POST"
-_JSON: Final = (b"content-type", b"application/json")
-_TAIL: Final = (b"x-amz-log-type", b"Tail")
+# The contract's headers every invocation carries, filled in with one format.
+_CONTRACT: Final = (
+    b"content-type: application/json\r\n"
+    b"lambda-runtime-aws-request-id: %s\r\n"
+    b"lambda-runtime-deadline-ms: %d\r\n"
+    b"lambda-runtime-invoked-function-arn: %s\r\n"
+)
 # spec.memoryMB's default, for routing tables built without a Function.
 _DEFAULT_MEMORY_MB: Final = 128
 # Failures logged with the invocation's trace id: timeouts and broken answers. Refusals under
@@ -197,7 +202,7 @@ class Invoker:
             port=instance.port,
             method=_POST,
             target=INVOKE_TARGET,
-            headers=self._headers(call, trace.headers()),
+            headers=self._lines(call, trace.lines()),
             body=call.payload,
             within=call.function.timeout_seconds + self._grace,
             then=sent.answered,
@@ -219,24 +224,19 @@ class Invoker:
             return
         then(invocation)
 
-    def _headers(
-        self, call: Call, trace_headers: tuple[tuple[bytes, bytes], ...]
-    ) -> list[tuple[bytes, bytes]]:
-        """The contract's request headers for one try, its deadline starting now: a cold
-        start does not eat into the handler's timeout."""
+    def _lines(self, call: Call, trace_lines: bytes) -> bytes:
+        """The contract's request headers for one try, as header lines, its deadline starting
+        now: a cold start does not eat into the handler's timeout."""
         deadline_ms = int((self._clock.wall() + call.function.timeout_seconds) * 1000)
-        headers = [
-            _JSON,
-            (b"lambda-runtime-aws-request-id", call.request_id.encode("ascii")),
-            (b"lambda-runtime-deadline-ms", str(deadline_ms).encode("ascii")),
-            (b"lambda-runtime-invoked-function-arn", call.invoked_arn),
-            *trace_headers,
-        ]
+        lines = (
+            _CONTRACT % (call.request_id.encode("ascii"), deadline_ms, call.invoked_arn)
+            + trace_lines
+        )
         if call.client_context:
-            headers.append((b"lambda-runtime-client-context", call.client_context))
+            lines += b"lambda-runtime-client-context: %s\r\n" % call.client_context
         if call.log_tail:
-            headers.append(_TAIL)
-        return headers
+            lines += b"x-amz-log-type: Tail\r\n"
+        return lines
 
     async def _invoke(
         self,
@@ -251,18 +251,18 @@ class Invoker:
         waited = 0.0
         cold = False
         # Without spans the runtime's trace headers are the same on every try.
-        trace_headers = trace.headers() if spans is None else ()
+        trace_lines = trace.lines() if spans is None else b""
         while True:
             if lease is None:
                 lease = await self._acquire(call, spans)
                 waited += lease.waited
                 cold = cold or lease.cold
             instance = lease.instance
-            headers = self._headers(call, trace_headers)
             upstream = None
             if spans is not None:
                 upstream = spans.child("upstream", client=True)
-                headers += spans.headers(trace, upstream)
+                trace_lines = spans.lines(trace, upstream)
+            headers = self._lines(call, trace_lines)
             sent = self._clock.monotonic()
             try:
                 response = await self._pool.request(

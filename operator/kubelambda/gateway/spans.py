@@ -131,10 +131,10 @@ class InvocationSpans:
             span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
         span.end()
 
-    def headers(self, trace: TraceContext, span: Span) -> tuple[tuple[bytes, bytes], ...]:
-        """The runtime's trace headers, with `span` (the upstream call) as their parent."""
+    def lines(self, trace: TraceContext, span: Span) -> bytes:
+        """The runtime's trace header lines, with `span` (the upstream call) as their parent."""
         context = span.get_span_context()
-        return trace.headers(span_id=f"{context.span_id:016x}", sampled=context.trace_flags.sampled)
+        return trace.lines(span_id=f"{context.span_id:016x}", sampled=context.trace_flags.sampled)
 
     def finish(self, *, cold: bool, error: BaseException | None = None) -> None:
         self.span.set_attribute("faas.coldstart", cold)

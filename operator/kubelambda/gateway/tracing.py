@@ -79,14 +79,22 @@ class TraceContext(NamedTuple):
         gateway's span when it records one). Without one, the caller's parent passes through,
         or a fresh id stands for the gateway's unrecorded hop when the caller sent none (a
         traceparent always names a parent). Unsampled unless someone decided otherwise."""
+        xray, w3c = self._values(span_id, sampled)
+        return (XRAY_HEADER, xray.encode("ascii")), (TRACEPARENT_HEADER, w3c.encode("ascii"))
+
+    def lines(self, *, span_id: str | None = None, sampled: bool | None = None) -> bytes:
+        """`headers` as header lines, each ending in CRLF (as upstream.py sends them)."""
+        xray, w3c = self._values(span_id, sampled)
+        return f"x-amzn-trace-id: {xray}\r\ntraceparent: {w3c}\r\n".encode("ascii")
+
+    def _values(self, span_id: str | None, sampled: bool | None) -> tuple[str, str]:
         parent = span_id or self.parent_id or new_span_id()
         if sampled is None:
             sampled = bool(self.sampled)
         flag = "1" if sampled else "0"
         trace_id = self.trace_id  # `root` written out: this runs for every invocation
         xray = f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={parent};Sampled={flag}{self.extra}"
-        w3c = f"00-{trace_id}-{parent}-0{flag}"
-        return (XRAY_HEADER, xray.encode("ascii")), (TRACEPARENT_HEADER, w3c.encode("ascii"))
+        return xray, f"00-{trace_id}-{parent}-0{flag}"
 
 
 def new_trace(now: float) -> TraceContext:

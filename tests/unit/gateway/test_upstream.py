@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kubelambda.gateway.exceptions import InstanceUnavailable, UpstreamTimeout
-from kubelambda.gateway.upstream import UpstreamPool, healthy
+from kubelambda.gateway.upstream import UpstreamPool, header_lines, healthy
 from kubelambda.gateway.upstreamconnection import StaleConnection
 from support.waiting import free_port
 from unit.gateway.serving import OK, raw_server, wait_for
@@ -50,7 +50,7 @@ async def test_the_request_is_written_byte_for_byte(headers: list[tuple[bytes, b
             port=server.port,
             method=b"POST",
             target=b"/t",
-            headers=headers,
+            headers=header_lines(headers),
             body=b"xyz",
             within=5.0,
         )
@@ -122,7 +122,7 @@ async def test_a_time_limit_from_now_stands_for_a_deadline() -> None:
         "host": "127.0.0.1",
         "method": b"POST",
         "target": b"/",
-        "headers": [],
+        "headers": b"",
         "body": b"{}",
     }
     async with raw_server(ok) as server:
@@ -206,7 +206,7 @@ async def send_now(pool: UpstreamPool, port: int, within: float = 5.0) -> asynci
         port=port,
         method=b"POST",
         target=b"/t",
-        headers=[],
+        headers=b"",
         body=b"x",
         within=within,
         then=told.set_result,

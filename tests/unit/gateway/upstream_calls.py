@@ -16,7 +16,7 @@ async def call(
         port=port,
         method=b"POST",
         target=b"/2015-03-31/functions/function/invocations",
-        headers=[(b"lambda-runtime-aws-request-id", b"r-1")],
+        headers=b"lambda-runtime-aws-request-id: r-1\r\n",
         body=body,
         deadline=asyncio.get_running_loop().time() + seconds,
     )
