@@ -9,7 +9,8 @@ and everything is measured in one run, as ratios (the machine's speed moves betw
    API (POST /2015-03-31/functions/hello/invocations); and benchmarks/bare_proxy.py, nginx's
    job in the least Python on uvloop and httptools (the floor of a data path in Python).
    Printed: requests/s, CPU per request of each proxy process and of the instance behind it
-   (user + system, from /proc), and the ratios of medians.
+   (user + system, from /proc), how much of the machine stood idle meanwhile (/proc/stat: a path
+   that leaves cores idle is bound by waiting, not by CPU), and the ratios of medians.
    Targets: gateway CPU per request <= 2x nginx's; gateway throughput >= 0.9x nginx's.
 2. Latency at half the gateway's capacity: an open loop (loadgen.open_loop, no coordinated
    omission) at half the gateway trigger's measured capacity, the same rate for every path,
@@ -33,6 +34,7 @@ import argparse
 import os
 import statistics
 from contextlib import ExitStack
+from pathlib import Path
 
 import uvloop
 
@@ -63,27 +65,41 @@ def http_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
     return head.encode() + body
 
 
+Series = dict[str, list[float]]
+
+
+def machine_times() -> tuple[int, int]:
+    """The machine's idle (with waiting for I/O) and total CPU time so far, in ticks."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def measure(
     paths: dict[str, tuple[str, str, bytes]], args: argparse.Namespace, *, instance: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+) -> tuple[Series, Series, Series, Series]:
     """Requests/s of each path per round (`args`: rounds, seconds, connections), the CPU per
-    request (us) of its server, and that of the `instance` (its port) behind it."""
+    request (us) of its server, that of the `instance` (its port) behind it, and the share of
+    the machine's CPU time that stood idle meanwhile (%)."""
     rounds, seconds, connections = args.rounds, args.seconds, args.connections
-    rates: dict[str, list[float]] = {name: [] for name in paths}
-    cpu: dict[str, list[float]] = {name: [] for name in paths}
-    instance_cpu: dict[str, list[float]] = {name: [] for name in paths}
+    rates: Series = {name: [] for name in paths}
+    cpu: Series = {name: [] for name in paths}
+    instance_cpu: Series = {name: [] for name in paths}
+    idle: Series = {name: [] for name in paths}
     for _ in range(rounds):
         for name, (url, method, body) in paths.items():
             port = int(url.split(":")[2].split("/")[0])
             before = cpu_seconds(port) if port in PIDS and port != instance else 0.0
             instance_before = cpu_seconds(instance)
+            idle_before, total_before = machine_times()
             rate = wrk(url, method=method, body=body, connections=connections, seconds=seconds)
+            idle_after, total_after = machine_times()
             answered = rate["rate"] * seconds
             rates[name].append(rate["rate"])
             instance_cpu[name].append((cpu_seconds(instance) - instance_before) / answered * 1e6)
+            idle[name].append(100 * (idle_after - idle_before) / (total_after - total_before))
             if port in PIDS and port != instance:
                 cpu[name].append((cpu_seconds(port) - before) / answered * 1e6)
-    return rates, cpu, instance_cpu
+    return rates, cpu, instance_cpu, idle
 
 
 def ratio_line(name: str, values: list[float], references: list[float], reference: str) -> str:
@@ -127,7 +143,7 @@ def main() -> None:
         }
         for url, method, body in paths.values():  # warm every path
             wrk(url, method=method, body=body, connections=args.connections, seconds=1)
-        rates, cpu, instance_cpu = measure(paths, args, instance=instance)
+        rates, cpu, instance_cpu, idle = measure(paths, args, instance=instance)
 
         # 2. latency at half the gateway's capacity, the same rate for every path
         rate = statistics.median(rates[TRIGGER]) / 2
@@ -167,7 +183,7 @@ def main() -> None:
             f"{args.processes} processes": (f"http://127.0.0.1:{many}/hello", "GET", b""),
         }
         wrk(scaling[f"{args.processes} processes"][0], connections=args.connections, seconds=1)
-        scaled, scaled_cpu, _ = measure(scaling, args, instance=instance)
+        scaled, scaled_cpu, _, _ = measure(scaling, args, instance=instance)
 
     what = (
         "kubelambda_runtime" if args.runtime else "stand-in instance (kubelambda.testing.standin)"
@@ -176,11 +192,19 @@ def main() -> None:
     print(gateway_form(not args.interpreted))
     # The instance's CPU per request beside the proxy's: on shared cores, what the instance
     # spends behind a proxy lowers the proxy's throughput as much as the proxy's own.
-    print(f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18} {'instance CPU':>13}")
+    # And the machine's idle share: a path that leaves cores idle waits rather than computes,
+    # and no saving of CPU raises its throughput.
+    print(
+        f"  {'path':<16} {'median req/s':>13} {'proxy CPU/request':>18} {'instance CPU':>13}"
+        f" {'machine idle':>13}"
+    )
     for name, values in rates.items():
         per_request = f"{statistics.median(cpu[name]):.0f} us" if cpu[name] else "-"
         behind = f"{statistics.median(instance_cpu[name]):.0f} us"
-        print(f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18} {behind:>13}")
+        print(
+            f"  {name:<16} {statistics.median(values):>13,.0f} {per_request:>18} {behind:>13}"
+            f" {statistics.median(idle[name]):>12.1f}%"
+        )
     # Each round measures all paths back to back, so a ratio within a round cancels most
     # of the machine's background noise; the median over rounds is the figure.
     for name in (TRIGGER, INVOKE):
