@@ -374,8 +374,9 @@ class BoundedProtocol(Refusals):
     def cancel_begun(self, exchange: Exchange) -> None:
         """uvicorn's graceful shutdown ran out of time with a request `begin` took (as it
         cancels a task, Exchange.cancel): closed, as `_run` closes when cancelled; its answer,
-        when it comes, is dropped."""
-        self.tasks.discard(exchange)
+        when it comes, is dropped. Out of the server's tasks soon, not now: uvicorn is going
+        through them (a task, too, leaves them only once its cancellation has run)."""
+        self.loop.call_soon(self.tasks.discard, exchange)
         exchange.done = True
         self.transport.close()
 

@@ -193,8 +193,9 @@ class Invoker:
         if lease is None:
             return False
         trace = call.trace
-        if trace is None:
+        if trace is None:  # the one every try joins, should it go on in a task
             trace = new_trace(self._clock.wall())
+            call = call._replace(trace=trace)
         sent = _Sent(self, call, trace, lease, then)
         instance = lease.instance
         if not self._pool.send_now(

@@ -2,17 +2,21 @@
 instance's callback, without a task (edge.py's `PublicApp.begin`, invocation.py's
 `Invoker.start`): answered as the task answers, and tried again as the task tries when the
 instance is busy or had closed the kept connection; late, it is a 504. What would wait first (a
-function new to the gateway, a full instance) is held by a task, as before."""
+function new to the gateway, a full instance) is held by a task, as before; and one the shutdown
+outlasts is cut off as a task is."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import httpx
 import pytest
 
-from kubelambda.gateway.platform import Instance
-from kubelambda.gateway.routing import FunctionEntry
+from kubelambda.commands.serving import create_gateway
+from kubelambda.gateway.platform import FakePlatform, Instance
+from kubelambda.gateway.routing import FunctionEntry, HttpRoute, RoutingTable
+from kubelambda.gateway.server import ServingAddresses
 from kubelambda.gateway.settings import GatewaySettings
 from unit.gateway.serving import HELLO, OK, Served, StartGateway, raw_server, wait_for
 
@@ -180,3 +184,38 @@ async def test_nothing_behind_an_answer_that_closed_the_connection_is_served(
     assert answers.startswith(b"HTTP/1.1 404 ")
     assert answers.count(b"HTTP/1.1 ") == 1
     assert instance.requests == []
+
+
+async def test_a_warm_request_the_shutdown_outlasts_is_cut_off_as_a_task_is() -> None:
+    never = asyncio.Event()
+
+    async def reply(count: int) -> tuple[bytes, bool]:
+        if count == 2:
+            await never.wait()
+        return OK, True
+
+    async with raw_server(reply) as instance:
+        platform = FakePlatform()
+        gateway = create_gateway(
+            platform=platform,
+            routes=RoutingTable(functions=[FunctionEntry(HELLO)], routes=[HttpRoute(HELLO, "/h")]),
+            settings=GatewaySettings(invoke_auth=False),
+        )
+        platform.set_instances(HELLO, [Instance("a", "127.0.0.1", instance.port, 4)])
+        ready: asyncio.Future[ServingAddresses] = asyncio.get_running_loop().create_future()
+        serving = asyncio.create_task(
+            gateway.serve(port=0, admin_port=0, on_ready=ready.set_result, graceful_seconds=1)
+        )
+        addresses = await asyncio.wait_for(asyncio.shield(ready), 10)
+        async with httpx.AsyncClient(base_url=addresses.public_url, timeout=30) as client:
+            assert (await client.post(INVOKE, json={})).status_code == 200
+            stuck = asyncio.create_task(client.post(INVOKE, json={}))
+            await wait_for(lambda: len(instance.requests) == 2)
+            assert request_tasks() == 0  # on the warm path
+            gateway.shutdown()
+            # uvicorn waits its graceful second, then cancels what is left: the exchange
+            # closes the client's connection, as a task's cancellation does.
+            with pytest.raises(httpx.TransportError):
+                await asyncio.wait_for(stuck, 10)
+            await asyncio.wait_for(serving, 10)
+        never.set()
