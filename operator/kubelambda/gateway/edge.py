@@ -236,10 +236,10 @@ class PublicApp:
         return response
 
     def begin(self, request: Request, answered: Callable[[Response | None], None]) -> bool:
-        """Answer `request`, whose body is all in, without a task when it is an invocation
-        that needs no wait (`Invoker.start`): `answered` is told the answer, once, as `respond`
-        would return it, maybe before this returns. False when it is not such a request:
-        nothing was done, and `respond` answers it."""
+        """Answer `request`, whose body is all in, when it is one invocation its source can
+        prepare at once (`Invoker.start`: without a task when a slot is free now): `answered`
+        is told the answer, once, as `respond` would return it, maybe before this returns.
+        False when it is not such a request: nothing was done, and `respond` answers it."""
         source = self._invoking(request.path)
         if source is None:
             return False
@@ -251,9 +251,10 @@ class PublicApp:
             if request.body or request.content_length:
                 self._take_body(request, request.body, held)
             call = source.prepare(request)
-            if call is not None and self._invoker.start(
-                call, _Answering(self, request, source, call, held[0], http_api, answered)
-            ):
+            if call is not None:
+                self._invoker.start(
+                    call, _Answering(self, request, source, call, held[0], http_api, answered)
+                )
                 return True
         except BaseException as exc:
             self._buffered -= held[0]

@@ -182,16 +182,15 @@ class Invoker:
             spans.finish(cold=invocation.cold)
         return invocation
 
-    def start(self, call: Call, then: Then) -> bool:
-        """Invoke as `run` does, sending at once when a slot is free now: `then` is told how
-        it ended, once, never before this returns. False when it would be held first (no free
-        slot, requests held before it) or spans are recorded: nothing was done, `run` it.
-        Raises at once what `run` raises before holding (Throttled, GatewayOverloaded)."""
-        if self.tracer is not None:
-            return False
-        lease = self._activator.lease_now(call.function.key)
+    def start(self, call: Call, then: Then) -> None:
+        """Invoke as `run` does, telling `then` how it ended, once, never before this returns:
+        sent at once when a slot is free now and a connection to it kept, else in a task as
+        `run` (held, connecting, spans recorded). Raises at once what `run` raises before
+        holding (Throttled, GatewayOverloaded)."""
+        lease = None if self.tracer is not None else self._activator.lease_now(call.function.key)
         if lease is None:
-            return False
+            self.go_on(call, None, then)
+            return
         trace = call.trace
         if trace is None:  # the one every try joins, should it go on in a task
             trace = new_trace(self._clock.wall())
@@ -209,11 +208,13 @@ class Invoker:
             then=sent.answered,
         ):
             self.go_on(call, lease, then)  # no idle connection: `run` connects
-        return True
 
     def go_on(self, call: Call, lease: Lease | None, then: Then) -> None:
         """Go on with `call` in a task, as `run` (on `lease` first, if any), telling `then`."""
-        task = asyncio.ensure_future(self._go_on(call, lease, then))
+        # Named as the connection names its requests' tasks (unnamed, it formats "Task-N").
+        task = asyncio.get_running_loop().create_task(
+            self._go_on(call, lease, then), name="request"
+        )
         self._going_on.add(task)
         task.add_done_callback(self._going_on.discard)
 

@@ -148,16 +148,14 @@ class UpstreamPool:
         loop = self._running_loop()
         now = loop.time()
         key: InstanceKey = (host, port, False)
+        data = b""
         while True:
             connection = self._take(key, now)
             if connection is None:
                 return False
+            data = data or self._request_bytes(key, method, target, headers, body)
             try:
-                connection.send_then(
-                    self._request_bytes(key, method, target, headers, body),
-                    now + within,
-                    _Settle(self, then),
-                )
+                connection.send_then(data, now + within, _Settle(self, then))
             except StaleConnection:
                 connection.close()
                 continue
