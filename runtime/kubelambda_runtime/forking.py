@@ -2,11 +2,12 @@
 (zygote.py), and the first workers those runtimes fork (``fork_worker``).
 
 ``become`` gives a child just forked the state ``python -I -u -m ...`` would have started
-with: a session of its own, stdin on /dev/null, only the descriptors it is given, the signal
-handlers of a new interpreter, exactly the environment asked for (and TZ and TMPDIR read from
-it again), its own working folder and random seed. ``exit_child`` ends it as an interpreter
-would end, without ever returning into the code that forked it. Only a process without
-threads or a running event loop may fork like this.
+with: a session of its own (a runtime) or a process group of its own in its runtime's session
+(a worker, as ``exec_worker`` starts one: server/prespawn.py), stdin on /dev/null, only the
+descriptors it is given, the signal handlers of a new interpreter, exactly the environment
+asked for (and TZ and TMPDIR read from it again), its own working folder and random seed.
+``exit_child`` ends it as an interpreter would end, without ever returning into the code that
+forked it. Only a process without threads or a running event loop may fork like this.
 """
 
 from __future__ import annotations
@@ -75,10 +76,15 @@ def become(
     keep: Iterable[int],
     argv: list[str],
     stdout: int | None = None,
+    session: bool = True,
 ) -> None:
     """Turn a child just forked into a new process's likeness (see the module's docstring).
-    ``stdout``: a descriptor to put on 1 and 2 (closed after), or None to keep them."""
-    os.setsid()
+    ``stdout``: a descriptor to put on 1 and 2 (closed after), or None to keep them;
+    ``session``: a session of its own, or (False) only a process group of its own."""
+    if session:
+        os.setsid()
+    else:
+        os.setpgid(0, 0)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -168,6 +174,7 @@ def fork_worker(
             cwd=cwd,
             keep=pass_fds,
             argv=[worker_main.__code__.co_filename, *args],
+            session=False,
         )
         run_child(lambda: worker_main(["kubelambda_runtime.worker", *args]))
     return ForkedChild(pid)

@@ -32,7 +32,8 @@ class Started(Protocol):
 
 class Start(Protocol):
     """Starts ``python -m kubelambda_runtime.worker ARGS`` (or its equivalent) with exactly
-    ``environment``, in ``cwd``, holding ``pass_fds`` besides 0-2, in a session of its own."""
+    ``environment``, in ``cwd``, holding ``pass_fds`` besides 0-2, in a process group of its own
+    in the server's session."""
 
     def __call__(
         self,
@@ -68,8 +69,13 @@ def exec_worker(
         env=dict(environment),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
-        # Its own process group, which a kill ends at once with the rest of its tree.
-        start_new_session=True,
+        # Its own process group, which a kill ends at once with the rest of its tree, in the
+        # server's session. Where the kernel shares the CPU out by session (autogroup, on by
+        # default in desktop distributions), a session of its own made each busy worker a
+        # group with as large a share as the gateway's: a function with 32 of them took 32
+        # shares of the machine to the gateway's one in local mode. In a pod, the pod's
+        # cgroup is the group either way.
+        process_group=0,
     )
 
 

@@ -215,6 +215,8 @@ def handler(event, context):
     return {
         "worker": os.getpid(),
         "keeper": os.getppid(),
+        "session": os.getsid(0),
+        "group": os.getpgid(0),
         "environ": dict(os.environ),
         "path": sys.path,
         "flags": [sys.flags.isolated, sys.flags.ignore_environment, sys.flags.safe_path],
@@ -233,6 +235,9 @@ def test_the_runtime_is_a_child_of_the_zygote_in_a_session_of_its_own_and_forks_
     assert parent(seen["keeper"]) == fn.process.pid
     assert os.getsid(fn.process.pid) == fn.process.pid
     assert os.getpgid(fn.process.pid) == fn.process.pid
+    # Its workers: a process group each (the keeper's), in the runtime's session.
+    assert seen["session"] == fn.process.pid
+    assert seen["group"] == seen["keeper"]
     zygote_command = Path(f"/proc/{zygote.pid}/cmdline").read_bytes().decode().split("\0")
     assert seen["cmdline"] == zygote_command  # a fork, not a new `python -m ...worker`
 
@@ -244,8 +249,11 @@ def test_a_forked_runtime_sees_what_a_new_one_sees(runtime, tmp_path):
     alone = start_runtime(code_dir=code, env=env)
     try:
         spawned = alone.invoke("{}").json()
+        alone_session = os.getsid(alone.process.pid)
     finally:
         alone.stop()
+    assert spawned["session"] == alone_session  # a new worker too: in its runtime's session
+    assert spawned["group"] == spawned["keeper"]
     assert "ONLY_THE_ZYGOTE_HAS_THIS" not in forked["environ"]
     assert forked["environ"]["MY_SETTING"] == "yes"
     per_runtime = ("AWS_LAMBDA_LOG_STREAM_NAME", "KUBELAMBDA_PORT", "LAMBDA_TASK_ROOT")

@@ -122,6 +122,18 @@ def test_become_leaves_a_session_of_its_own_with_only_the_descriptors_it_keeps(t
     assert out.read_text() == "to stdout\nto stderr\n"
 
 
+def test_become_as_a_worker_leads_a_process_group_in_its_parents_session():
+    # A worker shares its runtime's session: where the kernel shares the CPU out by session
+    # (autogroup), an instance's workers are one group, as in a pod's cgroup.
+    def body(report: int) -> Any:
+        forking.become(environment={}, cwd=None, keep=(report,), argv=["x"], session=False)
+        return {"session": os.getsid(0), "group": os.getpgid(0), "pid": os.getpid()}
+
+    seen = in_child(body)
+    assert seen["session"] == os.getsid(0)
+    assert seen["group"] == seen["pid"]
+
+
 def test_become_resets_handlers_the_parent_set_and_unblocks_signals():
     previous = signal.signal(signal.SIGUSR1, lambda *_: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
