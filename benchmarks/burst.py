@@ -69,7 +69,7 @@ from burst_load import (
 )
 from burst_report import dominant, inside, print_warm, split, statuses, verdict
 from burst_zero import IDLE_SECONDS, from_zero, print_from_zero, wait_at_zero
-from loadgen import free_port, percentile, wait_http
+from loadgen import free_port, percentile, scheduling, wait_http
 
 FUNCTION = """
 apiVersion: kubelambda.dev/v1alpha1
@@ -214,6 +214,7 @@ def main() -> None:
             [sys.executable, "-m", "kubelambda.cli", "local", str(manifest), "--port", str(port),
              "--admin-port", str(admin)],
             stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a scheduling group of its own: loadgen.scheduling()
         )  # fmt: skip
     warm_request = request("warm", port)
     load_before = load()
@@ -255,6 +256,7 @@ def main() -> None:
                 str(PROBE_EVERY),
             ],
             stdout=subprocess.PIPE,
+            start_new_session=True,  # nor does it share the load generator's CPU share
         )
         with PeakRss(local.pid) as over_rss, CoreShare(local.pid) as over_cpu:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
@@ -271,6 +273,7 @@ def main() -> None:
         f"maxReplicas {args.replicas}; {args.seconds:.0f} s per open-loop phase; load average "
         f"{load_before} before, {load()} after"
     )
+    print(f"  processes: {scheduling()}")
     errors = sum(n for status, n in saturation.statuses.items() if status >= 400)
     print(
         f"  capacity   closed loop, {clients} clients: {saturation.rate:.0f} answers/s, p99 "

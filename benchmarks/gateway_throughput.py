@@ -50,7 +50,7 @@ from gateway_common import (
     sample_event,
     wrk,
 )
-from loadgen import open_loop, percentile
+from loadgen import open_loop, percentile, scheduling
 
 TRIGGER, INVOKE = "gateway trigger", "gateway invoke"
 FLOOR = "python floor"
@@ -190,6 +190,7 @@ def main() -> None:
     )
     print(f"instance: {what}; wrk -t1 -c{args.connections}, {args.rounds} x {args.seconds}s")
     print(gateway_form(not args.interpreted))
+    print(f"processes: {scheduling()}")
     # The instance's CPU per request beside the proxy's: on shared cores, what the instance
     # spends behind a proxy lowers the proxy's throughput as much as the proxy's own.
     # And the machine's idle share: a path that leaves cores idle waits rather than computes,

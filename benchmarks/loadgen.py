@@ -71,6 +71,7 @@ def wrk(
             capture_output=True,
             text=True,
             check=True,
+            start_new_session=True,  # a scheduling group of its own: see `process`
         ).stdout
     finally:
         os.unlink(script.name)
@@ -107,16 +108,35 @@ def wait_http(
         time.sleep(0.01)
 
 
+def scheduling() -> str:
+    """How the kernel shares the CPU out between the benchmark's processes, to print."""
+    try:
+        autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        autogroup = False
+    if autogroup:
+        return (
+            "each server and the load generator in a session of its own: a scheduling group"
+            " each (autogroup), as each pod is a cgroup"
+        )
+    return "autogroup off: every process of the machine shares the CPU alike"
+
+
 @contextmanager
 def process(
     args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """A server, stopped on the way out. In a session of its own, as wrk is: where the kernel
+    shares the CPU out by session (autogroup: `scheduling()`), each is then a group of its
+    own, as each pod is a cgroup of its own on a node, rather than one group with the
+    benchmark and the load generator, sharing one share between them."""
     proc = subprocess.Popen(
         args,
         env={**os.environ, **(env or {})},
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         yield proc
