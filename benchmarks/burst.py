@@ -154,23 +154,27 @@ def load() -> str:
 PROBE_EVERY = 0.02
 
 
-def probe_line(probed: list[tuple[int, float]], warm_p99: float) -> str:
-    """What the light client saw during the overflow: its 503s' latency against the warm p99.
+def probe_line(probed: list[tuple[int, float, float]], warm_p99: float) -> str:
+    """What the light client saw during the overflow: its 503s' latency against the warm p99,
+    and when in the overflow its slowest came (the onset, before the gateway sheds, or later).
     The load generator's own 503s wait for it too (it is as busy as the gateway, on the same
     cores); the light client's are the gateway's answer and the kernel's queues alone."""
-    refused = [ms for status, ms in probed if status == 503]
+    refused = sorted((ms, at) for status, ms, at in probed if status == 503)
     counts = ", ".join(
-        f"{status or 'no answer'}: {sum(1 for s, _ in probed if s == status)}"
-        for status in sorted({s for s, _ in probed})
+        f"{status or 'no answer'}: {sum(1 for s, _, _ in probed if s == status)}"
+        for status in sorted({s for s, _, _ in probed})
     )
     if not refused:
         return f"a light client meanwhile (burst_probe.py): {counts}; no 503 to time"
-    p50, p99 = percentile(refused, 0.5), percentile(refused, 0.99)
+    latencies = [ms for ms, _ in refused]
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    slowest = ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in refused[-5:][::-1])
     return (
         f"a light client meanwhile (burst_probe.py, its own process, a request every "
         f"{PROBE_EVERY * 1000:.0f} ms on a new connection): {counts}; its 503s p50 {p50:.1f} "
         f"ms, p99 {p99:.1f} ms = {p99 / warm_p99:.1f}x warm p99 (target at once, <= 2x: "
-        f"{verdict(p99 <= 2 * warm_p99)})"
+        f"{verdict(p99 <= 2 * warm_p99)}); its slowest five 503s, from the overflow's start: "
+        f"{slowest}"
     )
 
 
@@ -260,7 +264,7 @@ def main() -> None:
         )
         with PeakRss(local.pid) as over_rss, CoreShare(local.pid) as over_cpu:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
-        probed: list[tuple[int, float]] = json.loads(probe.communicate(timeout=60)[0])
+        probed: list[tuple[int, float, float]] = json.loads(probe.communicate(timeout=60)[0])
         counters_after = kernel_counters()
         dropped = counters_after["ListenOverflows"] - counters["ListenOverflows"]
         marks.append(inside(admin, "warm"))

@@ -1,6 +1,6 @@
 """A light client beside burst.py's overflow: one request at a time, each on a new connection (as
 the overflow's clients reconnect after each 503, which closes its connection), one every
-`every` seconds; prints [status, latency ms] per request as JSON.
+`every` seconds; prints [status, latency ms, seconds since it began] per request as JSON.
 
 In a process of its own, asleep between requests, so that what it measures is the gateway's
 answer and the kernel's queues in front of it, not the lateness of the load generator the
@@ -38,12 +38,13 @@ def ask(port: int, request: bytes) -> tuple[int, float]:
 
 def main() -> None:
     port, request, seconds, every = sys.argv[1:]
-    end = time.monotonic() + float(seconds)
-    due = time.monotonic()
+    began = time.monotonic()
+    end = began + float(seconds)
+    due = began
     answers = []
     while due < end:
         time.sleep(max(due - time.monotonic(), 0.0))
-        answers.append(ask(int(port), bytes.fromhex(request)))
+        answers.append((*ask(int(port), bytes.fromhex(request)), round(due - began, 3)))
         due += float(every)
     print(json.dumps(answers))
 
