@@ -18,7 +18,7 @@ from typing import Final
 from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.arrivals import AnnouncementRefused, Arrivals, Instance
 from kubelambda.autoscaler.arrivals import VerifyAnnouncement as Verify
-from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer
+from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer, read_body
 
 __all__ = ["MAX_ANNOUNCEMENT", "MAX_VERIFYING", "AnnounceApp"]
 
@@ -105,14 +105,10 @@ def _bearer(scope: Scope) -> str:
 
 
 async def _body(receive: Receive, limit: int) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            raise AnnouncementRefused(400, f"the announcement is over {limit} bytes")
-        if not message.get("more_body"):
-            return body
+    body = await read_body(receive, limit)
+    if body is None:
+        raise AnnouncementRefused(400, f"the announcement is over {limit} bytes")
+    return body
 
 
 def _instance(body: bytes) -> Instance:

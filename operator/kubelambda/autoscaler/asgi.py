@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["QuietServer", "Receive", "Scope", "Send", "answer", "serve"]
+__all__ = ["QuietServer", "Receive", "Scope", "Send", "answer", "read_body", "serve"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -47,3 +47,15 @@ async def answer(send: Send, status: int, body: dict[str, Any]) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's body; None once it is over `limit` bytes (the rest is not read)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return body

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 _IDLE = Observation(
     stable_concurrency=0.0, panic_concurrency=0.0, stable_rps=0.0, panic_rps=0.0, queued=0
 )
+# How long a gateway's report of its requests for a function counts towards their sum: a gateway
+# reports every wake interval (1 s) while it holds requests, so a report not renewed for three
+# is one whose requests were served, or a gateway gone.
+REPORT_SECONDS = 3.0
 
 
 class ReplicaTarget(Protocol):
@@ -79,6 +83,8 @@ class Autoscaler:
         # again on idle gives the same decision, so a tick's work follows the loaded ones.
         self._settled: dict[FunctionKey, ScalingSpec] = {}
         self.decisions: dict[FunctionKey, Decision] = {}
+        # What each gateway said it holds or has in flight for a function, and when (wake).
+        self._reports: dict[FunctionKey, dict[str, tuple[int, float]]] = {}
         self._lock = asyncio.Lock()
 
     async def tick(self, *, now: float | None = None) -> None:
@@ -96,6 +102,7 @@ class Autoscaler:
             observed = Observations(functions=observed)
         observations = observed.functions
         async with self._lock:
+            self._forget_reports(now)
             for function, spec in self._specs().items():
                 current = self._target.replicas(function)
                 observation = observations.get(function)
@@ -141,8 +148,12 @@ class Autoscaler:
                     await self._target.scale(function, decision.desired, reason=decision.reason)
                     self._observer.scaled(function, current=current, desired=decision.desired)
 
-    async def wake(self, function: FunctionKey) -> None:
-        """A request found no instance: scale 0 -> 1 now, without waiting for the next tick."""
+    async def wake(self, function: FunctionKey, *, concurrency: int = 0, gateway: str = "") -> None:
+        """A gateway holds requests for `function`: scale 0 -> 1 now, without waiting for the
+        next tick. With `concurrency`, the requests that gateway holds or has in flight for it
+        now: summed with the other gateways' recent reports, a burst (panic_threshold times
+        the instances' capacity) scales out now, in panic mode, rather than once Prometheus
+        has scraped every gateway's series of it (every 5 s)."""
         now = self._clock()
         async with self._lock:
             self._settled.pop(function, None)
@@ -157,6 +168,62 @@ class Autoscaler:
             if self._target.replicas(function) == 0:
                 await self._target.scale(function, 1, reason="woken by a request")
                 self._observer.scaled(function, current=0, desired=1)
+            if concurrency > 0:
+                await self._scale_out(function, self._reported(function, gateway, concurrency, now))
+
+    def _reported(self, function: FunctionKey, gateway: str, concurrency: int, now: float) -> int:
+        """The sum of the gateways' recent reports for `function`, this one's included."""
+        self._reports.setdefault(function, {})[gateway] = (concurrency, now)
+        self._forget_reports(now)
+        return sum(count for count, _ in self._reports[function].values())
+
+    def _forget_reports(self, now: float) -> None:
+        """Drop the reports no gateway renewed (of Functions that stopped bursting, deleted,
+        or of gateways gone): what is kept is bounded by the bursting Functions."""
+        for function in list(self._reports):
+            reports = self._reports[function]
+            for name in [n for n, (_, at) in reports.items() if now - at > REPORT_SECONDS]:
+                del reports[name]
+            if not reports:
+                del self._reports[function]
+
+    async def _scale_out(self, function: FunctionKey, concurrency: int) -> None:
+        """Decide on `concurrency` reported now as on a panic window's: scale up only."""
+        spec = self._specs().get(function)
+        if spec is None:
+            return
+        current = self._target.replicas(function)
+        observation = Observation(
+            stable_concurrency=0.0,
+            panic_concurrency=float(concurrency),
+            stable_rps=0.0,
+            panic_rps=0.0,
+            queued=0,
+        )
+        decision = decide(
+            observation=observation,
+            spec=spec,
+            current=current,
+            state=self._states[function],
+            now=self._clock(),
+            tuning=self._tuning,
+        )
+        desired = decision.desired
+        if desired <= current:
+            return  # no burst: the tick decides on Prometheus's averages
+        reporting = len(self._reports.get(function, ()))
+        capacity = max(current, 1) * spec.target_concurrency
+        capped = f" (maxReplicas {desired})" if desired == spec.max_replicas else ""
+        reason = (
+            f"panic mode: {concurrency} requests held or in flight at the gateways now"
+            f" ({reporting} reporting) against capacity {capacity:g}; desired {desired}{capped}"
+        )
+        decision = Decision(desired=desired, reason=reason, state=decision.state)
+        self._states[function] = decision.state
+        self.decisions[function] = decision
+        log.info("%s/%s: %d -> %d: %s", *function, current, decision.desired, decision.reason)
+        await self._target.scale(function, decision.desired, reason=decision.reason)
+        self._observer.scaled(function, current=current, desired=decision.desired)
 
     async def run(self, *, interval: float = 1.0) -> None:
         """Tick every `interval` seconds until cancelled; a failing tick is logged, not fatal."""

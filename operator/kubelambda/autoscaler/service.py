@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,7 +24,7 @@ from kubelambda.api import SpecError, parse_function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.autoscaler.announce import AnnounceApp
 from kubelambda.autoscaler.arrivals import Arrivals, Instance, VerifyAnnouncement
-from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer, serve
+from kubelambda.autoscaler.asgi import Receive, Scope, Send, answer, read_body, serve
 from kubelambda.autoscaler.decider import ScalingSpec
 from kubelambda.autoscaler.loop import Autoscaler, ReplicaTarget, ScalingObserver
 from kubelambda.autoscaler.reports import ReportTarget, StatusReports
@@ -45,6 +46,8 @@ WARM_ANSWER_SECONDS: Final = 1.0
 # How long a wake-up of a Function scaled from zero waits for its first pod to announce itself
 # (the gateway bounds the call at 5 s); a slower pod reaches the gateway through its watch.
 ANNOUNCED_ANSWER_SECONDS: Final = 3.0
+# A wake-up's body: {"concurrency": N, "gateway": NAME}, or none.
+MAX_WAKE_BODY: Final = 1024
 
 
 # Starts a warm start of a Function at zero: what to await for its pod, or None when the pool
@@ -219,9 +222,12 @@ class AutoscalerService:
                 await answer(send, 401, {"message": "a wake-up needs the gateway's token"})
             elif not self.leading:
                 await answer(send, 503, {"message": "this autoscaler is standing by"})
+            elif isinstance(report := _wake_report(await read_body(receive, MAX_WAKE_BODY)), str):
+                await answer(send, 400, {"message": report})
             elif not await self._known(function):
                 await answer(send, 404, {"message": f"no Function {function}"})
             else:
+                concurrency, gateway = report
                 # At zero by the watch: the warm start goes first, the fresh read after it.
                 at_zero = self.replicas.replicas(function) == 0
                 warm = self._start_warm(function) if at_zero else None
@@ -229,7 +235,9 @@ class AutoscalerService:
                 if pod is None:
                     if at_zero and self.announce_app is not None:
                         self._arrivals.expect(function)
-                    await self._scale_up(function, warm_started=at_zero)
+                    await self._scale_up(
+                        function, warm_started=at_zero, concurrency=concurrency, gateway=gateway
+                    )
                     pod = await self._announced(function)
                     found: dict[str, Any] = {"replicas": self.replicas.replicas(function)}
                     if pod is not None:
@@ -241,7 +249,11 @@ class AutoscalerService:
                 # The pod serves; the Deployment scales up behind it, after the answer: its
                 # pod's start (scheduler, kubelet, sandbox) would otherwise share the cores
                 # with the specialisation.
-                scaling = asyncio.create_task(self._scale_up(function, warm_started=True))
+                scaling = asyncio.create_task(
+                    self._scale_up(
+                        function, warm_started=True, concurrency=concurrency, gateway=gateway
+                    )
+                )
                 self._scaling.add(scaling)
                 scaling.add_done_callback(self._scaled)
         else:
@@ -254,11 +266,13 @@ class AutoscalerService:
             return None
         return await self._arrivals.wait(function, ANNOUNCED_ANSWER_SECONDS)
 
-    async def _scale_up(self, function: FunctionKey, *, warm_started: bool) -> None:
+    async def _scale_up(
+        self, function: FunctionKey, *, warm_started: bool, concurrency: int, gateway: str
+    ) -> None:
         await self.replicas.refresh(function)
         if not warm_started and self.replicas.replicas(function) == 0:
             self._start_warm(function)  # at zero after all: the pod reaches the gateway's watch
-        await self.autoscaler.wake(function)
+        await self.autoscaler.wake(function, concurrency=concurrency, gateway=gateway)
 
     def _scaled(self, task: asyncio.Task[None]) -> None:
         self._scaling.discard(task)
@@ -273,6 +287,26 @@ class AutoscalerService:
         except Exception:  # the Deployment path still serves the function
             logger.exception("warm start of %s failed", function)
             return None
+
+
+def _wake_report(body: bytes | None) -> tuple[int, str] | str:
+    """A wake-up's report: the requests the gateway holds or has in flight for the Function,
+    and the gateway's name (none: 0 and ""); or what is wrong with it."""
+    if body is None:
+        return f"a wake-up's body is at most {MAX_WAKE_BODY} bytes"
+    if not body.strip():
+        return 0, ""
+    try:
+        found = json.loads(body)
+    except ValueError as exc:
+        return f"a wake-up's body is JSON: {exc}"
+    concurrency = found.get("concurrency", 0) if isinstance(found, dict) else None
+    gateway = found.get("gateway", "") if isinstance(found, dict) else None
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 0:
+        return 'a wake-up\'s body is {"concurrency": N, "gateway": NAME}, N a count >= 0'
+    if not isinstance(gateway, str) or len(gateway) > 253:
+        return 'a wake-up\'s "gateway" is a name of at most 253 characters'
+    return concurrency, gateway
 
 
 async def _within(warm: Awaitable[Instance | None] | None, seconds: float) -> Instance | None:

@@ -301,7 +301,11 @@ def _autoscaler(
         PrometheusSource(args.prometheus) if args.prometheus else DirectSource(load)
     )
     autoscaler = Autoscaler(source=source, target=platform, specs=lambda: specs)
-    platform.on_wake = autoscaler.wake
+
+    async def wake(function: FunctionKey, concurrency: int) -> None:
+        await autoscaler.wake(function, concurrency=concurrency, gateway="local")
+
+    platform.on_wake = wake
     return autoscaler
 
 

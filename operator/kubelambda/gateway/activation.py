@@ -186,7 +186,7 @@ class Activator(Lessor):
             self._refuse_long_wait(state, now)
         waiter = Waiter(asyncio.get_running_loop().create_future(), now, cold)
         state.waiters.append(waiter)
-        if cold or not state.usable(now):
+        if cold or not state.usable(now) or state.bursting():
             self._waker.wake(state, now)
         # Held for a left-out instance (it answered 429 or refused just before): dispatch when
         # it is back, since no release may come to do it.

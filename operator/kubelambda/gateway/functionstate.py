@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from kubelambda.api.identity import FunctionKey
 from kubelambda.gateway.platform import Instance
 
-__all__ = ["FunctionLoad", "FunctionState", "Slot", "Waiter"]
+__all__ = ["BURST", "FunctionLoad", "FunctionState", "Slot", "Waiter"]
+
+# Requests held and in flight, over what the ready instances take at once, that make a burst:
+# the autoscaler's panic threshold (autoscaler/decider.py's Tuning), by default.
+BURST = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,13 @@ class FunctionState:
     def usable(self, now: float) -> bool:
         """Whether any ready instance is not left out."""
         return any(slot.ejected_until <= now for slot in self.order)
+
+    def bursting(self) -> bool:
+        """Whether the requests held and in flight are at least BURST times what the ready
+        instances take at once: the autoscaler's panic threshold, which a wake-up carrying
+        them lets it act on now (waking.py)."""
+        capacity = sum(slot.instance.concurrency for slot in self.order)
+        return self.in_flight + len(self.waiters) >= BURST * capacity
 
     def assign(self, slot: Slot) -> None:
         slot.in_flight += 1

@@ -88,10 +88,12 @@ class Platform(Protocol):
         """Call `listener` on every change from now on; returns the unsubscribe function."""
         ...
 
-    async def wake(self, function: FunctionKey) -> None:
-        """Ask for at least one ready instance; returns once asked, not once it is ready.
+    async def wake(self, function: FunctionKey, *, concurrency: int) -> None:
+        """Ask for at least one ready instance, and for as many as `concurrency` (the requests
+        this gateway holds or has in flight for the function now) needs when that is a
+        burst; returns once asked, not once they are ready.
 
-        Idempotent: the gateway calls it again while requests keep finding no instance.
+        Idempotent: the gateway calls it again while it holds requests.
         Raises `PlatformError` when the function cannot be started at all.
         """
         ...
@@ -110,6 +112,7 @@ class FakePlatform:
         self.on_wake = on_wake
         self.wake_error: PlatformError | None = None
         self.wakes: list[FunctionKey] = []
+        self.concurrencies: list[int] = []  # each wake's
         self._woken = asyncio.Event()
 
     def ready_instances(self, function: FunctionKey) -> Sequence[Instance]:
@@ -118,8 +121,9 @@ class FakePlatform:
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
 
-    async def wake(self, function: FunctionKey) -> None:
+    async def wake(self, function: FunctionKey, *, concurrency: int) -> None:
         self.wakes.append(function)
+        self.concurrencies.append(concurrency)
         self._woken.set()
         if self.wake_error is not None:
             raise self.wake_error

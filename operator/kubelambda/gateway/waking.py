@@ -1,6 +1,9 @@
 """Waking a function for the requests the activator (activation.py) holds: the platform is asked
 for an instance at most once per interval per function, asked again while requests are still
-held, and when it says the function cannot start, the held requests are answered 503.
+held, and when it says the function cannot start, the held requests are answered 503. Asked
+when no instance is ready or usable, and during a burst (FunctionState.bursting): each ask
+carries the requests this gateway holds and has in flight for the function, which the
+autoscaler adds up over the gateways and scales out on at once.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class Waker:
 
     async def _call_wake(self, state: FunctionState) -> None:
         try:
-            await self._platform.wake(state.key)
+            await self._platform.wake(state.key, concurrency=state.in_flight + len(state.waiters))
         except PlatformError as exc:
             self.fail(state, f"function {state.key} cannot start: {exc}")
             return
@@ -62,7 +65,7 @@ class Waker:
     def _rewake(self, state: FunctionState) -> None:
         state.rewake = None
         now = self._clock.monotonic()
-        if state.waiters and not state.usable(now):
+        if state.waiters and (not state.usable(now) or state.bursting()):
             self.wake(state, now)
 
     def fail(self, state: FunctionState, message: str) -> None:

@@ -121,7 +121,7 @@ def test_instances_and_specs_arrive_by_watch(
                 )
             )
 
-        async def waker(_: FunctionKey) -> None:
+        async def waker(_: FunctionKey, __: int) -> None:
             pass
 
         platform = KubernetesPlatform(

@@ -64,6 +64,69 @@ def test_wake_scales_from_zero_at_once_and_only_from_zero():
     assert target.calls == [(FN, 1, "woken by a request")]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reporting_scaler(target: FakeTarget, clock: Clock, spec: ScalingSpec = SPEC) -> Autoscaler:
+    return Autoscaler(source=FakeSource(), target=target, specs=lambda: {FN: spec}, clock=clock)
+
+
+def test_wake_ups_carrying_a_burst_scale_out_at_once_on_every_gateways_sum():
+    """The gateways' reports are added up: 0 -> 1 on the first, then out to what their sum
+    needs (panic mode: twice the capacity or more), without waiting for a tick."""
+    target, clock = FakeTarget(), Clock()
+    autoscaler = reporting_scaler(target, clock)
+    asyncio.run(autoscaler.wake(FN, concurrency=1, gateway="gw-a"))
+    assert [call[1] for call in target.calls] == [1]  # one request: no burst, one instance
+    clock.now += 0.5
+    asyncio.run(autoscaler.wake(FN, concurrency=3, gateway="gw-a"))
+    assert [call[1] for call in target.calls] == [1, 3]
+    clock.now += 0.5
+    asyncio.run(autoscaler.wake(FN, concurrency=4, gateway="gw-b"))  # 3 + 4 against 3
+    assert [call[1] for call in target.calls] == [1, 3, 7]
+    assert "7 requests held or in flight at the gateways now (2 reporting)" in target.calls[-1][2]
+    assert autoscaler.decisions[FN].state.panicking
+
+
+def test_a_report_that_is_no_burst_leaves_the_count_to_the_tick():
+    target, clock = FakeTarget(), Clock()
+    target.counts[FN] = 4
+    autoscaler = reporting_scaler(target, clock)
+    asyncio.run(autoscaler.wake(FN, concurrency=1, gateway="gw-a"))  # never down
+    asyncio.run(autoscaler.wake(FN, concurrency=6, gateway="gw-b"))  # 7: under twice 4
+    assert target.calls == []
+
+
+def test_a_gateways_report_counts_for_three_seconds_and_the_cap_holds():
+    target, clock = FakeTarget(), Clock()
+    target.counts[FN] = 1
+    autoscaler = reporting_scaler(target, clock)
+    asyncio.run(autoscaler.wake(FN, concurrency=1, gateway="gw-a"))
+    clock.now += loop.REPORT_SECONDS + 0.1
+    asyncio.run(autoscaler.wake(FN, concurrency=1, gateway="gw-b"))  # gw-a's is stale: 1
+    assert target.calls == []
+    asyncio.run(autoscaler.wake(FN, concurrency=50, gateway="gw-a"))
+    assert target.calls[-1][1] == SPEC.max_replicas
+    assert "(maxReplicas 10)" in target.calls[-1][2]
+
+
+def test_the_tick_after_a_reported_burst_keeps_its_count_until_the_metrics_come():
+    """Prometheus has not scraped the burst yet: the tick must not scale back down."""
+    source, target, clock = FakeSource(), FakeTarget(), Clock()
+    target.counts[FN] = 1
+    autoscaler = Autoscaler(source=source, target=target, specs=lambda: {FN: SPEC}, clock=clock)
+    asyncio.run(autoscaler.wake(FN, concurrency=6, gateway="gw-a"))
+    assert target.counts[FN] == 6
+    source.observations[FN] = busy(1)  # the series as it was before the burst
+    asyncio.run(autoscaler.tick(now=clock.now + 1))
+    assert target.counts[FN] == 6
+
+
 def test_ticks_follow_demand_and_only_call_scale_on_change():
     source, target = FakeSource(), FakeTarget()
     target.counts[FN] = 1

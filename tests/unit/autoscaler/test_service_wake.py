@@ -385,3 +385,38 @@ def test_a_stopping_leader_gives_its_lease_up_and_one_standing_by_does_not(holds
     asyncio.run(scenario())
     assert released == ([True] if holds else [])
     assert service.leading is False
+
+
+def test_a_wake_up_carrying_a_burst_scales_out_at_once() -> None:
+    """The gateway's requests for a Function with instances, all busy: twice what two take at
+    once (or more) is a burst, scaled out now rather than at a tick after Prometheus's scrape."""
+    target = Replicas(2)
+
+    async def body() -> tuple[int, dict[str, Any]]:
+        service = leading(replicas=target, warm_start=None)
+        report = json.dumps({"concurrency": 9, "gateway": "gw-a"}).encode()
+        return await post(service.wake_app, "/wake/ns/fn", body=report)
+
+    status, answered = asyncio.run(body())
+    assert target.scaled and target.scaled[-1] > 2
+    assert (status, answered) == (202, {"replicas": target.scaled[-1]})
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b"{not json", "JSON"),
+        (b'{"concurrency": -1}', "N a count >= 0"),
+        (b'{"concurrency": "9"}', "N a count >= 0"),
+        (b"[9]", "N a count >= 0"),
+        (b'{"concurrency": 1, "gateway": 7}', '"gateway"'),
+        (b" " * 2000, "at most 1024 bytes"),
+    ],
+)
+def test_a_wake_up_with_a_bad_body_is_refused_naming_the_problem(body: bytes, named: str) -> None:
+    target = Replicas(0)
+    service = leading(replicas=target, warm_start=None)
+    status, answered = asyncio.run(post(service.wake_app, "/wake/ns/fn", body=body))
+    assert status == 400
+    assert named in answered["message"]
+    assert target.scaled == []

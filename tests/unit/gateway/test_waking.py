@@ -49,3 +49,22 @@ async def test_when_every_instance_refuses_requests_wait_and_wake() -> None:
     platform.set_instances(FN, [instance("b")])  # the platform replaced it
     lease = await asyncio.wait_for(held, 5)
     assert lease.instance.id == "b"
+
+
+async def test_a_burst_behind_busy_instances_wakes_with_what_the_gateway_holds() -> None:
+    """Held and in flight at twice what the ready instances take at once: the autoscaler is
+    told now how many (its panic threshold), not once Prometheus has scraped them."""
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=2)])
+    act = activator(platform)
+    leases = [await act.acquire(FN, deadline=soon()) for _ in range(2)]
+    held = [asyncio.create_task(act.acquire(FN, deadline=soon()))]
+    await wait_for(lambda: queued(act) == 1)
+    await asyncio.sleep(0.01)
+    assert platform.wakes == []  # 3 against 2: held, not a burst
+    held.append(asyncio.create_task(act.acquire(FN, deadline=soon())))
+    await wait_for(lambda: platform.wakes == [FN])
+    assert platform.concurrencies == [4]
+    for lease in leases:
+        lease.release(Outcome.OK)
+    await asyncio.wait_for(asyncio.gather(*held), 5)

@@ -55,7 +55,7 @@ class KubernetesPlatform:
         self,
         *,
         client: KubeClient,
-        waker: Callable[[FunctionKey], Awaitable[WarmPod | None]],
+        waker: Callable[[FunctionKey, int], Awaitable[WarmPod | None]],
         on_specs: Callable[[Sequence[Function], Sequence[Trigger]], None] | None = None,
         namespaces: Sequence[str] = (),
         probe: Callable[[str, int], Awaitable[bool]] | None = None,
@@ -97,8 +97,8 @@ class KubernetesPlatform:
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
 
-    async def wake(self, function: FunctionKey) -> None:
-        pod = await self.waker(function)
+    async def wake(self, function: FunctionKey, *, concurrency: int) -> None:
+        pod = await self.waker(function, concurrency)
         if pod is None:
             return
         loop = asyncio.get_running_loop()

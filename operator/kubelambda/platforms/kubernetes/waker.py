@@ -47,8 +47,11 @@ class WarmPod(NamedTuple):
 class AutoscalerWaker:
     """Asks the autoscaler for an instance: one small POST, bounded by a deadline."""
 
-    def __init__(self, url: str, *, token: str | None = None) -> None:
+    def __init__(self, url: str, *, token: str | None = None, gateway: str | None = None) -> None:
+        """``gateway``: this gateway's name in the wake-ups' reports (its pod's: the host
+        name, by default)."""
         parsed = urllib.parse.urlsplit(url)
+        self.gateway = gateway if gateway is not None else socket.gethostname()
         self.host = parsed.hostname or "localhost"
         self.port = parsed.port or 80
         self.base = parsed.path.rstrip("/")
@@ -56,13 +59,16 @@ class AutoscalerWaker:
         self.authorization = f"Authorization: Bearer {token}\r\n" if token else ""
         self._address: tuple[str, float] | None = None  # (IP, when looked up)
 
-    async def __call__(self, function: FunctionKey) -> WarmPod | None:
-        """Ask; the pod that serves the Function now when a warm start made one."""
+    async def __call__(self, function: FunctionKey, concurrency: int) -> WarmPod | None:
+        """Ask, with the requests this gateway holds and has in flight for the Function; the
+        pod that serves the Function now when a warm start made one."""
         path = f"{self.base}/wake/{function.namespace}/{function.name}"
+        body = json.dumps({"concurrency": concurrency, "gateway": self.gateway}).encode()
         request = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: 0\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"{self.authorization}Connection: close\r\n\r\n"
-        ).encode()
+        ).encode() + body
         try:
             async with asyncio.timeout(WAKE_TIMEOUT_SECONDS):
                 address = await self._resolve()

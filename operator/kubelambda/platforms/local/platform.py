@@ -48,7 +48,7 @@ class LocalPlatform:
         functions: Sequence[LocalFunction],
         host: str = "127.0.0.1",
         output: Callable[[str], None] = print,
-        on_wake: Callable[[FunctionKey], Awaitable[None]] | None = None,
+        on_wake: Callable[[FunctionKey, int], Awaitable[None]] | None = None,
         zygote: Zygote | None = None,
         fork: bool = True,
     ) -> None:
@@ -88,11 +88,11 @@ class LocalPlatform:
     def subscribe(self, listener: InstancesListener) -> Callable[[], None]:
         return self._listeners.subscribe(listener)
 
-    async def wake(self, function: FunctionKey) -> None:
+    async def wake(self, function: FunctionKey, *, concurrency: int) -> None:
         if function not in self._functions:
             raise PlatformError(f"local mode runs no function {function}")
         if self.on_wake is not None:
-            await self.on_wake(function)
+            await self.on_wake(function, concurrency)
         elif self.replicas(function) == 0:
             await self.scale(function, 1, reason="woken by a request")
 

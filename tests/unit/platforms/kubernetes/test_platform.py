@@ -62,6 +62,7 @@ class Recorder:
         self.changes: list[tuple[FunctionKey, tuple[Instance, ...]]] = []
         self.specs: list[tuple[list[str], list[str]]] = []
         self.woken: list[FunctionKey] = []
+        self.concurrencies: list[int] = []
         self.named: WarmPod | None = None  # what the autoscaler's answer names
 
     def instances(self, key: FunctionKey, instances: Sequence[Instance]) -> None:
@@ -70,8 +71,9 @@ class Recorder:
     def on_specs(self, functions: Sequence[Function], triggers: Sequence[Trigger]) -> None:
         self.specs.append(([f.name for f in functions], [t.name for t in triggers]))
 
-    async def wake(self, key: FunctionKey) -> WarmPod | None:
+    async def wake(self, key: FunctionKey, concurrency: int) -> WarmPod | None:
         self.woken.append(key)
+        self.concurrencies.append(concurrency)
         return self.named
 
 
@@ -208,8 +210,9 @@ def test_changes_that_arrive_together_rebuild_the_specs_once() -> None:
 
 def test_wake_goes_to_the_waker() -> None:
     recorder = Recorder()
-    asyncio.run(platform(recorder).wake(HELLO))
+    asyncio.run(platform(recorder).wake(HELLO, concurrency=3))
     assert recorder.woken == [HELLO]
+    assert recorder.concurrencies == [3]
 
 
 def test_a_pod_the_wake_up_names_serves_at_once_until_a_slice_lists_it() -> None:
@@ -223,7 +226,7 @@ def test_a_pod_the_wake_up_names_serves_at_once_until_a_slice_lists_it() -> None
         recorder.named = WarmPod("pod-10.0.0.9", "10.0.0.9", 8080)
         made = platform(recorder)
         made.function_event("ADDED", FUNCTION)
-        await made.wake(HELLO)
+        await made.wake(HELLO, concurrency=1)
         named = (Instance("pod-10.0.0.9", "10.0.0.9", 8080, 4),)
         assert made.ready_instances(HELLO) == named
         assert recorder.changes[-1] == (HELLO, named)
@@ -245,7 +248,7 @@ def test_a_named_pod_no_slice_lists_is_forgotten(monkeypatch: Any) -> None:
         recorder = Recorder()
         recorder.named = WarmPod("pod-10.0.0.9", "10.0.0.9", 8080)
         made = platform(recorder)
-        await made.wake(HELLO)
+        await made.wake(HELLO, concurrency=1)
         assert len(made.ready_instances(HELLO)) == 1
         await wait_for_async(
             lambda: made.ready_instances(HELLO) == (),

@@ -1,10 +1,13 @@
 """platforms/kubernetes/waker.py: the gateway's wake-up is one POST to the autoscaler, with the
-release's token when it has one; a refused token is a warning naming the cause."""
+release's token when it has one and the gateway's requests for the Function in its body; a
+refused token is a warning naming the cause."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import socket
 from typing import Any
 
@@ -14,12 +17,15 @@ from kubelambda.api.identity import FunctionKey
 from kubelambda.platforms.kubernetes.waker import AutoscalerWaker, WarmPod
 
 
-async def asked(token: str | None, status: bytes) -> bytes:
-    """What the waker sent to a loopback autoscaler answering `status`."""
+async def asked(token: str | None, status: bytes, *, concurrency: int = 0) -> bytes:
+    """What the waker sent to a loopback autoscaler answering `status`: head and body."""
     received: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def autoscaler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        received.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
+        assert length is not None, head
+        received.put_nowait(head + await reader.readexactly(int(length.group(1))))
         writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         writer.close()
@@ -27,8 +33,8 @@ async def asked(token: str | None, status: bytes) -> bytes:
     server = await asyncio.start_server(autoscaler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        waker = AutoscalerWaker(f"http://127.0.0.1:{port}", token=token)
-        await waker(FunctionKey("team-a", "hello"))
+        waker = AutoscalerWaker(f"http://127.0.0.1:{port}", token=token, gateway="gw-1")
+        await waker(FunctionKey("team-a", "hello"), concurrency)
         return await received.get()
 
 
@@ -37,6 +43,13 @@ def test_the_wake_up_carries_the_token_when_there_is_one() -> None:
     assert request.startswith(b"POST /wake/team-a/hello HTTP/1.1\r\n")
     assert b"\r\nAuthorization: Bearer s3cr3t\r\n" in request
     assert b"Authorization" not in asyncio.run(asked(None, b"202 Accepted"))
+
+
+def test_the_wake_up_says_what_the_gateway_holds_and_has_in_flight() -> None:
+    request = asyncio.run(asked(None, b"202 Accepted", concurrency=7))
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Type: application/json\r\n" in head
+    assert json.loads(body) == {"concurrency": 7, "gateway": "gw-1"}
 
 
 def test_a_refused_token_is_named_in_the_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -58,7 +71,7 @@ async def answered(body: bytes, *, wakes: int = 1) -> list[WarmPod | None]:
     port = server.sockets[0].getsockname()[1]
     async with server:
         waker = AutoscalerWaker(f"http://localhost:{port}")
-        return [await waker(FunctionKey("team-a", "hello")) for _ in range(wakes)]
+        return [await waker(FunctionKey("team-a", "hello"), 0) for _ in range(wakes)]
 
 
 @pytest.mark.parametrize(
