@@ -16,7 +16,8 @@ over both gateway pods connection by connection (so every loop opens several con
    earlier runs had 0.3-1.3x). Evidence that both gateways held and woke, in
    every burst: each pod's own answers and cold-start holds for the Function (its /metrics);
    and that the autoscaler scaled on their sum: its "scaled to N" lines with the panic window's
-   demand, next to each gateway's share of it from Prometheus, by the autoscaler's own PromQL.
+   demand, next to each gateway's share of it from Prometheus, by the autoscaler's own PromQL,
+   or with the number of gateways whose wake-ups it added up ("2 reporting").
 
 Each pod's share of the answers is printed: the closed loop's (a connection per client) is
 kube-proxy's spread; the open loop reuses the connection freed last, so a few connections carry
@@ -418,10 +419,16 @@ def burst(
     summed = False
     for at, line in scaled:
         by_pod = demand_by_gateway(installed, at, name)
-        found = re.search(r"panic mode: ([\d.]+) concurrent", line)
+        found = re.search(r"panic mode: ([\d.]+) (?:concurrent|requests held)", line)
         told = float(found.group(1)) if found else float("nan")
         pieces = " + ".join(f"{ip} {value:.1f}" for ip, value in sorted(by_pod.items()))
-        summed = summed or (len(by_pod) == GATEWAYS and told > max(by_pod.values()) * 1.2)
+        # On the gateways' wake-ups: their reports, added up ("N reporting").
+        reporting = re.search(r"\((\d+) reporting\)", line)
+        summed = (
+            summed
+            or (reporting is not None and int(reporting.group(1)) == GATEWAYS)
+            or (len(by_pod) == GATEWAYS and told > max(by_pod.values()) * 1.2)
+        )
         print(
             f"             autoscaler {line[line.find('scaled to') :][:150]}\n"
             f"               Prometheus then, by gateway: {pieces or 'none'} = "
