@@ -59,6 +59,7 @@ class FunctionState:
     requests, and what the Activator counts and times for it."""
 
     __slots__ = (
+        "asking",
         "grew_at",
         "in_flight",
         "key",
@@ -84,6 +85,7 @@ class FunctionState:
         self.requests = 0
         self.last_request: float | None = None
         self.last_wake = float("-inf")
+        self.asking = 0  # wake-ups of it under way (waking.py)
         self.rewake: asyncio.TimerHandle | None = None
         # Dispatches again when the first left-out slot with room is back (Activator).
         self.redispatch: asyncio.TimerHandle | None = None

@@ -16,7 +16,11 @@ from kubelambda.gateway.exceptions import Unavailable
 from kubelambda.gateway.functionstate import FunctionState
 from kubelambda.gateway.platform import Platform, PlatformError
 
-__all__ = ["Waker"]
+__all__ = ["MAX_ASKING", "Waker"]
+
+# Asks of one function under way at once: each is bounded (5 s on a cluster), so this bounds
+# what a function that holds requests for long keeps open.
+MAX_ASKING = 3
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +44,19 @@ class Waker:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self, state: FunctionState, now: float) -> None:
-        """Ask the platform for an instance, at most once per wake interval per function."""
-        if now - state.last_wake < self._interval:
+        """Ask the platform for an instance, at most once per wake interval per function, and
+        at most MAX_ASKING asks of it at once."""
+        loop = asyncio.get_running_loop()
+        # Held requests keep asking every interval, in case the platform lost the ask, and to
+        # report how many they are now: while an ask waits (one that scaled a Function from
+        # zero waits up to 3 s for its first pod), a burst grows tenfold.
+        if state.rewake is None:
+            state.rewake = loop.call_later(self._interval, self._rewake, state)
+        if now - state.last_wake < self._interval or state.asking >= MAX_ASKING:
             return
         state.last_wake = now
-        task = asyncio.get_running_loop().create_task(self._call_wake(state))
+        state.asking += 1
+        task = loop.create_task(self._call_wake(state))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -53,14 +65,10 @@ class Waker:
             await self._platform.wake(state.key, concurrency=state.in_flight + len(state.waiters))
         except PlatformError as exc:
             self.fail(state, f"function {state.key} cannot start: {exc}")
-            return
         except Exception:
             log.exception("asking the platform to wake %s failed", state.key)
-        # Held requests keep asking, in case the platform lost the request.
-        if state.waiters and state.rewake is None:
-            state.rewake = asyncio.get_running_loop().call_later(
-                self._interval, self._rewake, state
-            )
+        finally:
+            state.asking -= 1
 
     def _rewake(self, state: FunctionState) -> None:
         state.rewake = None

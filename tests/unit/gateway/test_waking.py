@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from kubelambda.gateway import waking
 from kubelambda.gateway.exceptions import Unavailable
 from kubelambda.gateway.lease import Outcome
 from kubelambda.gateway.platform import FakePlatform, PlatformError
@@ -67,4 +68,24 @@ async def test_a_burst_behind_busy_instances_wakes_with_what_the_gateway_holds()
     assert platform.concurrencies == [4]
     for lease in leases:
         lease.release(Outcome.OK)
+    await asyncio.wait_for(asyncio.gather(*held), 5)
+
+
+async def test_held_requests_ask_every_interval_while_an_ask_waits_3_at_most() -> None:
+    """An ask that scaled a Function from zero waits for its first pod (up to 3 s on a cluster):
+    the asks after it go on every interval meanwhile, with the count held then, and no more
+    than MAX_ASKING wait at once."""
+    answer = asyncio.Event()
+    platform = FakePlatform(on_wake=lambda _: answer.wait())
+    act = activator(platform, wake_interval_seconds=0.02)
+    held = [asyncio.create_task(act.acquire(FN, deadline=soon()))]
+    await wait_for(lambda: len(platform.wakes) == 1)
+    held += [asyncio.create_task(act.acquire(FN, deadline=soon())) for _ in range(4)]
+    await wait_for(lambda: len(platform.wakes) == waking.MAX_ASKING)
+    await asyncio.sleep(0.1)  # five intervals: still no more than MAX_ASKING asks
+    assert len(platform.wakes) == waking.MAX_ASKING
+    assert platform.concurrencies[0] == 1 and platform.concurrencies[-1] == 5
+    answer.set()
+    await wait_for(lambda: len(platform.wakes) > waking.MAX_ASKING)  # asking again
+    platform.set_instances(FN, [instance("a", concurrency=5)])
     await asyncio.wait_for(asyncio.gather(*held), 5)
