@@ -135,3 +135,24 @@ def test_a_record_of_several_lines_is_indented_on_the_terminal_and_one_line_in_t
         "write [fn] [ERROR] ValueError: no luck\rTraceback (most recent call last):\r\xa0\xa0File",
         "write [fn] next",
     ]
+
+
+def test_lines_that_come_together_go_out_in_one_write(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read, write = pipe
+    writes: list[int] = []
+    real_write = os.write
+
+    def counted(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counted)
+    output = Output(write)
+    for n in range(300):  # an invocation prints three: a hundred invocations' worth
+        output(f"[fn] line {n}")
+    assert _read_lines(read, 300) == [f"[fn] line {n}" for n in range(300)]
+    output.close()
+    # Gathered: a write per line would be 300 system calls, and as many wake-ups of the writer.
+    assert len(writes) <= 3, writes
