@@ -29,7 +29,8 @@ warm capacity first and loads at fractions of it:
    stays bounded (peak RSS of local mode's process, which is the gateway: instances are
    processes of their own). Beside it, a light client in a process of its own
    (burst_probe.py) times the 503s it gets: the load generator is as busy as the gateway on
-   the same cores, and its own 503s wait for it too.
+   the same cores, and its own 503s wait for it too; after each, a GET /healthz on the admin
+   port says what any answer of the gateway's process waited for then.
 5. after: as soon as the overflow ends, the warm phase's rate again. Target: 0 errors, as in
    2: the gateway takes its load again once an overflow is over (it sheds a lasting overflow
    harder, overload.py, and must stop once it ends).
@@ -154,11 +155,18 @@ def load() -> str:
 PROBE_EVERY = 0.02
 
 
-def probe_line(probed: list[tuple[int, float, float]], warm_p99: float) -> str:
+def probe_line(
+    probed: list[tuple[int, float, float]],
+    warm_p99: float,
+    healthz: list[tuple[int, float, float]] | None = None,
+) -> str:
     """What the light client saw during the overflow: its 503s' latency against the warm p99,
     and when in the overflow its slowest came (the onset, before the gateway sheds, or later).
     The load generator's own 503s wait for it too (it is as busy as the gateway, on the same
-    cores); the light client's are the gateway's answer and the kernel's queues alone."""
+    cores); the light client's are the gateway's answer and the kernel's queues alone. With
+    `healthz` (the same client's GET /healthz on the admin port after each request): what the
+    same process took meanwhile to answer its cheapest request, from a listener without the
+    overflow's queue."""
     refused = sorted((ms, at) for status, ms, at in probed if status == 503)
     counts = ", ".join(
         f"{status or 'no answer'}: {sum(1 for s, _, _ in probed if s == status)}"
@@ -174,7 +182,21 @@ def probe_line(probed: list[tuple[int, float, float]], warm_p99: float) -> str:
         f"{PROBE_EVERY * 1000:.0f} ms on a new connection): {counts}; its 503s p50 {p50:.1f} "
         f"ms, p99 {p99:.1f} ms = {p99 / warm_p99:.1f}x warm p99 (target at once, <= 2x: "
         f"{verdict(p99 <= 2 * warm_p99)}); its slowest five 503s, from the overflow's start: "
-        f"{slowest}"
+        f"{slowest}" + _healthz_part(healthz or [], p50, p99)
+    )
+
+
+def _healthz_part(healthz: list[tuple[int, float, float]], p50: float, p99: float) -> str:
+    answered = [ms for status, ms, _ in healthz if status == 200]
+    if not answered:
+        return ""
+    h50, h99 = percentile(answered, 0.5), percentile(answered, 0.99)
+    return (
+        f"; the same process's /healthz on its admin port meanwhile ({len(answered)} of "
+        f"{len(healthz)} answered 200): p50 {h50:.1f} ms, p99 {h99:.1f} ms, so the 503s waited "
+        f"{p50 - h50:+.1f} ms at p50 and {p99 - h99:+.1f} ms at p99 beyond what any answer of "
+        "that process waited then (the overflow's accept queue; the rest is its share of the "
+        "machine)"
     )
 
 
@@ -258,13 +280,16 @@ def main() -> None:
                 warm_request.hex(),
                 str(args.seconds - 1),
                 str(PROBE_EVERY),
+                str(admin),
             ],
             stdout=subprocess.PIPE,
             start_new_session=True,  # nor does it share the load generator's CPU share
         )
         with PeakRss(local.pid) as over_rss, CoreShare(local.pid) as over_cpu:
             over = uvloop.run(open_loop(port, warm_request, rate=over_rate, seconds=args.seconds))
-        probed: list[tuple[int, float, float]] = json.loads(probe.communicate(timeout=60)[0])
+        probed: dict[str, list[tuple[int, float, float]]] = json.loads(
+            probe.communicate(timeout=60)[0]
+        )
         counters_after = kernel_counters()
         dropped = counters_after["ListenOverflows"] - counters["ListenOverflows"]
         marks.append(inside(admin, "warm"))
@@ -328,7 +353,7 @@ def main() -> None:
         f"{verdict(bool(refused) and refused_p99 <= 2 * warm_p99)}); dominated by "
         f"{dominant(over, refused)}"
     )
-    print(f"             {probe_line(probed, warm_p99)}")
+    print(f"             {probe_line(probed['requests'], warm_p99, probed['healthz'])}")
     print(
         f"             the gateway's process ran {over_cpu.share:.0%} of a core "
         f"({saturated_cpu.share:.0%} at the closed loop's capacity): less is a gateway the "

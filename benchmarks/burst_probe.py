@@ -1,12 +1,17 @@
 """A light client beside burst.py's overflow: one request at a time, each on a new connection (as
 the overflow's clients reconnect after each 503, which closes its connection), one every
-`every` seconds; prints [status, latency ms, seconds since it began] per request as JSON.
+`every` seconds; prints [status, latency ms, seconds since it began] per request as JSON:
+{"requests": [...], "healthz": [...]}.
 
 In a process of its own, asleep between requests, so that what it measures is the gateway's
 answer and the kernel's queues in front of it, not the lateness of the load generator the
-overflow keeps busy on the same cores (its figures are burst.py's).
+overflow keeps busy on the same cores (its figures are burst.py's). Given the gateway's admin
+port, each request is followed by a GET /healthz there, on a new connection too: the same
+process and event loop answering the cheapest request it has, from a listener the overflow does
+not queue on, so the two side by side say what the 503s waited for beyond what every answer of
+that process waited for then (its share of the machine).
 
-    python burst_probe.py PORT REQUEST_HEX SECONDS EVERY
+    python burst_probe.py PORT REQUEST_HEX SECONDS EVERY [ADMIN_PORT]
 """
 
 from __future__ import annotations
@@ -37,14 +42,18 @@ def ask(port: int, request: bytes) -> tuple[int, float]:
 
 
 def main() -> None:
-    port, request, seconds, every = sys.argv[1:]
+    port, request, seconds, every, *admin = sys.argv[1:]
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     began = time.monotonic()
     end = began + float(seconds)
     due = began
-    answers = []
+    answers: dict[str, list[tuple[int, float, float]]] = {"requests": [], "healthz": []}
     while due < end:
         time.sleep(max(due - time.monotonic(), 0.0))
-        answers.append((*ask(int(port), bytes.fromhex(request)), round(due - began, 3)))
+        at = round(due - began, 3)
+        answers["requests"].append((*ask(int(port), bytes.fromhex(request)), at))
+        if admin:
+            answers["healthz"].append((*ask(int(admin[0]), healthz), at))
         due += float(every)
     print(json.dumps(answers))
 
