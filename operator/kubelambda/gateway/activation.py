@@ -26,7 +26,7 @@ from kubelambda.gateway.exceptions import (
 )
 from kubelambda.gateway.functionstate import FunctionLoad, FunctionState, Slot, Waiter
 from kubelambda.gateway.lease import Lease, Lessor, Outcome
-from kubelambda.gateway.limits import FunctionLimits
+from kubelambda.gateway.limits import FunctionLimits, Permit
 from kubelambda.gateway.overload import LoopLag
 from kubelambda.gateway.platform import Instance, Platform
 from kubelambda.gateway.waking import Waker
@@ -144,16 +144,21 @@ class Activator(Lessor):
         deadline: float,
         gone: Callable[[], Awaitable[object]] | None,
     ) -> Lease:
+        state, now, lease = self._free_or_held(key)
+        if lease is not None:
+            return lease
+        return await self._hold(state, now, deadline, gone)
+
+    def _free_or_held(self, key: FunctionKey) -> tuple[FunctionState, float, Lease | None]:
+        """`key`'s state, now, and a lease on a free slot unless requests are held before
+        this one (None: this one is to be held)."""
         state = self._states.get(key)
         if state is None:
             state = self._new_state(key)
         now = self.clock.monotonic()
-        if not state.waiters:
-            lease = self._free_lease(state, now)
-            if lease is not None:
-                return lease
+        lease = None if state.waiters else self._free_lease(state, now)
         state.last_request = now
-        return await self._hold(state, now, deadline, gone)
+        return state, now, lease
 
     def _free_lease(self, state: FunctionState, now: float) -> Lease | None:
         """A lease on the least busy free slot of `state`, taken at `now`; None when none is."""
@@ -166,13 +171,38 @@ class Activator(Lessor):
         state.requests += 1
         return Lease(self, state, slot, started=now, waited=0.0, cold=False)
 
-    async def _hold(
+    def hold(
         self,
-        state: FunctionState,
-        now: float,
+        key: FunctionKey,
+        *,
         deadline: float,
         gone: Callable[[], Awaitable[object]] | None,
-    ) -> Lease:
+        then: Callable[[Lease | BaseException], None],
+    ) -> None:
+        """`acquire` without a task: `then` is told the lease, or the error `acquire` would
+        raise once holding, once, never before this returns (but at once, with a free slot).
+        Raises at once what `acquire` raises before holding (GatewayOverloaded, Throttled,
+        HoldQueueFull, DeadlineExceeded). Held by `acquire`, a request is a task, its
+        coroutines, a timeout's context and a task watching `gone`: what a function at its
+        instances' concurrency pays for every request."""
+        self._check_lag()
+        permit = None if self._limits is None else self._limits.admit(key)
+        try:
+            state, now, lease = self._free_or_held(key)
+            if lease is not None:
+                lease.permit = permit
+                then(lease)
+                return
+            waiter = self._enqueue(state, now, deadline)
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
+        _Holding(self, state, waiter, deadline - now, gone, permit, then)
+
+    def _enqueue(self, state: FunctionState, now: float, deadline: float) -> Waiter:
+        """Hold a request in `state`'s queue from `now`, waking the platform if it must; raises
+        HoldQueueFull or DeadlineExceeded instead when it may not be held."""
         if len(state.waiters) >= self.max_queued:
             raise HoldQueueFull(
                 f"function {state.key} already holds {self.max_queued} requests; try again later",
@@ -191,6 +221,34 @@ class Activator(Lessor):
         # Held for a left-out instance (it answered 429 or refused just before): dispatch when
         # it is back, since no release may come to do it.
         self._dispatch_when_back(state)
+        return waiter
+
+    def _too_late(self, state: FunctionState, waiter: Waiter) -> DeadlineExceeded:
+        """The error of a request held to its deadline."""
+        waited = self.clock.monotonic() - waiter.since
+        why = "became ready" if waiter.cold else "had a free slot"
+        return DeadlineExceeded(f"no instance of {state.key} {why} within {waited:.1f}s")
+
+    def _granted_lease(self, state: FunctionState, waiter: Waiter, slot: Slot) -> Lease:
+        """The lease on `slot`, handed to the held `waiter`."""
+        granted_at = self.clock.monotonic()
+        return Lease(
+            self,
+            state,
+            slot,
+            started=granted_at,
+            waited=granted_at - waiter.since,
+            cold=waiter.cold,
+        )
+
+    async def _hold(
+        self,
+        state: FunctionState,
+        now: float,
+        deadline: float,
+        gone: Callable[[], Awaitable[object]] | None,
+    ) -> Lease:
+        waiter = self._enqueue(state, now, deadline)
         watcher = None
         if gone is not None:
             watcher = asyncio.ensure_future(gone())
@@ -203,11 +261,7 @@ class Activator(Lessor):
             granted = self._granted(waiter)
             if granted is None:
                 self._drop(state, waiter)
-                waited = self.clock.monotonic() - waiter.since
-                why = "became ready" if cold else "had a free slot"
-                raise DeadlineExceeded(
-                    f"no instance of {state.key} {why} within {waited:.1f}s"
-                ) from None
+                raise self._too_late(state, waiter) from None
             slot = granted  # handed over just as the deadline passed: use it
         except BaseException:
             # Cancelled (the client went away) or failed by the platform: give back a
@@ -225,15 +279,7 @@ class Activator(Lessor):
         finally:
             if watcher is not None:
                 watcher.cancel()
-        granted_at = self.clock.monotonic()
-        return Lease(
-            self,
-            state,
-            slot,
-            started=granted_at,
-            waited=granted_at - waiter.since,
-            cold=waiter.cold,
-        )
+        return self._granted_lease(state, waiter, slot)
 
     def _refuse_long_wait(self, state: FunctionState, now: float) -> None:
         """Raise HoldQueueFull when the busy instances would take over `max_hold_wait` to reach
@@ -369,3 +415,62 @@ class Activator(Lessor):
             self._lag_monitor.close()
         self.fail_held("the gateway is shutting down")
         await self._waker.aclose()
+
+
+class _Holding:
+    """A request `Activator.hold` holds: told its lease or its error once its waiter's future
+    is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving
+    or the deadline, each an exception set on it). (A class rather than closures: compiled,
+    native calls.)"""
+
+    __slots__ = ("_activator", "_permit", "_state", "_then", "_timer", "_waiter", "_watcher")
+
+    def __init__(
+        self,
+        activator: Activator,
+        state: FunctionState,
+        waiter: Waiter,
+        seconds: float,
+        gone: Callable[[], Awaitable[object]] | None,
+        permit: Permit | None,
+        then: Callable[[Lease | BaseException], None],
+    ) -> None:
+        self._activator = activator
+        self._state = state
+        self._waiter = waiter
+        self._permit = permit
+        self._then = then
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self._watcher: asyncio.Future[object] | None = None
+        if gone is not None:
+            watcher = self._watcher = asyncio.ensure_future(gone())
+            watcher.add_done_callback(functools.partial(Activator._abandon, waiter))
+        waiter.future.add_done_callback(self._settled)
+
+    def _expire(self) -> None:
+        waiter = self._waiter
+        if not waiter.future.done():  # else handed over just as the deadline passed: used
+            Activator._drop(self._state, waiter)
+            waiter.future.set_exception(self._activator._too_late(self._state, waiter))
+
+    def _settled(self, future: asyncio.Future[Slot]) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        state, waiter, then = self._state, self._waiter, self._then
+        if future.cancelled():
+            error: BaseException = asyncio.CancelledError()
+        else:
+            exc = future.exception()
+            if exc is None:
+                lease = self._activator._granted_lease(state, waiter, future.result())
+                lease.permit = self._permit
+                then(lease)
+                return
+            error = exc
+        # Failed (Unavailable, ClientDisconnected, DeadlineExceeded): out of the queue, if
+        # something else has not taken it out already, and its permit back.
+        Activator._drop(state, waiter)
+        if self._permit is not None:
+            self._permit.release()
+        then(error)

@@ -184,17 +184,31 @@ class Invoker:
 
     def start(self, call: Call, then: Then) -> None:
         """Invoke as `run` does, telling `then` how it ended, once, never before this returns:
-        sent at once when a slot is free now and a connection to it kept, else in a task as
-        `run` (held, connecting, spans recorded). Raises at once what `run` raises before
-        holding (Throttled, GatewayOverloaded)."""
-        lease = None if self.tracer is not None else self._activator.lease_now(call.function.key)
-        if lease is None:
+        sent at once when a slot is free now and a connection to it kept, held without a task
+        when none is free (Activator.hold), else in a task as `run` (connecting, spans
+        recorded). Raises at once what `run` raises before holding (Throttled,
+        GatewayOverloaded), and the refusal to hold (HoldQueueFull, DeadlineExceeded)."""
+        if self.tracer is not None:
             self.go_on(call, None, then)
             return
         trace = call.trace
         if trace is None:  # the one every try joins, should it go on in a task
             trace = new_trace(self._clock.wall())
             call = call._replace(trace=trace)
+        lease = self._activator.lease_now(call.function.key)
+        if lease is None:
+            self._activator.hold(
+                call.function.key,
+                deadline=call.hold_deadline,
+                gone=call.gone,
+                then=_Held(self, call, trace, then).granted,
+            )
+            return
+        self._send(call, trace, lease, then)
+
+    def _send(self, call: Call, trace: TraceContext, lease: Lease, then: Then) -> None:
+        """Send `call` on `lease`'s instance: at once on a kept connection, telling `then` from
+        its callback, else in a task as `run`."""
         sent = _Sent(self, call, trace, lease, then)
         instance = lease.instance
         if not self._pool.send_now(
@@ -250,8 +264,9 @@ class Invoker:
         function = call.function
         key = function.key
         timeout = function.timeout_seconds
-        waited = 0.0
-        cold = False
+        # A lease handed in was held for already (Activator.hold): its wait is this call's.
+        waited = 0.0 if lease is None else lease.waited
+        cold = False if lease is None else lease.cold
         # Without spans the runtime's trace headers are the same on every try.
         trace_lines = trace.lines() if spans is None else b""
         while True:
@@ -365,7 +380,9 @@ class _Sent:
                 lease.release(Outcome.BUSY)
                 invoker.go_on(call, None, self._then)
                 return
-            invocation = invoker._answered(call.function, lease, outcome, self._sent, 0.0, False)
+            invocation = invoker._answered(
+                call.function, lease, outcome, self._sent, lease.waited, lease.cold
+            )
             self._then(invocation)
         elif isinstance(outcome, StaleConnection):
             invoker.go_on(call, lease, self._then)  # sent again, on another connection
@@ -374,6 +391,28 @@ class _Sent:
             if isinstance(outcome, _LOGGED):
                 _log_failure(call.function, call.request_id, self._trace, outcome)
             self._then(outcome)
+
+
+class _Held:
+    """An invocation `Invoker.start` had held (Activator.hold), until it gets its slot."""
+
+    __slots__ = ("_call", "_invoker", "_then", "_trace")
+
+    def __init__(self, invoker: Invoker, call: Call, trace: TraceContext, then: Then) -> None:
+        self._invoker = invoker
+        self._call = call
+        self._trace = trace
+        self._then = then
+
+    def granted(self, outcome: Lease | BaseException) -> None:
+        """The activator's callback: sent on its slot, or failed as `run` fails."""
+        call = self._call
+        if isinstance(outcome, Lease):
+            self._invoker._send(call, self._trace, outcome, self._then)
+            return
+        if isinstance(outcome, _LOGGED):
+            _log_failure(call.function, call.request_id, self._trace, outcome)
+        self._then(outcome)
 
 
 def _log_failure(

@@ -1,9 +1,9 @@
 """A warm request whose body is all in is sent at once to a free slot and answered from the
 instance's callback, without a task (edge.py's `PublicApp.begin`, invocation.py's
 `Invoker.start`): answered as the task answers, and tried again as the task tries when the
-instance is busy or had closed the kept connection; late, it is a 504. What would wait first (a
-function new to the gateway, a full instance) is held by a task, as before; and one the shutdown
-outlasts is cut off as a task is."""
+instance is busy or had closed the kept connection; late, it is a 504. One behind a full
+instance is held without a task too (`Activator.hold`); one that must connect first (a function
+new to the gateway) goes on in a task; and one the shutdown outlasts is cut off as a task is."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ async def test_a_warm_request_the_instance_answers_late_is_a_504_and_frees_its_s
     assert after.status_code == 200  # the one slot came back
 
 
-async def test_a_request_behind_a_full_instance_is_held_then_answered(
+async def test_a_request_behind_a_full_instance_is_held_without_a_task_then_answered(
     serve: StartGateway,
 ) -> None:
     release = asyncio.Event()
@@ -153,7 +153,7 @@ async def test_a_request_behind_a_full_instance_is_held_then_answered(
         await wait_for(lambda: len(instance.requests) == 2)
         held = asyncio.create_task(served.client.post(INVOKE, json={}))
         await wait_for(lambda: served.gateway.load()[HELLO].queued == 1)
-        assert request_tasks() == 1  # the held one's: the busy one took none
+        assert request_tasks() == 0  # neither the busy one nor the held one (Activator.hold)
         release.set()
         answers = await asyncio.gather(busy, held)
     assert [a.status_code for a in answers] == [200, 200]

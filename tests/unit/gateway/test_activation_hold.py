@@ -1,0 +1,173 @@
+"""`Activator.hold`: a request held without a task (the warm path's, invocation.py's
+`Invoker.start`), told its lease or its error through a callback, as `acquire` returns or
+raises: at once with a free slot, later with a slot handed over, the deadline's error, the
+client's leaving, the platform's failure; its place in the queue and its reserved-concurrency
+permit given back whenever it fails."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kubelambda.api import parse_function
+from kubelambda.api.identity import FunctionKey
+from kubelambda.clock import SystemClock
+from kubelambda.gateway.activation import Activator
+from kubelambda.gateway.exceptions import (
+    ClientDisconnected,
+    DeadlineExceeded,
+    HoldQueueFull,
+    Throttled,
+    Unavailable,
+)
+from kubelambda.gateway.lease import Lease
+from kubelambda.gateway.limits import FunctionLimits
+from kubelambda.gateway.platform import FakePlatform
+from unit.gateway.activators import CLOCK, FN, activator, instance, queued, soon
+from unit.gateway.serving import wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Told:
+    """The callback `hold` tells: what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Lease | BaseException] = []
+
+    def __call__(self, outcome: Lease | BaseException) -> None:
+        self.outcomes.append(outcome)
+
+    async def one(self) -> Lease | BaseException:
+        await wait_for(lambda: len(self.outcomes) == 1)
+        return self.outcomes[0]
+
+
+def tasks() -> int:
+    return len(asyncio.all_tasks())
+
+
+async def test_a_free_slot_is_told_at_once() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform)
+    told = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=told)
+    assert len(told.outcomes) == 1  # before hold returned: nothing was held
+    lease = told.outcomes[0]
+    assert isinstance(lease, Lease) and lease.instance.id == "a"
+    assert (lease.waited, lease.cold) == (0.0, False)
+    lease.release()
+
+
+async def test_a_held_request_gets_the_released_slot_without_a_task() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a", concurrency=2)])
+    act = activator(platform)
+    first, second = [await act.acquire(FN, deadline=soon()) for _ in range(2)]
+    before = tasks()
+    told = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=told)
+    assert queued(act) == 1 and told.outcomes == []
+    # Held without one (nor a wake-up's: 3 held or in flight is no burst for 2 slots).
+    assert tasks() == before
+    await asyncio.sleep(0.01)
+    first.release()
+    lease = await told.one()
+    assert isinstance(lease, Lease) and lease.instance.id == "a"
+    assert lease.waited >= 0.01 and not lease.cold  # a busy instance's wait, not a cold start
+    assert queued(act) == 0 and act.snapshot()[FN].in_flight == 2
+    lease.release()
+    second.release()
+    assert act.snapshot()[FN].in_flight == 0
+
+
+async def test_a_cold_start_is_told_once_an_instance_is_ready() -> None:
+    platform = FakePlatform()
+    act = activator(platform)
+    told = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=told)
+    await wait_for(lambda: platform.wakes == [FN])  # woken: nothing was ready
+    platform.set_instances(FN, [instance("a")])
+    lease = await told.one()
+    assert isinstance(lease, Lease) and lease.cold and lease.waited > 0
+    lease.release()
+
+
+async def test_held_to_its_deadline_it_is_told_the_deadline_and_leaves_the_queue() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform)
+    busy = await act.acquire(FN, deadline=soon())
+    told = Told()
+    act.hold(FN, deadline=soon(0.05), gone=None, then=told)
+    error = await told.one()
+    assert isinstance(error, DeadlineExceeded)
+    assert "no instance of default/fn had a free slot within" in str(error)
+    assert queued(act) == 0
+    busy.release()  # nothing held is handed the slot: it stays free
+    assert act.snapshot()[FN].in_flight == 0
+    await asyncio.sleep(0.05)
+    assert len(told.outcomes) == 1  # told once
+
+
+async def test_a_held_client_that_leaves_gives_up_its_place() -> None:
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform, max_queued=1)
+    busy = await act.acquire(FN, deadline=soon())
+    left = asyncio.Event()
+    told = Told()
+    act.hold(FN, deadline=soon(), gone=left.wait, then=told)
+    with pytest.raises(HoldQueueFull):  # its place is taken while it waits
+        act.hold(FN, deadline=soon(), gone=None, then=Told())
+    left.set()
+    assert isinstance(await told.one(), ClientDisconnected)
+    assert queued(act) == 0
+    again = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=again)  # the place is free for the next
+    assert queued(act) == 1
+    busy.release()
+    lease = await again.one()
+    assert isinstance(lease, Lease)
+    lease.release()
+
+
+async def test_held_requests_are_told_the_platform_failure_when_the_gateway_stops() -> None:
+    act = activator(FakePlatform())
+    told = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=told)
+    await act.aclose()
+    error = await told.one()
+    assert isinstance(error, Unavailable) and "shutting down" in str(error)
+
+
+async def test_a_failed_hold_gives_its_reserved_concurrency_back() -> None:
+    reserved = parse_function(
+        {
+            "apiVersion": "kubelambda.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": "fn"},
+            "spec": {"image": "example.com/fn:1", "reservedConcurrency": 1},
+        }
+    )
+    specs: dict[FunctionKey, Any] = {FN: reserved}
+    limits = FunctionLimits(spec_of=specs.get, clock=SystemClock())
+    platform = FakePlatform()
+    act = Activator(platform=platform, clock=CLOCK, max_queued=10, limits=limits)
+    told = Told()
+    act.hold(FN, deadline=soon(0.05), gone=None, then=told)  # cold: held, one permit taken
+    with pytest.raises(Throttled):
+        act.hold(FN, deadline=soon(), gone=None, then=Told())
+    assert isinstance(await told.one(), DeadlineExceeded)
+    assert limits.in_flight(FN) == 0
+    # given back: the next is admitted, and gets a lease carrying its permit
+    platform.set_instances(FN, [instance("a")])
+    after = Told()
+    act.hold(FN, deadline=soon(), gone=None, then=after)
+    lease = after.outcomes[0]
+    assert isinstance(lease, Lease) and limits.in_flight(FN) == 1
+    lease.release()
+    assert limits.in_flight(FN) == 0
