@@ -180,7 +180,7 @@ class Activator(Lessor):
         then: Callable[[Lease | BaseException], None],
     ) -> None:
         """`acquire` without a task: `then` is told the lease, or the error `acquire` would
-        raise once holding, once, never before this returns (but at once, with a free slot).
+        raise once holding, once: before this returns when a slot is free, else from the loop.
         Raises at once what `acquire` raises before holding (GatewayOverloaded, Throttled,
         HoldQueueFull, DeadlineExceeded). Held by `acquire`, a request is a task, its
         coroutines, a timeout's context and a task watching `gone`: what a function at its
@@ -189,16 +189,17 @@ class Activator(Lessor):
         permit = None if self._limits is None else self._limits.admit(key)
         try:
             state, now, lease = self._free_or_held(key)
-            if lease is not None:
-                lease.permit = permit
-                then(lease)
-                return
-            waiter = self._enqueue(state, now, deadline)
+            waiter = None if lease is not None else self._enqueue(state, now, deadline)
         except BaseException:
             if permit is not None:
                 permit.release()
             raise
-        _Holding(self, state, waiter, deadline - now, gone, permit, then)
+        # Told outside the try: a failure of `then` must not give back the lease's permit.
+        if lease is not None:
+            lease.permit = permit
+            then(lease)
+        elif waiter is not None:  # always, without a lease
+            _Holding(self, state, waiter, deadline - now, gone, permit, then)
 
     def _enqueue(self, state: FunctionState, now: float, deadline: float) -> Waiter:
         """Hold a request in `state`'s queue from `now`, waking the platform if it must; raises
