@@ -250,11 +250,7 @@ class Activator(Lessor):
         gone: Callable[[], Awaitable[object]] | None,
     ) -> Lease:
         waiter = self._enqueue(state, now, deadline)
-        watcher = None
-        if gone is not None:
-            watcher = asyncio.ensure_future(gone())
-            # Not a closure over `waiter`: it is let go of below, the callback keeps its own.
-            watcher.add_done_callback(functools.partial(self._abandon, waiter))
+        watcher = self._watch(waiter, gone)
         try:
             async with asyncio.timeout(deadline - now):
                 slot = await waiter.future
@@ -308,6 +304,19 @@ class Activator(Lessor):
                 "again later",
                 retry_after=self._retry_after,
             )
+
+    @staticmethod
+    def _watch(
+        waiter: Waiter, gone: Callable[[], Awaitable[object]] | None
+    ) -> asyncio.Future[object] | None:
+        """A task that fails the held `waiter` with ClientDisconnected should `gone` return
+        first (the client left); None without `gone`. Cancel it once the wait ends."""
+        if gone is None:
+            return None
+        watcher = asyncio.ensure_future(gone())
+        # Not a closure over `waiter`: its holder lets go of it, the callback keeps its own.
+        watcher.add_done_callback(functools.partial(Activator._abandon, waiter))
+        return watcher
 
     @staticmethod
     def _abandon(waiter: Waiter, _watcher: object = None) -> None:
@@ -442,10 +451,7 @@ class _Holding:
         self._permit = permit
         self._then = then
         self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
-        self._watcher: asyncio.Future[object] | None = None
-        if gone is not None:
-            watcher = self._watcher = asyncio.ensure_future(gone())
-            watcher.add_done_callback(functools.partial(Activator._abandon, waiter))
+        self._watcher = Activator._watch(waiter, gone)
         waiter.future.add_done_callback(self._settled)
 
     def _expire(self) -> None:
