@@ -1,7 +1,8 @@
 """Activation and load balancing: hands each request a slot on a ready instance, or holds it.
 
-The invoker calls `Activator.acquire` before every upstream call. With a free slot it
-returns at once (least in-flight instance, never above its concurrency) with a Lease
+The invoker asks for a slot before every upstream call: `lease_now`, then `hold`, from the
+warm path's callbacks; `acquire`, which awaits `hold`, in a task. With a free slot it is granted
+at once (least in-flight instance, never above its concurrency) with a Lease
 (lease.py); otherwise the request waits in the function's bounded queue, the platform is
 woken when no instance is ready (waking.py), and the wait ends when the platform reports an
 instance or a slot is released. Overflow is refused at once (503, Retry-After), never held to
@@ -99,18 +100,22 @@ class Activator(Lessor):
         says the function cannot start, ClientDisconnected when `gone` returns first.
         GatewayOverloaded while the gateway's event loop runs late; Throttled (429) at once
         when the function's reserved concurrency or rate limit is reached (limits.py).
+        Cancelled, it gives back its place in the queue, or the slot handed over meanwhile.
         """
-        self._check_lag()
-        if self._limits is None:
-            return await self._lease(key, deadline, gone)
-        permit = self._limits.admit(key)
+        told: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        holding = self.hold(key, deadline=deadline, gone=gone, then=functools.partial(_tell, told))
         try:
-            lease = await self._lease(key, deadline, gone)
+            return await told
         except BaseException:
-            permit.release()
+            if holding is not None:
+                holding.cancel()  # still held: out of the queue, its permit back
+            if told.done() and not told.cancelled() and told.exception() is None:
+                told.result().give_up()  # told its slot, cancelled before it resumed
+            # Failed (ClientDisconnected, DeadlineExceeded, Unavailable), `told` and the holding
+            # keep the exception, whose traceback holds this frame: let go of them, or the
+            # request's frames and objects wait for a full collection.
+            del told, holding
             raise
-        lease.permit = permit
-        return lease
 
     def lease_now(self, key: FunctionKey) -> Lease | None:
         """A lease on a free slot of `key` now, as `acquire` would return at once; None when
@@ -137,17 +142,6 @@ class Activator(Lessor):
                 f"{self._max_lag:g}s); try again later",
                 retry_after=self._retry_after,
             )
-
-    async def _lease(
-        self,
-        key: FunctionKey,
-        deadline: float,
-        gone: Callable[[], Awaitable[object]] | None,
-    ) -> Lease:
-        state, now, lease = self._free_or_held(key)
-        if lease is not None:
-            return lease
-        return await self._hold(state, now, deadline, gone)
 
     def _free_or_held(self, key: FunctionKey) -> tuple[FunctionState, float, Lease | None]:
         """`key`'s state, now, and a lease on a free slot unless requests are held before
@@ -178,13 +172,14 @@ class Activator(Lessor):
         deadline: float,
         gone: Callable[[], Awaitable[object]] | None,
         then: Callable[[Lease | BaseException], None],
-    ) -> None:
-        """`acquire` without a task: `then` is told the lease, or the error `acquire` would
-        raise once holding, once: before this returns when a slot is free, else from the loop.
-        Raises at once what `acquire` raises before holding (GatewayOverloaded, Throttled,
-        HoldQueueFull, DeadlineExceeded). Held by `acquire`, a request is a task, its
-        coroutines, a timeout's context and a task watching `gone`: what a function at its
-        instances' concurrency pays for every request."""
+    ) -> _Holding | None:
+        """Hold a request without a task: `then` is told its lease, or the error of its wait
+        (DeadlineExceeded, Unavailable, ClientDisconnected), once: before this returns when a
+        slot is free (returning None), else from the loop (returning the holding, which the
+        holder may cancel). Raises at once when it may not be held (GatewayOverloaded,
+        Throttled, HoldQueueFull, DeadlineExceeded). The warm path holds so; `acquire` awaits
+        it. (Held in a task, a request is the task, its coroutines and a timeout's context: what
+        a function at its instances' concurrency would pay for every request.)"""
         self._check_lag()
         permit = None if self._limits is None else self._limits.admit(key)
         try:
@@ -195,11 +190,12 @@ class Activator(Lessor):
                 permit.release()
             raise
         # Told outside the try: a failure of `then` must not give back the lease's permit.
-        if lease is not None:
+        if waiter is None:
+            assert lease is not None  # a lease, or a place in the queue
             lease.permit = permit
             then(lease)
-        elif waiter is not None:  # always, without a lease
-            _Holding(self, state, waiter, deadline - now, gone, permit, then)
+            return None
+        return _Holding(self, state, waiter, deadline - now, gone, permit, then)
 
     def _enqueue(self, state: FunctionState, now: float, deadline: float) -> Waiter:
         """Hold a request in `state`'s queue from `now`, waking the platform if it must; raises
@@ -241,42 +237,6 @@ class Activator(Lessor):
             waited=granted_at - waiter.since,
             cold=waiter.cold,
         )
-
-    async def _hold(
-        self,
-        state: FunctionState,
-        now: float,
-        deadline: float,
-        gone: Callable[[], Awaitable[object]] | None,
-    ) -> Lease:
-        waiter = self._enqueue(state, now, deadline)
-        watcher = self._watch(waiter, gone)
-        try:
-            async with asyncio.timeout(deadline - now):
-                slot = await waiter.future
-        except TimeoutError:
-            granted = self._granted(waiter)
-            if granted is None:
-                self._drop(state, waiter)
-                raise self._too_late(state, waiter) from None
-            slot = granted  # handed over just as the deadline passed: use it
-        except BaseException:
-            # Cancelled (the client went away) or failed by the platform: give back a
-            # slot handed over in the meantime, or leave the queue.
-            granted = self._granted(waiter)
-            if granted is not None:
-                self.give_back(state, granted, Outcome.OK)
-            else:
-                self._drop(state, waiter)
-            # Failed (ClientDisconnected, Unavailable), the waiter's future holds the exception,
-            # whose traceback holds this frame: let go of the waiter, or the request's frames
-            # and objects wait for a full collection.
-            del waiter
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-        return self._granted_lease(state, waiter, slot)
 
     def _refuse_long_wait(self, state: FunctionState, now: float) -> None:
         """Raise HoldQueueFull when the busy instances would take over `max_hold_wait` to reach
@@ -322,13 +282,6 @@ class Activator(Lessor):
     def _abandon(waiter: Waiter, _watcher: object = None) -> None:
         if not waiter.future.done():
             waiter.future.set_exception(ClientDisconnected("the client left while held"))
-
-    @staticmethod
-    def _granted(waiter: Waiter) -> Slot | None:
-        future = waiter.future
-        if future.done() and not future.cancelled() and future.exception() is None:
-            return future.result()
-        return None
 
     @staticmethod
     def _drop(state: FunctionState, waiter: Waiter) -> None:
@@ -429,9 +382,9 @@ class Activator(Lessor):
 
 class _Holding:
     """A request `Activator.hold` holds: told its lease or its error once its waiter's future
-    is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving
-    or the deadline, each an exception set on it). (A class rather than closures: compiled,
-    native calls.)"""
+    is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving,
+    the deadline or `cancel`, each an exception set on it). (A class rather than closures:
+    compiled, native calls.)"""
 
     __slots__ = ("_activator", "_permit", "_state", "_then", "_timer", "_waiter", "_watcher")
 
@@ -453,6 +406,12 @@ class _Holding:
         self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
         self._watcher = Activator._watch(waiter, gone)
         waiter.future.add_done_callback(self._settled)
+
+    def cancel(self) -> None:
+        """Stop holding (the holder went away): out of the queue, its permit back, and its
+        callback told CancelledError; a slot handed over already is told as it was."""
+        if not self._waiter.future.done():
+            self._waiter.future.cancel()
 
     def _expire(self) -> None:
         waiter = self._waiter
@@ -481,3 +440,15 @@ class _Holding:
         if self._permit is not None:
             self._permit.release()
         then(error)
+
+
+def _tell(told: asyncio.Future[Lease], outcome: Lease | BaseException) -> None:
+    """`acquire`'s callback for its holding: the lease or the error into `told`; a lease told
+    after `acquire` was cancelled is given back unused."""
+    if told.done():
+        if isinstance(outcome, Lease):
+            outcome.give_up()
+    elif isinstance(outcome, Lease):
+        told.set_result(outcome)
+    else:
+        told.set_exception(outcome)

@@ -76,6 +76,16 @@ class Lease:
     def instance(self) -> Instance:
         return self._slot.instance
 
+    def give_up(self) -> None:
+        """Release a lease never used (its holder went away first): its slot and permit back,
+        no service time measured."""
+        if self._released:
+            return
+        self._released = True
+        if self.permit is not None:
+            self.permit.release()
+        self._activator.give_back(self._state, self._slot, Outcome.OK)
+
     def release(self, outcome: Outcome = Outcome.OK, *, now: float | None = None) -> None:
         if self._released:  # `now`: the activator's clock, when the caller has just read it
             return

@@ -2,7 +2,8 @@
 `Invoker.start`), told its lease or its error through a callback, as `acquire` returns or
 raises: at once with a free slot, later with a slot handed over, the deadline's error, the
 client's leaving, the platform's failure; its place in the queue and its reserved-concurrency
-permit given back whenever it fails."""
+permit given back whenever it fails. And `acquire`, which awaits it: cancelled, it gives
+back its place, or the slot handed over as it was cancelled."""
 
 from __future__ import annotations
 
@@ -144,19 +145,31 @@ async def test_held_requests_are_told_the_platform_failure_when_the_gateway_stop
     assert isinstance(error, Unavailable) and "shutting down" in str(error)
 
 
-async def test_a_failed_hold_gives_its_reserved_concurrency_back() -> None:
-    reserved = parse_function(
+def with_reserved(concurrency: int, platform: FakePlatform) -> tuple[Activator, FunctionLimits]:
+    """An activator over `platform`, the function's reserved concurrency `concurrency`."""
+    spec = parse_function(
         {
             "apiVersion": "kubelambda.dev/v1alpha1",
             "kind": "Function",
             "metadata": {"name": "fn"},
-            "spec": {"image": "example.com/fn:1", "reservedConcurrency": 1},
+            "spec": {"image": "example.com/fn:1", "reservedConcurrency": concurrency},
         }
     )
-    specs: dict[FunctionKey, Any] = {FN: reserved}
+    specs: dict[FunctionKey, Any] = {FN: spec}
     limits = FunctionLimits(spec_of=specs.get, clock=SystemClock())
+    return Activator(platform=platform, clock=CLOCK, max_queued=10, limits=limits), limits
+
+
+def reserved_one() -> tuple[Activator, FunctionLimits]:
+    """An activator over one instance of concurrency 1, the function's reserved concurrency 2."""
     platform = FakePlatform()
-    act = Activator(platform=platform, clock=CLOCK, max_queued=10, limits=limits)
+    platform.set_instances(FN, [instance("a")])
+    return with_reserved(2, platform)
+
+
+async def test_a_failed_hold_gives_its_reserved_concurrency_back() -> None:
+    platform = FakePlatform()
+    act, limits = with_reserved(1, platform)
     told = Told()
     act.hold(FN, deadline=soon(0.05), gone=None, then=told)  # cold: held, one permit taken
     with pytest.raises(Throttled):
@@ -171,3 +184,39 @@ async def test_a_failed_hold_gives_its_reserved_concurrency_back() -> None:
     assert isinstance(lease, Lease) and limits.in_flight(FN) == 1
     lease.release()
     assert limits.in_flight(FN) == 0
+
+
+@pytest.mark.parametrize("when", ["before the lease is told", "after, before it resumed"])
+async def test_an_acquire_cancelled_as_its_slot_is_handed_over_gives_the_slot_back(
+    when: str,
+) -> None:
+    act, limits = reserved_one()
+    lease = await act.acquire(FN, deadline=soon())
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    lease.release()  # the slot is handed to the held request...
+    if when != "before the lease is told":
+        await asyncio.sleep(0)  # ...and told it: its task is to resume
+    held.cancel()  # ...which is cancelled first
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    await asyncio.sleep(0)
+    assert act.snapshot()[FN].in_flight == 0 and limits.in_flight(FN) == 0
+    again = await act.acquire(FN, deadline=soon())  # free at once
+    assert again.instance.id == "a" and again.waited == 0
+    again.release()
+
+
+async def test_a_cancelled_acquire_leaves_the_queue_and_gives_back_its_permit() -> None:
+    act, limits = reserved_one()
+    lease = await act.acquire(FN, deadline=soon())
+    held = asyncio.create_task(act.acquire(FN, deadline=soon()))
+    await wait_for(lambda: queued(act) == 1)
+    assert limits.in_flight(FN) == 2
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    await wait_for(lambda: queued(act) == 0)
+    assert limits.in_flight(FN) == 1
+    lease.release()
+    assert act.snapshot()[FN].in_flight == 0 and limits.in_flight(FN) == 0
