@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httptools
 
-from loadgen import percentile
+from loadgen import collections_paused, percentile
 
 # Server-Timing of an answer the gateway held: "coldstart;dur=12.3" or "queue;dur=4.5".
 _HELD = re.compile(rb"(?:coldstart|queue);dur=([\d.]+)")
@@ -255,15 +255,16 @@ async def open_loop(
     tasks = []
     start = time.perf_counter() + 0.05
     run.sent = int(rate * seconds)
-    for index in range(run.sent):
-        scheduled = start + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        now = time.perf_counter()
-        # Timers wake a little early at times: a request sent early is timed from its send.
-        tasks.append(asyncio.ensure_future(one(min(scheduled, now), now)))
-    await asyncio.gather(*tasks)
+    with collections_paused():
+        for index in range(run.sent):
+            scheduled = start + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            # Timers wake a little early at times: a request sent early is timed from its send.
+            tasks.append(asyncio.ensure_future(one(min(scheduled, now), now)))
+        await asyncio.gather(*tasks)
     run.seconds = time.perf_counter() - start
     late.close()
     for conn in idle:
@@ -312,9 +313,10 @@ async def closed_loop(port: int, request: bytes, *, connections: int, seconds: f
             if conn.transport is not None:
                 conn.transport.close()
 
-    began = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(connections)))
-    elapsed = time.perf_counter() - began
+    with collections_paused():
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
     return Saturation(
         rate=sum(statuses.values()) / elapsed,
         p99=percentile(latencies, 0.99) if latencies else float("nan"),
