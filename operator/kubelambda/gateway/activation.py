@@ -380,13 +380,30 @@ class Activator(Lessor):
         await self._waker.aclose()
 
 
+# A held client is watched for leaving (a task awaiting `gone`) once it has been held this
+# long: most held requests get a slot sooner, and a task each cost them about a tenth more of
+# the gateway's CPU (10 instances, 40 clients). One that leaves before gives up its place at
+# most this much later than it would have.
+WATCH_AFTER_SECONDS = 0.05
+
+
 class _Holding:
     """A request `Activator.hold` holds: told its lease or its error once its waiter's future
     is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving,
     the deadline or `cancel`, each an exception set on it). (A class rather than closures:
     compiled, native calls.)"""
 
-    __slots__ = ("_activator", "_permit", "_state", "_then", "_timer", "_waiter", "_watcher")
+    __slots__ = (
+        "_activator",
+        "_due",
+        "_gone",
+        "_permit",
+        "_state",
+        "_then",
+        "_timer",
+        "_waiter",
+        "_watcher",
+    )
 
     def __init__(
         self,
@@ -403,9 +420,21 @@ class _Holding:
         self._waiter = waiter
         self._permit = permit
         self._then = then
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
-        self._watcher = Activator._watch(waiter, gone)
+        self._gone = gone
+        self._watcher: asyncio.Future[object] | None = None
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + seconds
+        # One timer: first to start watching the client (if it may leave and the deadline is
+        # further), then the deadline.
+        if gone is not None and seconds > WATCH_AFTER_SECONDS:
+            self._timer = loop.call_later(WATCH_AFTER_SECONDS, self._watch)
+        else:
+            self._timer = loop.call_at(self._due, self._expire)
         waiter.future.add_done_callback(self._settled)
+
+    def _watch(self) -> None:
+        self._watcher = Activator._watch(self._waiter, self._gone)
+        self._timer = asyncio.get_running_loop().call_at(self._due, self._expire)
 
     def cancel(self) -> None:
         """Stop holding (the holder went away): out of the queue, its permit back, and its

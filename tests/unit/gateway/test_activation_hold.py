@@ -8,6 +8,7 @@ back its place, or the slot handed over as it was cancelled."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from kubelambda.api import parse_function
 from kubelambda.api.identity import FunctionKey
 from kubelambda.clock import SystemClock
-from kubelambda.gateway.activation import Activator
+from kubelambda.gateway.activation import WATCH_AFTER_SECONDS, Activator
 from kubelambda.gateway.exceptions import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -143,6 +144,42 @@ async def test_held_requests_are_told_the_platform_failure_when_the_gateway_stop
     await act.aclose()
     error = await told.one()
     assert isinstance(error, Unavailable) and "shutting down" in str(error)
+
+
+async def test_a_client_is_watched_only_once_held_a_while() -> None:
+    """Watching costs a task: a request handed a slot within WATCH_AFTER_SECONDS never starts
+    one; one held longer is watched from then on."""
+    platform = FakePlatform()
+    platform.set_instances(FN, [instance("a")])
+    act = activator(platform)
+    watched: list[str] = []
+
+    def gone(name: str) -> Callable[[], Awaitable[None]]:
+        async def wait() -> None:
+            watched.append(name)
+            await asyncio.Event().wait()
+
+        return wait
+
+    busy = await act.acquire(FN, deadline=soon())
+    quick, slow = Told(), Told()
+    act.hold(FN, deadline=soon(), gone=gone("quick"), then=quick)
+    await asyncio.sleep(WATCH_AFTER_SECONDS / 10)
+    busy.release()  # handed over soon
+    lease = await quick.one()
+    assert isinstance(lease, Lease)
+    act.hold(FN, deadline=soon(), gone=gone("slow"), then=slow)
+    await asyncio.sleep(WATCH_AFTER_SECONDS * 2)
+    assert watched == ["slow"]
+    lease.release()
+    later = await slow.one()
+    assert isinstance(later, Lease)
+    later.release()
+
+    def watching() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "gone.<locals>.wait" in repr(t.get_coro())]
+
+    await wait_for(lambda: not watching())  # the watch ended with the hold
 
 
 def with_reserved(concurrency: int, platform: FakePlatform) -> tuple[Activator, FunctionLimits]:
