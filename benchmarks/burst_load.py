@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httptools
 
-from loadgen import collections_paused, percentile
+from loadgen import collections_paused, on_schedule, percentile
 
 # Server-Timing of an answer the gateway held: "coldstart;dur=12.3" or "queue;dur=4.5".
 _HELD = re.compile(rb"(?:coldstart|queue);dur=([\d.]+)")
@@ -252,19 +252,9 @@ async def open_loop(
     for _ in range(warm_connections):  # as a steady client would have
         idle.append((await connection())[0])
     run.connections = 0
-    tasks = []
     start = time.perf_counter() + 0.05
     run.sent = int(rate * seconds)
-    with collections_paused():
-        for index in range(run.sent):
-            scheduled = start + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            # Timers wake a little early at times: a request sent early is timed from its send.
-            tasks.append(asyncio.ensure_future(one(min(scheduled, now), now)))
-        await asyncio.gather(*tasks)
+    await on_schedule(one, rate=rate, count=run.sent, start=start)
     run.seconds = time.perf_counter() - start
     late.close()
     for conn in idle:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,19 +191,49 @@ class OpenLoopRun:
         return self.unanswered + sum(n for status, n in self.statuses.items() if status >= 400)
 
 
+# Timed runs under way in this process: they share one pause of the collector.
+_timing = 0
+
+
 @contextmanager
 def collections_paused() -> Iterator[None]:
     """The load generator's garbage collector paused while it times requests. A timed phase's
     records (tens of thousands of tasks, latencies, answers) made each full collection of a
     load generator a pause of 10 to 41 ms (gc.callbacks in burst.py's process): requests went
     out late and were timed late, the load generator's stall counted as the server's. Reference
-    counting still frees what a run lets go of; what is cyclic is collected at the end."""
-    gc.collect()
-    gc.disable()
+    counting still frees what a run lets go of; what is cyclic is collected at the end. Runs
+    that overlap (soak_load's mixed load) share the pause: the first collects and pauses, the
+    last resumes, so none collects while another times."""
+    global _timing
+    if _timing == 0:
+        gc.collect()
+        gc.disable()
+    _timing += 1
     try:
         yield
     finally:
-        gc.enable()
+        _timing -= 1
+        if _timing == 0:
+            gc.enable()
+
+
+async def on_schedule(
+    send: Callable[[float, float], Awaitable[None]], *, rate: float, count: int, start: float
+) -> None:
+    """Start `send(scheduled, sent)` for `count` requests `1 / rate` seconds apart from `start`
+    (time.perf_counter), whatever the answers do, and wait for them all; the collector paused
+    meanwhile. The loop's timers have millisecond resolution and may wake a little early: a
+    request sent before its time is timed from when it was sent (`scheduled` is then `sent`)."""
+    tasks = []
+    with collections_paused():
+        for index in range(count):
+            scheduled = start + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            tasks.append(asyncio.ensure_future(send(min(scheduled, sent), sent)))
+        await asyncio.gather(*tasks)
 
 
 async def open_loop(
@@ -225,7 +255,7 @@ async def open_loop(
         _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
         return protocol
 
-    async def one(scheduled: float) -> None:
+    async def one(scheduled: float, _sent: float) -> None:
         try:
             conn = await connection()
         except OSError:
@@ -247,19 +277,9 @@ async def open_loop(
 
     for _ in range(warm_connections):  # warm connections, as a steady client would have
         idle.append(await connection())
-    tasks = []
     start = time.perf_counter() + 0.05
     run.sent = int(rate * seconds)
-    with collections_paused():
-        for index in range(run.sent):
-            scheduled = start + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # The loop's timers have millisecond resolution and may wake a little early: a
-            # request sent before its time is timed from when it was sent.
-            tasks.append(asyncio.ensure_future(one(min(scheduled, time.perf_counter()))))
-        await asyncio.gather(*tasks)
+    await on_schedule(one, rate=rate, count=run.sent, start=start)
     for conn in idle:
         if conn.transport is not None:
             conn.transport.close()
