@@ -389,9 +389,9 @@ WATCH_AFTER_SECONDS = 0.05
 
 class _Holding:
     """A request `Activator.hold` holds: told its lease or its error once its waiter's future
-    is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving,
-    the deadline or `cancel`, each an exception set on it). (A class rather than closures:
-    compiled, native calls.)"""
+    is settled (a slot handed over by `_dispatch`; the platform's failure, the client's leaving
+    or the deadline, each an exception set on it; or cancelled by `cancel`). (A class rather
+    than closures: compiled, native calls.)"""
 
     __slots__ = (
         "_activator",
